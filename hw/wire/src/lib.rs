@@ -1,0 +1,1 @@
+//! placeholder: the wire helper fills this crate

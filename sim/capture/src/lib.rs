@@ -1,0 +1,1 @@
+//! placeholder: the capture helper fills this crate
