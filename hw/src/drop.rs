@@ -28,8 +28,9 @@ pub enum DropReason {
     AclDefaultDeny = 10,
     /// The destination is not in the map and the network does not send misses to the host.
     MapMiss = 11,
-    /// A shadow network's packet headed for a non-shadow destination.
-    ShadowEscape = 12,
+    /// A packet would cross between a shadow network and production (a shadow's packet toward
+    /// a non-shadow destination, or the reverse).
+    ShadowIsolation = 12,
     /// A decapsulated frame's destination is not a VM behind this NIC.
     NotLocal = 13,
     /// A decapsulated frame's destination vport belongs to another VNI.
@@ -73,7 +74,7 @@ impl DropReason {
         DropReason::AclDeny,
         DropReason::AclDefaultDeny,
         DropReason::MapMiss,
-        DropReason::ShadowEscape,
+        DropReason::ShadowIsolation,
         DropReason::NotLocal,
         DropReason::VniMismatch,
         DropReason::NoSubstrateAddress,
@@ -121,7 +122,7 @@ impl DropReason {
             DropReason::AclDeny => "acl_deny",
             DropReason::AclDefaultDeny => "acl_default_deny",
             DropReason::MapMiss => "map_miss",
-            DropReason::ShadowEscape => "shadow_escape",
+            DropReason::ShadowIsolation => "shadow_isolation",
             DropReason::NotLocal => "not_local",
             DropReason::VniMismatch => "vni_mismatch",
             DropReason::NoSubstrateAddress => "no_substrate_address",

@@ -180,6 +180,57 @@ pub mod exact {
         if bucket == b0 { b1 } else { b0 }
     }
 
+    /// One slot of exact-table memory: a cache line holding the key and the value, so a hit
+    /// costs one tag read per candidate bucket and one slot read.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C, align(64))]
+    pub struct Slot {
+        /// Key words.
+        pub key: Key,
+        /// Reserved (zero), pads the value to its own half-line.
+        pub reserved: [u32; 2],
+        /// Value words.
+        pub value: Value,
+    }
+
+    /// Exact-table memory as the pipeline reads it: one tag per slot (0 = empty) and the
+    /// slots, `2^buckets_log2 * WAYS` of each, bucket b holding slots `b*WAYS..(b+1)*WAYS`.
+    #[derive(Clone, Copy)]
+    pub struct Memory<'a> {
+        /// log2 of the number of buckets.
+        pub buckets_log2: u32,
+        /// Tags.
+        pub tags: &'a [u32],
+        /// Slots.
+        pub slots: &'a [Slot],
+    }
+
+    impl Memory<'_> {
+        /// The slot holding `key`, if any: the two candidate buckets, tag first, then key.
+        #[inline]
+        pub fn find(&self, key: &Key) -> Option<usize> {
+            let h = hash(key);
+            self.find_hashed(key, h)
+        }
+
+        /// [`Memory::find`] with the hash already computed.
+        #[inline]
+        pub fn find_hashed(&self, key: &Key, h: u64) -> Option<usize> {
+            let (b0, b1) = buckets(h, self.buckets_log2);
+            let t = tag(h);
+            for b in [b0, b1] {
+                let first = b as usize * WAYS;
+                let tags = self.tags.get(first..first + WAYS)?;
+                for (way, &slot_tag) in tags.iter().enumerate() {
+                    if slot_tag == t && self.slots.get(first + way).is_some_and(|s| &s.key == key) {
+                        return Some(first + way);
+                    }
+                }
+            }
+            None
+        }
+    }
+
     /// Copies a key window (up to 64 bytes as words) into exact-table key words.
     pub fn key_from_window(window: &[u32]) -> Key {
         let mut key = [0u32; KEY_WORDS];
@@ -212,6 +263,7 @@ mod tests {
             assert_eq!(TableId::from_u8(t as u8), Some(t));
         }
         assert_eq!(TableId::from_u8(6), None);
+        assert_eq!(core::mem::size_of::<exact::Slot>(), 64);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! | 4..8  | production VNI this network shadows (shadow networks only), u32 LE       |
 //!
 //! A shadow network's traffic can only reach destinations marked shadow in the map: the NIC
-//! drops anything else (`SHADOW_ESCAPE`), so nothing from a shadow reaches production.
+//! drops anything else (`SHADOW_ISOLATION`), so nothing from a shadow reaches production.
 
 use super::{LayoutError, check_reserved, check_vni, get_u32, put_u32};
 

@@ -659,7 +659,7 @@ mod tests {
 
     #[test]
     fn jumbo_option() {
-        // HBH with PadN(0) then jumbo payload 70000.
+        // A hop-by-hop header holding only a jumbo payload option of 70000 bytes.
         let hbh = [0x11, 0x00, 0xc2, 0x04, 0x00, 0x01, 0x11, 0x70];
         let h = ExtHeader::new_checked(&hbh[..]).unwrap();
         let jumbo = h

@@ -1,0 +1,410 @@
+//! Maintenance of an exact-match table: a bucketed cuckoo hash (geometry and hash in
+//! `shadownet_hw::table::exact`).
+//!
+//! Inserting a key whose two buckets are full searches breadth-first for the shortest chain of
+//! displacements ending in a free slot, bounded by `MAX_DISPLACEMENTS` visited slots, then
+//! performs the moves from the free end backwards: each move writes the entry into its new
+//! slot before the old slot is reused, so every key stays findable throughout (for a moment a
+//! key may be found twice, never zero times).
+
+use shadownet_hw::table::exact::{
+    Key, MAX_DISPLACEMENTS, Memory, Slot, Value, WAYS, alternate, buckets, hash, tag,
+};
+
+/// Exact-table memory, writable: what the embedded cores see.
+pub struct ExactTable<'a> {
+    buckets_log2: u32,
+    tags: &'a mut [u32],
+    slots: &'a mut [Slot],
+}
+
+/// Result of an insert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inserted {
+    /// Slot now holding the key.
+    pub slot: usize,
+    /// The key was present and its value was replaced.
+    pub replaced: bool,
+    /// Entries moved to make room.
+    pub displaced: usize,
+}
+
+/// Why an operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExactError {
+    /// No chain of at most `MAX_DISPLACEMENTS` moves frees a slot for the key.
+    Full,
+    /// The key is not in the table.
+    NotFound,
+    /// The memory does not have `2^buckets_log2 * WAYS` tags and slots.
+    BadGeometry,
+}
+
+/// A node of the displacement search: a slot and the node it was reached from.
+#[derive(Clone, Copy)]
+struct Node {
+    slot: u32,
+    parent: u32,
+}
+
+const ROOT: u32 = u32::MAX;
+
+impl<'a> ExactTable<'a> {
+    /// Wraps table memory of `2^buckets_log2` buckets.
+    pub fn new(
+        buckets_log2: u32,
+        tags: &'a mut [u32],
+        slots: &'a mut [Slot],
+    ) -> Result<ExactTable<'a>, ExactError> {
+        let n = (1usize << buckets_log2) * WAYS;
+        if tags.len() != n || slots.len() != n {
+            return Err(ExactError::BadGeometry);
+        }
+        Ok(ExactTable {
+            buckets_log2,
+            tags,
+            slots,
+        })
+    }
+
+    /// The read-only view the pipeline uses.
+    pub fn memory(&self) -> Memory<'_> {
+        Memory {
+            buckets_log2: self.buckets_log2,
+            tags: self.tags,
+            slots: self.slots,
+        }
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.tags.len()
+    }
+
+    /// Inserts `key → value`, or replaces the value of a present key.
+    pub fn insert(&mut self, key: &Key, value: &Value) -> Result<Inserted, ExactError> {
+        let h = hash(key);
+        if let Some(slot) = self.memory().find_hashed(key, h) {
+            self.slots[slot].value = *value;
+            return Ok(Inserted {
+                slot,
+                replaced: true,
+                displaced: 0,
+            });
+        }
+        let (b0, b1) = buckets(h, self.buckets_log2);
+        for b in [b0, b1] {
+            if let Some(slot) = self.free_slot(b) {
+                self.write(slot, tag(h), key, value);
+                return Ok(Inserted {
+                    slot,
+                    replaced: false,
+                    displaced: 0,
+                });
+            }
+        }
+        let (path, len) = self.search(b0, b1)?;
+        // path[0] is the slot the new key takes; path[len-1] is the free slot at the end.
+        // Move from the free end backwards so each entry is written before its old slot is
+        // overwritten.
+        for i in (1..len).rev() {
+            let (to, from) = (path[i] as usize, path[i - 1] as usize);
+            let moved = self.slots[from];
+            let moved_tag = self.tags[from];
+            self.write_slot(to, moved_tag, &moved);
+        }
+        let slot = path[0] as usize;
+        self.write(slot, tag(h), key, value);
+        Ok(Inserted {
+            slot,
+            replaced: false,
+            displaced: len - 1,
+        })
+    }
+
+    /// Removes `key`; returns the slot it occupied.
+    pub fn remove(&mut self, key: &Key) -> Result<usize, ExactError> {
+        let slot = self.memory().find(key).ok_or(ExactError::NotFound)?;
+        // The tag goes first: from then on no lookup selects the slot.
+        self.tags[slot] = 0;
+        self.slots[slot] = Slot {
+            key: [0; 6],
+            reserved: [0; 2],
+            value: [0; 8],
+        };
+        Ok(slot)
+    }
+
+    /// Empties the table.
+    pub fn clear(&mut self) {
+        self.tags.fill(0);
+        for s in self.slots.iter_mut() {
+            *s = Slot {
+                key: [0; 6],
+                reserved: [0; 2],
+                value: [0; 8],
+            };
+        }
+    }
+
+    fn free_slot(&self, bucket: u32) -> Option<usize> {
+        let first = bucket as usize * WAYS;
+        self.tags[first..first + WAYS]
+            .iter()
+            .position(|&t| t == 0)
+            .map(|w| first + w)
+    }
+
+    fn write(&mut self, slot: usize, t: u32, key: &Key, value: &Value) {
+        let s = Slot {
+            key: *key,
+            reserved: [0; 2],
+            value: *value,
+        };
+        self.write_slot(slot, t, &s);
+    }
+
+    /// Writes the slot, then publishes its tag (a lookup never sees a tag before its key).
+    fn write_slot(&mut self, slot: usize, t: u32, s: &Slot) {
+        self.tags[slot] = 0;
+        self.slots[slot] = *s;
+        self.tags[slot] = t;
+    }
+
+    /// Breadth-first search from the full buckets b0 and b1 for the shortest displacement
+    /// chain. Returns the chain of slots (first: where the new key goes; last: a free slot)
+    /// and its length.
+    fn search(&self, b0: u32, b1: u32) -> Result<([u32; MAX_DEPTH + 1], usize), ExactError> {
+        let mut nodes = [Node {
+            slot: 0,
+            parent: ROOT,
+        }; MAX_DISPLACEMENTS];
+        let mut len = 0usize;
+        for b in [b0, b1] {
+            for w in 0..WAYS {
+                nodes[len] = Node {
+                    slot: (b as usize * WAYS + w) as u32,
+                    parent: ROOT,
+                };
+                len += 1;
+            }
+        }
+        let mut head = 0usize;
+        while head < len {
+            let node = nodes[head];
+            let occupant = &self.slots[node.slot as usize];
+            let h = hash(&occupant.key);
+            let bucket = (node.slot as usize / WAYS) as u32;
+            let alt = alternate(h, self.buckets_log2, bucket);
+            if let Some(free) = self.free_slot(alt) {
+                return self.chain(&nodes, head, free as u32);
+            }
+            if depth(&nodes, head) < MAX_DEPTH {
+                for w in 0..WAYS {
+                    if len == MAX_DISPLACEMENTS {
+                        break;
+                    }
+                    let slot = (alt as usize * WAYS + w) as u32;
+                    // A chain must not pass through the same slot twice: its moves would
+                    // overwrite an entry before it had moved.
+                    if on_chain(&nodes, head, slot) {
+                        continue;
+                    }
+                    nodes[len] = Node {
+                        slot,
+                        parent: head as u32,
+                    };
+                    len += 1;
+                }
+            }
+            head += 1;
+        }
+        Err(ExactError::Full)
+    }
+
+    fn chain(
+        &self,
+        nodes: &[Node],
+        last: usize,
+        free: u32,
+    ) -> Result<([u32; MAX_DEPTH + 1], usize), ExactError> {
+        let mut rev = [0u32; MAX_DEPTH + 1];
+        let mut n = 0;
+        rev[n] = free;
+        n += 1;
+        let mut at = last as u32;
+        while at != ROOT {
+            if n > MAX_DEPTH {
+                return Err(ExactError::Full);
+            }
+            rev[n] = nodes[at as usize].slot;
+            n += 1;
+            at = nodes[at as usize].parent;
+        }
+        let mut path = [0u32; MAX_DEPTH + 1];
+        for i in 0..n {
+            path[i] = rev[n - 1 - i];
+        }
+        Ok((path, n))
+    }
+}
+
+/// Longest displacement chain the search follows.
+const MAX_DEPTH: usize = 8;
+
+fn on_chain(nodes: &[Node], mut at: usize, slot: u32) -> bool {
+    loop {
+        if nodes[at].slot == slot {
+            return true;
+        }
+        if nodes[at].parent == ROOT {
+            return false;
+        }
+        at = nodes[at].parent as usize;
+    }
+}
+
+fn depth(nodes: &[Node], mut at: usize) -> usize {
+    let mut d = 0;
+    while nodes[at].parent != ROOT {
+        at = nodes[at].parent as usize;
+        d += 1;
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::{collections::BTreeMap, vec, vec::Vec};
+
+    fn memory(log2: u32) -> (Vec<u32>, Vec<Slot>) {
+        let n = (1usize << log2) * WAYS;
+        (
+            vec![0; n],
+            vec![
+                Slot {
+                    key: [0; 6],
+                    reserved: [0; 2],
+                    value: [0; 8]
+                };
+                n
+            ],
+        )
+    }
+
+    fn key(i: u32) -> Key {
+        [i, 5001, 0xFFFF_0000, 0, 0, 0]
+    }
+
+    fn value(i: u32) -> Value {
+        [i, !i, 0, 0, 0, 0, 0, 0]
+    }
+
+    #[test]
+    fn insert_find_replace_remove() {
+        let (mut tags, mut slots) = memory(4);
+        let mut t = ExactTable::new(4, &mut tags, &mut slots).expect("geometry");
+        let a = t.insert(&key(1), &value(1)).expect("room");
+        assert!(!a.replaced);
+        assert_eq!(t.memory().find(&key(1)), Some(a.slot));
+        let b = t.insert(&key(1), &value(2)).expect("room");
+        assert!(b.replaced);
+        assert_eq!(b.slot, a.slot);
+        assert_eq!(t.memory().slots[a.slot].value, value(2));
+        assert_eq!(t.remove(&key(1)), Ok(a.slot));
+        assert_eq!(t.memory().find(&key(1)), None);
+        assert_eq!(t.remove(&key(1)), Err(ExactError::NotFound));
+    }
+
+    #[test]
+    fn fills_past_ninety_percent_with_displacement_and_stays_consistent() {
+        let log2 = 8; // 256 buckets, 2048 slots
+        let (mut tags, mut slots) = memory(log2);
+        let mut t = ExactTable::new(log2, &mut tags, &mut slots).expect("geometry");
+        let mut stored = 0u32;
+        let mut displaced_any = false;
+        for i in 0..2048u32 {
+            match t.insert(&key(i), &value(i)) {
+                Ok(ins) => {
+                    stored += 1;
+                    displaced_any |= ins.displaced > 0;
+                }
+                Err(ExactError::Full) => break,
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert!(displaced_any, "the fill never needed displacement");
+        assert!(
+            stored as usize * 100 / t.capacity() >= 90,
+            "only {stored} of 2048 placed"
+        );
+        for i in 0..stored {
+            let slot = t
+                .memory()
+                .find(&key(i))
+                .expect("every stored key is findable");
+            assert_eq!(t.memory().slots[slot].value, value(i));
+        }
+    }
+
+    #[test]
+    fn tiny_tables_with_cycles_fill_without_losing_keys() {
+        for log2 in 1..=3 {
+            let (mut tags, mut slots) = memory(log2);
+            let mut t = ExactTable::new(log2, &mut tags, &mut slots).expect("geometry");
+            let mut stored = std::vec::Vec::new();
+            for i in 0..200u32 {
+                if t.insert(&key(i), &value(i)).is_ok() {
+                    stored.push(i);
+                }
+                for &k in &stored {
+                    assert!(
+                        t.memory().find(&key(k)).is_some(),
+                        "lost key {k} at log2 {log2}"
+                    );
+                }
+            }
+            assert_eq!(stored.len(), t.capacity(), "a tiny table fills completely");
+        }
+    }
+
+    #[test]
+    fn rejects_wrong_geometry() {
+        let (mut tags, mut slots) = memory(3);
+        assert!(matches!(
+            ExactTable::new(4, &mut tags, &mut slots),
+            Err(ExactError::BadGeometry)
+        ));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn matches_a_reference_map(ops in proptest::collection::vec((0u32..300, proptest::bool::ANY), 1..1500)) {
+            let log2 = 5; // 256 slots: displacement and FULL both happen
+            let (mut tags, mut slots) = memory(log2);
+            let mut t = ExactTable::new(log2, &mut tags, &mut slots).expect("geometry");
+            let mut reference = BTreeMap::new();
+            for (k, insert) in ops {
+                if insert {
+                    match t.insert(&key(k), &value(k ^ 0x55)) {
+                        Ok(_) => { reference.insert(k, value(k ^ 0x55)); }
+                        Err(ExactError::Full) => proptest::prop_assert!(!reference.contains_key(&k)),
+                        Err(e) => proptest::prop_assert!(false, "unexpected {:?}", e),
+                    }
+                } else {
+                    let r = t.remove(&key(k));
+                    proptest::prop_assert_eq!(r.is_ok(), reference.remove(&k).is_some());
+                }
+            }
+            let occupied = t.memory().tags.iter().filter(|&&x| x != 0).count();
+            proptest::prop_assert_eq!(occupied, reference.len());
+            for (k, v) in &reference {
+                let slot = t.memory().find(&key(*k));
+                proptest::prop_assert!(slot.is_some());
+                proptest::prop_assert_eq!(&t.memory().slots[slot.unwrap_or(0)].value, v);
+            }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Table maintenance.
+
+pub mod exact;
