@@ -7,6 +7,25 @@
 //! * [`PcapWriter`] writes one classic, nanosecond-resolution, little-endian,
 //!   Ethernet-link-type pcap per egress port, with deterministic bytes.
 //!
+//! ```no_run
+//! use std::path::Path;
+//! use shadownet_capture::{CaptureError, CaptureReader, PcapWriter};
+//!
+//! # fn main() -> Result<(), CaptureError> {
+//! let mut reader = CaptureReader::open(Path::new("in.pcapng"))?;
+//! let mut port0 = PcapWriter::create(Path::new("port0.pcap"), 65535)?;
+//! let mut buf = Vec::new(); // reused for every record
+//! while let Some(meta) = reader.next_into(&mut buf) {
+//!     let meta = meta?; // a damaged record ends the loop with an error
+//!     if meta.is_ethernet {
+//!         port0.write_truncated(meta.timestamp_ns, &buf, meta.orig_len)?;
+//!     }
+//! }
+//! port0.finish()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Conversion to Ethernet
 //!
 //! The simulated NIC only has Ethernet ports, so every record is offered as an

@@ -587,7 +587,7 @@ fn next_pcap(
 /// Reads the rest of a section header block whose type, length and byte-order
 /// magic (12 bytes) have been read. Errors are reasons; the caller picks the variant.
 fn read_shb_rest(src: &mut Source, st: &mut NgState, total_len: u32) -> Result<(), String> {
-    if total_len < 28 || total_len % 4 != 0 || total_len > MAX_BLOCK_LEN {
+    if total_len < 28 || !total_len.is_multiple_of(4) || total_len > MAX_BLOCK_LEN {
         return Err(format!("implausible section header length {total_len}"));
     }
     let mut ver = [0u8; 4];
@@ -645,7 +645,7 @@ fn parse_idb(body: &[u8], be: bool) -> Option<Interface> {
         let value = &opts[4..4 + len];
         match (code, len) {
             (9, 1) => iface.tsresol = value[0],
-            (13, 1) if value[0] % 8 == 0 => iface.fcs_len = u32::from(value[0] / 8),
+            (13, 1) if value[0].is_multiple_of(8) => iface.fcs_len = u32::from(value[0] / 8),
             (14, 8) => {
                 let mut raw = [0u8; 8];
                 raw.copy_from_slice(value);
@@ -706,7 +706,7 @@ fn next_pcapng(
             continue;
         }
         let total_len = u32_at(&hdr, 4, st.big_endian);
-        if total_len < 12 || total_len % 4 != 0 || total_len > MAX_BLOCK_LEN {
+        if total_len < 12 || !total_len.is_multiple_of(4) || total_len > MAX_BLOCK_LEN {
             return Err(src.damaged(
                 index,
                 at,
