@@ -78,10 +78,10 @@ fn pcap_file_2_0_0_versus_ours() {
             while let Some(b) = r.next_block() {
                 match b {
                     Ok(Block::EnhancedPacket(epb)) => {
-                        if let Some((ts, _, _)) = ours.records.get(n) {
-                            if epb.timestamp.as_nanos() != u128::from(*ts) {
-                                ts_wrong = true;
-                            }
+                        if let Some((ts, _, _)) = ours.records.get(n)
+                            && epb.timestamp.as_nanos() != u128::from(*ts)
+                        {
+                            ts_wrong = true;
                         }
                         n += 1;
                     }
