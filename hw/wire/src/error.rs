@@ -193,7 +193,11 @@ mod tests {
     #[test]
     fn names_are_unique_snake_case() {
         for (i, a) in ParseError::ALL.iter().enumerate() {
-            assert!(a.name().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            assert!(
+                a.name()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            );
             for b in &ParseError::ALL[i + 1..] {
                 assert_ne!(a.name(), b.name());
             }

@@ -229,7 +229,10 @@ mod tests {
 
     #[test]
     fn truncated() {
-        assert_eq!(Frame::new_checked(&FRAME[..13]).err(), Some(Error::Truncated));
+        assert_eq!(
+            Frame::new_checked(&FRAME[..13]).err(),
+            Some(Error::Truncated)
+        );
         assert!(Frame::new_checked(&FRAME[..14]).is_ok());
     }
 

@@ -268,16 +268,19 @@ impl<'a> Iterator for OptionsIter<'a> {
         let found = match *self.rest {
             [c0, c1, ty, len, ref after @ ..] => {
                 let data_len = usize::from(len & 0x1f) * 4;
-                after.get(..data_len).zip(after.get(data_len..)).map(|(data, rest)| {
-                    (
-                        GeneveOption {
-                            class: u16::from_be_bytes([c0, c1]),
-                            ty,
-                            data,
-                        },
-                        rest,
-                    )
-                })
+                after
+                    .get(..data_len)
+                    .zip(after.get(data_len..))
+                    .map(|(data, rest)| {
+                        (
+                            GeneveOption {
+                                class: u16::from_be_bytes([c0, c1]),
+                                ty,
+                                data,
+                            },
+                            rest,
+                        )
+                    })
             }
             _ => None,
         };
@@ -298,7 +301,7 @@ impl<'a> Iterator for OptionsIter<'a> {
 /// multiple of 4 bytes and at most [`MAX_OPTION_DATA_LEN`] (else [`Error::Malformed`]);
 /// `buf` must hold the TLV (else [`Error::Truncated`]).
 pub fn emit_option(buf: &mut [u8], class: u16, ty: u8, data: &[u8]) -> Result<usize, Error> {
-    if data.len() % 4 != 0 || data.len() > MAX_OPTION_DATA_LEN {
+    if !data.len().is_multiple_of(4) || data.len() > MAX_OPTION_DATA_LEN {
         return Err(Error::Malformed);
     }
     let total = OPTION_HEADER_LEN + data.len();
@@ -453,9 +456,9 @@ mod tests {
     // 4 bytes) and the shadow option (session 0x0102, from the VM, truncated, sequence
     // 0xa0b0c0d0, original length 1514). Decoded by Wireshark as shown in the option table.
     const HEADER: [u8; 32] = [
-        0x06, 0x00, 0x65, 0x58, 0x12, 0x34, 0x56, 0x00, 0x01, 0x02, 0x05, 0x01, 0xde, 0xad,
-        0xbe, 0xef, 0xff, 0x53, 0x01, 0x03, 0x01, 0x02, 0x02, 0x01, 0xa0, 0xb0, 0xc0, 0xd0,
-        0x05, 0xea, 0x00, 0x00,
+        0x06, 0x00, 0x65, 0x58, 0x12, 0x34, 0x56, 0x00, 0x01, 0x02, 0x05, 0x01, 0xde, 0xad, 0xbe,
+        0xef, 0xff, 0x53, 0x01, 0x03, 0x01, 0x02, 0x02, 0x01, 0xa0, 0xb0, 0xc0, 0xd0, 0x05, 0xea,
+        0x00, 0x00,
     ];
 
     const SHADOW: ShadowMetadata = ShadowMetadata {
@@ -491,8 +494,14 @@ mod tests {
 
     #[test]
     fn truncated() {
-        assert_eq!(Header::new_checked(&HEADER[..7]).err(), Some(Error::Truncated));
-        assert_eq!(Header::new_checked(&HEADER[..31]).err(), Some(Error::Truncated));
+        assert_eq!(
+            Header::new_checked(&HEADER[..7]).err(),
+            Some(Error::Truncated)
+        );
+        assert_eq!(
+            Header::new_checked(&HEADER[..31]).err(),
+            Some(Error::Truncated)
+        );
     }
 
     #[test]
@@ -552,7 +561,10 @@ mod tests {
     fn emit_option_rejects_bad_data() {
         let mut buf = [0u8; 256];
         assert_eq!(emit_option(&mut buf, 1, 1, &[0; 3]), Err(Error::Malformed));
-        assert_eq!(emit_option(&mut buf, 1, 1, &[0; 128]), Err(Error::Malformed));
+        assert_eq!(
+            emit_option(&mut buf, 1, 1, &[0; 128]),
+            Err(Error::Malformed)
+        );
         assert_eq!(emit_option(&mut buf, 1, 1, &[0; 124]), Ok(128));
     }
 }

@@ -275,10 +275,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 
     fn set_flag(&mut self, flag: u16, value: bool) {
         let raw = self.read_u16(field::FLG_OFF);
-        self.write_u16(
-            field::FLG_OFF,
-            if value { raw | flag } else { raw & !flag },
-        );
+        self.write_u16(field::FLG_OFF, if value { raw | flag } else { raw & !flag });
     }
 
     /// Sets the don't fragment flag.
@@ -474,8 +471,8 @@ mod tests {
     // The IPv4 header of a TCP SYN from 192.168.1.100 to 93.184.216.34: total length 60, DF,
     // TTL 64; the checksum is left zero and filled by `syn_packet`.
     const SYN_HEADER: [u8; 20] = [
-        0x45, 0x00, 0x00, 0x3c, 0x8f, 0x3a, 0x40, 0x00, 0x40, 0x06, 0x00, 0x00, 0xc0, 0xa8,
-        0x01, 0x64, 0x5d, 0xb8, 0xd8, 0x22,
+        0x45, 0x00, 0x00, 0x3c, 0x8f, 0x3a, 0x40, 0x00, 0x40, 0x06, 0x00, 0x00, 0xc0, 0xa8, 0x01,
+        0x64, 0x5d, 0xb8, 0xd8, 0x22,
     ];
 
     fn syn_packet() -> [u8; 60] {
@@ -579,7 +576,11 @@ mod tests {
     #[test]
     fn options_iterator_malformed() {
         // Length 1 is impossible, length 9 runs past the 4 option bytes.
-        for opts in [[0x07u8, 0x01, 0, 0], [0x07, 0x09, 0, 0], [0x01, 0x01, 0x01, 0x07]] {
+        for opts in [
+            [0x07u8, 0x01, 0, 0],
+            [0x07, 0x09, 0, 0],
+            [0x01, 0x01, 0x01, 0x07],
+        ] {
             assert_eq!(
                 OptionsIter::new(&opts).last(),
                 Some(Err(Error::Malformed)),

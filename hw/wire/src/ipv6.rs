@@ -580,8 +580,8 @@ mod tests {
         0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, // dst
         0x2c, 0x00, 0x05, 0x02, 0x00, 0x00, 0x01, 0x00, // HBH: next frag, router alert, PadN
         0x06, 0x00, 0x00, 0x00, 0x12, 0x34, 0x56, 0x78, // frag: next TCP, offset 0, M 0
-        0xc0, 0x01, 0x00, 0x50, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x50, 0x02,
-        0xff, 0xff, 0x00, 0x00, 0x00, 0x00, // TCP SYN header (checksum not computed here)
+        0xc0, 0x01, 0x00, 0x50, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x50, 0x02, 0xff,
+        0xff, 0x00, 0x00, 0x00, 0x00, // TCP SYN header (checksum not computed here)
     ];
 
     #[test]
@@ -653,8 +653,14 @@ mod tests {
     fn ext_header_truncated() {
         // Length field 1 means 16 bytes; only 8 are present.
         let buf = [0x06, 0x01, 0x01, 0x04, 0, 0, 0, 0];
-        assert_eq!(ExtHeader::new_checked(&buf[..]).err(), Some(Error::Truncated));
-        assert_eq!(ExtHeader::new_checked(&buf[..7]).err(), Some(Error::Truncated));
+        assert_eq!(
+            ExtHeader::new_checked(&buf[..]).err(),
+            Some(Error::Truncated)
+        );
+        assert_eq!(
+            ExtHeader::new_checked(&buf[..7]).err(),
+            Some(Error::Truncated)
+        );
     }
 
     #[test]
@@ -692,10 +698,16 @@ mod tests {
         assert_eq!(h.spi(), 0x100);
         assert_eq!(h.sequence_number(), 1);
         assert_eq!(h.icv().len(), 12);
-        assert_eq!(AuthHeader::new_checked(&ah[..23]).err(), Some(Error::Truncated));
+        assert_eq!(
+            AuthHeader::new_checked(&ah[..23]).err(),
+            Some(Error::Truncated)
+        );
         let mut short = ah;
         short[1] = 0; // 8 bytes: less than the fixed fields
-        assert_eq!(AuthHeader::new_checked(&short[..]).err(), Some(Error::Malformed));
+        assert_eq!(
+            AuthHeader::new_checked(&short[..]).err(),
+            Some(Error::Malformed)
+        );
     }
 
     #[test]
@@ -719,7 +731,10 @@ mod tests {
         p.set_version(6);
         p.set_traffic_class(0xb8);
         p.set_flow_label(0x12345);
-        assert_eq!((p.version(), p.traffic_class(), p.flow_label()), (6, 0xb8, 0x12345));
+        assert_eq!(
+            (p.version(), p.traffic_class(), p.flow_label()),
+            (6, 0xb8, 0x12345)
+        );
         assert_eq!(&buf[..4], &[0x6b, 0x81, 0x23, 0x45]);
     }
 

@@ -151,7 +151,10 @@ mod tests {
 
     #[test]
     fn truncated() {
-        assert_eq!(Packet::new_checked(&HEADER[..7]).err(), Some(Error::Truncated));
+        assert_eq!(
+            Packet::new_checked(&HEADER[..7]).err(),
+            Some(Error::Truncated)
+        );
     }
 
     #[test]
