@@ -73,6 +73,8 @@ pub enum TimingError {
     Zero(&'static str),
 }
 
+impl core::error::Error for TimingError {}
+
 impl core::fmt::Display for TimingError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {

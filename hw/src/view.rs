@@ -25,6 +25,8 @@ pub enum ViewError {
     },
 }
 
+impl core::error::Error for ViewError {}
+
 impl core::fmt::Display for ViewError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {

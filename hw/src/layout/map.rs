@@ -54,6 +54,14 @@ impl MapKey {
     }
 }
 
+/// The exact-table key words of (VNI, overlay address in wire form), as [`MapKey::emit`]
+/// lays them out; the pipeline builds keys from parsed headers with this.
+#[inline]
+pub fn key_words(vni: u32, ip: &[u8; 16]) -> crate::table::exact::Key {
+    let w = |i: usize| u32::from_le_bytes([ip[i], ip[i + 1], ip[i + 2], ip[i + 3]]);
+    [vni, w(0), w(4), w(8), w(12), 0]
+}
+
 /// Where an overlay address lives on the substrate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MapValue {
@@ -128,6 +136,8 @@ mod tests {
         assert_eq!(&kb[0..4], &[3, 2, 1, 0]);
         assert_eq!(&kb[14..20], &[0xFF, 0xFF, 192, 168, 1, 7]);
         assert_eq!(MapKey::parse(&kb), Ok(k));
+        let words: [u32; 6] = crate::layout::bytes_to_words(&kb);
+        assert_eq!(key_words(k.vni, &ip_to_bytes(k.ip)), words);
 
         let v = MapValue {
             substrate_ip: "10.0.0.2".parse().expect("literal"),

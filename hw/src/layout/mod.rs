@@ -74,6 +74,8 @@ pub enum LayoutError {
     SessionOutOfRange(u16),
 }
 
+impl core::error::Error for LayoutError {}
+
 impl core::fmt::Display for LayoutError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
@@ -263,6 +265,8 @@ pub enum PrefixParseError {
     /// The prefix itself is invalid.
     Invalid(LayoutError),
 }
+
+impl core::error::Error for PrefixParseError {}
 
 impl core::fmt::Display for PrefixParseError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {

@@ -60,6 +60,14 @@ impl ShadowMapKey {
     }
 }
 
+/// The exact-table key words of (session, production VNI, address in wire form), as
+/// [`ShadowMapKey::emit`] lays them out.
+#[inline]
+pub fn key_words(session: u16, vni: u32, ip: &[u8; 16]) -> crate::table::exact::Key {
+    let w = |i: usize| u32::from_le_bytes([ip[i], ip[i + 1], ip[i + 2], ip[i + 3]]);
+    [session as u32, vni, w(0), w(4), w(8), w(12)]
+}
+
 /// The shadow node standing in for a production address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ShadowMapValue {
@@ -108,6 +116,8 @@ mod tests {
         assert_eq!(&kb[0..8], &[2, 0, 0, 0, 0x89, 0x13, 0, 0]);
         assert_eq!(&kb[8..10], &[0x20, 0x01]);
         assert_eq!(ShadowMapKey::parse(&kb), Ok(k));
+        let words: [u32; 6] = crate::layout::bytes_to_words(&kb);
+        assert_eq!(key_words(k.session, k.vni, &ip_to_bytes(k.ip)), words);
         let v = ShadowMapValue {
             substrate_ip: "10.0.0.9".parse().expect("literal"),
             substrate_mac: Mac([2, 0, 0, 0, 0, 9]),

@@ -47,6 +47,12 @@ impl VniKey {
     }
 }
 
+/// The exact-table key words of a VNI, as [`VniKey::emit`] lays them out.
+#[inline]
+pub fn key_words(vni: u32) -> crate::table::exact::Key {
+    [vni, 0, 0, 0, 0, 0]
+}
+
 /// Settings of one virtual network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct VniEntry {

@@ -1,0 +1,104 @@
+//! Driver errors.
+
+use shadownet_hw::{layout::LayoutError, table::TableId};
+
+/// What went wrong talking to the NIC.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The BAR does not start with the shadownet ID block.
+    #[error("{device}: not a shadownet NIC (ID.MAGIC is {magic:#010x}, expected {expected:#010x})")]
+    NotOurDevice {
+        /// Device name.
+        device: String,
+        /// Magic found.
+        magic: u32,
+        /// Magic expected.
+        expected: u32,
+    },
+    /// The device implements another major version of the contract.
+    #[error(
+        "{device}: device contract version {found}.x is not supported (driver speaks {supported}.x)"
+    )]
+    UnsupportedVersion {
+        /// Device name.
+        device: String,
+        /// Major version found.
+        found: u16,
+        /// Major version supported.
+        supported: u16,
+    },
+    /// The register-block chain is broken.
+    #[error("{device}: register block chain is broken: {detail}")]
+    BadChain {
+        /// Device name.
+        device: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The device is not ready.
+    #[error("{device}: device is not ready (CTRL.STATUS.READY is 0)")]
+    NotReady {
+        /// Device name.
+        device: String,
+    },
+    /// A command did not complete.
+    #[error("{device}: {block} command {op} did not complete within {millis} ms")]
+    Timeout {
+        /// Device name.
+        device: String,
+        /// Register block.
+        block: &'static str,
+        /// Operation.
+        op: &'static str,
+        /// How long we waited.
+        millis: u128,
+    },
+    /// The device refused a command.
+    #[error("{device}: {what} refused: {result}")]
+    Refused {
+        /// Device name.
+        device: String,
+        /// What was asked (table and operation, or block and operation).
+        what: String,
+        /// The device's result code, in words.
+        result: &'static str,
+    },
+    /// A table has no room for the entry.
+    #[error("{device}: table {table} is full")]
+    TableFull {
+        /// Device name.
+        device: String,
+        /// The table.
+        table: TableId,
+    },
+    /// An index beyond a table's capacity.
+    #[error("{device}: slot {index} is beyond table {table}'s {capacity} slots")]
+    IndexOutOfRange {
+        /// Device name.
+        device: String,
+        /// The table.
+        table: TableId,
+        /// The index.
+        index: u32,
+        /// The capacity.
+        capacity: u32,
+    },
+    /// An entry the driver will not send because it breaks the layout rules.
+    #[error("invalid {what}: {source}")]
+    InvalidEntry {
+        /// What kind of entry.
+        what: &'static str,
+        /// The rule it breaks.
+        source: LayoutError,
+    },
+    /// A mirror session number beyond the device's sessions.
+    #[error("{device}: mirror session {session} does not exist (the device has {count})")]
+    NoSuchSession {
+        /// Device name.
+        device: String,
+        /// Session asked for.
+        session: u16,
+        /// Sessions the device has.
+        count: u16,
+    },
+}

@@ -1,0 +1,8 @@
+//! shadownet's control plane on the host.
+//!
+//! - [`driver`]: the NIC driver. It is the only code that touches registers; everything else
+//!   programs the NIC through its [`driver::Nic`] API.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod driver;

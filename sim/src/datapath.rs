@@ -1,0 +1,834 @@
+//! The data path: what the NIC does with one frame (DESIGN.md, "The data path").
+//!
+//! ```text
+//! rx port ─► parse ─► classify (VF ─► VNI) ─► ACL ─► map (VNI, dst) ─► encap ─► primary queue
+//!         └► mirror filter (VM, direction, …; 1/N; truncate) ─► clone ─► shadow map
+//!              ─► shadow VNI + substrate ─► encap ─► (policer, mirror queue: see `sched`)
+//! ```
+//!
+//! [`Datapath::process`] decides, for one received frame, where the production frame goes (or
+//! why it is dropped) and which mirror copies are made, and builds their bytes. It is a pure
+//! function of the tables, sessions and configuration; *when* things happen — FIFOs, the
+//! pipeline's cycles, queues, the policer — is the scheduler's business.
+//!
+//! Frames from a VF leave toward the destination's host (encapsulated in VXLAN with the
+//! network's VNI), to another local VF, or down the standard path (the PF) for non-IP frames
+//! and map misses the network sends to the host. Frames from the uplink that are tunnels to
+//! this NIC are decapsulated and delivered to the local VF of their destination; everything
+//! else from the uplink takes the standard path to the PF, and everything from the PF goes to
+//! the uplink. Shadow networks stay inside the shadow: the tables never let a shadow packet
+//! reach a production destination or the standard path, and shadow traffic is never mirrored.
+
+use shadownet_hw::{
+    Port,
+    counters::SessionCounter,
+    drop::DropReason,
+    layout::{
+        acl::Verdict,
+        ip_from_bytes, is_v4_mapped, map,
+        mirror_filter::MirrorVerdict,
+        rule::Direction,
+        session::{Encap, Mode},
+        shadow_map, vni,
+    },
+    table::{TableId, exact},
+};
+use shadownet_wire::{
+    EncapParams, EthernetAddress, L3, Layer, ShadowMetadata, TunnelHeader, TunnelKind, emit_encap,
+    encap_overhead, flow_entropy_port,
+    geneve::{SHADOW_FLAG_REDIRECTED, SHADOW_FLAG_TRUNCATED},
+    parse::Headers,
+};
+
+use crate::{
+    config::RunningConfig,
+    counters::Counters,
+    sessions::Sessions,
+    tables::{PacketKey, Tables},
+    trace::{Event, Stage},
+};
+
+/// Outer TTL / hop limit of the tunnels the NIC originates.
+const OUTER_TTL: u8 = 64;
+
+/// EtherType of Ethernet carried in Geneve (transparent Ethernet bridging).
+const TEB: u16 = 0x6558;
+
+/// Which egress queue a frame waits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Queue {
+    /// Production traffic (including redirected frames): strict high priority.
+    Primary,
+    /// Mirror copies: strict low priority, policed.
+    Mirror,
+}
+
+/// A frame the pipeline sends.
+#[derive(Debug)]
+pub struct OutFrame {
+    /// Egress port.
+    pub port: Port,
+    /// Egress queue.
+    pub queue: Queue,
+    /// Mirror session of a copy or a redirected frame.
+    pub session: Option<u16>,
+    /// 0 for the production frame, 1.. for copies.
+    pub copy: u8,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// A mirror copy the pipeline could not make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CopyDrop {
+    /// Session of the copy.
+    pub session: u16,
+    /// 1.. copy number.
+    pub copy: u8,
+    /// Why.
+    pub reason: DropReason,
+}
+
+/// What the pipeline decided for one frame.
+#[derive(Debug)]
+pub struct Decision {
+    /// The production frame's egress, or why it was dropped.
+    pub primary: Result<OutFrame, DropReason>,
+    /// Mirror copies made (at most one per direction evaluated: two for VF-to-VF traffic).
+    pub copies: Vec<OutFrame>,
+    /// Copies asked for but not made.
+    pub copy_drops: Vec<CopyDrop>,
+}
+
+/// Recycled frame buffers, so steady-state forwarding allocates nothing.
+#[derive(Default)]
+pub struct BufPool {
+    free: Vec<Vec<u8>>,
+}
+
+impl BufPool {
+    /// An empty buffer with room for `len` bytes.
+    pub fn get(&mut self, len: usize) -> Vec<u8> {
+        let mut b = self.free.pop().unwrap_or_default();
+        b.clear();
+        b.reserve(len);
+        b
+    }
+
+    /// Returns a buffer for reuse.
+    pub fn put(&mut self, b: Vec<u8>) {
+        if self.free.len() < 4096 {
+            self.free.push(b);
+        }
+    }
+}
+
+/// Tables, sessions, configuration and counters: the state the data path reads and counts.
+pub struct Datapath {
+    /// Every table.
+    pub tables: Tables,
+    /// Mirror sessions.
+    pub sessions: Sessions,
+    /// Running configuration.
+    pub config: RunningConfig,
+    /// Counters.
+    pub counters: Counters,
+    /// Frame buffers.
+    pub pool: BufPool,
+}
+
+/// The network a frame belongs to, as the VNI table says.
+#[derive(Clone, Copy)]
+struct Network {
+    vni: u32,
+    shadow: bool,
+    miss_to_host: bool,
+    deny_to_vm: bool,
+    deny_from_vm: bool,
+}
+
+/// A mirror filter's decision to copy.
+struct MirrorHit {
+    session: u16,
+    truncate: Option<u16>,
+}
+
+fn parse_drop(layer: Layer) -> DropReason {
+    match layer {
+        Layer::L2 => DropReason::MalformedL2,
+        Layer::L3 => DropReason::MalformedL3,
+        Layer::L4 => DropReason::MalformedL4,
+        Layer::Tunnel => DropReason::MalformedTunnel,
+    }
+}
+
+/// Flow hash of the inner headers, for the outer UDP source port (ECMP entropy).
+fn flow_hash(h: &Headers) -> u32 {
+    let w = |b: &[u8; 16]| {
+        u32::from_le_bytes([b[12], b[13], b[14], b[15]])
+            ^ u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    };
+    let (sp, dp) = h.ports().unwrap_or((0, 0));
+    let key = [
+        w(&h.src),
+        w(&h.dst),
+        h.protocol as u32,
+        (sp as u32) << 16 | dp as u32,
+        u32::from_le_bytes([h.src[8], h.src[9], h.src[10], h.src[11]]),
+        u32::from_le_bytes([h.dst[8], h.dst[9], h.dst[10], h.dst[11]]),
+    ];
+    exact::hash(&key) as u32
+}
+
+impl Default for Datapath {
+    fn default() -> Self {
+        Datapath::new()
+    }
+}
+
+impl Datapath {
+    /// Empty tables, disabled sessions, reset configuration.
+    pub fn new() -> Datapath {
+        Datapath {
+            tables: Tables::new(),
+            sessions: Sessions::default(),
+            config: RunningConfig::RESET,
+            counters: Counters::default(),
+            pool: BufPool::default(),
+        }
+    }
+
+    /// Decides what happens to `frame`, received on `port`. Trace events go to `events` when
+    /// it is given.
+    pub fn process(
+        &mut self,
+        port: Port,
+        frame: &[u8],
+        mut events: Option<&mut Vec<Event>>,
+    ) -> Decision {
+        let mut d = Decision {
+            primary: Err(DropReason::DeviceDisabled),
+            copies: Vec::new(),
+            copy_drops: Vec::new(),
+        };
+        if !self.config.enabled {
+            return d;
+        }
+        let h = match shadownet_wire::parse(frame, &self.config.parse) {
+            Ok(h) => h,
+            Err(e) => {
+                event(&mut events, Event::stage(Stage::Parse).note(e.name()));
+                d.primary = Err(parse_drop(e.layer()));
+                return d;
+            }
+        };
+        event(&mut events, Event::stage(Stage::Parse));
+        d.primary = match port {
+            Port::Vport(v) => self.from_vm(v, frame, &h, &mut d, &mut events),
+            Port::Uplink => self.from_uplink(frame, &h, &mut d, &mut events),
+            Port::Pf => Ok(self.unchanged(Port::Uplink, frame)),
+        };
+        d
+    }
+
+    fn unchanged(&mut self, port: Port, frame: &[u8]) -> OutFrame {
+        let mut bytes = self.pool.get(frame.len());
+        bytes.extend_from_slice(frame);
+        OutFrame {
+            port,
+            queue: Queue::Primary,
+            session: None,
+            copy: 0,
+            bytes,
+        }
+    }
+
+    fn network(
+        &mut self,
+        vni_id: u32,
+        events: &mut Option<&mut Vec<Event>>,
+    ) -> Result<Network, DropReason> {
+        let words = self.tables.vni.get(&vni::key_words(vni_id)).copied();
+        self.counters.lookup(TableId::Vni, words.is_some());
+        event(
+            events,
+            Event::lookup(Stage::Classify, TableId::Vni, words.is_some()),
+        );
+        let words = words.ok_or(DropReason::VniUnknown)?;
+        let bytes: [u8; 32] = shadownet_hw::layout::words_to_bytes(&words);
+        let mut value = [0u8; vni::VALUE_LEN];
+        value.copy_from_slice(&bytes[..vni::VALUE_LEN]);
+        // Entries were validated when written.
+        let e = vni::VniEntry::parse(&value).map_err(|_| DropReason::VniUnknown)?;
+        Ok(Network {
+            vni: vni_id,
+            shadow: e.shadow,
+            miss_to_host: e.miss_to_host,
+            deny_to_vm: e.default_deny_to_vm,
+            deny_from_vm: e.default_deny_from_vm,
+        })
+    }
+
+    fn acl(
+        &mut self,
+        net: &Network,
+        h: &Headers,
+        dir: Direction,
+        events: &mut Option<&mut Vec<Event>>,
+    ) -> Result<(), DropReason> {
+        let key = PacketKey::new(&h.src, &h.dst, h.protocol, h.ports(), dir);
+        let hit = self
+            .tables
+            .acl
+            .classifier()
+            .lookup(net.vni, &key)
+            .map(|r| (r.slot, r.action));
+        self.counters.lookup(TableId::Acl, hit.is_some());
+        match hit {
+            Some((slot, a)) => {
+                let deny = a.verdict == Verdict::Deny;
+                event(
+                    events,
+                    Event::rule(
+                        Stage::Acl,
+                        TableId::Acl,
+                        slot,
+                        a.rule_id,
+                        if deny { "deny" } else { "allow" },
+                    ),
+                );
+                if deny {
+                    Err(DropReason::AclDeny)
+                } else {
+                    Ok(())
+                }
+            }
+            None => {
+                let deny = match dir {
+                    Direction::ToVm => net.deny_to_vm,
+                    Direction::FromVm => net.deny_from_vm,
+                };
+                event(
+                    events,
+                    Event::lookup(Stage::Acl, TableId::Acl, false).note(if deny {
+                        "default deny"
+                    } else {
+                        "default allow"
+                    }),
+                );
+                if deny {
+                    Err(DropReason::AclDefaultDeny)
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    fn map_lookup(
+        &mut self,
+        vni_id: u32,
+        ip: &[u8; 16],
+        events: &mut Option<&mut Vec<Event>>,
+    ) -> Option<map::MapValue> {
+        let words = self.tables.map.get(&map::key_words(vni_id, ip)).copied();
+        self.counters.lookup(TableId::Map, words.is_some());
+        event(
+            events,
+            Event::lookup(Stage::Map, TableId::Map, words.is_some()),
+        );
+        let bytes: [u8; 32] = shadownet_hw::layout::words_to_bytes(&words?);
+        // Entries were validated when written.
+        map::MapValue::parse(&bytes).ok()
+    }
+
+    /// A frame from local VM `v`.
+    fn from_vm(
+        &mut self,
+        v: u16,
+        frame: &[u8],
+        h: &Headers,
+        d: &mut Decision,
+        events: &mut Option<&mut Vec<Event>>,
+    ) -> Result<OutFrame, DropReason> {
+        let vport = self
+            .tables
+            .vports
+            .get(v as usize)
+            .copied()
+            .flatten()
+            .map(|s| s.entry);
+        let Some(vport) = vport.filter(|e| e.enabled) else {
+            event(events, Event::stage(Stage::Classify).note("vport disabled"));
+            return Err(DropReason::VportDisabled);
+        };
+        let net = self.network(vport.vni, events)?;
+        if !h.is_ip() {
+            // ARP and other non-IP frames go to the host's stack (its ARP responder), never
+            // out of a shadow.
+            if net.shadow {
+                return Err(DropReason::ShadowIsolation);
+            }
+            event(
+                events,
+                Event::stage(Stage::Map).note("non-IP: standard path"),
+            );
+            return Ok(self.unchanged(Port::Pf, frame));
+        }
+        self.acl(&net, h, Direction::FromVm, events)?;
+        let dest = self.map_lookup(net.vni, &h.dst, events);
+        let egress_mirror = if net.shadow {
+            None
+        } else {
+            self.mirror_filter(v, Direction::FromVm, h, events)
+        };
+        let Some(dest) = dest else {
+            if net.miss_to_host && !net.shadow {
+                self.make_copy(egress_mirror, Direction::FromVm, &net, h, frame, d, events);
+                event(events, Event::stage(Stage::Map).note("miss: standard path"));
+                return Ok(self.unchanged(Port::Pf, frame));
+            }
+            return Err(DropReason::MapMiss);
+        };
+        if dest.shadow != net.shadow {
+            return Err(DropReason::ShadowIsolation);
+        }
+        if let Some(b) = dest.local_vport {
+            // VF to VF on this NIC: the destination's ingress checks and mirror apply too.
+            let peer = self
+                .tables
+                .vports
+                .get(b as usize)
+                .copied()
+                .flatten()
+                .map(|s| s.entry);
+            match peer {
+                Some(p) if p.enabled && p.vni == net.vni => {}
+                Some(p) if p.enabled => return Err(DropReason::VniMismatch),
+                _ => return Err(DropReason::VportDisabled),
+            }
+            self.acl(&net, h, Direction::ToVm, events)?;
+            let ingress_mirror = if net.shadow {
+                None
+            } else {
+                self.mirror_filter(b, Direction::ToVm, h, events)
+            };
+            if let Some(r) =
+                self.redirect(&egress_mirror, Direction::FromVm, &net, h, frame, events)
+            {
+                return r;
+            }
+            if let Some(r) = self.redirect(&ingress_mirror, Direction::ToVm, &net, h, frame, events)
+            {
+                return r;
+            }
+            self.make_copy(egress_mirror, Direction::FromVm, &net, h, frame, d, events);
+            self.make_copy(ingress_mirror, Direction::ToVm, &net, h, frame, d, events);
+            event(events, Event::stage(Stage::Encap).note("local delivery"));
+            return Ok(self.unchanged(Port::Vport(b), frame));
+        }
+        if let Some(r) = self.redirect(&egress_mirror, Direction::FromVm, &net, h, frame, events) {
+            return r;
+        }
+        self.make_copy(egress_mirror, Direction::FromVm, &net, h, frame, d, events);
+        let out = self.encapsulate(
+            &shadownet_hw::layout::ip_to_bytes(dest.substrate_ip),
+            dest.substrate_mac.0,
+            TunnelHeader::Vxlan { vni: net.vni },
+            self.config.parse.vxlan_port,
+            h,
+            frame,
+        )?;
+        event(
+            events,
+            Event::stage(Stage::Encap).note("vxlan to substrate"),
+        );
+        Ok(OutFrame {
+            port: Port::Uplink,
+            queue: Queue::Primary,
+            session: None,
+            copy: 0,
+            bytes: out,
+        })
+    }
+
+    /// A frame from the uplink.
+    fn from_uplink(
+        &mut self,
+        frame: &[u8],
+        outer: &Headers,
+        d: &mut Decision,
+        events: &mut Option<&mut Vec<Event>>,
+    ) -> Result<OutFrame, DropReason> {
+        let Some(t) = outer
+            .tunnel
+            .filter(|_| outer.is_ip() && self.config.is_local(&outer.dst))
+        else {
+            event(
+                events,
+                Event::stage(Stage::Classify).note("not a tunnel to this NIC: standard path"),
+            );
+            return Ok(self.unchanged(Port::Pf, frame));
+        };
+        if t.kind == TunnelKind::Geneve && t.geneve_protocol != TEB {
+            return Err(DropReason::UnsupportedTunnelPayload);
+        }
+        let inner = outer
+            .inner_frame(frame)
+            .ok_or(DropReason::MalformedTunnel)?;
+        let h = match shadownet_wire::parse(inner, &self.config.parse) {
+            Ok(h) => h,
+            Err(e) => {
+                event(events, Event::stage(Stage::Parse).note(e.name()));
+                return Err(DropReason::MalformedTunnel);
+            }
+        };
+        let net = self.network(t.vni, events)?;
+        let target = match h.l3 {
+            L3::Ipv4 | L3::Ipv6 => h.dst,
+            L3::Arp { target_ip, .. } => {
+                let mut m = [0u8; 16];
+                m[10] = 0xFF;
+                m[11] = 0xFF;
+                m[12..].copy_from_slice(&target_ip);
+                m
+            }
+            L3::Other => return Err(DropReason::NotLocal),
+        };
+        let dest = self
+            .map_lookup(net.vni, &target, events)
+            .ok_or(DropReason::MapMiss)?;
+        if dest.shadow != net.shadow {
+            return Err(DropReason::ShadowIsolation);
+        }
+        let b = dest.local_vport.ok_or(DropReason::NotLocal)?;
+        match self
+            .tables
+            .vports
+            .get(b as usize)
+            .copied()
+            .flatten()
+            .map(|s| s.entry)
+        {
+            Some(p) if p.enabled && p.vni == net.vni => {}
+            Some(p) if p.enabled => return Err(DropReason::VniMismatch),
+            _ => return Err(DropReason::VportDisabled),
+        }
+        if h.is_ip() {
+            self.acl(&net, &h, Direction::ToVm, events)?;
+            let mirror = if net.shadow {
+                None
+            } else {
+                self.mirror_filter(b, Direction::ToVm, &h, events)
+            };
+            if let Some(r) = self.redirect(&mirror, Direction::ToVm, &net, &h, inner, events) {
+                return r;
+            }
+            self.make_copy(mirror, Direction::ToVm, &net, &h, inner, d, events);
+        }
+        event(events, Event::stage(Stage::Encap).note("decapsulated"));
+        Ok(self.unchanged(Port::Vport(b), inner))
+    }
+
+    /// The mirror filter's verdict for VM `v` in direction `dir`, after sampling.
+    fn mirror_filter(
+        &mut self,
+        v: u16,
+        dir: Direction,
+        h: &Headers,
+        events: &mut Option<&mut Vec<Event>>,
+    ) -> Option<MirrorHit> {
+        let key = PacketKey::new(&h.src, &h.dst, h.protocol, h.ports(), dir);
+        let hit = self
+            .tables
+            .mirror_filters
+            .classifier()
+            .lookup(v as u32, &key)
+            .map(|r| (r.slot, r.action));
+        self.counters.lookup(TableId::MirrorFilter, hit.is_some());
+        let Some((slot, a)) = hit else {
+            event(
+                events,
+                Event::lookup(Stage::MirrorFilter, TableId::MirrorFilter, false),
+            );
+            return None;
+        };
+        if a.verdict == MirrorVerdict::DoNotMirror {
+            event(
+                events,
+                Event::rule(
+                    Stage::MirrorFilter,
+                    TableId::MirrorFilter,
+                    slot,
+                    a.rule_id,
+                    "do not mirror",
+                ),
+            );
+            return None;
+        }
+        let nth = self.tables.mirror_filters.count_match(slot);
+        if nth % a.sample_one_in as u64 != 0 {
+            self.counters
+                .session(a.session, SessionCounter::SampledOut, 1);
+            event(
+                events,
+                Event::rule(
+                    Stage::MirrorFilter,
+                    TableId::MirrorFilter,
+                    slot,
+                    a.rule_id,
+                    "sampled out",
+                ),
+            );
+            return None;
+        }
+        event(
+            events,
+            Event::rule(
+                Stage::MirrorFilter,
+                TableId::MirrorFilter,
+                slot,
+                a.rule_id,
+                "mirror",
+            ),
+        );
+        Some(MirrorHit {
+            session: a.session,
+            truncate: a.truncate,
+        })
+    }
+
+    /// Where a copy for `session` of a packet toward `dst` goes: the shadow node standing in
+    /// for the destination, or the session's collector.
+    fn shadow_target(
+        &mut self,
+        session: u16,
+        net: &Network,
+        dst: &[u8; 16],
+        events: &mut Option<&mut Vec<Event>>,
+    ) -> ([u8; 16], [u8; 6], u32) {
+        let words = self
+            .tables
+            .shadow_map
+            .get(&shadow_map::key_words(session, net.vni, dst))
+            .copied();
+        self.counters.lookup(TableId::ShadowMap, words.is_some());
+        event(
+            events,
+            Event::lookup(Stage::ShadowMap, TableId::ShadowMap, words.is_some()),
+        );
+        if let Some(w) = words {
+            let b: [u8; 32] = shadownet_hw::layout::words_to_bytes(&w);
+            if let Ok(v) = shadow_map::ShadowMapValue::parse(&b) {
+                return (
+                    shadownet_hw::layout::ip_to_bytes(v.substrate_ip),
+                    v.substrate_mac.0,
+                    v.shadow_vni,
+                );
+            }
+        }
+        let s = self.sessions.get(session);
+        (
+            shadownet_hw::layout::ip_to_bytes(s.collector_ip),
+            s.collector_mac.0,
+            s.shadow_vni,
+        )
+    }
+
+    /// Builds the encapsulated copy (or redirected frame) for a session.
+    fn to_shadow(
+        &mut self,
+        session: u16,
+        dir: Direction,
+        net: &Network,
+        h: &Headers,
+        frame: &[u8],
+        truncate: Option<u16>,
+        redirected: bool,
+        events: &mut Option<&mut Vec<Event>>,
+    ) -> Result<Vec<u8>, DropReason> {
+        let s = *self.sessions.get(session);
+        let (dst_ip, dst_mac, shadow_vni) = self.shadow_target(session, net, &h.dst, events);
+        let sequence = self.sessions.next_sequence(session);
+        let len = match truncate {
+            Some(t) if (t as usize) < frame.len() => t as usize,
+            _ => frame.len(),
+        };
+        let mut flags = 0;
+        if len < frame.len() {
+            flags |= SHADOW_FLAG_TRUNCATED;
+        }
+        if redirected {
+            flags |= SHADOW_FLAG_REDIRECTED;
+        }
+        let (tunnel, port) = match s.encap {
+            Encap::Vxlan => (
+                TunnelHeader::Vxlan { vni: shadow_vni },
+                self.config.parse.vxlan_port,
+            ),
+            Encap::Geneve => (
+                TunnelHeader::Geneve {
+                    vni: shadow_vni,
+                    shadow: Some(ShadowMetadata {
+                        session,
+                        direction: dir.code(),
+                        flags,
+                        sequence,
+                        original_len: frame.len().min(u16::MAX as usize) as u16,
+                    }),
+                },
+                self.config.parse.geneve_port,
+            ),
+        };
+        let out = self
+            .encapsulate(&dst_ip, dst_mac, tunnel, port, h, &frame[..len])
+            .map_err(|r| match r {
+                DropReason::NoSubstrateAddress if !redirected => {
+                    DropReason::MirrorNoSubstrateAddress
+                }
+                DropReason::MtuExceeded if !redirected => DropReason::MirrorMtuExceeded,
+                other => other,
+            })?;
+        event(
+            events,
+            Event::stage(Stage::MirrorEncap).note(if redirected {
+                "redirected to shadow"
+            } else {
+                "copy to shadow"
+            }),
+        );
+        Ok(out)
+    }
+
+    /// In redirect mode the production frame goes to the shadow instead of production.
+    fn redirect(
+        &mut self,
+        hit: &Option<MirrorHit>,
+        dir: Direction,
+        net: &Network,
+        h: &Headers,
+        frame: &[u8],
+        events: &mut Option<&mut Vec<Event>>,
+    ) -> Option<Result<OutFrame, DropReason>> {
+        let hit = hit.as_ref()?;
+        let s = self.sessions.get(hit.session);
+        if !(s.enabled && s.mode == Mode::Redirect) {
+            return None;
+        }
+        let session = hit.session;
+        self.counters
+            .session(session, SessionCounter::Redirected, 1);
+        Some(
+            self.to_shadow(session, dir, net, h, frame, None, true, events)
+                .map(|bytes| OutFrame {
+                    port: Port::Uplink,
+                    queue: Queue::Primary,
+                    session: Some(session),
+                    copy: 0,
+                    bytes,
+                }),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn make_copy(
+        &mut self,
+        hit: Option<MirrorHit>,
+        dir: Direction,
+        net: &Network,
+        h: &Headers,
+        frame: &[u8],
+        d: &mut Decision,
+        events: &mut Option<&mut Vec<Event>>,
+    ) {
+        let Some(hit) = hit else { return };
+        let copy = (d.copies.len() + d.copy_drops.len() + 1) as u8;
+        let session = hit.session;
+        let s = self.sessions.get(session);
+        if !s.enabled {
+            d.copy_drops.push(CopyDrop {
+                session,
+                copy,
+                reason: DropReason::MirrorSessionDisabled,
+            });
+            return;
+        }
+        if s.mode == Mode::Redirect {
+            // Already redirected as the production frame; no second copy.
+            return;
+        }
+        match self.to_shadow(session, dir, net, h, frame, hit.truncate, false, events) {
+            Ok(bytes) => {
+                self.counters.session(session, SessionCounter::Copies, 1);
+                self.counters
+                    .session(session, SessionCounter::CopyBytes, bytes.len() as u64);
+                d.copies.push(OutFrame {
+                    port: Port::Uplink,
+                    queue: Queue::Mirror,
+                    session: Some(session),
+                    copy,
+                    bytes,
+                });
+            }
+            Err(reason) => {
+                self.counters.session(session, SessionCounter::Copies, 1);
+                d.copy_drops.push(CopyDrop {
+                    session,
+                    copy,
+                    reason,
+                });
+            }
+        }
+    }
+
+    /// Wraps `inner` in Ethernet/IP/UDP/tunnel toward `dst_ip`.
+    fn encapsulate(
+        &mut self,
+        dst_ip: &[u8; 16],
+        dst_mac: [u8; 6],
+        tunnel: TunnelHeader,
+        udp_port: u16,
+        h: &Headers,
+        inner: &[u8],
+    ) -> Result<Vec<u8>, DropReason> {
+        let v4 = is_v4_mapped(dst_ip);
+        let src = self
+            .config
+            .local_ip_for(v4)
+            .ok_or(DropReason::NoSubstrateAddress)?;
+        let params = EncapParams {
+            src_mac: EthernetAddress(self.config.local_mac.0),
+            dst_mac: EthernetAddress(dst_mac),
+            src_ip: ip_from_bytes(src),
+            dst_ip: ip_from_bytes(*dst_ip),
+            udp_src_port: flow_entropy_port(flow_hash(h)),
+            udp_dst_port: udp_port,
+            ttl: OUTER_TTL,
+            tunnel,
+        };
+        let total = encap_overhead(&params) + inner.len();
+        if total > self.config.uplink_mtu as usize {
+            return Err(DropReason::MtuExceeded);
+        }
+        let mut out = self.pool.get(total);
+        out.resize(total, 0);
+        match emit_encap(&params, inner, &mut out) {
+            Ok(n) => {
+                out.truncate(n);
+                Ok(out)
+            }
+            Err(_) => {
+                // Only a datagram over 64 KiB gets here (the MTU check bounds the rest).
+                self.pool.put(out);
+                Err(DropReason::MtuExceeded)
+            }
+        }
+    }
+}
+
+#[inline]
+fn event(events: &mut Option<&mut Vec<Event>>, e: Event) {
+    if let Some(ev) = events {
+        ev.push(e);
+    }
+}

@@ -1,0 +1,729 @@
+//! The simulated NIC: its registers (watched in the shared-memory BAR), its command
+//! interfaces, and the data path and timing behind its ports.
+//!
+//! The host changes the device only through registers: it stages operands and writes a
+//! command register with a new sequence tag. [`NicModel::service`] notices every command whose
+//! tag differs from the block's `STATUS.SEQ`, performs it whole, and publishes the tag with
+//! the result — between two packets, so no packet sees half a command.
+
+use std::{
+    io::Write,
+    sync::atomic::{Ordering, fence},
+};
+
+use shadownet_hw::{
+    DeviceView, NUM_SESSIONS, Port,
+    counters::{PortCounter, SessionCounter},
+    device_regs::{
+        counters::cmd::CounterOp, ctrl::cmd::CtrlOp, mirror::cmd::SessionOp,
+        tbl_cmd::status::CmdResult,
+    },
+    drop::DropReason,
+    layout::{WINDOW_WORDS, session},
+    table::TableId,
+    timing::{Timing, TimingError},
+};
+
+use crate::{
+    bar::{BarError, SharedBar},
+    datapath::{Datapath, OutFrame, Queue},
+    sched::{Departure, LateDrop, Scheduler},
+    stats::RunStats,
+    tables::Window,
+    trace::{Event, Record, Stage, TraceWriter},
+};
+
+/// Build id the model reports in `ID.BUILD_ID`: bumped when the model's behaviour changes.
+pub const MODEL_BUILD_ID: u32 = 0x2026_1121;
+
+/// Error creating the model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The timing description is unusable.
+    #[error("timing: {0}")]
+    Timing(#[from] TimingError),
+    /// The BAR could not be mapped.
+    #[error(transparent)]
+    Bar(#[from] BarError),
+}
+
+/// Receives the frames the NIC transmits.
+pub trait Sink {
+    /// A frame starts leaving `port` at `start_ps`.
+    fn transmit(&mut self, departure: &Departure);
+}
+
+/// A sink that only counts (the counters already do).
+pub struct Discard;
+
+impl Sink for Discard {
+    fn transmit(&mut self, _: &Departure) {}
+}
+
+/// The simulated NIC.
+pub struct NicModel {
+    bar: std::sync::Arc<SharedBar>,
+    timing: Timing,
+    /// Tables, sessions, configuration and counters.
+    pub dp: Datapath,
+    sched: Scheduler,
+    stats: RunStats,
+    packets: u64,
+    events: Vec<Event>,
+    trace: Option<TraceWriter<Box<dyn Write + Send>>>,
+    trace_error: Option<std::io::Error>,
+    reset_count: u32,
+}
+
+impl NicModel {
+    /// Powers on a NIC with an anonymous BAR.
+    pub fn new(timing: Timing) -> Result<NicModel, ModelError> {
+        NicModel::with_bar(timing, SharedBar::anonymous()?)
+    }
+
+    /// Powers on a NIC on the given BAR memory.
+    pub fn with_bar(timing: Timing, bar: SharedBar) -> Result<NicModel, ModelError> {
+        timing.validate()?;
+        let mut m = NicModel {
+            bar: std::sync::Arc::new(bar),
+            timing,
+            dp: Datapath::new(),
+            sched: Scheduler::new(timing),
+            stats: RunStats::default(),
+            packets: 0,
+            events: Vec::new(),
+            trace: None,
+            trace_error: None,
+            reset_count: 0,
+        };
+        m.power_on();
+        Ok(m)
+    }
+
+    /// The BAR the host maps (shared with the model).
+    pub fn bar(&self) -> std::sync::Arc<SharedBar> {
+        self.bar.clone()
+    }
+
+    /// The timing the model runs with.
+    pub fn timing(&self) -> &Timing {
+        &self.timing
+    }
+
+    /// Run statistics (latencies, first and last events).
+    pub fn stats(&self) -> &RunStats {
+        &self.stats
+    }
+
+    /// Writes a JSON-lines trace of every packet event to `out` (when `CTRL.CONFIG.TRACE` is
+    /// also set by the host, or `force` is true).
+    pub fn set_trace(&mut self, out: Box<dyn Write + Send>, force: bool) {
+        self.trace = Some(TraceWriter::new(out));
+        if force {
+            self.dp.config.trace = true;
+        }
+    }
+
+    /// Flushes the trace and reports the first write error, if any.
+    pub fn finish_trace(&mut self) -> std::io::Result<()> {
+        if let Some(e) = self.trace_error.take() {
+            return Err(e);
+        }
+        if let Some(t) = self.trace.take() {
+            t.into_inner()?;
+        }
+        Ok(())
+    }
+
+    fn power_on(&mut self) {
+        let regs = self.bar.device_view();
+        write_reset_values(&regs, &self.timing);
+        regs.ctrl().status().write(|w| w.ready().set_bit());
+    }
+
+    fn reset(&mut self) {
+        self.dp.tables.clear_all();
+        self.dp.sessions = Default::default();
+        self.dp.counters.clear();
+        self.dp.config = crate::config::RunningConfig::RESET;
+        self.sched = Scheduler::new(self.timing);
+        self.reset_count += 1;
+        let regs = self.bar.device_view();
+        // The host's RESET command and its completion survive the reset.
+        let cmd = regs.ctrl().cmd().read().bits();
+        write_reset_values(&regs, &self.timing);
+        regs.ctrl().cmd().write(|w| w.set(cmd));
+        regs.ctrl().reset_count().write(|w| w.set(self.reset_count));
+    }
+
+    /// Performs every command the host has posted. Returns whether there was one.
+    pub fn service(&mut self) -> bool {
+        let mut any = false;
+        any |= self.service_ctrl();
+        any |= self.service_tables();
+        any |= self.service_sessions();
+        any |= self.service_counters();
+        any
+    }
+
+    fn service_ctrl(&mut self) -> bool {
+        let regs = self.bar.device_view();
+        let cmd = regs.ctrl().cmd().read();
+        let seq = cmd.seq().bits();
+        if seq == regs.ctrl().status().read().seq().bits() {
+            return false;
+        }
+        fence(Ordering::Acquire);
+        let result = match cmd.op().variant() {
+            Some(CtrlOp::Nop) => CmdResult::Ok,
+            Some(CtrlOp::Reset) => {
+                self.reset();
+                CmdResult::Ok
+            }
+            Some(CtrlOp::ApplyConfig) => {
+                let regs = self.bar.device_view();
+                self.dp.config = crate::config::RunningConfig::latch(&regs);
+                CmdResult::Ok
+            }
+            None => CmdResult::BadOp,
+        };
+        let regs = self.bar.device_view();
+        fence(Ordering::Release);
+        regs.ctrl().status().write(|w| {
+            w.ready()
+                .set_bit()
+                .result()
+                .set(result as u8)
+                .seq()
+                .set(seq)
+        });
+        true
+    }
+
+    fn service_tables(&mut self) -> bool {
+        let regs = self.bar.device_view();
+        let t = regs.tbl_cmd();
+        let cmd = t.cmd().read();
+        let seq = cmd.seq().bits();
+        if seq == t.status().read().seq().bits() {
+            return false;
+        }
+        fence(Ordering::Acquire);
+        let table = t.table().read().id().bits();
+        let index = t.index().read().bits();
+        let mut key: Window = [0; WINDOW_WORDS];
+        let mut value: Window = [0; WINDOW_WORDS];
+        for i in 0..WINDOW_WORDS {
+            key[i] = t.key(i).read().bits();
+            value[i] = t.value(i).read().bits();
+        }
+        let op = cmd.op().variant();
+        let out = self.dp.tables.execute(table, op, index, &key, &value);
+        if out.result == CmdResult::Ok {
+            if let Some(tid) = TableId::from_u8(table) {
+                use shadownet_hw::device_regs::tbl_cmd::cmd::TableOp;
+                let kind = match op {
+                    Some(TableOp::Write) => Some(shadownet_hw::counters::TableCounter::Writes),
+                    Some(TableOp::Delete) => Some(shadownet_hw::counters::TableCounter::Deletes),
+                    _ => None,
+                };
+                if let Some(k) = kind {
+                    self.dp
+                        .counters
+                        .add(shadownet_hw::counters::table(tid, k), 1);
+                }
+            }
+        }
+        let regs = self.bar.device_view();
+        let t = regs.tbl_cmd();
+        t.result_index().write(|w| w.set(out.index));
+        t.result_flags()
+            .write(|w| w.valid().bit(out.valid).replaced().bit(out.replaced));
+        for i in 0..WINDOW_WORDS {
+            t.result_key(i).write(|w| w.set(out.key[i]));
+            t.result_value(i).write(|w| w.set(out.value[i]));
+        }
+        if out.changed {
+            let g = t.generation().read().bits().wrapping_add(1);
+            t.generation().write(|w| w.set(g));
+        }
+        for tid in TableId::ALL {
+            let occupancy = self.dp.tables.occupancy(tid);
+            t.occupancy(tid as usize).write(|w| w.set(occupancy));
+        }
+        fence(Ordering::Release);
+        t.status()
+            .write(|w| w.result().variant(out.result).seq().set(seq));
+        true
+    }
+
+    fn service_sessions(&mut self) -> bool {
+        let regs = self.bar.device_view();
+        let m = regs.mirror();
+        let cmd = m.cmd().read();
+        let seq = cmd.seq().bits();
+        if seq == m.status().read().seq().bits() {
+            return false;
+        }
+        fence(Ordering::Acquire);
+        let index = m.session().read().bits();
+        let result = if index as usize >= NUM_SESSIONS {
+            CmdResult::BadIndex
+        } else {
+            let s = index as u16;
+            match cmd.op().variant() {
+                Some(SessionOp::Nop) => CmdResult::Ok,
+                Some(SessionOp::Commit) => {
+                    let mut words = [0u32; session::WORDS];
+                    for (i, w) in words.iter_mut().enumerate() {
+                        *w = m.stage(i).read().bits();
+                    }
+                    let bytes: [u8; session::LEN] = shadownet_hw::layout::words_to_bytes(&words);
+                    match session::MirrorSession::parse(&bytes) {
+                        Ok(cfg) => {
+                            self.dp.sessions.commit(s, cfg);
+                            self.sched.reset_policer(s);
+                            CmdResult::Ok
+                        }
+                        Err(_) => CmdResult::BadEntry,
+                    }
+                }
+                Some(SessionOp::Fetch) => {
+                    let mut bytes = [0u8; session::LEN];
+                    self.dp.sessions.get(s).emit(&mut bytes);
+                    let words: [u32; session::WORDS] = shadownet_hw::layout::bytes_to_words(&bytes);
+                    for (i, w) in words.iter().enumerate() {
+                        m.fetched(i).write(|r| r.set(*w));
+                    }
+                    CmdResult::Ok
+                }
+                Some(SessionOp::Disable) => {
+                    self.dp.sessions.disable(s);
+                    self.sched.reset_policer(s);
+                    CmdResult::Ok
+                }
+                None => CmdResult::BadOp,
+            }
+        };
+        fence(Ordering::Release);
+        m.status()
+            .write(|w| w.result().set(result as u8).seq().set(seq));
+        true
+    }
+
+    fn service_counters(&mut self) -> bool {
+        let regs = self.bar.device_view();
+        let c = regs.counters();
+        let cmd = c.cmd().read();
+        let seq = cmd.seq().bits();
+        if seq == c.status().read().seq().bits() {
+            return false;
+        }
+        fence(Ordering::Acquire);
+        let result = match cmd.op().variant() {
+            Some(CounterOp::Nop) => CmdResult::Ok,
+            Some(CounterOp::Snapshot) => {
+                for (i, &v) in self.dp.counters.values().iter().enumerate() {
+                    c.counter(i).lo().write(|w| w.set(v as u32));
+                    c.counter(i).hi().write(|w| w.set((v >> 32) as u32));
+                }
+                let cycle = self.stats.last_event_ps / self.sched.cycle_ps();
+                c.snapshot_cycle_lo().write(|w| w.set(cycle as u32));
+                c.snapshot_cycle_hi().write(|w| w.set((cycle >> 32) as u32));
+                CmdResult::Ok
+            }
+            Some(CounterOp::Clear) => {
+                self.dp.counters.clear();
+                CmdResult::Ok
+            }
+            None => CmdResult::BadOp,
+        };
+        fence(Ordering::Release);
+        c.status()
+            .write(|w| w.result().set(result as u8).seq().set(seq));
+        true
+    }
+
+    /// A frame that the port could not present as Ethernet: counted as received and dropped.
+    pub fn receive_unsupported(&mut self, port: Port, len: usize, arrival_ps: u64) {
+        let packet = self.next_packet(arrival_ps);
+        self.dp
+            .counters
+            .port(port, PortCounter::RxPackets, PortCounter::RxBytes, len);
+        self.drop_frame(
+            packet,
+            0,
+            None,
+            port,
+            arrival_ps,
+            DropReason::UnsupportedLinkType,
+            len,
+        );
+    }
+
+    fn next_packet(&mut self, arrival_ps: u64) -> u64 {
+        let id = self.packets;
+        self.packets += 1;
+        self.stats.saw(arrival_ps);
+        id
+    }
+
+    /// A frame fully received on `port` at `arrival_ps` (arrivals must come in time order).
+    pub fn receive(&mut self, port: Port, frame: &[u8], arrival_ps: u64, sink: &mut dyn Sink) {
+        let packet = self.next_packet(arrival_ps);
+        let len = frame.len();
+        self.dp
+            .counters
+            .port(port, PortCounter::RxPackets, PortCounter::RxBytes, len);
+        let tracing = self.trace.is_some() && self.dp.config.trace;
+        if tracing {
+            self.trace_event(
+                packet,
+                0,
+                arrival_ps,
+                Some(port),
+                &Event::stage(Stage::Rx),
+                None,
+                Some(len),
+                None,
+            );
+        }
+        let admit = match self
+            .sched
+            .admit(port, len, arrival_ps, &mut self.dp.counters)
+        {
+            Ok(a) => a,
+            Err(reason) => {
+                self.drop_frame(packet, 0, None, port, arrival_ps, reason, len);
+                return;
+            }
+        };
+        self.events.clear();
+        let decision = self.dp.process(
+            port,
+            frame,
+            if tracing {
+                Some(&mut self.events)
+            } else {
+                None
+            },
+        );
+        if tracing {
+            self.trace_stages(packet, port, admit);
+        }
+        for cd in &decision.copy_drops {
+            self.dp
+                .counters
+                .session(cd.session, SessionCounter::Dropped, 1);
+            self.drop_frame(
+                packet,
+                cd.copy,
+                Some(cd.session),
+                port,
+                admit,
+                cd.reason,
+                len,
+            );
+        }
+        let primary = match decision.primary {
+            Ok(f) => Some(f),
+            Err(reason) => {
+                self.drop_frame(packet, 0, None, port, admit, reason, len);
+                None
+            }
+        };
+        self.sched.dispatch(
+            packet,
+            arrival_ps,
+            admit,
+            primary,
+            decision.copies,
+            &self.dp.sessions,
+        );
+        self.drain(sink);
+    }
+
+    /// Ends a run: everything queued is transmitted (or dropped) and released to `sink`.
+    pub fn finish(&mut self, sink: &mut dyn Sink) {
+        self.sched.finish();
+        self.drain(sink);
+    }
+
+    fn drain(&mut self, sink: &mut dyn Sink) {
+        let drops = std::mem::take(&mut self.sched.drops);
+        for d in &drops {
+            self.late_drop(d);
+        }
+        self.sched.drops = drops;
+        self.sched.drops.clear();
+        let mut deps = std::mem::take(&mut self.sched.departures);
+        for dep in deps.drain(..) {
+            self.depart(&dep, sink);
+            self.dp.pool.put(dep.frame.bytes);
+        }
+        self.sched.departures = deps;
+    }
+
+    fn late_drop(&mut self, d: &LateDrop) {
+        if let Some(s) = d.session {
+            let kind = if d.reason == DropReason::MirrorPoliced {
+                SessionCounter::Policed
+            } else {
+                SessionCounter::Dropped
+            };
+            if d.copy != 0 {
+                self.dp.counters.session(s, kind, 1);
+            }
+        }
+        self.dp.counters.add(
+            shadownet_hw::counters::port(d.port, PortCounter::TxDrops),
+            1,
+        );
+        self.dp.counters.dropped(d.reason);
+        self.stats.dropped(d.copy != 0);
+        if self.trace.is_some() && self.dp.config.trace {
+            self.trace_event(
+                d.packet,
+                d.copy,
+                d.at_ps,
+                Some(d.port),
+                &Event::stage(Stage::Drop),
+                Some(d.reason),
+                Some(d.len),
+                d.session,
+            );
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn drop_frame(
+        &mut self,
+        packet: u64,
+        copy: u8,
+        session: Option<u16>,
+        port: Port,
+        at_ps: u64,
+        reason: DropReason,
+        len: usize,
+    ) {
+        self.dp.counters.dropped(reason);
+        if copy == 0 {
+            self.dp
+                .counters
+                .add(shadownet_hw::counters::port(port, PortCounter::RxDrops), 1);
+        }
+        self.stats.dropped(copy != 0);
+        if self.trace.is_some() && self.dp.config.trace {
+            self.trace_event(
+                packet,
+                copy,
+                at_ps,
+                Some(port),
+                &Event::stage(Stage::Drop),
+                Some(reason),
+                Some(len),
+                session,
+            );
+        }
+    }
+
+    fn depart(&mut self, dep: &Departure, sink: &mut dyn Sink) {
+        let f: &OutFrame = &dep.frame;
+        let len = f.bytes.len();
+        let mirror = f.queue == Queue::Mirror;
+        if mirror {
+            self.dp.counters.port(
+                f.port,
+                PortCounter::TxMirrorPackets,
+                PortCounter::TxMirrorBytes,
+                len,
+            );
+        } else {
+            self.dp
+                .counters
+                .port(f.port, PortCounter::TxPackets, PortCounter::TxBytes, len);
+        }
+        if let (Some(s), true) = (f.session, mirror) {
+            self.dp.counters.session(s, SessionCounter::TxPackets, 1);
+            self.dp
+                .counters
+                .session(s, SessionCounter::TxBytes, len as u64);
+        }
+        let cycle = self.sched.cycle_ps();
+        let end = dep.start_ps + self.sched.wire_ps(f.port, len);
+        self.stats.transmitted(
+            mirror,
+            f.port,
+            len,
+            (dep.start_ps - dep.ingress_ps) / cycle,
+            end,
+        );
+        if self.trace.is_some() && self.dp.config.trace {
+            let q = Event::stage(Stage::Queue);
+            self.trace_event(
+                dep.packet,
+                f.copy,
+                dep.ready_ps,
+                Some(f.port),
+                &q,
+                None,
+                Some(len),
+                f.session,
+            );
+            let tx = Event::stage(Stage::Tx).note(if mirror {
+                "mirror queue"
+            } else {
+                "primary queue"
+            });
+            self.trace_event(
+                dep.packet,
+                f.copy,
+                dep.start_ps,
+                Some(f.port),
+                &tx,
+                None,
+                Some(len),
+                f.session,
+            );
+        }
+        sink.transmit(dep);
+    }
+
+    fn trace_stages(&mut self, packet: u64, port: Port, admit: u64) {
+        let t = self.timing;
+        let s = t.stages;
+        let cycle = self.sched.cycle_ps();
+        let base = admit / cycle;
+        // The cycle each stage starts in, from the timing spec.
+        let at = |stage: Stage| -> u64 {
+            let c = match stage {
+                Stage::Parse => s.rx_mac,
+                Stage::Classify => s.rx_mac + s.parse,
+                Stage::Acl => s.rx_mac + s.parse + s.classify,
+                Stage::Map => s.rx_mac + s.parse + s.classify + s.acl,
+                Stage::MirrorFilter => {
+                    s.rx_mac + s.parse + s.classify + s.acl + s.map_hash + t.table_mem_latency
+                }
+                Stage::Encap => t.decision_latency(),
+                Stage::ShadowMap => t.decision_latency() + s.clone,
+                Stage::MirrorEncap => {
+                    t.decision_latency() + s.clone + s.shadow_map_hash + t.table_mem_latency
+                }
+                _ => 0,
+            };
+            base + c as u64
+        };
+        let events = std::mem::take(&mut self.events);
+        let admit_event = Event::stage(Stage::Admit);
+        self.trace_event(packet, 0, admit, Some(port), &admit_event, None, None, None);
+        for e in &events {
+            let cycle_of = at(e.stage) * cycle;
+            self.trace_event(packet, 0, cycle_of, None, e, None, None, None);
+        }
+        self.events = events;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn trace_event(
+        &mut self,
+        packet: u64,
+        copy: u8,
+        at_ps: u64,
+        port: Option<Port>,
+        event: &Event,
+        reason: Option<DropReason>,
+        len: Option<usize>,
+        session: Option<u16>,
+    ) {
+        let cycle = at_ps / self.sched.cycle_ps();
+        if let Some(t) = self.trace.as_mut()
+            && self.trace_error.is_none()
+            && let Err(e) = t.write(&Record {
+                packet,
+                copy,
+                cycle,
+                port,
+                event,
+                reason,
+                len,
+                session,
+            })
+        {
+            self.trace_error = Some(e);
+        }
+    }
+
+    /// Number of frames received so far.
+    pub fn packets(&self) -> u64 {
+        self.packets
+    }
+
+    /// End of the last transmission decided so far (ps).
+    pub fn last_tx_end_ps(&self) -> u64 {
+        self.sched.last_tx_end()
+    }
+
+    /// Wire time of `len` bytes on `port` (ps): for pacing inputs at line rate.
+    pub fn wire_ps(&self, port: Port, len: usize) -> u64 {
+        self.sched.wire_ps(port, len)
+    }
+}
+
+/// Writes every register's reset value, then what the model itself reports (capabilities,
+/// build id, table capacities, the timing it runs with).
+fn write_reset_values(r: &DeviceView<'_>, timing: &Timing) {
+    macro_rules! reset {
+        ($block:expr; $($reg:ident),* $(,)?) => { $( $block.$reg().reset(); )* };
+    }
+    macro_rules! reset_array {
+        ($block:expr; $n:expr; $($reg:ident),* $(,)?) => {
+            for i in 0..$n { $( $block.$reg(i).reset(); )* }
+        };
+    }
+    let id = r.id();
+    reset!(id; blk_type, blk_version, blk_next, magic, dev_version, caps, build_id, num_vports, num_sessions, clock_khz, bar_size);
+    let ctrl = r.ctrl();
+    reset!(ctrl; blk_type, blk_version, blk_next, cmd, status, config, reset_count);
+    let t = r.tbl_cmd();
+    reset!(t; blk_type, blk_version, blk_next, table, index, cmd, status, result_index, result_flags, generation);
+    reset_array!(t; WINDOW_WORDS; key, value, result_key, result_value);
+    reset_array!(t; 8; capacity, occupancy);
+    let m = r.mirror();
+    reset!(m; blk_type, blk_version, blk_next, session, cmd, status);
+    reset_array!(m; session::WORDS; stage, fetched);
+    let p = r.port();
+    reset!(p; blk_type, blk_version, blk_next, local_mac_lo, local_mac_hi, local_ipv4, tunnel_ports, uplink_mtu, uplink_gbps, host_gbps);
+    reset_array!(p; 4; local_ipv6);
+    let c = r.counters();
+    reset!(c; blk_type, blk_version, blk_next, cmd, status, num_counters, snapshot_cycle_lo, snapshot_cycle_hi);
+    for i in 0..shadownet_hw::counters::NUM_COUNTERS {
+        c.counter(i).lo().reset();
+        c.counter(i).hi().reset();
+    }
+    reset!(r.cmd_ring(); blk_type, blk_version, blk_next);
+    reset!(r.telemetry_ring(); blk_type, blk_version, blk_next);
+    reset!(r.fw_mailbox(); blk_type, blk_version, blk_next);
+    reset!(r.flash(); blk_type, blk_version, blk_next);
+
+    id.caps().write(|w| {
+        w.vxlan()
+            .set_bit()
+            .geneve()
+            .set_bit()
+            .ipv6_substrate()
+            .set_bit()
+            .redirect()
+            .set_bit()
+            .trace()
+            .set_bit()
+            .simulated()
+            .set_bit()
+    });
+    id.build_id().write(|w| w.set(MODEL_BUILD_ID));
+    id.clock_khz().write(|w| w.set(timing.clock_khz));
+    p.uplink_gbps().write(|w| w.set(timing.uplink_gbps));
+    p.host_gbps().write(|w| w.set(timing.host_gbps));
+    for tid in TableId::ALL {
+        t.capacity(tid as usize).write(|w| w.set(tid.capacity()));
+    }
+}

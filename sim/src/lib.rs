@@ -1,0 +1,31 @@
+//! Cycle-accurate model of the shadownet NIC: the hardware every test runs on.
+//!
+//! - [`bar`]: the BAR0 shared-memory mapping the host driver and the model share;
+//! - [`device`]: the NIC — register interface, command processing, and ports;
+//! - [`datapath`]: what happens to each frame (parse, classify, ACL, map, mirror filter,
+//!   shadow map, encapsulation);
+//! - [`sched`]: when it happens (FIFOs, pipeline cycles, egress queues, policers, the egress
+//!   scheduler that keeps mirroring from delaying production);
+//! - [`tables`]: table memory and the table commands;
+//! - [`trace`], [`stats`]: per-packet JSON-lines trace and run statistics;
+//! - [`run`]: feeding capture files into ports and writing one capture per egress port.
+//!
+//! The model is deterministic: the same inputs and configuration give byte-identical output.
+#![deny(missing_docs)]
+// Only `bar` maps memory and builds register views on it.
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)]
+pub mod bar;
+pub mod config;
+pub mod counters;
+pub mod datapath;
+pub mod device;
+pub mod sched;
+pub mod sessions;
+pub mod stats;
+pub mod tables;
+pub mod trace;
+
+pub use device::{Discard, ModelError, NicModel, Sink};
+pub use sched::Departure;

@@ -1,0 +1,564 @@
+//! Timing: receive FIFOs, the pipeline's cycles, egress queues, the mirror policer, and the
+//! egress scheduler (hw/docs/timing.md has the full rules).
+//!
+//! Time is kept in picoseconds. A frame is *received* when its last byte arrives; it waits in
+//! its port's receive FIFO until the pipeline admits it (one frame at a time, first come first
+//! served across ports, on a cycle edge, for `beats` cycles). Admitted at cycle `a`, a
+//! production frame is written into the in-order output stage at `a + primary_latency` and
+//! is in its egress queue `beats` cycles later; a mirror copy goes through the mirror engine
+//! (`mirror_latency`, its own output stage) to the session's policer and the port's mirror
+//! queue.
+//!
+//! Each egress port sends production frames first come first served, never waiting for a
+//! copy. A copy may start on the wire only in a gap: when no production frame is
+//! transmitting or waiting, and none will be ready before the copy ends. The scheduler knows
+//! every production frame that will be ready within `egress_lookahead` cycles — they are
+//! already in the pipeline — so copies whose wire time fits within that horizon can be placed
+//! exactly; longer copies are dropped (`MIRROR_OVERSIZE`). Production frames therefore leave
+//! at the same cycle with or without mirroring.
+
+use std::{
+    cmp::{Ordering, Reverse},
+    collections::{BinaryHeap, VecDeque},
+};
+
+use shadownet_hw::{
+    NUM_SESSIONS, Port, counters::PipelineCounter, drop::DropReason, timing::Timing,
+};
+
+use crate::{counters::Counters, datapath::OutFrame, sessions::Sessions};
+
+/// A frame leaving a port.
+#[derive(Debug)]
+pub struct Departure {
+    /// Packet id of the frame it came from.
+    pub packet: u64,
+    /// When that frame was received (ps).
+    pub ingress_ps: u64,
+    /// When it entered its egress queue (ps).
+    pub ready_ps: u64,
+    /// When its first byte leaves (ps).
+    pub start_ps: u64,
+    /// The frame.
+    pub frame: OutFrame,
+}
+
+/// A frame or copy dropped after the pipeline decided to send it.
+#[derive(Clone, Copy, Debug)]
+pub struct LateDrop {
+    /// Packet id.
+    pub packet: u64,
+    /// Copy number (0: the production frame).
+    pub copy: u8,
+    /// Session of a copy.
+    pub session: Option<u16>,
+    /// Egress port.
+    pub port: Port,
+    /// When (ps).
+    pub at_ps: u64,
+    /// Why.
+    pub reason: DropReason,
+    /// Frame length.
+    pub len: usize,
+}
+
+struct MirrorCopy {
+    ready: u64,
+    wire: u64,
+    packet: u64,
+    ingress: u64,
+    frame: OutFrame,
+}
+
+struct Queued {
+    start: u64,
+    seq: u64,
+    dep: Departure,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, o: &Self) -> bool {
+        (self.start, self.seq) == (o.start, o.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, o: &Self) -> Ordering {
+        (self.start, self.seq).cmp(&(o.start, o.seq))
+    }
+}
+
+/// One egress port's queues and wire.
+struct Egress {
+    byte_ps: u64,
+    /// End of the last production transmission.
+    primary_free: u64,
+    /// Production frames decided but not started: (start, len).
+    primary_waiting: VecDeque<(u64, u32)>,
+    primary_waiting_bytes: u64,
+    /// Production transmissions (start, end) a pending copy may have to avoid.
+    intervals: VecDeque<(u64, u64)>,
+    /// Copies at the mirror queue's door, admission not yet decidable.
+    arrivals: VecDeque<MirrorCopy>,
+    /// Copies admitted, start not yet decided.
+    queue: VecDeque<MirrorCopy>,
+    queue_bytes: u64,
+    /// Copies decided but not started: (start, len).
+    started: VecDeque<(u64, u32)>,
+    started_bytes: u64,
+    /// End of the last copy's transmission.
+    mirror_free: u64,
+    /// Lower bound on the start of the undecided queue head.
+    head_lb: Option<u64>,
+    /// Decided transmissions, released in start order once nothing can start before them.
+    reorder: BinaryHeap<Reverse<Queued>>,
+    active: bool,
+}
+
+impl Egress {
+    fn new(byte_ps: u64) -> Egress {
+        Egress {
+            byte_ps,
+            primary_free: 0,
+            primary_waiting: VecDeque::new(),
+            primary_waiting_bytes: 0,
+            intervals: VecDeque::new(),
+            arrivals: VecDeque::new(),
+            queue: VecDeque::new(),
+            queue_bytes: 0,
+            started: VecDeque::new(),
+            started_bytes: 0,
+            mirror_free: 0,
+            head_lb: None,
+            reorder: BinaryHeap::new(),
+            active: false,
+        }
+    }
+
+    fn mirror_pending(&self) -> bool {
+        !self.queue.is_empty() || !self.arrivals.is_empty()
+    }
+
+    /// Earliest start at or after `s0` (on a cycle edge) of a copy of wire time `d` that
+    /// overlaps no production transmission.
+    fn earliest_gap(&self, s0: u64, d: u64, cycle: u64) -> u64 {
+        let mut s = s0;
+        for &(ps, pe) in &self.intervals {
+            if pe <= s {
+                continue;
+            }
+            if ps >= s.saturating_add(d) {
+                break;
+            }
+            s = pe.div_ceil(cycle) * cycle;
+        }
+        s
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Policer {
+    /// Tokens in micro-bits: a rate of R Mbit/s adds R micro-bits per picosecond.
+    tokens: u128,
+    last: u64,
+    primed: bool,
+}
+
+impl Policer {
+    fn conform(&mut self, rate_mbps: u32, burst: u32, t: u64, len: usize) -> bool {
+        if rate_mbps == 0 {
+            return true;
+        }
+        let cap = burst as u128 * 8_000_000;
+        if !self.primed {
+            self.tokens = cap;
+            self.last = t;
+            self.primed = true;
+        }
+        let elapsed = t.saturating_sub(self.last) as u128;
+        self.tokens = (self.tokens + elapsed * rate_mbps as u128).min(cap);
+        self.last = self.last.max(t);
+        let need = len as u128 * 8_000_000;
+        if self.tokens >= need {
+            self.tokens -= need;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The timing model of the whole NIC.
+pub struct Scheduler {
+    timing: Timing,
+    cycle: u64,
+    primary_latency: u64,
+    mirror_latency: u64,
+    lookahead: u64,
+    mirror_max_wire: u64,
+    pipeline_free: u64,
+    output_free: u64,
+    mirror_output_free: u64,
+    last_admit: u64,
+    rx: Vec<VecDeque<(u64, u32)>>,
+    rx_bytes: Vec<u64>,
+    ports: Vec<Egress>,
+    active: Vec<usize>,
+    policers: Vec<Policer>,
+    seq: u64,
+    /// Transmissions released in start order per port (drained by the model).
+    pub departures: Vec<Departure>,
+    /// Drops after the pipeline (drained by the model).
+    pub drops: Vec<LateDrop>,
+}
+
+impl Scheduler {
+    /// A scheduler for `timing` (validated by the caller).
+    pub fn new(timing: Timing) -> Scheduler {
+        let cycle = timing.cycle_ps();
+        let ports = (0..Port::COUNT)
+            .map(|i| {
+                let gbps = if Port::from_index(i) == Some(Port::Uplink) {
+                    timing.uplink_gbps
+                } else {
+                    timing.host_gbps
+                };
+                Egress::new(Timing::byte_ps(gbps))
+            })
+            .collect();
+        Scheduler {
+            timing,
+            cycle,
+            primary_latency: timing.primary_latency() as u64 * cycle,
+            mirror_latency: timing.mirror_latency() as u64 * cycle,
+            lookahead: timing.egress_lookahead() as u64 * cycle,
+            // A copy longer than this could overlap a production frame the scheduler cannot
+            // yet see when it must decide (see the module docs).
+            mirror_max_wire: (timing.primary_latency() as u64 + 1) * cycle,
+            pipeline_free: 0,
+            output_free: 0,
+            mirror_output_free: 0,
+            last_admit: 0,
+            rx: (0..Port::COUNT).map(|_| VecDeque::new()).collect(),
+            rx_bytes: vec![0; Port::COUNT],
+            ports,
+            active: Vec::new(),
+            policers: vec![Policer::default(); NUM_SESSIONS],
+            seq: 0,
+            departures: Vec::new(),
+            drops: Vec::new(),
+        }
+    }
+
+    /// Picoseconds per cycle.
+    pub fn cycle_ps(&self) -> u64 {
+        self.cycle
+    }
+
+    /// Wire time of a frame of `len` bytes on `port`.
+    pub fn wire_ps(&self, port: Port, len: usize) -> u64 {
+        self.timing.wire_bytes(len as u32) as u64 * self.ports[port.index()].byte_ps
+    }
+
+    /// Longest wire time a copy may have (see the module docs).
+    pub fn mirror_max_wire_ps(&self) -> u64 {
+        self.mirror_max_wire
+    }
+
+    /// Resets a session's policer (its configuration changed).
+    pub fn reset_policer(&mut self, session: u16) {
+        self.policers[session as usize] = Policer::default();
+    }
+
+    /// A frame of `len` bytes fully received on `port` at `arrival`: when the pipeline admits
+    /// it, or why it never gets there.
+    pub fn admit(
+        &mut self,
+        port: Port,
+        len: usize,
+        arrival: u64,
+        counters: &mut Counters,
+    ) -> Result<u64, DropReason> {
+        let p = port.index();
+        let fifo = &mut self.rx[p];
+        while let Some(&(admit, l)) = fifo.front() {
+            if admit > arrival {
+                break;
+            }
+            fifo.pop_front();
+            self.rx_bytes[p] -= l as u64;
+        }
+        if self.rx_bytes[p] + len as u64 > self.timing.rx_fifo_bytes as u64 {
+            return Err(DropReason::RxFifoOverflow);
+        }
+        let admit = (arrival.div_ceil(self.cycle) * self.cycle).max(self.pipeline_free);
+        let beats = self.timing.beats(len as u32) as u64;
+        self.pipeline_free = admit + beats * self.cycle;
+        if admit > arrival {
+            self.rx[p].push_back((admit, len as u32));
+            self.rx_bytes[p] += len as u64;
+            counters.max(
+                shadownet_hw::counters::pipeline(PipelineCounter::RxFifoHighWater),
+                self.rx_bytes[p],
+            );
+        }
+        counters.pipeline(PipelineCounter::Admitted, 1);
+        counters.pipeline(PipelineCounter::BusyCycles, beats);
+        counters.pipeline(
+            PipelineCounter::RxWaitCycles,
+            (admit - arrival) / self.cycle,
+        );
+        self.last_admit = admit;
+        Ok(admit)
+    }
+
+    /// Queues the pipeline's output for a frame admitted at `admit`.
+    pub fn dispatch(
+        &mut self,
+        packet: u64,
+        ingress: u64,
+        admit: u64,
+        primary: Option<OutFrame>,
+        copies: Vec<OutFrame>,
+        sessions: &Sessions,
+    ) {
+        if let Some(frame) = primary {
+            let beats = self.timing.beats(frame.bytes.len() as u32) as u64;
+            let write = (admit + self.primary_latency).max(self.output_free);
+            let ready = write + beats * self.cycle;
+            self.output_free = ready;
+            self.enqueue_primary(packet, ingress, ready, frame);
+        }
+        for frame in copies {
+            let len = frame.bytes.len();
+            let beats = self.timing.beats(len as u32) as u64;
+            let write = (admit + self.mirror_latency).max(self.mirror_output_free);
+            let ready = write + beats * self.cycle;
+            self.mirror_output_free = ready;
+            let session = frame.session.unwrap_or(0);
+            let cfg = sessions.get(session);
+            let drop = |reason| LateDrop {
+                packet,
+                copy: frame.copy,
+                session: frame.session,
+                port: frame.port,
+                at_ps: ready,
+                reason,
+                len,
+            };
+            if !self.policers[session as usize].conform(
+                cfg.policer_mbps,
+                cfg.policer_burst,
+                ready,
+                len,
+            ) {
+                self.drops.push(drop(DropReason::MirrorPoliced));
+                continue;
+            }
+            let wire = self.wire_ps(frame.port, len);
+            if wire > self.mirror_max_wire {
+                self.drops.push(drop(DropReason::MirrorOversize));
+                continue;
+            }
+            let p = frame.port.index();
+            self.ports[p].arrivals.push_back(MirrorCopy {
+                ready,
+                wire,
+                packet,
+                ingress,
+                frame,
+            });
+            self.activate(p);
+        }
+        let horizon = self.last_admit + self.lookahead;
+        self.advance(horizon);
+    }
+
+    fn activate(&mut self, p: usize) {
+        if !self.ports[p].active {
+            self.ports[p].active = true;
+            self.active.push(p);
+        }
+    }
+
+    fn enqueue_primary(&mut self, packet: u64, ingress: u64, ready: u64, frame: OutFrame) {
+        let p = frame.port.index();
+        let len = frame.bytes.len();
+        let wire = self.wire_ps(frame.port, len);
+        let cap = self.timing.primary_queue_bytes as u64;
+        let e = &mut self.ports[p];
+        while let Some(&(start, l)) = e.primary_waiting.front() {
+            if start > ready {
+                break;
+            }
+            e.primary_waiting.pop_front();
+            e.primary_waiting_bytes -= l as u64;
+        }
+        if e.primary_waiting_bytes + len as u64 > cap {
+            self.drops.push(LateDrop {
+                packet,
+                copy: 0,
+                session: frame.session,
+                port: frame.port,
+                at_ps: ready,
+                reason: DropReason::PrimaryQueueFull,
+                len,
+            });
+            return;
+        }
+        let start = ready.max(e.primary_free);
+        let end = start + wire;
+        e.primary_free = end;
+        e.primary_waiting.push_back((start, len as u32));
+        e.primary_waiting_bytes += len as u64;
+        e.intervals.push_back((start, end));
+        self.seq += 1;
+        e.reorder.push(Reverse(Queued {
+            start,
+            seq: self.seq,
+            dep: Departure {
+                packet,
+                ingress_ps: ingress,
+                ready_ps: ready,
+                start_ps: start,
+                frame,
+            },
+        }));
+        self.activate(p);
+    }
+
+    /// Decides what can be decided with every production frame ready before `horizon`
+    /// known, and releases transmissions nothing can precede any more.
+    fn advance(&mut self, horizon: u64) {
+        let mut i = 0;
+        while i < self.active.len() {
+            let p = self.active[i];
+            self.advance_port(p, horizon);
+            let e = &mut self.ports[p];
+            if e.reorder.is_empty() && !e.mirror_pending() {
+                e.active = false;
+                self.active.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn advance_port(&mut self, p: usize, horizon: u64) {
+        let cycle = self.cycle;
+        let mirror_cap = self.timing.mirror_queue_bytes as u64;
+        let copy_bound = self.last_admit + self.mirror_latency;
+        let e = &mut self.ports[p];
+        loop {
+            let mut progressed = false;
+            e.head_lb = None;
+            if let Some(head) = e.queue.front() {
+                let s0 = (head.ready.max(e.mirror_free)).div_ceil(cycle) * cycle;
+                while e.intervals.front().is_some_and(|&(_, pe)| pe <= s0) {
+                    e.intervals.pop_front();
+                }
+                let s = e.earliest_gap(s0, head.wire, cycle);
+                if s.saturating_add(head.wire) <= horizon {
+                    let Some(c) = e.queue.pop_front() else { break };
+                    let len = c.frame.bytes.len();
+                    e.queue_bytes -= len as u64;
+                    e.mirror_free = s + c.wire;
+                    e.started.push_back((s, len as u32));
+                    e.started_bytes += len as u64;
+                    self.seq += 1;
+                    e.reorder.push(Reverse(Queued {
+                        start: s,
+                        seq: self.seq,
+                        dep: Departure {
+                            packet: c.packet,
+                            ingress_ps: c.ingress,
+                            ready_ps: c.ready,
+                            start_ps: s,
+                            frame: c.frame,
+                        },
+                    }));
+                    progressed = true;
+                } else {
+                    e.head_lb = Some(s);
+                }
+            }
+            if !progressed && let Some(a) = e.arrivals.front() {
+                let r = a.ready;
+                // Admission needs to know which queued copies have started by `r`.
+                let blocked = e.head_lb.is_some_and(|lb| lb <= r);
+                if !blocked {
+                    while let Some(&(start, l)) = e.started.front() {
+                        if start > r {
+                            break;
+                        }
+                        e.started.pop_front();
+                        e.started_bytes -= l as u64;
+                    }
+                    let Some(a) = e.arrivals.pop_front() else {
+                        break;
+                    };
+                    let len = a.frame.bytes.len() as u64;
+                    if e.started_bytes + e.queue_bytes + len > mirror_cap {
+                        self.drops.push(LateDrop {
+                            packet: a.packet,
+                            copy: a.frame.copy,
+                            session: a.frame.session,
+                            port: a.frame.port,
+                            at_ps: r,
+                            reason: DropReason::MirrorQueueFull,
+                            len: len as usize,
+                        });
+                    } else {
+                        e.queue_bytes += len;
+                        e.queue.push_back(a);
+                    }
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        if !e.mirror_pending() {
+            // Copies not yet made cannot start before `copy_bound`.
+            let keep_from = e.mirror_free.max(copy_bound);
+            while e.intervals.front().is_some_and(|&(_, pe)| pe <= keep_from) {
+                e.intervals.pop_front();
+            }
+        }
+        // Nothing undecided can start before the watermark: release everything earlier.
+        let mut watermark = horizon;
+        if let Some(head) = e.queue.front() {
+            watermark = watermark
+                .min(e.head_lb.unwrap_or(head.ready))
+                .min(head.ready);
+        }
+        if let Some(a) = e.arrivals.front() {
+            watermark = watermark.min(a.ready);
+        }
+        while e.reorder.peek().is_some_and(|q| q.0.start < watermark) {
+            if let Some(Reverse(q)) = e.reorder.pop() {
+                self.departures.push(q.dep);
+            }
+        }
+    }
+
+    /// Ends the run: decides and releases everything still queued.
+    pub fn finish(&mut self) {
+        self.advance(u64::MAX);
+    }
+
+    /// End of the last transmission decided so far, over every port (ps).
+    pub fn last_tx_end(&self) -> u64 {
+        self.ports
+            .iter()
+            .map(|e| e.primary_free.max(e.mirror_free))
+            .max()
+            .unwrap_or(0)
+    }
+}

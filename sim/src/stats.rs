@@ -1,0 +1,194 @@
+//! Run statistics: latency distributions in cycles and the span of simulated time.
+
+use shadownet_hw::Port;
+
+/// Distribution of latencies in cycles: exact below 4096 cycles, power-of-two buckets above.
+#[derive(Clone, Debug)]
+pub struct Histogram {
+    exact: Vec<u64>,
+    log: [u64; 64],
+    count: u64,
+    sum: u128,
+    min: u64,
+    max: u64,
+}
+
+const EXACT: u64 = 4096;
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            exact: vec![0; EXACT as usize],
+            log: [0; 64],
+            count: 0,
+            sum: 0,
+            min: u64::MAX,
+            max: 0,
+        }
+    }
+}
+
+impl Histogram {
+    /// Records one latency.
+    pub fn record(&mut self, cycles: u64) {
+        if cycles < EXACT {
+            self.exact[cycles as usize] += 1;
+        } else {
+            self.log[63 - cycles.leading_zeros() as usize] += 1;
+        }
+        self.count += 1;
+        self.sum += cycles as u128;
+        self.min = self.min.min(cycles);
+        self.max = self.max.max(cycles);
+    }
+
+    /// Number of latencies recorded.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Smallest latency (0 when empty).
+    pub fn min(&self) -> u64 {
+        if self.count == 0 { 0 } else { self.min }
+    }
+
+    /// Largest latency.
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// Mean latency.
+    pub fn mean(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum as f64 / self.count as f64
+        }
+    }
+
+    /// The latency at or below which `q` (0..=1) of the samples lie; above 4096 cycles,
+    /// the upper edge of the power-of-two bucket.
+    pub fn quantile(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        let mut seen = 0;
+        for (c, &n) in self.exact.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return c as u64;
+            }
+        }
+        for (b, &n) in self.log.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return ((1u128 << (b + 1)) - 1).min(self.max as u128) as u64;
+            }
+        }
+        self.max
+    }
+
+    /// Whether two histograms hold exactly the same samples.
+    pub fn same_as(&self, other: &Histogram) -> bool {
+        self.exact == other.exact && self.log == other.log && self.count == other.count
+    }
+}
+
+/// What happened over a run.
+#[derive(Clone, Debug, Default)]
+pub struct RunStats {
+    /// First frame received (ps).
+    pub first_arrival_ps: Option<u64>,
+    /// Latest event seen (ps).
+    pub last_event_ps: u64,
+    /// End of the last transmission (ps).
+    pub last_tx_end_ps: u64,
+    /// Ingress to start of transmission, production frames.
+    pub primary_latency: Histogram,
+    /// Ingress to start of transmission, mirror copies.
+    pub mirror_latency: Histogram,
+    /// Production frames transmitted.
+    pub tx_frames: u64,
+    /// Production bytes transmitted.
+    pub tx_bytes: u64,
+    /// Copies transmitted.
+    pub mirror_frames: u64,
+    /// Copy bytes transmitted.
+    pub mirror_bytes: u64,
+    /// Production frames dropped.
+    pub primary_drops: u64,
+    /// Copies dropped.
+    pub mirror_drops: u64,
+    /// Per-port production frames transmitted, by port index.
+    pub tx_by_port: Vec<u64>,
+}
+
+impl RunStats {
+    pub(crate) fn saw(&mut self, t: u64) {
+        if self.first_arrival_ps.is_none() {
+            self.first_arrival_ps = Some(t);
+        }
+        self.last_event_ps = self.last_event_ps.max(t);
+    }
+
+    pub(crate) fn dropped(&mut self, copy: bool) {
+        if copy {
+            self.mirror_drops += 1;
+        } else {
+            self.primary_drops += 1;
+        }
+    }
+
+    pub(crate) fn transmitted(
+        &mut self,
+        mirror: bool,
+        port: Port,
+        len: usize,
+        latency_cycles: u64,
+        end_ps: u64,
+    ) {
+        if mirror {
+            self.mirror_frames += 1;
+            self.mirror_bytes += len as u64;
+            self.mirror_latency.record(latency_cycles);
+        } else {
+            self.tx_frames += 1;
+            self.tx_bytes += len as u64;
+            self.primary_latency.record(latency_cycles);
+            if self.tx_by_port.is_empty() {
+                self.tx_by_port = vec![0; Port::COUNT];
+            }
+            self.tx_by_port[port.index()] += 1;
+        }
+        self.last_tx_end_ps = self.last_tx_end_ps.max(end_ps);
+        self.last_event_ps = self.last_event_ps.max(end_ps);
+    }
+
+    /// Simulated time from the first arrival to the end of the last transmission (ps).
+    pub fn span_ps(&self) -> u64 {
+        self.last_tx_end_ps
+            .max(self.last_event_ps)
+            .saturating_sub(self.first_arrival_ps.unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles() {
+        let mut h = Histogram::default();
+        for c in 1..=100 {
+            h.record(c);
+        }
+        assert_eq!(h.quantile(0.5), 50);
+        assert_eq!(h.quantile(0.99), 99);
+        assert_eq!(h.quantile(1.0), 100);
+        assert_eq!(h.min(), 1);
+        h.record(10_000);
+        assert_eq!(h.quantile(1.0), 10_000);
+        assert!((h.mean() - (5050.0 + 10_000.0) / 101.0).abs() < 1e-9);
+    }
+}

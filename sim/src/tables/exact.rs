@@ -1,0 +1,111 @@
+//! Exact-table memory (tags and slots, hardware format) with the firmware's maintenance.
+
+use shadownet_firmware::tables::exact::ExactTable;
+use shadownet_hw::table::{
+    TableId, TableKind,
+    exact::{Key, Memory, Slot, Value, WAYS},
+};
+
+/// Memory of one exact table.
+pub struct ExactStore {
+    table: TableId,
+    buckets_log2: u32,
+    tags: Vec<u32>,
+    slots: Vec<Slot>,
+    occupancy: u32,
+}
+
+/// Where an insert put a key.
+#[derive(Clone, Copy, Debug)]
+pub struct Placed {
+    /// Slot of the key.
+    pub slot: usize,
+    /// The key was present; its value was replaced.
+    pub replaced: bool,
+}
+
+impl ExactStore {
+    /// Empty memory of the table's contract size. The allocator zero-fills it lazily, so an
+    /// unused multi-million-slot table costs address space, not time.
+    pub fn new(table: TableId) -> ExactStore {
+        let TableKind::Exact { buckets_log2 } = table.kind() else {
+            panic!("{table} is not an exact table");
+        };
+        let n = (1usize << buckets_log2) * WAYS;
+        ExactStore {
+            table,
+            buckets_log2,
+            tags: bytemuck::zeroed_vec(n),
+            slots: bytemuck::zeroed_vec(n),
+            occupancy: 0,
+        }
+    }
+
+    /// The read-only view the pipeline looks keys up in.
+    #[inline]
+    pub fn memory(&self) -> Memory<'_> {
+        Memory {
+            buckets_log2: self.buckets_log2,
+            tags: &self.tags,
+            slots: &self.slots,
+        }
+    }
+
+    /// The value stored for `key`.
+    #[inline]
+    pub fn get(&self, key: &Key) -> Option<&Value> {
+        self.memory().find(key).map(|i| &self.slots[i].value)
+    }
+
+    /// Slot holding `key`.
+    pub fn find_slot(&self, key: &Key) -> Option<usize> {
+        self.memory().find(key)
+    }
+
+    /// Whether a slot holds an entry.
+    pub fn occupied(&self, slot: usize) -> bool {
+        self.tags.get(slot).is_some_and(|&t| t != 0)
+    }
+
+    /// A slot's contents.
+    pub fn slot(&self, slot: usize) -> &Slot {
+        &self.slots[slot]
+    }
+
+    /// Occupied slots.
+    pub fn occupancy(&self) -> u32 {
+        self.occupancy
+    }
+
+    fn maintenance(&mut self) -> ExactTable<'_> {
+        ExactTable::new(self.buckets_log2, &mut self.tags, &mut self.slots)
+            .unwrap_or_else(|e| panic!("{} memory has the wrong geometry: {e:?}", self.table))
+    }
+
+    /// Inserts or replaces; `None` when the table is full.
+    pub fn insert(&mut self, key: &Key, value: &Value) -> Option<Placed> {
+        let ins = self.maintenance().insert(key, value).ok()?;
+        if !ins.replaced {
+            self.occupancy += 1;
+        }
+        Some(Placed {
+            slot: ins.slot,
+            replaced: ins.replaced,
+        })
+    }
+
+    /// Removes `key`; returns its slot.
+    pub fn remove(&mut self, key: &Key) -> Option<usize> {
+        let slot = self.maintenance().remove(key).ok()?;
+        self.occupancy -= 1;
+        Some(slot)
+    }
+
+    /// Removes every entry.
+    pub fn clear(&mut self) {
+        if self.occupancy > 0 {
+            self.maintenance().clear();
+        }
+        self.occupancy = 0;
+    }
+}

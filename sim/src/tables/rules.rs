@@ -1,0 +1,455 @@
+//! Priority wildcard rule tables (ACL, mirror filters): TCAM semantics, software classifier.
+//!
+//! In hardware every valid slot is compared in one cycle and the highest-priority match wins
+//! (ties: lowest slot). The model gets the same answer by compiling the rules, after any
+//! change, into one list per scope (VNI or vport) sorted by priority and slot, with the rules
+//! that match every scope merged in, and taking the first rule of the packet's list that
+//! matches.
+
+use std::collections::HashMap;
+
+use shadownet_hw::{
+    layout::{
+        LayoutError, Prefix,
+        acl::{self, AclAction},
+        ip_to_bytes,
+        mirror_filter::{self, MirrorAction},
+        rule::{Direction, DirectionMatch, Family, RuleMatch},
+    },
+    table::TableId,
+};
+
+use super::Window;
+
+/// The action part of a rule table's entries.
+pub trait RuleAction: Copy + std::fmt::Debug {
+    /// Bytes of the action words.
+    const LEN: usize;
+    /// The rule's priority (higher wins).
+    fn priority(&self) -> u16;
+    /// Parses the action words.
+    fn parse(bytes: &[u8; 16]) -> Result<Self, LayoutError>;
+}
+
+impl RuleAction for AclAction {
+    const LEN: usize = acl::VALUE_LEN;
+    fn priority(&self) -> u16 {
+        self.priority
+    }
+    fn parse(bytes: &[u8; 16]) -> Result<Self, LayoutError> {
+        AclAction::parse(bytes)
+    }
+}
+
+impl RuleAction for MirrorAction {
+    const LEN: usize = mirror_filter::VALUE_LEN;
+    fn priority(&self) -> u16 {
+        self.priority
+    }
+    fn parse(bytes: &[u8; 16]) -> Result<Self, LayoutError> {
+        MirrorAction::parse(bytes)
+    }
+}
+
+/// The fields of a packet a rule looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketKey {
+    /// Source address (wire form) as a big-endian integer.
+    pub src: u128,
+    /// Destination address (wire form) as a big-endian integer.
+    pub dst: u128,
+    /// IP protocol.
+    pub protocol: u8,
+    /// Source and destination ports, when the packet carries them.
+    pub ports: Option<(u16, u16)>,
+    /// The packet is IPv4.
+    pub ipv4: bool,
+    /// Direction relative to the VM.
+    pub direction: Direction,
+}
+
+impl PacketKey {
+    /// Builds the key from wire-form addresses.
+    pub fn new(
+        src: &[u8; 16],
+        dst: &[u8; 16],
+        protocol: u8,
+        ports: Option<(u16, u16)>,
+        direction: Direction,
+    ) -> PacketKey {
+        PacketKey {
+            src: u128::from_be_bytes(*src),
+            dst: u128::from_be_bytes(*dst),
+            protocol,
+            ports,
+            ipv4: shadownet_hw::layout::is_v4_mapped(src),
+            direction,
+        }
+    }
+}
+
+/// A rule compiled for matching.
+#[derive(Clone, Copy, Debug)]
+pub struct CompiledRule<A> {
+    /// Slot of the rule.
+    pub slot: u32,
+    /// Its action.
+    pub action: A,
+    src: u128,
+    src_mask: u128,
+    dst: u128,
+    dst_mask: u128,
+    protocol: Option<u8>,
+    to_vm: bool,
+    from_vm: bool,
+    v4: bool,
+    v6: bool,
+    sport: (u16, u16),
+    dport: (u16, u16),
+    needs_ports: bool,
+}
+
+fn prefix_bits(p: Option<Prefix>) -> (u128, u128) {
+    match p {
+        None => (0, 0),
+        Some(p) => {
+            let len = p.wire_len() as u32;
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
+            (u128::from_be_bytes(ip_to_bytes(p.addr())), mask)
+        }
+    }
+}
+
+impl<A: RuleAction> CompiledRule<A> {
+    fn new(slot: u32, m: &RuleMatch, action: A) -> CompiledRule<A> {
+        let (src, src_mask) = prefix_bits(m.src);
+        let (dst, dst_mask) = prefix_bits(m.dst);
+        // Validated at write: the family is consistent.
+        let family = m.effective_family().unwrap_or(m.family);
+        CompiledRule {
+            slot,
+            action,
+            src,
+            src_mask,
+            dst,
+            dst_mask,
+            protocol: m.protocol,
+            to_vm: m.direction != DirectionMatch::FromVm,
+            from_vm: m.direction != DirectionMatch::ToVm,
+            v4: family != Family::V6,
+            v6: family != Family::V4,
+            sport: (m.sport.lo, m.sport.hi),
+            dport: (m.dport.lo, m.dport.hi),
+            needs_ports: !(m.sport.is_any() && m.dport.is_any()),
+        }
+    }
+
+    /// Whether the rule matches the packet.
+    #[inline]
+    pub fn matches(&self, k: &PacketKey) -> bool {
+        if k.src & self.src_mask != self.src || k.dst & self.dst_mask != self.dst {
+            return false;
+        }
+        if let Some(p) = self.protocol
+            && p != k.protocol
+        {
+            return false;
+        }
+        let dir_ok = match k.direction {
+            Direction::ToVm => self.to_vm,
+            Direction::FromVm => self.from_vm,
+        };
+        let family_ok = if k.ipv4 { self.v4 } else { self.v6 };
+        if !(dir_ok && family_ok) {
+            return false;
+        }
+        if self.needs_ports {
+            let Some((sp, dp)) = k.ports else {
+                return false;
+            };
+            return self.sport.0 <= sp
+                && sp <= self.sport.1
+                && self.dport.0 <= dp
+                && dp <= self.dport.1;
+        }
+        true
+    }
+}
+
+/// Rules compiled into per-scope lists.
+pub struct Classifier<A> {
+    by_scope: HashMap<u32, Vec<CompiledRule<A>>>,
+    any_scope: Vec<CompiledRule<A>>,
+}
+
+impl<A: RuleAction> Classifier<A> {
+    /// The winning rule for a packet in `scope`.
+    #[inline]
+    pub fn lookup(&self, scope: u32, key: &PacketKey) -> Option<&CompiledRule<A>> {
+        let list = self.by_scope.get(&scope).unwrap_or(&self.any_scope);
+        list.iter().find(|r| r.matches(key))
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct RuleSlot<A> {
+    matches: RuleMatch,
+    action: A,
+    key: Window,
+    value: Window,
+}
+
+/// A rule table: slots, their decoded rules and the compiled classifier.
+pub struct RuleTable<A> {
+    table: TableId,
+    slots: Vec<Option<RuleSlot<A>>>,
+    /// Per-slot count of packets the rule matched, for 1-in-N sampling; reset when the slot
+    /// is written.
+    matched: Vec<u64>,
+    occupancy: u32,
+    classifier: Option<Classifier<A>>,
+}
+
+impl<A: RuleAction> RuleTable<A> {
+    /// An empty table of the contract's size.
+    pub fn new(table: TableId) -> RuleTable<A> {
+        let n = table.capacity() as usize;
+        RuleTable {
+            table,
+            slots: vec![None; n],
+            matched: vec![0; n],
+            occupancy: 0,
+            classifier: None,
+        }
+    }
+
+    /// Which table this is.
+    pub fn table(&self) -> TableId {
+        self.table
+    }
+
+    /// Occupied slots.
+    pub fn occupancy(&self) -> u32 {
+        self.occupancy
+    }
+
+    /// Writes a slot; returns whether it replaced a rule.
+    pub fn write(
+        &mut self,
+        slot: u32,
+        matches: RuleMatch,
+        action: A,
+        key: &Window,
+        value: &Window,
+    ) -> bool {
+        let i = slot as usize;
+        let replaced = self.slots[i].is_some();
+        self.slots[i] = Some(RuleSlot {
+            matches,
+            action,
+            key: *key,
+            value: *value,
+        });
+        self.matched[i] = 0;
+        if !replaced {
+            self.occupancy += 1;
+        }
+        self.classifier = None;
+        replaced
+    }
+
+    /// Clears a slot; returns whether it held a rule.
+    pub fn delete(&mut self, slot: u32) -> bool {
+        let i = slot as usize;
+        let existed = self.slots[i].take().is_some();
+        if existed {
+            self.occupancy -= 1;
+            self.matched[i] = 0;
+            self.classifier = None;
+        }
+        existed
+    }
+
+    /// Clears every slot.
+    pub fn clear(&mut self) {
+        self.slots.iter_mut().for_each(|s| *s = None);
+        self.matched.iter_mut().for_each(|m| *m = 0);
+        self.occupancy = 0;
+        self.classifier = None;
+    }
+
+    /// KEY and VALUE words of a slot, as written.
+    pub fn words(&self, slot: u32) -> Option<(Window, Window)> {
+        self.slots[slot as usize].map(|s| (s.key, s.value))
+    }
+
+    /// The decoded rule of a slot.
+    pub fn rule(&self, slot: u32) -> Option<(RuleMatch, A)> {
+        self.slots[slot as usize].map(|s| (s.matches, s.action))
+    }
+
+    /// The classifier for the current rules, compiled if the rules changed since last time.
+    pub fn classifier(&mut self) -> &Classifier<A> {
+        if self.classifier.is_none() {
+            self.classifier = Some(self.compile());
+        }
+        self.classifier.as_ref().expect("compiled just above")
+    }
+
+    /// Counts a match of the rule in `slot` and returns how many it has had before this one.
+    pub fn count_match(&mut self, slot: u32) -> u64 {
+        let m = &mut self.matched[slot as usize];
+        let before = *m;
+        *m += 1;
+        before
+    }
+
+    fn compile(&self) -> Classifier<A> {
+        let mut any_scope = Vec::new();
+        let mut by_scope: HashMap<u32, Vec<CompiledRule<A>>> = HashMap::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            let Some(s) = slot else { continue };
+            let rule = CompiledRule::new(i as u32, &s.matches, s.action);
+            match s.matches.scope {
+                None => any_scope.push(rule),
+                Some(scope) => by_scope.entry(scope).or_default().push(rule),
+            }
+        }
+        let order = |a: &CompiledRule<A>, b: &CompiledRule<A>| {
+            b.action
+                .priority()
+                .cmp(&a.action.priority())
+                .then(a.slot.cmp(&b.slot))
+        };
+        any_scope.sort_by(order);
+        for list in by_scope.values_mut() {
+            list.extend_from_slice(&any_scope);
+            list.sort_by(order);
+        }
+        Classifier {
+            by_scope,
+            any_scope,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shadownet_hw::layout::{PortRange, acl::Verdict};
+
+    fn action(priority: u16, verdict: Verdict, rule_id: u32) -> AclAction {
+        AclAction {
+            priority,
+            verdict,
+            rule_id,
+        }
+    }
+
+    fn key(
+        src: &str,
+        dst: &str,
+        proto: u8,
+        ports: Option<(u16, u16)>,
+        dir: Direction,
+    ) -> PacketKey {
+        let b = |s: &str| ip_to_bytes(s.parse().expect("literal"));
+        PacketKey::new(&b(src), &b(dst), proto, ports, dir)
+    }
+
+    #[test]
+    fn highest_priority_then_lowest_slot_wins() {
+        let mut t = RuleTable::<AclAction>::new(TableId::Acl);
+        let w = [0; 16];
+        let any = RuleMatch::ANY;
+        let web = RuleMatch {
+            scope: Some(5001),
+            protocol: Some(6),
+            dport: PortRange::single(80),
+            dst: Some("192.168.1.0/24".parse().expect("valid")),
+            ..RuleMatch::ANY
+        };
+        t.write(10, any, action(1, Verdict::Deny, 1), &w, &w);
+        t.write(20, web, action(100, Verdict::Allow, 2), &w, &w);
+        t.write(5, web, action(100, Verdict::Deny, 3), &w, &w);
+        let c = t.classifier();
+        let http = key(
+            "10.0.0.1",
+            "192.168.1.5",
+            6,
+            Some((40000, 80)),
+            Direction::ToVm,
+        );
+        assert_eq!(c.lookup(5001, &http).map(|r| r.action.rule_id), Some(3));
+        assert_eq!(c.lookup(7, &http).map(|r| r.action.rule_id), Some(1));
+        let ssh = key(
+            "10.0.0.1",
+            "192.168.1.5",
+            6,
+            Some((40000, 22)),
+            Direction::ToVm,
+        );
+        assert_eq!(c.lookup(5001, &ssh).map(|r| r.action.rule_id), Some(1));
+        t.delete(5);
+        let c = t.classifier();
+        assert_eq!(c.lookup(5001, &http).map(|r| r.action.rule_id), Some(2));
+    }
+
+    #[test]
+    fn fields_each_restrict_the_match() {
+        let mut t = RuleTable::<AclAction>::new(TableId::Acl);
+        let w = [0; 16];
+        let rule = RuleMatch {
+            scope: None,
+            direction: DirectionMatch::FromVm,
+            family: Family::Any,
+            protocol: Some(17),
+            src: Some("10.1.0.0/16".parse().expect("valid")),
+            dst: None,
+            sport: PortRange::ANY,
+            dport: PortRange::new(53, 53).expect("valid"),
+        };
+        t.write(0, rule, action(1, Verdict::Allow, 1), &w, &w);
+        let c = t.classifier();
+        let dns = key(
+            "10.1.2.3",
+            "8.8.8.8",
+            17,
+            Some((5555, 53)),
+            Direction::FromVm,
+        );
+        assert!(c.lookup(1, &dns).is_some());
+        for miss in [
+            key("10.1.2.3", "8.8.8.8", 17, Some((5555, 53)), Direction::ToVm),
+            key(
+                "10.2.2.3",
+                "8.8.8.8",
+                17,
+                Some((5555, 53)),
+                Direction::FromVm,
+            ),
+            key(
+                "10.1.2.3",
+                "8.8.8.8",
+                6,
+                Some((5555, 53)),
+                Direction::FromVm,
+            ),
+            key(
+                "10.1.2.3",
+                "8.8.8.8",
+                17,
+                Some((5555, 54)),
+                Direction::FromVm,
+            ),
+            key("10.1.2.3", "8.8.8.8", 17, None, Direction::FromVm),
+            key("::a01:203", "::1", 17, Some((5555, 53)), Direction::FromVm),
+        ] {
+            assert!(c.lookup(1, &miss).is_none(), "{miss:?} should not match");
+        }
+    }
+}
