@@ -1,6 +1,6 @@
 //! Zero-copy packet views, the NIC's parser stage, and tunnel encapsulation.
 //!
-//! This crate is part of the device contract: the cycle-accurate simulator runs [`parse`] on
+//! This crate is part of the device contract: the cycle-accurate simulator runs [`parse()`] on
 //! every received frame and [`emit_encap`] on every frame it sends into a tunnel, and the
 //! host and firmware use the same views. Hence `no_std`, no `unsafe`, no allocation and no
 //! panics on any input.
@@ -24,7 +24,7 @@
 //! | [`tcp`], [`udp`], [`icmp`] | transport headers |
 //! | [`vxlan`], [`geneve`] | tunnel headers; [`ShadowMetadata`], the shadow Geneve option |
 //! | [`checksum`] | internet checksum and pseudo-headers |
-//! | [`parse`](mod@parse) | the parser stage: [`parse()`], [`Headers`], [`ParseError`] |
+//! | [`parse`](mod@parse) | the parser stage: [`parse()`], [`parse_into`], [`Headers`], [`ParseError`] |
 //! | [`encap`] | [`emit_encap`], [`encap_overhead`], [`flow_entropy_port`] |
 //!
 //! # Example
@@ -75,7 +75,7 @@ pub use geneve::{
     ShadowMetadata,
 };
 pub use ipv4::protocol as ip_protocol;
-pub use parse::{Fragment, Headers, L3, L4, ParseConfig, Tunnel, TunnelKind, parse};
+pub use parse::{Fragment, Headers, L3, L4, ParseConfig, Tunnel, TunnelKind, parse, parse_into};
 
 pub use arp::{Packet as ArpPacket, Repr as ArpRepr};
 pub use ethernet::{Frame as EthernetFrame, Repr as EthernetRepr};
