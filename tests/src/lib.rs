@@ -3,8 +3,11 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod counts;
+pub mod decode;
 pub mod lab;
 pub mod packet;
+pub mod rules;
 pub mod tools;
 
 use std::path::PathBuf;

@@ -256,3 +256,15 @@ pub fn vxlan(src: &str, dst: &str, vni: u32, inner: &[u8]) -> Vec<u8> {
         .payload(&payload)
         .build()
 }
+
+/// Wraps `inner` (Ethernet) in Geneve from `src` to `dst` (IPv4 substrate), no options, as a
+/// remote host would.
+pub fn geneve(src: &str, dst: &str, vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut payload = vec![0, 0, 0x65, 0x58];
+    payload.extend_from_slice(&(vni << 8).to_be_bytes());
+    payload.extend_from_slice(inner);
+    Builder::udp(src, dst, 50_000, 6081)
+        .macs(mac(2), mac(1))
+        .payload(&payload)
+        .build()
+}
