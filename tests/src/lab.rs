@@ -159,7 +159,21 @@ impl Lab {
     /// The lab with a given timing.
     pub fn with_timing(timing: Timing) -> Lab {
         let model = NicModel::new(timing).expect("default timing is valid");
-        let mut nic = Nic::open(SimDevice::new(model)).expect("the simulated NIC opens");
+        let nic = Nic::open(SimDevice::new(model)).expect("the simulated NIC opens");
+        let mut lab = Lab { nic, now_ps: 0 };
+        lab.program();
+        lab
+    }
+
+    /// Resets the NIC (tables, sessions, counters, configuration, queues) and programs the
+    /// lab topology again: a fresh lab without building a new model, which is much cheaper
+    /// (the model allocates its full-size tables). Simulated time keeps running.
+    pub fn restart(&mut self) {
+        self.program();
+    }
+
+    fn program(&mut self) {
+        let nic = &mut self.nic;
         nic.reset().expect("reset");
         nic.configure_port(&PortConfig {
             local_mac: Mac(mac(1)),
@@ -239,7 +253,6 @@ impl Lab {
             .expect("session");
         nic.write_mirror_filter(0, &mirror_all(0, DirectionMatch::Both))
             .expect("mirror filter");
-        Lab { nic, now_ps: 0 }
     }
 
     /// The lab's session configuration with a given encapsulation and mode.
