@@ -5,7 +5,6 @@
 
 pub mod counts;
 pub mod decode;
-pub mod examples;
 pub mod lab;
 pub mod packet;
 pub mod rules;
