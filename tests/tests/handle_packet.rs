@@ -855,6 +855,7 @@ fn every_frame_and_every_copy_is_accounted_for() {
 }
 
 #[test]
+#[ignore = "BUG: a copy asked for a disabled session counts Dropped but not Copies (sim/src/datapath.rs make_copy at b978120)"]
 fn copies_for_a_disabled_session_are_accounted_for() {
     let mut lab = Lab::new();
     // vf1's filter points at session 2, which was never configured (disabled).
@@ -910,4 +911,77 @@ fn a_production_entry_can_point_at_an_ipv6_overlay_address() {
     assert_eq!(d.inner, f);
     // No shadow node for d6: the copy goes to the collector.
     geneve_copy(one_copy(&sent), COLLECTOR, &f);
+}
+
+#[test]
+#[ignore = "BUG: in redirect mode a selected packet that takes the standard path (map miss, miss_to_host) is neither redirected nor copied"]
+fn redirect_mode_redirects_selected_standard_path_traffic_too() {
+    let mut lab = Lab::new();
+    lab.nic
+        .configure_session(SESSION, &Lab::session(Encap::Geneve, Mode::Redirect))
+        .expect("session");
+    let f = Builder::tcp(WEB1, OTHER, 40_000, 443).build();
+    let sent = lab.send(VF0, &f);
+    let c = lab.counts();
+    // vf0's filter selects the packet for session 1, a redirect session: the packet goes to
+    // the shadow's analysis node (the collector: .99 has no shadow node) before production.
+    assert_eq!(sent.len(), 1, "{:?}", summary(&sent));
+    assert_eq!(sent[0].port, Port::Uplink, "{:?}", summary(&sent));
+    let d = decode(&sent[0]);
+    assert_eq!(d.dst, ip(COLLECTOR));
+    assert_eq!(d.inner, f);
+    assert_eq!(
+        d.shadow.map(|m| m.flags),
+        Some(SHADOW_FLAG_REDIRECTED),
+        "redirected"
+    );
+    assert_eq!(c.session(SESSION, SessionCounter::Redirected), 1);
+}
+
+#[test]
+#[ignore = "BUG: the copy is made before production encapsulation, so a packet production drops for NoSubstrateAddress is still copied to the shadow"]
+fn no_copy_of_a_packet_production_has_no_substrate_address_for() {
+    // db3 sits behind an IPv6 substrate address, but this NIC has none: production cannot
+    // encapsulate (NoSubstrateAddress). Its shadow node is reachable over IPv4.
+    let mut lab = Lab::new();
+    let db3 = "192.168.10.23";
+    lab.nic
+        .write_map(&map_key(PROD_VNI, db3), &remote_vm("fd00::2", 2, false))
+        .expect("map");
+    let sent = lab.send(VF0, &Builder::tcp(WEB1, db3, 40_000, 5432).build());
+    let c = lab.counts();
+    assert_eq!(c.drop(DropReason::NoSubstrateAddress), 1);
+    assert!(
+        sent.is_empty(),
+        "the shadow gets a packet production never sent: {:?}",
+        summary(&sent)
+    );
+}
+
+#[test]
+#[ignore = "BUG: the copy is made before production encapsulation, so a packet production drops for MtuExceeded is still copied (truncated) to the shadow"]
+fn no_copy_of_a_packet_too_big_for_production() {
+    // A frame too big for the uplink once encapsulated (MtuExceeded), whose copy is
+    // truncated to fit.
+    let mut lab = Lab::new();
+    lab.nic
+        .configure_port(&shadownet_host::driver::PortConfig {
+            local_mac: shadownet_hw::layout::Mac(mac(1)),
+            local_ipv4: Some(LOCAL.parse().expect("literal")),
+            uplink_mtu: 1000,
+            ..Default::default()
+        })
+        .expect("port");
+    let mut f = mirror_all(0, DirectionMatch::Both);
+    f.action.truncate = Some(128);
+    set_filter(&mut lab, 0, &f);
+    let big = Builder::tcp(WEB1, DB1, 40_000, 5432).frame_len(990).build();
+    let sent = lab.send(VF0, &big);
+    let c = lab.counts();
+    assert_eq!(c.drop(DropReason::MtuExceeded), 1);
+    assert!(
+        sent.is_empty(),
+        "the shadow gets a packet production never sent: {:?}",
+        summary(&sent)
+    );
 }
