@@ -942,7 +942,7 @@ fn redirect_mode_redirects_selected_standard_path_traffic_too() {
 #[ignore = "BUG: the copy is made before production encapsulation, so a packet production drops for NoSubstrateAddress is still copied to the shadow"]
 fn no_copy_of_a_packet_production_has_no_substrate_address_for() {
     // db3 sits behind an IPv6 substrate address, but this NIC has none: production cannot
-    // encapsulate (NoSubstrateAddress). Its shadow node is reachable over IPv4.
+    // encapsulate (NoSubstrateAddress). Its copy goes to the collector, over IPv4.
     let mut lab = Lab::new();
     let db3 = "192.168.10.23";
     lab.nic
