@@ -2,7 +2,9 @@
 //!
 //! - [`driver`]: the NIC driver. It is the only code that touches registers; everything else
 //!   programs the NIC through its [`driver::Nic`] API.
+//! - [`netdesc`]: network descriptions (TOML) checked and compiled into table entries.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod driver;
+pub mod netdesc;

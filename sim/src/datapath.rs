@@ -34,8 +34,8 @@ use shadownet_hw::{
     table::{TableId, exact},
 };
 use shadownet_wire::{
-    EncapParams, EthernetAddress, L3, Layer, ShadowMetadata, TunnelHeader, TunnelKind, emit_encap,
-    encap_overhead, flow_entropy_port,
+    EncapParams, EthernetAddress, L3, Layer, ParseConfig, ParseError, ShadowMetadata, TunnelHeader,
+    TunnelKind, emit_encap, encap_overhead, flow_entropy_port,
     geneve::{SHADOW_FLAG_REDIRECTED, SHADOW_FLAG_TRUNCATED},
     parse::Headers,
 };
@@ -46,6 +46,13 @@ use crate::{
     sessions::Sessions,
     tables::{PacketKey, Tables},
     trace::{Event, Stage},
+};
+
+/// Parsing without tunnel recognition: for frames from VMs and the host, and for the inner
+/// frames of tunnels (no nesting).
+const NO_TUNNELS: ParseConfig = ParseConfig {
+    vxlan_port: 0,
+    geneve_port: 0,
 };
 
 /// Outer TTL / hop limit of the tunnels the NIC originates.
@@ -89,15 +96,63 @@ pub struct CopyDrop {
     pub reason: DropReason,
 }
 
+/// Up to two items kept inline: a frame is evaluated in at most two directions (VF to VF),
+/// so it has at most two copies, and the hot path allocates nothing for them.
+#[derive(Debug)]
+pub struct Two<T> {
+    items: [Option<T>; 2],
+}
+
+impl<T> Default for Two<T> {
+    fn default() -> Self {
+        Two {
+            items: [None, None],
+        }
+    }
+}
+
+impl<T> Two<T> {
+    /// Adds an item; a third one is a logic error.
+    pub fn push(&mut self, t: T) {
+        match self.items.iter_mut().find(|x| x.is_none()) {
+            Some(slot) => *slot = Some(t),
+            None => unreachable!("a frame is evaluated in at most two directions"),
+        }
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.items.iter().filter(|x| x.is_some()).count()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.items[0].is_none()
+    }
+
+    /// The items.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.items.iter().flatten()
+    }
+}
+
+impl<T> IntoIterator for Two<T> {
+    type Item = T;
+    type IntoIter = std::iter::Flatten<std::array::IntoIter<Option<T>, 2>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.into_iter().flatten()
+    }
+}
+
 /// What the pipeline decided for one frame.
 #[derive(Debug)]
 pub struct Decision {
     /// The production frame's egress, or why it was dropped.
     pub primary: Result<OutFrame, DropReason>,
     /// Mirror copies made (at most one per direction evaluated: two for VF-to-VF traffic).
-    pub copies: Vec<OutFrame>,
+    pub copies: Two<OutFrame>,
     /// Copies asked for but not made.
-    pub copy_drops: Vec<CopyDrop>,
+    pub copy_drops: Two<CopyDrop>,
 }
 
 /// Recycled frame buffers, so steady-state forwarding allocates nothing.
@@ -145,6 +200,16 @@ struct Network {
     miss_to_host: bool,
     deny_to_vm: bool,
     deny_from_vm: bool,
+}
+
+/// What a frame headed for a shadow is: which copy, for which session and direction.
+#[derive(Clone, Copy)]
+struct ShadowBound {
+    copy: u8,
+    session: u16,
+    dir: Direction,
+    truncate: Option<u16>,
+    redirected: bool,
 }
 
 /// A mirror filter's decision to copy.
@@ -198,23 +263,35 @@ impl Datapath {
         }
     }
 
-    /// Decides what happens to `frame`, received on `port`. Trace events go to `events` when
-    /// it is given.
+    /// Parses a frame received on `port` as the parser stage does. Only the uplink carries
+    /// tunnels to this NIC: a VM's (or the host's) UDP to port 4789 is just UDP.
+    pub fn parse(&self, port: Port, frame: &[u8]) -> Result<Headers, ParseError> {
+        let cfg = if port == Port::Uplink {
+            self.config.parse
+        } else {
+            NO_TUNNELS
+        };
+        shadownet_wire::parse(frame, &cfg)
+    }
+
+    /// Decides what happens to `frame`, received on `port`, with `parsed` the parser's result
+    /// if it is already known. Trace events go to `events` when it is given.
     pub fn process(
         &mut self,
         port: Port,
         frame: &[u8],
+        parsed: Option<Result<Headers, ParseError>>,
         mut events: Option<&mut Vec<Event>>,
     ) -> Decision {
         let mut d = Decision {
             primary: Err(DropReason::DeviceDisabled),
-            copies: Vec::new(),
-            copy_drops: Vec::new(),
+            copies: Two::default(),
+            copy_drops: Two::default(),
         };
         if !self.config.enabled {
             return d;
         }
-        let h = match shadownet_wire::parse(frame, &self.config.parse) {
+        let h = match parsed.unwrap_or_else(|| self.parse(port, frame)) {
             Ok(h) => h,
             Err(e) => {
                 event(&mut events, Event::stage(Stage::Parse).note(e.name()));
@@ -224,11 +301,40 @@ impl Datapath {
         };
         event(&mut events, Event::stage(Stage::Parse));
         d.primary = match port {
-            Port::Vport(v) => self.from_vm(v, frame, &h, &mut d, &mut events),
-            Port::Uplink => self.from_uplink(frame, &h, &mut d, &mut events),
+            Port::Vport(v) => self.vm_ingress(v, frame, &h, &mut d, &mut events),
+            Port::Uplink => self.uplink_ingress(frame, &h, &mut d, &mut events),
             Port::Pf => Ok(self.unchanged(Port::Uplink, frame)),
         };
         d
+    }
+
+    /// The hash of the map key `frame` will be looked up with, when a quick look can tell;
+    /// used to bring the map's memory into cache ahead of a batch of frames.
+    pub fn map_key_hash(
+        &self,
+        port: Port,
+        frame: &[u8],
+        parsed: &Result<Headers, ParseError>,
+    ) -> Option<u64> {
+        if !self.config.enabled {
+            return None;
+        }
+        let h = parsed.as_ref().ok()?;
+        match port {
+            Port::Vport(v) => {
+                let vport = self.tables.vports.get(v as usize)?.as_ref()?.entry;
+                h.is_ip()
+                    .then(|| exact::hash(&map::key_words(vport.vni, &h.dst)))
+            }
+            Port::Uplink => {
+                let t = h.tunnel.filter(|_| self.config.is_local(&h.dst))?;
+                let inner = h.inner_frame(frame)?;
+                let ih = shadownet_wire::parse(inner, &NO_TUNNELS).ok()?;
+                ih.is_ip()
+                    .then(|| exact::hash(&map::key_words(t.vni, &ih.dst)))
+            }
+            Port::Pf => None,
+        }
     }
 
     fn unchanged(&mut self, port: Port, frame: &[u8]) -> OutFrame {
@@ -343,7 +449,7 @@ impl Datapath {
     }
 
     /// A frame from local VM `v`.
-    fn from_vm(
+    fn vm_ingress(
         &mut self,
         v: u16,
         frame: &[u8],
@@ -453,7 +559,7 @@ impl Datapath {
     }
 
     /// A frame from the uplink.
-    fn from_uplink(
+    fn uplink_ingress(
         &mut self,
         frame: &[u8],
         outer: &Headers,
@@ -476,7 +582,7 @@ impl Datapath {
         let inner = outer
             .inner_frame(frame)
             .ok_or(DropReason::MalformedTunnel)?;
-        let h = match shadownet_wire::parse(inner, &self.config.parse) {
+        let h = match shadownet_wire::parse(inner, &NO_TUNNELS) {
             Ok(h) => h,
             Err(e) => {
                 event(events, Event::stage(Stage::Parse).note(e.name()));
@@ -567,7 +673,7 @@ impl Datapath {
             return None;
         }
         let nth = self.tables.mirror_filters.count_match(slot);
-        if nth % a.sample_one_in as u64 != 0 {
+        if !nth.is_multiple_of(a.sample_one_in as u64) {
             self.counters
                 .session(a.session, SessionCounter::SampledOut, 1);
             event(
@@ -602,6 +708,7 @@ impl Datapath {
     /// for the destination, or the session's collector.
     fn shadow_target(
         &mut self,
+        copy: u8,
         session: u16,
         net: &Network,
         dst: &[u8; 16],
@@ -615,7 +722,7 @@ impl Datapath {
         self.counters.lookup(TableId::ShadowMap, words.is_some());
         event(
             events,
-            Event::lookup(Stage::ShadowMap, TableId::ShadowMap, words.is_some()),
+            Event::lookup(Stage::ShadowMap, TableId::ShadowMap, words.is_some()).for_copy(copy),
         );
         if let Some(w) = words {
             let b: [u8; 32] = shadownet_hw::layout::words_to_bytes(&w);
@@ -636,19 +743,24 @@ impl Datapath {
     }
 
     /// Builds the encapsulated copy (or redirected frame) for a session.
-    fn to_shadow(
+    /// Builds the encapsulated frame a shadow receives: a copy, or a redirected frame.
+    fn shadow_frame(
         &mut self,
-        session: u16,
-        dir: Direction,
+        b: ShadowBound,
         net: &Network,
         h: &Headers,
         frame: &[u8],
-        truncate: Option<u16>,
-        redirected: bool,
         events: &mut Option<&mut Vec<Event>>,
     ) -> Result<Vec<u8>, DropReason> {
+        let ShadowBound {
+            copy,
+            session,
+            dir,
+            truncate,
+            redirected,
+        } = b;
         let s = *self.sessions.get(session);
-        let (dst_ip, dst_mac, shadow_vni) = self.shadow_target(session, net, &h.dst, events);
+        let (dst_ip, dst_mac, shadow_vni) = self.shadow_target(copy, session, net, &h.dst, events);
         let sequence = self.sessions.next_sequence(session);
         let len = match truncate {
             Some(t) if (t as usize) < frame.len() => t as usize,
@@ -691,11 +803,13 @@ impl Datapath {
             })?;
         event(
             events,
-            Event::stage(Stage::MirrorEncap).note(if redirected {
-                "redirected to shadow"
-            } else {
-                "copy to shadow"
-            }),
+            Event::stage(Stage::MirrorEncap)
+                .for_copy(copy)
+                .note(if redirected {
+                    "redirected to shadow"
+                } else {
+                    "copy to shadow"
+                }),
         );
         Ok(out)
     }
@@ -719,14 +833,26 @@ impl Datapath {
         self.counters
             .session(session, SessionCounter::Redirected, 1);
         Some(
-            self.to_shadow(session, dir, net, h, frame, None, true, events)
-                .map(|bytes| OutFrame {
-                    port: Port::Uplink,
-                    queue: Queue::Primary,
-                    session: Some(session),
+            self.shadow_frame(
+                ShadowBound {
                     copy: 0,
-                    bytes,
-                }),
+                    session,
+                    dir,
+                    truncate: None,
+                    redirected: true,
+                },
+                net,
+                h,
+                frame,
+                events,
+            )
+            .map(|bytes| OutFrame {
+                port: Port::Uplink,
+                queue: Queue::Primary,
+                session: Some(session),
+                copy: 0,
+                bytes,
+            }),
         )
     }
 
@@ -745,6 +871,12 @@ impl Datapath {
         let copy = (d.copies.len() + d.copy_drops.len() + 1) as u8;
         let session = hit.session;
         let s = self.sessions.get(session);
+        if s.enabled && s.mode == Mode::Redirect {
+            // Already redirected as the production frame; no second copy.
+            return;
+        }
+        // Every copy asked for is counted, so copies = sent + dropped by reason.
+        self.counters.session(session, SessionCounter::Copies, 1);
         if !s.enabled {
             d.copy_drops.push(CopyDrop {
                 session,
@@ -753,13 +885,15 @@ impl Datapath {
             });
             return;
         }
-        if s.mode == Mode::Redirect {
-            // Already redirected as the production frame; no second copy.
-            return;
-        }
-        match self.to_shadow(session, dir, net, h, frame, hit.truncate, false, events) {
+        let bound = ShadowBound {
+            copy,
+            session,
+            dir,
+            truncate: hit.truncate,
+            redirected: false,
+        };
+        match self.shadow_frame(bound, net, h, frame, events) {
             Ok(bytes) => {
-                self.counters.session(session, SessionCounter::Copies, 1);
                 self.counters
                     .session(session, SessionCounter::CopyBytes, bytes.len() as u64);
                 d.copies.push(OutFrame {
@@ -771,7 +905,6 @@ impl Datapath {
                 });
             }
             Err(reason) => {
-                self.counters.session(session, SessionCounter::Copies, 1);
                 d.copy_drops.push(CopyDrop {
                     session,
                     copy,

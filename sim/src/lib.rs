@@ -21,11 +21,12 @@ pub mod config;
 pub mod counters;
 pub mod datapath;
 pub mod device;
+pub mod run;
 pub mod sched;
 pub mod sessions;
 pub mod stats;
 pub mod tables;
 pub mod trace;
 
-pub use device::{Discard, ModelError, NicModel, Sink};
+pub use device::{Arrival, Discard, ModelError, NicModel, Sink};
 pub use sched::Departure;

@@ -17,10 +17,7 @@
 //! exactly; longer copies are dropped (`MIRROR_OVERSIZE`). Production frames therefore leave
 //! at the same cycle with or without mirroring.
 
-use std::{
-    cmp::{Ordering, Reverse},
-    collections::{BinaryHeap, VecDeque},
-};
+use std::collections::VecDeque;
 
 use shadownet_hw::{
     NUM_SESSIONS, Port, counters::PipelineCounter, drop::DropReason, timing::Timing,
@@ -33,6 +30,8 @@ use crate::{counters::Counters, datapath::OutFrame, sessions::Sessions};
 pub struct Departure {
     /// Packet id of the frame it came from.
     pub packet: u64,
+    /// Port that frame was received on.
+    pub ingress_port: Port,
     /// When that frame was received (ps).
     pub ingress_ps: u64,
     /// When it entered its egress queue (ps).
@@ -66,6 +65,7 @@ struct MirrorCopy {
     ready: u64,
     wire: u64,
     packet: u64,
+    ingress_port: Port,
     ingress: u64,
     frame: OutFrame,
 }
@@ -76,20 +76,35 @@ struct Queued {
     dep: Departure,
 }
 
-impl PartialEq for Queued {
-    fn eq(&self, o: &Self) -> bool {
-        (self.start, self.seq) == (o.start, o.seq)
-    }
+/// Decided transmissions in (start, seq) order. Nearly every one is decided in order, so an
+/// insertion is a push at the back; copies placed into earlier gaps are inserted in place.
+#[derive(Default)]
+struct Reorder {
+    q: VecDeque<Queued>,
 }
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
+
+impl Reorder {
+    fn push(&mut self, item: Queued) {
+        let key = (item.start, item.seq);
+        match self.q.back() {
+            Some(last) if (last.start, last.seq) > key => {
+                let at = self.q.partition_point(|x| (x.start, x.seq) < key);
+                self.q.insert(at, item);
+            }
+            _ => self.q.push_back(item),
+        }
     }
-}
-impl Ord for Queued {
-    fn cmp(&self, o: &Self) -> Ordering {
-        (self.start, self.seq).cmp(&(o.start, o.seq))
+
+    fn pop_before(&mut self, watermark: u64) -> Option<Queued> {
+        if self.q.front().is_some_and(|x| x.start < watermark) {
+            self.q.pop_front()
+        } else {
+            None
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.q.is_empty()
     }
 }
 
@@ -116,7 +131,7 @@ struct Egress {
     /// Lower bound on the start of the undecided queue head.
     head_lb: Option<u64>,
     /// Decided transmissions, released in start order once nothing can start before them.
-    reorder: BinaryHeap<Reverse<Queued>>,
+    reorder: Reorder,
     active: bool,
 }
 
@@ -135,7 +150,7 @@ impl Egress {
             started_bytes: 0,
             mirror_free: 0,
             head_lb: None,
-            reorder: BinaryHeap::new(),
+            reorder: Reorder::default(),
             active: false,
         }
     }
@@ -318,13 +333,15 @@ impl Scheduler {
     }
 
     /// Queues the pipeline's output for a frame admitted at `admit`.
+    #[allow(clippy::too_many_arguments)]
     pub fn dispatch(
         &mut self,
         packet: u64,
+        ingress_port: Port,
         ingress: u64,
         admit: u64,
         primary: Option<OutFrame>,
-        copies: Vec<OutFrame>,
+        copies: crate::datapath::Two<OutFrame>,
         sessions: &Sessions,
     ) {
         if let Some(frame) = primary {
@@ -332,7 +349,7 @@ impl Scheduler {
             let write = (admit + self.primary_latency).max(self.output_free);
             let ready = write + beats * self.cycle;
             self.output_free = ready;
-            self.enqueue_primary(packet, ingress, ready, frame);
+            self.enqueue_primary(packet, ingress_port, ingress, ready, frame);
         }
         for frame in copies {
             let len = frame.bytes.len();
@@ -370,6 +387,7 @@ impl Scheduler {
                 ready,
                 wire,
                 packet,
+                ingress_port,
                 ingress,
                 frame,
             });
@@ -386,7 +404,14 @@ impl Scheduler {
         }
     }
 
-    fn enqueue_primary(&mut self, packet: u64, ingress: u64, ready: u64, frame: OutFrame) {
+    fn enqueue_primary(
+        &mut self,
+        packet: u64,
+        ingress_port: Port,
+        ingress: u64,
+        ready: u64,
+        frame: OutFrame,
+    ) {
         let p = frame.port.index();
         let len = frame.bytes.len();
         let wire = self.wire_ps(frame.port, len);
@@ -418,17 +443,18 @@ impl Scheduler {
         e.primary_waiting_bytes += len as u64;
         e.intervals.push_back((start, end));
         self.seq += 1;
-        e.reorder.push(Reverse(Queued {
+        e.reorder.push(Queued {
             start,
             seq: self.seq,
             dep: Departure {
                 packet,
+                ingress_port,
                 ingress_ps: ingress,
                 ready_ps: ready,
                 start_ps: start,
                 frame,
             },
-        }));
+        });
         self.activate(p);
     }
 
@@ -471,17 +497,18 @@ impl Scheduler {
                     e.started.push_back((s, len as u32));
                     e.started_bytes += len as u64;
                     self.seq += 1;
-                    e.reorder.push(Reverse(Queued {
+                    e.reorder.push(Queued {
                         start: s,
                         seq: self.seq,
                         dep: Departure {
                             packet: c.packet,
+                            ingress_port: c.ingress_port,
                             ingress_ps: c.ingress,
                             ready_ps: c.ready,
                             start_ps: s,
                             frame: c.frame,
                         },
-                    }));
+                    });
                     progressed = true;
                 } else {
                     e.head_lb = Some(s);
@@ -534,17 +561,15 @@ impl Scheduler {
         // Nothing undecided can start before the watermark: release everything earlier.
         let mut watermark = horizon;
         if let Some(head) = e.queue.front() {
-            watermark = watermark
-                .min(e.head_lb.unwrap_or(head.ready))
-                .min(head.ready);
+            // The head will start at or after its lower bound (unknown production frames
+            // can only push it later).
+            watermark = watermark.min(e.head_lb.unwrap_or(head.ready));
         }
         if let Some(a) = e.arrivals.front() {
             watermark = watermark.min(a.ready);
         }
-        while e.reorder.peek().is_some_and(|q| q.0.start < watermark) {
-            if let Some(Reverse(q)) = e.reorder.pop() {
-                self.departures.push(q.dep);
-            }
+        while let Some(q) = e.reorder.pop_before(watermark) {
+            self.departures.push(q.dep);
         }
     }
 

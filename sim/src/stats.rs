@@ -2,6 +2,75 @@
 
 use shadownet_hw::Port;
 
+use crate::datapath::{OutFrame, Queue};
+
+/// What happened to frames, by where they came from and where they went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Class {
+    /// From a VM, encapsulated toward another host.
+    ForwardedToSubstrate,
+    /// From a VM, delivered to another VM behind this NIC.
+    DeliveredVmToVm,
+    /// From a VM, down the standard path to the host (non-IP, map miss).
+    VmToHost,
+    /// From the uplink, decapsulated and delivered to a VM.
+    DeliveredFromSubstrate,
+    /// From the uplink, not a tunnel to this NIC: standard path to the host.
+    UplinkToHost,
+    /// From the host, standard path to the uplink.
+    HostToUplink,
+    /// Redirected to a shadow instead of production (redirect mode).
+    RedirectedToShadow,
+    /// A mirror copy sent to a shadow.
+    MirroredToShadow,
+}
+
+impl Class {
+    /// Every class, in report order.
+    pub const ALL: [Class; 8] = [
+        Class::ForwardedToSubstrate,
+        Class::DeliveredVmToVm,
+        Class::VmToHost,
+        Class::DeliveredFromSubstrate,
+        Class::UplinkToHost,
+        Class::HostToUplink,
+        Class::RedirectedToShadow,
+        Class::MirroredToShadow,
+    ];
+
+    /// snake_case name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Class::ForwardedToSubstrate => "forwarded_to_substrate",
+            Class::DeliveredVmToVm => "delivered_vm_to_vm",
+            Class::VmToHost => "vm_to_host_standard_path",
+            Class::DeliveredFromSubstrate => "delivered_from_substrate",
+            Class::UplinkToHost => "uplink_to_host_standard_path",
+            Class::HostToUplink => "host_to_uplink_standard_path",
+            Class::RedirectedToShadow => "redirected_to_shadow",
+            Class::MirroredToShadow => "mirrored_to_shadow",
+        }
+    }
+
+    /// The class of a frame leaving the NIC.
+    pub fn of(ingress: Port, f: &OutFrame) -> Class {
+        if f.queue == Queue::Mirror {
+            return Class::MirroredToShadow;
+        }
+        if f.session.is_some() {
+            return Class::RedirectedToShadow;
+        }
+        match (ingress, f.port) {
+            (Port::Vport(_), Port::Uplink) => Class::ForwardedToSubstrate,
+            (Port::Vport(_), Port::Vport(_)) => Class::DeliveredVmToVm,
+            (Port::Vport(_), Port::Pf) => Class::VmToHost,
+            (Port::Uplink, Port::Vport(_)) => Class::DeliveredFromSubstrate,
+            (Port::Uplink, _) => Class::UplinkToHost,
+            (Port::Pf, _) => Class::HostToUplink,
+        }
+    }
+}
+
 /// Distribution of latencies in cycles: exact below 4096 cycles, power-of-two buckets above.
 #[derive(Clone, Debug)]
 pub struct Histogram {
@@ -122,6 +191,8 @@ pub struct RunStats {
     pub mirror_drops: u64,
     /// Per-port production frames transmitted, by port index.
     pub tx_by_port: Vec<u64>,
+    /// Frames transmitted by class.
+    pub classes: std::collections::BTreeMap<Class, u64>,
 }
 
 impl RunStats {
@@ -142,12 +213,13 @@ impl RunStats {
 
     pub(crate) fn transmitted(
         &mut self,
-        mirror: bool,
-        port: Port,
-        len: usize,
+        ingress: Port,
+        f: &OutFrame,
         latency_cycles: u64,
         end_ps: u64,
     ) {
+        let (mirror, port, len) = (f.queue == Queue::Mirror, f.port, f.bytes.len());
+        *self.classes.entry(Class::of(ingress, f)).or_default() += 1;
         if mirror {
             self.mirror_frames += 1;
             self.mirror_bytes += len as u64;

@@ -66,6 +66,8 @@ impl Stage {
 pub struct Event {
     /// The stage.
     pub stage: Stage,
+    /// 0: the production frame; 1..: the mirror copy the event concerns.
+    pub copy: u8,
     /// Table looked up.
     pub table: Option<TableId>,
     /// Whether the lookup hit.
@@ -83,6 +85,7 @@ impl Event {
     pub const fn stage(stage: Stage) -> Event {
         Event {
             stage,
+            copy: 0,
             table: None,
             hit: None,
             slot: None,
@@ -116,6 +119,12 @@ impl Event {
             note: Some(action),
             ..Event::stage(stage)
         }
+    }
+
+    /// Marks the event as concerning mirror copy `copy`.
+    pub const fn for_copy(mut self, copy: u8) -> Event {
+        self.copy = copy;
+        self
     }
 
     /// Adds a note.

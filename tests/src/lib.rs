@@ -5,6 +5,7 @@
 
 pub mod counts;
 pub mod decode;
+pub mod examples;
 pub mod lab;
 pub mod packet;
 pub mod rules;

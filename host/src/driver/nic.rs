@@ -344,7 +344,7 @@ impl<D: Device> Nic<D> {
             }
             self.dev.relax();
             polls = polls.wrapping_add(1);
-            if polls % 1024 == 0 && started.elapsed() > COMMAND_TIMEOUT {
+            if polls.is_multiple_of(1024) && started.elapsed() > COMMAND_TIMEOUT {
                 return Err(DriverError::Timeout {
                     device: self.name.clone(),
                     block,

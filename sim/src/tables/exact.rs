@@ -1,6 +1,8 @@
 //! Exact-table memory (tags and slots, hardware format) with the firmware's maintenance.
 
 use shadownet_firmware::tables::exact::ExactTable;
+
+use super::memory::TableMemory;
 use shadownet_hw::table::{
     TableId, TableKind,
     exact::{Key, Memory, Slot, Value, WAYS},
@@ -10,8 +12,8 @@ use shadownet_hw::table::{
 pub struct ExactStore {
     table: TableId,
     buckets_log2: u32,
-    tags: Vec<u32>,
-    slots: Vec<Slot>,
+    tags: TableMemory<u32>,
+    slots: TableMemory<Slot>,
     occupancy: u32,
 }
 
@@ -25,7 +27,7 @@ pub struct Placed {
 }
 
 impl ExactStore {
-    /// Empty memory of the table's contract size. The allocator zero-fills it lazily, so an
+    /// Empty memory of the table's contract size. The kernel zero-fills it lazily, so an
     /// unused multi-million-slot table costs address space, not time.
     pub fn new(table: TableId) -> ExactStore {
         let TableKind::Exact { buckets_log2 } = table.kind() else {
@@ -35,8 +37,10 @@ impl ExactStore {
         ExactStore {
             table,
             buckets_log2,
-            tags: bytemuck::zeroed_vec(n),
-            slots: bytemuck::zeroed_vec(n),
+            tags: TableMemory::zeroed(n)
+                .unwrap_or_else(|e| panic!("mapping {n} tags for table {table}: {e}")),
+            slots: TableMemory::zeroed(n)
+                .unwrap_or_else(|e| panic!("mapping {n} slots for table {table}: {e}")),
             occupancy: 0,
         }
     }
@@ -46,15 +50,17 @@ impl ExactStore {
     pub fn memory(&self) -> Memory<'_> {
         Memory {
             buckets_log2: self.buckets_log2,
-            tags: &self.tags,
-            slots: &self.slots,
+            tags: self.tags.as_slice(),
+            slots: self.slots.as_slice(),
         }
     }
 
     /// The value stored for `key`.
     #[inline]
     pub fn get(&self, key: &Key) -> Option<&Value> {
-        self.memory().find(key).map(|i| &self.slots[i].value)
+        self.memory()
+            .find(key)
+            .map(|i| &self.slots.as_slice()[i].value)
     }
 
     /// Slot holding `key`.
@@ -64,12 +70,12 @@ impl ExactStore {
 
     /// Whether a slot holds an entry.
     pub fn occupied(&self, slot: usize) -> bool {
-        self.tags.get(slot).is_some_and(|&t| t != 0)
+        self.tags.as_slice().get(slot).is_some_and(|&t| t != 0)
     }
 
     /// A slot's contents.
     pub fn slot(&self, slot: usize) -> &Slot {
-        &self.slots[slot]
+        &self.slots.as_slice()[slot]
     }
 
     /// Occupied slots.
@@ -78,8 +84,12 @@ impl ExactStore {
     }
 
     fn maintenance(&mut self) -> ExactTable<'_> {
-        ExactTable::new(self.buckets_log2, &mut self.tags, &mut self.slots)
-            .unwrap_or_else(|e| panic!("{} memory has the wrong geometry: {e:?}", self.table))
+        ExactTable::new(
+            self.buckets_log2,
+            self.tags.as_mut_slice(),
+            self.slots.as_mut_slice(),
+        )
+        .unwrap_or_else(|e| panic!("{} memory has the wrong geometry: {e:?}", self.table))
     }
 
     /// Inserts or replaces; `None` when the table is full.

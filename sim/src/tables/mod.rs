@@ -6,6 +6,7 @@
 //! A command is applied whole between two packets, so no packet sees half of a change.
 
 mod exact;
+mod memory;
 mod rules;
 
 use shadownet_hw::{

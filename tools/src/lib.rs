@@ -1,0 +1,12 @@
+//! The library behind the `shadowctl` command: each subcommand's job as a function that
+//! returns a typed result, so tests run exactly what the command runs.
+//!
+//! - [`simrun`]: `shadowctl sim run` — a network description programmed into the simulated
+//!   NIC through the driver, capture files fed into its ports, one capture per egress port
+//!   and a `summary.json` out.
+//! - [`summary`]: the summary of a run.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod simrun;
+pub mod summary;

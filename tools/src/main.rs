@@ -1,0 +1,172 @@
+//! `shadowctl`: the shadownet command line.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use shadowctl::simrun::{InputSpec, SimRunOptions, parse_pacing, sim_run};
+use shadownet_host::driver::{Nic, sim::SimDevice};
+use shadownet_hw::{block_type, timing::Timing};
+use shadownet_sim::{NicModel, run::Pacing};
+
+#[derive(Parser)]
+#[command(
+    name = "shadowctl",
+    version,
+    about = "shadownet: traffic shadowing on the NIC"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The cycle-accurate NIC simulator.
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// Program the simulated NIC from a network description, feed captures into its ports,
+    /// write one capture per egress port and summary.json.
+    Run {
+        /// Network description (TOML; see the README and examples/).
+        #[arg(long)]
+        config: PathBuf,
+        /// A capture to feed: [PORT=]FILE. PORT is uplink (the default), pf, vfN or a local
+        /// VM's name. Repeat for several ports.
+        #[arg(long = "pcap", value_name = "[PORT=]FILE", required = true)]
+        pcaps: Vec<InputSpec>,
+        /// Output directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Input pacing: timestamps (the captures' own timing, never faster than line rate),
+        /// line (back to back at line rate) or line:PERCENT.
+        #[arg(long, default_value = "timestamps", value_parser = parse_pacing)]
+        pace: Pacing,
+        /// Also write trace.jsonl: one JSON line per packet event.
+        #[arg(long)]
+        trace: bool,
+        /// Print the summary as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Power on the simulated NIC and show what the driver reads from it.
+    Info,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("shadowctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Sim(SimCommand::Run {
+            config,
+            pcaps,
+            out,
+            pace,
+            trace,
+            json,
+        }) => {
+            let total: u64 = pcaps
+                .iter()
+                .filter_map(|p| std::fs::metadata(&p.path).ok())
+                .map(|m| m.len())
+                .sum();
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {bar:40} {percent:>3}% {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let opts = SimRunOptions {
+                config,
+                inputs: pcaps,
+                out: out.clone(),
+                pacing: pace,
+                trace,
+                timing: Timing::DEFAULT,
+            };
+            let summary = sim_run(&opts, &mut |frames, bytes| {
+                // Each record costs its bytes plus a 16-byte header in the file.
+                bar.set_position(bytes + 16 * frames);
+                bar.set_message(format!("{frames} frames"));
+            });
+            bar.finish_and_clear();
+            let summary = summary?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&summary).context("serialising the summary")?
+                );
+            } else {
+                print!("{}", summary.render());
+                println!(
+                    "  summary                {}",
+                    out.join("summary.json").display()
+                );
+                if trace {
+                    println!(
+                        "  trace                  {}",
+                        out.join("trace.jsonl").display()
+                    );
+                }
+            }
+            Ok(if summary.accounting.balanced {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        Command::Sim(SimCommand::Info) => {
+            let model = NicModel::new(Timing::DEFAULT).context("powering on the simulated NIC")?;
+            let nic = Nic::open(SimDevice::new(model)).context("opening the simulated NIC")?;
+            let id = nic.identify();
+            let (major, minor, patch) = id.version;
+            println!("shadownet NIC (simulated: {})", id.simulated());
+            println!(
+                "  contract version {major}.{minor}.{patch}, build {:#010x}",
+                id.build_id
+            );
+            println!("  capabilities {:#010x}", id.caps);
+            println!(
+                "  {} VF ports, {} mirror sessions, {} MHz pipeline clock, uplink {} Gbit/s",
+                id.num_vports,
+                id.num_sessions,
+                id.clock_khz as f64 / 1000.0,
+                id.uplink_gbps
+            );
+            println!("  register blocks:");
+            for b in &id.blocks {
+                let name = block_type::name(b.block_type).unwrap_or("?");
+                let state = if b.version == 0 { " (reserved)" } else { "" };
+                println!(
+                    "    {:#07x} {name:<15} version {}{state}",
+                    b.offset, b.version
+                );
+            }
+            println!("  tables:");
+            for (t, cap) in &id.capacities {
+                println!("    {:<14} {cap:>9} slots", t.name());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
