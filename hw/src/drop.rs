@@ -16,9 +16,11 @@ pub enum DropReason {
     MalformedL3 = 4,
     /// TCP/UDP/ICMP header truncated or inconsistent.
     MalformedL4 = 5,
-    /// VXLAN or Geneve header addressed to this NIC is malformed, or its inner frame is.
+    /// A VXLAN or Geneve packet from the uplink to a tunnel port is malformed, or its inner
+    /// frame is. (Frames from VMs and the host are never parsed as tunnels.)
     MalformedTunnel = 6,
-    /// Frame received on a VF whose VPORT entry is missing or disabled.
+    /// Frame received on a VF whose VPORT entry is missing or disabled, or delivered to a
+    /// local VF that is.
     VportDisabled = 7,
     /// The VNI (of a VF's binding or of a decapsulated frame) is not in the VNI table.
     VniUnknown = 8,
@@ -51,8 +53,9 @@ pub enum DropReason {
     MirrorPoliced = 33,
     /// The egress port's mirror queue was full.
     MirrorQueueFull = 34,
-    /// The copy's wire time exceeds the egress lookahead, so sending it could delay
-    /// production (see the timing spec); truncate copies to avoid this.
+    /// The copy's wire time exceeds `Timing::mirror_max_wire_cycles` (51 cycles: 2,550 wire
+    /// bytes at 100 Gbit/s by default), so sending it could delay production (see the timing
+    /// spec); truncate copies to avoid this.
     MirrorOversize = 35,
     /// The encapsulated copy exceeds `PORT.UPLINK_MTU`.
     MirrorMtuExceeded = 36,

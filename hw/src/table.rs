@@ -8,8 +8,9 @@
 //! buckets of [`exact::WAYS`] slots. A key may live in one of two buckets chosen by
 //! [`exact::hash`]; the pipeline reads both buckets in parallel (one table-memory latency,
 //! two reads: the probe count is bounded at 2), and compares a per-slot tag before the full
-//! key. Inserting may displace entries to their other bucket, at most
-//! [`exact::MAX_DISPLACEMENTS`] times; past that the device answers `FULL`.
+//! key. Inserting may displace entries to their other bucket: a breadth-first search over at
+//! most [`exact::SEARCH_BUDGET`] slots for a chain of at most [`exact::MAX_DISPLACEMENTS`]
+//! moves ending in a free slot; when there is none the device answers `FULL`.
 
 /// A table of the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -135,8 +136,11 @@ pub mod exact {
     pub const KEY_WORDS: usize = 6;
     /// Words of value an exact table stores (the longest value is 32 bytes).
     pub const VALUE_WORDS: usize = 8;
-    /// Longest chain of displacements an insert may make before answering `FULL`.
-    pub const MAX_DISPLACEMENTS: usize = 500;
+    /// Longest chain of displacements an insert may make: a key whose placement needs more
+    /// moves is answered `FULL`.
+    pub const MAX_DISPLACEMENTS: usize = 8;
+    /// Slots an insert may examine while searching for that chain.
+    pub const SEARCH_BUDGET: usize = 500;
 
     /// The key words an exact table hashes and compares.
     pub type Key = [u32; KEY_WORDS];

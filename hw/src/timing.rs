@@ -200,6 +200,14 @@ impl Timing {
             + s.egress
     }
 
+    /// Longest wire time, in cycles, a mirror copy may have: a copy starting at cycle t must
+    /// end before any production frame not yet admitted at t could be ready, and such a frame
+    /// is ready no earlier than t + 1 + `primary_latency` + 1. Longer copies are dropped
+    /// (`MIRROR_OVERSIZE`).
+    pub const fn mirror_max_wire_cycles(&self) -> u32 {
+        self.primary_latency() + 1
+    }
+
     /// How far ahead, in cycles, an egress scheduler knows every production frame that will
     /// reach its queue: a frame admitted after cycle t reaches a queue no earlier than
     /// t + 1 + `primary_latency` + 1. A mirror copy may start on the wire only if it ends
@@ -230,6 +238,7 @@ mod tests {
         assert_eq!(t.primary_latency(), 50);
         assert_eq!(t.mirror_latency(), 78);
         assert_eq!(t.egress_lookahead(), 52);
+        assert_eq!(t.mirror_max_wire_cycles(), 51);
         assert_eq!(t.beats(64), 1);
         assert_eq!(t.beats(65), 2);
         assert_eq!(t.beats(0), 1);

@@ -191,16 +191,20 @@ fn bench(c: &mut Criterion) {
     let dests = destinations(BATCH);
     // IMIX 7:4:1 of 64, 576 and 1500-byte packets (frames without FCS).
     let imix = [60usize, 60, 60, 60, 60, 60, 60, 572, 572, 572, 572, 1514];
-    let mixes: [(&str, Vec<Vec<u8>>); 2] = [
-        ("64B", dests.iter().map(|&d| frame(d, 60)).collect()),
-        (
-            "IMIX",
-            dests
-                .iter()
-                .enumerate()
-                .map(|(k, &d)| frame(d, imix[k % imix.len()]))
-                .collect(),
-        ),
+    // The same traffic with destinations from a hot set of 4,096 entries of the map:
+    // realistic flow locality, and the model's cost without memory stalls.
+    let hot: Vec<u32> = dests.iter().map(|d| (d % 4096) * 241).collect();
+    let sized = |ds: &[u32], mix: bool| -> Vec<Vec<u8>> {
+        ds.iter()
+            .enumerate()
+            .map(|(k, &d)| frame(d, if mix { imix[k % imix.len()] } else { 60 }))
+            .collect()
+    };
+    let mixes: [(&str, Vec<Vec<u8>>); 4] = [
+        ("64B", sized(&dests, false)),
+        ("IMIX", sized(&dests, true)),
+        ("64B_hot4096", sized(&hot, false)),
+        ("IMIX_hot4096", sized(&hot, true)),
     ];
     let mut group = c.benchmark_group("sim_pipeline_mirror_all_1M_map");
     group.throughput(Throughput::Elements(BATCH as u64));

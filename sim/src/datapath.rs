@@ -308,33 +308,62 @@ impl Datapath {
         d
     }
 
-    /// The hash of the map key `frame` will be looked up with, when a quick look can tell;
-    /// used to bring the map's memory into cache ahead of a batch of frames.
-    pub fn map_key_hash(
-        &self,
+    /// The hashes of the map key and of the likely shadow-map key `frame` will be looked up
+    /// with, when a quick look can tell; used to bring table memory into cache ahead of a
+    /// batch of frames. Changes nothing.
+    pub fn lookahead(
+        &mut self,
         port: Port,
         frame: &[u8],
         parsed: &Result<Headers, ParseError>,
-    ) -> Option<u64> {
+    ) -> (Option<u64>, Option<u64>) {
         if !self.config.enabled {
-            return None;
+            return (None, None);
         }
-        let h = parsed.as_ref().ok()?;
+        let Ok(h) = parsed.as_ref() else {
+            return (None, None);
+        };
         match port {
             Port::Vport(v) => {
-                let vport = self.tables.vports.get(v as usize)?.as_ref()?.entry;
-                h.is_ip()
-                    .then(|| exact::hash(&map::key_words(vport.vni, &h.dst)))
+                let Some(vport) = self.tables.vports.get(v as usize).copied().flatten() else {
+                    return (None, None);
+                };
+                if !h.is_ip() {
+                    return (None, None);
+                }
+                let vni = vport.entry.vni;
+                let map_hash = exact::hash(&map::key_words(vni, &h.dst));
+                let shadow = self
+                    .mirror_session_hint(v, Direction::FromVm, h)
+                    .map(|s| exact::hash(&shadow_map::key_words(s, vni, &h.dst)));
+                (Some(map_hash), shadow)
             }
             Port::Uplink => {
-                let t = h.tunnel.filter(|_| self.config.is_local(&h.dst))?;
-                let inner = h.inner_frame(frame)?;
-                let ih = shadownet_wire::parse(inner, &NO_TUNNELS).ok()?;
-                ih.is_ip()
-                    .then(|| exact::hash(&map::key_words(t.vni, &ih.dst)))
+                let Some(t) = h.tunnel.filter(|_| self.config.is_local(&h.dst)) else {
+                    return (None, None);
+                };
+                let Some(ih) = h
+                    .inner_frame(frame)
+                    .and_then(|i| shadownet_wire::parse(i, &NO_TUNNELS).ok())
+                    .filter(|ih| ih.is_ip())
+                else {
+                    return (None, None);
+                };
+                (Some(exact::hash(&map::key_words(t.vni, &ih.dst))), None)
             }
-            Port::Pf => None,
+            Port::Pf => (None, None),
         }
+    }
+
+    /// The session a mirror filter would send a copy to (sampling aside), without counting.
+    fn mirror_session_hint(&mut self, v: u16, dir: Direction, h: &Headers) -> Option<u16> {
+        let key = PacketKey::new(&h.src, &h.dst, h.protocol, h.ports(), dir);
+        let rule = self
+            .tables
+            .mirror_filters
+            .classifier()
+            .lookup(v as u32, &key)?;
+        (rule.action.verdict == MirrorVerdict::Mirror).then_some(rule.action.session)
     }
 
     fn unchanged(&mut self, port: Port, frame: &[u8]) -> OutFrame {
@@ -464,7 +493,9 @@ impl Datapath {
             .copied()
             .flatten()
             .map(|s| s.entry);
-        let Some(vport) = vport.filter(|e| e.enabled) else {
+        let vport = vport.filter(|e| e.enabled);
+        self.counters.lookup(TableId::Vport, vport.is_some());
+        let Some(vport) = vport else {
             event(events, Event::stage(Stage::Classify).note("vport disabled"));
             return Err(DropReason::VportDisabled);
         };
@@ -490,6 +521,11 @@ impl Datapath {
         };
         let Some(dest) = dest else {
             if net.miss_to_host && !net.shadow {
+                if let Some(r) =
+                    self.redirect(&egress_mirror, Direction::FromVm, &net, h, frame, events)
+                {
+                    return r;
+                }
                 self.make_copy(egress_mirror, Direction::FromVm, &net, h, frame, d, events);
                 event(events, Event::stage(Stage::Map).note("miss: standard path"));
                 return Ok(self.unchanged(Port::Pf, frame));
@@ -536,7 +572,8 @@ impl Datapath {
         if let Some(r) = self.redirect(&egress_mirror, Direction::FromVm, &net, h, frame, events) {
             return r;
         }
-        self.make_copy(egress_mirror, Direction::FromVm, &net, h, frame, d, events);
+        // Production's frame first: a packet production cannot send (no substrate address,
+        // over the MTU) is not copied either — the shadow sees what production sends.
         let out = self.encapsulate(
             &shadownet_hw::layout::ip_to_bytes(dest.substrate_ip),
             dest.substrate_mac.0,
@@ -545,6 +582,7 @@ impl Datapath {
             h,
             frame,
         )?;
+        self.make_copy(egress_mirror, Direction::FromVm, &net, h, frame, d, events);
         event(
             events,
             Event::stage(Stage::Encap).note("vxlan to substrate"),

@@ -282,11 +282,14 @@ impl NicModel {
         }
         fence(Ordering::Acquire);
         let index = m.session().read().bits();
-        let result = if index as usize >= NUM_SESSIONS {
+        let op = cmd.op().variant();
+        let result = if op == Some(SessionOp::Nop) {
+            CmdResult::Ok
+        } else if index as usize >= NUM_SESSIONS {
             CmdResult::BadIndex
         } else {
             let s = index as u16;
-            match cmd.op().variant() {
+            match op {
                 Some(SessionOp::Nop) => CmdResult::Ok,
                 Some(SessionOp::Commit) => {
                     let mut words = [0u32; session::WORDS];
@@ -478,24 +481,37 @@ impl NicModel {
         const AHEAD: usize = 32;
         let mut parsed: Vec<Option<Result<Headers, ParseError>>> = Vec::with_capacity(AHEAD);
         for chunk in batch.chunks(AHEAD) {
-            let mut hashes = [0u64; AHEAD];
-            let mut n = 0;
+            let mut map_hashes = [0u64; AHEAD];
+            let mut shadow_hashes = [0u64; AHEAD];
+            let (mut n, mut m) = (0, 0);
             parsed.clear();
             for a in chunk {
                 let p = self.dp.parse(a.port, a.frame);
-                if let Some(h) = self.dp.map_key_hash(a.port, a.frame, &p) {
-                    hashes[n] = h;
+                let (map_hash, shadow_hash) = self.dp.lookahead(a.port, a.frame, &p);
+                if let Some(h) = map_hash {
+                    map_hashes[n] = h;
                     n += 1;
+                }
+                if let Some(h) = shadow_hash {
+                    shadow_hashes[m] = h;
+                    m += 1;
                 }
                 parsed.push(Some(p));
             }
-            let memory = self.dp.tables.map.memory();
+            let map = self.dp.tables.map.memory();
+            let shadow = self.dp.tables.shadow_map.memory();
             let mut acc = 0u32;
-            for &h in &hashes[..n] {
-                acc ^= memory.touch_tags(h);
+            for &h in &map_hashes[..n] {
+                acc ^= map.touch_tags(h);
             }
-            for &h in &hashes[..n] {
-                acc ^= memory.touch_slots(h);
+            for &h in &shadow_hashes[..m] {
+                acc ^= shadow.touch_tags(h);
+            }
+            for &h in &map_hashes[..n] {
+                acc ^= map.touch_slots(h);
+            }
+            for &h in &shadow_hashes[..m] {
+                acc ^= shadow.touch_slots(h);
             }
             std::hint::black_box(acc);
             for (a, p) in chunk.iter().zip(parsed.iter_mut()) {
@@ -540,6 +556,14 @@ impl NicModel {
             shadownet_hw::counters::port(d.port, PortCounter::TxDrops),
             1,
         );
+        if d.copy == 0 {
+            // A production frame lost at egress is also one its ingress port received and
+            // the NIC dropped.
+            self.dp.counters.add(
+                shadownet_hw::counters::port(d.ingress_port, PortCounter::RxDrops),
+                1,
+            );
+        }
         self.dp.counters.dropped(d.reason);
         self.stats.dropped(d.copy != 0);
         if self.trace.is_some() && self.dp.config.trace {

@@ -47,6 +47,8 @@ pub struct Departure {
 pub struct LateDrop {
     /// Packet id.
     pub packet: u64,
+    /// Port the frame was received on.
+    pub ingress_port: Port,
     /// Copy number (0: the production frame).
     pub copy: u8,
     /// Session of a copy.
@@ -254,7 +256,7 @@ impl Scheduler {
             lookahead: timing.egress_lookahead() as u64 * cycle,
             // A copy longer than this could overlap a production frame the scheduler cannot
             // yet see when it must decide (see the module docs).
-            mirror_max_wire: (timing.primary_latency() as u64 + 1) * cycle,
+            mirror_max_wire: timing.mirror_max_wire_cycles() as u64 * cycle,
             pipeline_free: 0,
             output_free: 0,
             mirror_output_free: 0,
@@ -361,6 +363,7 @@ impl Scheduler {
             let cfg = sessions.get(session);
             let drop = |reason| LateDrop {
                 packet,
+                ingress_port,
                 copy: frame.copy,
                 session: frame.session,
                 port: frame.port,
@@ -427,6 +430,7 @@ impl Scheduler {
         if e.primary_waiting_bytes + len as u64 > cap {
             self.drops.push(LateDrop {
                 packet,
+                ingress_port,
                 copy: 0,
                 session: frame.session,
                 port: frame.port,
@@ -533,6 +537,7 @@ impl Scheduler {
                     if e.started_bytes + e.queue_bytes + len > mirror_cap {
                         self.drops.push(LateDrop {
                             packet: a.packet,
+                            ingress_port: a.ingress_port,
                             copy: a.frame.copy,
                             session: a.frame.session,
                             port: a.frame.port,

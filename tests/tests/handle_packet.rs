@@ -855,7 +855,6 @@ fn every_frame_and_every_copy_is_accounted_for() {
 }
 
 #[test]
-#[ignore = "BUG: a copy asked for a disabled session counts Dropped but not Copies (sim/src/datapath.rs make_copy at b978120)"]
 fn copies_for_a_disabled_session_are_accounted_for() {
     let mut lab = Lab::new();
     // vf1's filter points at session 2, which was never configured (disabled).
@@ -914,7 +913,6 @@ fn a_production_entry_can_point_at_an_ipv6_overlay_address() {
 }
 
 #[test]
-#[ignore = "BUG: in redirect mode a selected packet that takes the standard path (map miss, miss_to_host) is neither redirected nor copied"]
 fn redirect_mode_redirects_selected_standard_path_traffic_too() {
     let mut lab = Lab::new();
     lab.nic
@@ -939,7 +937,6 @@ fn redirect_mode_redirects_selected_standard_path_traffic_too() {
 }
 
 #[test]
-#[ignore = "BUG: the copy is made before production encapsulation, so a packet production drops for NoSubstrateAddress is still copied to the shadow"]
 fn no_copy_of_a_packet_production_has_no_substrate_address_for() {
     // db3 sits behind an IPv6 substrate address, but this NIC has none: production cannot
     // encapsulate (NoSubstrateAddress). Its copy goes to the collector, over IPv4.
@@ -959,7 +956,6 @@ fn no_copy_of_a_packet_production_has_no_substrate_address_for() {
 }
 
 #[test]
-#[ignore = "BUG: the copy is made before production encapsulation, so a packet production drops for MtuExceeded is still copied (truncated) to the shadow"]
 fn no_copy_of_a_packet_too_big_for_production() {
     // A frame too big for the uplink once encapsulated (MtuExceeded), whose copy is
     // truncated to fit.

@@ -2,13 +2,14 @@
 //! `shadownet_hw::table::exact`).
 //!
 //! Inserting a key whose two buckets are full searches breadth-first for the shortest chain of
-//! displacements ending in a free slot, bounded by `MAX_DISPLACEMENTS` visited slots, then
+//! displacements ending in a free slot (at most `MAX_DISPLACEMENTS` moves, `SEARCH_BUDGET`
+//! visited slots), then
 //! performs the moves from the free end backwards: each move writes the entry into its new
 //! slot before the old slot is reused, so every key stays findable throughout (for a moment a
 //! key may be found twice, never zero times).
 
 use shadownet_hw::table::exact::{
-    Key, MAX_DISPLACEMENTS, Memory, Slot, Value, WAYS, alternate, buckets, hash, tag,
+    Key, MAX_DISPLACEMENTS, Memory, SEARCH_BUDGET, Slot, Value, WAYS, alternate, buckets, hash, tag,
 };
 
 /// Exact-table memory, writable: what the embedded cores see.
@@ -32,7 +33,8 @@ pub struct Inserted {
 /// Why an operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExactError {
-    /// No chain of at most `MAX_DISPLACEMENTS` moves frees a slot for the key.
+    /// No chain of at most `MAX_DISPLACEMENTS` moves, found within `SEARCH_BUDGET` slots,
+    /// frees a slot for the key.
     Full,
     /// The key is not in the table.
     NotFound,
@@ -178,7 +180,7 @@ impl<'a> ExactTable<'a> {
         let mut nodes = [Node {
             slot: 0,
             parent: ROOT,
-        }; MAX_DISPLACEMENTS];
+        }; SEARCH_BUDGET];
         let mut len = 0usize;
         for b in [b0, b1] {
             for w in 0..WAYS {
@@ -201,7 +203,7 @@ impl<'a> ExactTable<'a> {
             }
             if depth(&nodes, head) < MAX_DEPTH {
                 for w in 0..WAYS {
-                    if len == MAX_DISPLACEMENTS {
+                    if len == SEARCH_BUDGET {
                         break;
                     }
                     let slot = (alt as usize * WAYS + w) as u32;
@@ -250,7 +252,7 @@ impl<'a> ExactTable<'a> {
 }
 
 /// Longest displacement chain the search follows.
-const MAX_DEPTH: usize = 8;
+const MAX_DEPTH: usize = MAX_DISPLACEMENTS;
 
 fn on_chain(nodes: &[Node], mut at: usize, slot: u32) -> bool {
     loop {

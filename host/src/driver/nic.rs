@@ -784,7 +784,16 @@ impl<D: Device> Nic<D> {
             .write(|w| w.op().variant(op).seq().set(seq));
         self.wait("COUNTERS", name, |r| {
             r.counters().status().read().seq().bits() == seq
-        })
+        })?;
+        let result = self.regs().counters().status().read().result().bits();
+        if result != CmdResult::Ok as u8 {
+            return Err(DriverError::Refused {
+                device: self.name.clone(),
+                what: format!("COUNTERS {name}"),
+                result: result_name(result_code(result)),
+            });
+        }
+        Ok(())
     }
 
     /// Latches every counter at one instant and reads them.

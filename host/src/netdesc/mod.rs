@@ -966,8 +966,13 @@ impl Compiler<'_> {
         let sport = self.parse_ports(line, &format!("{what}: src_ports"), src_ports)?;
         let dport = self.parse_ports(line, &format!("{what}: dst_ports"), dst_ports)?;
         let has_ports = !(sport.is_any() && dport.is_any());
-        if has_ports && !matches!(protocol, Some(6) | Some(17) | Some(132)) {
-            self.problem(line, format!("{what}: port ranges need protocol tcp, udp or sctp; this rule could never match"));
+        if has_ports && !matches!(protocol, Some(6) | Some(17)) {
+            self.problem(
+                line,
+                format!(
+                    "{what}: port ranges need protocol tcp or udp; this rule could never match"
+                ),
+            );
             return None;
         }
         let rule = RuleMatch {
@@ -1026,6 +1031,9 @@ impl Compiler<'_> {
         }
         if let Some(p) = d.geneve_port {
             self.plan.port.geneve_port = p;
+        }
+        if self.plan.port.vxlan_port == 0 || self.plan.port.geneve_port == 0 {
+            self.problem(line, "nic: tunnel ports must not be 0".to_string());
         }
         if self.plan.port.vxlan_port == self.plan.port.geneve_port {
             self.problem(

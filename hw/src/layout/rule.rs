@@ -14,7 +14,8 @@
 //! | 44..48 | destination port range lo, hi (u16 LE each)                            |
 //!
 //! A rule matches an IP packet when every field matches. Port ranges other than "any" match
-//! only packets that carry ports (TCP, UDP, SCTP first fragments). Non-IP frames match no rule.
+//! only packets whose ports the parser reads (TCP and UDP, unfragmented or first fragments).
+//! Non-IP frames match no rule.
 
 use super::{
     LayoutError, PortRange, Prefix, check_vni, get_16, get_u16, get_u32, ip_to_bytes, put_u16,
