@@ -152,6 +152,8 @@ impl Sink for PcapSink {
 type Record = (u64, Vec<u8>, bool, usize);
 
 struct Feed {
+    /// Simulated time the input starts at (ps).
+    start: u64,
     reader: CaptureReader,
     port: Port,
     next_free: u64,
@@ -181,12 +183,18 @@ pub fn run(
     {
         return Err(RunError::Pacing(percent));
     }
+    // A model that has run before continues from where it stopped, a microsecond later.
+    let start = match model.stats().first_arrival_ps {
+        None => 0,
+        Some(_) => model.stats().last_event_ps.max(model.last_tx_end_ps()) + 1_000_000,
+    };
     let mut feeds = Vec::with_capacity(inputs.len());
     for i in inputs {
         feeds.push(Feed {
+            start,
             reader: CaptureReader::open(&i.path).map_err(RunError::Open)?,
             port: i.port,
-            next_free: 0,
+            next_free: start,
             report: InputReport::default(),
             done: false,
         });
@@ -307,7 +315,7 @@ fn arrival_of(
     let arrival = match pacing {
         Pacing::LineRate { percent } => f.next_free + wire * 100 / percent as u64,
         Pacing::Timestamps => {
-            let at = ts_ns.saturating_sub(base_ns).saturating_mul(1000);
+            let at = f.start + ts_ns.saturating_sub(base_ns).saturating_mul(1000);
             at.max(f.next_free + wire)
         }
     };
