@@ -70,6 +70,19 @@ impl RunningConfig {
         }
     }
 
+    /// The local substrate address of a family, as an address.
+    #[inline]
+    pub fn local_addr_for(&self, v4: bool) -> Option<std::net::IpAddr> {
+        let bytes = if v4 { self.local_ipv4 } else { self.local_ipv6 }?;
+        Some(if v4 {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+                bytes[12], bytes[13], bytes[14], bytes[15],
+            ))
+        } else {
+            std::net::IpAddr::V6(std::net::Ipv6Addr::from(bytes))
+        })
+    }
+
     /// The local substrate address of the family of `dst` (wire form).
     pub fn local_ip_for(&self, dst_is_v4: bool) -> Option<[u8; 16]> {
         if dst_is_v4 {

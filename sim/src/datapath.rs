@@ -25,7 +25,7 @@ use shadownet_hw::{
     drop::DropReason,
     layout::{
         acl::Verdict,
-        ip_from_bytes, is_v4_mapped, map,
+        ip_from_bytes, map,
         mirror_filter::MirrorVerdict,
         rule::Direction,
         session::{Encap, Mode},
@@ -227,22 +227,16 @@ fn parse_drop(layer: Layer) -> DropReason {
     }
 }
 
-/// Flow hash of the inner headers, for the outer UDP source port (ECMP entropy).
+/// Flow hash of the inner headers, for the outer UDP source port (ECMP entropy): the same
+/// flow always gets the same port, different flows spread.
 fn flow_hash(h: &Headers) -> u32 {
-    let w = |b: &[u8; 16]| {
-        u32::from_le_bytes([b[12], b[13], b[14], b[15]])
-            ^ u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-    };
+    let word = |b: &[u8; 16], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
     let (sp, dp) = h.ports().unwrap_or((0, 0));
-    let key = [
-        w(&h.src),
-        w(&h.dst),
-        h.protocol as u32,
-        (sp as u32) << 16 | dp as u32,
-        u32::from_le_bytes([h.src[8], h.src[9], h.src[10], h.src[11]]),
-        u32::from_le_bytes([h.dst[8], h.dst[9], h.dst[10], h.dst[11]]),
-    ];
-    exact::hash(&key) as u32
+    let mut x = (word(&h.src, 12) as u64) << 32 | word(&h.dst, 12) as u64;
+    x ^= (word(&h.src, 8) ^ word(&h.dst, 8).rotate_left(7)) as u64;
+    x ^= ((sp as u64) << 16 | dp as u64) << 8 | h.protocol as u64;
+    x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (x >> 32) as u32 ^ x as u32
 }
 
 impl Default for Datapath {
@@ -389,12 +383,7 @@ impl Datapath {
             events,
             Event::lookup(Stage::Classify, TableId::Vni, words.is_some()),
         );
-        let words = words.ok_or(DropReason::VniUnknown)?;
-        let bytes: [u8; 32] = shadownet_hw::layout::words_to_bytes(&words);
-        let mut value = [0u8; vni::VALUE_LEN];
-        value.copy_from_slice(&bytes[..vni::VALUE_LEN]);
-        // Entries were validated when written.
-        let e = vni::VniEntry::parse(&value).map_err(|_| DropReason::VniUnknown)?;
+        let e = vni::VniEntry::read(&words.ok_or(DropReason::VniUnknown)?);
         Ok(Network {
             vni: vni_id,
             shadow: e.shadow,
@@ -465,16 +454,14 @@ impl Datapath {
         vni_id: u32,
         ip: &[u8; 16],
         events: &mut Option<&mut Vec<Event>>,
-    ) -> Option<map::MapValue> {
+    ) -> Option<map::MapWords> {
         let words = self.tables.map.get(&map::key_words(vni_id, ip)).copied();
         self.counters.lookup(TableId::Map, words.is_some());
         event(
             events,
             Event::lookup(Stage::Map, TableId::Map, words.is_some()),
         );
-        let bytes: [u8; 32] = shadownet_hw::layout::words_to_bytes(&words?);
-        // Entries were validated when written.
-        map::MapValue::parse(&bytes).ok()
+        words.as_ref().map(map::MapWords::read)
     }
 
     /// A frame from local VM `v`.
@@ -575,8 +562,8 @@ impl Datapath {
         // Production's frame first: a packet production cannot send (no substrate address,
         // over the MTU) is not copied either — the shadow sees what production sends.
         let out = self.encapsulate(
-            &shadownet_hw::layout::ip_to_bytes(dest.substrate_ip),
-            dest.substrate_mac.0,
+            &dest.substrate_ip,
+            dest.substrate_mac,
             TunnelHeader::Vxlan { vni: net.vni },
             self.config.parse.vxlan_port,
             h,
@@ -763,14 +750,8 @@ impl Datapath {
             Event::lookup(Stage::ShadowMap, TableId::ShadowMap, words.is_some()).for_copy(copy),
         );
         if let Some(w) = words {
-            let b: [u8; 32] = shadownet_hw::layout::words_to_bytes(&w);
-            if let Ok(v) = shadow_map::ShadowMapValue::parse(&b) {
-                return (
-                    shadownet_hw::layout::ip_to_bytes(v.substrate_ip),
-                    v.substrate_mac.0,
-                    v.shadow_vni,
-                );
-            }
+            let v = shadow_map::ShadowMapWords::read(&w);
+            return (v.substrate_ip, v.substrate_mac, v.shadow_vni);
         }
         let s = self.sessions.get(session);
         (
@@ -962,16 +943,16 @@ impl Datapath {
         h: &Headers,
         inner: &[u8],
     ) -> Result<Vec<u8>, DropReason> {
-        let v4 = is_v4_mapped(dst_ip);
+        let dst = ip_from_bytes(*dst_ip);
         let src = self
             .config
-            .local_ip_for(v4)
+            .local_addr_for(dst.is_ipv4())
             .ok_or(DropReason::NoSubstrateAddress)?;
         let params = EncapParams {
             src_mac: EthernetAddress(self.config.local_mac.0),
             dst_mac: EthernetAddress(dst_mac),
-            src_ip: ip_from_bytes(src),
-            dst_ip: ip_from_bytes(*dst_ip),
+            src_ip: src,
+            dst_ip: dst,
             udp_src_port: flow_entropy_port(flow_hash(h)),
             udp_dst_port: udp_port,
             ttl: OUTER_TTL,

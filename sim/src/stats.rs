@@ -6,6 +6,7 @@ use crate::datapath::{OutFrame, Queue};
 
 /// What happened to frames, by where they came from and where they went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(usize)]
 pub enum Class {
     /// From a VM, encapsulated toward another host.
     ForwardedToSubstrate,
@@ -191,8 +192,8 @@ pub struct RunStats {
     pub mirror_drops: u64,
     /// Per-port production frames transmitted, by port index.
     pub tx_by_port: Vec<u64>,
-    /// Frames transmitted by class.
-    pub classes: std::collections::BTreeMap<Class, u64>,
+    /// Frames transmitted by class, indexed by `Class as usize`.
+    pub classes: [u64; Class::ALL.len()],
 }
 
 impl RunStats {
@@ -219,7 +220,7 @@ impl RunStats {
         end_ps: u64,
     ) {
         let (mirror, port, len) = (f.queue == Queue::Mirror, f.port, f.bytes.len());
-        *self.classes.entry(Class::of(ingress, f)).or_default() += 1;
+        self.classes[Class::of(ingress, f) as usize] += 1;
         if mirror {
             self.mirror_frames += 1;
             self.mirror_bytes += len as u64;

@@ -293,7 +293,9 @@ impl Summary {
             .collect();
         let classes = Class::ALL
             .iter()
-            .filter_map(|&k| s.stats.classes.get(&k).map(|&n| (k.name().to_string(), n)))
+            .map(|&k| (k, s.stats.classes[k as usize]))
+            .filter(|&(_, n)| n > 0)
+            .map(|(k, n)| (k.name().to_string(), n))
             .collect();
 
         let clock_khz = s.identity.clock_khz as f64;

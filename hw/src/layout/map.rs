@@ -75,6 +75,39 @@ pub struct MapValue {
     pub shadow: bool,
 }
 
+/// A map value as the pipeline reads it from table memory: no validation (entries are
+/// validated when written) and the address in wire form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapWords {
+    /// Substrate address (wire form).
+    pub substrate_ip: [u8; 16],
+    /// Substrate MAC.
+    pub substrate_mac: [u8; 6],
+    /// The VM is behind this NIC, on this vport.
+    pub local_vport: Option<u16>,
+    /// The address belongs to a shadow network.
+    pub shadow: bool,
+}
+
+impl MapWords {
+    /// Reads a stored value (the exact-table value words).
+    #[inline]
+    pub fn read(w: &crate::table::exact::Value) -> MapWords {
+        let b = |i: usize| w[i].to_le_bytes();
+        let (w0, w1, w2, w3, w4, w5, w6) = (b(0), b(1), b(2), b(3), b(4), b(5), b(6));
+        let flags = u16::from_le_bytes([w5[2], w5[3]]);
+        MapWords {
+            substrate_ip: [
+                w0[0], w0[1], w0[2], w0[3], w1[0], w1[1], w1[2], w1[3], w2[0], w2[1], w2[2], w2[3],
+                w3[0], w3[1], w3[2], w3[3],
+            ],
+            substrate_mac: [w4[0], w4[1], w4[2], w4[3], w5[0], w5[1]],
+            local_vport: (flags & FLAG_LOCAL != 0).then(|| u16::from_le_bytes([w6[0], w6[1]])),
+            shadow: flags & FLAG_SHADOW != 0,
+        }
+    }
+}
+
 impl MapValue {
     /// Parses the value words.
     pub fn parse(b: &[u8; VALUE_LEN]) -> Result<MapValue, LayoutError> {
@@ -151,6 +184,12 @@ mod tests {
         assert_eq!(&vb[16..22], &[2, 0, 0, 0, 0, 2]);
         assert_eq!(&vb[22..26], &[3, 0, 5, 0]);
         assert_eq!(MapValue::parse(&vb), Ok(v));
+        let words: [u32; 8] = crate::layout::bytes_to_words(&vb);
+        let raw = MapWords::read(&words);
+        assert_eq!(raw.substrate_ip, ip_to_bytes(v.substrate_ip));
+        assert_eq!(raw.substrate_mac, v.substrate_mac.0);
+        assert_eq!(raw.local_vport, v.local_vport);
+        assert_eq!(raw.shadow, v.shadow);
 
         let remote = MapValue {
             local_vport: None,

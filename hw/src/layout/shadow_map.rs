@@ -68,6 +68,34 @@ pub fn key_words(session: u16, vni: u32, ip: &[u8; 16]) -> crate::table::exact::
     [session as u32, vni, w(0), w(4), w(8), w(12)]
 }
 
+/// A shadow-map value as the pipeline reads it from table memory (validated when written).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShadowMapWords {
+    /// Substrate address of the shadow node's host (wire form).
+    pub substrate_ip: [u8; 16],
+    /// Substrate MAC toward it.
+    pub substrate_mac: [u8; 6],
+    /// Shadow VNI.
+    pub shadow_vni: u32,
+}
+
+impl ShadowMapWords {
+    /// Reads a stored value (the exact-table value words).
+    #[inline]
+    pub fn read(w: &crate::table::exact::Value) -> ShadowMapWords {
+        let b = |i: usize| w[i].to_le_bytes();
+        let (w0, w1, w2, w3, w4, w5) = (b(0), b(1), b(2), b(3), b(4), b(5));
+        ShadowMapWords {
+            substrate_ip: [
+                w0[0], w0[1], w0[2], w0[3], w1[0], w1[1], w1[2], w1[3], w2[0], w2[1], w2[2], w2[3],
+                w3[0], w3[1], w3[2], w3[3],
+            ],
+            substrate_mac: [w4[0], w4[1], w4[2], w4[3], w5[0], w5[1]],
+            shadow_vni: w[6],
+        }
+    }
+}
+
 /// The shadow node standing in for a production address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ShadowMapValue {
@@ -127,6 +155,11 @@ mod tests {
         v.emit(&mut vb);
         assert_eq!(&vb[24..28], &[0x29, 0x23, 0, 0]);
         assert_eq!(ShadowMapValue::parse(&vb), Ok(v));
+        let words: [u32; 8] = crate::layout::bytes_to_words(&vb);
+        let raw = ShadowMapWords::read(&words);
+        assert_eq!(raw.substrate_ip, ip_to_bytes(v.substrate_ip));
+        assert_eq!(raw.substrate_mac, v.substrate_mac.0);
+        assert_eq!(raw.shadow_vni, 9001);
         kb[0] = 64;
         assert_eq!(
             ShadowMapKey::parse(&kb),

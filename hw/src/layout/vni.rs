@@ -53,6 +53,22 @@ pub fn key_words(vni: u32) -> crate::table::exact::Key {
     [vni, 0, 0, 0, 0, 0]
 }
 
+impl VniEntry {
+    /// Reads a stored value (the exact-table value words; validated when written).
+    #[inline]
+    pub fn read(w: &crate::table::exact::Value) -> VniEntry {
+        let flags = w[0];
+        let shadow = flags & FLAG_SHADOW != 0;
+        VniEntry {
+            shadow,
+            miss_to_host: flags & FLAG_MISS_TO_HOST != 0,
+            default_deny_to_vm: flags & FLAG_DENY_TO_VM != 0,
+            default_deny_from_vm: flags & FLAG_DENY_FROM_VM != 0,
+            production_vni: shadow.then_some(w[1]),
+        }
+    }
+}
+
 /// Settings of one virtual network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct VniEntry {
@@ -130,6 +146,7 @@ mod tests {
         e.emit(&mut b);
         assert_eq!(b, [0x5, 0, 0, 0, 0x89, 0x13, 0, 0]);
         assert_eq!(VniEntry::parse(&b), Ok(e));
+        assert_eq!(VniEntry::read(&[0x5, 5001, 0, 0, 0, 0, 0, 0]), e);
         let k = VniKey { vni: 9 };
         let mut kb = [0u8; KEY_LEN];
         k.emit(&mut kb);

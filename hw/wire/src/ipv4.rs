@@ -447,20 +447,28 @@ impl Repr {
     /// 65515 so the total length fits; the caller checks that. The buffer must hold at least
     /// [`HEADER_LEN`] bytes.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) {
-        packet.set_version(4);
-        packet.set_header_len(HEADER_LEN as u8);
-        packet.buffer.as_mut()[field::DSCP_ECN] = self.tos;
-        packet.set_total_len((HEADER_LEN + self.payload_len) as u16);
-        packet.set_ident(self.ident);
-        packet.write_u16(field::FLG_OFF, 0);
-        packet.set_dont_frag(self.dont_frag);
-        packet.set_more_frags(self.more_frags);
-        packet.set_frag_offset(self.frag_offset);
-        packet.set_ttl(self.ttl);
-        packet.set_protocol(self.protocol);
-        packet.set_src_addr(self.src_addr);
-        packet.set_dst_addr(self.dst_addr);
-        packet.fill_checksum();
+        // Built in a local array and copied once: the encapsulation path emits one of these
+        // per frame, and per-field setters would each re-check the buffer's length.
+        let mut h = [0u8; HEADER_LEN];
+        h[0] = 0x45;
+        h[field::DSCP_ECN] = self.tos;
+        h[2..4].copy_from_slice(&((HEADER_LEN + self.payload_len) as u16).to_be_bytes());
+        h[4..6].copy_from_slice(&self.ident.to_be_bytes());
+        let mut flg_off = (self.frag_offset >> 3) & OFFSET_MASK;
+        if self.dont_frag {
+            flg_off |= FLAG_DF;
+        }
+        if self.more_frags {
+            flg_off |= FLAG_MF;
+        }
+        h[6..8].copy_from_slice(&flg_off.to_be_bytes());
+        h[8] = self.ttl;
+        h[9] = self.protocol;
+        h[12..16].copy_from_slice(&self.src_addr.octets());
+        h[16..20].copy_from_slice(&self.dst_addr.octets());
+        let sum = !checksum::data(&h);
+        h[10..12].copy_from_slice(&sum.to_be_bytes());
+        packet.buffer.as_mut()[..HEADER_LEN].copy_from_slice(&h);
     }
 }
 

@@ -6,7 +6,29 @@
 //! that match every scope merged in, and taking the first rule of the packet's list that
 //! matches.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, hash::BuildHasherDefault};
+
+/// Hashes the u32 scope keys (VNIs, vports) of the classifier with one multiplication: the
+/// keys are not attacker-chosen in a way that matters here (the host programs them), and
+/// SipHash would cost more than the rest of a lookup.
+#[derive(Default)]
+struct ScopeHasher(u64);
+
+impl std::hash::Hasher for ScopeHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01B3);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = (v as u64 ^ 0x9E37_79B9).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type ScopeMap<V> = HashMap<u32, V, BuildHasherDefault<ScopeHasher>>;
 
 use shadownet_hw::{
     layout::{
@@ -182,7 +204,7 @@ impl<A: RuleAction> CompiledRule<A> {
 
 /// Rules compiled into per-scope lists.
 pub struct Classifier<A> {
-    by_scope: HashMap<u32, Vec<CompiledRule<A>>>,
+    by_scope: ScopeMap<Vec<CompiledRule<A>>>,
     any_scope: Vec<CompiledRule<A>>,
 }
 
@@ -310,7 +332,7 @@ impl<A: RuleAction> RuleTable<A> {
 
     fn compile(&self) -> Classifier<A> {
         let mut any_scope = Vec::new();
-        let mut by_scope: HashMap<u32, Vec<CompiledRule<A>>> = HashMap::new();
+        let mut by_scope: ScopeMap<Vec<CompiledRule<A>>> = ScopeMap::default();
         for (i, slot) in self.slots.iter().enumerate() {
             let Some(s) = slot else { continue };
             let rule = CompiledRule::new(i as u32, &s.matches, s.action);
