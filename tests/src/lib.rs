@@ -3,12 +3,15 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod accounting;
+pub mod corpus;
 pub mod counts;
 pub mod decode;
 pub mod examples;
 pub mod lab;
 pub mod packet;
 pub mod rules;
+pub mod scratch;
 pub mod tools;
 
 use std::path::PathBuf;
