@@ -14,7 +14,7 @@ use std::{
 use shadownet_capture::{CaptureError, CaptureReader, PcapWriter};
 use shadownet_hw::Port;
 
-use crate::{Departure, NicModel, Sink};
+use crate::{Arrival, Departure, NicModel, Sink};
 
 /// How inputs are paced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +51,8 @@ pub struct InputReport {
     pub cut_short: u64,
     /// The capture's damage, if reading stopped early.
     pub damaged: Option<String>,
+    /// Idle gaps before this input's frames that were shortened to [`MAX_IDLE_PS`].
+    pub gaps_shortened: u64,
 }
 
 /// Why a run failed.
@@ -151,22 +153,50 @@ impl Sink for PcapSink {
 /// A record read ahead: (timestamp ns, frame, is Ethernet, length).
 type Record = (u64, Vec<u8>, bool, usize);
 
+/// An idle gap longer than this (no frame arriving on any port) is shortened to it. After a
+/// second without traffic every queue has long drained and every policer is full, so nothing
+/// the NIC does depends on how long the silence was; without this a capture spanning more than
+/// 213 days would overflow the model's 64-bit picosecond clock.
+pub const MAX_IDLE_PS: u64 = 1_000_000_000_000;
+
+/// Frames handed to the model at once (see [`NicModel::receive_batch`]).
+const BATCH: usize = 64;
+
 struct Feed {
-    /// Simulated time the input starts at (ps).
-    start: u64,
     reader: CaptureReader,
     port: Port,
-    next_free: u64,
+    /// End of the previous frame on this input, on the captures' clock (ps).
+    next_free: u128,
     report: InputReport,
     done: bool,
 }
 
 struct Pending {
-    arrival: u64,
-    input: usize,
+    /// Arrival on the captures' clock (ps).
+    arrival: u128,
     frame: Vec<u8>,
     ethernet: bool,
     len: usize,
+}
+
+/// Maps arrivals on the captures' clock onto the model's, shortening idle gaps.
+struct Clock {
+    last_capture: Option<u128>,
+    last_model: u64,
+}
+
+impl Clock {
+    fn map(&mut self, arrival: u128) -> (u64, bool) {
+        let gap = match self.last_capture {
+            Some(last) => arrival.saturating_sub(last),
+            None => arrival,
+        };
+        let shortened = gap > MAX_IDLE_PS as u128;
+        let step = if shortened { MAX_IDLE_PS } else { gap as u64 };
+        self.last_capture = Some(arrival);
+        self.last_model = self.last_model.saturating_add(step);
+        (self.last_model, shortened)
+    }
 }
 
 /// Feeds `inputs` into `model` and lets it finish; `progress` is told how many frames and
@@ -183,27 +213,30 @@ pub fn run(
     {
         return Err(RunError::Pacing(percent));
     }
-    // A model that has run before continues from where it stopped, a microsecond later.
-    let start = match model.stats().first_arrival_ps {
-        None => 0,
-        Some(_) => model.stats().last_event_ps.max(model.last_tx_end_ps()) + 1_000_000,
-    };
     let mut feeds = Vec::with_capacity(inputs.len());
     for i in inputs {
         feeds.push(Feed {
-            start,
             reader: CaptureReader::open(&i.path).map_err(RunError::Open)?,
             port: i.port,
-            next_free: start,
+            next_free: 0,
             report: InputReport::default(),
             done: false,
         });
     }
+    // A model that has run before continues from where it stopped, a microsecond later.
+    let mut clock = Clock {
+        last_capture: None,
+        last_model: match model.stats().first_arrival_ps {
+            None => 0,
+            Some(_) => model
+                .stats()
+                .last_event_ps
+                .max(model.last_tx_end_ps())
+                .saturating_add(1_000_000),
+        },
+    };
     // With timestamp pacing, time starts at the earliest first frame of all inputs.
     let mut base_ns: Option<u64> = None;
-    let mut heap: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
-    let mut pending: Vec<Option<Pending>> = (0..feeds.len()).map(|_| None).collect();
-    let mut spare: Vec<Vec<u8>> = Vec::new();
     let mut first: Vec<Option<Record>> = (0..feeds.len()).map(|_| None).collect();
     if pacing == Pacing::Timestamps {
         for (i, f) in feeds.iter_mut().enumerate() {
@@ -214,6 +247,10 @@ pub fn run(
             }
         }
     }
+    let base_ns = base_ns.unwrap_or(0);
+    let mut heap: BinaryHeap<Reverse<(u128, usize)>> = BinaryHeap::new();
+    let mut pending: Vec<Option<Pending>> = (0..feeds.len()).map(|_| None).collect();
+    let mut spare: Vec<Vec<u8>> = Vec::new();
     for i in 0..feeds.len() {
         let next = match first[i].take() {
             Some(f) => Some(f),
@@ -222,51 +259,82 @@ pub fn run(
                 read_next(&mut feeds[i], &mut buf).map(|(ts, eth, len)| (ts, buf, eth, len))
             }
         };
-        if let Some((ts, buf, eth, len)) = next {
-            let arrival = arrival_of(model, &mut feeds[i], pacing, base_ns.unwrap_or(0), ts, len);
+        if let Some((ts, frame, ethernet, len)) = next {
+            let arrival = arrival_of(model, &mut feeds[i], pacing, base_ns, ts, len);
             heap.push(Reverse((arrival, i)));
             pending[i] = Some(Pending {
                 arrival,
-                input: i,
-                frame: buf,
-                ethernet: eth,
+                frame,
+                ethernet,
                 len,
             });
         }
     }
-    let mut fed: u64 = 0;
-    let mut fed_bytes: u64 = 0;
+    let mut batch: Vec<(Port, Vec<u8>, u64)> = Vec::with_capacity(BATCH);
+    let (mut fed, mut fed_bytes) = (0u64, 0u64);
     while let Some(Reverse((_, i))) = heap.pop() {
         let Some(p) = pending[i].take() else { continue };
-        let port = feeds[p.input].port;
+        let (at, shortened) = clock.map(p.arrival);
+        if shortened {
+            feeds[i].report.gaps_shortened += 1;
+        }
+        let port = feeds[i].port;
         if p.ethernet {
-            model.receive(port, &p.frame, p.arrival, sink);
+            batch.push((port, p.frame, at));
         } else {
-            model.receive_unsupported(port, p.len, p.arrival);
+            // Keep packet ids in arrival order: what is batched goes first.
+            flush(model, &mut batch, &mut spare, sink);
+            model.receive_unsupported(port, p.len, at);
+            spare.push(p.frame);
+        }
+        if batch.len() == BATCH {
+            flush(model, &mut batch, &mut spare, sink);
         }
         fed += 1;
         fed_bytes += p.len as u64;
         if fed.is_multiple_of(4096) {
             progress(fed, fed_bytes);
         }
-        let mut buf = p.frame;
-        if let Some((ts, eth, len)) = read_next(&mut feeds[i], &mut buf) {
-            let arrival = arrival_of(model, &mut feeds[i], pacing, base_ns.unwrap_or(0), ts, len);
+        let mut buf = spare.pop().unwrap_or_default();
+        if let Some((ts, ethernet, len)) = read_next(&mut feeds[i], &mut buf) {
+            let arrival = arrival_of(model, &mut feeds[i], pacing, base_ns, ts, len);
             heap.push(Reverse((arrival, i)));
             pending[i] = Some(Pending {
                 arrival,
-                input: i,
                 frame: buf,
-                ethernet: eth,
+                ethernet,
                 len,
             });
         } else {
             spare.push(buf);
         }
     }
+    flush(model, &mut batch, &mut spare, sink);
     progress(fed, fed_bytes);
     model.finish(sink);
     Ok(feeds.into_iter().map(|f| f.report).collect())
+}
+
+fn flush(
+    model: &mut NicModel,
+    batch: &mut Vec<(Port, Vec<u8>, u64)>,
+    spare: &mut Vec<Vec<u8>>,
+    sink: &mut dyn Sink,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let arrivals: Vec<Arrival<'_>> = batch
+        .iter()
+        .map(|(port, frame, at)| Arrival {
+            port: *port,
+            frame,
+            at_ps: *at,
+        })
+        .collect();
+    model.receive_batch(&arrivals, sink);
+    drop(arrivals);
+    spare.extend(batch.drain(..).map(|(_, f, _)| f));
 }
 
 /// Reads the next record into `buf`: (timestamp ns, is Ethernet, length).
@@ -310,12 +378,12 @@ fn arrival_of(
     base_ns: u64,
     ts_ns: u64,
     len: usize,
-) -> u64 {
-    let wire = model.wire_ps(f.port, len);
+) -> u128 {
+    let wire = model.wire_ps(f.port, len) as u128;
     let arrival = match pacing {
-        Pacing::LineRate { percent } => f.next_free + wire * 100 / percent as u64,
+        Pacing::LineRate { percent } => f.next_free + wire * 100 / percent as u128,
         Pacing::Timestamps => {
-            let at = f.start + ts_ns.saturating_sub(base_ns).saturating_mul(1000);
+            let at = ts_ns.saturating_sub(base_ns) as u128 * 1000;
             at.max(f.next_free + wire)
         }
     };

@@ -135,6 +135,9 @@ struct Egress {
     /// Decided transmissions, released in start order once nothing can start before them.
     reorder: Reorder,
     active: bool,
+    /// Below this horizon nothing of this port can be decided or released: `advance` skips
+    /// it. New frames reset it to 0.
+    wake: u64,
 }
 
 impl Egress {
@@ -154,6 +157,7 @@ impl Egress {
             head_lb: None,
             reorder: Reorder::default(),
             active: false,
+            wake: 0,
         }
     }
 
@@ -401,6 +405,7 @@ impl Scheduler {
     }
 
     fn activate(&mut self, p: usize) {
+        self.ports[p].wake = 0;
         if !self.ports[p].active {
             self.ports[p].active = true;
             self.active.push(p);
@@ -468,6 +473,10 @@ impl Scheduler {
         let mut i = 0;
         while i < self.active.len() {
             let p = self.active[i];
+            if horizon < self.ports[p].wake {
+                i += 1;
+                continue;
+            }
             self.advance_port(p, horizon);
             let e = &mut self.ports[p];
             if e.reorder.is_empty() && !e.mirror_pending() {
@@ -576,6 +585,17 @@ impl Scheduler {
         while let Some(q) = e.reorder.pop_before(watermark) {
             self.departures.push(q.dep);
         }
+        // The next horizon at which this port can progress: the undecided head's earliest
+        // end (its decision also unblocks the arrivals behind it), or passing the first
+        // transmission still held back.
+        let mut wake = u64::MAX;
+        if let Some(head) = e.queue.front() {
+            wake = e.head_lb.unwrap_or(head.ready).saturating_add(head.wire);
+        }
+        if let Some(q) = e.reorder.q.front() {
+            wake = wake.min(q.start + 1);
+        }
+        e.wake = wake;
     }
 
     /// Ends the run: decides and releases everything still queued.

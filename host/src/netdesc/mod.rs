@@ -423,6 +423,16 @@ impl Compiler<'_> {
     }
 
     fn compile(&mut self, f: &file::File) {
+        // Names declared, valid or not: a reference to an entry that failed its own checks
+        // is not reported again as undefined.
+        let declared_networks: BTreeSet<&str> = f
+            .network
+            .iter()
+            .map(|n| n.get_ref().name.as_str())
+            .collect();
+        let declared_vms: BTreeSet<&str> = f.vm.iter().map(|v| v.get_ref().name.as_str()).collect();
+        let declared_shadows: BTreeSet<&str> =
+            f.shadow.iter().map(|s| s.get_ref().name.as_str()).collect();
         self.nic(&f.nic);
         let mut tenants = BTreeSet::new();
         for t in &f.tenant {
@@ -494,10 +504,12 @@ impl Compiler<'_> {
                 continue;
             }
             let Some((vni, prefixes)) = networks.get(&d.network).cloned() else {
-                self.problem(
-                    line,
-                    format!("{what}: network '{}' is not defined", d.network),
-                );
+                if !declared_networks.contains(d.network.as_str()) {
+                    self.problem(
+                        line,
+                        format!("{what}: network '{}' is not defined", d.network),
+                    );
+                }
                 continue;
             };
             let ip = self.parse_ip(line, &format!("{what}: ip"), &d.ip);
@@ -635,10 +647,12 @@ impl Compiler<'_> {
                 continue;
             }
             let Some((prod_vni, _)) = networks.get(&d.network).cloned() else {
-                self.problem(
-                    line,
-                    format!("{what}: network '{}' is not defined", d.network),
-                );
+                if !declared_networks.contains(d.network.as_str()) {
+                    self.problem(
+                        line,
+                        format!("{what}: network '{}' is not defined", d.network),
+                    );
+                }
                 continue;
             };
             if self.check_vni(line, &what, d.vni)
@@ -717,7 +731,9 @@ impl Compiler<'_> {
             for n in &d.node {
                 let nwhat = format!("{what}: node for vm '{}'", n.vm);
                 let Some(vm) = vms.get(&n.vm) else {
-                    self.problem(line, format!("{nwhat}: vm '{}' is not defined", n.vm));
+                    if !declared_vms.contains(n.vm.as_str()) {
+                        self.problem(line, format!("{nwhat}: vm '{}' is not defined", n.vm));
+                    }
                     continue;
                 };
                 if vm.network != d.network {
@@ -808,16 +824,20 @@ impl Compiler<'_> {
             let d = m.get_ref();
             let what = format!("mirror rule for shadow '{}'", d.shadow);
             let Some((session, network)) = shadows.get(&d.shadow).cloned() else {
-                self.problem(
-                    line,
-                    format!("{what}: shadow '{}' is not defined", d.shadow),
-                );
+                if !declared_shadows.contains(d.shadow.as_str()) {
+                    self.problem(
+                        line,
+                        format!("{what}: shadow '{}' is not defined", d.shadow),
+                    );
+                }
                 continue;
             };
             let targets: Vec<u16> = match &d.vm {
                 Some(name) => match vms.get(name) {
                     None => {
-                        self.problem(line, format!("{what}: vm '{name}' is not defined"));
+                        if !declared_vms.contains(name.as_str()) {
+                            self.problem(line, format!("{what}: vm '{name}' is not defined"));
+                        }
                         continue;
                     }
                     Some(vm) if vm.network != network => {
@@ -903,10 +923,12 @@ impl Compiler<'_> {
             let d = a.get_ref();
             let what = format!("acl rule for network '{}'", d.network);
             let Some((vni, _)) = networks.get(&d.network).cloned() else {
-                self.problem(
-                    line,
-                    format!("{what}: network '{}' is not defined", d.network),
-                );
+                if !declared_networks.contains(d.network.as_str()) {
+                    self.problem(
+                        line,
+                        format!("{what}: network '{}' is not defined", d.network),
+                    );
+                }
                 continue;
             };
             if slot as u32 >= TableId::Acl.capacity() {

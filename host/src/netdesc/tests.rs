@@ -237,3 +237,35 @@ truncate = 4
         );
     }
 }
+
+#[test]
+fn an_invalid_entry_is_reported_once_not_again_where_it_is_referenced() {
+    let text = format!(
+        r#"{BASE}
+[[vm]]
+name = "a"
+network = "nope"
+ip = "192.168.1.5"
+mac = "02:00:00:00:00:05"
+host = "local"
+
+[[shadow]]
+name = "s"
+network = "n"
+vni = 200
+session = 1
+collector = {{ ip = "10.0.0.50", mac = "02:00:00:00:00:50" }}
+
+[[shadow.node]]
+vm = "a"
+host = "local"
+
+[[mirror]]
+shadow = "s"
+vm = "a"
+"#
+    );
+    let ps = problems(&text);
+    assert_eq!(ps.len(), 1, "only the root problem: {ps:#?}");
+    assert!(ps[0].message.contains("network 'nope' is not defined"));
+}
