@@ -494,74 +494,75 @@ impl Scheduler {
         let copy_bound = self.last_admit + self.mirror_latency;
         let e = &mut self.ports[p];
         loop {
-            let mut progressed = false;
+            // Decide every queued copy whose place on the wire is known by now.
             e.head_lb = None;
-            if let Some(head) = e.queue.front() {
+            while let Some(head) = e.queue.front() {
                 let s0 = (head.ready.max(e.mirror_free)).div_ceil(cycle) * cycle;
                 while e.intervals.front().is_some_and(|&(_, pe)| pe <= s0) {
                     e.intervals.pop_front();
                 }
                 let s = e.earliest_gap(s0, head.wire, cycle);
-                if s.saturating_add(head.wire) <= horizon {
-                    let Some(c) = e.queue.pop_front() else { break };
-                    let len = c.frame.bytes.len();
-                    e.queue_bytes -= len as u64;
-                    e.mirror_free = s + c.wire;
-                    e.started.push_back((s, len as u32));
-                    e.started_bytes += len as u64;
-                    self.seq += 1;
-                    e.reorder.push(Queued {
-                        start: s,
-                        seq: self.seq,
-                        dep: Departure {
-                            packet: c.packet,
-                            ingress_port: c.ingress_port,
-                            ingress_ps: c.ingress,
-                            ready_ps: c.ready,
-                            start_ps: s,
-                            frame: c.frame,
-                        },
-                    });
-                    progressed = true;
-                } else {
+                if s.saturating_add(head.wire) > horizon {
                     e.head_lb = Some(s);
+                    break;
                 }
+                let Some(c) = e.queue.pop_front() else { break };
+                let len = c.frame.bytes.len();
+                e.queue_bytes -= len as u64;
+                e.mirror_free = s + c.wire;
+                e.started.push_back((s, len as u32));
+                e.started_bytes += len as u64;
+                self.seq += 1;
+                e.reorder.push(Queued {
+                    start: s,
+                    seq: self.seq,
+                    dep: Departure {
+                        packet: c.packet,
+                        ingress_port: c.ingress_port,
+                        ingress_ps: c.ingress,
+                        ready_ps: c.ready,
+                        start_ps: s,
+                        frame: c.frame,
+                    },
+                });
             }
-            if !progressed && let Some(a) = e.arrivals.front() {
+            // Admit arrivals while it is known which queued copies have started by then: an
+            // undecided head that could start before an arrival blocks it.
+            let had_head = !e.queue.is_empty();
+            while let Some(a) = e.arrivals.front() {
                 let r = a.ready;
-                // Admission needs to know which queued copies have started by `r`.
-                let blocked = e.head_lb.is_some_and(|lb| lb <= r);
-                if !blocked {
-                    while let Some(&(start, l)) = e.started.front() {
-                        if start > r {
-                            break;
-                        }
-                        e.started.pop_front();
-                        e.started_bytes -= l as u64;
-                    }
-                    let Some(a) = e.arrivals.pop_front() else {
+                if e.head_lb.is_some_and(|lb| lb <= r) {
+                    break;
+                }
+                while let Some(&(start, l)) = e.started.front() {
+                    if start > r {
                         break;
-                    };
-                    let len = a.frame.bytes.len() as u64;
-                    if e.started_bytes + e.queue_bytes + len > mirror_cap {
-                        self.drops.push(LateDrop {
-                            packet: a.packet,
-                            ingress_port: a.ingress_port,
-                            copy: a.frame.copy,
-                            session: a.frame.session,
-                            port: a.frame.port,
-                            at_ps: r,
-                            reason: DropReason::MirrorQueueFull,
-                            len: len as usize,
-                        });
-                    } else {
-                        e.queue_bytes += len;
-                        e.queue.push_back(a);
                     }
-                    progressed = true;
+                    e.started.pop_front();
+                    e.started_bytes -= l as u64;
+                }
+                let Some(a) = e.arrivals.pop_front() else {
+                    break;
+                };
+                let len = a.frame.bytes.len() as u64;
+                if e.started_bytes + e.queue_bytes + len > mirror_cap {
+                    self.drops.push(LateDrop {
+                        packet: a.packet,
+                        ingress_port: a.ingress_port,
+                        copy: a.frame.copy,
+                        session: a.frame.session,
+                        port: a.frame.port,
+                        at_ps: r,
+                        reason: DropReason::MirrorQueueFull,
+                        len: len as usize,
+                    });
+                } else {
+                    e.queue_bytes += len;
+                    e.queue.push_back(a);
                 }
             }
-            if !progressed {
+            // A copy admitted into an empty queue is a new head to decide.
+            if had_head || e.queue.is_empty() {
                 break;
             }
         }
