@@ -273,6 +273,24 @@ impl Compiler<'_> {
         Some(line_of(self.text, item.span().start))
     }
 
+    /// Looks up a referenced entry; reports it undefined unless it was declared (and so
+    /// already reported for its own problem).
+    fn reference<V: Clone>(
+        &mut self,
+        line: Option<usize>,
+        what: &str,
+        kind: &str,
+        name: &str,
+        valid: &BTreeMap<String, V>,
+        declared: &BTreeSet<&str>,
+    ) -> Option<V> {
+        let found = valid.get(name).cloned();
+        if found.is_none() && !declared.contains(name) {
+            self.problem(line, format!("{what}: {kind} '{name}' is not defined"));
+        }
+        found
+    }
+
     fn problem(&mut self, line: Option<usize>, message: String) {
         self.problems.push(Problem { line, message });
     }
@@ -503,13 +521,14 @@ impl Compiler<'_> {
                 self.problem(line, format!("{what} is defined twice"));
                 continue;
             }
-            let Some((vni, prefixes)) = networks.get(&d.network).cloned() else {
-                if !declared_networks.contains(d.network.as_str()) {
-                    self.problem(
-                        line,
-                        format!("{what}: network '{}' is not defined", d.network),
-                    );
-                }
+            let Some((vni, prefixes)) = self.reference(
+                line,
+                &what,
+                "network",
+                &d.network,
+                &networks,
+                &declared_networks,
+            ) else {
                 continue;
             };
             let ip = self.parse_ip(line, &format!("{what}: ip"), &d.ip);
@@ -646,13 +665,14 @@ impl Compiler<'_> {
                 self.problem(line, format!("{what} is defined twice"));
                 continue;
             }
-            let Some((prod_vni, _)) = networks.get(&d.network).cloned() else {
-                if !declared_networks.contains(d.network.as_str()) {
-                    self.problem(
-                        line,
-                        format!("{what}: network '{}' is not defined", d.network),
-                    );
-                }
+            let Some((prod_vni, _)) = self.reference(
+                line,
+                &what,
+                "network",
+                &d.network,
+                &networks,
+                &declared_networks,
+            ) else {
                 continue;
             };
             if self.check_vni(line, &what, d.vni)
@@ -922,13 +942,14 @@ impl Compiler<'_> {
             let line = self.at(a);
             let d = a.get_ref();
             let what = format!("acl rule for network '{}'", d.network);
-            let Some((vni, _)) = networks.get(&d.network).cloned() else {
-                if !declared_networks.contains(d.network.as_str()) {
-                    self.problem(
-                        line,
-                        format!("{what}: network '{}' is not defined", d.network),
-                    );
-                }
+            let Some((vni, _)) = self.reference(
+                line,
+                &what,
+                "network",
+                &d.network,
+                &networks,
+                &declared_networks,
+            ) else {
                 continue;
             };
             if slot as u32 >= TableId::Acl.capacity() {
