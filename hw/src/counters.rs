@@ -123,7 +123,8 @@ pub enum SessionCounter {
     TxBytes = 3,
     /// Copies dropped by the policer.
     Policed = 4,
-    /// Copies dropped for any other reason (queue full, oversize, MTU, session disabled).
+    /// Copies dropped for any reason but the policer (queue full, oversize, MTU, no substrate
+    /// address, session disabled).
     Dropped = 5,
     /// Matching packets the sampler skipped.
     SampledOut = 6,

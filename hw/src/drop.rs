@@ -31,11 +31,13 @@ pub enum DropReason {
     /// The destination is not in the map and the network does not send misses to the host.
     MapMiss = 11,
     /// A packet would cross between a shadow network and production (a shadow's packet toward
-    /// a non-shadow destination, or the reverse).
+    /// a non-shadow destination, or the reverse), or a shadow's frame would take the standard
+    /// path to the host (a shadow VM's non-IP frame).
     ShadowIsolation = 12,
-    /// A decapsulated frame's destination is not a VM behind this NIC.
+    /// A decapsulated frame's destination is not a VM behind this NIC, or its inner frame is
+    /// neither IP nor ARP (there is no destination to deliver it to).
     NotLocal = 13,
-    /// A decapsulated frame's destination vport belongs to another VNI.
+    /// The destination vport of a decapsulated or VF-to-VF frame belongs to another VNI.
     VniMismatch = 14,
     /// The NIC has no substrate address of the family the destination needs.
     NoSubstrateAddress = 15,
@@ -59,7 +61,8 @@ pub enum DropReason {
     MirrorOversize = 35,
     /// The encapsulated copy exceeds `PORT.UPLINK_MTU`.
     MirrorMtuExceeded = 36,
-    /// The NIC has no substrate address of the family the collector needs.
+    /// The NIC has no substrate address of the family the copy's target (a shadow node or the
+    /// collector) needs.
     MirrorNoSubstrateAddress = 37,
 }
 

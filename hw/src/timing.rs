@@ -200,10 +200,10 @@ impl Timing {
             + s.egress
     }
 
-    /// Longest wire time, in cycles, a mirror copy may have: a copy starting at cycle t must
-    /// end before any production frame not yet admitted at t could be ready, and such a frame
-    /// is ready no earlier than t + 1 + `primary_latency` + 1. Longer copies are dropped
-    /// (`MIRROR_OVERSIZE`).
+    /// Longest wire time, in cycles, a mirror copy may have. The scheduler decides at cycle t
+    /// knowing every frame admitted before t; a frame admitted at t or later is ready no
+    /// earlier than t + `primary_latency` + 1 (one beat), so a copy starting at t must end by
+    /// then for the decision to be safe. Longer copies are dropped (`MIRROR_OVERSIZE`).
     pub const fn mirror_max_wire_cycles(&self) -> u32 {
         self.primary_latency() + 1
     }

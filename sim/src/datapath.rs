@@ -849,30 +849,31 @@ impl Datapath {
             return None;
         }
         let session = hit.session;
-        self.counters
-            .session(session, SessionCounter::Redirected, 1);
-        Some(
-            self.shadow_frame(
-                ShadowBound {
-                    copy: 0,
-                    session,
-                    dir,
-                    truncate: None,
-                    redirected: true,
-                },
-                net,
-                h,
-                frame,
-                events,
-            )
-            .map(|bytes| OutFrame {
-                port: Port::Uplink,
-                queue: Queue::Primary,
-                session: Some(session),
+        let built = self.shadow_frame(
+            ShadowBound {
                 copy: 0,
-                bytes,
-            }),
-        )
+                session,
+                dir,
+                truncate: None,
+                redirected: true,
+            },
+            net,
+            h,
+            frame,
+            events,
+        );
+        // Counted once the frame exists: a redirect that cannot be built is a drop.
+        if built.is_ok() {
+            self.counters
+                .session(session, SessionCounter::Redirected, 1);
+        }
+        Some(built.map(|bytes| OutFrame {
+            port: Port::Uplink,
+            queue: Queue::Primary,
+            session: Some(session),
+            copy: 0,
+            bytes,
+        }))
     }
 
     #[allow(clippy::too_many_arguments)]

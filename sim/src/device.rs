@@ -35,8 +35,11 @@ use crate::{
     trace::{Event, Record, Stage, TraceWriter},
 };
 
-/// Build id the model reports in `ID.BUILD_ID`: bumped when the model's behaviour changes.
-pub const MODEL_BUILD_ID: u32 = 0x2026_1121;
+/// Build id the model reports in `ID.BUILD_ID`: the contract's major version in the high 16
+/// bits and the model's revision in the low 16, bumped when the model's behaviour changes
+/// (revision 2: redirected frames timed through the mirror engine; redirects counted once
+/// built).
+pub const MODEL_BUILD_ID: u32 = 0x0001_0002;
 
 /// Error creating the model.
 #[derive(Debug, thiserror::Error)]

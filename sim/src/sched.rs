@@ -352,9 +352,17 @@ impl Scheduler {
     ) {
         if let Some(frame) = primary {
             let beats = self.timing.beats(frame.bytes.len() as u32) as u64;
-            let write = (admit + self.primary_latency).max(self.output_free);
-            let ready = write + beats * self.cycle;
-            self.output_free = ready;
+            // A redirected frame is built by the mirror engine (shadow map, encapsulation)
+            // and then queued as production.
+            let ready = if frame.session.is_some() {
+                let write = (admit + self.mirror_latency).max(self.mirror_output_free);
+                self.mirror_output_free = write + beats * self.cycle;
+                self.mirror_output_free
+            } else {
+                let write = (admit + self.primary_latency).max(self.output_free);
+                self.output_free = write + beats * self.cycle;
+                self.output_free
+            };
             self.enqueue_primary(packet, ingress_port, ingress, ready, frame);
         }
         for frame in copies {

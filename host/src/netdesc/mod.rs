@@ -1009,7 +1009,9 @@ impl Compiler<'_> {
         let sport = self.parse_ports(line, &format!("{what}: src_ports"), src_ports)?;
         let dport = self.parse_ports(line, &format!("{what}: dst_ports"), dst_ports)?;
         let has_ports = !(sport.is_any() && dport.is_any());
-        if has_ports && !matches!(protocol, Some(6) | Some(17)) {
+        // Without a protocol the ranges match TCP and UDP packets; with another protocol
+        // no packet carries ports the NIC reads.
+        if has_ports && !matches!(protocol, None | Some(6) | Some(17)) {
             self.problem(
                 line,
                 format!(
