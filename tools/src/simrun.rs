@@ -195,6 +195,18 @@ pub fn sim_run(
         r
     };
     let written = sink.finish()?;
+    for (input, report) in inputs.iter().zip(&reports) {
+        if let Some(damage) = &report.damaged {
+            tracing::warn!(capture = %input.path.display(), %damage, "capture damaged: reading stopped early");
+        }
+        if report.gaps_shortened > 0 {
+            tracing::info!(
+                capture = %input.path.display(),
+                gaps = report.gaps_shortened,
+                "idle gaps longer than 1 s shortened to 1 s"
+            );
+        }
+    }
 
     // Counters and occupancy are read back through the driver, as on hardware.
     let counters = nic.snapshot_counters()?;

@@ -230,6 +230,7 @@ impl<D: Device> Nic<D> {
         };
         nic.check_identity()?;
         nic.sync_state();
+        tracing::debug!(device = %nic.name, "opened");
         Ok(nic)
     }
 
@@ -380,6 +381,7 @@ impl<D: Device> Nic<D> {
     /// Resets the device: every table, session and counter is cleared and the configuration
     /// returns to its reset values (pipeline disabled).
     pub fn reset(&mut self) -> Result<(), DriverError> {
+        tracing::debug!(device = %self.name, "reset");
         self.ctrl(CtrlOp::Reset, "reset")?;
         self.sync_state();
         Ok(())
@@ -445,6 +447,7 @@ impl<D: Device> Nic<D> {
         }
         self.tbl_seq = self.tbl_seq.wrapping_add(1);
         let seq = self.tbl_seq;
+        tracing::trace!(device = %self.name, %table, op = op_name(op), index, seq, "table command");
         fence(Ordering::Release);
         self.regs()
             .tbl_cmd()

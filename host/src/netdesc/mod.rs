@@ -192,6 +192,7 @@ impl Plan {
     /// Programs the plan into a NIC: reset, addressing, every table, sessions, then enables
     /// forwarding.
     pub fn apply<D: Device>(&self, nic: &mut Nic<D>, trace: bool) -> Result<(), DriverError> {
+        let started = std::time::Instant::now();
         nic.reset()?;
         nic.configure_port(&self.port)?;
         for (vni, e) in &self.vnis {
@@ -215,7 +216,14 @@ impl Plan {
         for (slot, f) in &self.mirror_filters {
             nic.write_mirror_filter(*slot, f)?;
         }
-        nic.set_enabled(true, trace)
+        nic.set_enabled(true, trace)?;
+        tracing::info!(
+            entries = ?self.entry_counts(),
+            sessions = self.sessions.len(),
+            millis = started.elapsed().as_millis() as u64,
+            "programmed the NIC"
+        );
+        Ok(())
     }
 
     /// Table entries the plan programs, by table.
