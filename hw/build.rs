@@ -47,7 +47,9 @@ fn main() {
         // module of this crate, so re-root them there.
         let code = tokens
             .to_string()
-            .replace("crate ::", &format!("crate :: {module} ::"));
+            .replace("crate ::", &format!("crate :: {module} ::"))
+            // ... and the intra-doc links inside the generated doc strings.
+            .replace("](crate::", &format!("](crate::{module}::"));
         // Blocks are reached through the mapped BAR, never through svd2rust's `Peripherals`
         // singleton; its take-once flag is `no_mangle`, which two views cannot both export.
         let singleton_flag = "# [unsafe (no_mangle)] static mut DEVICE_PERIPHERALS";

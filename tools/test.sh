@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Passes every test of the workspace on a fresh machine: installs what the tests need when it
-# is missing (tshark, as root, from Debian), then checks formatting and lints, and runs every
-# test with external tools required (a test that needs tshark fails, not skips, without it).
+# is missing (tshark, as root, from Debian), then checks formatting, lints and the API docs, and
+# runs every test with external tools required (a test that needs tshark fails, not skips,
+# without it), and the README's main job.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,9 @@ cargo fmt --all -- --check
 
 say "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "cargo doc (broken links are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked -q
 
 say "cargo test"
 SHADOWNET_REQUIRE_TOOLS=1 cargo test --workspace --locked

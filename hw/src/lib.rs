@@ -10,7 +10,7 @@
 //!   the KEY/VALUE/STAGE registers;
 //! - [`table`]: table ids, kinds and capacities, the geometry of the exact-match table memory
 //!   and its hash;
-//! - [`counters`] and [`drop`]: counter ids and drop reasons;
+//! - [`counters`] and [`mod@drop`]: counter ids and drop reasons;
 //! - [`timing`]: the timing description that drives the cycle-accurate model.
 //!
 //! The crate is `no_std` so that the firmware can use it unchanged.
