@@ -13,10 +13,12 @@ use std::{
 
 use shadownet_hw::{
     DeviceView, NUM_SESSIONS, Port,
-    counters::{PortCounter, SessionCounter},
+    counters::{self, PortCounter, SessionCounter, TableCounter},
     device_regs::{
-        counters::cmd::CounterOp, ctrl::cmd::CtrlOp, mirror::cmd::SessionOp,
-        tbl_cmd::status::CmdResult,
+        counters::cmd::CounterOp,
+        ctrl::cmd::CtrlOp,
+        mirror::cmd::SessionOp,
+        tbl_cmd::{cmd::TableOp, status::CmdResult},
     },
     drop::DropReason,
     layout::{WINDOW_WORDS, session},
@@ -244,22 +246,15 @@ impl NicModel {
         }
         let op = cmd.op().variant();
         let out = self.dp.tables.execute(table, op, index, &key, &value);
+        let counted = match op {
+            Some(TableOp::Write) => Some(TableCounter::Writes),
+            Some(TableOp::Delete) => Some(TableCounter::Deletes),
+            _ => None,
+        };
         if out.result == CmdResult::Ok
-            && let Some(tid) = TableId::from_u8(table)
+            && let (Some(tid), Some(kind)) = (TableId::from_u8(table), counted)
         {
-            {
-                use shadownet_hw::device_regs::tbl_cmd::cmd::TableOp;
-                let kind = match op {
-                    Some(TableOp::Write) => Some(shadownet_hw::counters::TableCounter::Writes),
-                    Some(TableOp::Delete) => Some(shadownet_hw::counters::TableCounter::Deletes),
-                    _ => None,
-                };
-                if let Some(k) = kind {
-                    self.dp
-                        .counters
-                        .add(shadownet_hw::counters::table(tid, k), 1);
-                }
-            }
+            self.dp.counters.add(counters::table(tid, kind), 1);
         }
         let regs = self.bar.device_view();
         let t = regs.tbl_cmd();
@@ -576,17 +571,15 @@ impl NicModel {
                 self.dp.counters.session(s, kind, 1);
             }
         }
-        self.dp.counters.add(
-            shadownet_hw::counters::port(d.port, PortCounter::TxDrops),
-            1,
-        );
+        self.dp
+            .counters
+            .add(counters::port(d.port, PortCounter::TxDrops), 1);
         if d.copy == 0 {
             // A production frame lost at egress is also one its ingress port received and
             // the NIC dropped.
-            self.dp.counters.add(
-                shadownet_hw::counters::port(d.ingress_port, PortCounter::RxDrops),
-                1,
-            );
+            self.dp
+                .counters
+                .add(counters::port(d.ingress_port, PortCounter::RxDrops), 1);
         }
         self.dp.counters.dropped(d.reason);
         self.stats.dropped(d.copy != 0);
@@ -619,7 +612,7 @@ impl NicModel {
         if copy == 0 {
             self.dp
                 .counters
-                .add(shadownet_hw::counters::port(port, PortCounter::RxDrops), 1);
+                .add(counters::port(port, PortCounter::RxDrops), 1);
         }
         self.stats.dropped(copy != 0);
         if self.trace.is_some() && self.dp.config.trace {
@@ -806,7 +799,7 @@ fn write_reset_values(r: &DeviceView<'_>, timing: &Timing) {
     reset_array!(p; 4; local_ipv6);
     let c = r.counters();
     reset!(c; blk_type, blk_version, blk_next, cmd, status, num_counters, snapshot_cycle_lo, snapshot_cycle_hi);
-    for i in 0..shadownet_hw::counters::NUM_COUNTERS {
+    for i in 0..counters::NUM_COUNTERS {
         c.counter(i).lo().reset();
         c.counter(i).hi().reset();
     }
