@@ -83,15 +83,6 @@ impl RunningConfig {
         })
     }
 
-    /// The local substrate address of the family of `dst` (wire form).
-    pub fn local_ip_for(&self, dst_is_v4: bool) -> Option<[u8; 16]> {
-        if dst_is_v4 {
-            self.local_ipv4
-        } else {
-            self.local_ipv6
-        }
-    }
-
     /// Whether `dst` (wire form) is one of this NIC's substrate addresses.
     pub fn is_local(&self, dst: &[u8; 16]) -> bool {
         self.local_ipv4.as_ref() == Some(dst) || self.local_ipv6.as_ref() == Some(dst)

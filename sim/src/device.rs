@@ -756,11 +756,6 @@ impl NicModel {
         }
     }
 
-    /// Number of frames received so far.
-    pub fn packets(&self) -> u64 {
-        self.packets
-    }
-
     /// End of the last transmission decided so far (ps).
     pub fn last_tx_end_ps(&self) -> u64 {
         self.sched.last_tx_end()

@@ -158,11 +158,6 @@ impl Histogram {
         }
         self.max
     }
-
-    /// Whether two histograms hold exactly the same samples.
-    pub fn same_as(&self, other: &Histogram) -> bool {
-        self.exact == other.exact && self.log == other.log && self.count == other.count
-    }
 }
 
 /// What happened over a run.

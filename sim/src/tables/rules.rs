@@ -309,11 +309,6 @@ impl<A: RuleAction> RuleTable<A> {
         self.slots[slot as usize].map(|s| (s.key, s.value))
     }
 
-    /// The decoded rule of a slot.
-    pub fn rule(&self, slot: u32) -> Option<(RuleMatch, A)> {
-        self.slots[slot as usize].map(|s| (s.matches, s.action))
-    }
-
     /// The classifier for the current rules, compiled if the rules changed since last time.
     pub fn classifier(&mut self) -> &Classifier<A> {
         if self.classifier.is_none() {
