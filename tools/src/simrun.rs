@@ -240,6 +240,7 @@ pub fn sim_run(
                 unsupported: r.unsupported,
                 cut_short: r.cut_short,
                 damaged: r.damaged.clone(),
+                gaps_shortened: r.gaps_shortened,
             })
             .collect(),
         outputs: written

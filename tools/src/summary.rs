@@ -44,6 +44,8 @@ pub struct InputSummary {
     pub cut_short: u64,
     /// Damage that stopped reading early.
     pub damaged: Option<String>,
+    /// Silences longer than a second before this input's frames, shortened to a second.
+    pub gaps_shortened: u64,
 }
 
 /// One output capture.
@@ -380,6 +382,9 @@ impl Summary {
             }
             if let Some(d) = &i.damaged {
                 notes.push(format!("reading stopped: {d}"));
+            }
+            if i.gaps_shortened > 0 {
+                notes.push(format!("{} idle gaps shortened to 1 s", i.gaps_shortened));
             }
             let notes = if notes.is_empty() {
                 String::new()
