@@ -557,12 +557,17 @@ impl NicModel {
         }
         self.sched.drops = drops;
         self.sched.drops.clear();
-        let mut deps = std::mem::take(&mut self.sched.departures);
-        for dep in deps.drain(..) {
-            self.depart(&dep, sink);
-            self.dp.pool.put(dep.frame.bytes);
+        // Both are taken out of the scheduler (and given back) only so that `depart` can
+        // borrow the model while it reads a departure.
+        let mut released = std::mem::take(&mut self.sched.released);
+        let mut in_flight = std::mem::take(&mut self.sched.in_flight);
+        for &slot in &released {
+            self.depart(in_flight.departure(slot), in_flight.wire_ps(slot), sink);
+            self.dp.pool.put(in_flight.remove(slot));
         }
-        self.sched.departures = deps;
+        released.clear();
+        self.sched.released = released;
+        self.sched.in_flight = in_flight;
     }
 
     fn late_drop(&mut self, d: &LateDrop) {
@@ -636,7 +641,7 @@ impl NicModel {
         }
     }
 
-    fn depart(&mut self, dep: &Departure, sink: &mut dyn Sink) {
+    fn depart(&mut self, dep: &Departure, wire_ps: u64, sink: &mut dyn Sink) {
         let f: &OutFrame = &dep.frame;
         let len = f.bytes.len();
         let mirror = f.queue == Queue::Mirror;
@@ -659,7 +664,7 @@ impl NicModel {
                 .session(s, SessionCounter::TxBytes, len as u64);
         }
         let cycle = self.sched.cycle_ps();
-        let end = dep.start_ps + self.sched.wire_ps(f.port, len);
+        let end = dep.start_ps + wire_ps;
         self.stats.transmitted(
             dep.ingress_port,
             f,

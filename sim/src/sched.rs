@@ -17,13 +17,11 @@
 //! exactly; longer copies are dropped (`MIRROR_OVERSIZE`). Production frames therefore leave
 //! at the same cycle with or without mirroring.
 
-use std::collections::VecDeque;
-
 use shadownet_hw::{
     NUM_SESSIONS, Port, counters::PipelineCounter, drop::DropReason, timing::Timing,
 };
 
-use crate::{counters::Counters, datapath::OutFrame, sessions::Sessions};
+use crate::{counters::Counters, datapath::OutFrame, fifo::Fifo, sessions::Sessions};
 
 /// A frame leaving a port.
 #[derive(Debug)]
@@ -63,50 +61,119 @@ pub struct LateDrop {
     pub len: usize,
 }
 
-struct MirrorCopy {
-    ready: u64,
+/// A frame between the pipeline's output and the wire, with its wire time.
+struct Slot {
+    dep: Departure,
     wire: u64,
-    packet: u64,
-    ingress_port: Port,
-    ingress: u64,
-    frame: OutFrame,
 }
 
+/// The frames between the pipeline's output and the wire. A frame keeps its slot from
+/// dispatch until the model has transmitted it, and every queue holds only slot numbers, so a
+/// frame's record is written once and never moved. Freed slots are reused.
+#[derive(Default)]
+pub(crate) struct InFlight {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+}
+
+impl InFlight {
+    fn insert(&mut self, dep: Departure, wire: u64) -> u32 {
+        let slot = Slot { dep, wire };
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    #[inline]
+    fn slot(&self, i: u32) -> &Slot {
+        &self.slots[i as usize]
+    }
+
+    #[inline]
+    fn slot_mut(&mut self, i: u32) -> &mut Slot {
+        &mut self.slots[i as usize]
+    }
+
+    /// A released transmission.
+    #[inline]
+    pub(crate) fn departure(&self, i: u32) -> &Departure {
+        &self.slot(i).dep
+    }
+
+    /// Wire time of a released transmission (ps).
+    #[inline]
+    pub(crate) fn wire_ps(&self, i: u32) -> u64 {
+        self.slot(i).wire
+    }
+
+    /// Frees a slot and hands back its frame's buffer for reuse.
+    pub(crate) fn remove(&mut self, i: u32) -> Vec<u8> {
+        self.free.push(i);
+        std::mem::take(&mut self.slot_mut(i).dep.frame.bytes)
+    }
+}
+
+/// A decided transmission: the slot of its frame, ordered by (start, seq).
+#[derive(Clone, Copy, Default)]
 struct Queued {
     start: u64,
     seq: u64,
-    dep: Departure,
+    slot: u32,
 }
 
-/// Decided transmissions in (start, seq) order. Nearly every one is decided in order, so an
-/// insertion is a push at the back; copies placed into earlier gaps are inserted in place.
+impl Queued {
+    fn key(&self) -> (u64, u64) {
+        (self.start, self.seq)
+    }
+}
+
+/// Decided transmissions of a port, released in (start, seq) order. Production frames are
+/// decided in start order, and so are copies (each starts after the previous copy ends), but
+/// a copy may fill a gap before production frames decided earlier: two queues, merged as they
+/// are released.
 #[derive(Default)]
 struct Reorder {
-    q: VecDeque<Queued>,
+    production: Fifo<Queued>,
+    copies: Fifo<Queued>,
 }
 
 impl Reorder {
-    fn push(&mut self, item: Queued) {
-        let key = (item.start, item.seq);
-        match self.q.back() {
-            Some(last) if (last.start, last.seq) > key => {
-                let at = self.q.partition_point(|x| (x.start, x.seq) < key);
-                self.q.insert(at, item);
-            }
-            _ => self.q.push_back(item),
+    fn push_production(&mut self, item: Queued) {
+        debug_assert!(self.production.back().is_none_or(|b| b.key() < item.key()));
+        self.production.push_back(item);
+    }
+
+    fn push_copy(&mut self, item: Queued) {
+        debug_assert!(self.copies.back().is_none_or(|b| b.key() < item.key()));
+        self.copies.push_back(item);
+    }
+
+    /// The first decided transmission.
+    fn front(&self) -> Option<Queued> {
+        match (self.production.front(), self.copies.front()) {
+            (Some(p), Some(c)) => Some(if c.key() < p.key() { *c } else { *p }),
+            (p, c) => p.or(c).copied(),
         }
     }
 
     fn pop_before(&mut self, watermark: u64) -> Option<Queued> {
-        if self.q.front().is_some_and(|x| x.start < watermark) {
-            self.q.pop_front()
+        let first = self.front().filter(|x| x.start < watermark)?;
+        if self.copies.front().is_some_and(|c| c.seq == first.seq) {
+            self.copies.pop_front()
         } else {
-            None
+            self.production.pop_front()
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.q.is_empty()
+        self.production.is_empty() && self.copies.is_empty()
     }
 }
 
@@ -116,17 +183,17 @@ struct Egress {
     /// End of the last production transmission.
     primary_free: u64,
     /// Production frames decided but not started: (start, len).
-    primary_waiting: VecDeque<(u64, u32)>,
+    primary_waiting: Fifo<(u64, u32)>,
     primary_waiting_bytes: u64,
     /// Production transmissions (start, end) a pending copy may have to avoid.
-    intervals: VecDeque<(u64, u64)>,
-    /// Copies at the mirror queue's door, admission not yet decidable.
-    arrivals: VecDeque<MirrorCopy>,
-    /// Copies admitted, start not yet decided.
-    queue: VecDeque<MirrorCopy>,
+    intervals: Fifo<(u64, u64)>,
+    /// Copies at the mirror queue's door, admission not yet decidable (slots).
+    arrivals: Fifo<u32>,
+    /// Copies admitted, start not yet decided (slots).
+    queue: Fifo<u32>,
     queue_bytes: u64,
     /// Copies decided but not started: (start, len).
-    started: VecDeque<(u64, u32)>,
+    started: Fifo<(u64, u32)>,
     started_bytes: u64,
     /// End of the last copy's transmission.
     mirror_free: u64,
@@ -145,13 +212,13 @@ impl Egress {
         Egress {
             byte_ps,
             primary_free: 0,
-            primary_waiting: VecDeque::new(),
+            primary_waiting: Fifo::default(),
             primary_waiting_bytes: 0,
-            intervals: VecDeque::new(),
-            arrivals: VecDeque::new(),
-            queue: VecDeque::new(),
+            intervals: Fifo::default(),
+            arrivals: Fifo::default(),
+            queue: Fifo::default(),
             queue_bytes: 0,
-            started: VecDeque::new(),
+            started: Fifo::default(),
             started_bytes: 0,
             mirror_free: 0,
             head_lb: None,
@@ -169,7 +236,7 @@ impl Egress {
     /// overlaps no production transmission.
     fn earliest_gap(&self, s0: u64, d: u64, cycle: u64) -> u64 {
         let mut s = s0;
-        for &(ps, pe) in &self.intervals {
+        for &(ps, pe) in self.intervals.iter() {
             if pe <= s {
                 continue;
             }
@@ -226,14 +293,17 @@ pub struct Scheduler {
     output_free: u64,
     mirror_output_free: u64,
     last_admit: u64,
-    rx: Vec<VecDeque<(u64, u32)>>,
+    rx: Vec<Fifo<(u64, u32)>>,
     rx_bytes: Vec<u64>,
     ports: Vec<Egress>,
     active: Vec<usize>,
     policers: Vec<Policer>,
     seq: u64,
-    /// Transmissions released in start order per port (drained by the model).
-    pub departures: Vec<Departure>,
+    /// Every frame between the pipeline's output and the wire.
+    pub(crate) in_flight: InFlight,
+    /// Slots of the transmissions released, in start order per port (drained by the model,
+    /// which frees the slots).
+    pub(crate) released: Vec<u32>,
     /// Drops after the pipeline (drained by the model).
     pub drops: Vec<LateDrop>,
 }
@@ -265,13 +335,14 @@ impl Scheduler {
             output_free: 0,
             mirror_output_free: 0,
             last_admit: 0,
-            rx: (0..Port::COUNT).map(|_| VecDeque::new()).collect(),
+            rx: (0..Port::COUNT).map(|_| Fifo::default()).collect(),
             rx_bytes: vec![0; Port::COUNT],
             ports,
             active: Vec::new(),
             policers: vec![Policer::default(); NUM_SESSIONS],
             seq: 0,
-            departures: Vec::new(),
+            in_flight: InFlight::default(),
+            released: Vec::new(),
             drops: Vec::new(),
         }
     }
@@ -398,14 +469,18 @@ impl Scheduler {
                 continue;
             }
             let p = frame.port.index();
-            self.ports[p].arrivals.push_back(MirrorCopy {
-                ready,
+            let slot = self.in_flight.insert(
+                Departure {
+                    packet,
+                    ingress_port,
+                    ingress_ps: ingress,
+                    ready_ps: ready,
+                    start_ps: 0,
+                    frame,
+                },
                 wire,
-                packet,
-                ingress_port,
-                ingress,
-                frame,
-            });
+            );
+            self.ports[p].arrivals.push_back(slot);
             self.activate(p);
         }
         let horizon = self.last_admit + self.lookahead;
@@ -459,11 +534,8 @@ impl Scheduler {
         e.primary_waiting.push_back((start, len as u32));
         e.primary_waiting_bytes += len as u64;
         e.intervals.push_back((start, end));
-        self.seq += 1;
-        e.reorder.push(Queued {
-            start,
-            seq: self.seq,
-            dep: Departure {
+        let slot = self.in_flight.insert(
+            Departure {
                 packet,
                 ingress_port,
                 ingress_ps: ingress,
@@ -471,6 +543,13 @@ impl Scheduler {
                 start_ps: start,
                 frame,
             },
+            wire,
+        );
+        self.seq += 1;
+        e.reorder.push_production(Queued {
+            start,
+            seq: self.seq,
+            slot,
         });
         self.activate(p);
     }
@@ -500,45 +579,42 @@ impl Scheduler {
         let cycle = self.cycle;
         let mirror_cap = self.timing.mirror_queue_bytes as u64;
         let copy_bound = self.last_admit + self.mirror_latency;
+        let frames = &mut self.in_flight;
         let e = &mut self.ports[p];
         loop {
             // Decide every queued copy whose place on the wire is known by now.
             e.head_lb = None;
-            while let Some(head) = e.queue.front() {
-                let s0 = (head.ready.max(e.mirror_free)).div_ceil(cycle) * cycle;
+            while let Some(&c) = e.queue.front() {
+                let head = frames.slot(c);
+                let wire = head.wire;
+                let s0 = (head.dep.ready_ps.max(e.mirror_free)).div_ceil(cycle) * cycle;
                 while e.intervals.front().is_some_and(|&(_, pe)| pe <= s0) {
                     e.intervals.pop_front();
                 }
-                let s = e.earliest_gap(s0, head.wire, cycle);
-                if s.saturating_add(head.wire) > horizon {
+                let s = e.earliest_gap(s0, wire, cycle);
+                if s.saturating_add(wire) > horizon {
                     e.head_lb = Some(s);
                     break;
                 }
-                let Some(c) = e.queue.pop_front() else { break };
-                let len = c.frame.bytes.len();
+                e.queue.pop_front();
+                let len = head.dep.frame.bytes.len();
                 e.queue_bytes -= len as u64;
-                e.mirror_free = s + c.wire;
+                e.mirror_free = s + wire;
                 e.started.push_back((s, len as u32));
                 e.started_bytes += len as u64;
+                frames.slot_mut(c).dep.start_ps = s;
                 self.seq += 1;
-                e.reorder.push(Queued {
+                e.reorder.push_copy(Queued {
                     start: s,
                     seq: self.seq,
-                    dep: Departure {
-                        packet: c.packet,
-                        ingress_port: c.ingress_port,
-                        ingress_ps: c.ingress,
-                        ready_ps: c.ready,
-                        start_ps: s,
-                        frame: c.frame,
-                    },
+                    slot: c,
                 });
             }
             // Admit arrivals while it is known which queued copies have started by then: an
             // undecided head that could start before an arrival blocks it.
             let had_head = !e.queue.is_empty();
-            while let Some(a) = e.arrivals.front() {
-                let r = a.ready;
+            while let Some(&a) = e.arrivals.front() {
+                let r = frames.slot(a).dep.ready_ps;
                 if e.head_lb.is_some_and(|lb| lb <= r) {
                     break;
                 }
@@ -549,21 +625,22 @@ impl Scheduler {
                     e.started.pop_front();
                     e.started_bytes -= l as u64;
                 }
-                let Some(a) = e.arrivals.pop_front() else {
-                    break;
-                };
-                let len = a.frame.bytes.len() as u64;
+                e.arrivals.pop_front();
+                let f = &frames.slot(a).dep.frame;
+                let len = f.bytes.len() as u64;
                 if e.started_bytes + e.queue_bytes + len > mirror_cap {
                     self.drops.push(LateDrop {
-                        packet: a.packet,
-                        ingress_port: a.ingress_port,
-                        copy: a.frame.copy,
-                        session: a.frame.session,
-                        port: a.frame.port,
+                        packet: frames.slot(a).dep.packet,
+                        ingress_port: frames.slot(a).dep.ingress_port,
+                        copy: f.copy,
+                        session: f.session,
+                        port: f.port,
                         at_ps: r,
                         reason: DropReason::MirrorQueueFull,
                         len: len as usize,
                     });
+                    // The frame is gone: its buffer is not worth recycling on this rare path.
+                    frames.remove(a);
                 } else {
                     e.queue_bytes += len;
                     e.queue.push_back(a);
@@ -583,25 +660,29 @@ impl Scheduler {
         }
         // Nothing undecided can start before the watermark: release everything earlier.
         let mut watermark = horizon;
-        if let Some(head) = e.queue.front() {
+        if let Some(&head) = e.queue.front() {
             // The head will start at or after its lower bound (unknown production frames
             // can only push it later).
-            watermark = watermark.min(e.head_lb.unwrap_or(head.ready));
+            watermark = watermark.min(e.head_lb.unwrap_or(frames.slot(head).dep.ready_ps));
         }
-        if let Some(a) = e.arrivals.front() {
-            watermark = watermark.min(a.ready);
+        if let Some(&a) = e.arrivals.front() {
+            watermark = watermark.min(frames.slot(a).dep.ready_ps);
         }
         while let Some(q) = e.reorder.pop_before(watermark) {
-            self.departures.push(q.dep);
+            self.released.push(q.slot);
         }
         // The next horizon at which this port can progress: the undecided head's earliest
         // end (its decision also unblocks the arrivals behind it), or passing the first
         // transmission still held back.
         let mut wake = u64::MAX;
-        if let Some(head) = e.queue.front() {
-            wake = e.head_lb.unwrap_or(head.ready).saturating_add(head.wire);
+        if let Some(&head) = e.queue.front() {
+            let head = frames.slot(head);
+            wake = e
+                .head_lb
+                .unwrap_or(head.dep.ready_ps)
+                .saturating_add(head.wire);
         }
-        if let Some(q) = e.reorder.q.front() {
+        if let Some(q) = e.reorder.front() {
             wake = wake.min(q.start + 1);
         }
         e.wake = wake;
