@@ -26,12 +26,12 @@ use shadownet_hw::{
     layout::{
         acl::Verdict,
         ip_from_bytes, map,
-        mirror_filter::MirrorVerdict,
+        mirror_filter::{MirrorAction, MirrorVerdict},
         rule::Direction,
         session::{Encap, Mode},
         shadow_map, vni,
     },
-    table::{TableId, exact},
+    table::TableId,
 };
 use shadownet_wire::{
     EncapParams, EthernetAddress, L3, Layer, ParseConfig, ParseError, ShadowMetadata, TunnelHeader,
@@ -44,7 +44,7 @@ use crate::{
     config::RunningConfig,
     counters::Counters,
     sessions::Sessions,
-    tables::{PacketKey, Tables},
+    tables::{PacketKey, Prefetched, Tables},
     trace::{Event, Stage},
 };
 
@@ -155,6 +155,30 @@ pub struct Decision {
     pub copy_drops: Two<CopyDrop>,
 }
 
+/// What the read-ahead of a batch found out about one frame before the pipeline processes
+/// it: the look-ups it will make, started (or made) early so that table memory is cached in
+/// time, and their answers. Tables do not change while a batch is received (commands are
+/// performed between batches), so an answer found ahead is the one the pipeline would get.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadAhead {
+    /// The map look-up of the frame's destination.
+    pub map: Option<Prefetched>,
+    /// The shadow-map look-up its mirror copy will likely make.
+    pub shadow_map: Option<Prefetched>,
+    /// The mirror filter's winning rule for the frame's own headers, as evaluated for a VM
+    /// and direction.
+    mirror_rule: Option<MirrorRuleAhead>,
+}
+
+/// The mirror filter's answer for a frame's headers, VM and direction: the winning rule's
+/// slot and action, if any rule matches.
+#[derive(Clone, Copy, Debug)]
+struct MirrorRuleAhead {
+    vport: u16,
+    dir: Direction,
+    rule: Option<(u32, MirrorAction)>,
+}
+
 /// Recycled frame buffers, so steady-state forwarding allocates nothing.
 #[derive(Default)]
 pub struct BufPool {
@@ -190,6 +214,8 @@ pub struct Datapath {
     pub counters: Counters,
     /// Frame buffers.
     pub pool: BufPool,
+    /// The read-ahead's findings for the frame being processed.
+    ahead: ReadAhead,
 }
 
 /// The network a frame belongs to, as the VNI table says.
@@ -254,6 +280,7 @@ impl Datapath {
             config: RunningConfig::RESET,
             counters: Counters::default(),
             pool: BufPool::default(),
+            ahead: ReadAhead::default(),
         }
     }
 
@@ -269,14 +296,17 @@ impl Datapath {
     }
 
     /// Decides what happens to `frame`, received on `port`, with `parsed` the parser's result
-    /// if it is already known. Trace events go to `events` when it is given.
+    /// if it is already known and `ahead` what [`Datapath::lookahead`] found out about it
+    /// (tables unchanged since). Trace events go to `events` when it is given.
     pub fn process(
         &mut self,
         port: Port,
         frame: &[u8],
         parsed: Option<Result<Headers, ParseError>>,
+        ahead: Option<&ReadAhead>,
         mut events: Option<&mut Vec<Event>>,
     ) -> Decision {
+        self.ahead = ahead.copied().unwrap_or_default();
         let mut d = Decision {
             primary: Err(DropReason::DeviceDisabled),
             copies: Two::default(),
@@ -302,62 +332,71 @@ impl Datapath {
         d
     }
 
-    /// The hashes of the map key and of the likely shadow-map key `frame` will be looked up
-    /// with, when a quick look can tell; used to bring table memory into cache ahead of a
-    /// batch of frames. Changes nothing.
+    /// Starts the look-ups `frame` will need, where a quick look can tell which: the map
+    /// key and the likely shadow-map key (to be read ahead, see [`ReadAhead`]), and the
+    /// mirror filter's rule for a VM's frame. Changes nothing the pipeline observes.
     pub fn lookahead(
         &mut self,
         port: Port,
         frame: &[u8],
         parsed: &Result<Headers, ParseError>,
-    ) -> (Option<u64>, Option<u64>) {
+    ) -> ReadAhead {
+        let mut ahead = ReadAhead::default();
         if !self.config.enabled {
-            return (None, None);
+            return ahead;
         }
         let Ok(h) = parsed.as_ref() else {
-            return (None, None);
+            return ahead;
         };
         match port {
             Port::Vport(v) => {
                 let Some(vport) = self.tables.vports.get(v as usize).copied().flatten() else {
-                    return (None, None);
+                    return ahead;
                 };
                 if !h.is_ip() {
-                    return (None, None);
+                    return ahead;
                 }
                 let vni = vport.entry.vni;
-                let map_hash = exact::hash(&map::key_words(vni, &h.dst));
-                let shadow = self
-                    .mirror_session_hint(v, Direction::FromVm, h)
-                    .map(|s| exact::hash(&shadow_map::key_words(s, vni, &h.dst)));
-                (Some(map_hash), shadow)
+                ahead.map = Some(Prefetched::new(map::key_words(vni, &h.dst)));
+                let dir = Direction::FromVm;
+                let rule = self.mirror_rule(v, dir, h);
+                ahead.mirror_rule = Some(MirrorRuleAhead {
+                    vport: v,
+                    dir,
+                    rule,
+                });
+                if let Some((_, a)) = rule.filter(|(_, a)| a.verdict == MirrorVerdict::Mirror) {
+                    let key = shadow_map::key_words(a.session, vni, &h.dst);
+                    ahead.shadow_map = Some(Prefetched::new(key));
+                }
             }
             Port::Uplink => {
                 let Some(t) = h.tunnel.filter(|_| self.config.is_local(&h.dst)) else {
-                    return (None, None);
+                    return ahead;
                 };
                 let Some(ih) = h
                     .inner_frame(frame)
                     .and_then(|i| shadownet_wire::parse(i, &NO_TUNNELS).ok())
                     .filter(|ih| ih.is_ip())
                 else {
-                    return (None, None);
+                    return ahead;
                 };
-                (Some(exact::hash(&map::key_words(t.vni, &ih.dst))), None)
+                ahead.map = Some(Prefetched::new(map::key_words(t.vni, &ih.dst)));
             }
-            Port::Pf => (None, None),
+            Port::Pf => {}
         }
+        ahead
     }
 
-    /// The session a mirror filter would send a copy to (sampling aside), without counting.
-    fn mirror_session_hint(&mut self, v: u16, dir: Direction, h: &Headers) -> Option<u16> {
+    /// The mirror filter's winning rule (slot and action) for VM `v`, direction `dir` and
+    /// the headers `h`, without counting.
+    fn mirror_rule(&mut self, v: u16, dir: Direction, h: &Headers) -> Option<(u32, MirrorAction)> {
         let key = PacketKey::new(&h.src, &h.dst, h.protocol, h.ports(), dir);
-        let rule = self
-            .tables
+        self.tables
             .mirror_filters
             .classifier()
-            .lookup(v as u32, &key)?;
-        (rule.action.verdict == MirrorVerdict::Mirror).then_some(rule.action.session)
+            .lookup(v as u32, &key)
+            .map(|r| (r.slot, r.action))
     }
 
     fn unchanged(&mut self, port: Port, frame: &[u8]) -> OutFrame {
@@ -455,7 +494,11 @@ impl Datapath {
         ip: &[u8; 16],
         events: &mut Option<&mut Vec<Event>>,
     ) -> Option<map::MapWords> {
-        let words = self.tables.map.get(&map::key_words(vni_id, ip)).copied();
+        let words = self
+            .tables
+            .map
+            .get_prefetched(&map::key_words(vni_id, ip), self.ahead.map.as_ref())
+            .copied();
         self.counters.lookup(TableId::Map, words.is_some());
         event(
             events,
@@ -669,13 +712,11 @@ impl Datapath {
         h: &Headers,
         events: &mut Option<&mut Vec<Event>>,
     ) -> Option<MirrorHit> {
-        let key = PacketKey::new(&h.src, &h.dst, h.protocol, h.ports(), dir);
-        let hit = self
-            .tables
-            .mirror_filters
-            .classifier()
-            .lookup(v as u32, &key)
-            .map(|r| (r.slot, r.action));
+        // The read-ahead evaluated the frame's own headers (never a tunnel's inner frame).
+        let hit = match self.ahead.mirror_rule {
+            Some(m) if m.vport == v && m.dir == dir => m.rule,
+            _ => self.mirror_rule(v, dir, h),
+        };
         self.counters.lookup(TableId::MirrorFilter, hit.is_some());
         let Some((slot, a)) = hit else {
             event(
@@ -742,7 +783,10 @@ impl Datapath {
         let words = self
             .tables
             .shadow_map
-            .get(&shadow_map::key_words(session, net.vni, dst))
+            .get_prefetched(
+                &shadow_map::key_words(session, net.vni, dst),
+                self.ahead.shadow_map.as_ref(),
+            )
             .copied();
         self.counters.lookup(TableId::ShadowMap, words.is_some());
         event(

@@ -28,7 +28,7 @@ use shadownet_wire::{ParseError, parse::Headers};
 
 use crate::{
     bar::{BarError, SharedBar},
-    datapath::{Datapath, OutFrame, Queue},
+    datapath::{Datapath, OutFrame, Queue, ReadAhead},
     sched::{Departure, LateDrop, Scheduler},
     stats::RunStats,
     tables::Window,
@@ -89,15 +89,12 @@ pub struct NicModel {
     trace: Option<TraceWriter<Box<dyn Write + Send>>>,
     trace_error: Option<std::io::Error>,
     reset_count: u32,
-    /// Per frame of the batch being received: its parse and the hashes of its lookups.
+    /// Per frame of the batch being received: its parse and what the read-ahead found.
     lookahead: Vec<Lookahead>,
 }
 
 /// What [`NicModel::receive_batch`] works out about a frame before processing it.
-type Lookahead = (
-    Option<Result<Headers, ParseError>>,
-    (Option<u64>, Option<u64>),
-);
+type Lookahead = (Option<Result<Headers, ParseError>>, ReadAhead);
 
 impl NicModel {
     /// Powers on a NIC with an anonymous BAR.
@@ -400,7 +397,7 @@ impl NicModel {
 
     /// A frame fully received on `port` at `arrival_ps` (arrivals must come in time order).
     pub fn receive(&mut self, port: Port, frame: &[u8], arrival_ps: u64, sink: &mut dyn Sink) {
-        self.receive_parsed(port, frame, arrival_ps, None, sink);
+        self.receive_parsed(port, frame, arrival_ps, None, None, sink);
     }
 
     fn receive_parsed(
@@ -409,6 +406,7 @@ impl NicModel {
         frame: &[u8],
         arrival_ps: u64,
         parsed: Option<Result<Headers, ParseError>>,
+        ahead: Option<&ReadAhead>,
         sink: &mut dyn Sink,
     ) {
         let packet = self.next_packet(arrival_ps);
@@ -444,6 +442,7 @@ impl NicModel {
             port,
             frame,
             parsed,
+            ahead,
             if tracing {
                 Some(&mut self.events)
             } else {
@@ -487,61 +486,66 @@ impl NicModel {
     }
 
     /// Frames fully received, in time order: the same as [`NicModel::receive`] for each, but
-    /// the table memory each frame will need is read ahead while earlier frames are being
-    /// processed (a software pipeline: tags of the frame `TAGS_AHEAD` places on, the slot of
-    /// the one `SLOTS_AHEAD` places on), so cache misses overlap with work instead of
-    /// following one another.
+    /// the look-ups each frame will make are started ahead (see [`ReadAhead`]) and table
+    /// memory is read while earlier frames are being processed (a software pipeline: tags of
+    /// the frame `TAGS_AHEAD` places on, the slot of the one `SLOTS_AHEAD` places on), so
+    /// cache misses overlap with work instead of following one another.
     pub fn receive_batch(&mut self, batch: &[Arrival<'_>], sink: &mut dyn Sink) {
         const TAGS_AHEAD: usize = 16;
         const SLOTS_AHEAD: usize = 8;
         self.lookahead.clear();
         for a in batch {
             let p = self.dp.parse(a.port, a.frame);
-            let hints = self.dp.lookahead(a.port, a.frame, &p);
-            self.lookahead.push((Some(p), hints));
+            let ahead = self.dp.lookahead(a.port, a.frame, &p);
+            self.lookahead.push((Some(p), ahead));
         }
         let mut acc = 0u32;
         for i in 0..TAGS_AHEAD.min(batch.len()) {
-            acc ^= self.touch(i, true);
+            acc ^= self.touch_tags(i);
         }
         for i in 0..SLOTS_AHEAD.min(batch.len()) {
-            acc ^= self.touch(i, false);
+            self.resolve(i);
         }
         for (i, a) in batch.iter().enumerate() {
             if i + TAGS_AHEAD < batch.len() {
-                acc ^= self.touch(i + TAGS_AHEAD, true);
+                acc ^= self.touch_tags(i + TAGS_AHEAD);
             }
             if i + SLOTS_AHEAD < batch.len() {
-                acc ^= self.touch(i + SLOTS_AHEAD, false);
+                self.resolve(i + SLOTS_AHEAD);
             }
-            let parsed = self.lookahead[i].0.take();
-            self.receive_parsed(a.port, a.frame, a.at_ps, parsed, sink);
+            let (parsed, ahead) = &mut self.lookahead[i];
+            let (parsed, ahead) = (parsed.take(), *ahead);
+            self.receive_parsed(a.port, a.frame, a.at_ps, parsed, Some(&ahead), sink);
         }
         std::hint::black_box(acc);
     }
 
-    /// Reads ahead the tags (or the matching slots) of the map and shadow-map entries frame
-    /// `i` of the current batch will look up.
-    fn touch(&self, i: usize, tags: bool) -> u32 {
-        let (map_hash, shadow_hash) = self.lookahead[i].1;
-        let map = self.dp.tables.map.memory();
-        let shadow = self.dp.tables.shadow_map.memory();
+    /// Reads ahead the tags of the map and shadow-map buckets frame `i` of the current batch
+    /// will look in.
+    fn touch_tags(&self, i: usize) -> u32 {
+        let ahead = &self.lookahead[i].1;
+        let tables = &self.dp.tables;
         let mut acc = 0;
-        if let Some(h) = map_hash {
-            acc ^= if tags {
-                map.touch_tags(h)
-            } else {
-                map.touch_slots(h)
-            };
+        if let Some(p) = &ahead.map {
+            acc ^= tables.map.touch_tags(p);
         }
-        if let Some(h) = shadow_hash {
-            acc ^= if tags {
-                shadow.touch_tags(h)
-            } else {
-                shadow.touch_slots(h)
-            };
+        if let Some(p) = &ahead.shadow_map {
+            acc ^= tables.shadow_map.touch_tags(p);
         }
         acc
+    }
+
+    /// Makes the map and shadow-map look-ups of frame `i` of the current batch (their tags
+    /// read ahead by then), which reads the entries' lines.
+    fn resolve(&mut self, i: usize) {
+        let ahead = &mut self.lookahead[i].1;
+        let tables = &self.dp.tables;
+        if let Some(p) = &mut ahead.map {
+            tables.map.resolve(p);
+        }
+        if let Some(p) = &mut ahead.shadow_map {
+            tables.shadow_map.resolve(p);
+        }
     }
 
     /// Ends a run: everything queued is transmitted (or dropped) and released to `sink`.

@@ -20,7 +20,7 @@ use shadownet_hw::{
     table::{TableId, TableKind, exact::key_from_window},
 };
 
-pub use exact::ExactStore;
+pub use exact::{ExactStore, Prefetched};
 pub use rules::{Classifier, CompiledRule, PacketKey, RuleAction, RuleTable};
 
 /// A KEY or VALUE register window.
