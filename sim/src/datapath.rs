@@ -34,8 +34,9 @@ use shadownet_hw::{
     table::TableId,
 };
 use shadownet_wire::{
-    EncapParams, EthernetAddress, L3, Layer, ParseConfig, ParseError, ShadowMetadata, TunnelHeader,
-    TunnelKind, emit_encap, encap_overhead, flow_entropy_port,
+    EncapParams, EthernetAddress, L3, Layer, MAX_ENCAP_OVERHEAD, ParseConfig, ParseError,
+    ShadowMetadata, TunnelHeader, TunnelKind, emit_encap_headers, encap_overhead,
+    flow_entropy_port,
     geneve::{SHADOW_FLAG_REDIRECTED, SHADOW_FLAG_TRUNCATED},
     parse::Headers,
 };
@@ -1007,19 +1008,14 @@ impl Datapath {
         if total > self.config.uplink_mtu as usize {
             return Err(DropReason::MtuExceeded);
         }
+        let mut headers = [0u8; MAX_ENCAP_OVERHEAD];
+        // Only a datagram over 64 KiB fails here (the MTU check bounds the rest).
+        let header_len = emit_encap_headers(&params, inner, &mut headers)
+            .map_err(|_| DropReason::MtuExceeded)?;
         let mut out = self.pool.get(total);
-        out.resize(total, 0);
-        match emit_encap(&params, inner, &mut out) {
-            Ok(n) => {
-                out.truncate(n);
-                Ok(out)
-            }
-            Err(_) => {
-                // Only a datagram over 64 KiB gets here (the MTU check bounds the rest).
-                self.pool.put(out);
-                Err(DropReason::MtuExceeded)
-            }
-        }
+        out.extend_from_slice(&headers[..header_len]);
+        out.extend_from_slice(inner);
+        Ok(out)
     }
 }
 
