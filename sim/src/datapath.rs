@@ -156,12 +156,36 @@ pub struct Decision {
     pub copy_drops: Two<CopyDrop>,
 }
 
-/// What the read-ahead of a batch found out about one frame before the pipeline processes
-/// it: the look-ups it will make, started (or made) early so that table memory is cached in
-/// time, and their answers. Tables do not change while a batch is received (commands are
-/// performed between batches), so an answer found ahead is the one the pipeline would get.
-#[derive(Clone, Copy, Debug, Default)]
+/// What the read-ahead of a batch finds out about one frame before the pipeline processes
+/// it: the parse, and the look-ups the frame will make, started (or made) early so that
+/// table memory is cached in time. Tables do not change while a batch is received (commands
+/// are performed between batches), so an answer found ahead is the one the pipeline would
+/// get.
+#[derive(Clone, Debug, Default)]
 pub struct ReadAhead {
+    /// The parsed headers (unspecified after a parse error).
+    headers: Headers,
+    /// Why the frame did not parse.
+    parse_error: Option<ParseError>,
+    /// The look-ups.
+    lookups: Lookups,
+}
+
+impl ReadAhead {
+    /// The parser's result.
+    pub fn parsed(&self) -> Result<&Headers, ParseError> {
+        match self.parse_error {
+            None => Ok(&self.headers),
+            Some(e) => Err(e),
+        }
+    }
+}
+
+/// Look-ups of one frame made or started by the read-ahead (see [`ReadAhead`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Lookups {
+    /// The VNI table look-up of the frame's network.
+    pub vni: Option<Prefetched>,
     /// The map look-up of the frame's destination.
     pub map: Option<Prefetched>,
     /// The shadow-map look-up its mirror copy will likely make.
@@ -215,8 +239,8 @@ pub struct Datapath {
     pub counters: Counters,
     /// Frame buffers.
     pub pool: BufPool,
-    /// The read-ahead's findings for the frame being processed.
-    ahead: ReadAhead,
+    /// The read-ahead's look-ups for the frame being processed.
+    lookups: Lookups,
 }
 
 /// The network a frame belongs to, as the VNI table says.
@@ -281,33 +305,31 @@ impl Datapath {
             config: RunningConfig::RESET,
             counters: Counters::default(),
             pool: BufPool::default(),
-            ahead: ReadAhead::default(),
+            lookups: Lookups::default(),
         }
     }
 
-    /// Parses a frame received on `port` as the parser stage does. Only the uplink carries
+    /// How the parser stage parses a frame received on `port`. Only the uplink carries
     /// tunnels to this NIC: a VM's (or the host's) UDP to port 4789 is just UDP.
-    pub fn parse(&self, port: Port, frame: &[u8]) -> Result<Headers, ParseError> {
-        let cfg = if port == Port::Uplink {
+    fn parse_config(&self, port: Port) -> ParseConfig {
+        if port == Port::Uplink {
             self.config.parse
         } else {
             NO_TUNNELS
-        };
-        shadownet_wire::parse(frame, &cfg)
+        }
     }
 
-    /// Decides what happens to `frame`, received on `port`, with `parsed` the parser's result
-    /// if it is already known and `ahead` what [`Datapath::lookahead`] found out about it
-    /// (tables unchanged since). Trace events go to `events` when it is given.
+    /// Decides what happens to `frame`, received on `port`; `ahead` is what
+    /// [`Datapath::read_ahead`] found out about it (with the tables as they are now). Trace
+    /// events go to `events` when it is given.
     pub fn process(
         &mut self,
         port: Port,
         frame: &[u8],
-        parsed: Option<Result<Headers, ParseError>>,
-        ahead: Option<&ReadAhead>,
+        ahead: &ReadAhead,
         mut events: Option<&mut Vec<Event>>,
     ) -> Decision {
-        self.ahead = ahead.copied().unwrap_or_default();
+        self.lookups = ahead.lookups;
         let mut d = Decision {
             primary: Err(DropReason::DeviceDisabled),
             copies: Two::default(),
@@ -316,7 +338,7 @@ impl Datapath {
         if !self.config.enabled {
             return d;
         }
-        let h = match parsed.unwrap_or_else(|| self.parse(port, frame)) {
+        let h = match ahead.parsed() {
             Ok(h) => h,
             Err(e) => {
                 event(&mut events, Event::stage(Stage::Parse).note(e.name()));
@@ -326,38 +348,72 @@ impl Datapath {
         };
         event(&mut events, Event::stage(Stage::Parse));
         d.primary = match port {
-            Port::Vport(v) => self.vm_ingress(v, frame, &h, &mut d, &mut events),
-            Port::Uplink => self.uplink_ingress(frame, &h, &mut d, &mut events),
+            Port::Vport(v) => self.vm_ingress(v, frame, h, &mut d, &mut events),
+            Port::Uplink => self.uplink_ingress(frame, h, &mut d, &mut events),
             Port::Pf => Ok(self.unchanged(Port::Uplink, frame)),
         };
         d
     }
 
-    /// Starts the look-ups `frame` will need, where a quick look can tell which: the map
-    /// key and the likely shadow-map key (to be read ahead, see [`ReadAhead`]), and the
-    /// mirror filter's rule for a VM's frame. Changes nothing the pipeline observes.
-    pub fn lookahead(
+    /// Parses `frame`, received on `port`, into `out` and starts the look-ups it will need
+    /// where a quick look can tell which: the VNI (resolved at once, or taken from
+    /// `previous`, the read-ahead of the frame before in the same batch, when it is the
+    /// same), the map key and the likely shadow-map key (to be read ahead, see
+    /// [`ReadAhead`]), and the mirror filter's rule for a VM's frame. Changes nothing the
+    /// pipeline observes.
+    pub fn read_ahead(
         &mut self,
         port: Port,
         frame: &[u8],
-        parsed: &Result<Headers, ParseError>,
-    ) -> ReadAhead {
-        let mut ahead = ReadAhead::default();
+        previous: Option<&ReadAhead>,
+        out: &mut ReadAhead,
+    ) {
+        // In place: a read-ahead is a few hundred bytes, and a batch holds one per frame.
+        out.parse_error =
+            shadownet_wire::parse_into(frame, &self.parse_config(port), &mut out.headers).err();
+        out.lookups = self.lookups_ahead(
+            port,
+            frame,
+            out.parsed(),
+            previous.and_then(|p| p.lookups.vni),
+        );
+    }
+
+    fn lookups_ahead(
+        &mut self,
+        port: Port,
+        frame: &[u8],
+        parsed: Result<&Headers, ParseError>,
+        previous_vni: Option<Prefetched>,
+    ) -> Lookups {
+        let mut ahead = Lookups::default();
         if !self.config.enabled {
             return ahead;
         }
-        let Ok(h) = parsed.as_ref() else {
+        let Ok(h) = parsed else {
             return ahead;
+        };
+        let vni_lookup = |vni_id: u32| {
+            let key = vni::key_words(vni_id);
+            Some(match previous_vni {
+                Some(p) if p.key() == &key => p,
+                _ => {
+                    let mut p = Prefetched::new(key);
+                    self.tables.vni.resolve(&mut p);
+                    p
+                }
+            })
         };
         match port {
             Port::Vport(v) => {
                 let Some(vport) = self.tables.vports.get(v as usize).copied().flatten() else {
                     return ahead;
                 };
+                let vni = vport.entry.vni;
+                ahead.vni = vni_lookup(vni);
                 if !h.is_ip() {
                     return ahead;
                 }
-                let vni = vport.entry.vni;
                 ahead.map = Some(Prefetched::new(map::key_words(vni, &h.dst)));
                 let dir = Direction::FromVm;
                 let rule = self.mirror_rule(v, dir, h);
@@ -375,6 +431,7 @@ impl Datapath {
                 let Some(t) = h.tunnel.filter(|_| self.config.is_local(&h.dst)) else {
                     return ahead;
                 };
+                ahead.vni = vni_lookup(t.vni);
                 let Some(ih) = h
                     .inner_frame(frame)
                     .and_then(|i| shadownet_wire::parse(i, &NO_TUNNELS).ok())
@@ -387,6 +444,32 @@ impl Datapath {
             Port::Pf => {}
         }
         ahead
+    }
+
+    /// Reads the tags of the map and shadow-map buckets a frame will look in, so that they
+    /// are on their way to the cache; returns a value that depends on them.
+    pub fn touch_tags(&self, ahead: &ReadAhead) -> u32 {
+        let l = &ahead.lookups;
+        let mut acc = 0;
+        if let Some(p) = &l.map {
+            acc ^= self.tables.map.touch_tags(p);
+        }
+        if let Some(p) = &l.shadow_map {
+            acc ^= self.tables.shadow_map.touch_tags(p);
+        }
+        acc
+    }
+
+    /// Makes a frame's map and shadow-map look-ups (their tags read ahead by then), which
+    /// reads the entries' lines.
+    pub fn resolve(&self, ahead: &mut ReadAhead) {
+        let l = &mut ahead.lookups;
+        if let Some(p) = &mut l.map {
+            self.tables.map.resolve(p);
+        }
+        if let Some(p) = &mut l.shadow_map {
+            self.tables.shadow_map.resolve(p);
+        }
     }
 
     /// The mirror filter's winning rule (slot and action) for VM `v`, direction `dir` and
@@ -417,7 +500,11 @@ impl Datapath {
         vni_id: u32,
         events: &mut Option<&mut Vec<Event>>,
     ) -> Result<Network, DropReason> {
-        let words = self.tables.vni.get(&vni::key_words(vni_id)).copied();
+        let words = self
+            .tables
+            .vni
+            .get_prefetched(&vni::key_words(vni_id), self.lookups.vni.as_ref())
+            .copied();
         self.counters.lookup(TableId::Vni, words.is_some());
         event(
             events,
@@ -498,7 +585,7 @@ impl Datapath {
         let words = self
             .tables
             .map
-            .get_prefetched(&map::key_words(vni_id, ip), self.ahead.map.as_ref())
+            .get_prefetched(&map::key_words(vni_id, ip), self.lookups.map.as_ref())
             .copied();
         self.counters.lookup(TableId::Map, words.is_some());
         event(
@@ -714,7 +801,7 @@ impl Datapath {
         events: &mut Option<&mut Vec<Event>>,
     ) -> Option<MirrorHit> {
         // The read-ahead evaluated the frame's own headers (never a tunnel's inner frame).
-        let hit = match self.ahead.mirror_rule {
+        let hit = match self.lookups.mirror_rule {
             Some(m) if m.vport == v && m.dir == dir => m.rule,
             _ => self.mirror_rule(v, dir, h),
         };
@@ -786,7 +873,7 @@ impl Datapath {
             .shadow_map
             .get_prefetched(
                 &shadow_map::key_words(session, net.vni, dst),
-                self.ahead.shadow_map.as_ref(),
+                self.lookups.shadow_map.as_ref(),
             )
             .copied();
         self.counters.lookup(TableId::ShadowMap, words.is_some());

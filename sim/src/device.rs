@@ -24,8 +24,6 @@ use shadownet_hw::{
     timing::{Timing, TimingError},
 };
 
-use shadownet_wire::{ParseError, parse::Headers};
-
 use crate::{
     bar::{BarError, SharedBar},
     datapath::{Datapath, OutFrame, Queue, ReadAhead},
@@ -89,12 +87,9 @@ pub struct NicModel {
     trace: Option<TraceWriter<Box<dyn Write + Send>>>,
     trace_error: Option<std::io::Error>,
     reset_count: u32,
-    /// Per frame of the batch being received: its parse and what the read-ahead found.
-    lookahead: Vec<Lookahead>,
+    /// Per frame of the batch being received: what the read-ahead found.
+    read_ahead: Vec<ReadAhead>,
 }
-
-/// What [`NicModel::receive_batch`] works out about a frame before processing it.
-type Lookahead = (Option<Result<Headers, ParseError>>, ReadAhead);
 
 impl NicModel {
     /// Powers on a NIC with an anonymous BAR.
@@ -116,7 +111,7 @@ impl NicModel {
             trace: None,
             trace_error: None,
             reset_count: 0,
-            lookahead: Vec::new(),
+            read_ahead: Vec::new(),
         };
         m.power_on();
         Ok(m)
@@ -397,16 +392,17 @@ impl NicModel {
 
     /// A frame fully received on `port` at `arrival_ps` (arrivals must come in time order).
     pub fn receive(&mut self, port: Port, frame: &[u8], arrival_ps: u64, sink: &mut dyn Sink) {
-        self.receive_parsed(port, frame, arrival_ps, None, None, sink);
+        let mut ahead = ReadAhead::default();
+        self.dp.read_ahead(port, frame, None, &mut ahead);
+        self.receive_read_ahead(port, frame, arrival_ps, &ahead, sink);
     }
 
-    fn receive_parsed(
+    fn receive_read_ahead(
         &mut self,
         port: Port,
         frame: &[u8],
         arrival_ps: u64,
-        parsed: Option<Result<Headers, ParseError>>,
-        ahead: Option<&ReadAhead>,
+        ahead: &ReadAhead,
         sink: &mut dyn Sink,
     ) {
         let packet = self.next_packet(arrival_ps);
@@ -441,7 +437,6 @@ impl NicModel {
         let decision = self.dp.process(
             port,
             frame,
-            parsed,
             ahead,
             if tracing {
                 Some(&mut self.events)
@@ -493,59 +488,32 @@ impl NicModel {
     pub fn receive_batch(&mut self, batch: &[Arrival<'_>], sink: &mut dyn Sink) {
         const TAGS_AHEAD: usize = 16;
         const SLOTS_AHEAD: usize = 8;
-        self.lookahead.clear();
-        for a in batch {
-            let p = self.dp.parse(a.port, a.frame);
-            let ahead = self.dp.lookahead(a.port, a.frame, &p);
-            self.lookahead.push((Some(p), ahead));
+        // Taken out of the model for the batch so that frames can be processed from it.
+        let mut ahead = std::mem::take(&mut self.read_ahead);
+        ahead.resize_with(batch.len(), ReadAhead::default);
+        for (i, a) in batch.iter().enumerate() {
+            let (done, todo) = ahead.split_at_mut(i);
+            self.dp
+                .read_ahead(a.port, a.frame, done.last(), &mut todo[0]);
         }
         let mut acc = 0u32;
-        for i in 0..TAGS_AHEAD.min(batch.len()) {
-            acc ^= self.touch_tags(i);
+        for read in ahead.iter().take(TAGS_AHEAD) {
+            acc ^= self.dp.touch_tags(read);
         }
-        for i in 0..SLOTS_AHEAD.min(batch.len()) {
-            self.resolve(i);
+        for read in ahead.iter_mut().take(SLOTS_AHEAD) {
+            self.dp.resolve(read);
         }
         for (i, a) in batch.iter().enumerate() {
-            if i + TAGS_AHEAD < batch.len() {
-                acc ^= self.touch_tags(i + TAGS_AHEAD);
+            if let Some(read) = ahead.get(i + TAGS_AHEAD) {
+                acc ^= self.dp.touch_tags(read);
             }
-            if i + SLOTS_AHEAD < batch.len() {
-                self.resolve(i + SLOTS_AHEAD);
+            if let Some(read) = ahead.get_mut(i + SLOTS_AHEAD) {
+                self.dp.resolve(read);
             }
-            let (parsed, ahead) = &mut self.lookahead[i];
-            let (parsed, ahead) = (parsed.take(), *ahead);
-            self.receive_parsed(a.port, a.frame, a.at_ps, parsed, Some(&ahead), sink);
+            self.receive_read_ahead(a.port, a.frame, a.at_ps, &ahead[i], sink);
         }
         std::hint::black_box(acc);
-    }
-
-    /// Reads ahead the tags of the map and shadow-map buckets frame `i` of the current batch
-    /// will look in.
-    fn touch_tags(&self, i: usize) -> u32 {
-        let ahead = &self.lookahead[i].1;
-        let tables = &self.dp.tables;
-        let mut acc = 0;
-        if let Some(p) = &ahead.map {
-            acc ^= tables.map.touch_tags(p);
-        }
-        if let Some(p) = &ahead.shadow_map {
-            acc ^= tables.shadow_map.touch_tags(p);
-        }
-        acc
-    }
-
-    /// Makes the map and shadow-map look-ups of frame `i` of the current batch (their tags
-    /// read ahead by then), which reads the entries' lines.
-    fn resolve(&mut self, i: usize) {
-        let ahead = &mut self.lookahead[i].1;
-        let tables = &self.dp.tables;
-        if let Some(p) = &mut ahead.map {
-            tables.map.resolve(p);
-        }
-        if let Some(p) = &mut ahead.shadow_map {
-            tables.shadow_map.resolve(p);
-        }
+        self.read_ahead = ahead;
     }
 
     /// Ends a run: everything queued is transmitted (or dropped) and released to `sink`.

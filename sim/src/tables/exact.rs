@@ -38,6 +38,12 @@ impl Prefetched {
             slot: None,
         }
     }
+
+    /// The key looked up.
+    #[inline]
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
 }
 
 /// Where an insert put a key.
@@ -81,29 +87,35 @@ impl ExactStore {
     /// The value stored for `key`.
     #[inline]
     pub fn get(&self, key: &Key) -> Option<&Value> {
-        self.memory()
-            .find(key)
-            .map(|i| &self.slots.as_slice()[i].value)
+        let memory = self.memory();
+        memory.find(key).map(|i| &memory.slots[i].value)
     }
 
     /// The value stored for `key`, taken from `ahead` when it looked up the same key.
     #[inline]
     pub fn get_prefetched(&self, key: &Key, ahead: Option<&Prefetched>) -> Option<&Value> {
-        let slot = match ahead {
-            Some(p) if p.key == *key => match p.slot {
-                Some(slot) => slot,
-                None => self.memory().find_hashed(key, p.hash),
-            },
-            _ => self.memory().find(key),
-        };
-        slot.map(|i| &self.slots.as_slice()[i].value)
+        match ahead {
+            // Only the slots are needed (each view of table memory costs a few checks).
+            Some(Prefetched {
+                key: k,
+                slot: Some(slot),
+                ..
+            }) if k == key => slot.map(|i| &self.slots.as_slice()[i].value),
+            Some(p) if p.key == *key => {
+                let memory = self.memory();
+                memory
+                    .find_hashed(key, p.hash)
+                    .map(|i| &memory.slots[i].value)
+            }
+            _ => self.get(key),
+        }
     }
 
     /// Reads the tags of both buckets `p`'s key may live in, so that they are on their way
-    /// to the cache (see [`Memory::touch_tags`]); returns a value that depends on them.
+    /// to the cache (see [`exact::touch_tags`]); returns a value that depends on them.
     #[inline]
     pub fn touch_tags(&self, p: &Prefetched) -> u32 {
-        self.memory().touch_tags(p.hash)
+        exact::touch_tags(self.tags.as_slice(), self.buckets_log2, p.hash)
     }
 
     /// Finds the slot of `p`'s key (its tags should be cached by then): the key's own line
