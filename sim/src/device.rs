@@ -26,9 +26,9 @@ use shadownet_hw::{
 
 use crate::{
     bar::{BarError, SharedBar},
-    datapath::{Datapath, OutFrame, Queue, ReadAhead},
+    datapath::{Datapath, Queue, ReadAhead},
     sched::{Departure, LateDrop, Scheduler},
-    stats::RunStats,
+    stats::{Class, RunStats},
     tables::Window,
     trace::{Event, Record, Stage, TraceWriter},
 };
@@ -59,6 +59,40 @@ pub struct Arrival<'a> {
     pub frame: &'a [u8],
     /// When its last byte arrived (ps).
     pub at_ps: u64,
+}
+
+/// What the model counts and traces of a departure: its fields but the bytes.
+struct Transmitted {
+    packet: u64,
+    ingress_port: Port,
+    ingress_ps: u64,
+    ready_ps: u64,
+    start_ps: u64,
+    wire_ps: u64,
+    port: Port,
+    queue: Queue,
+    session: Option<u16>,
+    copy: u8,
+    len: usize,
+}
+
+impl Transmitted {
+    fn of(dep: &Departure, wire_ps: u64) -> Transmitted {
+        let f = &dep.frame;
+        Transmitted {
+            packet: dep.packet,
+            ingress_port: dep.ingress_port,
+            ingress_ps: dep.ingress_ps,
+            ready_ps: dep.ready_ps,
+            start_ps: dep.start_ps,
+            wire_ps,
+            port: f.port,
+            queue: f.queue,
+            session: f.session,
+            copy: f.copy,
+            len: f.bytes.len(),
+        }
+    }
 }
 
 /// Receives the frames the NIC transmits.
@@ -523,23 +557,24 @@ impl NicModel {
     }
 
     fn drain(&mut self, sink: &mut dyn Sink) {
-        let drops = std::mem::take(&mut self.sched.drops);
-        for d in &drops {
-            self.late_drop(d);
+        // By index: accounting borrows the model, the scheduler's lists are read in turn.
+        for i in 0..self.sched.drops.len() {
+            let d = self.sched.drops[i];
+            self.late_drop(&d);
         }
-        self.sched.drops = drops;
         self.sched.drops.clear();
-        // Both are taken out of the scheduler (and given back) only so that `depart` can
-        // borrow the model while it reads a departure.
-        let mut released = std::mem::take(&mut self.sched.released);
-        let mut in_flight = std::mem::take(&mut self.sched.in_flight);
-        for &slot in &released {
-            self.depart(in_flight.departure(slot), in_flight.wire_ps(slot), sink);
-            self.dp.pool.put(in_flight.remove(slot));
+        for i in 0..self.sched.released.len() {
+            let slot = self.sched.released[i];
+            let tx = Transmitted::of(
+                self.sched.in_flight.departure(slot),
+                self.sched.in_flight.wire_ps(slot),
+            );
+            self.depart(&tx);
+            sink.transmit(self.sched.in_flight.departure(slot));
+            let bytes = self.sched.in_flight.remove(slot);
+            self.dp.pool.put(bytes);
         }
-        released.clear();
-        self.sched.released = released;
-        self.sched.in_flight = in_flight;
+        self.sched.released.clear();
     }
 
     fn late_drop(&mut self, d: &LateDrop) {
@@ -613,65 +648,67 @@ impl NicModel {
         }
     }
 
-    fn depart(&mut self, dep: &Departure, wire_ps: u64, sink: &mut dyn Sink) {
-        let f: &OutFrame = &dep.frame;
-        let len = f.bytes.len();
-        let mirror = f.queue == Queue::Mirror;
+    /// Counts and traces a transmission (before the sink receives it).
+    fn depart(&mut self, tx: &Transmitted) {
+        let mirror = tx.queue == Queue::Mirror;
         if mirror {
             self.dp.counters.port(
-                f.port,
+                tx.port,
                 PortCounter::TxMirrorPackets,
                 PortCounter::TxMirrorBytes,
-                len,
+                tx.len,
             );
         } else {
-            self.dp
-                .counters
-                .port(f.port, PortCounter::TxPackets, PortCounter::TxBytes, len);
+            self.dp.counters.port(
+                tx.port,
+                PortCounter::TxPackets,
+                PortCounter::TxBytes,
+                tx.len,
+            );
         }
-        if let (Some(s), true) = (f.session, mirror) {
+        if let (Some(s), true) = (tx.session, mirror) {
             self.dp.counters.session(s, SessionCounter::TxPackets, 1);
             self.dp
                 .counters
-                .session(s, SessionCounter::TxBytes, len as u64);
+                .session(s, SessionCounter::TxBytes, tx.len as u64);
         }
         let cycle = self.sched.cycle_ps();
-        let end = dep.start_ps + wire_ps;
         self.stats.transmitted(
-            dep.ingress_port,
-            f,
-            (dep.start_ps - dep.ingress_ps) / cycle,
-            end,
+            Class::of_frame(tx.ingress_port, tx.port, tx.queue, tx.session),
+            mirror,
+            tx.port,
+            tx.len,
+            (tx.start_ps - tx.ingress_ps) / cycle,
+            tx.start_ps + tx.wire_ps,
         );
         if self.trace.is_some() && self.dp.config.trace {
             let q = Event::stage(Stage::Queue);
             self.trace_event(
-                dep.packet,
-                f.copy,
-                dep.ready_ps,
-                Some(f.port),
+                tx.packet,
+                tx.copy,
+                tx.ready_ps,
+                Some(tx.port),
                 &q,
                 None,
-                Some(len),
-                f.session,
+                Some(tx.len),
+                tx.session,
             );
-            let tx = Event::stage(Stage::Tx).note(if mirror {
+            let event = Event::stage(Stage::Tx).note(if mirror {
                 "mirror queue"
             } else {
                 "primary queue"
             });
             self.trace_event(
-                dep.packet,
-                f.copy,
-                dep.start_ps,
-                Some(f.port),
-                &tx,
+                tx.packet,
+                tx.copy,
+                tx.start_ps,
+                Some(tx.port),
+                &event,
                 None,
-                Some(len),
-                f.session,
+                Some(tx.len),
+                tx.session,
             );
         }
-        sink.transmit(dep);
     }
 
     fn trace_stages(&mut self, packet: u64, port: Port, admit: u64) {
