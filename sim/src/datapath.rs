@@ -135,6 +135,11 @@ impl<T> Two<T> {
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.items.iter().flatten()
     }
+
+    /// Takes the items out, leaving none.
+    pub fn take_all(&mut self) -> impl Iterator<Item = T> + '_ {
+        self.items.iter_mut().filter_map(Option::take)
+    }
 }
 
 impl<T> IntoIterator for Two<T> {

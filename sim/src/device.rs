@@ -468,7 +468,7 @@ impl NicModel {
             }
         };
         self.events.clear();
-        let decision = self.dp.process(
+        let mut decision = self.dp.process(
             port,
             frame,
             ahead,
@@ -508,7 +508,7 @@ impl NicModel {
             arrival_ps,
             admit,
             primary,
-            decision.copies,
+            &mut decision.copies,
             &self.dp.sessions,
         );
         self.drain(sink);

@@ -418,7 +418,7 @@ impl Scheduler {
         ingress: u64,
         admit: u64,
         primary: Option<OutFrame>,
-        copies: crate::datapath::Two<OutFrame>,
+        copies: &mut crate::datapath::Two<OutFrame>,
         sessions: &Sessions,
     ) {
         if let Some(frame) = primary {
@@ -436,7 +436,7 @@ impl Scheduler {
             };
             self.enqueue_primary(packet, ingress_port, ingress, ready, frame);
         }
-        for frame in copies {
+        for frame in copies.take_all() {
             let len = frame.bytes.len();
             let beats = self.timing.beats(len as u32) as u64;
             let write = (admit + self.mirror_latency).max(self.mirror_output_free);

@@ -315,11 +315,17 @@ impl<A: RuleAction> RuleTable<A> {
     }
 
     /// The classifier for the current rules, compiled if the rules changed since last time.
+    #[inline]
     pub fn classifier(&mut self) -> &Classifier<A> {
         if self.classifier.is_none() {
-            self.classifier = Some(self.compile());
+            self.recompile();
         }
         self.classifier.as_ref().expect("compiled just above")
+    }
+
+    #[cold]
+    fn recompile(&mut self) {
+        self.classifier = Some(self.compile());
     }
 
     /// Counts a match of the rule in `slot` and returns how many it has had before this one.
