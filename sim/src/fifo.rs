@@ -10,6 +10,8 @@
 pub(crate) struct Fifo<T> {
     /// The ring; its length is 0 or a power of two.
     buf: Vec<T>,
+    /// `buf.len() - 1` (wrapping): the slot of counter `c` is `c & mask`.
+    mask: usize,
     /// Counter of the first record (its slot is `head & mask`).
     head: usize,
     /// Counter one past the last record.
@@ -20,6 +22,7 @@ impl<T> Default for Fifo<T> {
     fn default() -> Self {
         Fifo {
             buf: Vec::new(),
+            mask: usize::MAX,
             head: 0,
             tail: 0,
         }
@@ -39,18 +42,13 @@ impl<T: Copy + Default> Fifo<T> {
         self.head == self.tail
     }
 
-    #[inline]
-    fn mask(&self) -> usize {
-        self.buf.len().wrapping_sub(1)
-    }
-
     /// The first record.
     #[inline]
     pub(crate) fn front(&self) -> Option<&T> {
         if self.is_empty() {
             None
         } else {
-            self.buf.get(self.head & self.mask())
+            self.buf.get(self.head & self.mask)
         }
     }
 
@@ -60,16 +58,27 @@ impl<T: Copy + Default> Fifo<T> {
         if self.is_empty() {
             None
         } else {
-            self.buf.get(self.tail.wrapping_sub(1) & self.mask())
+            self.buf.get(self.tail.wrapping_sub(1) & self.mask)
         }
     }
 
-    /// Removes and returns the first record.
+    /// Removes and returns the first record if `pred` holds for it: one look at the front
+    /// instead of two for a `front` then a `pop_front`.
     #[inline]
-    pub(crate) fn pop_front(&mut self) -> Option<T> {
+    pub(crate) fn pop_front_if(&mut self, pred: impl FnOnce(&T) -> bool) -> Option<T> {
         let first = *self.front()?;
+        if !pred(&first) {
+            return None;
+        }
         self.head = self.head.wrapping_add(1);
         Some(first)
+    }
+
+    /// Removes the first record, which the caller has just looked at with `front`.
+    #[inline]
+    pub(crate) fn drop_front(&mut self) {
+        debug_assert!(!self.is_empty());
+        self.head = self.head.wrapping_add(1);
     }
 
     /// Appends a record.
@@ -78,7 +87,7 @@ impl<T: Copy + Default> Fifo<T> {
         if self.len() == self.buf.len() {
             self.grow();
         }
-        let at = self.tail & self.mask();
+        let at = self.tail & self.mask;
         self.buf[at] = record;
         self.tail = self.tail.wrapping_add(1);
     }
@@ -86,7 +95,7 @@ impl<T: Copy + Default> Fifo<T> {
     /// The records, first to last.
     #[inline]
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
-        let (head, mask) = (self.head, self.mask());
+        let (head, mask) = (self.head, self.mask);
         (0..self.len()).map(move |i| &self.buf[head.wrapping_add(i) & mask])
     }
 
@@ -98,6 +107,7 @@ impl<T: Copy + Default> Fifo<T> {
         let len = buf.len();
         buf.resize(capacity, T::default());
         self.buf = buf;
+        self.mask = capacity - 1;
         self.head = 0;
         self.tail = len;
     }
@@ -121,8 +131,18 @@ mod tests {
             if x % 7 < 4 {
                 fifo.push_back(step);
                 reference.push_back(step);
-            } else {
-                assert_eq!(fifo.pop_front(), reference.pop_front());
+            } else if x % 7 == 4 {
+                assert_eq!(fifo.pop_front_if(|_| true), reference.pop_front());
+            } else if x % 7 == 5 {
+                let odd = |v: &u64| v % 2 == 1;
+                let expected = reference.front().copied().filter(odd);
+                if expected.is_some() {
+                    reference.pop_front();
+                }
+                assert_eq!(fifo.pop_front_if(odd), expected);
+            } else if fifo.front().is_some() {
+                fifo.drop_front();
+                reference.pop_front();
             }
             assert_eq!(fifo.len(), reference.len());
             assert_eq!(fifo.front(), reference.front());
@@ -131,23 +151,23 @@ mod tests {
                 assert!(fifo.iter().eq(reference.iter()));
             }
         }
-        while fifo.pop_front().is_some() {}
+        while fifo.pop_front_if(|_| true).is_some() {}
         assert!(fifo.is_empty() && fifo.front().is_none() && fifo.back().is_none());
     }
 
     #[test]
     fn counters_may_wrap() {
         let mut fifo = Fifo::<u32> {
-            buf: Vec::new(),
             head: usize::MAX - 3,
             tail: usize::MAX - 3,
+            ..Fifo::default()
         };
         for i in 0..20 {
             fifo.push_back(i);
         }
         assert!(fifo.iter().copied().eq(0..20));
         for i in 0..20 {
-            assert_eq!(fifo.pop_front(), Some(i));
+            assert_eq!(fifo.pop_front_if(|_| true), Some(i));
         }
         assert!(fifo.is_empty());
     }

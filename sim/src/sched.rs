@@ -120,6 +120,16 @@ impl InFlight {
     }
 }
 
+/// A copy waiting to be admitted to the mirror queue or to be placed on the wire: what the
+/// scheduler decides with, kept with the slot of its frame.
+#[derive(Clone, Copy, Default)]
+struct PendingCopy {
+    ready: u64,
+    wire: u64,
+    len: u32,
+    slot: u32,
+}
+
 /// A decided transmission: the slot of its frame, ordered by (start, seq).
 #[derive(Clone, Copy, Default)]
 struct Queued {
@@ -155,21 +165,23 @@ impl Reorder {
         self.copies.push_back(item);
     }
 
-    /// The first decided transmission.
-    fn front(&self) -> Option<Queued> {
+    /// The first decided transmission, and whether it is a copy.
+    fn front(&self) -> Option<(Queued, bool)> {
         match (self.production.front(), self.copies.front()) {
-            (Some(p), Some(c)) => Some(if c.key() < p.key() { *c } else { *p }),
-            (p, c) => p.or(c).copied(),
+            (Some(p), Some(c)) if c.key() < p.key() => Some((*c, true)),
+            (Some(p), _) => Some((*p, false)),
+            (None, c) => c.map(|c| (*c, true)),
         }
     }
 
     fn pop_before(&mut self, watermark: u64) -> Option<Queued> {
-        let first = self.front().filter(|x| x.start < watermark)?;
-        if self.copies.front().is_some_and(|c| c.seq == first.seq) {
-            self.copies.pop_front()
+        let (first, copy) = self.front().filter(|(x, _)| x.start < watermark)?;
+        if copy {
+            self.copies.drop_front();
         } else {
-            self.production.pop_front()
+            self.production.drop_front();
         }
+        Some(first)
     }
 
     fn is_empty(&self) -> bool {
@@ -187,10 +199,10 @@ struct Egress {
     primary_waiting_bytes: u64,
     /// Production transmissions (start, end) a pending copy may have to avoid.
     intervals: Fifo<(u64, u64)>,
-    /// Copies at the mirror queue's door, admission not yet decidable (slots).
-    arrivals: Fifo<u32>,
-    /// Copies admitted, start not yet decided (slots).
-    queue: Fifo<u32>,
+    /// Copies at the mirror queue's door, admission not yet decidable.
+    arrivals: Fifo<PendingCopy>,
+    /// Copies admitted, start not yet decided.
+    queue: Fifo<PendingCopy>,
     queue_bytes: u64,
     /// Copies decided but not started: (start, len).
     started: Fifo<(u64, u32)>,
@@ -378,11 +390,7 @@ impl Scheduler {
     ) -> Result<u64, DropReason> {
         let p = port.index();
         let fifo = &mut self.rx[p];
-        while let Some(&(admit, l)) = fifo.front() {
-            if admit > arrival {
-                break;
-            }
-            fifo.pop_front();
+        while let Some((_, l)) = fifo.pop_front_if(|&(admit, _)| admit <= arrival) {
             self.rx_bytes[p] -= l as u64;
         }
         if self.rx_bytes[p] + len as u64 > self.timing.rx_fifo_bytes as u64 {
@@ -480,7 +488,12 @@ impl Scheduler {
                 },
                 wire,
             );
-            self.ports[p].arrivals.push_back(slot);
+            self.ports[p].arrivals.push_back(PendingCopy {
+                ready,
+                wire,
+                len: len as u32,
+                slot,
+            });
             self.activate(p);
         }
         let horizon = self.last_admit + self.lookahead;
@@ -508,11 +521,7 @@ impl Scheduler {
         let wire = self.wire_ps(frame.port, len);
         let cap = self.timing.primary_queue_bytes as u64;
         let e = &mut self.ports[p];
-        while let Some(&(start, l)) = e.primary_waiting.front() {
-            if start > ready {
-                break;
-            }
-            e.primary_waiting.pop_front();
+        while let Some((_, l)) = e.primary_waiting.pop_front_if(|&(start, _)| start <= ready) {
             e.primary_waiting_bytes -= l as u64;
         }
         if e.primary_waiting_bytes + len as u64 > cap {
@@ -585,62 +594,53 @@ impl Scheduler {
             // Decide every queued copy whose place on the wire is known by now.
             e.head_lb = None;
             while let Some(&c) = e.queue.front() {
-                let head = frames.slot(c);
-                let wire = head.wire;
-                let s0 = (head.dep.ready_ps.max(e.mirror_free)).div_ceil(cycle) * cycle;
-                while e.intervals.front().is_some_and(|&(_, pe)| pe <= s0) {
-                    e.intervals.pop_front();
-                }
-                let s = e.earliest_gap(s0, wire, cycle);
-                if s.saturating_add(wire) > horizon {
+                let s0 = (c.ready.max(e.mirror_free)).div_ceil(cycle) * cycle;
+                while e.intervals.pop_front_if(|&(_, pe)| pe <= s0).is_some() {}
+                let s = e.earliest_gap(s0, c.wire, cycle);
+                if s.saturating_add(c.wire) > horizon {
                     e.head_lb = Some(s);
                     break;
                 }
-                e.queue.pop_front();
-                let len = head.dep.frame.bytes.len();
-                e.queue_bytes -= len as u64;
-                e.mirror_free = s + wire;
-                e.started.push_back((s, len as u32));
-                e.started_bytes += len as u64;
-                frames.slot_mut(c).dep.start_ps = s;
+                e.queue.drop_front();
+                e.queue_bytes -= c.len as u64;
+                e.mirror_free = s + c.wire;
+                e.started.push_back((s, c.len));
+                e.started_bytes += c.len as u64;
+                frames.slot_mut(c.slot).dep.start_ps = s;
                 self.seq += 1;
                 e.reorder.push_copy(Queued {
                     start: s,
                     seq: self.seq,
-                    slot: c,
+                    slot: c.slot,
                 });
             }
             // Admit arrivals while it is known which queued copies have started by then: an
             // undecided head that could start before an arrival blocks it.
             let had_head = !e.queue.is_empty();
             while let Some(&a) = e.arrivals.front() {
-                let r = frames.slot(a).dep.ready_ps;
+                let r = a.ready;
                 if e.head_lb.is_some_and(|lb| lb <= r) {
                     break;
                 }
-                while let Some(&(start, l)) = e.started.front() {
-                    if start > r {
-                        break;
-                    }
-                    e.started.pop_front();
+                while let Some((_, l)) = e.started.pop_front_if(|&(start, _)| start <= r) {
                     e.started_bytes -= l as u64;
                 }
-                e.arrivals.pop_front();
-                let f = &frames.slot(a).dep.frame;
-                let len = f.bytes.len() as u64;
+                e.arrivals.drop_front();
+                let len = a.len as u64;
                 if e.started_bytes + e.queue_bytes + len > mirror_cap {
+                    let dep = frames.departure(a.slot);
                     self.drops.push(LateDrop {
-                        packet: frames.slot(a).dep.packet,
-                        ingress_port: frames.slot(a).dep.ingress_port,
-                        copy: f.copy,
-                        session: f.session,
-                        port: f.port,
+                        packet: dep.packet,
+                        ingress_port: dep.ingress_port,
+                        copy: dep.frame.copy,
+                        session: dep.frame.session,
+                        port: dep.frame.port,
                         at_ps: r,
                         reason: DropReason::MirrorQueueFull,
                         len: len as usize,
                     });
                     // The frame is gone: its buffer is not worth recycling on this rare path.
-                    frames.remove(a);
+                    frames.remove(a.slot);
                 } else {
                     e.queue_bytes += len;
                     e.queue.push_back(a);
@@ -654,19 +654,21 @@ impl Scheduler {
         if !e.mirror_pending() {
             // Copies not yet made cannot start before `copy_bound`.
             let keep_from = e.mirror_free.max(copy_bound);
-            while e.intervals.front().is_some_and(|&(_, pe)| pe <= keep_from) {
-                e.intervals.pop_front();
-            }
+            while e
+                .intervals
+                .pop_front_if(|&(_, pe)| pe <= keep_from)
+                .is_some()
+            {}
         }
         // Nothing undecided can start before the watermark: release everything earlier.
         let mut watermark = horizon;
-        if let Some(&head) = e.queue.front() {
+        if let Some(head) = e.queue.front() {
             // The head will start at or after its lower bound (unknown production frames
             // can only push it later).
-            watermark = watermark.min(e.head_lb.unwrap_or(frames.slot(head).dep.ready_ps));
+            watermark = watermark.min(e.head_lb.unwrap_or(head.ready));
         }
-        if let Some(&a) = e.arrivals.front() {
-            watermark = watermark.min(frames.slot(a).dep.ready_ps);
+        if let Some(a) = e.arrivals.front() {
+            watermark = watermark.min(a.ready);
         }
         while let Some(q) = e.reorder.pop_before(watermark) {
             self.released.push(q.slot);
@@ -675,14 +677,10 @@ impl Scheduler {
         // end (its decision also unblocks the arrivals behind it), or passing the first
         // transmission still held back.
         let mut wake = u64::MAX;
-        if let Some(&head) = e.queue.front() {
-            let head = frames.slot(head);
-            wake = e
-                .head_lb
-                .unwrap_or(head.dep.ready_ps)
-                .saturating_add(head.wire);
+        if let Some(head) = e.queue.front() {
+            wake = e.head_lb.unwrap_or(head.ready).saturating_add(head.wire);
         }
-        if let Some(q) = e.reorder.front() {
+        if let Some((q, _)) = e.reorder.front() {
             wake = wake.min(q.start + 1);
         }
         e.wake = wake;
