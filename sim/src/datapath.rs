@@ -244,8 +244,6 @@ pub struct Datapath {
     pub counters: Counters,
     /// Frame buffers.
     pub pool: BufPool,
-    /// The read-ahead's look-ups for the frame being processed.
-    lookups: Lookups,
 }
 
 /// The network a frame belongs to, as the VNI table says.
@@ -310,7 +308,6 @@ impl Datapath {
             config: RunningConfig::RESET,
             counters: Counters::default(),
             pool: BufPool::default(),
-            lookups: Lookups::default(),
         }
     }
 
@@ -332,9 +329,8 @@ impl Datapath {
         port: Port,
         frame: &[u8],
         ahead: &ReadAhead,
-        mut events: Option<&mut Vec<Event>>,
+        events: Option<&mut Vec<Event>>,
     ) -> Decision {
-        self.lookups = ahead.lookups;
         let mut d = Decision {
             primary: Err(DropReason::DeviceDisabled),
             copies: Two::default(),
@@ -343,18 +339,22 @@ impl Datapath {
         if !self.config.enabled {
             return d;
         }
+        let mut cx = FrameContext {
+            lookups: &ahead.lookups,
+            events,
+        };
         let h = match ahead.parsed() {
             Ok(h) => h,
             Err(e) => {
-                event(&mut events, Event::stage(Stage::Parse).note(e.name()));
+                cx.event(Event::stage(Stage::Parse).note(e.name()));
                 d.primary = Err(parse_drop(e.layer()));
                 return d;
             }
         };
-        event(&mut events, Event::stage(Stage::Parse));
+        cx.event(Event::stage(Stage::Parse));
         d.primary = match port {
-            Port::Vport(v) => self.vm_ingress(v, frame, h, &mut d, &mut events),
-            Port::Uplink => self.uplink_ingress(frame, h, &mut d, &mut events),
+            Port::Vport(v) => self.vm_ingress(v, frame, h, &mut d, &mut cx),
+            Port::Uplink => self.uplink_ingress(frame, h, &mut d, &mut cx),
             Port::Pf => Ok(self.unchanged(Port::Uplink, frame)),
         };
         d
@@ -500,21 +500,18 @@ impl Datapath {
         }
     }
 
-    fn network(
-        &mut self,
-        vni_id: u32,
-        events: &mut Option<&mut Vec<Event>>,
-    ) -> Result<Network, DropReason> {
+    fn network(&mut self, vni_id: u32, cx: &mut FrameContext<'_>) -> Result<Network, DropReason> {
         let words = self
             .tables
             .vni
-            .get_prefetched(&vni::key_words(vni_id), self.lookups.vni.as_ref())
+            .get_prefetched(&vni::key_words(vni_id), cx.lookups.vni.as_ref())
             .copied();
         self.counters.lookup(TableId::Vni, words.is_some());
-        event(
-            events,
-            Event::lookup(Stage::Classify, TableId::Vni, words.is_some()),
-        );
+        cx.event(Event::lookup(
+            Stage::Classify,
+            TableId::Vni,
+            words.is_some(),
+        ));
         let e = vni::VniEntry::read(&words.ok_or(DropReason::VniUnknown)?);
         Ok(Network {
             vni: vni_id,
@@ -530,7 +527,7 @@ impl Datapath {
         net: &Network,
         h: &Headers,
         dir: Direction,
-        events: &mut Option<&mut Vec<Event>>,
+        cx: &mut FrameContext<'_>,
     ) -> Result<(), DropReason> {
         let key = PacketKey::new(&h.src, &h.dst, h.protocol, h.ports(), dir);
         let hit = self
@@ -543,16 +540,13 @@ impl Datapath {
         match hit {
             Some((slot, a)) => {
                 let deny = a.verdict == Verdict::Deny;
-                event(
-                    events,
-                    Event::rule(
-                        Stage::Acl,
-                        TableId::Acl,
-                        slot,
-                        a.rule_id,
-                        if deny { "deny" } else { "allow" },
-                    ),
-                );
+                cx.event(Event::rule(
+                    Stage::Acl,
+                    TableId::Acl,
+                    slot,
+                    a.rule_id,
+                    if deny { "deny" } else { "allow" },
+                ));
                 if deny {
                     Err(DropReason::AclDeny)
                 } else {
@@ -564,8 +558,7 @@ impl Datapath {
                     Direction::ToVm => net.deny_to_vm,
                     Direction::FromVm => net.deny_from_vm,
                 };
-                event(
-                    events,
+                cx.event(
                     Event::lookup(Stage::Acl, TableId::Acl, false).note(if deny {
                         "default deny"
                     } else {
@@ -585,18 +578,15 @@ impl Datapath {
         &mut self,
         vni_id: u32,
         ip: &[u8; 16],
-        events: &mut Option<&mut Vec<Event>>,
+        cx: &mut FrameContext<'_>,
     ) -> Option<map::MapWords> {
         let words = self
             .tables
             .map
-            .get_prefetched(&map::key_words(vni_id, ip), self.lookups.map.as_ref())
+            .get_prefetched(&map::key_words(vni_id, ip), cx.lookups.map.as_ref())
             .copied();
         self.counters.lookup(TableId::Map, words.is_some());
-        event(
-            events,
-            Event::lookup(Stage::Map, TableId::Map, words.is_some()),
-        );
+        cx.event(Event::lookup(Stage::Map, TableId::Map, words.is_some()));
         words.as_ref().map(map::MapWords::read)
     }
 
@@ -607,7 +597,7 @@ impl Datapath {
         frame: &[u8],
         h: &Headers,
         d: &mut Decision,
-        events: &mut Option<&mut Vec<Event>>,
+        cx: &mut FrameContext<'_>,
     ) -> Result<OutFrame, DropReason> {
         let vport = self
             .tables
@@ -619,38 +609,35 @@ impl Datapath {
         let vport = vport.filter(|e| e.enabled);
         self.counters.lookup(TableId::Vport, vport.is_some());
         let Some(vport) = vport else {
-            event(events, Event::stage(Stage::Classify).note("vport disabled"));
+            cx.event(Event::stage(Stage::Classify).note("vport disabled"));
             return Err(DropReason::VportDisabled);
         };
-        let net = self.network(vport.vni, events)?;
+        let net = self.network(vport.vni, cx)?;
         if !h.is_ip() {
             // ARP and other non-IP frames go to the host's stack (its ARP responder), never
             // out of a shadow.
             if net.shadow {
                 return Err(DropReason::ShadowIsolation);
             }
-            event(
-                events,
-                Event::stage(Stage::Map).note("non-IP: standard path"),
-            );
+            cx.event(Event::stage(Stage::Map).note("non-IP: standard path"));
             return Ok(self.unchanged(Port::Pf, frame));
         }
-        self.acl(&net, h, Direction::FromVm, events)?;
-        let dest = self.map_lookup(net.vni, &h.dst, events);
+        self.acl(&net, h, Direction::FromVm, cx)?;
+        let dest = self.map_lookup(net.vni, &h.dst, cx);
         let egress_mirror = if net.shadow {
             None
         } else {
-            self.mirror_filter(v, Direction::FromVm, h, events)
+            self.mirror_filter(v, Direction::FromVm, h, cx)
         };
         let Some(dest) = dest else {
             if net.miss_to_host && !net.shadow {
                 if let Some(r) =
-                    self.redirect(&egress_mirror, Direction::FromVm, &net, h, frame, events)
+                    self.redirect(&egress_mirror, Direction::FromVm, &net, h, frame, cx)
                 {
                     return r;
                 }
-                self.make_copy(egress_mirror, Direction::FromVm, &net, h, frame, d, events);
-                event(events, Event::stage(Stage::Map).note("miss: standard path"));
+                self.make_copy(egress_mirror, Direction::FromVm, &net, h, frame, d, cx);
+                cx.event(Event::stage(Stage::Map).note("miss: standard path"));
                 return Ok(self.unchanged(Port::Pf, frame));
             }
             return Err(DropReason::MapMiss);
@@ -672,27 +659,24 @@ impl Datapath {
                 Some(p) if p.enabled => return Err(DropReason::VniMismatch),
                 _ => return Err(DropReason::VportDisabled),
             }
-            self.acl(&net, h, Direction::ToVm, events)?;
+            self.acl(&net, h, Direction::ToVm, cx)?;
             let ingress_mirror = if net.shadow {
                 None
             } else {
-                self.mirror_filter(b, Direction::ToVm, h, events)
+                self.mirror_filter(b, Direction::ToVm, h, cx)
             };
-            if let Some(r) =
-                self.redirect(&egress_mirror, Direction::FromVm, &net, h, frame, events)
-            {
+            if let Some(r) = self.redirect(&egress_mirror, Direction::FromVm, &net, h, frame, cx) {
                 return r;
             }
-            if let Some(r) = self.redirect(&ingress_mirror, Direction::ToVm, &net, h, frame, events)
-            {
+            if let Some(r) = self.redirect(&ingress_mirror, Direction::ToVm, &net, h, frame, cx) {
                 return r;
             }
-            self.make_copy(egress_mirror, Direction::FromVm, &net, h, frame, d, events);
-            self.make_copy(ingress_mirror, Direction::ToVm, &net, h, frame, d, events);
-            event(events, Event::stage(Stage::Encap).note("local delivery"));
+            self.make_copy(egress_mirror, Direction::FromVm, &net, h, frame, d, cx);
+            self.make_copy(ingress_mirror, Direction::ToVm, &net, h, frame, d, cx);
+            cx.event(Event::stage(Stage::Encap).note("local delivery"));
             return Ok(self.unchanged(Port::Vport(b), frame));
         }
-        if let Some(r) = self.redirect(&egress_mirror, Direction::FromVm, &net, h, frame, events) {
+        if let Some(r) = self.redirect(&egress_mirror, Direction::FromVm, &net, h, frame, cx) {
             return r;
         }
         // Production's frame first: a packet production cannot send (no substrate address,
@@ -705,11 +689,8 @@ impl Datapath {
             h,
             frame,
         )?;
-        self.make_copy(egress_mirror, Direction::FromVm, &net, h, frame, d, events);
-        event(
-            events,
-            Event::stage(Stage::Encap).note("vxlan to substrate"),
-        );
+        self.make_copy(egress_mirror, Direction::FromVm, &net, h, frame, d, cx);
+        cx.event(Event::stage(Stage::Encap).note("vxlan to substrate"));
         Ok(OutFrame {
             port: Port::Uplink,
             queue: Queue::Primary,
@@ -725,16 +706,13 @@ impl Datapath {
         frame: &[u8],
         outer: &Headers,
         d: &mut Decision,
-        events: &mut Option<&mut Vec<Event>>,
+        cx: &mut FrameContext<'_>,
     ) -> Result<OutFrame, DropReason> {
         let Some(t) = outer
             .tunnel
             .filter(|_| outer.is_ip() && self.config.is_local(&outer.dst))
         else {
-            event(
-                events,
-                Event::stage(Stage::Classify).note("not a tunnel to this NIC: standard path"),
-            );
+            cx.event(Event::stage(Stage::Classify).note("not a tunnel to this NIC: standard path"));
             return Ok(self.unchanged(Port::Pf, frame));
         };
         if t.kind == TunnelKind::Geneve && t.geneve_protocol != TEB {
@@ -746,11 +724,11 @@ impl Datapath {
         let h = match shadownet_wire::parse(inner, &NO_TUNNELS) {
             Ok(h) => h,
             Err(e) => {
-                event(events, Event::stage(Stage::Parse).note(e.name()));
+                cx.event(Event::stage(Stage::Parse).note(e.name()));
                 return Err(DropReason::MalformedTunnel);
             }
         };
-        let net = self.network(t.vni, events)?;
+        let net = self.network(t.vni, cx)?;
         let target = match h.l3 {
             L3::Ipv4 | L3::Ipv6 => h.dst,
             L3::Arp { target_ip, .. } => {
@@ -763,7 +741,7 @@ impl Datapath {
             L3::Other => return Err(DropReason::NotLocal),
         };
         let dest = self
-            .map_lookup(net.vni, &target, events)
+            .map_lookup(net.vni, &target, cx)
             .ok_or(DropReason::MapMiss)?;
         if dest.shadow != net.shadow {
             return Err(DropReason::ShadowIsolation);
@@ -782,18 +760,18 @@ impl Datapath {
             _ => return Err(DropReason::VportDisabled),
         }
         if h.is_ip() {
-            self.acl(&net, &h, Direction::ToVm, events)?;
+            self.acl(&net, &h, Direction::ToVm, cx)?;
             let mirror = if net.shadow {
                 None
             } else {
-                self.mirror_filter(b, Direction::ToVm, &h, events)
+                self.mirror_filter(b, Direction::ToVm, &h, cx)
             };
-            if let Some(r) = self.redirect(&mirror, Direction::ToVm, &net, &h, inner, events) {
+            if let Some(r) = self.redirect(&mirror, Direction::ToVm, &net, &h, inner, cx) {
                 return r;
             }
-            self.make_copy(mirror, Direction::ToVm, &net, &h, inner, d, events);
+            self.make_copy(mirror, Direction::ToVm, &net, &h, inner, d, cx);
         }
-        event(events, Event::stage(Stage::Encap).note("decapsulated"));
+        cx.event(Event::stage(Stage::Encap).note("decapsulated"));
         Ok(self.unchanged(Port::Vport(b), inner))
     }
 
@@ -803,60 +781,52 @@ impl Datapath {
         v: u16,
         dir: Direction,
         h: &Headers,
-        events: &mut Option<&mut Vec<Event>>,
+        cx: &mut FrameContext<'_>,
     ) -> Option<MirrorHit> {
         // The read-ahead evaluated the frame's own headers (never a tunnel's inner frame).
-        let hit = match self.lookups.mirror_rule {
+        let hit = match cx.lookups.mirror_rule {
             Some(m) if m.vport == v && m.dir == dir => m.rule,
             _ => self.mirror_rule(v, dir, h),
         };
         self.counters.lookup(TableId::MirrorFilter, hit.is_some());
         let Some((slot, a)) = hit else {
-            event(
-                events,
-                Event::lookup(Stage::MirrorFilter, TableId::MirrorFilter, false),
-            );
+            cx.event(Event::lookup(
+                Stage::MirrorFilter,
+                TableId::MirrorFilter,
+                false,
+            ));
             return None;
         };
         if a.verdict == MirrorVerdict::DoNotMirror {
-            event(
-                events,
-                Event::rule(
-                    Stage::MirrorFilter,
-                    TableId::MirrorFilter,
-                    slot,
-                    a.rule_id,
-                    "do not mirror",
-                ),
-            );
+            cx.event(Event::rule(
+                Stage::MirrorFilter,
+                TableId::MirrorFilter,
+                slot,
+                a.rule_id,
+                "do not mirror",
+            ));
             return None;
         }
         let nth = self.tables.mirror_filters.count_match(slot);
         if !nth.is_multiple_of(a.sample_one_in as u64) {
             self.counters
                 .session(a.session, SessionCounter::SampledOut, 1);
-            event(
-                events,
-                Event::rule(
-                    Stage::MirrorFilter,
-                    TableId::MirrorFilter,
-                    slot,
-                    a.rule_id,
-                    "sampled out",
-                ),
-            );
-            return None;
-        }
-        event(
-            events,
-            Event::rule(
+            cx.event(Event::rule(
                 Stage::MirrorFilter,
                 TableId::MirrorFilter,
                 slot,
                 a.rule_id,
-                "mirror",
-            ),
-        );
+                "sampled out",
+            ));
+            return None;
+        }
+        cx.event(Event::rule(
+            Stage::MirrorFilter,
+            TableId::MirrorFilter,
+            slot,
+            a.rule_id,
+            "mirror",
+        ));
         Some(MirrorHit {
             session: a.session,
             truncate: a.truncate,
@@ -871,19 +841,18 @@ impl Datapath {
         session: u16,
         net: &Network,
         dst: &[u8; 16],
-        events: &mut Option<&mut Vec<Event>>,
+        cx: &mut FrameContext<'_>,
     ) -> ([u8; 16], [u8; 6], u32) {
         let words = self
             .tables
             .shadow_map
             .get_prefetched(
                 &shadow_map::key_words(session, net.vni, dst),
-                self.lookups.shadow_map.as_ref(),
+                cx.lookups.shadow_map.as_ref(),
             )
             .copied();
         self.counters.lookup(TableId::ShadowMap, words.is_some());
-        event(
-            events,
+        cx.event(
             Event::lookup(Stage::ShadowMap, TableId::ShadowMap, words.is_some()).for_copy(copy),
         );
         if let Some(w) = words {
@@ -906,7 +875,7 @@ impl Datapath {
         net: &Network,
         h: &Headers,
         frame: &[u8],
-        events: &mut Option<&mut Vec<Event>>,
+        cx: &mut FrameContext<'_>,
     ) -> Result<Vec<u8>, DropReason> {
         let ShadowBound {
             copy,
@@ -916,7 +885,7 @@ impl Datapath {
             redirected,
         } = b;
         let s = *self.sessions.get(session);
-        let (dst_ip, dst_mac, shadow_vni) = self.shadow_target(copy, session, net, &h.dst, events);
+        let (dst_ip, dst_mac, shadow_vni) = self.shadow_target(copy, session, net, &h.dst, cx);
         let sequence = self.sessions.next_sequence(session);
         let len = match truncate {
             Some(t) if (t as usize) < frame.len() => t as usize,
@@ -957,8 +926,7 @@ impl Datapath {
                 DropReason::MtuExceeded if !redirected => DropReason::MirrorMtuExceeded,
                 other => other,
             })?;
-        event(
-            events,
+        cx.event(
             Event::stage(Stage::MirrorEncap)
                 .for_copy(copy)
                 .note(if redirected {
@@ -978,7 +946,7 @@ impl Datapath {
         net: &Network,
         h: &Headers,
         frame: &[u8],
-        events: &mut Option<&mut Vec<Event>>,
+        cx: &mut FrameContext<'_>,
     ) -> Option<Result<OutFrame, DropReason>> {
         let hit = hit.as_ref()?;
         let s = self.sessions.get(hit.session);
@@ -997,7 +965,7 @@ impl Datapath {
             net,
             h,
             frame,
-            events,
+            cx,
         );
         // Counted once the frame exists: a redirect that cannot be built is a drop.
         if built.is_ok() {
@@ -1022,7 +990,7 @@ impl Datapath {
         h: &Headers,
         frame: &[u8],
         d: &mut Decision,
-        events: &mut Option<&mut Vec<Event>>,
+        cx: &mut FrameContext<'_>,
     ) {
         let Some(hit) = hit else { return };
         let copy = (d.copies.len() + d.copy_drops.len() + 1) as u8;
@@ -1049,7 +1017,7 @@ impl Datapath {
             truncate: hit.truncate,
             redirected: false,
         };
-        match self.shadow_frame(bound, net, h, frame, events) {
+        match self.shadow_frame(bound, net, h, frame, cx) {
             Ok(bytes) => {
                 self.counters
                     .session(session, SessionCounter::CopyBytes, bytes.len() as u64);
@@ -1111,9 +1079,18 @@ impl Datapath {
     }
 }
 
-#[inline]
-fn event(events: &mut Option<&mut Vec<Event>>, e: Event) {
-    if let Some(ev) = events {
-        ev.push(e);
+/// What the stages share while processing one frame: the read-ahead's look-ups, and where
+/// trace events go (when tracing).
+struct FrameContext<'a> {
+    lookups: &'a Lookups,
+    events: Option<&'a mut Vec<Event>>,
+}
+
+impl FrameContext<'_> {
+    #[inline]
+    fn event(&mut self, e: Event) {
+        if let Some(ev) = self.events.as_mut() {
+            ev.push(e);
+        }
     }
 }
