@@ -411,10 +411,10 @@ impl Datapath {
         };
         match port {
             Port::Vport(v) => {
-                let Some(vport) = self.tables.vports.get(v as usize).copied().flatten() else {
+                let Some(vport) = self.tables.vport(v) else {
                     return ahead;
                 };
-                let vni = vport.entry.vni;
+                let vni = vport.vni;
                 ahead.vni = vni_lookup(vni);
                 if !h.is_ip() {
                     return ahead;
@@ -599,13 +599,7 @@ impl Datapath {
         d: &mut Decision,
         cx: &mut FrameContext<'_>,
     ) -> Result<OutFrame, DropReason> {
-        let vport = self
-            .tables
-            .vports
-            .get(v as usize)
-            .copied()
-            .flatten()
-            .map(|s| s.entry);
+        let vport = self.tables.vport(v);
         let vport = vport.filter(|e| e.enabled);
         self.counters.lookup(TableId::Vport, vport.is_some());
         let Some(vport) = vport else {
@@ -647,13 +641,7 @@ impl Datapath {
         }
         if let Some(b) = dest.local_vport {
             // VF to VF on this NIC: the destination's ingress checks and mirror apply too.
-            let peer = self
-                .tables
-                .vports
-                .get(b as usize)
-                .copied()
-                .flatten()
-                .map(|s| s.entry);
+            let peer = self.tables.vport(b);
             match peer {
                 Some(p) if p.enabled && p.vni == net.vni => {}
                 Some(p) if p.enabled => return Err(DropReason::VniMismatch),
@@ -747,14 +735,7 @@ impl Datapath {
             return Err(DropReason::ShadowIsolation);
         }
         let b = dest.local_vport.ok_or(DropReason::NotLocal)?;
-        match self
-            .tables
-            .vports
-            .get(b as usize)
-            .copied()
-            .flatten()
-            .map(|s| s.entry)
-        {
+        match self.tables.vport(b) {
             Some(p) if p.enabled && p.vni == net.vni => {}
             Some(p) if p.enabled => return Err(DropReason::VniMismatch),
             _ => return Err(DropReason::VportDisabled),
@@ -884,7 +865,7 @@ impl Datapath {
             truncate,
             redirected,
         } = b;
-        let s = *self.sessions.get(session);
+        let encap = self.sessions.get(session).encap;
         let (dst_ip, dst_mac, shadow_vni) = self.shadow_target(copy, session, net, &h.dst, cx);
         let sequence = self.sessions.next_sequence(session);
         let len = match truncate {
@@ -898,7 +879,7 @@ impl Datapath {
         if redirected {
             flags |= SHADOW_FLAG_REDIRECTED;
         }
-        let (tunnel, port) = match s.encap {
+        let (tunnel, port) = match encap {
             Encap::Vxlan => (
                 TunnelHeader::Vxlan { vni: shadow_vni },
                 self.config.parse.vxlan_port,

@@ -107,6 +107,12 @@ impl Tables {
         }
     }
 
+    /// The binding of VF port `v`, if any.
+    #[inline]
+    pub fn vport(&self, v: u16) -> Option<VportEntry> {
+        self.vports.get(v as usize)?.as_ref().map(|s| s.entry)
+    }
+
     /// Removes every entry of every table.
     pub fn clear_all(&mut self) {
         for t in TableId::ALL {
