@@ -428,15 +428,19 @@ impl NicModel {
     pub fn receive(&mut self, port: Port, frame: &[u8], arrival_ps: u64, sink: &mut dyn Sink) {
         let mut ahead = ReadAhead::default();
         self.dp.read_ahead(port, frame, None, &mut ahead);
-        self.receive_read_ahead(port, frame, arrival_ps, &ahead, sink);
+        self.receive_read_ahead(port, frame, arrival_ps, &ahead, false, sink);
     }
 
+    /// A frame received, with what the read-ahead found. With `in_batch`, the scheduler may
+    /// defer deciding and releasing to a later frame of the batch (when that changes
+    /// nothing, see `Scheduler::catch_up`); the batch catches up at its end.
     fn receive_read_ahead(
         &mut self,
         port: Port,
         frame: &[u8],
         arrival_ps: u64,
         ahead: &ReadAhead,
+        in_batch: bool,
         sink: &mut dyn Sink,
     ) {
         let packet = self.next_packet(arrival_ps);
@@ -510,6 +514,8 @@ impl NicModel {
             primary,
             &mut decision.copies,
             &self.dp.sessions,
+            // The trace shows each packet's transmissions after its own events.
+            in_batch && !tracing,
         );
         self.drain(sink);
     }
@@ -544,9 +550,11 @@ impl NicModel {
             if let Some(read) = ahead.get_mut(i + SLOTS_AHEAD) {
                 self.dp.resolve(read);
             }
-            self.receive_read_ahead(a.port, a.frame, a.at_ps, &ahead[i], sink);
+            self.receive_read_ahead(a.port, a.frame, a.at_ps, &ahead[i], true, sink);
         }
         std::hint::black_box(acc);
+        self.sched.catch_up();
+        self.drain(sink);
         self.read_ahead = ahead;
     }
 

@@ -21,7 +21,12 @@ use shadownet_hw::{
     NUM_SESSIONS, Port, counters::PipelineCounter, drop::DropReason, timing::Timing,
 };
 
-use crate::{counters::Counters, datapath::OutFrame, fifo::Fifo, sessions::Sessions};
+use crate::{
+    counters::Counters,
+    datapath::{OutFrame, Two},
+    fifo::Fifo,
+    sessions::Sessions,
+};
 
 /// A frame leaving a port.
 #[derive(Debug)]
@@ -311,6 +316,9 @@ pub struct Scheduler {
     active: Vec<usize>,
     policers: Vec<Policer>,
     seq: u64,
+    /// Admission of the last packet whose deciding and releasing was deferred (see
+    /// [`Scheduler::catch_up`]).
+    deferred_admit: Option<u64>,
     /// Every frame between the pipeline's output and the wire.
     pub(crate) in_flight: InFlight,
     /// Slots of the transmissions released, in start order per port (drained by the model,
@@ -353,6 +361,7 @@ impl Scheduler {
             active: Vec::new(),
             policers: vec![Policer::default(); NUM_SESSIONS],
             seq: 0,
+            deferred_admit: None,
             in_flight: InFlight::default(),
             released: Vec::new(),
             drops: Vec::new(),
@@ -417,7 +426,10 @@ impl Scheduler {
         Ok(admit)
     }
 
-    /// Queues the pipeline's output for a frame admitted at `admit`.
+    /// Queues the pipeline's output for a frame admitted at `admit`, then decides and
+    /// releases what can be — or, with `may_defer` and every frame of the packet leaving by
+    /// the one port already active, leaves that to a later packet or to
+    /// [`Scheduler::catch_up`].
     #[allow(clippy::too_many_arguments)]
     pub fn dispatch(
         &mut self,
@@ -426,9 +438,14 @@ impl Scheduler {
         ingress: u64,
         admit: u64,
         primary: Option<OutFrame>,
-        copies: &mut crate::datapath::Two<OutFrame>,
+        copies: &mut Two<OutFrame>,
         sessions: &Sessions,
+        may_defer: bool,
     ) {
+        let defer = may_defer && self.keeps_one_port_active(primary.as_ref(), copies);
+        if !defer {
+            self.catch_up();
+        }
         if let Some(frame) = primary {
             let beats = self.timing.beats(frame.bytes.len() as u32) as u64;
             // A redirected frame is built by the mirror engine (shadow map, encapsulation)
@@ -496,8 +513,44 @@ impl Scheduler {
             });
             self.activate(p);
         }
-        let horizon = self.last_admit + self.lookahead;
-        self.advance(horizon);
+        if defer {
+            self.deferred_admit = Some(self.last_admit);
+        } else {
+            self.advance(self.last_admit + self.lookahead, self.last_admit);
+        }
+    }
+
+    /// Whether every frame of a packet leaves by the one port already active (by one port,
+    /// with none active): then deciding and releasing can wait (see
+    /// [`Scheduler::catch_up`]). A frame the scheduler will drop counts too: the answer may
+    /// be no when waiting was possible, never the other way round.
+    fn keeps_one_port_active(&self, primary: Option<&OutFrame>, copies: &Two<OutFrame>) -> bool {
+        let mut port = match self.active.as_slice() {
+            [] => None,
+            [p] => Some(*p),
+            _ => return false,
+        };
+        for frame in primary.into_iter().chain(copies.iter()) {
+            let q = frame.port.index();
+            match port {
+                None => port = Some(q),
+                Some(p) if p == q => {}
+                Some(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// Decides and releases what dispatching would have by now if it had not been deferred.
+    /// With one port active, one advance to the horizon of the last packet dispatched
+    /// decides exactly what advancing after every packet would have: a decision uses only
+    /// production frames ready before its horizon, and a later packet's frames are ready no
+    /// earlier than that horizon. The port's transmissions are released in start order
+    /// either way, and with no other port active none interleave with them.
+    pub fn catch_up(&mut self) {
+        if let Some(last_admit) = self.deferred_admit.take() {
+            self.advance(last_admit + self.lookahead, last_admit);
+        }
     }
 
     fn activate(&mut self, p: usize) {
@@ -564,8 +617,9 @@ impl Scheduler {
     }
 
     /// Decides what can be decided with every production frame ready before `horizon`
-    /// known, and releases transmissions nothing can precede any more.
-    fn advance(&mut self, horizon: u64) {
+    /// known (the horizon of the packet admitted at `last_admit`, or the end of the run),
+    /// and releases transmissions nothing can precede any more.
+    fn advance(&mut self, horizon: u64, last_admit: u64) {
         let mut i = 0;
         while i < self.active.len() {
             let p = self.active[i];
@@ -573,7 +627,7 @@ impl Scheduler {
                 i += 1;
                 continue;
             }
-            self.advance_port(p, horizon);
+            self.advance_port(p, horizon, last_admit);
             let e = &mut self.ports[p];
             if e.reorder.is_empty() && !e.mirror_pending() {
                 e.active = false;
@@ -584,10 +638,10 @@ impl Scheduler {
         }
     }
 
-    fn advance_port(&mut self, p: usize, horizon: u64) {
+    fn advance_port(&mut self, p: usize, horizon: u64, last_admit: u64) {
         let cycle = self.cycle;
         let mirror_cap = self.timing.mirror_queue_bytes as u64;
-        let copy_bound = self.last_admit + self.mirror_latency;
+        let copy_bound = last_admit + self.mirror_latency;
         let frames = &mut self.in_flight;
         let e = &mut self.ports[p];
         loop {
@@ -688,7 +742,8 @@ impl Scheduler {
 
     /// Ends the run: decides and releases everything still queued.
     pub fn finish(&mut self) {
-        self.advance(u64::MAX);
+        self.deferred_admit = None;
+        self.advance(u64::MAX, self.last_admit);
     }
 
     /// End of the last transmission decided so far, over every port (ps).
