@@ -571,13 +571,14 @@ impl NicModel {
             self.late_drop(&d);
         }
         self.sched.drops.clear();
+        let tracing = self.trace.is_some() && self.dp.config.trace;
         for i in 0..self.sched.released.len() {
             let slot = self.sched.released[i];
             let tx = Transmitted::of(
                 self.sched.in_flight.departure(slot),
                 self.sched.in_flight.wire_ps(slot),
             );
-            self.depart(&tx);
+            self.depart(&tx, tracing);
             sink.transmit(self.sched.in_flight.departure(slot));
             let bytes = self.sched.in_flight.remove(slot);
             self.dp.pool.put(bytes);
@@ -656,8 +657,8 @@ impl NicModel {
         }
     }
 
-    /// Counts and traces a transmission (before the sink receives it).
-    fn depart(&mut self, tx: &Transmitted) {
+    /// Counts and traces (when `tracing`) a transmission, before the sink receives it.
+    fn depart(&mut self, tx: &Transmitted, tracing: bool) {
         let mirror = tx.queue == Queue::Mirror;
         if mirror {
             self.dp.counters.port(
@@ -689,7 +690,7 @@ impl NicModel {
             (tx.start_ps - tx.ingress_ps) / cycle,
             tx.start_ps + tx.wire_ps,
         );
-        if self.trace.is_some() && self.dp.config.trace {
+        if tracing {
             let q = Event::stage(Stage::Queue);
             self.trace_event(
                 tx.packet,
