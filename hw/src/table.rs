@@ -235,14 +235,6 @@ pub mod exact {
         }
     }
 
-    impl Memory<'_> {
-        /// Reads the tags of both candidate buckets of a key: see [`touch_tags`].
-        #[inline]
-        pub fn touch_tags(&self, h: u64) -> u32 {
-            touch_tags(self.tags, self.buckets_log2, h)
-        }
-    }
-
     /// Reads the tags of both candidate buckets of a key with hash `h` in `tags` (memory of
     /// `2^buckets_log2` buckets) and returns a value that depends on them, without looking
     /// further: issued for many keys in a row, the reads overlap, so a later
