@@ -235,39 +235,17 @@ pub mod exact {
         }
     }
 
-    impl Memory<'_> {
-        /// Reads the tags of both candidate buckets of a key and returns a value that
-        /// depends on them, without looking further: issued for many keys in a row, the
-        /// reads overlap, so a later [`Memory::find_hashed`] finds them in cache. Returns 0
-        /// when the memory is smaller than its geometry says.
-        #[inline]
-        pub fn touch_tags(&self, h: u64) -> u32 {
-            let (b0, b1) = buckets(h, self.buckets_log2);
-            let t0 = self.tags.get(b0 as usize * WAYS).copied().unwrap_or(0);
-            let t1 = self.tags.get(b1 as usize * WAYS).copied().unwrap_or(0);
-            t0 ^ t1
-        }
-
-        /// Reads the first word of every slot whose tag matches the key's (the tags must be
-        /// cached by then, see [`Memory::touch_tags`]), so the slot lines are on their way.
-        #[inline]
-        pub fn touch_slots(&self, h: u64) -> u32 {
-            let (b0, b1) = buckets(h, self.buckets_log2);
-            let t = tag(h);
-            let mut acc = 0;
-            for b in [b0, b1] {
-                let first = b as usize * WAYS;
-                let Some(tags) = self.tags.get(first..first + WAYS) else {
-                    continue;
-                };
-                for (way, &slot_tag) in tags.iter().enumerate() {
-                    if slot_tag == t {
-                        acc ^= self.slots.get(first + way).map_or(0, |s| s.key[0]);
-                    }
-                }
-            }
-            acc
-        }
+    /// Reads the tags of both candidate buckets of a key with hash `h` in `tags` (memory of
+    /// `2^buckets_log2` buckets) and returns a value that depends on them, without looking
+    /// further: issued for many keys in a row, the reads overlap, so a later
+    /// [`Memory::find_hashed`] finds them in cache. Returns 0 when the memory is smaller than
+    /// its geometry says.
+    #[inline]
+    pub fn touch_tags(tags: &[u32], buckets_log2: u32, h: u64) -> u32 {
+        let (b0, b1) = buckets(h, buckets_log2);
+        let t0 = tags.get(b0 as usize * WAYS).copied().unwrap_or(0);
+        let t1 = tags.get(b1 as usize * WAYS).copied().unwrap_or(0);
+        t0 ^ t1
     }
 
     /// Copies a key window (up to 64 bytes as words) into exact-table key words.

@@ -26,16 +26,17 @@ use shadownet_hw::{
     layout::{
         acl::Verdict,
         ip_from_bytes, map,
-        mirror_filter::MirrorVerdict,
+        mirror_filter::{MirrorAction, MirrorVerdict},
         rule::Direction,
         session::{Encap, Mode},
         shadow_map, vni,
     },
-    table::{TableId, exact},
+    table::TableId,
 };
 use shadownet_wire::{
-    EncapParams, EthernetAddress, L3, Layer, ParseConfig, ParseError, ShadowMetadata, TunnelHeader,
-    TunnelKind, emit_encap, encap_overhead, flow_entropy_port,
+    EncapParams, EthernetAddress, L3, Layer, MAX_ENCAP_OVERHEAD, ParseConfig, ParseError,
+    ShadowMetadata, TunnelHeader, TunnelKind, emit_encap_headers, encap_overhead,
+    flow_entropy_port,
     geneve::{SHADOW_FLAG_REDIRECTED, SHADOW_FLAG_TRUNCATED},
     parse::Headers,
 };
@@ -44,7 +45,7 @@ use crate::{
     config::RunningConfig,
     counters::Counters,
     sessions::Sessions,
-    tables::{PacketKey, Tables},
+    tables::{PacketKey, Prefetched, Tables},
     trace::{Event, Stage},
 };
 
@@ -134,6 +135,11 @@ impl<T> Two<T> {
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.items.iter().flatten()
     }
+
+    /// Takes the items out, leaving none.
+    pub fn take_all(&mut self) -> impl Iterator<Item = T> + '_ {
+        self.items.iter_mut().filter_map(Option::take)
+    }
 }
 
 impl<T> IntoIterator for Two<T> {
@@ -153,6 +159,54 @@ pub struct Decision {
     pub copies: Two<OutFrame>,
     /// Copies asked for but not made.
     pub copy_drops: Two<CopyDrop>,
+}
+
+/// What the read-ahead of a batch finds out about one frame before the pipeline processes
+/// it: the parse, and the look-ups the frame will make, started (or made) early so that
+/// table memory is cached in time. Tables do not change while a batch is received (commands
+/// are performed between batches), so an answer found ahead is the one the pipeline would
+/// get.
+#[derive(Clone, Debug, Default)]
+pub struct ReadAhead {
+    /// The parsed headers (unspecified after a parse error).
+    headers: Headers,
+    /// Why the frame did not parse.
+    parse_error: Option<ParseError>,
+    /// The look-ups.
+    lookups: Lookups,
+}
+
+impl ReadAhead {
+    /// The parser's result.
+    pub fn parsed(&self) -> Result<&Headers, ParseError> {
+        match self.parse_error {
+            None => Ok(&self.headers),
+            Some(e) => Err(e),
+        }
+    }
+}
+
+/// Look-ups of one frame made or started by the read-ahead (see [`ReadAhead`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Lookups {
+    /// The VNI table look-up of the frame's network.
+    pub vni: Option<Prefetched>,
+    /// The map look-up of the frame's destination.
+    pub map: Option<Prefetched>,
+    /// The shadow-map look-up its mirror copy will likely make.
+    pub shadow_map: Option<Prefetched>,
+    /// The mirror filter's winning rule for the frame's own headers, as evaluated for a VM
+    /// and direction.
+    mirror_rule: Option<MirrorRuleAhead>,
+}
+
+/// The mirror filter's answer for a frame's headers, VM and direction: the winning rule's
+/// slot and action, if any rule matches.
+#[derive(Clone, Copy, Debug)]
+struct MirrorRuleAhead {
+    vport: u16,
+    dir: Direction,
+    rule: Option<(u32, MirrorAction)>,
 }
 
 /// Recycled frame buffers, so steady-state forwarding allocates nothing.
@@ -257,25 +311,25 @@ impl Datapath {
         }
     }
 
-    /// Parses a frame received on `port` as the parser stage does. Only the uplink carries
+    /// How the parser stage parses a frame received on `port`. Only the uplink carries
     /// tunnels to this NIC: a VM's (or the host's) UDP to port 4789 is just UDP.
-    pub fn parse(&self, port: Port, frame: &[u8]) -> Result<Headers, ParseError> {
-        let cfg = if port == Port::Uplink {
+    fn parse_config(&self, port: Port) -> ParseConfig {
+        if port == Port::Uplink {
             self.config.parse
         } else {
             NO_TUNNELS
-        };
-        shadownet_wire::parse(frame, &cfg)
+        }
     }
 
-    /// Decides what happens to `frame`, received on `port`, with `parsed` the parser's result
-    /// if it is already known. Trace events go to `events` when it is given.
+    /// Decides what happens to `frame`, received on `port`; `ahead` is what
+    /// [`Datapath::read_ahead`] found out about it (with the tables as they are now). Trace
+    /// events go to `events` when it is given.
     pub fn process(
         &mut self,
         port: Port,
         frame: &[u8],
-        parsed: Option<Result<Headers, ParseError>>,
-        mut events: Option<&mut Vec<Event>>,
+        ahead: &ReadAhead,
+        events: Option<&mut Vec<Event>>,
     ) -> Decision {
         let mut d = Decision {
             primary: Err(DropReason::DeviceDisabled),
@@ -285,79 +339,153 @@ impl Datapath {
         if !self.config.enabled {
             return d;
         }
-        let h = match parsed.unwrap_or_else(|| self.parse(port, frame)) {
+        let mut cx = FrameContext {
+            lookups: &ahead.lookups,
+            events,
+        };
+        let h = match ahead.parsed() {
             Ok(h) => h,
             Err(e) => {
-                event(&mut events, Event::stage(Stage::Parse).note(e.name()));
+                cx.event(Event::stage(Stage::Parse).note(e.name()));
                 d.primary = Err(parse_drop(e.layer()));
                 return d;
             }
         };
-        event(&mut events, Event::stage(Stage::Parse));
+        cx.event(Event::stage(Stage::Parse));
         d.primary = match port {
-            Port::Vport(v) => self.vm_ingress(v, frame, &h, &mut d, &mut events),
-            Port::Uplink => self.uplink_ingress(frame, &h, &mut d, &mut events),
+            Port::Vport(v) => self.vm_ingress(v, frame, h, &mut d, &mut cx),
+            Port::Uplink => self.uplink_ingress(frame, h, &mut d, &mut cx),
             Port::Pf => Ok(self.unchanged(Port::Uplink, frame)),
         };
         d
     }
 
-    /// The hashes of the map key and of the likely shadow-map key `frame` will be looked up
-    /// with, when a quick look can tell; used to bring table memory into cache ahead of a
-    /// batch of frames. Changes nothing.
-    pub fn lookahead(
+    /// Parses `frame`, received on `port`, into `out` and starts the look-ups it will need
+    /// where a quick look can tell which: the VNI (resolved at once, or taken from
+    /// `previous`, the read-ahead of the frame before in the same batch, when it is the
+    /// same), the map key and the likely shadow-map key (to be read ahead, see
+    /// [`ReadAhead`]), and the mirror filter's rule for a VM's frame. Changes nothing the
+    /// pipeline observes.
+    pub fn read_ahead(
         &mut self,
         port: Port,
         frame: &[u8],
-        parsed: &Result<Headers, ParseError>,
-    ) -> (Option<u64>, Option<u64>) {
+        previous: Option<&ReadAhead>,
+        out: &mut ReadAhead,
+    ) {
+        // In place: a read-ahead is a few hundred bytes, and a batch holds one per frame.
+        out.parse_error =
+            shadownet_wire::parse_into(frame, &self.parse_config(port), &mut out.headers).err();
+        out.lookups = self.lookups_ahead(
+            port,
+            frame,
+            out.parsed(),
+            previous.and_then(|p| p.lookups.vni),
+        );
+    }
+
+    fn lookups_ahead(
+        &mut self,
+        port: Port,
+        frame: &[u8],
+        parsed: Result<&Headers, ParseError>,
+        previous_vni: Option<Prefetched>,
+    ) -> Lookups {
+        let mut ahead = Lookups::default();
         if !self.config.enabled {
-            return (None, None);
+            return ahead;
         }
-        let Ok(h) = parsed.as_ref() else {
-            return (None, None);
+        let Ok(h) = parsed else {
+            return ahead;
+        };
+        let vni_lookup = |vni_id: u32| {
+            let key = vni::key_words(vni_id);
+            Some(match previous_vni {
+                Some(p) if p.key() == &key => p,
+                _ => {
+                    let mut p = Prefetched::new(key);
+                    self.tables.vni.resolve(&mut p);
+                    p
+                }
+            })
         };
         match port {
             Port::Vport(v) => {
-                let Some(vport) = self.tables.vports.get(v as usize).copied().flatten() else {
-                    return (None, None);
+                let Some(vport) = self.tables.vport(v) else {
+                    return ahead;
                 };
+                let vni = vport.vni;
+                ahead.vni = vni_lookup(vni);
                 if !h.is_ip() {
-                    return (None, None);
+                    return ahead;
                 }
-                let vni = vport.entry.vni;
-                let map_hash = exact::hash(&map::key_words(vni, &h.dst));
-                let shadow = self
-                    .mirror_session_hint(v, Direction::FromVm, h)
-                    .map(|s| exact::hash(&shadow_map::key_words(s, vni, &h.dst)));
-                (Some(map_hash), shadow)
+                ahead.map = Some(Prefetched::new(map::key_words(vni, &h.dst)));
+                let dir = Direction::FromVm;
+                let rule = self.mirror_rule(v, dir, h);
+                ahead.mirror_rule = Some(MirrorRuleAhead {
+                    vport: v,
+                    dir,
+                    rule,
+                });
+                if let Some((_, a)) = rule.filter(|(_, a)| a.verdict == MirrorVerdict::Mirror) {
+                    let key = shadow_map::key_words(a.session, vni, &h.dst);
+                    ahead.shadow_map = Some(Prefetched::new(key));
+                }
             }
             Port::Uplink => {
                 let Some(t) = h.tunnel.filter(|_| self.config.is_local(&h.dst)) else {
-                    return (None, None);
+                    return ahead;
                 };
+                ahead.vni = vni_lookup(t.vni);
                 let Some(ih) = h
                     .inner_frame(frame)
                     .and_then(|i| shadownet_wire::parse(i, &NO_TUNNELS).ok())
                     .filter(|ih| ih.is_ip())
                 else {
-                    return (None, None);
+                    return ahead;
                 };
-                (Some(exact::hash(&map::key_words(t.vni, &ih.dst))), None)
+                ahead.map = Some(Prefetched::new(map::key_words(t.vni, &ih.dst)));
             }
-            Port::Pf => (None, None),
+            Port::Pf => {}
+        }
+        ahead
+    }
+
+    /// Reads the tags of the map and shadow-map buckets a frame will look in, so that they
+    /// are on their way to the cache; returns a value that depends on them.
+    pub fn touch_tags(&self, ahead: &ReadAhead) -> u32 {
+        let l = &ahead.lookups;
+        let mut acc = 0;
+        if let Some(p) = &l.map {
+            acc ^= self.tables.map.touch_tags(p);
+        }
+        if let Some(p) = &l.shadow_map {
+            acc ^= self.tables.shadow_map.touch_tags(p);
+        }
+        acc
+    }
+
+    /// Makes a frame's map and shadow-map look-ups (their tags read ahead by then), which
+    /// reads the entries' lines.
+    pub fn resolve(&self, ahead: &mut ReadAhead) {
+        let l = &mut ahead.lookups;
+        if let Some(p) = &mut l.map {
+            self.tables.map.resolve(p);
+        }
+        if let Some(p) = &mut l.shadow_map {
+            self.tables.shadow_map.resolve(p);
         }
     }
 
-    /// The session a mirror filter would send a copy to (sampling aside), without counting.
-    fn mirror_session_hint(&mut self, v: u16, dir: Direction, h: &Headers) -> Option<u16> {
+    /// The mirror filter's winning rule (slot and action) for VM `v`, direction `dir` and
+    /// the headers `h`, without counting.
+    fn mirror_rule(&mut self, v: u16, dir: Direction, h: &Headers) -> Option<(u32, MirrorAction)> {
         let key = PacketKey::new(&h.src, &h.dst, h.protocol, h.ports(), dir);
-        let rule = self
-            .tables
+        self.tables
             .mirror_filters
             .classifier()
-            .lookup(v as u32, &key)?;
-        (rule.action.verdict == MirrorVerdict::Mirror).then_some(rule.action.session)
+            .lookup(v as u32, &key)
+            .map(|r| (r.slot, r.action))
     }
 
     fn unchanged(&mut self, port: Port, frame: &[u8]) -> OutFrame {
@@ -372,17 +500,18 @@ impl Datapath {
         }
     }
 
-    fn network(
-        &mut self,
-        vni_id: u32,
-        events: &mut Option<&mut Vec<Event>>,
-    ) -> Result<Network, DropReason> {
-        let words = self.tables.vni.get(&vni::key_words(vni_id)).copied();
+    fn network(&mut self, vni_id: u32, cx: &mut FrameContext<'_>) -> Result<Network, DropReason> {
+        let words = self
+            .tables
+            .vni
+            .get_prefetched(&vni::key_words(vni_id), cx.lookups.vni.as_ref())
+            .copied();
         self.counters.lookup(TableId::Vni, words.is_some());
-        event(
-            events,
-            Event::lookup(Stage::Classify, TableId::Vni, words.is_some()),
-        );
+        cx.event(Event::lookup(
+            Stage::Classify,
+            TableId::Vni,
+            words.is_some(),
+        ));
         let e = vni::VniEntry::read(&words.ok_or(DropReason::VniUnknown)?);
         Ok(Network {
             vni: vni_id,
@@ -398,7 +527,7 @@ impl Datapath {
         net: &Network,
         h: &Headers,
         dir: Direction,
-        events: &mut Option<&mut Vec<Event>>,
+        cx: &mut FrameContext<'_>,
     ) -> Result<(), DropReason> {
         let key = PacketKey::new(&h.src, &h.dst, h.protocol, h.ports(), dir);
         let hit = self
@@ -411,16 +540,13 @@ impl Datapath {
         match hit {
             Some((slot, a)) => {
                 let deny = a.verdict == Verdict::Deny;
-                event(
-                    events,
-                    Event::rule(
-                        Stage::Acl,
-                        TableId::Acl,
-                        slot,
-                        a.rule_id,
-                        if deny { "deny" } else { "allow" },
-                    ),
-                );
+                cx.event(Event::rule(
+                    Stage::Acl,
+                    TableId::Acl,
+                    slot,
+                    a.rule_id,
+                    if deny { "deny" } else { "allow" },
+                ));
                 if deny {
                     Err(DropReason::AclDeny)
                 } else {
@@ -432,8 +558,7 @@ impl Datapath {
                     Direction::ToVm => net.deny_to_vm,
                     Direction::FromVm => net.deny_from_vm,
                 };
-                event(
-                    events,
+                cx.event(
                     Event::lookup(Stage::Acl, TableId::Acl, false).note(if deny {
                         "default deny"
                     } else {
@@ -453,14 +578,15 @@ impl Datapath {
         &mut self,
         vni_id: u32,
         ip: &[u8; 16],
-        events: &mut Option<&mut Vec<Event>>,
+        cx: &mut FrameContext<'_>,
     ) -> Option<map::MapWords> {
-        let words = self.tables.map.get(&map::key_words(vni_id, ip)).copied();
+        let words = self
+            .tables
+            .map
+            .get_prefetched(&map::key_words(vni_id, ip), cx.lookups.map.as_ref())
+            .copied();
         self.counters.lookup(TableId::Map, words.is_some());
-        event(
-            events,
-            Event::lookup(Stage::Map, TableId::Map, words.is_some()),
-        );
+        cx.event(Event::lookup(Stage::Map, TableId::Map, words.is_some()));
         words.as_ref().map(map::MapWords::read)
     }
 
@@ -471,50 +597,41 @@ impl Datapath {
         frame: &[u8],
         h: &Headers,
         d: &mut Decision,
-        events: &mut Option<&mut Vec<Event>>,
+        cx: &mut FrameContext<'_>,
     ) -> Result<OutFrame, DropReason> {
-        let vport = self
-            .tables
-            .vports
-            .get(v as usize)
-            .copied()
-            .flatten()
-            .map(|s| s.entry);
+        let vport = self.tables.vport(v);
         let vport = vport.filter(|e| e.enabled);
         self.counters.lookup(TableId::Vport, vport.is_some());
         let Some(vport) = vport else {
-            event(events, Event::stage(Stage::Classify).note("vport disabled"));
+            cx.event(Event::stage(Stage::Classify).note("vport disabled"));
             return Err(DropReason::VportDisabled);
         };
-        let net = self.network(vport.vni, events)?;
+        let net = self.network(vport.vni, cx)?;
         if !h.is_ip() {
             // ARP and other non-IP frames go to the host's stack (its ARP responder), never
             // out of a shadow.
             if net.shadow {
                 return Err(DropReason::ShadowIsolation);
             }
-            event(
-                events,
-                Event::stage(Stage::Map).note("non-IP: standard path"),
-            );
+            cx.event(Event::stage(Stage::Map).note("non-IP: standard path"));
             return Ok(self.unchanged(Port::Pf, frame));
         }
-        self.acl(&net, h, Direction::FromVm, events)?;
-        let dest = self.map_lookup(net.vni, &h.dst, events);
+        self.acl(&net, h, Direction::FromVm, cx)?;
+        let dest = self.map_lookup(net.vni, &h.dst, cx);
         let egress_mirror = if net.shadow {
             None
         } else {
-            self.mirror_filter(v, Direction::FromVm, h, events)
+            self.mirror_filter(v, Direction::FromVm, h, cx)
         };
         let Some(dest) = dest else {
             if net.miss_to_host && !net.shadow {
                 if let Some(r) =
-                    self.redirect(&egress_mirror, Direction::FromVm, &net, h, frame, events)
+                    self.redirect(&egress_mirror, Direction::FromVm, &net, h, frame, cx)
                 {
                     return r;
                 }
-                self.make_copy(egress_mirror, Direction::FromVm, &net, h, frame, d, events);
-                event(events, Event::stage(Stage::Map).note("miss: standard path"));
+                self.make_copy(egress_mirror, Direction::FromVm, &net, h, frame, d, cx);
+                cx.event(Event::stage(Stage::Map).note("miss: standard path"));
                 return Ok(self.unchanged(Port::Pf, frame));
             }
             return Err(DropReason::MapMiss);
@@ -524,39 +641,30 @@ impl Datapath {
         }
         if let Some(b) = dest.local_vport {
             // VF to VF on this NIC: the destination's ingress checks and mirror apply too.
-            let peer = self
-                .tables
-                .vports
-                .get(b as usize)
-                .copied()
-                .flatten()
-                .map(|s| s.entry);
+            let peer = self.tables.vport(b);
             match peer {
                 Some(p) if p.enabled && p.vni == net.vni => {}
                 Some(p) if p.enabled => return Err(DropReason::VniMismatch),
                 _ => return Err(DropReason::VportDisabled),
             }
-            self.acl(&net, h, Direction::ToVm, events)?;
+            self.acl(&net, h, Direction::ToVm, cx)?;
             let ingress_mirror = if net.shadow {
                 None
             } else {
-                self.mirror_filter(b, Direction::ToVm, h, events)
+                self.mirror_filter(b, Direction::ToVm, h, cx)
             };
-            if let Some(r) =
-                self.redirect(&egress_mirror, Direction::FromVm, &net, h, frame, events)
-            {
+            if let Some(r) = self.redirect(&egress_mirror, Direction::FromVm, &net, h, frame, cx) {
                 return r;
             }
-            if let Some(r) = self.redirect(&ingress_mirror, Direction::ToVm, &net, h, frame, events)
-            {
+            if let Some(r) = self.redirect(&ingress_mirror, Direction::ToVm, &net, h, frame, cx) {
                 return r;
             }
-            self.make_copy(egress_mirror, Direction::FromVm, &net, h, frame, d, events);
-            self.make_copy(ingress_mirror, Direction::ToVm, &net, h, frame, d, events);
-            event(events, Event::stage(Stage::Encap).note("local delivery"));
+            self.make_copy(egress_mirror, Direction::FromVm, &net, h, frame, d, cx);
+            self.make_copy(ingress_mirror, Direction::ToVm, &net, h, frame, d, cx);
+            cx.event(Event::stage(Stage::Encap).note("local delivery"));
             return Ok(self.unchanged(Port::Vport(b), frame));
         }
-        if let Some(r) = self.redirect(&egress_mirror, Direction::FromVm, &net, h, frame, events) {
+        if let Some(r) = self.redirect(&egress_mirror, Direction::FromVm, &net, h, frame, cx) {
             return r;
         }
         // Production's frame first: a packet production cannot send (no substrate address,
@@ -569,11 +677,8 @@ impl Datapath {
             h,
             frame,
         )?;
-        self.make_copy(egress_mirror, Direction::FromVm, &net, h, frame, d, events);
-        event(
-            events,
-            Event::stage(Stage::Encap).note("vxlan to substrate"),
-        );
+        self.make_copy(egress_mirror, Direction::FromVm, &net, h, frame, d, cx);
+        cx.event(Event::stage(Stage::Encap).note("vxlan to substrate"));
         Ok(OutFrame {
             port: Port::Uplink,
             queue: Queue::Primary,
@@ -589,16 +694,13 @@ impl Datapath {
         frame: &[u8],
         outer: &Headers,
         d: &mut Decision,
-        events: &mut Option<&mut Vec<Event>>,
+        cx: &mut FrameContext<'_>,
     ) -> Result<OutFrame, DropReason> {
         let Some(t) = outer
             .tunnel
             .filter(|_| outer.is_ip() && self.config.is_local(&outer.dst))
         else {
-            event(
-                events,
-                Event::stage(Stage::Classify).note("not a tunnel to this NIC: standard path"),
-            );
+            cx.event(Event::stage(Stage::Classify).note("not a tunnel to this NIC: standard path"));
             return Ok(self.unchanged(Port::Pf, frame));
         };
         if t.kind == TunnelKind::Geneve && t.geneve_protocol != TEB {
@@ -610,11 +712,11 @@ impl Datapath {
         let h = match shadownet_wire::parse(inner, &NO_TUNNELS) {
             Ok(h) => h,
             Err(e) => {
-                event(events, Event::stage(Stage::Parse).note(e.name()));
+                cx.event(Event::stage(Stage::Parse).note(e.name()));
                 return Err(DropReason::MalformedTunnel);
             }
         };
-        let net = self.network(t.vni, events)?;
+        let net = self.network(t.vni, cx)?;
         let target = match h.l3 {
             L3::Ipv4 | L3::Ipv6 => h.dst,
             L3::Arp { target_ip, .. } => {
@@ -627,37 +729,30 @@ impl Datapath {
             L3::Other => return Err(DropReason::NotLocal),
         };
         let dest = self
-            .map_lookup(net.vni, &target, events)
+            .map_lookup(net.vni, &target, cx)
             .ok_or(DropReason::MapMiss)?;
         if dest.shadow != net.shadow {
             return Err(DropReason::ShadowIsolation);
         }
         let b = dest.local_vport.ok_or(DropReason::NotLocal)?;
-        match self
-            .tables
-            .vports
-            .get(b as usize)
-            .copied()
-            .flatten()
-            .map(|s| s.entry)
-        {
+        match self.tables.vport(b) {
             Some(p) if p.enabled && p.vni == net.vni => {}
             Some(p) if p.enabled => return Err(DropReason::VniMismatch),
             _ => return Err(DropReason::VportDisabled),
         }
         if h.is_ip() {
-            self.acl(&net, &h, Direction::ToVm, events)?;
+            self.acl(&net, &h, Direction::ToVm, cx)?;
             let mirror = if net.shadow {
                 None
             } else {
-                self.mirror_filter(b, Direction::ToVm, &h, events)
+                self.mirror_filter(b, Direction::ToVm, &h, cx)
             };
-            if let Some(r) = self.redirect(&mirror, Direction::ToVm, &net, &h, inner, events) {
+            if let Some(r) = self.redirect(&mirror, Direction::ToVm, &net, &h, inner, cx) {
                 return r;
             }
-            self.make_copy(mirror, Direction::ToVm, &net, &h, inner, d, events);
+            self.make_copy(mirror, Direction::ToVm, &net, &h, inner, d, cx);
         }
-        event(events, Event::stage(Stage::Encap).note("decapsulated"));
+        cx.event(Event::stage(Stage::Encap).note("decapsulated"));
         Ok(self.unchanged(Port::Vport(b), inner))
     }
 
@@ -667,62 +762,52 @@ impl Datapath {
         v: u16,
         dir: Direction,
         h: &Headers,
-        events: &mut Option<&mut Vec<Event>>,
+        cx: &mut FrameContext<'_>,
     ) -> Option<MirrorHit> {
-        let key = PacketKey::new(&h.src, &h.dst, h.protocol, h.ports(), dir);
-        let hit = self
-            .tables
-            .mirror_filters
-            .classifier()
-            .lookup(v as u32, &key)
-            .map(|r| (r.slot, r.action));
+        // The read-ahead evaluated the frame's own headers (never a tunnel's inner frame).
+        let hit = match cx.lookups.mirror_rule {
+            Some(m) if m.vport == v && m.dir == dir => m.rule,
+            _ => self.mirror_rule(v, dir, h),
+        };
         self.counters.lookup(TableId::MirrorFilter, hit.is_some());
         let Some((slot, a)) = hit else {
-            event(
-                events,
-                Event::lookup(Stage::MirrorFilter, TableId::MirrorFilter, false),
-            );
+            cx.event(Event::lookup(
+                Stage::MirrorFilter,
+                TableId::MirrorFilter,
+                false,
+            ));
             return None;
         };
         if a.verdict == MirrorVerdict::DoNotMirror {
-            event(
-                events,
-                Event::rule(
-                    Stage::MirrorFilter,
-                    TableId::MirrorFilter,
-                    slot,
-                    a.rule_id,
-                    "do not mirror",
-                ),
-            );
+            cx.event(Event::rule(
+                Stage::MirrorFilter,
+                TableId::MirrorFilter,
+                slot,
+                a.rule_id,
+                "do not mirror",
+            ));
             return None;
         }
         let nth = self.tables.mirror_filters.count_match(slot);
         if !nth.is_multiple_of(a.sample_one_in as u64) {
             self.counters
                 .session(a.session, SessionCounter::SampledOut, 1);
-            event(
-                events,
-                Event::rule(
-                    Stage::MirrorFilter,
-                    TableId::MirrorFilter,
-                    slot,
-                    a.rule_id,
-                    "sampled out",
-                ),
-            );
-            return None;
-        }
-        event(
-            events,
-            Event::rule(
+            cx.event(Event::rule(
                 Stage::MirrorFilter,
                 TableId::MirrorFilter,
                 slot,
                 a.rule_id,
-                "mirror",
-            ),
-        );
+                "sampled out",
+            ));
+            return None;
+        }
+        cx.event(Event::rule(
+            Stage::MirrorFilter,
+            TableId::MirrorFilter,
+            slot,
+            a.rule_id,
+            "mirror",
+        ));
         Some(MirrorHit {
             session: a.session,
             truncate: a.truncate,
@@ -737,16 +822,18 @@ impl Datapath {
         session: u16,
         net: &Network,
         dst: &[u8; 16],
-        events: &mut Option<&mut Vec<Event>>,
+        cx: &mut FrameContext<'_>,
     ) -> ([u8; 16], [u8; 6], u32) {
         let words = self
             .tables
             .shadow_map
-            .get(&shadow_map::key_words(session, net.vni, dst))
+            .get_prefetched(
+                &shadow_map::key_words(session, net.vni, dst),
+                cx.lookups.shadow_map.as_ref(),
+            )
             .copied();
         self.counters.lookup(TableId::ShadowMap, words.is_some());
-        event(
-            events,
+        cx.event(
             Event::lookup(Stage::ShadowMap, TableId::ShadowMap, words.is_some()).for_copy(copy),
         );
         if let Some(w) = words {
@@ -769,7 +856,7 @@ impl Datapath {
         net: &Network,
         h: &Headers,
         frame: &[u8],
-        events: &mut Option<&mut Vec<Event>>,
+        cx: &mut FrameContext<'_>,
     ) -> Result<Vec<u8>, DropReason> {
         let ShadowBound {
             copy,
@@ -778,8 +865,8 @@ impl Datapath {
             truncate,
             redirected,
         } = b;
-        let s = *self.sessions.get(session);
-        let (dst_ip, dst_mac, shadow_vni) = self.shadow_target(copy, session, net, &h.dst, events);
+        let encap = self.sessions.get(session).encap;
+        let (dst_ip, dst_mac, shadow_vni) = self.shadow_target(copy, session, net, &h.dst, cx);
         let sequence = self.sessions.next_sequence(session);
         let len = match truncate {
             Some(t) if (t as usize) < frame.len() => t as usize,
@@ -792,7 +879,7 @@ impl Datapath {
         if redirected {
             flags |= SHADOW_FLAG_REDIRECTED;
         }
-        let (tunnel, port) = match s.encap {
+        let (tunnel, port) = match encap {
             Encap::Vxlan => (
                 TunnelHeader::Vxlan { vni: shadow_vni },
                 self.config.parse.vxlan_port,
@@ -820,8 +907,7 @@ impl Datapath {
                 DropReason::MtuExceeded if !redirected => DropReason::MirrorMtuExceeded,
                 other => other,
             })?;
-        event(
-            events,
+        cx.event(
             Event::stage(Stage::MirrorEncap)
                 .for_copy(copy)
                 .note(if redirected {
@@ -841,7 +927,7 @@ impl Datapath {
         net: &Network,
         h: &Headers,
         frame: &[u8],
-        events: &mut Option<&mut Vec<Event>>,
+        cx: &mut FrameContext<'_>,
     ) -> Option<Result<OutFrame, DropReason>> {
         let hit = hit.as_ref()?;
         let s = self.sessions.get(hit.session);
@@ -860,7 +946,7 @@ impl Datapath {
             net,
             h,
             frame,
-            events,
+            cx,
         );
         // Counted once the frame exists: a redirect that cannot be built is a drop.
         if built.is_ok() {
@@ -885,7 +971,7 @@ impl Datapath {
         h: &Headers,
         frame: &[u8],
         d: &mut Decision,
-        events: &mut Option<&mut Vec<Event>>,
+        cx: &mut FrameContext<'_>,
     ) {
         let Some(hit) = hit else { return };
         let copy = (d.copies.len() + d.copy_drops.len() + 1) as u8;
@@ -912,7 +998,7 @@ impl Datapath {
             truncate: hit.truncate,
             redirected: false,
         };
-        match self.shadow_frame(bound, net, h, frame, events) {
+        match self.shadow_frame(bound, net, h, frame, cx) {
             Ok(bytes) => {
                 self.counters
                     .session(session, SessionCounter::CopyBytes, bytes.len() as u64);
@@ -963,25 +1049,29 @@ impl Datapath {
         if total > self.config.uplink_mtu as usize {
             return Err(DropReason::MtuExceeded);
         }
+        let mut headers = [0u8; MAX_ENCAP_OVERHEAD];
+        // Only a datagram over 64 KiB fails here (the MTU check bounds the rest).
+        let header_len = emit_encap_headers(&params, inner, &mut headers)
+            .map_err(|_| DropReason::MtuExceeded)?;
         let mut out = self.pool.get(total);
-        out.resize(total, 0);
-        match emit_encap(&params, inner, &mut out) {
-            Ok(n) => {
-                out.truncate(n);
-                Ok(out)
-            }
-            Err(_) => {
-                // Only a datagram over 64 KiB gets here (the MTU check bounds the rest).
-                self.pool.put(out);
-                Err(DropReason::MtuExceeded)
-            }
-        }
+        out.extend_from_slice(&headers[..header_len]);
+        out.extend_from_slice(inner);
+        Ok(out)
     }
 }
 
-#[inline]
-fn event(events: &mut Option<&mut Vec<Event>>, e: Event) {
-    if let Some(ev) = events {
-        ev.push(e);
+/// What the stages share while processing one frame: the read-ahead's look-ups, and where
+/// trace events go (when tracing).
+struct FrameContext<'a> {
+    lookups: &'a Lookups,
+    events: Option<&'a mut Vec<Event>>,
+}
+
+impl FrameContext<'_> {
+    #[inline]
+    fn event(&mut self, e: Event) {
+        if let Some(ev) = self.events.as_mut() {
+            ev.push(e);
+        }
     }
 }

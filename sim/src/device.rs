@@ -26,13 +26,11 @@ use shadownet_hw::{
     timing::{Timing, TimingError},
 };
 
-use shadownet_wire::{ParseError, parse::Headers};
-
 use crate::{
     bar::{BarError, SharedBar},
-    datapath::{Datapath, OutFrame, Queue},
+    datapath::{Datapath, Queue, ReadAhead},
     sched::{Departure, LateDrop, Scheduler},
-    stats::RunStats,
+    stats::{Class, RunStats},
     tables::Window,
     trace::{Event, Record, Stage, TraceWriter},
 };
@@ -65,6 +63,40 @@ pub struct Arrival<'a> {
     pub at_ps: u64,
 }
 
+/// What the model counts and traces of a departure: its fields but the bytes.
+struct Transmitted {
+    packet: u64,
+    ingress_port: Port,
+    ingress_ps: u64,
+    ready_ps: u64,
+    start_ps: u64,
+    wire_ps: u64,
+    port: Port,
+    queue: Queue,
+    session: Option<u16>,
+    copy: u8,
+    len: usize,
+}
+
+impl Transmitted {
+    fn of(dep: &Departure, wire_ps: u64) -> Transmitted {
+        let f = &dep.frame;
+        Transmitted {
+            packet: dep.packet,
+            ingress_port: dep.ingress_port,
+            ingress_ps: dep.ingress_ps,
+            ready_ps: dep.ready_ps,
+            start_ps: dep.start_ps,
+            wire_ps,
+            port: f.port,
+            queue: f.queue,
+            session: f.session,
+            copy: f.copy,
+            len: f.bytes.len(),
+        }
+    }
+}
+
 /// Receives the frames the NIC transmits.
 pub trait Sink {
     /// A frame starts leaving `port` at `start_ps`.
@@ -91,15 +123,9 @@ pub struct NicModel {
     trace: Option<TraceWriter<Box<dyn Write + Send>>>,
     trace_error: Option<std::io::Error>,
     reset_count: u32,
-    /// Per frame of the batch being received: its parse and the hashes of its lookups.
-    lookahead: Vec<Lookahead>,
+    /// Per frame of the batch being received: what the read-ahead found.
+    read_ahead: Vec<ReadAhead>,
 }
-
-/// What [`NicModel::receive_batch`] works out about a frame before processing it.
-type Lookahead = (
-    Option<Result<Headers, ParseError>>,
-    (Option<u64>, Option<u64>),
-);
 
 impl NicModel {
     /// Powers on a NIC with an anonymous BAR.
@@ -121,7 +147,7 @@ impl NicModel {
             trace: None,
             trace_error: None,
             reset_count: 0,
-            lookahead: Vec::new(),
+            read_ahead: Vec::new(),
         };
         m.power_on();
         Ok(m)
@@ -395,15 +421,21 @@ impl NicModel {
 
     /// A frame fully received on `port` at `arrival_ps` (arrivals must come in time order).
     pub fn receive(&mut self, port: Port, frame: &[u8], arrival_ps: u64, sink: &mut dyn Sink) {
-        self.receive_parsed(port, frame, arrival_ps, None, sink);
+        let mut ahead = ReadAhead::default();
+        self.dp.read_ahead(port, frame, None, &mut ahead);
+        self.receive_read_ahead(port, frame, arrival_ps, &ahead, false, sink);
     }
 
-    fn receive_parsed(
+    /// A frame received, with what the read-ahead found. With `in_batch`, the scheduler may
+    /// defer deciding and releasing to a later frame of the batch (when that changes
+    /// nothing, see `Scheduler::catch_up`); the batch catches up at its end.
+    fn receive_read_ahead(
         &mut self,
         port: Port,
         frame: &[u8],
         arrival_ps: u64,
-        parsed: Option<Result<Headers, ParseError>>,
+        ahead: &ReadAhead,
+        in_batch: bool,
         sink: &mut dyn Sink,
     ) {
         let packet = self.next_packet(arrival_ps);
@@ -435,10 +467,10 @@ impl NicModel {
             }
         };
         self.events.clear();
-        let decision = self.dp.process(
+        let mut decision = self.dp.process(
             port,
             frame,
-            parsed,
+            ahead,
             if tracing {
                 Some(&mut self.events)
             } else {
@@ -475,68 +507,50 @@ impl NicModel {
             arrival_ps,
             admit,
             primary,
-            decision.copies,
+            &mut decision.copies,
             &self.dp.sessions,
+            // The trace shows each packet's transmissions after its own events.
+            in_batch && !tracing,
         );
         self.drain(sink);
     }
 
     /// Frames fully received, in time order: the same as [`NicModel::receive`] for each, but
-    /// the table memory each frame will need is read ahead while earlier frames are being
-    /// processed (a software pipeline: tags of the frame `TAGS_AHEAD` places on, the slot of
-    /// the one `SLOTS_AHEAD` places on), so cache misses overlap with work instead of
-    /// following one another.
+    /// the look-ups each frame will make are started ahead (see [`ReadAhead`]) and table
+    /// memory is read while earlier frames are being processed (a software pipeline: tags of
+    /// the frame `TAGS_AHEAD` places on, the slot of the one `SLOTS_AHEAD` places on), so
+    /// cache misses overlap with work instead of following one another.
     pub fn receive_batch(&mut self, batch: &[Arrival<'_>], sink: &mut dyn Sink) {
         const TAGS_AHEAD: usize = 16;
         const SLOTS_AHEAD: usize = 8;
-        self.lookahead.clear();
-        for a in batch {
-            let p = self.dp.parse(a.port, a.frame);
-            let hints = self.dp.lookahead(a.port, a.frame, &p);
-            self.lookahead.push((Some(p), hints));
+        // Taken out of the model for the batch so that frames can be processed from it.
+        let mut ahead = std::mem::take(&mut self.read_ahead);
+        ahead.resize_with(batch.len(), ReadAhead::default);
+        for (i, a) in batch.iter().enumerate() {
+            let (done, todo) = ahead.split_at_mut(i);
+            self.dp
+                .read_ahead(a.port, a.frame, done.last(), &mut todo[0]);
         }
         let mut acc = 0u32;
-        for i in 0..TAGS_AHEAD.min(batch.len()) {
-            acc ^= self.touch(i, true);
+        for read in ahead.iter().take(TAGS_AHEAD) {
+            acc ^= self.dp.touch_tags(read);
         }
-        for i in 0..SLOTS_AHEAD.min(batch.len()) {
-            acc ^= self.touch(i, false);
+        for read in ahead.iter_mut().take(SLOTS_AHEAD) {
+            self.dp.resolve(read);
         }
         for (i, a) in batch.iter().enumerate() {
-            if i + TAGS_AHEAD < batch.len() {
-                acc ^= self.touch(i + TAGS_AHEAD, true);
+            if let Some(read) = ahead.get(i + TAGS_AHEAD) {
+                acc ^= self.dp.touch_tags(read);
             }
-            if i + SLOTS_AHEAD < batch.len() {
-                acc ^= self.touch(i + SLOTS_AHEAD, false);
+            if let Some(read) = ahead.get_mut(i + SLOTS_AHEAD) {
+                self.dp.resolve(read);
             }
-            let parsed = self.lookahead[i].0.take();
-            self.receive_parsed(a.port, a.frame, a.at_ps, parsed, sink);
+            self.receive_read_ahead(a.port, a.frame, a.at_ps, &ahead[i], true, sink);
         }
         std::hint::black_box(acc);
-    }
-
-    /// Reads ahead the tags (or the matching slots) of the map and shadow-map entries frame
-    /// `i` of the current batch will look up.
-    fn touch(&self, i: usize, tags: bool) -> u32 {
-        let (map_hash, shadow_hash) = self.lookahead[i].1;
-        let map = self.dp.tables.map.memory();
-        let shadow = self.dp.tables.shadow_map.memory();
-        let mut acc = 0;
-        if let Some(h) = map_hash {
-            acc ^= if tags {
-                map.touch_tags(h)
-            } else {
-                map.touch_slots(h)
-            };
-        }
-        if let Some(h) = shadow_hash {
-            acc ^= if tags {
-                shadow.touch_tags(h)
-            } else {
-                shadow.touch_slots(h)
-            };
-        }
-        acc
+        self.sched.catch_up();
+        self.drain(sink);
+        self.read_ahead = ahead;
     }
 
     /// Ends a run: everything queued is transmitted (or dropped) and released to `sink`.
@@ -546,18 +560,25 @@ impl NicModel {
     }
 
     fn drain(&mut self, sink: &mut dyn Sink) {
-        let drops = std::mem::take(&mut self.sched.drops);
-        for d in &drops {
-            self.late_drop(d);
+        // By index: accounting borrows the model, the scheduler's lists are read in turn.
+        for i in 0..self.sched.drops.len() {
+            let d = self.sched.drops[i];
+            self.late_drop(&d);
         }
-        self.sched.drops = drops;
         self.sched.drops.clear();
-        let mut deps = std::mem::take(&mut self.sched.departures);
-        for dep in deps.drain(..) {
-            self.depart(&dep, sink);
-            self.dp.pool.put(dep.frame.bytes);
+        let tracing = self.trace.is_some() && self.dp.config.trace;
+        for i in 0..self.sched.released.len() {
+            let slot = self.sched.released[i];
+            let tx = Transmitted::of(
+                self.sched.in_flight.departure(slot),
+                self.sched.in_flight.wire_ps(slot),
+            );
+            self.depart(&tx, tracing);
+            sink.transmit(self.sched.in_flight.departure(slot));
+            let bytes = self.sched.in_flight.remove(slot);
+            self.dp.pool.put(bytes);
         }
-        self.sched.departures = deps;
+        self.sched.released.clear();
     }
 
     fn late_drop(&mut self, d: &LateDrop) {
@@ -629,65 +650,67 @@ impl NicModel {
         }
     }
 
-    fn depart(&mut self, dep: &Departure, sink: &mut dyn Sink) {
-        let f: &OutFrame = &dep.frame;
-        let len = f.bytes.len();
-        let mirror = f.queue == Queue::Mirror;
+    /// Counts and traces (when `tracing`) a transmission, before the sink receives it.
+    fn depart(&mut self, tx: &Transmitted, tracing: bool) {
+        let mirror = tx.queue == Queue::Mirror;
         if mirror {
             self.dp.counters.port(
-                f.port,
+                tx.port,
                 PortCounter::TxMirrorPackets,
                 PortCounter::TxMirrorBytes,
-                len,
+                tx.len,
             );
         } else {
-            self.dp
-                .counters
-                .port(f.port, PortCounter::TxPackets, PortCounter::TxBytes, len);
+            self.dp.counters.port(
+                tx.port,
+                PortCounter::TxPackets,
+                PortCounter::TxBytes,
+                tx.len,
+            );
         }
-        if let (Some(s), true) = (f.session, mirror) {
+        if let (Some(s), true) = (tx.session, mirror) {
             self.dp.counters.session(s, SessionCounter::TxPackets, 1);
             self.dp
                 .counters
-                .session(s, SessionCounter::TxBytes, len as u64);
+                .session(s, SessionCounter::TxBytes, tx.len as u64);
         }
         let cycle = self.sched.cycle_ps();
-        let end = dep.start_ps + self.sched.wire_ps(f.port, len);
         self.stats.transmitted(
-            dep.ingress_port,
-            f,
-            (dep.start_ps - dep.ingress_ps) / cycle,
-            end,
+            Class::of_frame(tx.ingress_port, tx.port, tx.queue, tx.session),
+            mirror,
+            tx.port,
+            tx.len,
+            (tx.start_ps - tx.ingress_ps) / cycle,
+            tx.start_ps + tx.wire_ps,
         );
-        if self.trace.is_some() && self.dp.config.trace {
+        if tracing {
             let q = Event::stage(Stage::Queue);
             self.trace_event(
-                dep.packet,
-                f.copy,
-                dep.ready_ps,
-                Some(f.port),
+                tx.packet,
+                tx.copy,
+                tx.ready_ps,
+                Some(tx.port),
                 &q,
                 None,
-                Some(len),
-                f.session,
+                Some(tx.len),
+                tx.session,
             );
-            let tx = Event::stage(Stage::Tx).note(if mirror {
+            let event = Event::stage(Stage::Tx).note(if mirror {
                 "mirror queue"
             } else {
                 "primary queue"
             });
             self.trace_event(
-                dep.packet,
-                f.copy,
-                dep.start_ps,
-                Some(f.port),
-                &tx,
+                tx.packet,
+                tx.copy,
+                tx.start_ps,
+                Some(tx.port),
+                &event,
                 None,
-                Some(len),
-                f.session,
+                Some(tx.len),
+                tx.session,
             );
         }
-        sink.transmit(dep);
     }
 
     fn trace_stages(&mut self, packet: u64, port: Port, admit: u64) {

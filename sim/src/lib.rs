@@ -21,6 +21,7 @@ pub mod config;
 pub mod counters;
 pub mod datapath;
 pub mod device;
+mod fifo;
 pub mod run;
 pub mod sched;
 pub mod sessions;

@@ -17,13 +17,16 @@
 //! exactly; longer copies are dropped (`MIRROR_OVERSIZE`). Production frames therefore leave
 //! at the same cycle with or without mirroring.
 
-use std::collections::VecDeque;
-
 use shadownet_hw::{
     NUM_SESSIONS, Port, counters::PipelineCounter, drop::DropReason, timing::Timing,
 };
 
-use crate::{counters::Counters, datapath::OutFrame, sessions::Sessions};
+use crate::{
+    counters::Counters,
+    datapath::{OutFrame, Two},
+    fifo::Fifo,
+    sessions::Sessions,
+};
 
 /// A frame leaving a port.
 #[derive(Debug)]
@@ -63,50 +66,131 @@ pub struct LateDrop {
     pub len: usize,
 }
 
-struct MirrorCopy {
-    ready: u64,
+/// A frame between the pipeline's output and the wire, with its wire time.
+struct Slot {
+    dep: Departure,
     wire: u64,
-    packet: u64,
-    ingress_port: Port,
-    ingress: u64,
-    frame: OutFrame,
 }
 
+/// The frames between the pipeline's output and the wire. A frame keeps its slot from
+/// dispatch until the model has transmitted it, and every queue holds only slot numbers, so a
+/// frame's record is written once and never moved. Freed slots are reused.
+#[derive(Default)]
+pub(crate) struct InFlight {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+}
+
+impl InFlight {
+    fn insert(&mut self, dep: Departure, wire: u64) -> u32 {
+        let slot = Slot { dep, wire };
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    #[inline]
+    fn slot(&self, i: u32) -> &Slot {
+        &self.slots[i as usize]
+    }
+
+    #[inline]
+    fn slot_mut(&mut self, i: u32) -> &mut Slot {
+        &mut self.slots[i as usize]
+    }
+
+    /// A released transmission.
+    #[inline]
+    pub(crate) fn departure(&self, i: u32) -> &Departure {
+        &self.slot(i).dep
+    }
+
+    /// Wire time of a released transmission (ps).
+    #[inline]
+    pub(crate) fn wire_ps(&self, i: u32) -> u64 {
+        self.slot(i).wire
+    }
+
+    /// Frees a slot and hands back its frame's buffer for reuse.
+    pub(crate) fn remove(&mut self, i: u32) -> Vec<u8> {
+        self.free.push(i);
+        std::mem::take(&mut self.slot_mut(i).dep.frame.bytes)
+    }
+}
+
+/// A copy waiting to be admitted to the mirror queue or to be placed on the wire: what the
+/// scheduler decides with, kept with the slot of its frame.
+#[derive(Clone, Copy, Default)]
+struct PendingCopy {
+    ready: u64,
+    wire: u64,
+    len: u32,
+    slot: u32,
+}
+
+/// A decided transmission: the slot of its frame, ordered by (start, seq).
+#[derive(Clone, Copy, Default)]
 struct Queued {
     start: u64,
     seq: u64,
-    dep: Departure,
+    slot: u32,
 }
 
-/// Decided transmissions in (start, seq) order. Nearly every one is decided in order, so an
-/// insertion is a push at the back; copies placed into earlier gaps are inserted in place.
+impl Queued {
+    fn key(&self) -> (u64, u64) {
+        (self.start, self.seq)
+    }
+}
+
+/// Decided transmissions of a port, released in (start, seq) order. Production frames are
+/// decided in start order, and so are copies (each starts after the previous copy ends), but
+/// a copy may fill a gap before production frames decided earlier: two queues, merged as they
+/// are released.
 #[derive(Default)]
 struct Reorder {
-    q: VecDeque<Queued>,
+    production: Fifo<Queued>,
+    copies: Fifo<Queued>,
 }
 
 impl Reorder {
-    fn push(&mut self, item: Queued) {
-        let key = (item.start, item.seq);
-        match self.q.back() {
-            Some(last) if (last.start, last.seq) > key => {
-                let at = self.q.partition_point(|x| (x.start, x.seq) < key);
-                self.q.insert(at, item);
-            }
-            _ => self.q.push_back(item),
+    fn push_production(&mut self, item: Queued) {
+        debug_assert!(self.production.back().is_none_or(|b| b.key() < item.key()));
+        self.production.push_back(item);
+    }
+
+    fn push_copy(&mut self, item: Queued) {
+        debug_assert!(self.copies.back().is_none_or(|b| b.key() < item.key()));
+        self.copies.push_back(item);
+    }
+
+    /// The first decided transmission, and whether it is a copy.
+    fn front(&self) -> Option<(Queued, bool)> {
+        match (self.production.front(), self.copies.front()) {
+            (Some(p), Some(c)) if c.key() < p.key() => Some((*c, true)),
+            (Some(p), _) => Some((*p, false)),
+            (None, c) => c.map(|c| (*c, true)),
         }
     }
 
     fn pop_before(&mut self, watermark: u64) -> Option<Queued> {
-        if self.q.front().is_some_and(|x| x.start < watermark) {
-            self.q.pop_front()
+        let (first, copy) = self.front().filter(|(x, _)| x.start < watermark)?;
+        if copy {
+            self.copies.drop_front();
         } else {
-            None
+            self.production.drop_front();
         }
+        Some(first)
     }
 
     fn is_empty(&self) -> bool {
-        self.q.is_empty()
+        self.production.is_empty() && self.copies.is_empty()
     }
 }
 
@@ -116,17 +200,17 @@ struct Egress {
     /// End of the last production transmission.
     primary_free: u64,
     /// Production frames decided but not started: (start, len).
-    primary_waiting: VecDeque<(u64, u32)>,
+    primary_waiting: Fifo<(u64, u32)>,
     primary_waiting_bytes: u64,
     /// Production transmissions (start, end) a pending copy may have to avoid.
-    intervals: VecDeque<(u64, u64)>,
+    intervals: Fifo<(u64, u64)>,
     /// Copies at the mirror queue's door, admission not yet decidable.
-    arrivals: VecDeque<MirrorCopy>,
+    arrivals: Fifo<PendingCopy>,
     /// Copies admitted, start not yet decided.
-    queue: VecDeque<MirrorCopy>,
+    queue: Fifo<PendingCopy>,
     queue_bytes: u64,
     /// Copies decided but not started: (start, len).
-    started: VecDeque<(u64, u32)>,
+    started: Fifo<(u64, u32)>,
     started_bytes: u64,
     /// End of the last copy's transmission.
     mirror_free: u64,
@@ -145,13 +229,13 @@ impl Egress {
         Egress {
             byte_ps,
             primary_free: 0,
-            primary_waiting: VecDeque::new(),
+            primary_waiting: Fifo::default(),
             primary_waiting_bytes: 0,
-            intervals: VecDeque::new(),
-            arrivals: VecDeque::new(),
-            queue: VecDeque::new(),
+            intervals: Fifo::default(),
+            arrivals: Fifo::default(),
+            queue: Fifo::default(),
             queue_bytes: 0,
-            started: VecDeque::new(),
+            started: Fifo::default(),
             started_bytes: 0,
             mirror_free: 0,
             head_lb: None,
@@ -169,7 +253,7 @@ impl Egress {
     /// overlaps no production transmission.
     fn earliest_gap(&self, s0: u64, d: u64, cycle: u64) -> u64 {
         let mut s = s0;
-        for &(ps, pe) in &self.intervals {
+        for &(ps, pe) in self.intervals.iter() {
             if pe <= s {
                 continue;
             }
@@ -226,14 +310,20 @@ pub struct Scheduler {
     output_free: u64,
     mirror_output_free: u64,
     last_admit: u64,
-    rx: Vec<VecDeque<(u64, u32)>>,
+    rx: Vec<Fifo<(u64, u32)>>,
     rx_bytes: Vec<u64>,
     ports: Vec<Egress>,
     active: Vec<usize>,
     policers: Vec<Policer>,
     seq: u64,
-    /// Transmissions released in start order per port (drained by the model).
-    pub departures: Vec<Departure>,
+    /// Admission of the last packet whose deciding and releasing was deferred (see
+    /// [`Scheduler::catch_up`]).
+    deferred_admit: Option<u64>,
+    /// Every frame between the pipeline's output and the wire.
+    pub(crate) in_flight: InFlight,
+    /// Slots of the transmissions released, in start order per port (drained by the model,
+    /// which frees the slots).
+    pub(crate) released: Vec<u32>,
     /// Drops after the pipeline (drained by the model).
     pub drops: Vec<LateDrop>,
 }
@@ -265,13 +355,15 @@ impl Scheduler {
             output_free: 0,
             mirror_output_free: 0,
             last_admit: 0,
-            rx: (0..Port::COUNT).map(|_| VecDeque::new()).collect(),
+            rx: (0..Port::COUNT).map(|_| Fifo::default()).collect(),
             rx_bytes: vec![0; Port::COUNT],
             ports,
             active: Vec::new(),
             policers: vec![Policer::default(); NUM_SESSIONS],
             seq: 0,
-            departures: Vec::new(),
+            deferred_admit: None,
+            in_flight: InFlight::default(),
+            released: Vec::new(),
             drops: Vec::new(),
         }
     }
@@ -307,11 +399,7 @@ impl Scheduler {
     ) -> Result<u64, DropReason> {
         let p = port.index();
         let fifo = &mut self.rx[p];
-        while let Some(&(admit, l)) = fifo.front() {
-            if admit > arrival {
-                break;
-            }
-            fifo.pop_front();
+        while let Some((_, l)) = fifo.pop_front_if(|&(admit, _)| admit <= arrival) {
             self.rx_bytes[p] -= l as u64;
         }
         if self.rx_bytes[p] + len as u64 > self.timing.rx_fifo_bytes as u64 {
@@ -338,7 +426,10 @@ impl Scheduler {
         Ok(admit)
     }
 
-    /// Queues the pipeline's output for a frame admitted at `admit`.
+    /// Queues the pipeline's output for a frame admitted at `admit`, then decides and
+    /// releases what can be — or, with `may_defer` and every frame of the packet leaving by
+    /// the one port already active, leaves that to a later packet or to
+    /// [`Scheduler::catch_up`].
     #[allow(clippy::too_many_arguments)]
     pub fn dispatch(
         &mut self,
@@ -347,9 +438,14 @@ impl Scheduler {
         ingress: u64,
         admit: u64,
         primary: Option<OutFrame>,
-        copies: crate::datapath::Two<OutFrame>,
+        copies: &mut Two<OutFrame>,
         sessions: &Sessions,
+        may_defer: bool,
     ) {
+        let defer = may_defer && self.keeps_one_port_active(primary.as_ref(), copies);
+        if !defer {
+            self.catch_up();
+        }
         if let Some(frame) = primary {
             let beats = self.timing.beats(frame.bytes.len() as u32) as u64;
             // A redirected frame is built by the mirror engine (shadow map, encapsulation)
@@ -365,7 +461,7 @@ impl Scheduler {
             };
             self.enqueue_primary(packet, ingress_port, ingress, ready, frame);
         }
-        for frame in copies {
+        for frame in copies.take_all() {
             let len = frame.bytes.len();
             let beats = self.timing.beats(len as u32) as u64;
             let write = (admit + self.mirror_latency).max(self.mirror_output_free);
@@ -398,18 +494,63 @@ impl Scheduler {
                 continue;
             }
             let p = frame.port.index();
-            self.ports[p].arrivals.push_back(MirrorCopy {
+            let slot = self.in_flight.insert(
+                Departure {
+                    packet,
+                    ingress_port,
+                    ingress_ps: ingress,
+                    ready_ps: ready,
+                    start_ps: 0,
+                    frame,
+                },
+                wire,
+            );
+            self.ports[p].arrivals.push_back(PendingCopy {
                 ready,
                 wire,
-                packet,
-                ingress_port,
-                ingress,
-                frame,
+                len: len as u32,
+                slot,
             });
             self.activate(p);
         }
-        let horizon = self.last_admit + self.lookahead;
-        self.advance(horizon);
+        if defer {
+            self.deferred_admit = Some(self.last_admit);
+        } else {
+            self.advance(self.last_admit + self.lookahead, self.last_admit);
+        }
+    }
+
+    /// Whether every frame of a packet leaves by the one port already active (by one port,
+    /// with none active): then deciding and releasing can wait (see
+    /// [`Scheduler::catch_up`]). A frame the scheduler will drop counts too: the answer may
+    /// be no when waiting was possible, never the other way round.
+    fn keeps_one_port_active(&self, primary: Option<&OutFrame>, copies: &Two<OutFrame>) -> bool {
+        let mut port = match self.active.as_slice() {
+            [] => None,
+            [p] => Some(*p),
+            _ => return false,
+        };
+        for frame in primary.into_iter().chain(copies.iter()) {
+            let q = frame.port.index();
+            match port {
+                None => port = Some(q),
+                Some(p) if p == q => {}
+                Some(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// Decides and releases what dispatching would have by now if it had not been deferred.
+    /// With one port active, one advance to the horizon of the last packet dispatched
+    /// decides exactly what advancing after every packet would have: a decision uses only
+    /// production frames ready before its horizon, and a later packet's frames are ready no
+    /// earlier than that horizon. The port's transmissions are released in start order
+    /// either way, and with no other port active none interleave with them.
+    pub fn catch_up(&mut self) {
+        if let Some(last_admit) = self.deferred_admit.take() {
+            self.advance(last_admit + self.lookahead, last_admit);
+        }
     }
 
     fn activate(&mut self, p: usize) {
@@ -433,11 +574,7 @@ impl Scheduler {
         let wire = self.wire_ps(frame.port, len);
         let cap = self.timing.primary_queue_bytes as u64;
         let e = &mut self.ports[p];
-        while let Some(&(start, l)) = e.primary_waiting.front() {
-            if start > ready {
-                break;
-            }
-            e.primary_waiting.pop_front();
+        while let Some((_, l)) = e.primary_waiting.pop_front_if(|&(start, _)| start <= ready) {
             e.primary_waiting_bytes -= l as u64;
         }
         if e.primary_waiting_bytes + len as u64 > cap {
@@ -459,11 +596,8 @@ impl Scheduler {
         e.primary_waiting.push_back((start, len as u32));
         e.primary_waiting_bytes += len as u64;
         e.intervals.push_back((start, end));
-        self.seq += 1;
-        e.reorder.push(Queued {
-            start,
-            seq: self.seq,
-            dep: Departure {
+        let slot = self.in_flight.insert(
+            Departure {
                 packet,
                 ingress_port,
                 ingress_ps: ingress,
@@ -471,13 +605,21 @@ impl Scheduler {
                 start_ps: start,
                 frame,
             },
+            wire,
+        );
+        self.seq += 1;
+        e.reorder.push_production(Queued {
+            start,
+            seq: self.seq,
+            slot,
         });
         self.activate(p);
     }
 
     /// Decides what can be decided with every production frame ready before `horizon`
-    /// known, and releases transmissions nothing can precede any more.
-    fn advance(&mut self, horizon: u64) {
+    /// known (the horizon of the packet admitted at `last_admit`, or the end of the run),
+    /// and releases transmissions nothing can precede any more.
+    fn advance(&mut self, horizon: u64, last_admit: u64) {
         let mut i = 0;
         while i < self.active.len() {
             let p = self.active[i];
@@ -485,7 +627,7 @@ impl Scheduler {
                 i += 1;
                 continue;
             }
-            self.advance_port(p, horizon);
+            self.advance_port(p, horizon, last_admit);
             let e = &mut self.ports[p];
             if e.reorder.is_empty() && !e.mirror_pending() {
                 e.active = false;
@@ -496,74 +638,63 @@ impl Scheduler {
         }
     }
 
-    fn advance_port(&mut self, p: usize, horizon: u64) {
+    fn advance_port(&mut self, p: usize, horizon: u64, last_admit: u64) {
         let cycle = self.cycle;
         let mirror_cap = self.timing.mirror_queue_bytes as u64;
-        let copy_bound = self.last_admit + self.mirror_latency;
+        let copy_bound = last_admit + self.mirror_latency;
+        let frames = &mut self.in_flight;
         let e = &mut self.ports[p];
         loop {
             // Decide every queued copy whose place on the wire is known by now.
             e.head_lb = None;
-            while let Some(head) = e.queue.front() {
-                let s0 = (head.ready.max(e.mirror_free)).div_ceil(cycle) * cycle;
-                while e.intervals.front().is_some_and(|&(_, pe)| pe <= s0) {
-                    e.intervals.pop_front();
-                }
-                let s = e.earliest_gap(s0, head.wire, cycle);
-                if s.saturating_add(head.wire) > horizon {
+            while let Some(&c) = e.queue.front() {
+                let s0 = (c.ready.max(e.mirror_free)).div_ceil(cycle) * cycle;
+                while e.intervals.pop_front_if(|&(_, pe)| pe <= s0).is_some() {}
+                let s = e.earliest_gap(s0, c.wire, cycle);
+                if s.saturating_add(c.wire) > horizon {
                     e.head_lb = Some(s);
                     break;
                 }
-                let Some(c) = e.queue.pop_front() else { break };
-                let len = c.frame.bytes.len();
-                e.queue_bytes -= len as u64;
+                e.queue.drop_front();
+                e.queue_bytes -= c.len as u64;
                 e.mirror_free = s + c.wire;
-                e.started.push_back((s, len as u32));
-                e.started_bytes += len as u64;
+                e.started.push_back((s, c.len));
+                e.started_bytes += c.len as u64;
+                frames.slot_mut(c.slot).dep.start_ps = s;
                 self.seq += 1;
-                e.reorder.push(Queued {
+                e.reorder.push_copy(Queued {
                     start: s,
                     seq: self.seq,
-                    dep: Departure {
-                        packet: c.packet,
-                        ingress_port: c.ingress_port,
-                        ingress_ps: c.ingress,
-                        ready_ps: c.ready,
-                        start_ps: s,
-                        frame: c.frame,
-                    },
+                    slot: c.slot,
                 });
             }
             // Admit arrivals while it is known which queued copies have started by then: an
             // undecided head that could start before an arrival blocks it.
             let had_head = !e.queue.is_empty();
-            while let Some(a) = e.arrivals.front() {
+            while let Some(&a) = e.arrivals.front() {
                 let r = a.ready;
                 if e.head_lb.is_some_and(|lb| lb <= r) {
                     break;
                 }
-                while let Some(&(start, l)) = e.started.front() {
-                    if start > r {
-                        break;
-                    }
-                    e.started.pop_front();
+                while let Some((_, l)) = e.started.pop_front_if(|&(start, _)| start <= r) {
                     e.started_bytes -= l as u64;
                 }
-                let Some(a) = e.arrivals.pop_front() else {
-                    break;
-                };
-                let len = a.frame.bytes.len() as u64;
+                e.arrivals.drop_front();
+                let len = a.len as u64;
                 if e.started_bytes + e.queue_bytes + len > mirror_cap {
+                    let dep = frames.departure(a.slot);
                     self.drops.push(LateDrop {
-                        packet: a.packet,
-                        ingress_port: a.ingress_port,
-                        copy: a.frame.copy,
-                        session: a.frame.session,
-                        port: a.frame.port,
+                        packet: dep.packet,
+                        ingress_port: dep.ingress_port,
+                        copy: dep.frame.copy,
+                        session: dep.frame.session,
+                        port: dep.frame.port,
                         at_ps: r,
                         reason: DropReason::MirrorQueueFull,
                         len: len as usize,
                     });
+                    // The frame is gone: its buffer is not worth recycling on this rare path.
+                    frames.remove(a.slot);
                 } else {
                     e.queue_bytes += len;
                     e.queue.push_back(a);
@@ -577,9 +708,11 @@ impl Scheduler {
         if !e.mirror_pending() {
             // Copies not yet made cannot start before `copy_bound`.
             let keep_from = e.mirror_free.max(copy_bound);
-            while e.intervals.front().is_some_and(|&(_, pe)| pe <= keep_from) {
-                e.intervals.pop_front();
-            }
+            while e
+                .intervals
+                .pop_front_if(|&(_, pe)| pe <= keep_from)
+                .is_some()
+            {}
         }
         // Nothing undecided can start before the watermark: release everything earlier.
         let mut watermark = horizon;
@@ -592,7 +725,7 @@ impl Scheduler {
             watermark = watermark.min(a.ready);
         }
         while let Some(q) = e.reorder.pop_before(watermark) {
-            self.departures.push(q.dep);
+            self.released.push(q.slot);
         }
         // The next horizon at which this port can progress: the undecided head's earliest
         // end (its decision also unblocks the arrivals behind it), or passing the first
@@ -601,7 +734,7 @@ impl Scheduler {
         if let Some(head) = e.queue.front() {
             wake = e.head_lb.unwrap_or(head.ready).saturating_add(head.wire);
         }
-        if let Some(q) = e.reorder.q.front() {
+        if let Some((q, _)) = e.reorder.front() {
             wake = wake.min(q.start + 1);
         }
         e.wake = wake;
@@ -609,7 +742,8 @@ impl Scheduler {
 
     /// Ends the run: decides and releases everything still queued.
     pub fn finish(&mut self) {
-        self.advance(u64::MAX);
+        self.deferred_admit = None;
+        self.advance(u64::MAX, self.last_admit);
     }
 
     /// End of the last transmission decided so far, over every port (ps).

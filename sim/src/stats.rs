@@ -55,13 +55,19 @@ impl Class {
 
     /// The class of a frame leaving the NIC.
     pub fn of(ingress: Port, f: &OutFrame) -> Class {
-        if f.queue == Queue::Mirror {
+        Class::of_frame(ingress, f.port, f.queue, f.session)
+    }
+
+    /// The class of a frame received on `ingress` leaving `egress` from `queue`, for
+    /// `session` when it goes to a shadow.
+    pub fn of_frame(ingress: Port, egress: Port, queue: Queue, session: Option<u16>) -> Class {
+        if queue == Queue::Mirror {
             return Class::MirroredToShadow;
         }
-        if f.session.is_some() {
+        if session.is_some() {
             return Class::RedirectedToShadow;
         }
-        match (ingress, f.port) {
+        match (ingress, egress) {
             (Port::Vport(_), Port::Uplink) => Class::ForwardedToSubstrate,
             (Port::Vport(_), Port::Vport(_)) => Class::DeliveredVmToVm,
             (Port::Vport(_), Port::Pf) => Class::VmToHost,
@@ -209,13 +215,14 @@ impl RunStats {
 
     pub(crate) fn transmitted(
         &mut self,
-        ingress: Port,
-        f: &OutFrame,
+        class: Class,
+        mirror: bool,
+        port: Port,
+        len: usize,
         latency_cycles: u64,
         end_ps: u64,
     ) {
-        let (mirror, port, len) = (f.queue == Queue::Mirror, f.port, f.bytes.len());
-        self.classes[Class::of(ingress, f) as usize] += 1;
+        self.classes[class as usize] += 1;
         if mirror {
             self.mirror_frames += 1;
             self.mirror_bytes += len as u64;

@@ -11,7 +11,7 @@
 //! one comparator serves both families. Prefix lengths on the wire count bits of that 128-bit
 //! form (an IPv4 /24 is stored as 120).
 
-use core::net::{IpAddr, Ipv6Addr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub mod acl;
 pub mod map;
@@ -140,17 +140,21 @@ pub fn ip_to_bytes(ip: IpAddr) -> [u8; 16] {
 }
 
 /// The address of a 16-byte wire form (IPv4-mapped → IPv4).
+#[inline]
 pub fn ip_from_bytes(bytes: [u8; 16]) -> IpAddr {
-    let v6 = Ipv6Addr::from(bytes);
-    match v6.to_ipv4_mapped() {
-        Some(v4) => IpAddr::V4(v4),
-        None => IpAddr::V6(v6),
+    // As one integer: the pipeline converts an address per frame it encapsulates.
+    let bits = u128::from_be_bytes(bytes);
+    if is_v4_mapped(&bytes) {
+        IpAddr::V4(Ipv4Addr::from_bits(bits as u32))
+    } else {
+        IpAddr::V6(Ipv6Addr::from_bits(bits))
     }
 }
 
-/// Whether a 16-byte wire address is IPv4-mapped.
+/// Whether a 16-byte wire address is IPv4-mapped (`::ffff:a.b.c.d`).
+#[inline]
 pub fn is_v4_mapped(bytes: &[u8; 16]) -> bool {
-    bytes[..10].iter().all(|&b| b == 0) && bytes[10] == 0xFF && bytes[11] == 0xFF
+    u128::from_be_bytes(*bytes) >> 32 == 0xFFFF
 }
 
 /// The all-zero address: what an all-zero address field reads as.

@@ -8,6 +8,7 @@
 
 use core::net::IpAddr;
 
+use crate::checksum;
 use crate::error::EncapError;
 use crate::ethernet::{self, EthernetAddress, ethertype};
 use crate::geneve::{self, ShadowMetadata};
@@ -96,6 +97,14 @@ pub const fn encap_overhead(params: &EncapParams) -> usize {
         + params.tunnel.header_len()
 }
 
+/// Most bytes [`emit_encap`] puts before the inner frame: Ethernet, IPv6, UDP and Geneve with
+/// the shadow option.
+pub const MAX_ENCAP_OVERHEAD: usize = ethernet::HEADER_LEN
+    + ipv6::HEADER_LEN
+    + udp::HEADER_LEN
+    + geneve::HEADER_LEN
+    + ShadowMetadata::OPTION_LEN;
+
 /// Writes the encapsulated frame (outer headers, then a copy of `inner`) to the start of
 /// `out` and returns its length, `encap_overhead(params) + inner.len()`. Bytes of `out` after
 /// that are untouched.
@@ -103,50 +112,63 @@ pub const fn encap_overhead(params: &EncapParams) -> usize {
 /// Errors are checked in this order: address family mismatch, VNI over 24 bits, IP length
 /// over 65535, `out` too small. On error nothing is written.
 pub fn emit_encap(params: &EncapParams, inner: &[u8], out: &mut [u8]) -> Result<usize, EncapError> {
-    let is_v6 = match (params.src_ip, params.dst_ip) {
-        (IpAddr::V4(_), IpAddr::V4(_)) => false,
-        (IpAddr::V6(_), IpAddr::V6(_)) => true,
+    let mut headers = [0u8; MAX_ENCAP_OVERHEAD];
+    let header_len = emit_encap_headers(params, inner, &mut headers)?;
+    let total = header_len + inner.len();
+    let out = out.get_mut(..total).ok_or(EncapError::BufferTooSmall)?;
+    let (out_headers, out_inner) = out.split_at_mut(header_len);
+    out_headers.copy_from_slice(&headers[..header_len]);
+    out_inner.copy_from_slice(inner);
+    Ok(total)
+}
+
+/// The outer headers [`emit_encap`] puts before `inner`, written in one pass to the start of
+/// `headers`; returns their length, `encap_overhead(params)`. For a caller that assembles the
+/// frame itself (`inner` is read only for the IPv6 UDP checksum). Errors as for
+/// [`emit_encap`], but for the buffer size.
+pub fn emit_encap_headers(
+    params: &EncapParams,
+    inner: &[u8],
+    headers: &mut [u8; MAX_ENCAP_OVERHEAD],
+) -> Result<usize, EncapError> {
+    let (ip_len, ethertype) = match (params.src_ip, params.dst_ip) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => (ipv4::HEADER_LEN, ethertype::IPV4),
+        (IpAddr::V6(_), IpAddr::V6(_)) => (ipv6::HEADER_LEN, ethertype::IPV6),
         _ => return Err(EncapError::AddressFamilyMismatch),
     };
     if params.tunnel.vni() > vxlan::VNI_MAX {
         return Err(EncapError::VniOutOfRange);
     }
-    let ip_len = ip_header_len(&params.src_ip);
-    let udp_len = udp::HEADER_LEN + params.tunnel.header_len() + inner.len();
+    let tunnel_len = params.tunnel.header_len();
+    let udp_len = udp::HEADER_LEN + tunnel_len + inner.len();
     // IPv4 counts its header in the total length, IPv6's payload length does not.
-    let ip_length_field = if is_v6 { udp_len } else { ip_len + udp_len };
+    let ip_length_field = if ethertype == ethertype::IPV6 {
+        udp_len
+    } else {
+        ip_len + udp_len
+    };
     let ip_length_field = u16::try_from(ip_length_field).map_err(|_| EncapError::TooLong)?;
-    let total = ethernet::HEADER_LEN + ip_len + udp_len;
-    let out = out.get_mut(..total).ok_or(EncapError::BufferTooSmall)?;
+    let udp_at = ethernet::HEADER_LEN + ip_len;
+    let header_len = udp_at + udp::HEADER_LEN + tunnel_len;
 
-    let (eth_bytes, rest) = out.split_at_mut(ethernet::HEADER_LEN);
-    let (ip_bytes, udp_bytes) = rest.split_at_mut(ip_len);
+    headers[0..6].copy_from_slice(params.dst_mac.as_bytes());
+    headers[6..12].copy_from_slice(params.src_mac.as_bytes());
+    headers[12..14].copy_from_slice(&ethertype.to_be_bytes());
 
-    ethernet::Repr {
-        src_addr: params.src_mac,
-        dst_addr: params.dst_mac,
-        ethertype: if is_v6 {
-            ethertype::IPV6
-        } else {
-            ethertype::IPV4
-        },
-    }
-    .emit(&mut ethernet::Frame::new_unchecked(eth_bytes));
-
-    // The datagram first: the IPv6 UDP checksum needs all of it.
-    let (udp_header, udp_payload) = udp_bytes.split_at_mut(udp::HEADER_LEN);
-    let (tunnel_bytes, inner_out) = udp_payload.split_at_mut(params.tunnel.header_len());
-    emit_tunnel_header(&params.tunnel, tunnel_bytes);
-    inner_out.copy_from_slice(inner);
     udp::Repr {
         src_port: params.udp_src_port,
         dst_port: params.udp_dst_port,
     }
     .emit(
-        &mut udp::Packet::new_unchecked(&mut *udp_header),
+        &mut udp::Packet::new_unchecked(&mut headers[udp_at..udp_at + udp::HEADER_LEN]),
         udp_len - udp::HEADER_LEN,
     );
+    emit_tunnel_header(
+        &params.tunnel,
+        &mut headers[udp_at + udp::HEADER_LEN..header_len],
+    );
 
+    let ip_bytes = &mut headers[ethernet::HEADER_LEN..udp_at];
     match (params.src_ip, params.dst_ip) {
         (IpAddr::V4(src_addr), IpAddr::V4(dst_addr)) => {
             ipv4::Repr {
@@ -174,14 +196,21 @@ pub fn emit_encap(params: &EncapParams, inner: &[u8], out: &mut [u8]) -> Result<
                 flow_label: 0,
             }
             .emit(&mut ipv6::Packet::new_unchecked(ip_bytes));
-            // The datagram is exactly `udp_bytes` and the families match, so this cannot
-            // fail; a failure would leave checksum 0, which receivers reject, not a panic.
-            let _ =
-                udp::Packet::new_unchecked(udp_bytes).fill_checksum(&params.src_ip, &params.dst_ip);
+            // The datagram is the UDP and tunnel headers (a whole number of 16-bit words, so
+            // their sum and the inner frame's add up) followed by the inner frame.
+            let pseudo =
+                checksum::pseudo_header_v6(&src_addr, &dst_addr, protocol::UDP, udp_len as u32);
+            let sum = !checksum::combine(&[
+                pseudo,
+                checksum::data(&headers[udp_at..header_len]),
+                checksum::data(inner),
+            ]);
+            let sum = if sum == 0 { 0xffff } else { sum };
+            headers[udp_at + 6..udp_at + 8].copy_from_slice(&sum.to_be_bytes());
         }
         _ => return Err(EncapError::AddressFamilyMismatch),
     }
-    Ok(total)
+    Ok(header_len)
 }
 
 /// Writes the tunnel header into `buf`, which is exactly `tunnel.header_len()` bytes.
@@ -294,6 +323,10 @@ mod tests {
                 let mut out = [0u8; 256];
                 let len = emit_encap(&p, &INNER, &mut out).unwrap();
                 assert_eq!(len, encap_overhead(&p) + INNER.len());
+                let mut headers = [0u8; MAX_ENCAP_OVERHEAD];
+                let header_len = emit_encap_headers(&p, &INNER, &mut headers).unwrap();
+                assert_eq!(header_len, encap_overhead(&p));
+                assert_eq!(&headers[..header_len], &out[..header_len]);
                 let frame = &out[..len];
                 let h = parse(frame, &cfg).unwrap();
                 assert_eq!(h.src_ip(), Some(src));
@@ -344,6 +377,22 @@ mod tests {
                     assert_eq!(sum, 0xffff);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn ipv6_checksum_covers_an_odd_length_inner_frame() {
+        let (src, dst) = v6();
+        for tunnel in tunnels() {
+            let p = params(src, dst, tunnel);
+            let mut out = [0u8; 256];
+            let len = emit_encap(&p, &INNER[..73], &mut out).unwrap();
+            let udp_bytes = &out[14 + 40..len];
+            assert!(
+                udp::Packet::new_checked(udp_bytes)
+                    .unwrap()
+                    .verify_checksum(&src, &dst)
+            );
         }
     }
 

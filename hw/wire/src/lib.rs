@@ -25,7 +25,7 @@
 //! | [`vxlan`], [`geneve`] | tunnel headers; [`ShadowMetadata`], the shadow Geneve option |
 //! | [`checksum`] | internet checksum and pseudo-headers |
 //! | [`parse`](mod@parse) | the parser stage: [`parse()`], [`parse_into`], [`Headers`], [`ParseError`] |
-//! | [`encap`] | [`emit_encap`], [`encap_overhead`], [`flow_entropy_port`] |
+//! | [`encap`] | [`emit_encap`], [`emit_encap_headers`], [`encap_overhead`], [`flow_entropy_port`] |
 //!
 //! # Example
 //!
@@ -66,7 +66,10 @@ pub mod udp;
 pub mod vlan;
 pub mod vxlan;
 
-pub use encap::{EncapParams, TunnelHeader, emit_encap, encap_overhead, flow_entropy_port};
+pub use encap::{
+    EncapParams, MAX_ENCAP_OVERHEAD, TunnelHeader, emit_encap, emit_encap_headers, encap_overhead,
+    flow_entropy_port,
+};
 pub use error::{EncapError, Error, Layer, ParseError};
 pub use ethernet::{EthernetAddress, ethertype};
 pub use geneve::{

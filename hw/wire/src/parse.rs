@@ -219,6 +219,13 @@ pub struct Headers {
     pub tunnel: Option<Tunnel>,
 }
 
+/// Empty headers: what [`parse_into`] starts from (storage for it, not a parsed frame).
+impl Default for Headers {
+    fn default() -> Self {
+        Headers::EMPTY
+    }
+}
+
 impl Headers {
     const EMPTY: Headers = Headers {
         eth_dst: EthernetAddress([0; 6]),

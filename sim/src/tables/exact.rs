@@ -5,7 +5,7 @@ use shadownet_firmware::tables::exact::ExactTable;
 use super::memory::TableMemory;
 use shadownet_hw::table::{
     TableId, TableKind,
-    exact::{Key, Memory, Slot, Value, WAYS},
+    exact::{self, Key, Memory, Slot, Value, WAYS},
 };
 
 /// Memory of one exact table.
@@ -15,6 +15,35 @@ pub struct ExactStore {
     tags: TableMemory<u32>,
     slots: TableMemory<Slot>,
     occupancy: u32,
+}
+
+/// A key looked up ahead of the pipeline, for a batch of frames: its hash, then (once the
+/// tags of its buckets are likely cached) the slot holding it. Tables do not change while a
+/// batch is received, so the answer is the one the pipeline would get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prefetched {
+    key: Key,
+    hash: u64,
+    /// `None` until resolved; then the slot holding the key, or `Some(None)` for a miss.
+    slot: Option<Option<usize>>,
+}
+
+impl Prefetched {
+    /// Starts a look-up of `key`.
+    #[inline]
+    pub fn new(key: Key) -> Prefetched {
+        Prefetched {
+            key,
+            hash: exact::hash(&key),
+            slot: None,
+        }
+    }
+
+    /// The key looked up.
+    #[inline]
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
 }
 
 /// Where an insert put a key.
@@ -58,9 +87,42 @@ impl ExactStore {
     /// The value stored for `key`.
     #[inline]
     pub fn get(&self, key: &Key) -> Option<&Value> {
-        self.memory()
-            .find(key)
-            .map(|i| &self.slots.as_slice()[i].value)
+        let memory = self.memory();
+        memory.find(key).map(|i| &memory.slots[i].value)
+    }
+
+    /// The value stored for `key`, taken from `ahead` when it looked up the same key.
+    #[inline]
+    pub fn get_prefetched(&self, key: &Key, ahead: Option<&Prefetched>) -> Option<&Value> {
+        match ahead {
+            // Only the slots are needed (each view of table memory costs a few checks).
+            Some(Prefetched {
+                key: k,
+                slot: Some(slot),
+                ..
+            }) if k == key => slot.map(|i| &self.slots.as_slice()[i].value),
+            Some(p) if p.key == *key => {
+                let memory = self.memory();
+                memory
+                    .find_hashed(key, p.hash)
+                    .map(|i| &memory.slots[i].value)
+            }
+            _ => self.get(key),
+        }
+    }
+
+    /// Reads the tags of both buckets `p`'s key may live in, so that they are on their way
+    /// to the cache (see [`exact::touch_tags`]); returns a value that depends on them.
+    #[inline]
+    pub fn touch_tags(&self, p: &Prefetched) -> u32 {
+        exact::touch_tags(self.tags.as_slice(), self.buckets_log2, p.hash)
+    }
+
+    /// Finds the slot of `p`'s key (its tags should be cached by then): the key's own line
+    /// is read on the way, and [`ExactStore::get_prefetched`] needs no search.
+    #[inline]
+    pub fn resolve(&self, p: &mut Prefetched) {
+        p.slot = Some(self.memory().find_hashed(&p.key, p.hash));
     }
 
     /// Slot holding `key`.

@@ -20,7 +20,7 @@ use shadownet_hw::{
     table::{TableId, TableKind, exact::key_from_window},
 };
 
-pub use exact::ExactStore;
+pub use exact::{ExactStore, Prefetched};
 pub use rules::{Classifier, CompiledRule, PacketKey, RuleAction, RuleTable};
 
 /// A KEY or VALUE register window.
@@ -105,6 +105,12 @@ impl Tables {
             mirror_filters: RuleTable::new(TableId::MirrorFilter),
             shadow_map: ExactStore::new(TableId::ShadowMap),
         }
+    }
+
+    /// The binding of VF port `v`, if any.
+    #[inline]
+    pub fn vport(&self, v: u16) -> Option<VportEntry> {
+        self.vports.get(v as usize)?.as_ref().map(|s| s.entry)
     }
 
     /// Removes every entry of every table.

@@ -202,9 +202,17 @@ impl<A: RuleAction> CompiledRule<A> {
     }
 }
 
+/// Scopes below this (every vport, small VNIs) have their lists in an array indexed by scope
+/// rather than in the hash map: no hashing on the way to a VM's rules.
+const DENSE_SCOPES: u32 = 4096;
+
 /// Rules compiled into per-scope lists.
 pub struct Classifier<A> {
+    /// Lists of scopes below [`DENSE_SCOPES`] with rules of their own, by scope.
+    dense: Vec<Option<Vec<CompiledRule<A>>>>,
+    /// Lists of the other scopes with rules of their own.
     by_scope: ScopeMap<Vec<CompiledRule<A>>>,
+    /// The rules of every scope: the list of a scope without rules of its own.
     any_scope: Vec<CompiledRule<A>>,
 }
 
@@ -212,8 +220,14 @@ impl<A: RuleAction> Classifier<A> {
     /// The winning rule for a packet in `scope`.
     #[inline]
     pub fn lookup(&self, scope: u32, key: &PacketKey) -> Option<&CompiledRule<A>> {
-        let list = self.by_scope.get(&scope).unwrap_or(&self.any_scope);
-        list.iter().find(|r| r.matches(key))
+        let own = match self.dense.get(scope as usize) {
+            Some(list) => list.as_ref(),
+            None if scope < DENSE_SCOPES || self.by_scope.is_empty() => None,
+            None => self.by_scope.get(&scope),
+        };
+        own.unwrap_or(&self.any_scope)
+            .iter()
+            .find(|r| r.matches(key))
     }
 }
 
@@ -310,11 +324,17 @@ impl<A: RuleAction> RuleTable<A> {
     }
 
     /// The classifier for the current rules, compiled if the rules changed since last time.
+    #[inline]
     pub fn classifier(&mut self) -> &Classifier<A> {
         if self.classifier.is_none() {
-            self.classifier = Some(self.compile());
+            self.recompile();
         }
         self.classifier.as_ref().expect("compiled just above")
+    }
+
+    #[cold]
+    fn recompile(&mut self) {
+        self.classifier = Some(self.compile());
     }
 
     /// Counts a match of the rule in `slot` and returns how many it has had before this one.
@@ -347,7 +367,20 @@ impl<A: RuleAction> RuleTable<A> {
             list.extend_from_slice(&any_scope);
             list.sort_by(order);
         }
+        let mut dense = Vec::new();
+        by_scope.retain(|&scope, list| {
+            if scope >= DENSE_SCOPES {
+                return true;
+            }
+            let i = scope as usize;
+            if dense.len() <= i {
+                dense.resize_with(i + 1, || None);
+            }
+            dense[i] = Some(std::mem::take(list));
+            false
+        });
         Classifier {
+            dense,
             by_scope,
             any_scope,
         }
@@ -414,6 +447,37 @@ mod tests {
         t.delete(5);
         let c = t.classifier();
         assert_eq!(c.lookup(5001, &http).map(|r| r.action.rule_id), Some(2));
+    }
+
+    #[test]
+    fn small_and_large_scopes_find_their_own_rules() {
+        let mut t = RuleTable::<AclAction>::new(TableId::Acl);
+        let w = [0; 16];
+        let scoped = |scope| RuleMatch {
+            scope: Some(scope),
+            ..RuleMatch::ANY
+        };
+        t.write(0, RuleMatch::ANY, action(1, Verdict::Allow, 1), &w, &w);
+        let last_dense = DENSE_SCOPES - 1;
+        for (slot, scope) in [(1, 3), (2, last_dense), (3, DENSE_SCOPES), (4, 5001)] {
+            t.write(
+                slot,
+                scoped(scope),
+                action(2, Verdict::Deny, slot + 1),
+                &w,
+                &w,
+            );
+        }
+        let c = t.classifier();
+        let k = key("10.0.0.1", "10.0.0.2", 6, Some((1, 2)), Direction::ToVm);
+        let winner = |scope| c.lookup(scope, &k).map(|r| r.action.rule_id);
+        assert_eq!(winner(3), Some(2));
+        assert_eq!(winner(DENSE_SCOPES - 1), Some(3));
+        assert_eq!(winner(DENSE_SCOPES), Some(4));
+        assert_eq!(winner(5001), Some(5));
+        for other in [0, 4, 100, DENSE_SCOPES + 1, 5000, u32::MAX] {
+            assert_eq!(winner(other), Some(1), "scope {other}");
+        }
     }
 
     #[test]

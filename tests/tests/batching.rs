@@ -1,0 +1,183 @@
+//! Receiving frames in batches changes nothing: the same frames leave at the same times, in
+//! the same order across ports, with the same counters and run statistics, as when the same
+//! frames are received one by one.
+//!
+//! A batch lets the model read table memory ahead, and lets the scheduler defer deciding and
+//! releasing while every frame leaves by the one port already active (`Scheduler::catch_up`).
+//! The traffic here has long runs of that (web1 to a remote VM: production and copy both
+//! leave by the uplink, at line rate so that the mirror queue overflows) and stretches where
+//! frames leave by several ports (the uplink delivering to both local VMs), so that deferring
+//! starts and stops many times inside batches.
+
+use shadownet_hw::{
+    Port,
+    layout::session::{Encap, MirrorSession, Mode},
+};
+use shadownet_sim::Arrival;
+use shadownet_tests::{
+    lab::{Collect, DB1, LOCAL, Lab, PROD_HOST, PROD_VNI, SESSION, Sent, WEB1, WEB2},
+    packet::{Builder, mac, vxlan},
+};
+
+/// One frame arriving (its last byte) on a port.
+struct Received {
+    at: u64,
+    port: Port,
+    frame: Vec<u8>,
+}
+
+/// A small deterministic generator (SplitMix64).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % n
+    }
+}
+
+/// Stretches of web1 sending to db1 (one egress port) alternating with stretches where the
+/// uplink also delivers to web1 and web2 (several egress ports), each at line rate.
+fn traffic(lab: &Lab) -> Vec<Received> {
+    let model = lab.model();
+    let mut rng = Rng(0x0ba7_c4ed);
+    let mut out = Vec::new();
+    let mut t = 1_000_000u64;
+    for stretch in 0..8 {
+        let mixed = stretch % 2 == 1;
+        for k in 0..600u16 {
+            let len = 60 + rng.below(1455) as usize;
+            let (port, frame) = if mixed && rng.below(2) == 0 {
+                let (dst, dst_mac) = if rng.below(2) == 0 {
+                    (WEB1, mac(0x11))
+                } else {
+                    (WEB2, mac(0x12))
+                };
+                let inner = Builder::tcp(DB1, dst, 5432, 40_000 + k % 64)
+                    .flags(0x18)
+                    .macs(mac(0x21), dst_mac)
+                    .frame_len(len)
+                    .build();
+                (Port::Uplink, vxlan(PROD_HOST, LOCAL, PROD_VNI, &inner))
+            } else {
+                let frame = Builder::tcp(WEB1, DB1, 50_000 + k % 64, 5432)
+                    .flags(0x18)
+                    .macs(mac(0x11), mac(0x21))
+                    .frame_len(len)
+                    .build();
+                (Port::Vport(0), frame)
+            };
+            t += model.wire_ps(port, frame.len());
+            out.push(Received { at: t, port, frame });
+        }
+        // A pause now and then, so that queues drain and ports go idle.
+        if stretch % 3 == 2 {
+            t += 50_000_000;
+        }
+    }
+    out
+}
+
+/// What a lab did with the traffic: every frame sent in order, and the counters followed by
+/// the run statistics (copies dropped at index [`MIRROR_DROPS`]).
+fn feed(policed: bool, batch: Option<usize>, traffic: &[Received]) -> (Vec<Sent>, Vec<u64>) {
+    let mut lab = Lab::new();
+    if policed {
+        lab.nic
+            .configure_session(
+                SESSION,
+                &MirrorSession {
+                    policer_mbps: 30_000,
+                    policer_burst: 32_768,
+                    ..Lab::session(Encap::Geneve, Mode::Mirror)
+                },
+            )
+            .expect("session with a policer");
+    }
+    let mut sink = Collect::default();
+    let stats = {
+        let mut model = lab.model();
+        match batch {
+            None => {
+                for r in traffic {
+                    model.receive(r.port, &r.frame, r.at, &mut sink);
+                }
+            }
+            Some(n) => {
+                for chunk in traffic.chunks(n) {
+                    let arrivals: Vec<Arrival<'_>> = chunk
+                        .iter()
+                        .map(|r| Arrival {
+                            port: r.port,
+                            frame: &r.frame,
+                            at_ps: r.at,
+                        })
+                        .collect();
+                    model.receive_batch(&arrivals, &mut sink);
+                }
+            }
+        }
+        model.finish(&mut sink);
+        let s = model.stats();
+        vec![
+            s.tx_frames,
+            s.tx_bytes,
+            s.mirror_frames,
+            s.mirror_bytes,
+            s.primary_drops,
+            s.mirror_drops,
+            s.last_tx_end_ps,
+            s.last_event_ps,
+            s.primary_latency.count(),
+            s.primary_latency.max(),
+            s.mirror_latency.count(),
+            s.mirror_latency.max(),
+            s.primary_latency.quantile(0.5),
+            s.mirror_latency.quantile(0.99),
+        ]
+    };
+    let mut counters = lab.counts().0.values.to_vec();
+    counters.extend(stats);
+    (sink.0, counters)
+}
+
+/// Where `feed` puts the number of copies dropped.
+const MIRROR_DROPS: usize = shadownet_hw::counters::NUM_COUNTERS + 5;
+
+#[test]
+fn batches_leave_the_same_frames_in_the_same_order_as_single_frames() {
+    let traffic = {
+        let lab = Lab::new();
+        traffic(&lab)
+    };
+    for policed in [false, true] {
+        let (one_by_one, counters) = feed(policed, None, &traffic);
+        assert!(one_by_one.iter().any(|s| s.mirror), "no copies");
+        assert!(
+            one_by_one.iter().any(|s| s.port == Port::Vport(1)),
+            "nothing delivered to web2"
+        );
+        assert!(
+            counters[MIRROR_DROPS] > 0,
+            "policed {policed}: no copy dropped"
+        );
+        for batch in [1, 7, 64, 256] {
+            let (batched, batched_counters) = feed(policed, Some(batch), &traffic);
+            assert_eq!(
+                batched.len(),
+                one_by_one.len(),
+                "policed {policed}, batches of {batch}: frames sent"
+            );
+            for (i, (a, b)) in one_by_one.iter().zip(&batched).enumerate() {
+                assert_eq!(a, b, "policed {policed}, batches of {batch}: frame {i}");
+            }
+            assert!(
+                counters == batched_counters,
+                "policed {policed}, batches of {batch}: counters or statistics differ"
+            );
+        }
+    }
+}
