@@ -174,6 +174,9 @@ pub struct ReadAhead {
     parse_error: Option<ParseError>,
     /// The look-ups.
     lookups: Lookups,
+    /// The parse of a tunnel's inner frame, for a tunnel to this NIC: made once here, used
+    /// again when the frame is decapsulated.
+    inner: Option<Result<Headers, ParseError>>,
 }
 
 impl ReadAhead {
@@ -341,6 +344,7 @@ impl Datapath {
         }
         let mut cx = FrameContext {
             lookups: &ahead.lookups,
+            inner: ahead.inner.as_ref(),
             events,
         };
         let h = match ahead.parsed() {
@@ -376,10 +380,18 @@ impl Datapath {
         // In place: a read-ahead is a few hundred bytes, and a batch holds one per frame.
         out.parse_error =
             shadownet_wire::parse_into(frame, &self.parse_config(port), &mut out.headers).err();
+        out.inner = match out.parsed() {
+            Ok(h) if port == Port::Uplink && self.config.enabled => h
+                .tunnel
+                .filter(|_| self.config.is_local(&h.dst))
+                .and_then(|_| h.inner_frame(frame))
+                .map(|i| shadownet_wire::parse(i, &NO_TUNNELS)),
+            _ => None,
+        };
         out.lookups = self.lookups_ahead(
             port,
-            frame,
             out.parsed(),
+            out.inner.as_ref(),
             previous.and_then(|p| p.lookups.vni),
         );
     }
@@ -387,8 +399,8 @@ impl Datapath {
     fn lookups_ahead(
         &mut self,
         port: Port,
-        frame: &[u8],
         parsed: Result<&Headers, ParseError>,
+        inner: Option<&Result<Headers, ParseError>>,
         previous_vni: Option<Prefetched>,
     ) -> Lookups {
         let mut ahead = Lookups::default();
@@ -437,11 +449,7 @@ impl Datapath {
                     return ahead;
                 };
                 ahead.vni = vni_lookup(t.vni);
-                let Some(ih) = h
-                    .inner_frame(frame)
-                    .and_then(|i| shadownet_wire::parse(i, &NO_TUNNELS).ok())
-                    .filter(|ih| ih.is_ip())
-                else {
+                let Some(Ok(ih)) = inner.filter(|i| i.as_ref().is_ok_and(|ih| ih.is_ip())) else {
                     return ahead;
                 };
                 ahead.map = Some(Prefetched::new(map::key_words(t.vni, &ih.dst)));
@@ -709,7 +717,11 @@ impl Datapath {
         let inner = outer
             .inner_frame(frame)
             .ok_or(DropReason::MalformedTunnel)?;
-        let h = match shadownet_wire::parse(inner, &NO_TUNNELS) {
+        let parsed = match cx.inner {
+            Some(p) => *p,
+            None => shadownet_wire::parse(inner, &NO_TUNNELS),
+        };
+        let h = match parsed {
             Ok(h) => h,
             Err(e) => {
                 cx.event(Event::stage(Stage::Parse).note(e.name()));
@@ -1064,6 +1076,8 @@ impl Datapath {
 /// trace events go (when tracing).
 struct FrameContext<'a> {
     lookups: &'a Lookups,
+    /// The read-ahead's parse of a tunnel's inner frame, if it made one.
+    inner: Option<&'a Result<Headers, ParseError>>,
     events: Option<&'a mut Vec<Event>>,
 }
 
