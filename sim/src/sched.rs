@@ -378,11 +378,6 @@ impl Scheduler {
         self.timing.wire_bytes(len as u32) as u64 * self.ports[port.index()].byte_ps
     }
 
-    /// Longest wire time a copy may have (see the module docs).
-    pub fn mirror_max_wire_ps(&self) -> u64 {
-        self.mirror_max_wire
-    }
-
     /// Resets a session's policer (its configuration changed).
     pub fn reset_policer(&mut self, session: u16) {
         self.policers[session as usize] = Policer::default();
