@@ -2,12 +2,16 @@
 //!
 //! - [`driver`]: the NIC driver. It is the only code that touches registers; everything else
 //!   programs the NIC through its [`driver::Nic`] API.
+//! - [`api`]: the HTTP/JSON API (axum) with its OpenAPI document.
+//! - [`control`]: the operations behind the API: validate, compile, commit, reconcile.
 //! - [`model`]: what tenants declare and ask for: networks, nodes, security groups, routes,
 //!   shadows, automation rules, limits.
 //! - [`netdesc`]: network descriptions (TOML) checked and compiled into table entries.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod control;
 pub mod driver;
 pub mod model;
 pub mod netdesc;

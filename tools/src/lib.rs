@@ -4,9 +4,13 @@
 //! - [`simrun`]: `shadowctl sim run` — a network description programmed into the simulated
 //!   NIC through the driver, capture files fed into its ports, one capture per egress port
 //!   and a `summary.json` out.
+//! - [`client`]: a blocking client of the daemon's API.
+//! - [`apicli`]: the commands that call the API (tenants, networks, shadows, ...).
 //! - [`summary`]: the summary of a run.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod apicli;
+pub mod client;
 pub mod simrun;
 pub mod summary;

@@ -5,6 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use shadowctl::apicli::{ApiArgs, ApiCommand};
 use shadowctl::simrun::{InputSpec, SimRunOptions, parse_pacing, sim_run};
 use shadownet_host::driver::{Nic, sim::SimDevice};
 use shadownet_hw::{block_type, timing::Timing};
@@ -17,6 +18,8 @@ use shadownet_sim::{NicModel, run::Pacing};
     about = "shadownet: traffic shadowing on the NIC"
 )]
 struct Cli {
+    #[command(flatten)]
+    api: ApiArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -26,6 +29,9 @@ enum Command {
     /// The cycle-accurate NIC simulator.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Commands that call the daemon's API.
+    #[command(flatten)]
+    Api(ApiCommand),
 }
 
 #[derive(Subcommand)]
@@ -78,6 +84,10 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Api(cmd) => {
+            print!("{}", shadowctl::apicli::run(cmd, &cli.api)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sim(SimCommand::Run {
             config,
             pcaps,

@@ -1,0 +1,746 @@
+//! One function per route; each is documented for the OpenAPI document.
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, RawQuery, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{
+    Modify, OpenApi, ToSchema,
+    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+};
+
+use super::{
+    ApiState, Problem,
+    extract::{Auth, JsonBody, QueryArgs, idempotency_key, if_match},
+};
+use crate::{
+    control::{
+        AlertOutcome, Backend, Caller, HistoryEntry, Idempotency, InjectReport, NicStatus,
+        QuotaExceeded, SyncReport, Teardown, TenantView, Usage, Versioned,
+    },
+    model::{
+        AlertReport, Automation, Capacity, MirrorPolicy, Network, Node, Shadow, ShadowSpec,
+        Tenant, diff::Change, validate::FieldError,
+    },
+    reconcile::TableDiff,
+    store::AuditRecord,
+};
+
+type ApiResult = Result<Response, Problem>;
+
+fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    (status, Json(body)).into_response()
+}
+
+fn with_version<T: Serialize>(status: StatusCode, v: &Versioned<T>) -> Response {
+    let mut r = json(status, v);
+    if let Ok(h) = HeaderValue::from_str(&format!("\"{}\"", v.version)) {
+        r.headers_mut().insert(header::ETAG, h);
+    }
+    r
+}
+
+/// A change and what programming the NIC did for it.
+#[derive(Serialize, ToSchema)]
+pub struct Applied<T: ToSchema> {
+    /// The object after the change.
+    #[serde(flatten)]
+    pub result: T,
+    /// NIC programming.
+    pub nic: SyncReport,
+}
+
+/// Answers a retried creation with its first answer, or refuses a reused key.
+async fn replay<D: Backend>(
+    state: &ApiState<D>,
+    caller: &Caller,
+    headers: &HeaderMap,
+    fingerprint: &str,
+) -> Result<(Option<Idempotency>, Option<Response>), Problem> {
+    let Some(key) = idempotency_key(headers)? else {
+        return Ok((None, None));
+    };
+    let tenant = caller.tenant()?.to_string();
+    let k = key.clone();
+    let found = state
+        .ctl
+        .call(move |c| c.store().idempotent(&tenant, &k))
+        .await?
+        .map_err(|e| Problem::from(crate::control::ControlError::from(e)))?;
+    match found {
+        Some(rec) if rec.fingerprint == fingerprint => {
+            let status = StatusCode::from_u16(rec.status).unwrap_or(StatusCode::OK);
+            let mut r = json(status, &rec.body);
+            r.headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            Ok((None, Some(r)))
+        }
+        Some(_) => Err(Problem::new(
+            422,
+            "idempotency-key-reused",
+            "Idempotency key reused",
+            format!("Idempotency-Key '{key}' was used for a different request"),
+        )),
+        None => Ok((
+            Some(Idempotency {
+                key,
+                fingerprint: fingerprint.to_string(),
+            }),
+            None,
+        )),
+    }
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/v1/health", tag = "system",
+    responses((status = 200, description = "The daemon is up", body = Object)))]
+pub async fn health() -> Response {
+    json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+/// The OpenAPI document.
+pub async fn openapi() -> Response {
+    json(StatusCode::OK, &ApiDoc::openapi())
+}
+
+/// Unknown route.
+pub async fn not_found() -> Problem {
+    Problem::not_found("no such route (the API is under /v1/; see /openapi.json)")
+}
+
+/// Known route, wrong method.
+pub async fn method_not_allowed() -> Problem {
+    Problem::new(
+        405,
+        "method-not-allowed",
+        "Method not allowed",
+        "this route does not take that method (see /openapi.json)",
+    )
+}
+
+/// A tenant and its first token.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedTenant {
+    /// The tenant.
+    pub tenant: Versioned<Tenant>,
+    /// Its bearer token: shown once, stored only as a hash.
+    pub token: String,
+}
+
+/// Creates a tenant (admin).
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = Tenant,
+    responses((status = 201, body = CreatedTenant), (status = "4XX", body = Problem)))]
+pub async fn create_tenant<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    body: JsonBody<Tenant>,
+) -> ApiResult {
+    let (tenant, token) = s
+        .ctl
+        .call(move |c| c.create_tenant(&caller, body.value))
+        .await??;
+    Ok(json(StatusCode::CREATED, &CreatedTenant { tenant, token }))
+}
+
+/// Tenants: all for the admin, one's own for a tenant.
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants",
+    responses((status = 200, body = Vec<TenantView>), (status = "4XX", body = Problem)))]
+pub async fn list_tenants<D: Backend>(State(s): State<ApiState<D>>, Auth(caller): Auth) -> ApiResult {
+    let v = s.ctl.call(move |c| c.list_tenants(&caller)).await??;
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// A tenant, with its usage of its limits.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "tenants",
+    params(("tenant" = String, Path)),
+    responses((status = 200, body = TenantView), (status = "4XX", body = Problem)))]
+pub async fn get_tenant<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let v = s.ctl.call(move |c| c.get_tenant(&caller, &name)).await??;
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// Replaces a tenant's description and limits (admin).
+#[utoipa::path(put, path = "/v1/tenants/{tenant}", tag = "tenants", request_body = Tenant,
+    params(("tenant" = String, Path)),
+    responses((status = 200, body = Versioned<Tenant>), (status = "4XX", body = Problem)))]
+pub async fn update_tenant<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+    body: JsonBody<Tenant>,
+) -> ApiResult {
+    let v = s
+        .ctl
+        .call(move |c| c.update_tenant(&caller, &name, body.value))
+        .await??;
+    Ok(with_version(StatusCode::OK, &v))
+}
+
+/// A new token.
+#[derive(Serialize, ToSchema)]
+pub struct IssuedToken {
+    /// The bearer token: shown once.
+    pub token: String,
+}
+
+/// Issues another token for a tenant (admin).
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/tokens", tag = "tenants",
+    params(("tenant" = String, Path)),
+    responses((status = 201, body = IssuedToken), (status = "4XX", body = Problem)))]
+pub async fn issue_token<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let token = s.ctl.call(move |c| c.issue_token(&caller, &name)).await??;
+    Ok(json(StatusCode::CREATED, &IssuedToken { token }))
+}
+
+/// Creates a production network (version 1) and programs it.
+#[utoipa::path(post, path = "/v1/networks", tag = "networks", request_body = Network,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = Versioned<Network>), (status = "4XX", body = Problem)))]
+pub async fn create_network<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    headers: HeaderMap,
+    body: JsonBody<Network>,
+) -> ApiResult {
+    let (idem, replayed) = replay(&s, &caller, &headers, &body.fingerprint).await?;
+    if let Some(r) = replayed {
+        return Ok(r);
+    }
+    let (v, _) = s
+        .ctl
+        .call(move |c| c.create_network(&caller, body.value, idem.as_ref()))
+        .await??;
+    Ok(with_version(StatusCode::CREATED, &v))
+}
+
+/// The caller's networks.
+#[utoipa::path(get, path = "/v1/networks", tag = "networks",
+    responses((status = 200, body = Vec<Versioned<Network>>), (status = "4XX", body = Problem)))]
+pub async fn list_networks<D: Backend>(State(s): State<ApiState<D>>, Auth(caller): Auth) -> ApiResult {
+    let v = s.ctl.call(move |c| c.list_networks(&caller)).await??;
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// A network: the current version, or `?version=N`.
+#[utoipa::path(get, path = "/v1/networks/{network}", tag = "networks",
+    params(("network" = String, Path), ("version" = Option<u64>, Query)),
+    responses((status = 200, body = Versioned<Network>), (status = "4XX", body = Problem)))]
+pub async fn get_network<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let version = QueryArgs::parse(q.as_deref()).number("version")?;
+    let v = s
+        .ctl
+        .call(move |c| c.get_network(&caller, &name, version))
+        .await??;
+    Ok(with_version(StatusCode::OK, &v))
+}
+
+/// Replaces a network with a new version (send `If-Match: "<version>"` to refuse the change
+/// if someone else changed it first).
+#[utoipa::path(put, path = "/v1/networks/{network}", tag = "networks", request_body = Network,
+    params(("network" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = Versioned<Network>), (status = "4XX", body = Problem)))]
+pub async fn update_network<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: JsonBody<Network>,
+) -> ApiResult {
+    let expect = if_match(&headers)?;
+    let (v, _) = s
+        .ctl
+        .call(move |c| c.update_network(&caller, &name, body.value, expect, ""))
+        .await??;
+    Ok(with_version(StatusCode::OK, &v))
+}
+
+/// Deletes a network (refused while shadows of it are alive).
+#[utoipa::path(delete, path = "/v1/networks/{network}", tag = "networks",
+    params(("network" = String, Path)),
+    responses((status = 200, body = SyncReport), (status = "4XX", body = Problem)))]
+pub async fn delete_network<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let r = s.ctl.call(move |c| c.delete_network(&caller, &name)).await??;
+    Ok(json(StatusCode::OK, &r))
+}
+
+/// Adds a node to a network (a new version).
+#[utoipa::path(post, path = "/v1/networks/{network}/nodes", tag = "networks", request_body = Node,
+    params(("network" = String, Path)),
+    responses((status = 201, body = Versioned<Network>), (status = "4XX", body = Problem)))]
+pub async fn add_node<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+    body: JsonBody<Node>,
+) -> ApiResult {
+    let v = s
+        .ctl
+        .call(move |c| {
+            let cur = c.get_network(&caller, &name, None)?;
+            let mut net = cur.object;
+            if net.nodes.iter().any(|n| n.name == body.value.name) {
+                return Err(crate::control::ControlError::Exists {
+                    kind: "node",
+                    name: body.value.name,
+                });
+            }
+            let msg = format!("node '{}' added", body.value.name);
+            net.nodes.push(body.value);
+            c.update_network(&caller, &name, net, Some(cur.version), &msg)
+        })
+        .await??;
+    Ok(with_version(StatusCode::CREATED, &v.0))
+}
+
+/// Removes a node from a network (a new version).
+#[utoipa::path(delete, path = "/v1/networks/{network}/nodes/{node}", tag = "networks",
+    params(("network" = String, Path), ("node" = String, Path)),
+    responses((status = 200, body = Versioned<Network>), (status = "4XX", body = Problem)))]
+pub async fn remove_node<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path((name, node)): Path<(String, String)>,
+) -> ApiResult {
+    let v = s
+        .ctl
+        .call(move |c| {
+            let cur = c.get_network(&caller, &name, None)?;
+            let mut net = cur.object;
+            let before = net.nodes.len();
+            net.nodes.retain(|n| n.name != node);
+            if net.nodes.len() == before {
+                return Err(crate::control::ControlError::NotFound { kind: "node", name: node });
+            }
+            c.update_network(&caller, &name, net, Some(cur.version), &format!("node '{node}' removed"))
+        })
+        .await??;
+    Ok(with_version(StatusCode::OK, &v.0))
+}
+
+/// A network's versions, oldest first.
+#[utoipa::path(get, path = "/v1/networks/{network}/versions", tag = "versions",
+    params(("network" = String, Path)),
+    responses((status = 200, body = Vec<HistoryEntry>), (status = "4XX", body = Problem)))]
+pub async fn network_history<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let v = s.ctl.call(move |c| c.network_history(&caller, &name)).await??;
+    Ok(json(StatusCode::OK, &v))
+}
+
+fn diff_args(q: Option<String>) -> Result<(u64, Option<u64>), Problem> {
+    let args = QueryArgs::parse(q.as_deref());
+    let from = args
+        .number("from")?
+        .ok_or_else(|| Problem::bad_request("query parameter 'from' (a version number) is required"))?;
+    Ok((from, args.number("to")?))
+}
+
+/// Semantic diff between two versions of a network (`?from=N&to=M`; `to` defaults to the
+/// current version).
+#[utoipa::path(get, path = "/v1/networks/{network}/diff", tag = "versions",
+    params(("network" = String, Path), ("from" = u64, Query), ("to" = Option<u64>, Query)),
+    responses((status = 200, body = Vec<Change>), (status = "4XX", body = Problem)))]
+pub async fn network_diff<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let (from, to) = diff_args(q)?;
+    let v = s
+        .ctl
+        .call(move |c| c.diff_network(&caller, &name, from, to))
+        .await??;
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// Which version to roll back to.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// The version to re-apply.
+    pub version: u64,
+}
+
+/// Re-applies an earlier version of a network as its newest version, and programs it.
+#[utoipa::path(post, path = "/v1/networks/{network}/rollback", tag = "versions",
+    request_body = RollbackRequest, params(("network" = String, Path)),
+    responses((status = 200, body = Versioned<Network>), (status = "4XX", body = Problem)))]
+pub async fn network_rollback<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+    body: JsonBody<RollbackRequest>,
+) -> ApiResult {
+    let (v, _) = s
+        .ctl
+        .call(move |c| c.rollback_network(&caller, &name, body.value.version))
+        .await??;
+    Ok(with_version(StatusCode::OK, &v))
+}
+
+/// Creates a shadow of a network: captures its current version and provisions the shadow.
+#[utoipa::path(post, path = "/v1/shadows", tag = "shadows", request_body = ShadowSpec,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = Versioned<Shadow>), (status = "4XX", body = Problem)))]
+pub async fn create_shadow<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    headers: HeaderMap,
+    body: JsonBody<ShadowSpec>,
+) -> ApiResult {
+    let (idem, replayed) = replay(&s, &caller, &headers, &body.fingerprint).await?;
+    if let Some(r) = replayed {
+        return Ok(r);
+    }
+    let (v, _) = s
+        .ctl
+        .call(move |c| c.create_shadow(&caller, body.value, idem.as_ref()))
+        .await??;
+    Ok(with_version(StatusCode::CREATED, &v))
+}
+
+/// The caller's shadows.
+#[utoipa::path(get, path = "/v1/shadows", tag = "shadows",
+    responses((status = 200, body = Vec<Versioned<Shadow>>), (status = "4XX", body = Problem)))]
+pub async fn list_shadows<D: Backend>(State(s): State<ApiState<D>>, Auth(caller): Auth) -> ApiResult {
+    let v = s.ctl.call(move |c| c.list_shadows(&caller)).await??;
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// A shadow: the current version or `?version=N`.
+#[utoipa::path(get, path = "/v1/shadows/{shadow}", tag = "shadows",
+    params(("shadow" = String, Path), ("version" = Option<u64>, Query)),
+    responses((status = 200, body = Versioned<Shadow>), (status = "4XX", body = Problem)))]
+pub async fn get_shadow<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let version = QueryArgs::parse(q.as_deref()).number("version")?;
+    let v = s
+        .ctl
+        .call(move |c| c.get_shadow(&caller, &name, version))
+        .await??;
+    Ok(with_version(StatusCode::OK, &v))
+}
+
+/// Deletes a shadow now: its NIC entries are removed and read back, then everything stored
+/// about it is purged.
+#[utoipa::path(delete, path = "/v1/shadows/{shadow}", tag = "shadows",
+    params(("shadow" = String, Path)),
+    responses((status = 200, body = Teardown), (status = "4XX", body = Problem)))]
+pub async fn delete_shadow<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let v = s.ctl.call(move |c| c.delete_shadow(&caller, &name)).await??;
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// Marks a shadow complete: torn down like a deletion.
+#[utoipa::path(post, path = "/v1/shadows/{shadow}/complete", tag = "shadows",
+    params(("shadow" = String, Path)),
+    responses((status = 200, body = Teardown), (status = "4XX", body = Problem)))]
+pub async fn complete_shadow<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let v = s.ctl.call(move |c| c.complete_shadow(&caller, &name)).await??;
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// Raises or lowers a shadow's analysis capacity (mirror bandwidth, sampling).
+#[utoipa::path(put, path = "/v1/shadows/{shadow}/capacity", tag = "shadows", request_body = Capacity,
+    params(("shadow" = String, Path)),
+    responses((status = 200, body = Versioned<Shadow>), (status = "4XX", body = Problem)))]
+pub async fn shadow_capacity<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+    body: JsonBody<Capacity>,
+) -> ApiResult {
+    let (v, _) = s
+        .ctl
+        .call(move |c| c.set_shadow_capacity(&caller, &name, body.value))
+        .await??;
+    Ok(with_version(StatusCode::OK, &v))
+}
+
+/// Replaces a shadow's mirror policy.
+#[utoipa::path(put, path = "/v1/shadows/{shadow}/policy", tag = "shadows", request_body = MirrorPolicy,
+    params(("shadow" = String, Path)),
+    responses((status = 200, body = Versioned<Shadow>), (status = "4XX", body = Problem)))]
+pub async fn shadow_policy<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+    body: JsonBody<MirrorPolicy>,
+) -> ApiResult {
+    let (v, _) = s
+        .ctl
+        .call(move |c| c.set_shadow_policy(&caller, &name, body.value))
+        .await??;
+    Ok(with_version(StatusCode::OK, &v))
+}
+
+/// A shadow's versions, oldest first.
+#[utoipa::path(get, path = "/v1/shadows/{shadow}/versions", tag = "versions",
+    params(("shadow" = String, Path)),
+    responses((status = 200, body = Vec<HistoryEntry>), (status = "4XX", body = Problem)))]
+pub async fn shadow_history<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let v = s.ctl.call(move |c| c.shadow_history(&caller, &name)).await??;
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// Semantic diff between two versions of a shadow.
+#[utoipa::path(get, path = "/v1/shadows/{shadow}/diff", tag = "versions",
+    params(("shadow" = String, Path), ("from" = u64, Query), ("to" = Option<u64>, Query)),
+    responses((status = 200, body = Vec<Change>), (status = "4XX", body = Problem)))]
+pub async fn shadow_diff<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let (from, to) = diff_args(q)?;
+    let v = s
+        .ctl
+        .call(move |c| c.diff_shadow(&caller, &name, from, to))
+        .await??;
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// Re-applies an earlier version of a shadow's policy, capacity and mode.
+#[utoipa::path(post, path = "/v1/shadows/{shadow}/rollback", tag = "versions",
+    request_body = RollbackRequest, params(("shadow" = String, Path)),
+    responses((status = 200, body = Versioned<Shadow>), (status = "4XX", body = Problem)))]
+pub async fn shadow_rollback<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+    body: JsonBody<RollbackRequest>,
+) -> ApiResult {
+    let (v, _) = s
+        .ctl
+        .call(move |c| c.rollback_shadow(&caller, &name, body.value.version))
+        .await??;
+    Ok(with_version(StatusCode::OK, &v))
+}
+
+/// Stores (creates or replaces) an automation rule.
+#[utoipa::path(post, path = "/v1/automations", tag = "automation", request_body = Automation,
+    responses((status = 201, body = Versioned<Automation>), (status = "4XX", body = Problem)))]
+pub async fn put_automation<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    body: JsonBody<Automation>,
+) -> ApiResult {
+    let v = s
+        .ctl
+        .call(move |c| c.put_automation(&caller, body.value))
+        .await??;
+    Ok(with_version(StatusCode::CREATED, &v))
+}
+
+/// The caller's automation rules.
+#[utoipa::path(get, path = "/v1/automations", tag = "automation",
+    responses((status = 200, body = Vec<Versioned<Automation>>), (status = "4XX", body = Problem)))]
+pub async fn list_automations<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+) -> ApiResult {
+    let v = s.ctl.call(move |c| c.list_automations(&caller)).await??;
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// Deletes an automation rule.
+#[utoipa::path(delete, path = "/v1/automations/{automation}", tag = "automation",
+    params(("automation" = String, Path)),
+    responses((status = 204), (status = "4XX", body = Problem)))]
+pub async fn delete_automation<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(name): Path<String>,
+) -> ApiResult {
+    s.ctl
+        .call(move |c| c.delete_automation(&caller, &name))
+        .await??;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Reports an alert about a network; armed automation rules may create shadows.
+#[utoipa::path(post, path = "/v1/alerts", tag = "automation", request_body = AlertReport,
+    responses((status = 200, body = AlertOutcome), (status = "4XX", body = Problem)))]
+pub async fn report_alert<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    body: JsonBody<AlertReport>,
+) -> ApiResult {
+    let v = s
+        .ctl
+        .call(move |c| c.report_alert(&caller, body.value))
+        .await??;
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// The audit log, newest first (`?limit=N`, default 100).
+#[utoipa::path(get, path = "/v1/audit", tag = "system",
+    params(("limit" = Option<usize>, Query)),
+    responses((status = 200, body = Vec<AuditRecord>), (status = "4XX", body = Problem)))]
+pub async fn audit<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let limit = QueryArgs::parse(q.as_deref())
+        .number::<usize>("limit")?
+        .unwrap_or(100)
+        .min(10_000);
+    let v = s.ctl.call(move |c| c.audit_log(&caller, limit)).await??;
+    Ok(json(StatusCode::OK, &v))
+}
+
+fn admin(caller: &Caller) -> Result<(), Problem> {
+    if caller.admin {
+        Ok(())
+    } else {
+        Err(Problem::new(403, "forbidden", "Forbidden", "this call needs the admin token"))
+    }
+}
+
+/// The NIC: identity, table capacity and occupancy (admin).
+#[utoipa::path(get, path = "/v1/nic", tag = "nic",
+    responses((status = 200, body = NicStatus), (status = "4XX", body = Problem)))]
+pub async fn nic_status<D: Backend>(State(s): State<ApiState<D>>, Auth(caller): Auth) -> ApiResult {
+    admin(&caller)?;
+    let v = s.ctl.call(|c| c.nic_status()).await??;
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// Entries on the NIC that differ from the desired state (admin).
+#[utoipa::path(get, path = "/v1/nic/drift", tag = "nic",
+    responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
+pub async fn nic_drift<D: Backend>(State(s): State<ApiState<D>>, Auth(caller): Auth) -> ApiResult {
+    admin(&caller)?;
+    let v: TableDiff = s.ctl.call(|c| c.drift()).await??;
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// Reprograms the NIC from the store (admin).
+#[utoipa::path(post, path = "/v1/nic/resync", tag = "nic",
+    responses((status = 200, body = SyncReport), (status = "4XX", body = Problem)))]
+pub async fn nic_resync<D: Backend>(State(s): State<ApiState<D>>, Auth(caller): Auth) -> ApiResult {
+    admin(&caller)?;
+    let (_, r) = s.ctl.call(|c| c.resync()).await??;
+    Ok(json(StatusCode::OK, &r))
+}
+
+/// Resets the NIC and rebuilds its tables from the store (admin).
+#[utoipa::path(post, path = "/v1/nic/reset", tag = "nic",
+    responses((status = 200, body = SyncReport), (status = "4XX", body = Problem)))]
+pub async fn nic_reset<D: Backend>(State(s): State<ApiState<D>>, Auth(caller): Auth) -> ApiResult {
+    admin(&caller)?;
+    let r = s.ctl.call(|c| c.reset_nic()).await??;
+    Ok(json(StatusCode::OK, &r))
+}
+
+/// Feeds a capture (pcap or pcapng body) into a port of the simulated NIC (`?port=uplink|pf|vfN|<node>`,
+/// `?pace=line|timestamps`) and writes what every port transmitted to captures on the daemon's
+/// disk (admin; simulator only).
+#[utoipa::path(post, path = "/v1/sim/inject", tag = "nic",
+    params(("port" = Option<String>, Query), ("pace" = Option<String>, Query)),
+    request_body(content = Vec<u8>, content_type = "application/vnd.tcpdump.pcap"),
+    responses((status = 200, body = InjectReport), (status = "4XX", body = Problem)))]
+pub async fn sim_inject<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    admin(&caller)?;
+    let args = QueryArgs::parse(q.as_deref());
+    let port = args.text("port").unwrap_or("uplink").to_string();
+    let line_rate = match args.text("pace").unwrap_or("timestamps") {
+        "timestamps" => false,
+        "line" => true,
+        other => {
+            return Err(Problem::bad_request(format!(
+                "query parameter 'pace': '{other}' is neither 'timestamps' nor 'line'"
+            )));
+        }
+    };
+    if body.is_empty() {
+        return Err(Problem::bad_request("the body must be a pcap or pcapng capture"));
+    }
+    let data = body.to_vec();
+    let v = s
+        .ctl
+        .call(move |c| c.inject(&port, &data, line_rate))
+        .await??;
+    Ok(json(StatusCode::OK, &v))
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The OpenAPI document of the API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "shadownet", description = "Traffic shadowing on the NIC: tenants, networks, shadows, versions, policies."),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    paths(
+        health, create_tenant, list_tenants, get_tenant, update_tenant, issue_token,
+        create_network, list_networks, get_network, update_network, delete_network, add_node,
+        remove_node, network_history, network_diff, network_rollback, create_shadow,
+        list_shadows, get_shadow, delete_shadow, complete_shadow, shadow_capacity,
+        shadow_policy, shadow_history, shadow_diff, shadow_rollback, put_automation,
+        list_automations, delete_automation, report_alert, audit, nic_status, nic_drift,
+        nic_resync, nic_reset, sim_inject
+    ),
+    components(schemas(Problem, FieldError, QuotaExceeded, Usage, TenantView, CreatedTenant,
+        IssuedToken, RollbackRequest, SyncReport, Teardown, AlertOutcome, HistoryEntry,
+        NicStatus, InjectReport, Change, AuditRecord))
+)]
+pub struct ApiDoc;

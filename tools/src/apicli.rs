@@ -1,0 +1,1105 @@
+//! `shadowctl` commands that talk to the daemon's API: tenants, networks, nodes, shadows,
+//! automation rules, alerts, versions and diffs, the audit log and the NIC. Every command
+//! prints a readable table or, with `--json`, the API's JSON.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::client::Client;
+
+/// Where the daemon is and who calls it.
+#[derive(Args, Clone, Debug)]
+pub struct ApiArgs {
+    /// API base URL.
+    #[arg(long, global = true, env = "SHADOWNET_API", default_value = "http://127.0.0.1:7878")]
+    pub api: String,
+    /// Bearer token (a tenant's, or the admin token).
+    #[arg(long, global = true, env = "SHADOWNET_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the bearer token (e.g. shadownet-data/admin.token).
+    #[arg(long, global = true, env = "SHADOWNET_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// With the admin token: act on this tenant's objects.
+    #[arg(long, global = true, env = "SHADOWNET_TENANT")]
+    pub tenant: Option<String>,
+    /// Print the API's JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl ApiArgs {
+    /// The client these arguments describe.
+    pub fn client(&self) -> anyhow::Result<Client> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(p)) => Some(
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("reading the token file {}", p.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+        Ok(Client::new(&self.api, token, self.tenant.clone()))
+    }
+}
+
+/// Tenants (admin).
+#[derive(Subcommand, Debug)]
+pub enum TenantCmd {
+    /// Create a tenant; prints its first token.
+    Create {
+        /// Name.
+        name: String,
+        /// Description.
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// List tenants with their usage.
+    List,
+    /// Show a tenant, its limits and usage.
+    Show {
+        /// Name.
+        name: String,
+    },
+    /// Change a tenant's limits (unset ones keep their value).
+    SetLimits {
+        /// Name.
+        name: String,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Issue another token.
+    Token {
+        /// Name.
+        name: String,
+    },
+}
+
+/// Resource limits on the command line.
+#[derive(Args, Debug, Default)]
+pub struct LimitArgs {
+    /// Shadows alive at once.
+    #[arg(long)]
+    pub max_shadows: Option<u32>,
+    /// Mirrored Mbit/s over all shadows.
+    #[arg(long)]
+    pub max_mirror_mbps: Option<u32>,
+    /// Mirror rules over all shadows.
+    #[arg(long)]
+    pub max_mirror_rules: Option<u32>,
+    /// NIC table entries.
+    #[arg(long)]
+    pub max_table_entries: Option<u32>,
+    /// Longest shadow lifetime (e.g. 1h, 7d).
+    #[arg(long, value_parser = parse_duration)]
+    pub max_shadow_lifetime: Option<u64>,
+    /// Bytes in the store.
+    #[arg(long)]
+    pub max_stored_bytes: Option<u64>,
+}
+
+impl LimitArgs {
+    fn apply(&self, limits: &mut Value) {
+        let mut set = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                limits[k] = v;
+            }
+        };
+        set("max_shadows", self.max_shadows.map(Value::from));
+        set("max_mirror_mbps", self.max_mirror_mbps.map(Value::from));
+        set("max_mirror_rules", self.max_mirror_rules.map(Value::from));
+        set("max_table_entries", self.max_table_entries.map(Value::from));
+        set("max_shadow_lifetime_s", self.max_shadow_lifetime.map(Value::from));
+        set("max_stored_bytes", self.max_stored_bytes.map(Value::from));
+    }
+}
+
+/// Production networks.
+#[derive(Subcommand, Debug)]
+pub enum NetworkCmd {
+    /// Create a network from a JSON or TOML file.
+    Create {
+        /// The network document.
+        #[arg(long)]
+        file: PathBuf,
+        /// Idempotency key: a retry with the same key does not create twice.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Replace a network with the document in a file (a new version).
+    Apply {
+        /// The network document.
+        #[arg(long)]
+        file: PathBuf,
+        /// Refuse if the current version is not this one.
+        #[arg(long)]
+        if_version: Option<u64>,
+    },
+    /// List networks.
+    List,
+    /// Show a network (the current version, or --version N).
+    Show {
+        /// Name.
+        name: String,
+        /// Version.
+        #[arg(long)]
+        version: Option<u64>,
+    },
+    /// Delete a network.
+    Delete {
+        /// Name.
+        name: String,
+    },
+    /// A network's versions.
+    History {
+        /// Name.
+        name: String,
+    },
+    /// What changed between two versions (to defaults to the current one).
+    Diff {
+        /// Name.
+        name: String,
+        /// From version.
+        #[arg(long)]
+        from: u64,
+        /// To version.
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Re-apply an earlier version.
+    Rollback {
+        /// Name.
+        name: String,
+        /// The version.
+        #[arg(long)]
+        to: u64,
+    },
+}
+
+/// Nodes of a network.
+#[derive(Subcommand, Debug)]
+pub enum NodeCmd {
+    /// Add a node.
+    Add {
+        /// The network.
+        network: String,
+        /// Node name.
+        #[arg(long)]
+        name: String,
+        /// Overlay address.
+        #[arg(long)]
+        ip: String,
+        /// Overlay MAC.
+        #[arg(long)]
+        mac: String,
+        /// Substrate address of its host.
+        #[arg(long)]
+        host: String,
+        /// Substrate MAC of its host.
+        #[arg(long)]
+        host_mac: String,
+        /// Subnet.
+        #[arg(long)]
+        subnet: Option<String>,
+        /// Security groups (repeat).
+        #[arg(long = "security-group")]
+        security_groups: Vec<String>,
+        /// Image.
+        #[arg(long, default_value = "")]
+        image: String,
+        /// Size.
+        #[arg(long, default_value = "")]
+        size: String,
+    },
+    /// Remove a node.
+    Remove {
+        /// The network.
+        network: String,
+        /// Node name.
+        node: String,
+    },
+}
+
+/// Shadows.
+#[derive(Subcommand, Debug)]
+pub enum ShadowCmd {
+    /// Create a shadow of a network: from a spec file, or from options.
+    Create {
+        /// A ShadowSpec document (JSON or TOML); options below override its fields.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// The production network.
+        #[arg(long)]
+        network: Option<String>,
+        /// Name (generated when absent).
+        #[arg(long)]
+        name: Option<String>,
+        /// Lifetime (e.g. 30m, 2h).
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<u64>,
+        /// mirror or redirect.
+        #[arg(long)]
+        mode: Option<String>,
+        /// vxlan or geneve.
+        #[arg(long)]
+        encap: Option<String>,
+        /// Collector: IP,MAC.
+        #[arg(long)]
+        collector: Option<String>,
+        /// Mirror bandwidth cap, Mbit/s.
+        #[arg(long)]
+        mbps: Option<u32>,
+        /// Mirror every packet of every node in both directions (a one-rule policy).
+        #[arg(long)]
+        mirror_all: bool,
+        /// Idempotency key.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// List shadows.
+    List,
+    /// Show a shadow.
+    Show {
+        /// Name.
+        name: String,
+        /// Version.
+        #[arg(long)]
+        version: Option<u64>,
+    },
+    /// Change a shadow's analysis capacity.
+    Capacity {
+        /// Name.
+        name: String,
+        /// Mirror bandwidth, Mbit/s (0: uncapped).
+        #[arg(long)]
+        mbps: u32,
+        /// Policer burst, bytes.
+        #[arg(long, default_value_t = 262_144)]
+        burst: u32,
+        /// Copy one packet in N.
+        #[arg(long, default_value_t = 1)]
+        sample: u32,
+    },
+    /// Replace a shadow's mirror policy with the one in a file.
+    Policy {
+        /// Name.
+        name: String,
+        /// A MirrorPolicy document.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Mark a shadow complete (it is torn down).
+    Complete {
+        /// Name.
+        name: String,
+    },
+    /// Delete a shadow now.
+    Delete {
+        /// Name.
+        name: String,
+    },
+    /// A shadow's versions.
+    History {
+        /// Name.
+        name: String,
+    },
+    /// What changed between two versions.
+    Diff {
+        /// Name.
+        name: String,
+        /// From version.
+        #[arg(long)]
+        from: u64,
+        /// To version.
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Re-apply an earlier version's policy and capacity.
+    Rollback {
+        /// Name.
+        name: String,
+        /// The version.
+        #[arg(long)]
+        to: u64,
+    },
+}
+
+/// Automation rules.
+#[derive(Subcommand, Debug)]
+pub enum AutomationCmd {
+    /// Store a rule from a file.
+    Put {
+        /// An Automation document.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// List rules.
+    List,
+    /// Delete a rule.
+    Delete {
+        /// Name.
+        name: String,
+    },
+}
+
+/// The NIC (admin).
+#[derive(Subcommand, Debug)]
+pub enum NicCmd {
+    /// Identity and table fill.
+    Status,
+    /// Entries that differ from the desired state.
+    Drift,
+    /// Reprogram from the store.
+    Resync,
+    /// Reset the NIC and rebuild it.
+    Reset,
+    /// Feed a capture into a port of the simulated NIC.
+    Inject {
+        /// The capture.
+        file: PathBuf,
+        /// Port: uplink, pf, vfN or a local node's name.
+        #[arg(long, default_value = "uplink")]
+        port: String,
+        /// Back to back at line rate instead of the capture's timing.
+        #[arg(long)]
+        line_rate: bool,
+    },
+}
+
+/// An API command.
+#[derive(Subcommand, Debug)]
+pub enum ApiCommand {
+    /// Tenants and their limits.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Production networks and their versions.
+    #[command(subcommand)]
+    Network(NetworkCmd),
+    /// Nodes of a network.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Shadows.
+    #[command(subcommand)]
+    Shadow(ShadowCmd),
+    /// Automation rules that create shadows on alerts.
+    #[command(subcommand)]
+    Automation(AutomationCmd),
+    /// Report an alert about a network.
+    Alert {
+        /// The network.
+        #[arg(long)]
+        network: String,
+        /// Severity 1 (high) to 4.
+        #[arg(long)]
+        severity: u8,
+        /// Signature.
+        #[arg(long)]
+        signature: String,
+    },
+    /// The audit log.
+    Audit {
+        /// Entries.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// The NIC.
+    #[command(subcommand)]
+    Nic(NicCmd),
+}
+
+/// Parses `90`, `90s`, `30m`, `2h`, `7d` into seconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (e.g. 90s, 30m, 2h, 7d)"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("'{s}': unit '{unit}' is not s, m, h or d")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("'{s}' is too long"))
+}
+
+/// Reads a JSON or TOML document (by extension).
+pub fn read_doc(path: &Path) -> anyhow::Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "toml") {
+        let v: toml::Value =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(serde_json::to_value(v)?)
+    } else {
+        serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!("{}:{}: {e}", path.display(), e.line())
+        })
+    }
+}
+
+/// A plain text table.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(headers.iter().map(|h| h.to_uppercase()).collect());
+    for r in rows {
+        out.push_str(&line(r.clone()));
+    }
+    out
+}
+
+fn s(v: &Value, ptr: &str) -> String {
+    match v.pointer(ptr) {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(x)) => x.clone(),
+        Some(x) => x.to_string(),
+    }
+}
+
+fn when(v: &Value, ptr: &str) -> String {
+    match v.pointer(ptr).and_then(Value::as_i64) {
+        None => "-".into(),
+        Some(ms) => {
+            let secs = ms / 1000;
+            let (d, r) = (secs / 86_400, secs % 86_400);
+            let (y, m, dd) = civil(d);
+            format!("{y:04}-{m:02}-{dd:02} {:02}:{:02}:{:02}", r / 3600, r % 3600 / 60, r % 60)
+        }
+    }
+}
+
+/// Days since 1970-01-01 to a calendar date (Howard Hinnant's algorithm).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn rows(v: &Value) -> &[Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// Runs an API command; returns what to print.
+pub fn run(cmd: ApiCommand, args: &ApiArgs) -> anyhow::Result<String> {
+    let c = args.client()?;
+    let (value, text): (Value, Box<dyn Fn(&Value) -> String>) = match cmd {
+        ApiCommand::Tenant(t) => match t {
+            TenantCmd::Create {
+                name,
+                description,
+                limits,
+            } => {
+                let mut l = json!({});
+                limits.apply(&mut l);
+                let v = c.send(
+                    "POST",
+                    "/v1/tenants",
+                    &json!({"name": name, "description": description, "limits": l}),
+                    &[],
+                )?;
+                (v, Box::new(|v| format!("tenant {} created\ntoken {}\n", s(v, "/tenant/object/name"), s(v, "/token"))))
+            }
+            TenantCmd::List => (c.get("/v1/tenants")?, Box::new(tenant_table)),
+            TenantCmd::Show { name } => {
+                let v = c.get(&format!("/v1/tenants/{name}"))?;
+                (v.clone(), Box::new(|v| tenant_table(&Value::Array(vec![v.clone()]))))
+            }
+            TenantCmd::SetLimits { name, limits } => {
+                let cur = c.get(&format!("/v1/tenants/{name}"))?;
+                let mut t = cur["tenant"].clone();
+                limits.apply(&mut t["limits"]);
+                let v = c.send("PUT", &format!("/v1/tenants/{name}"), &t, &[])?;
+                (v, Box::new(|v| format!("tenant {} is at version {}\n", s(v, "/object/name"), s(v, "/version"))))
+            }
+            TenantCmd::Token { name } => {
+                let v = c.send("POST", &format!("/v1/tenants/{name}/tokens"), &json!({}), &[])?;
+                (v, Box::new(|v| format!("{}\n", s(v, "/token"))))
+            }
+        },
+        ApiCommand::Network(n) => match n {
+            NetworkCmd::Create {
+                file,
+                idempotency_key,
+            } => {
+                let doc = read_doc(&file)?;
+                let h: Vec<(&str, String)> = idempotency_key
+                    .map(|k| vec![("Idempotency-Key", k)])
+                    .unwrap_or_default();
+                let v = c.send("POST", "/v1/networks", &doc, &h)?;
+                (v, Box::new(version_line("network")))
+            }
+            NetworkCmd::Apply { file, if_version } => {
+                let doc = read_doc(&file)?;
+                let name = doc
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .with_context(|| format!("{}: the network has no name", file.display()))?
+                    .to_string();
+                let h: Vec<(&str, String)> = if_version
+                    .map(|v| vec![("If-Match", format!("\"{v}\""))])
+                    .unwrap_or_default();
+                let v = c.send("PUT", &format!("/v1/networks/{name}"), &doc, &h)?;
+                (v, Box::new(version_line("network")))
+            }
+            NetworkCmd::List => (
+                c.get("/v1/networks")?,
+                Box::new(|v| {
+                    table(
+                        &["name", "version", "vni", "prefixes", "nodes", "groups", "updated"],
+                        &rows(v)
+                            .iter()
+                            .map(|n| {
+                                vec![
+                                    s(n, "/object/name"),
+                                    s(n, "/version"),
+                                    s(n, "/object/vni"),
+                                    n.pointer("/object/prefixes")
+                                        .and_then(Value::as_array)
+                                        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+                                        .unwrap_or_default(),
+                                    count(n, "/object/nodes"),
+                                    count(n, "/object/security_groups"),
+                                    when(n, "/updated_at_ms"),
+                                ]
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                }),
+            ),
+            NetworkCmd::Show { name, version } => {
+                let q = version.map(|v| format!("?version={v}")).unwrap_or_default();
+                let v = c.get(&format!("/v1/networks/{name}{q}"))?;
+                (v, Box::new(network_text))
+            }
+            NetworkCmd::Delete { name } => {
+                let v = c.delete(&format!("/v1/networks/{name}"))?;
+                (v, Box::new(move |_| format!("network {name} deleted\n")))
+            }
+            NetworkCmd::History { name } => {
+                (c.get(&format!("/v1/networks/{name}/versions"))?, Box::new(history_table))
+            }
+            NetworkCmd::Diff { name, from, to } => {
+                let q = to.map(|t| format!("&to={t}")).unwrap_or_default();
+                (c.get(&format!("/v1/networks/{name}/diff?from={from}{q}"))?, Box::new(diff_text))
+            }
+            NetworkCmd::Rollback { name, to } => {
+                let v = c.send("POST", &format!("/v1/networks/{name}/rollback"), &json!({"version": to}), &[])?;
+                (v, Box::new(version_line("network")))
+            }
+        },
+        ApiCommand::Node(n) => match n {
+            NodeCmd::Add {
+                network,
+                name,
+                ip,
+                mac,
+                host,
+                host_mac,
+                subnet,
+                security_groups,
+                image,
+                size,
+            } => {
+                let node = json!({"name": name, "ip": ip, "mac": mac, "host": host, "host_mac": host_mac,
+                    "subnet": subnet, "security_groups": security_groups,
+                    "definition": {"image": image, "size": size}});
+                let v = c.send("POST", &format!("/v1/networks/{network}/nodes"), &node, &[])?;
+                (v, Box::new(version_line("network")))
+            }
+            NodeCmd::Remove { network, node } => {
+                let v = c.delete(&format!("/v1/networks/{network}/nodes/{node}"))?;
+                (v, Box::new(version_line("network")))
+            }
+        },
+        ApiCommand::Shadow(sc) => match sc {
+            ShadowCmd::Create {
+                file,
+                network,
+                name,
+                ttl,
+                mode,
+                encap,
+                collector,
+                mbps,
+                mirror_all,
+                idempotency_key,
+            } => {
+                let mut spec = match &file {
+                    Some(f) => read_doc(f)?,
+                    None => json!({}),
+                };
+                if let Some(n) = network {
+                    spec["network"] = n.into();
+                }
+                if let Some(n) = name {
+                    spec["name"] = n.into();
+                }
+                if let Some(t) = ttl {
+                    spec["ttl_s"] = t.into();
+                }
+                if let Some(m) = mode {
+                    spec["mode"] = m.into();
+                }
+                if let Some(e) = encap {
+                    spec["encap"] = e.into();
+                }
+                if let Some(col) = collector {
+                    let (ip, mac) = col
+                        .split_once(',')
+                        .context("--collector is IP,MAC (e.g. 10.0.0.50,02:00:00:00:00:50)")?;
+                    spec["collector"] = json!({"ip": ip, "mac": mac});
+                }
+                if let Some(m) = mbps {
+                    spec["capacity"]["mbps"] = m.into();
+                }
+                if mirror_all {
+                    spec["policy"] = json!({"rules": [{"direction": "both"}]});
+                }
+                if spec.get("network").is_none() {
+                    bail!("a shadow needs --network (or a spec file naming it)");
+                }
+                let h: Vec<(&str, String)> = idempotency_key
+                    .map(|k| vec![("Idempotency-Key", k)])
+                    .unwrap_or_default();
+                let v = c.send("POST", "/v1/shadows", &spec, &h)?;
+                (v, Box::new(shadow_text))
+            }
+            ShadowCmd::List => (
+                c.get("/v1/shadows")?,
+                Box::new(|v| {
+                    table(
+                        &["name", "version", "network", "state", "mode", "vni", "session", "rules", "mbps", "expires"],
+                        &rows(v)
+                            .iter()
+                            .map(|x| {
+                                vec![
+                                    s(x, "/object/name"),
+                                    s(x, "/version"),
+                                    format!("{}@{}", s(x, "/object/spec/network"), s(x, "/object/network_version")),
+                                    s(x, "/object/state"),
+                                    s(x, "/object/spec/mode"),
+                                    s(x, "/object/vni"),
+                                    s(x, "/object/session"),
+                                    count(x, "/object/spec/policy/rules"),
+                                    s(x, "/object/spec/capacity/mbps"),
+                                    when(x, "/object/expires_at_ms"),
+                                ]
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                }),
+            ),
+            ShadowCmd::Show { name, version } => {
+                let q = version.map(|v| format!("?version={v}")).unwrap_or_default();
+                (c.get(&format!("/v1/shadows/{name}{q}"))?, Box::new(shadow_text))
+            }
+            ShadowCmd::Capacity {
+                name,
+                mbps,
+                burst,
+                sample,
+            } => {
+                let v = c.send(
+                    "PUT",
+                    &format!("/v1/shadows/{name}/capacity"),
+                    &json!({"mbps": mbps, "burst_bytes": burst, "sample": sample}),
+                    &[],
+                )?;
+                (v, Box::new(version_line("shadow")))
+            }
+            ShadowCmd::Policy { name, file } => {
+                let doc = read_doc(&file)?;
+                let v = c.send("PUT", &format!("/v1/shadows/{name}/policy"), &doc, &[])?;
+                (v, Box::new(version_line("shadow")))
+            }
+            ShadowCmd::Complete { name } => {
+                (c.send("POST", &format!("/v1/shadows/{name}/complete"), &json!({}), &[])?, Box::new(teardown_text))
+            }
+            ShadowCmd::Delete { name } => (c.delete(&format!("/v1/shadows/{name}"))?, Box::new(teardown_text)),
+            ShadowCmd::History { name } => {
+                (c.get(&format!("/v1/shadows/{name}/versions"))?, Box::new(history_table))
+            }
+            ShadowCmd::Diff { name, from, to } => {
+                let q = to.map(|t| format!("&to={t}")).unwrap_or_default();
+                (c.get(&format!("/v1/shadows/{name}/diff?from={from}{q}"))?, Box::new(diff_text))
+            }
+            ShadowCmd::Rollback { name, to } => {
+                let v = c.send("POST", &format!("/v1/shadows/{name}/rollback"), &json!({"version": to}), &[])?;
+                (v, Box::new(version_line("shadow")))
+            }
+        },
+        ApiCommand::Automation(a) => match a {
+            AutomationCmd::Put { file } => {
+                let doc = read_doc(&file)?;
+                let v = c.send("POST", "/v1/automations", &doc, &[])?;
+                (v, Box::new(version_line("automation rule")))
+            }
+            AutomationCmd::List => (
+                c.get("/v1/automations")?,
+                Box::new(|v| {
+                    table(
+                        &["name", "network", "max severity", "enabled", "ttl"],
+                        &rows(v)
+                            .iter()
+                            .map(|x| {
+                                vec![
+                                    s(x, "/object/name"),
+                                    s(x, "/object/network"),
+                                    s(x, "/object/max_severity"),
+                                    s(x, "/object/enabled"),
+                                    format!("{}s", s(x, "/object/template/ttl_s")),
+                                ]
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                }),
+            ),
+            AutomationCmd::Delete { name } => {
+                let v = c.delete(&format!("/v1/automations/{name}"))?;
+                (v, Box::new(move |_| format!("automation rule {name} deleted\n")))
+            }
+        },
+        ApiCommand::Alert {
+            network,
+            severity,
+            signature,
+        } => {
+            let v = c.send(
+                "POST",
+                "/v1/alerts",
+                &json!({"network": network, "severity": severity, "signature": signature}),
+                &[],
+            )?;
+            (
+                v,
+                Box::new(|v| {
+                    format!(
+                        "alert recorded (audit #{}); shadows created: {}; rules whose shadow is alive: {}\n",
+                        s(v, "/audit_seq"),
+                        list(v, "/shadows_created"),
+                        list(v, "/already_active")
+                    )
+                }),
+            )
+        }
+        ApiCommand::Audit { limit } => (
+            c.get(&format!("/v1/audit?limit={limit}"))?,
+            Box::new(|v| {
+                table(
+                    &["seq", "when", "tenant", "actor", "action", "object"],
+                    &rows(v)
+                        .iter()
+                        .map(|x| {
+                            vec![
+                                s(x, "/seq"),
+                                when(x, "/at_ms"),
+                                s(x, "/tenant"),
+                                s(x, "/actor"),
+                                s(x, "/action"),
+                                s(x, "/object"),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            }),
+        ),
+        ApiCommand::Nic(n) => match n {
+            NicCmd::Status => (
+                c.get("/v1/nic")?,
+                Box::new(|v| {
+                    let mut out = format!(
+                        "{} (contract {}, build {}, simulated {}), table generation {}\n",
+                        s(v, "/device"),
+                        s(v, "/version"),
+                        s(v, "/build_id"),
+                        s(v, "/simulated"),
+                        s(v, "/generation")
+                    );
+                    out.push_str(&table(
+                        &["table", "occupancy", "capacity"],
+                        &rows(&v["tables"])
+                            .iter()
+                            .map(|t| vec![s(t, "/table"), s(t, "/occupancy"), s(t, "/capacity")])
+                            .collect::<Vec<_>>(),
+                    ));
+                    out
+                }),
+            ),
+            NicCmd::Drift => (
+                c.get("/v1/nic/drift")?,
+                Box::new(|v| format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default())),
+            ),
+            NicCmd::Resync => (c.send("POST", "/v1/nic/resync", &json!({}), &[])?, Box::new(sync_text)),
+            NicCmd::Reset => (c.send("POST", "/v1/nic/reset", &json!({}), &[])?, Box::new(sync_text)),
+            NicCmd::Inject {
+                file,
+                port,
+                line_rate,
+            } => {
+                let data = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let pace = if line_rate { "line" } else { "timestamps" };
+                let v = c.send_bytes(
+                    &format!("/v1/sim/inject?port={port}&pace={pace}"),
+                    "application/vnd.tcpdump.pcap",
+                    &data,
+                )?;
+                (
+                    v,
+                    Box::new(|v| {
+                        let mut out = format!("{} frames into {}; captures in {}\n", s(v, "/frames"), s(v, "/port"), s(v, "/out_dir"));
+                        out.push_str(&table(
+                            &["port", "frames", "capture"],
+                            &rows(&v["outputs"])
+                                .iter()
+                                .map(|o| vec![s(o, "/port"), s(o, "/frames"), s(o, "/path")])
+                                .collect::<Vec<_>>(),
+                        ));
+                        out
+                    }),
+                )
+            }
+        },
+    };
+    if args.json {
+        Ok(serde_json::to_string_pretty(&value)? + "\n")
+    } else {
+        Ok(text(&value))
+    }
+}
+
+fn count(v: &Value, ptr: &str) -> String {
+    v.pointer(ptr)
+        .and_then(Value::as_array)
+        .map(|a| a.len().to_string())
+        .unwrap_or_else(|| "0".into())
+}
+
+fn list(v: &Value, ptr: &str) -> String {
+    let items: Vec<String> = v
+        .pointer(ptr)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+        .unwrap_or_default();
+    if items.is_empty() { "none".into() } else { items.join(", ") }
+}
+
+fn version_line(what: &'static str) -> impl Fn(&Value) -> String {
+    move |v| format!("{what} {} is at version {}\n", s(v, "/object/name"), s(v, "/version"))
+}
+
+fn tenant_table(v: &Value) -> String {
+    table(
+        &["tenant", "shadows", "mirror mbps", "mirror rules", "table entries", "stored bytes"],
+        &rows(v)
+            .iter()
+            .map(|t| {
+                let pair = |used: &str, lim: &str| format!("{}/{}", s(t, used), s(t, lim));
+                vec![
+                    s(t, "/tenant/name"),
+                    pair("/usage/shadows", "/tenant/limits/max_shadows"),
+                    pair("/usage/mirror_mbps", "/tenant/limits/max_mirror_mbps"),
+                    pair("/usage/mirror_rules", "/tenant/limits/max_mirror_rules"),
+                    pair("/usage/table_entries", "/tenant/limits/max_table_entries"),
+                    pair("/usage/stored_bytes", "/tenant/limits/max_stored_bytes"),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn network_text(v: &Value) -> String {
+    let mut out = format!(
+        "network {} version {} (VNI {}, prefixes {}), updated {}\n",
+        s(v, "/object/name"),
+        s(v, "/version"),
+        s(v, "/object/vni"),
+        v.pointer("/object/prefixes").map(|p| p.to_string()).unwrap_or_default(),
+        when(v, "/updated_at_ms")
+    );
+    out.push_str(&table(
+        &["node", "ip", "mac", "host", "vf", "subnet", "groups"],
+        &rows(&v["object"]["nodes"])
+            .iter()
+            .map(|n| {
+                vec![
+                    s(n, "/name"),
+                    s(n, "/ip"),
+                    s(n, "/mac"),
+                    s(n, "/host"),
+                    s(n, "/vf"),
+                    s(n, "/subnet"),
+                    n.get("security_groups").map(|g| g.to_string()).unwrap_or_default(),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    ));
+    for g in rows(&v["object"]["security_groups"]) {
+        out.push_str(&format!("security group {}\n", s(g, "/name")));
+        out.push_str(&table(
+            &["  direction", "protocol", "remote", "ports", "action", "priority"],
+            &rows(&g["rules"])
+                .iter()
+                .map(|r| {
+                    vec![
+                        format!("  {}", s(r, "/direction")),
+                        s(r, "/protocol"),
+                        s(r, "/remote"),
+                        s(r, "/ports"),
+                        s(r, "/action"),
+                        s(r, "/priority"),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        ));
+    }
+    out
+}
+
+fn shadow_text(v: &Value) -> String {
+    let mut out = format!(
+        "shadow {} version {}: {} of network {} version {}, {} via {}, VNI {}, session {}, expires {}\n",
+        s(v, "/object/name"),
+        s(v, "/version"),
+        s(v, "/object/state"),
+        s(v, "/object/spec/network"),
+        s(v, "/object/network_version"),
+        s(v, "/object/spec/mode"),
+        s(v, "/object/spec/encap"),
+        s(v, "/object/vni"),
+        s(v, "/object/session"),
+        when(v, "/object/expires_at_ms"),
+    );
+    out.push_str(&format!(
+        "capacity: {} Mbit/s, burst {} bytes, 1 in {}\n",
+        s(v, "/object/spec/capacity/mbps"),
+        s(v, "/object/spec/capacity/burst_bytes"),
+        s(v, "/object/spec/capacity/sample")
+    ));
+    out.push_str(&table(
+        &["replica of", "host", "vf"],
+        &rows(&v["object"]["replicas"])
+            .iter()
+            .map(|r| vec![s(r, "/node"), s(r, "/host"), s(r, "/vf")])
+            .collect::<Vec<_>>(),
+    ));
+    out.push_str(&table(
+        &["rule node", "direction", "protocol", "src", "dst", "dst ports", "sample", "truncate", "action", "priority"],
+        &rows(&v["object"]["spec"]["policy"]["rules"])
+            .iter()
+            .map(|r| {
+                vec![
+                    s(r, "/node"),
+                    s(r, "/direction"),
+                    s(r, "/protocol"),
+                    s(r, "/src"),
+                    s(r, "/dst"),
+                    s(r, "/dst_ports"),
+                    s(r, "/sample"),
+                    s(r, "/truncate"),
+                    s(r, "/action"),
+                    s(r, "/priority"),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    ));
+    out
+}
+
+fn history_table(v: &Value) -> String {
+    table(
+        &["version", "when", "author", "message"],
+        &rows(v)
+            .iter()
+            .map(|h| {
+                let msg = if h.get("deleted").and_then(Value::as_bool) == Some(true) {
+                    format!("{} (deleted)", s(h, "/message"))
+                } else {
+                    s(h, "/message")
+                };
+                vec![s(h, "/version"), when(h, "/at_ms"), s(h, "/author"), msg]
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn diff_text(v: &Value) -> String {
+    let changes = rows(v);
+    if changes.is_empty() {
+        return "no differences\n".into();
+    }
+    let mut out = String::new();
+    for c in changes {
+        let sign = match c.get("op").and_then(Value::as_str) {
+            Some("added") => "+",
+            Some("removed") => "-",
+            _ => "~",
+        };
+        let fields = c
+            .get("fields")
+            .and_then(Value::as_array)
+            .filter(|f| !f.is_empty())
+            .map(|f| {
+                format!(
+                    " ({})",
+                    f.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")
+                )
+            })
+            .unwrap_or_default();
+        out.push_str(&format!("{sign} {} {}{fields}\n", s(c, "/what"), s(c, "/path")));
+    }
+    out
+}
+
+fn teardown_text(v: &Value) -> String {
+    format!(
+        "shadow {} {}: {} NIC entries removed, {} left after read-back, {} stored bytes freed\n",
+        s(v, "/shadow"),
+        s(v, "/reason"),
+        s(v, "/entries_removed"),
+        s(v, "/entries_left"),
+        s(v, "/bytes_freed")
+    )
+}
+
+fn sync_text(v: &Value) -> String {
+    format!(
+        "NIC reprogrammed: {} entries written, {} removed, verified {}\n",
+        s(v, "/written"),
+        s(v, "/removed"),
+        s(v, "/verified")
+    )
+}
