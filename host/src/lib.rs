@@ -7,6 +7,8 @@
 //! - [`model`]: what tenants declare and ask for: networks, nodes, security groups, routes,
 //!   shadows, automation rules, limits.
 //! - [`netdesc`]: network descriptions (TOML) checked and compiled into table entries.
+//! - [`store`]: the versioned store (embedded SQLite) holding desired state, its history,
+//!   artefacts, idempotency records and the audit log.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -15,3 +17,4 @@ pub mod control;
 pub mod driver;
 pub mod model;
 pub mod netdesc;
+pub mod store;
