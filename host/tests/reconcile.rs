@@ -70,7 +70,10 @@ fn state(plan: &Plan) -> TableState {
 
 /// Every occupied slot's key and value words, slot numbers left out for exact tables
 /// (where the device's hashing, not the order of writes, decides them).
-fn raw_tables(nic: &mut Nic<SimDevice>) -> BTreeMap<TableId, Vec<(Option<u32>, Vec<u8>)>> {
+/// Rows of a table: slot (indexed tables only) and the key and value bytes.
+type Rows = Vec<(Option<u32>, Vec<u8>)>;
+
+fn raw_tables(nic: &mut Nic<SimDevice>) -> BTreeMap<TableId, Rows> {
     let mut out = BTreeMap::new();
     for t in TableId::ALL {
         let exact = matches!(t, TableId::Vni | TableId::Map | TableId::ShadowMap);

@@ -240,30 +240,19 @@ fn read_sessions<D: Device>(
     Ok(out)
 }
 
-fn dump_indexed<D: Device>(
-    nic: &mut Nic<D>,
-) -> Result<
-    (
-        BTreeMap<u16, VportEntry>,
-        BTreeMap<u32, AclRule>,
-        BTreeMap<u32, MirrorFilter>,
-    ),
-    ReconcileError,
-> {
-    let mut vports = BTreeMap::new();
+/// Fills the indexed tables (VF bindings, ACL, mirror filters) of `s` from the device.
+fn dump_indexed<D: Device>(nic: &mut Nic<D>, s: &mut TableState) -> Result<(), ReconcileError> {
     for e in nic.dump(TableId::Vport)? {
         let (p, v) = decode_vport(&e)?;
-        vports.insert(p, v);
+        s.vports.insert(p, v);
     }
-    let mut acl = BTreeMap::new();
     for e in nic.dump(TableId::Acl)? {
-        acl.insert(e.index, decode_acl(&e)?);
+        s.acl.insert(e.index, decode_acl(&e)?);
     }
-    let mut filters = BTreeMap::new();
     for e in nic.dump(TableId::MirrorFilter)? {
-        filters.insert(e.index, decode_filter(&e)?);
+        s.mirror_filters.insert(e.index, decode_filter(&e)?);
     }
-    Ok((vports, acl, filters))
+    Ok(())
 }
 
 /// The NIC's current state: every slot of every table dumped through the driver and decoded,
@@ -285,7 +274,7 @@ pub fn read_back<D: Device>(nic: &mut Nic<D>) -> Result<Actual, ReconcileError> 
         let (k, v) = decode_shadow_map(&e)?;
         s.shadow_map.insert(k, v);
     }
-    (s.vports, s.acl, s.mirror_filters) = dump_indexed(nic)?;
+    dump_indexed(nic, &mut s)?;
     s.sessions = read_sessions(nic)?;
     Ok(s)
 }
@@ -343,30 +332,32 @@ pub fn read_back_expecting<D: Device>(
 ) -> Result<Actual, ReconcileError> {
     let empty = TableState::default();
     let also = also.unwrap_or(&empty);
-    let mut s = TableState::default();
-    s.vnis = read_exact(
-        nic,
-        TableId::Vni,
-        merged(&expected.vnis, &also.vnis),
-        |nic, k| Ok(nic.lookup_vni(*k)?),
-        decode_vni,
-    )?;
-    s.map = read_exact(
-        nic,
-        TableId::Map,
-        merged(&expected.map, &also.map),
-        |nic, k| Ok(nic.lookup_map(k)?),
-        decode_map,
-    )?;
-    s.shadow_map = read_exact(
-        nic,
-        TableId::ShadowMap,
-        merged(&expected.shadow_map, &also.shadow_map),
-        |nic, k| Ok(nic.lookup_shadow_map(k)?),
-        decode_shadow_map,
-    )?;
-    (s.vports, s.acl, s.mirror_filters) = dump_indexed(nic)?;
-    s.sessions = read_sessions(nic)?;
+    let mut s = TableState {
+        vnis: read_exact(
+            nic,
+            TableId::Vni,
+            merged(&expected.vnis, &also.vnis),
+            |nic, k| Ok(nic.lookup_vni(*k)?),
+            decode_vni,
+        )?,
+        map: read_exact(
+            nic,
+            TableId::Map,
+            merged(&expected.map, &also.map),
+            |nic, k| Ok(nic.lookup_map(k)?),
+            decode_map,
+        )?,
+        shadow_map: read_exact(
+            nic,
+            TableId::ShadowMap,
+            merged(&expected.shadow_map, &also.shadow_map),
+            |nic, k| Ok(nic.lookup_shadow_map(k)?),
+            decode_shadow_map,
+        )?,
+        sessions: read_sessions(nic)?,
+        ..TableState::default()
+    };
+    dump_indexed(nic, &mut s)?;
     Ok(s)
 }
 
