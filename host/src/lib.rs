@@ -9,6 +9,8 @@
 //! - [`netdesc`]: network descriptions (TOML) checked and compiled into table entries.
 //! - [`store`]: the versioned store (embedded SQLite) holding desired state, its history,
 //!   artefacts, idempotency records and the audit log.
+//! - [`reconcile`]: desired table state diffed against the NIC, programmed in batches and
+//!   read back; rebuilds after NIC resets.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -18,3 +20,4 @@ pub mod driver;
 pub mod model;
 pub mod netdesc;
 pub mod store;
+pub mod reconcile;

@@ -614,6 +614,39 @@ impl<D: Device> Nic<D> {
             .map_err(invalid("map entry read back"))
     }
 
+    /// Looks a virtual network up in the device.
+    pub fn lookup_vni(&mut self, vni: u32) -> Result<Option<VniEntry>, DriverError> {
+        let mut k = [0u8; shadownet_hw::layout::vni::KEY_LEN];
+        VniKey { vni }.emit(&mut k);
+        let Some(w) = self.lookup_exact(TableId::Vni, &window(&k))? else {
+            return Ok(None);
+        };
+        let all: [u8; 64] = words_to_bytes(&w);
+        let mut v = [0u8; shadownet_hw::layout::vni::VALUE_LEN];
+        v.copy_from_slice(&all[..shadownet_hw::layout::vni::VALUE_LEN]);
+        VniEntry::parse(&v)
+            .map(Some)
+            .map_err(invalid("VNI entry read back"))
+    }
+
+    /// Looks a production-to-shadow map entry up in the device.
+    pub fn lookup_shadow_map(
+        &mut self,
+        key: &ShadowMapKey,
+    ) -> Result<Option<ShadowMapValue>, DriverError> {
+        let mut k = [0u8; shadownet_hw::layout::shadow_map::KEY_LEN];
+        key.emit(&mut k);
+        let Some(w) = self.lookup_exact(TableId::ShadowMap, &window(&k))? else {
+            return Ok(None);
+        };
+        let all: [u8; 64] = words_to_bytes(&w);
+        let mut v = [0u8; shadownet_hw::layout::shadow_map::VALUE_LEN];
+        v.copy_from_slice(&all[..shadownet_hw::layout::shadow_map::VALUE_LEN]);
+        ShadowMapValue::parse(&v)
+            .map(Some)
+            .map_err(invalid("shadow map entry read back"))
+    }
+
     /// Writes mirror filter `slot`.
     pub fn write_mirror_filter(
         &mut self,
