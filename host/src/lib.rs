@@ -9,5 +9,6 @@
 #![forbid(unsafe_code)]
 
 pub mod driver;
+mod entries;
 pub mod model;
 pub mod netdesc;
