@@ -10,6 +10,8 @@
 
 pub mod compile;
 pub mod diff;
+#[cfg(test)]
+mod fixtures;
 pub mod validate;
 
 use std::collections::BTreeMap;
