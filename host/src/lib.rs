@@ -17,6 +17,7 @@
 pub mod api;
 pub mod control;
 pub mod driver;
+mod entries;
 pub mod model;
 pub mod netdesc;
 pub mod store;

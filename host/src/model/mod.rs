@@ -8,6 +8,12 @@
 //!
 //! Every object is owned by one tenant; names are unique within a tenant and kind.
 
+pub mod compile;
+pub mod diff;
+#[cfg(test)]
+mod fixtures;
+pub mod validate;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -370,6 +376,11 @@ pub struct AnalysisNode {
     pub kind: String,
     /// Substrate endpoint of the node.
     pub endpoint: Endpoint,
+    /// Overlay address of the node inside the shadow network, when shadow nodes address it
+    /// directly (a resolver, a honeypot); it must not be a production node's address. Without
+    /// one the node receives only what the shadow's session sends to it as collector.
+    #[serde(default)]
+    pub ip: Option<String>,
 }
 
 /// The granular mirror policy of a shadow.

@@ -21,7 +21,7 @@ use shadownet_hw::{
         acl::{AclAction, AclRule, Verdict},
         map::{MapKey, MapValue},
         mirror_filter::{MIN_TRUNCATE, MirrorAction, MirrorFilter, MirrorVerdict},
-        rule::{DirectionMatch, Family, RuleMatch},
+        rule::{DirectionMatch, RuleMatch},
         session::{Encap, MIN_BURST, MirrorSession, Mode},
         shadow_map::{ShadowMapKey, ShadowMapValue},
         vni::VniEntry,
@@ -31,7 +31,10 @@ use shadownet_hw::{
 };
 use toml::Spanned;
 
-use crate::driver::{Device, DriverError, Nic, PortConfig};
+use crate::{
+    driver::{Device, DriverError, Nic, PortConfig},
+    entries::{self, ReplicaAt, RuleFields, VfAllocator},
+};
 
 /// One problem in a description.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -304,26 +307,11 @@ impl Compiler<'_> {
     }
 
     fn parse_ip(&mut self, line: Option<usize>, what: &str, s: &str) -> Option<IpAddr> {
-        match s.parse() {
-            Ok(ip) => Some(ip),
-            Err(_) => {
-                self.problem(
-                    line,
-                    format!("{what}: '{s}' is not an IPv4 or IPv6 address"),
-                );
-                None
-            }
-        }
+        self.ok(line, what, entries::parse_ip(s))
     }
 
     fn parse_mac(&mut self, line: Option<usize>, what: &str, s: &str) -> Option<Mac> {
-        match s.parse::<Mac>() {
-            Ok(m) => Some(m),
-            Err(e) => {
-                self.problem(line, format!("{what}: '{s}' is not a MAC address ({e})"));
-                None
-            }
-        }
+        self.ok(line, what, entries::parse_mac(s))
     }
 
     fn parse_prefix(
@@ -333,13 +321,7 @@ impl Compiler<'_> {
         s: &Option<String>,
     ) -> Option<Option<Prefix>> {
         let Some(s) = s else { return Some(None) };
-        match s.parse::<Prefix>() {
-            Ok(p) => Some(Some(p)),
-            Err(e) => {
-                self.problem(line, format!("{what}: '{s}' is not a prefix ({e})"));
-                None
-            }
-        }
+        self.ok(line, what, entries::parse_prefix(s)).map(Some)
     }
 
     fn parse_ports(
@@ -351,46 +333,29 @@ impl Compiler<'_> {
         let Some(s) = s else {
             return Some(PortRange::ANY);
         };
-        let parsed = match s.split_once('-') {
-            Some((lo, hi)) => lo.trim().parse().ok().zip(hi.trim().parse().ok()),
-            None => s.trim().parse().ok().map(|p| (p, p)),
-        };
-        match parsed.map(|(lo, hi)| PortRange::new(lo, hi)) {
-            Some(Ok(r)) => Some(r),
-            Some(Err(e)) => {
-                self.problem(line, format!("{what}: {e}"));
-                None
-            }
-            None => {
-                self.problem(
-                    line,
-                    format!("{what}: '{s}' is not a port or a range N-M of ports 0-65535"),
-                );
+        self.ok(line, what, entries::parse_ports(s))
+    }
+
+    fn parse_protocol(&mut self, line: Option<usize>, s: &Option<String>) -> Option<Option<u8>> {
+        let Some(s) = s else { return Some(None) };
+        match entries::parse_protocol(s) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.problem(line, e);
                 None
             }
         }
     }
 
-    fn parse_protocol(&mut self, line: Option<usize>, s: &Option<String>) -> Option<Option<u8>> {
-        let Some(s) = s else { return Some(None) };
-        let p = match s.as_str() {
-            "any" => return Some(None),
-            "tcp" => 6,
-            "udp" => 17,
-            "icmp" => 1,
-            "icmpv6" => 58,
-            "sctp" => 132,
-            "gre" => 47,
-            "esp" => 50,
-            n => match n.parse::<u8>() {
-                Ok(p) => p,
-                Err(_) => {
-                    self.problem(line, format!("protocol '{s}' is not tcp, udp, icmp, icmpv6, sctp, gre, esp, any or a number 0-255"));
-                    return None;
-                }
-            },
-        };
-        Some(Some(p))
+    /// The value, or a problem `what: message`.
+    fn ok<T>(&mut self, line: Option<usize>, what: &str, r: Result<T, String>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.problem(line, format!("{what}: {e}"));
+                None
+            }
+        }
     }
 
     fn check_vni(&mut self, line: Option<usize>, what: &str, vni: u32) -> bool {
@@ -649,12 +614,7 @@ impl Compiler<'_> {
             ));
             self.plan.map.push((
                 MapKey { vni, ip },
-                MapValue {
-                    substrate_ip: self.local_substrate(ip),
-                    substrate_mac: self.plan.port.local_mac,
-                    local_vport: Some(vport),
-                    shadow: false,
-                },
+                entries::local_map_value(&self.plan.port, ip, vport, false),
             ));
             self.plan.local_ports.push(LocalPort {
                 port: Port::Vport(vport),
@@ -744,16 +704,9 @@ impl Compiler<'_> {
                     },
                 ));
             }
-            self.plan.vnis.push((
-                d.vni,
-                VniEntry {
-                    shadow: true,
-                    miss_to_host: false,
-                    default_deny_to_vm: false,
-                    default_deny_from_vm: false,
-                    production_vni: Some(prod_vni),
-                },
-            ));
+            self.plan
+                .vnis
+                .push((d.vni, entries::shadow_vni_entry(prod_vni)));
             self.plan.networks.insert(d.name.clone(), d.vni);
             let mut seen = BTreeSet::new();
             for n in &d.node {
@@ -782,7 +735,7 @@ impl Compiler<'_> {
                 let Some(host) = self.host(line, &nwhat, &n.host, &n.host_mac, n.vf) else {
                     continue;
                 };
-                let (substrate_ip, substrate_mac, local_vport) = match host {
+                let at = match host {
                     Host::Local(vf) => {
                         let name = format!("{}/{}", d.name, n.vm);
                         let vport = match vf {
@@ -813,35 +766,22 @@ impl Compiler<'_> {
                             name,
                             vni: d.vni,
                         });
-                        (
-                            self.local_substrate(ip),
-                            self.plan.port.local_mac,
-                            Some(vport),
-                        )
+                        ReplicaAt {
+                            substrate_ip: self.local_substrate(ip),
+                            substrate_mac: self.plan.port.local_mac,
+                            local_vport: Some(vport),
+                        }
                     }
-                    Host::Remote(hip, hmac) => (hip, hmac, None),
+                    Host::Remote(hip, hmac) => ReplicaAt {
+                        substrate_ip: hip,
+                        substrate_mac: hmac,
+                        local_vport: None,
+                    },
                 };
-                self.plan.map.push((
-                    MapKey { vni: d.vni, ip },
-                    MapValue {
-                        substrate_ip,
-                        substrate_mac,
-                        local_vport,
-                        shadow: true,
-                    },
-                ));
-                self.plan.shadow_map.push((
-                    ShadowMapKey {
-                        session: d.session,
-                        vni: prod_vni,
-                        ip,
-                    },
-                    ShadowMapValue {
-                        substrate_ip,
-                        substrate_mac,
-                        shadow_vni: d.vni,
-                    },
-                ));
+                let (map, shadow_map) =
+                    entries::replica_entries(d.session, prod_vni, d.vni, ip, at);
+                self.plan.map.push(map);
+                self.plan.shadow_map.push(shadow_map);
             }
             shadows.insert(d.name.clone(), (d.session, d.network.clone()));
         }
@@ -1016,37 +956,19 @@ impl Compiler<'_> {
         let dst = self.parse_prefix(line, &format!("{what}: dst"), dst)?;
         let sport = self.parse_ports(line, &format!("{what}: src_ports"), src_ports)?;
         let dport = self.parse_ports(line, &format!("{what}: dst_ports"), dst_ports)?;
-        let has_ports = !(sport.is_any() && dport.is_any());
-        // Without a protocol the ranges match TCP and UDP packets; with another protocol
-        // no packet carries ports the NIC reads.
-        if has_ports && !matches!(protocol, None | Some(6) | Some(17)) {
-            self.problem(
-                line,
-                format!(
-                    "{what}: port ranges need protocol tcp or udp; this rule could never match"
-                ),
-            );
-            return None;
-        }
-        let rule = RuleMatch {
-            scope,
+        let fields = RuleFields {
             direction: match direction.unwrap_or(file::DirectionDesc::Both) {
                 file::DirectionDesc::ToVm => DirectionMatch::ToVm,
                 file::DirectionDesc::FromVm => DirectionMatch::FromVm,
                 file::DirectionDesc::Both => DirectionMatch::Both,
             },
-            family: Family::Any,
             protocol,
             src,
             dst,
             sport,
             dport,
         };
-        if let Err(e) = rule.validate() {
-            self.problem(line, format!("{what}: {e}; this rule could never match"));
-            return None;
-        }
-        Some(rule)
+        self.ok(line, what, fields.to_match(scope))
     }
 
     fn nic(&mut self, n: &Spanned<file::NicDesc>) {
@@ -1096,19 +1018,8 @@ impl Compiler<'_> {
         }
     }
 
-    /// The local substrate address of the overlay address's family, falling back to the
-    /// other family (the map only records where the VM lives).
     fn local_substrate(&self, overlay: IpAddr) -> IpAddr {
-        let v4 = self.plan.port.local_ipv4.map(IpAddr::V4);
-        let v6 = self.plan.port.local_ipv6.map(IpAddr::V6);
-        let (first, second) = if overlay.is_ipv4() {
-            (v4, v6)
-        } else {
-            (v6, v4)
-        };
-        first
-            .or(second)
-            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+        entries::local_substrate(&self.plan.port, overlay)
     }
 }
 
@@ -1118,40 +1029,6 @@ fn list(prefixes: &[Prefix]) -> String {
         .map(|p| p.to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-#[derive(Default)]
-struct VfAllocator {
-    taken: BTreeMap<u16, String>,
-    next: u16,
-}
-
-impl VfAllocator {
-    fn claim(&mut self, vf: u16, who: &str) -> Result<(), String> {
-        if vf as usize >= NUM_VPORTS {
-            return Err(format!(
-                "{who}: vf {vf} does not exist (the NIC has vf0-vf{})",
-                NUM_VPORTS - 1
-            ));
-        }
-        if let Some(other) = self.taken.get(&vf) {
-            return Err(format!("{who}: vf {vf} is already taken by {other}"));
-        }
-        self.taken.insert(vf, who.to_string());
-        Ok(())
-    }
-
-    fn next(&mut self, who: &str) -> Result<u16, String> {
-        while self.taken.contains_key(&self.next) {
-            self.next += 1;
-        }
-        if self.next as usize >= NUM_VPORTS {
-            return Err(format!("{who}: no free VF left (the NIC has {NUM_VPORTS})"));
-        }
-        let v = self.next;
-        self.taken.insert(v, who.to_string());
-        Ok(v)
-    }
 }
 
 #[cfg(test)]
