@@ -2,7 +2,7 @@
 # Passes every test of the workspace on a fresh machine: installs what the tests need when it
 # is missing (tshark, as root, from Debian), then checks formatting, lints and the API docs, and
 # runs every test with external tools required (a test that needs tshark fails, not skips,
-# without it), and the README's main job.
+# without it), and the README's main job (the daemon, driven through shadowctl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,11 +34,33 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked -q
 say "cargo test"
 SHADOWNET_REQUIRE_TOOLS=1 cargo test --workspace --locked
 
-say "the README's main job"
+say "the README's main job: shadownetd on the simulated NIC, driven by shadowctl"
+cargo build --release --locked -q -p shadownet-host --bin shadownetd -p shadowctl
+data=$(mktemp -d)
+target/release/shadownetd --listen 127.0.0.1:0 --data-dir "$data" 2>"$data/daemon.log" &
+daemon=$!
+trap 'kill "$daemon" 2>/dev/null || true; rm -rf "$data"' EXIT
+for _ in $(seq 1 200); do
+    [ -s "$data/listen.addr" ] && break
+    kill -0 "$daemon" 2>/dev/null || { cat "$data/daemon.log" >&2; exit 1; }
+    sleep 0.05
+done
+export SHADOWNET_API="http://$(cat "$data/listen.addr")" SHADOWNET_TOKEN_FILE="$data/admin.token" SHADOWNET_TENANT=acme
+ctl() { target/release/shadowctl "$@"; }
+ctl tenant create acme >/dev/null
+ctl network create --file examples/api/shop.json >/dev/null
+ctl shadow create --file examples/api/shop-shadow.json >/dev/null
+ctl nic inject examples/two-tier-web1.pcap --port web1 --json | grep -q '"frames"'
+ctl shadow complete shop-shadow | grep -q "0 left after read-back"
+ctl nic drift --json >/dev/null
+kill "$daemon"
+wait "$daemon" 2>/dev/null || true
+
+say "the offline simulator run"
 out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
 cargo run --release --locked -q -p shadowctl -- sim run --config examples/two-tier.toml \
     --pcap examples/two-tier-uplink.pcap --pcap web1=examples/two-tier-web1.pcap --out "$out" >/dev/null
 test -s "$out/summary.json"
+rm -rf "$out"
 
 say "all tests passed"

@@ -20,5 +20,5 @@ pub mod driver;
 mod entries;
 pub mod model;
 pub mod netdesc;
-pub mod store;
 pub mod reconcile;
+pub mod store;

@@ -130,12 +130,17 @@ fn sigkill_during_a_stream_of_changes_loses_no_acknowledged_change() {
         std::thread::sleep(Duration::from_millis(delay_ms + 100));
         let log = daemon.kill();
         let acked = writer.join().expect("writer");
-        assert!(!acked.is_empty() || round > 0, "no change was acknowledged before the kill: {log}");
+        assert!(
+            !acked.is_empty() || round > 0,
+            "no change was acknowledged before the kill: {log}"
+        );
         next = acked.last().map(|l| l + 1).unwrap_or(next) + 1;
         acknowledged.extend(acked);
 
         let r = start(&data);
-        let net = r.call("GET", "/v1/networks/big", None).expect("network after restart");
+        let net = r
+            .call("GET", "/v1/networks/big", None)
+            .expect("network after restart");
         let names: std::collections::BTreeSet<String> = net["object"]["nodes"]
             .as_array()
             .expect("nodes")
@@ -143,7 +148,10 @@ fn sigkill_during_a_stream_of_changes_loses_no_acknowledged_change() {
             .filter_map(|n| n["name"].as_str().map(String::from))
             .collect();
         for i in &acknowledged {
-            assert!(names.contains(&format!("n{i}")), "round {round}: acknowledged node n{i} lost");
+            assert!(
+                names.contains(&format!("n{i}")),
+                "round {round}: acknowledged node n{i} lost"
+            );
         }
         // The NIC was rebuilt from the store: nothing differs.
         let drift = r.call("GET", "/v1/nic/drift", None).expect("drift");
@@ -154,19 +162,30 @@ fn sigkill_during_a_stream_of_changes_loses_no_acknowledged_change() {
                 _ => false,
             }
         }
-        assert!(!has_entries(&drift), "round {round}: drift after restart: {drift}");
+        assert!(
+            !has_entries(&drift),
+            "round {round}: drift after restart: {drift}"
+        );
         let nic = r.call("GET", "/v1/nic", None).expect("nic");
         let map = nic["tables"]
             .as_array()
             .and_then(|t| t.iter().find(|x| x["table"] == "map"))
             .and_then(|x| x["occupancy"].as_u64())
             .expect("map occupancy");
-        assert_eq!(map as usize, names.len(), "round {round}: one map entry per node");
+        assert_eq!(
+            map as usize,
+            names.len(),
+            "round {round}: one map entry per node"
+        );
         d = Some(r);
     }
     if let Some(d) = d {
         d.kill();
     }
     let _ = std::fs::remove_dir_all(&data);
-    assert!(acknowledged.len() > 10, "only {} changes acknowledged", acknowledged.len());
+    assert!(
+        acknowledged.len() > 10,
+        "only {} changes acknowledged",
+        acknowledged.len()
+    );
 }

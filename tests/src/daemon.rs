@@ -190,7 +190,11 @@ pub fn raw(
     let status = resp.status();
     let ct = resp.content_type().to_string();
     let text = resp.into_string().unwrap_or_default();
-    (status, ct, serde_json::from_str(&text).unwrap_or(Value::Null))
+    (
+        status,
+        ct,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
 }
 
 /// The status of a failed call.

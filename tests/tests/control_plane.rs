@@ -20,7 +20,7 @@ fn shadow_spec(network: &str, ttl_s: u64) -> Value {
             {"node": "web1", "direction": "both"},
             {"node": "web1", "protocol": "udp", "dst_ports": "53", "action": "skip", "priority": 200}
         ]},
-        "capacity": {"mbps": 20000, "burst_bytes": 262144, "sample": 1}
+        "capacity": {"mbps": 5000, "burst_bytes": 262144, "sample": 1}
     })
 }
 
@@ -52,13 +52,21 @@ fn drift_is_empty(d: &TestDaemon) -> bool {
 fn copies_in(report: &Value, shadow_vni: u32) -> Vec<(String, u32)> {
     let uplink = report["outputs"]
         .as_array()
-        .and_then(|o| o.iter().find(|p| p["port"].as_str().is_some_and(|s| s.starts_with("uplink"))))
+        .and_then(|o| {
+            o.iter()
+                .find(|p| p["port"].as_str().is_some_and(|s| s.starts_with("uplink")))
+        })
         .unwrap_or_else(|| panic!("no uplink output in {report}"));
     frames(std::path::Path::new(uplink["path"].as_str().expect("path")))
         .iter()
         .filter_map(|f| try_decode(f))
         .filter(|t| t.vni == shadow_vni)
-        .map(|t| (t.dst.to_string(), t.shadow.map(|s| s.session as u32).unwrap_or(u32::MAX)))
+        .map(|t| {
+            (
+                t.dst.to_string(),
+                t.shadow.map(|s| s.session as u32).unwrap_or(u32::MAX),
+            )
+        })
         .collect()
 }
 
@@ -90,8 +98,14 @@ fn a_shadow_lives_mirrors_per_policy_and_leaves_the_tables_empty() {
     let session = shadow["object"]["session"].as_u64().expect("session") as u32;
     assert_eq!(shadow["object"]["network_version"], 1);
     assert_eq!(shadow["object"]["state"], "active");
-    assert_eq!(shadow["object"]["replicas"].as_array().map(Vec::len), Some(3));
-    assert!(occupancy(&d, "shadow_map") >= 3, "replicas are in the shadow map");
+    assert_eq!(
+        shadow["object"]["replicas"].as_array().map(Vec::len),
+        Some(3)
+    );
+    assert!(
+        occupancy(&d, "shadow_map") >= 3,
+        "replicas are in the shadow map"
+    );
 
     // web1's traffic: copies go into the shadow VNI, to the replica of each destination, and
     // DNS is carved out by the skip rule.
@@ -100,13 +114,23 @@ fn a_shadow_lives_mirrors_per_policy_and_leaves_the_tables_empty() {
     let bytes = std::fs::read(&capture).expect("capture");
     let report = d
         .admin()
-        .send_bytes("/v1/sim/inject?port=web1", "application/vnd.tcpdump.pcap", &bytes)
+        .send_bytes(
+            "/v1/sim/inject?port=web1",
+            "application/vnd.tcpdump.pcap",
+            &bytes,
+        )
         .expect("injected");
     let copies = copies_in(&report, vni);
     assert!(!copies.is_empty(), "web1's traffic was mirrored: {report}");
-    assert!(copies.iter().all(|(_, s)| *s == session), "Geneve metadata names the session");
+    assert!(
+        copies.iter().all(|(_, s)| *s == session),
+        "Geneve metadata names the session"
+    );
     // db1 runs on 10.0.0.2, so its replica does too: copies of web1 → db1 go there.
-    assert!(copies.iter().any(|(dst, _)| dst == "10.0.0.2"), "{copies:?}");
+    assert!(
+        copies.iter().any(|(dst, _)| dst == "10.0.0.2"),
+        "{copies:?}"
+    );
     let dns = examples::web1()
         .iter()
         .filter(|(_, f)| f.len() > 37 && f[23] == 17 && u16::from_be_bytes([f[36], f[37]]) == 53)
@@ -131,7 +155,11 @@ fn a_shadow_lives_mirrors_per_policy_and_leaves_the_tables_empty() {
     assert!(drift_is_empty(&d));
     let again = d
         .admin()
-        .send_bytes("/v1/sim/inject?port=web1", "application/vnd.tcpdump.pcap", &bytes)
+        .send_bytes(
+            "/v1/sim/inject?port=web1",
+            "application/vnd.tcpdump.pcap",
+            &bytes,
+        )
         .expect("injected again");
     assert!(copies_in(&again, vni).is_empty(), "no copies after expiry");
     // The audit log tells the story.
@@ -142,7 +170,12 @@ fn a_shadow_lives_mirrors_per_policy_and_leaves_the_tables_empty() {
         .iter()
         .filter_map(|a| a["action"].as_str())
         .collect();
-    for a in ["network.create", "shadow.create", "shadow.expired", "shadow.purge"] {
+    for a in [
+        "network.create",
+        "shadow.create",
+        "shadow.expired",
+        "shadow.purge",
+    ] {
         assert!(actions.contains(&a), "{a} missing from {actions:?}");
     }
 }
@@ -174,12 +207,22 @@ fn versions_diff_and_rollback() {
         .expect("rules")
         .push(json!({"direction": "to_node", "protocol": "tcp", "ports": "3306", "action": "deny", "priority": 90}));
     let v3 = c
-        .send("PUT", "/v1/networks/shop", &doc, &[("If-Match", "\"2\"".into())])
+        .send(
+            "PUT",
+            "/v1/networks/shop",
+            &doc,
+            &[("If-Match", "\"2\"".into())],
+        )
         .expect("v3");
     assert_eq!(v3["version"], 3);
     // A stale If-Match is refused and changes nothing.
     let stale = c
-        .send("PUT", "/v1/networks/shop", &doc, &[("If-Match", "\"2\"".into())])
+        .send(
+            "PUT",
+            "/v1/networks/shop",
+            &doc,
+            &[("If-Match", "\"2\"".into())],
+        )
         .expect_err("stale");
     assert_eq!(status_of(&stale), 412);
 
@@ -190,21 +233,36 @@ fn versions_diff_and_rollback() {
         .as_array()
         .expect("changes")
         .iter()
-        .map(|x| (x["op"].as_str().unwrap_or("").into(), x["what"].as_str().unwrap_or("").into()))
+        .map(|x| {
+            (
+                x["op"].as_str().unwrap_or("").into(),
+                x["what"].as_str().unwrap_or("").into(),
+            )
+        })
         .collect();
     assert!(changes.contains(&("added".into(), "node".into())), "{diff}");
     assert!(
-        changes.iter().any(|(op, what)| what.contains("rule") && (op == "added" || op == "changed")),
+        changes
+            .iter()
+            .any(|(op, what)| what.contains("rule") && (op == "added" || op == "changed")),
         "{diff}"
     );
     let none = c.get("/v1/networks/shop/diff?from=3&to=3").expect("diff");
     assert_eq!(none, json!([]));
 
     let v4 = c
-        .send("POST", "/v1/networks/shop/rollback", &json!({"version": 1}), &[])
+        .send(
+            "POST",
+            "/v1/networks/shop/rollback",
+            &json!({"version": 1}),
+            &[],
+        )
         .expect("rollback");
     assert_eq!(v4["version"], 4);
-    assert_eq!(c.get("/v1/networks/shop/diff?from=1&to=4").expect("diff"), json!([]));
+    assert_eq!(
+        c.get("/v1/networks/shop/diff?from=1&to=4").expect("diff"),
+        json!([])
+    );
     assert_eq!(occupancy(&d, "map"), map_v1, "the NIC is back at version 1");
     assert_eq!(occupancy(&d, "acl"), acl_v1);
     assert!(drift_is_empty(&d));
@@ -231,7 +289,9 @@ fn limits_are_enforced_with_the_limit_named() {
         .expect("first shadow");
     let mut second = shadow_spec("shop", 600);
     second["name"] = json!("second");
-    let e = c.send("POST", "/v1/shadows", &second, &[]).expect_err("one too many");
+    let e = c
+        .send("POST", "/v1/shadows", &second, &[])
+        .expect_err("one too many");
     assert_eq!(status_of(&e), 429);
     let shown = e.to_string();
     assert!(shown.contains("max_shadows"), "{shown}");
@@ -261,9 +321,16 @@ fn limits_are_enforced_with_the_limit_named() {
         .expect("lowered");
     assert_eq!(down["version"], 2);
     // Too many mirror rules.
-    let rules: Vec<Value> = (0..4).map(|i| json!({"node": "web1", "dst_ports": format!("{}", 1000 + i)})).collect();
+    let rules: Vec<Value> = (0..4)
+        .map(|i| json!({"node": "web1", "dst_ports": format!("{}", 1000 + i)}))
+        .collect();
     let e = c
-        .send("PUT", "/v1/shadows/shop-shadow/policy", &json!({"rules": rules}), &[])
+        .send(
+            "PUT",
+            "/v1/shadows/shop-shadow/policy",
+            &json!({"rules": rules}),
+            &[],
+        )
         .expect_err("too many rules");
     assert_eq!(status_of(&e), 429);
     assert!(e.to_string().contains("max_mirror_rules"));
@@ -285,11 +352,19 @@ fn idempotency_keys_make_retries_safe() {
     let a = c.send("POST", "/v1/shadows", &spec, &key).expect("first");
     let b = c.send("POST", "/v1/shadows", &spec, &key).expect("retry");
     assert_eq!(a, b, "the retry gets the first answer");
-    assert_eq!(c.get("/v1/shadows").expect("list").as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        c.get("/v1/shadows").expect("list").as_array().map(Vec::len),
+        Some(1)
+    );
     spec["ttl_s"] = json!(60);
-    let e = c.send("POST", "/v1/shadows", &spec, &key).expect_err("other body");
+    let e = c
+        .send("POST", "/v1/shadows", &spec, &key)
+        .expect_err("other body");
     assert_eq!(status_of(&e), 422);
-    assert_eq!(c.get("/v1/shadows").expect("list").as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        c.get("/v1/shadows").expect("list").as_array().map(Vec::len),
+        Some(1)
+    );
 }
 
 #[test]
@@ -302,7 +377,11 @@ fn hostile_requests_get_problems_and_change_nothing() {
         .expect("network");
     let snapshot = |d: &TestDaemon| {
         (
-            d.admin().get("/v1/audit?limit=1000").expect("audit").as_array().map(Vec::len),
+            d.admin()
+                .get("/v1/audit?limit=1000")
+                .expect("audit")
+                .as_array()
+                .map(Vec::len),
             d.client(&acme).get("/v1/networks/shop").expect("network")["version"].clone(),
             occupancy(d, "map"),
             occupancy(d, "acl"),
@@ -324,28 +403,204 @@ fn hostile_requests_get_problems_and_change_nothing() {
     let j = Some("application/json");
     let cases: Vec<(&str, &str, &str, Option<&str>, Option<&str>, Vec<u8>, u16)> = vec![
         ("no token", "GET", "/v1/networks", None, None, vec![], 401),
-        ("bad token", "GET", "/v1/networks", Some("not-a-token"), None, vec![], 401),
-        ("bad JSON", "POST", "/v1/networks", Some(&acme), j, b"{\"name\": ".to_vec(), 400),
-        ("not JSON media type", "POST", "/v1/networks", Some(&acme), Some("text/plain"), good.clone(), 415),
-        ("unknown field", "POST", "/v1/networks", Some(&acme), j, serde_json::to_vec(&unknown_field).expect("json"), 422),
-        ("wrong type", "POST", "/v1/networks", Some(&acme), j, br#"{"name": "x", "vni": "five", "prefixes": []}"#.to_vec(), 422),
-        ("invalid prefix", "POST", "/v1/networks", Some(&acme), j, serde_json::to_vec(&bad_prefix).expect("json"), 422),
-        ("overlapping subnets", "POST", "/v1/networks", Some(&acme), j, serde_json::to_vec(&overlapping).expect("json"), 422),
-        ("duplicate address", "POST", "/v1/networks", Some(&acme), j, serde_json::to_vec(&dup_ip).expect("json"), 422),
-        ("VNI used by another network", "POST", "/v1/networks", Some(&evil), j, serde_json::to_vec(&vni_clash).expect("json"), 422),
-        ("huge body", "POST", "/v1/networks", Some(&acme), j, huge, 413),
-        ("other tenant's network", "GET", "/v1/networks/shop", Some(&evil), None, vec![], 404),
-        ("delete other tenant's network", "DELETE", "/v1/networks/shop", Some(&evil), None, vec![], 404),
-        ("shadow of other tenant's network", "POST", "/v1/shadows", Some(&evil), j, serde_json::to_vec(&shadow_spec("shop", 60)).expect("json"), 404),
-        ("tenant on admin route", "POST", "/v1/tenants", Some(&acme), j, br#"{"name": "x"}"#.to_vec(), 403),
-        ("tenant reads NIC", "GET", "/v1/nic", Some(&acme), None, vec![], 403),
-        ("bad version number", "GET", "/v1/networks/shop?version=abc", Some(&acme), None, vec![], 400),
-        ("unknown route", "GET", "/v1/nope", Some(&acme), None, vec![], 404),
-        ("wrong method", "PATCH", "/v1/networks", Some(&acme), j, b"{}".to_vec(), 405),
-        ("rollback to a version that does not exist", "POST", "/v1/networks/shop/rollback", Some(&acme), j, br#"{"version": 99}"#.to_vec(), 404),
-        ("diff without from", "GET", "/v1/networks/shop/diff", Some(&acme), None, vec![], 400),
-        ("bad tenant name", "POST", "/v1/tenants", Some(&d.admin), j, br#"{"name": "Bad Name!"}"#.to_vec(), 422),
-        ("ttl zero", "POST", "/v1/shadows", Some(&acme), j, serde_json::to_vec(&shadow_spec("shop", 0)).expect("json"), 422),
+        (
+            "bad token",
+            "GET",
+            "/v1/networks",
+            Some("not-a-token"),
+            None,
+            vec![],
+            401,
+        ),
+        (
+            "bad JSON",
+            "POST",
+            "/v1/networks",
+            Some(&acme),
+            j,
+            b"{\"name\": ".to_vec(),
+            400,
+        ),
+        (
+            "not JSON media type",
+            "POST",
+            "/v1/networks",
+            Some(&acme),
+            Some("text/plain"),
+            good.clone(),
+            415,
+        ),
+        (
+            "unknown field",
+            "POST",
+            "/v1/networks",
+            Some(&acme),
+            j,
+            serde_json::to_vec(&unknown_field).expect("json"),
+            422,
+        ),
+        (
+            "wrong type",
+            "POST",
+            "/v1/networks",
+            Some(&acme),
+            j,
+            br#"{"name": "x", "vni": "five", "prefixes": []}"#.to_vec(),
+            422,
+        ),
+        (
+            "invalid prefix",
+            "POST",
+            "/v1/networks",
+            Some(&acme),
+            j,
+            serde_json::to_vec(&bad_prefix).expect("json"),
+            422,
+        ),
+        (
+            "overlapping subnets",
+            "POST",
+            "/v1/networks",
+            Some(&acme),
+            j,
+            serde_json::to_vec(&overlapping).expect("json"),
+            422,
+        ),
+        (
+            "duplicate address",
+            "POST",
+            "/v1/networks",
+            Some(&acme),
+            j,
+            serde_json::to_vec(&dup_ip).expect("json"),
+            422,
+        ),
+        (
+            "VNI used by another network",
+            "POST",
+            "/v1/networks",
+            Some(&evil),
+            j,
+            serde_json::to_vec(&vni_clash).expect("json"),
+            422,
+        ),
+        (
+            "huge body",
+            "POST",
+            "/v1/networks",
+            Some(&acme),
+            j,
+            huge,
+            413,
+        ),
+        (
+            "other tenant's network",
+            "GET",
+            "/v1/networks/shop",
+            Some(&evil),
+            None,
+            vec![],
+            404,
+        ),
+        (
+            "delete other tenant's network",
+            "DELETE",
+            "/v1/networks/shop",
+            Some(&evil),
+            None,
+            vec![],
+            404,
+        ),
+        (
+            "shadow of other tenant's network",
+            "POST",
+            "/v1/shadows",
+            Some(&evil),
+            j,
+            serde_json::to_vec(&shadow_spec("shop", 60)).expect("json"),
+            404,
+        ),
+        (
+            "tenant on admin route",
+            "POST",
+            "/v1/tenants",
+            Some(&acme),
+            j,
+            br#"{"name": "x"}"#.to_vec(),
+            403,
+        ),
+        (
+            "tenant reads NIC",
+            "GET",
+            "/v1/nic",
+            Some(&acme),
+            None,
+            vec![],
+            403,
+        ),
+        (
+            "bad version number",
+            "GET",
+            "/v1/networks/shop?version=abc",
+            Some(&acme),
+            None,
+            vec![],
+            400,
+        ),
+        (
+            "unknown route",
+            "GET",
+            "/v1/nope",
+            Some(&acme),
+            None,
+            vec![],
+            404,
+        ),
+        (
+            "wrong method",
+            "PATCH",
+            "/v1/networks",
+            Some(&acme),
+            j,
+            b"{}".to_vec(),
+            405,
+        ),
+        (
+            "rollback to a version that does not exist",
+            "POST",
+            "/v1/networks/shop/rollback",
+            Some(&acme),
+            j,
+            br#"{"version": 99}"#.to_vec(),
+            404,
+        ),
+        (
+            "diff without from",
+            "GET",
+            "/v1/networks/shop/diff",
+            Some(&acme),
+            None,
+            vec![],
+            400,
+        ),
+        (
+            "bad tenant name",
+            "POST",
+            "/v1/tenants",
+            Some(&d.admin),
+            j,
+            br#"{"name": "Bad Name!"}"#.to_vec(),
+            422,
+        ),
+        (
+            "ttl zero",
+            "POST",
+            "/v1/shadows",
+            Some(&acme),
+            j,
+            serde_json::to_vec(&shadow_spec("shop", 0)).expect("json"),
+            422,
+        ),
     ];
     for (what, method, path, token, ct, body, want) in cases {
         let (status, content_type, problem) = raw(&d.base, method, path, token, ct, &body);
@@ -353,18 +608,43 @@ fn hostile_requests_get_problems_and_change_nothing() {
         assert_eq!(content_type, "application/problem+json", "{what}");
         assert_eq!(problem["status"], want, "{what}: {problem}");
         assert!(
-            problem["type"].as_str().is_some_and(|t| t.starts_with("urn:shadownet:problem:")),
+            problem["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("urn:shadownet:problem:")),
             "{what}: {problem}"
         );
-        assert!(problem["detail"].as_str().is_some_and(|t| !t.is_empty()), "{what}: {problem}");
+        assert!(
+            problem["detail"].as_str().is_some_and(|t| !t.is_empty()),
+            "{what}: {problem}"
+        );
         assert_eq!(snapshot(&d), before, "{what} changed something");
     }
     // Validation problems name the field.
-    let (_, _, p) = raw(&d.base, "POST", "/v1/networks", Some(&acme), j, &serde_json::to_vec(&bad_prefix).expect("json"));
-    assert!(p["errors"][0]["path"].as_str().is_some_and(|s| s.contains("prefixes")), "{p}");
-    assert!(p["errors"][0]["message"].as_str().is_some_and(|s| s.contains("192.168.300.0/24")), "{p}");
+    let (_, _, p) = raw(
+        &d.base,
+        "POST",
+        "/v1/networks",
+        Some(&acme),
+        j,
+        &serde_json::to_vec(&bad_prefix).expect("json"),
+    );
+    assert!(
+        p["errors"][0]["path"]
+            .as_str()
+            .is_some_and(|s| s.contains("prefixes")),
+        "{p}"
+    );
+    assert!(
+        p["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|s| s.contains("192.168.300.0/24")),
+        "{p}"
+    );
     // The other tenant sees none of acme's objects.
-    assert_eq!(d.client(&evil).get("/v1/networks").expect("list"), json!([]));
+    assert_eq!(
+        d.client(&evil).get("/v1/networks").expect("list"),
+        json!([])
+    );
 }
 
 #[test]
@@ -384,15 +664,30 @@ fn an_alert_fires_an_automation_rule_once() {
     )
     .expect("rule");
     let low = c
-        .send("POST", "/v1/alerts", &json!({"network": "shop", "severity": 3, "signature": "ET SCAN low"}), &[])
+        .send(
+            "POST",
+            "/v1/alerts",
+            &json!({"network": "shop", "severity": 3, "signature": "ET SCAN low"}),
+            &[],
+        )
         .expect("low alert");
     assert_eq!(low["shadows_created"], json!([]));
     let high = c
-        .send("POST", "/v1/alerts", &json!({"network": "shop", "severity": 1, "signature": "ET EXPLOIT"}), &[])
+        .send(
+            "POST",
+            "/v1/alerts",
+            &json!({"network": "shop", "severity": 1, "signature": "ET EXPLOIT"}),
+            &[],
+        )
         .expect("high alert");
     assert_eq!(high["shadows_created"].as_array().map(Vec::len), Some(1));
     let again = c
-        .send("POST", "/v1/alerts", &json!({"network": "shop", "severity": 1, "signature": "ET EXPLOIT"}), &[])
+        .send(
+            "POST",
+            "/v1/alerts",
+            &json!({"network": "shop", "severity": 1, "signature": "ET EXPLOIT"}),
+            &[],
+        )
         .expect("again");
     assert_eq!(again["shadows_created"], json!([]));
     assert_eq!(again["already_active"], json!(["on-high"]));
@@ -412,7 +707,10 @@ fn a_nic_reset_and_a_restart_rebuild_the_tables_from_the_store() {
         .expect("shadow");
     let tables = |d: &TestDaemon| d.admin().get("/v1/nic").expect("nic")["tables"].clone();
     let before = tables(&d);
-    let r = d.admin().send("POST", "/v1/nic/reset", &json!({}), &[]).expect("reset");
+    let r = d
+        .admin()
+        .send("POST", "/v1/nic/reset", &json!({}), &[])
+        .expect("reset");
     assert!(r["written"].as_u64().unwrap_or(0) > 0, "{r}");
     assert_eq!(tables(&d), before);
     assert!(drift_is_empty(&d));

@@ -14,7 +14,12 @@ use crate::client::Client;
 #[derive(Args, Clone, Debug)]
 pub struct ApiArgs {
     /// API base URL.
-    #[arg(long, global = true, env = "SHADOWNET_API", default_value = "http://127.0.0.1:7878")]
+    #[arg(
+        long,
+        global = true,
+        env = "SHADOWNET_API",
+        default_value = "http://127.0.0.1:7878"
+    )]
     pub api: String,
     /// Bearer token (a tenant's, or the admin token).
     #[arg(long, global = true, env = "SHADOWNET_TOKEN", hide_env_values = true)]
@@ -57,6 +62,7 @@ pub enum TenantCmd {
         /// Description.
         #[arg(long, default_value = "")]
         description: String,
+        /// Limits.
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -71,6 +77,7 @@ pub enum TenantCmd {
     SetLimits {
         /// Name.
         name: String,
+        /// Limits.
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -115,7 +122,10 @@ impl LimitArgs {
         set("max_mirror_mbps", self.max_mirror_mbps.map(Value::from));
         set("max_mirror_rules", self.max_mirror_rules.map(Value::from));
         set("max_table_entries", self.max_table_entries.map(Value::from));
-        set("max_shadow_lifetime_s", self.max_shadow_lifetime.map(Value::from));
+        set(
+            "max_shadow_lifetime_s",
+            self.max_shadow_lifetime.map(Value::from),
+        );
         set("max_stored_bytes", self.max_stored_bytes.map(Value::from));
     }
 }
@@ -430,7 +440,8 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         "d" => 86_400,
         _ => return Err(format!("'{s}': unit '{unit}' is not s, m, h or d")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("'{s}' is too long"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{s}' is too long"))
 }
 
 /// Reads a JSON or TOML document (by extension).
@@ -442,9 +453,8 @@ pub fn read_doc(path: &Path) -> anyhow::Result<Value> {
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(serde_json::to_value(v)?)
     } else {
-        serde_json::from_str(&text).map_err(|e| {
-            anyhow::anyhow!("{}:{}: {e}", path.display(), e.line())
-        })
+        serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), e.line()))
     }
 }
 
@@ -491,7 +501,12 @@ fn when(v: &Value, ptr: &str) -> String {
             let secs = ms / 1000;
             let (d, r) = (secs / 86_400, secs % 86_400);
             let (y, m, dd) = civil(d);
-            format!("{y:04}-{m:02}-{dd:02} {:02}:{:02}:{:02}", r / 3600, r % 3600 / 60, r % 60)
+            format!(
+                "{y:04}-{m:02}-{dd:02} {:02}:{:02}:{:02}",
+                r / 3600,
+                r % 3600 / 60,
+                r % 60
+            )
         }
     }
 }
@@ -531,22 +546,48 @@ pub fn run(cmd: ApiCommand, args: &ApiArgs) -> anyhow::Result<String> {
                     &json!({"name": name, "description": description, "limits": l}),
                     &[],
                 )?;
-                (v, Box::new(|v| format!("tenant {} created\ntoken {}\n", s(v, "/tenant/object/name"), s(v, "/token"))))
+                (
+                    v,
+                    Box::new(|v| {
+                        format!(
+                            "tenant {} created\ntoken {}\n",
+                            s(v, "/tenant/object/name"),
+                            s(v, "/token")
+                        )
+                    }),
+                )
             }
             TenantCmd::List => (c.get("/v1/tenants")?, Box::new(tenant_table)),
             TenantCmd::Show { name } => {
                 let v = c.get(&format!("/v1/tenants/{name}"))?;
-                (v.clone(), Box::new(|v| tenant_table(&Value::Array(vec![v.clone()]))))
+                (
+                    v.clone(),
+                    Box::new(|v| tenant_table(&Value::Array(vec![v.clone()]))),
+                )
             }
             TenantCmd::SetLimits { name, limits } => {
                 let cur = c.get(&format!("/v1/tenants/{name}"))?;
                 let mut t = cur["tenant"].clone();
                 limits.apply(&mut t["limits"]);
                 let v = c.send("PUT", &format!("/v1/tenants/{name}"), &t, &[])?;
-                (v, Box::new(|v| format!("tenant {} is at version {}\n", s(v, "/object/name"), s(v, "/version"))))
+                (
+                    v,
+                    Box::new(|v| {
+                        format!(
+                            "tenant {} is at version {}\n",
+                            s(v, "/object/name"),
+                            s(v, "/version")
+                        )
+                    }),
+                )
             }
             TenantCmd::Token { name } => {
-                let v = c.send("POST", &format!("/v1/tenants/{name}/tokens"), &json!({}), &[])?;
+                let v = c.send(
+                    "POST",
+                    &format!("/v1/tenants/{name}/tokens"),
+                    &json!({}),
+                    &[],
+                )?;
                 (v, Box::new(|v| format!("{}\n", s(v, "/token"))))
             }
         },
@@ -579,7 +620,9 @@ pub fn run(cmd: ApiCommand, args: &ApiArgs) -> anyhow::Result<String> {
                 c.get("/v1/networks")?,
                 Box::new(|v| {
                     table(
-                        &["name", "version", "vni", "prefixes", "nodes", "groups", "updated"],
+                        &[
+                            "name", "version", "vni", "prefixes", "nodes", "groups", "updated",
+                        ],
                         &rows(v)
                             .iter()
                             .map(|n| {
@@ -589,7 +632,12 @@ pub fn run(cmd: ApiCommand, args: &ApiArgs) -> anyhow::Result<String> {
                                     s(n, "/object/vni"),
                                     n.pointer("/object/prefixes")
                                         .and_then(Value::as_array)
-                                        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+                                        .map(|a| {
+                                            a.iter()
+                                                .filter_map(Value::as_str)
+                                                .collect::<Vec<_>>()
+                                                .join(",")
+                                        })
                                         .unwrap_or_default(),
                                     count(n, "/object/nodes"),
                                     count(n, "/object/security_groups"),
@@ -609,15 +657,24 @@ pub fn run(cmd: ApiCommand, args: &ApiArgs) -> anyhow::Result<String> {
                 let v = c.delete(&format!("/v1/networks/{name}"))?;
                 (v, Box::new(move |_| format!("network {name} deleted\n")))
             }
-            NetworkCmd::History { name } => {
-                (c.get(&format!("/v1/networks/{name}/versions"))?, Box::new(history_table))
-            }
+            NetworkCmd::History { name } => (
+                c.get(&format!("/v1/networks/{name}/versions"))?,
+                Box::new(history_table),
+            ),
             NetworkCmd::Diff { name, from, to } => {
                 let q = to.map(|t| format!("&to={t}")).unwrap_or_default();
-                (c.get(&format!("/v1/networks/{name}/diff?from={from}{q}"))?, Box::new(diff_text))
+                (
+                    c.get(&format!("/v1/networks/{name}/diff?from={from}{q}"))?,
+                    Box::new(diff_text),
+                )
             }
             NetworkCmd::Rollback { name, to } => {
-                let v = c.send("POST", &format!("/v1/networks/{name}/rollback"), &json!({"version": to}), &[])?;
+                let v = c.send(
+                    "POST",
+                    &format!("/v1/networks/{name}/rollback"),
+                    &json!({"version": to}),
+                    &[],
+                )?;
                 (v, Box::new(version_line("network")))
             }
         },
@@ -702,14 +759,21 @@ pub fn run(cmd: ApiCommand, args: &ApiArgs) -> anyhow::Result<String> {
                 c.get("/v1/shadows")?,
                 Box::new(|v| {
                     table(
-                        &["name", "version", "network", "state", "mode", "vni", "session", "rules", "mbps", "expires"],
+                        &[
+                            "name", "version", "network", "state", "mode", "vni", "session",
+                            "rules", "mbps", "expires",
+                        ],
                         &rows(v)
                             .iter()
                             .map(|x| {
                                 vec![
                                     s(x, "/object/name"),
                                     s(x, "/version"),
-                                    format!("{}@{}", s(x, "/object/spec/network"), s(x, "/object/network_version")),
+                                    format!(
+                                        "{}@{}",
+                                        s(x, "/object/spec/network"),
+                                        s(x, "/object/network_version")
+                                    ),
                                     s(x, "/object/state"),
                                     s(x, "/object/spec/mode"),
                                     s(x, "/object/vni"),
@@ -725,7 +789,10 @@ pub fn run(cmd: ApiCommand, args: &ApiArgs) -> anyhow::Result<String> {
             ),
             ShadowCmd::Show { name, version } => {
                 let q = version.map(|v| format!("?version={v}")).unwrap_or_default();
-                (c.get(&format!("/v1/shadows/{name}{q}"))?, Box::new(shadow_text))
+                (
+                    c.get(&format!("/v1/shadows/{name}{q}"))?,
+                    Box::new(shadow_text),
+                )
             }
             ShadowCmd::Capacity {
                 name,
@@ -746,19 +813,37 @@ pub fn run(cmd: ApiCommand, args: &ApiArgs) -> anyhow::Result<String> {
                 let v = c.send("PUT", &format!("/v1/shadows/{name}/policy"), &doc, &[])?;
                 (v, Box::new(version_line("shadow")))
             }
-            ShadowCmd::Complete { name } => {
-                (c.send("POST", &format!("/v1/shadows/{name}/complete"), &json!({}), &[])?, Box::new(teardown_text))
-            }
-            ShadowCmd::Delete { name } => (c.delete(&format!("/v1/shadows/{name}"))?, Box::new(teardown_text)),
-            ShadowCmd::History { name } => {
-                (c.get(&format!("/v1/shadows/{name}/versions"))?, Box::new(history_table))
-            }
+            ShadowCmd::Complete { name } => (
+                c.send(
+                    "POST",
+                    &format!("/v1/shadows/{name}/complete"),
+                    &json!({}),
+                    &[],
+                )?,
+                Box::new(teardown_text),
+            ),
+            ShadowCmd::Delete { name } => (
+                c.delete(&format!("/v1/shadows/{name}"))?,
+                Box::new(teardown_text),
+            ),
+            ShadowCmd::History { name } => (
+                c.get(&format!("/v1/shadows/{name}/versions"))?,
+                Box::new(history_table),
+            ),
             ShadowCmd::Diff { name, from, to } => {
                 let q = to.map(|t| format!("&to={t}")).unwrap_or_default();
-                (c.get(&format!("/v1/shadows/{name}/diff?from={from}{q}"))?, Box::new(diff_text))
+                (
+                    c.get(&format!("/v1/shadows/{name}/diff?from={from}{q}"))?,
+                    Box::new(diff_text),
+                )
             }
             ShadowCmd::Rollback { name, to } => {
-                let v = c.send("POST", &format!("/v1/shadows/{name}/rollback"), &json!({"version": to}), &[])?;
+                let v = c.send(
+                    "POST",
+                    &format!("/v1/shadows/{name}/rollback"),
+                    &json!({"version": to}),
+                    &[],
+                )?;
                 (v, Box::new(version_line("shadow")))
             }
         },
@@ -790,7 +875,10 @@ pub fn run(cmd: ApiCommand, args: &ApiArgs) -> anyhow::Result<String> {
             ),
             AutomationCmd::Delete { name } => {
                 let v = c.delete(&format!("/v1/automations/{name}"))?;
-                (v, Box::new(move |_| format!("automation rule {name} deleted\n")))
+                (
+                    v,
+                    Box::new(move |_| format!("automation rule {name} deleted\n")),
+                )
             }
         },
         ApiCommand::Alert {
@@ -863,14 +951,21 @@ pub fn run(cmd: ApiCommand, args: &ApiArgs) -> anyhow::Result<String> {
                 c.get("/v1/nic/drift")?,
                 Box::new(|v| format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default())),
             ),
-            NicCmd::Resync => (c.send("POST", "/v1/nic/resync", &json!({}), &[])?, Box::new(sync_text)),
-            NicCmd::Reset => (c.send("POST", "/v1/nic/reset", &json!({}), &[])?, Box::new(sync_text)),
+            NicCmd::Resync => (
+                c.send("POST", "/v1/nic/resync", &json!({}), &[])?,
+                Box::new(sync_text),
+            ),
+            NicCmd::Reset => (
+                c.send("POST", "/v1/nic/reset", &json!({}), &[])?,
+                Box::new(sync_text),
+            ),
             NicCmd::Inject {
                 file,
                 port,
                 line_rate,
             } => {
-                let data = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let data =
+                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
                 let pace = if line_rate { "line" } else { "timestamps" };
                 let v = c.send_bytes(
                     &format!("/v1/sim/inject?port={port}&pace={pace}"),
@@ -880,7 +975,12 @@ pub fn run(cmd: ApiCommand, args: &ApiArgs) -> anyhow::Result<String> {
                 (
                     v,
                     Box::new(|v| {
-                        let mut out = format!("{} frames into {}; captures in {}\n", s(v, "/frames"), s(v, "/port"), s(v, "/out_dir"));
+                        let mut out = format!(
+                            "{} frames into {}; captures in {}\n",
+                            s(v, "/frames"),
+                            s(v, "/port"),
+                            s(v, "/out_dir")
+                        );
                         out.push_str(&table(
                             &["port", "frames", "capture"],
                             &rows(&v["outputs"])
@@ -912,18 +1012,40 @@ fn list(v: &Value, ptr: &str) -> String {
     let items: Vec<String> = v
         .pointer(ptr)
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default();
-    if items.is_empty() { "none".into() } else { items.join(", ") }
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
 }
 
 fn version_line(what: &'static str) -> impl Fn(&Value) -> String {
-    move |v| format!("{what} {} is at version {}\n", s(v, "/object/name"), s(v, "/version"))
+    move |v| {
+        format!(
+            "{what} {} is at version {}\n",
+            s(v, "/object/name"),
+            s(v, "/version")
+        )
+    }
 }
 
 fn tenant_table(v: &Value) -> String {
     table(
-        &["tenant", "shadows", "mirror mbps", "mirror rules", "table entries", "stored bytes"],
+        &[
+            "tenant",
+            "shadows",
+            "mirror mbps",
+            "mirror rules",
+            "table entries",
+            "stored bytes",
+        ],
         &rows(v)
             .iter()
             .map(|t| {
@@ -947,7 +1069,9 @@ fn network_text(v: &Value) -> String {
         s(v, "/object/name"),
         s(v, "/version"),
         s(v, "/object/vni"),
-        v.pointer("/object/prefixes").map(|p| p.to_string()).unwrap_or_default(),
+        v.pointer("/object/prefixes")
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
         when(v, "/updated_at_ms")
     );
     out.push_str(&table(
@@ -962,7 +1086,9 @@ fn network_text(v: &Value) -> String {
                     s(n, "/host"),
                     s(n, "/vf"),
                     s(n, "/subnet"),
-                    n.get("security_groups").map(|g| g.to_string()).unwrap_or_default(),
+                    n.get("security_groups")
+                        .map(|g| g.to_string())
+                        .unwrap_or_default(),
                 ]
             })
             .collect::<Vec<_>>(),
@@ -970,7 +1096,14 @@ fn network_text(v: &Value) -> String {
     for g in rows(&v["object"]["security_groups"]) {
         out.push_str(&format!("security group {}\n", s(g, "/name")));
         out.push_str(&table(
-            &["  direction", "protocol", "remote", "ports", "action", "priority"],
+            &[
+                "  direction",
+                "protocol",
+                "remote",
+                "ports",
+                "action",
+                "priority",
+            ],
             &rows(&g["rules"])
                 .iter()
                 .map(|r| {
@@ -1017,7 +1150,18 @@ fn shadow_text(v: &Value) -> String {
             .collect::<Vec<_>>(),
     ));
     out.push_str(&table(
-        &["rule node", "direction", "protocol", "src", "dst", "dst ports", "sample", "truncate", "action", "priority"],
+        &[
+            "rule node",
+            "direction",
+            "protocol",
+            "src",
+            "dst",
+            "dst ports",
+            "sample",
+            "truncate",
+            "action",
+            "priority",
+        ],
         &rows(&v["object"]["spec"]["policy"]["rules"])
             .iter()
             .map(|r| {
@@ -1075,11 +1219,18 @@ fn diff_text(v: &Value) -> String {
             .map(|f| {
                 format!(
                     " ({})",
-                    f.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")
+                    f.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             })
             .unwrap_or_default();
-        out.push_str(&format!("{sign} {} {}{fields}\n", s(c, "/what"), s(c, "/path")));
+        out.push_str(&format!(
+            "{sign} {} {}{fields}\n",
+            s(c, "/what"),
+            s(c, "/path")
+        ));
     }
     out
 }

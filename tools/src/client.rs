@@ -21,7 +21,9 @@ pub enum ClientError {
     #[error("{0}")]
     Problem(Problem),
     /// The daemon could not be reached.
-    #[error("cannot reach the daemon at {url}: {message} (is shadownetd running? set --api or SHADOWNET_API)")]
+    #[error(
+        "cannot reach the daemon at {url}: {message} (is shadownetd running? set --api or SHADOWNET_API)"
+    )]
     Transport {
         /// The URL called.
         url: String,
@@ -49,7 +51,11 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let title = self.body.get("title").and_then(Value::as_str).unwrap_or("error");
+        let title = self
+            .body
+            .get("title")
+            .and_then(Value::as_str)
+            .unwrap_or("error");
         write!(f, "{title} ({})", self.status)?;
         let errors = self.body.get("errors").and_then(Value::as_array);
         match errors {
@@ -151,7 +157,12 @@ impl Client {
     }
 
     /// POST raw bytes.
-    pub fn send_bytes(&self, path: &str, content_type: &str, body: &[u8]) -> Result<Value, ClientError> {
+    pub fn send_bytes(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<Value, ClientError> {
         let (url, r) = self.request("POST", path);
         Self::finish(&url, r.set("Content-Type", content_type).send_bytes(body))
     }

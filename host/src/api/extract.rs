@@ -24,10 +24,9 @@ impl<D: Backend> FromRequestParts<ApiState<D>> for Auth {
         parts: &mut Parts,
         state: &ApiState<D>,
     ) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| Problem::unauthorized("no Authorization header: send 'Authorization: Bearer <token>'"))?;
+        let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            Problem::unauthorized("no Authorization header: send 'Authorization: Bearer <token>'")
+        })?;
         let value = value
             .to_str()
             .map_err(|_| Problem::unauthorized("the Authorization header is not text"))?;
@@ -36,7 +35,9 @@ impl<D: Backend> FromRequestParts<ApiState<D>> for Auth {
             .or_else(|| value.strip_prefix("bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| Problem::unauthorized("the Authorization header is not 'Bearer <token>'"))?;
+            .ok_or_else(|| {
+                Problem::unauthorized("the Authorization header is not 'Bearer <token>'")
+            })?;
         if token.len() > 256 {
             return Err(Problem::unauthorized("the token is not valid"));
         }
@@ -45,7 +46,9 @@ impl<D: Backend> FromRequestParts<ApiState<D>> for Auth {
                 None => None,
                 Some(v) => Some(
                     v.to_str()
-                        .map_err(|_| Problem::bad_request("the Shadownet-Tenant header is not text"))?
+                        .map_err(|_| {
+                            Problem::bad_request("the Shadownet-Tenant header is not text")
+                        })?
                         .to_string(),
                 ),
             };
@@ -87,7 +90,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| {
-                let m = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                let m = v
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
                 m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
             })
             .unwrap_or(false);
@@ -151,7 +159,9 @@ pub fn if_match(headers: &axum::http::HeaderMap) -> Result<Option<u64>, Problem>
                 .trim_matches('"')
                 .parse()
                 .map(Some)
-                .map_err(|_| Problem::bad_request(format!("If-Match '{s}' is not a version number")))
+                .map_err(|_| {
+                    Problem::bad_request(format!("If-Match '{s}' is not a version number"))
+                })
         }
     }
 }
@@ -162,9 +172,7 @@ pub struct QueryArgs(pub Vec<(String, String)>);
 impl QueryArgs {
     /// From the raw query string.
     pub fn parse(raw: Option<&str>) -> QueryArgs {
-        QueryArgs(
-            raw.map(url_pairs).unwrap_or_default(),
-        )
+        QueryArgs(raw.map(url_pairs).unwrap_or_default())
     }
 
     /// A numeric parameter.
@@ -179,7 +187,10 @@ impl QueryArgs {
 
     /// A text parameter.
     pub fn text(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 

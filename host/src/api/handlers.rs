@@ -23,8 +23,8 @@ use crate::{
         QuotaExceeded, SyncReport, Teardown, TenantView, Usage, Versioned,
     },
     model::{
-        AlertReport, Automation, Capacity, MirrorPolicy, Network, Node, Shadow, ShadowSpec,
-        Tenant, diff::Change, validate::FieldError,
+        AlertReport, Automation, Capacity, MirrorPolicy, Network, Node, Shadow, ShadowSpec, Tenant,
+        diff::Change, validate::FieldError,
     },
     reconcile::TableDiff,
     store::AuditRecord,
@@ -42,16 +42,6 @@ fn with_version<T: Serialize>(status: StatusCode, v: &Versioned<T>) -> Response 
         r.headers_mut().insert(header::ETAG, h);
     }
     r
-}
-
-/// A change and what programming the NIC did for it.
-#[derive(Serialize, ToSchema)]
-pub struct Applied<T: ToSchema> {
-    /// The object after the change.
-    #[serde(flatten)]
-    pub result: T,
-    /// NIC programming.
-    pub nic: SyncReport,
 }
 
 /// Answers a retried creation with its first answer, or refuses a reused key.
@@ -149,7 +139,10 @@ pub async fn create_tenant<D: Backend>(
 /// Tenants: all for the admin, one's own for a tenant.
 #[utoipa::path(get, path = "/v1/tenants", tag = "tenants",
     responses((status = 200, body = Vec<TenantView>), (status = "4XX", body = Problem)))]
-pub async fn list_tenants<D: Backend>(State(s): State<ApiState<D>>, Auth(caller): Auth) -> ApiResult {
+pub async fn list_tenants<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+) -> ApiResult {
     let v = s.ctl.call(move |c| c.list_tenants(&caller)).await??;
     Ok(json(StatusCode::OK, &v))
 }
@@ -227,8 +220,11 @@ pub async fn create_network<D: Backend>(
 
 /// The caller's networks.
 #[utoipa::path(get, path = "/v1/networks", tag = "networks",
-    responses((status = 200, body = Vec<Versioned<Network>>), (status = "4XX", body = Problem)))]
-pub async fn list_networks<D: Backend>(State(s): State<ApiState<D>>, Auth(caller): Auth) -> ApiResult {
+    responses((status = 200, body = [Versioned<Network>]), (status = "4XX", body = Problem)))]
+pub async fn list_networks<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+) -> ApiResult {
     let v = s.ctl.call(move |c| c.list_networks(&caller)).await??;
     Ok(json(StatusCode::OK, &v))
 }
@@ -280,7 +276,10 @@ pub async fn delete_network<D: Backend>(
     Auth(caller): Auth,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let r = s.ctl.call(move |c| c.delete_network(&caller, &name)).await??;
+    let r = s
+        .ctl
+        .call(move |c| c.delete_network(&caller, &name))
+        .await??;
     Ok(json(StatusCode::OK, &r))
 }
 
@@ -330,9 +329,18 @@ pub async fn remove_node<D: Backend>(
             let before = net.nodes.len();
             net.nodes.retain(|n| n.name != node);
             if net.nodes.len() == before {
-                return Err(crate::control::ControlError::NotFound { kind: "node", name: node });
+                return Err(crate::control::ControlError::NotFound {
+                    kind: "node",
+                    name: node,
+                });
             }
-            c.update_network(&caller, &name, net, Some(cur.version), &format!("node '{node}' removed"))
+            c.update_network(
+                &caller,
+                &name,
+                net,
+                Some(cur.version),
+                &format!("node '{node}' removed"),
+            )
         })
         .await??;
     Ok(with_version(StatusCode::OK, &v.0))
@@ -347,15 +355,18 @@ pub async fn network_history<D: Backend>(
     Auth(caller): Auth,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let v = s.ctl.call(move |c| c.network_history(&caller, &name)).await??;
+    let v = s
+        .ctl
+        .call(move |c| c.network_history(&caller, &name))
+        .await??;
     Ok(json(StatusCode::OK, &v))
 }
 
 fn diff_args(q: Option<String>) -> Result<(u64, Option<u64>), Problem> {
     let args = QueryArgs::parse(q.as_deref());
-    let from = args
-        .number("from")?
-        .ok_or_else(|| Problem::bad_request("query parameter 'from' (a version number) is required"))?;
+    let from = args.number("from")?.ok_or_else(|| {
+        Problem::bad_request("query parameter 'from' (a version number) is required")
+    })?;
     Ok((from, args.number("to")?))
 }
 
@@ -426,8 +437,11 @@ pub async fn create_shadow<D: Backend>(
 
 /// The caller's shadows.
 #[utoipa::path(get, path = "/v1/shadows", tag = "shadows",
-    responses((status = 200, body = Vec<Versioned<Shadow>>), (status = "4XX", body = Problem)))]
-pub async fn list_shadows<D: Backend>(State(s): State<ApiState<D>>, Auth(caller): Auth) -> ApiResult {
+    responses((status = 200, body = [Versioned<Shadow>]), (status = "4XX", body = Problem)))]
+pub async fn list_shadows<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+) -> ApiResult {
     let v = s.ctl.call(move |c| c.list_shadows(&caller)).await??;
     Ok(json(StatusCode::OK, &v))
 }
@@ -460,7 +474,10 @@ pub async fn delete_shadow<D: Backend>(
     Auth(caller): Auth,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let v = s.ctl.call(move |c| c.delete_shadow(&caller, &name)).await??;
+    let v = s
+        .ctl
+        .call(move |c| c.delete_shadow(&caller, &name))
+        .await??;
     Ok(json(StatusCode::OK, &v))
 }
 
@@ -473,7 +490,10 @@ pub async fn complete_shadow<D: Backend>(
     Auth(caller): Auth,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let v = s.ctl.call(move |c| c.complete_shadow(&caller, &name)).await??;
+    let v = s
+        .ctl
+        .call(move |c| c.complete_shadow(&caller, &name))
+        .await??;
     Ok(json(StatusCode::OK, &v))
 }
 
@@ -520,7 +540,10 @@ pub async fn shadow_history<D: Backend>(
     Auth(caller): Auth,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let v = s.ctl.call(move |c| c.shadow_history(&caller, &name)).await??;
+    let v = s
+        .ctl
+        .call(move |c| c.shadow_history(&caller, &name))
+        .await??;
     Ok(json(StatusCode::OK, &v))
 }
 
@@ -576,7 +599,7 @@ pub async fn put_automation<D: Backend>(
 
 /// The caller's automation rules.
 #[utoipa::path(get, path = "/v1/automations", tag = "automation",
-    responses((status = 200, body = Vec<Versioned<Automation>>), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = [Versioned<Automation>]), (status = "4XX", body = Problem)))]
 pub async fn list_automations<D: Backend>(
     State(s): State<ApiState<D>>,
     Auth(caller): Auth,
@@ -636,7 +659,12 @@ fn admin(caller: &Caller) -> Result<(), Problem> {
     if caller.admin {
         Ok(())
     } else {
-        Err(Problem::new(403, "forbidden", "Forbidden", "this call needs the admin token"))
+        Err(Problem::new(
+            403,
+            "forbidden",
+            "Forbidden",
+            "this call needs the admin token",
+        ))
     }
 }
 
@@ -702,7 +730,9 @@ pub async fn sim_inject<D: Backend>(
         }
     };
     if body.is_empty() {
-        return Err(Problem::bad_request("the body must be a pcap or pcapng capture"));
+        return Err(Problem::bad_request(
+            "the body must be a pcap or pcapng capture",
+        ));
     }
     let data = body.to_vec();
     let v = s

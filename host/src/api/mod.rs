@@ -143,9 +143,15 @@ pub fn router<D: Backend>(state: ApiState<D>) -> Router {
     let v1 = Router::new()
         .route("/health", get(health))
         .route("/tenants", get(list_tenants::<D>).post(create_tenant::<D>))
-        .route("/tenants/{tenant}", get(get_tenant::<D>).put(update_tenant::<D>))
+        .route(
+            "/tenants/{tenant}",
+            get(get_tenant::<D>).put(update_tenant::<D>),
+        )
         .route("/tenants/{tenant}/tokens", post(issue_token::<D>))
-        .route("/networks", get(list_networks::<D>).post(create_network::<D>))
+        .route(
+            "/networks",
+            get(list_networks::<D>).post(create_network::<D>),
+        )
         .route(
             "/networks/{network}",
             get(get_network::<D>)

@@ -73,12 +73,22 @@ impl Problem {
 
     /// 415: the body is not `application/json`.
     pub fn unsupported_media(detail: impl Into<String>) -> Problem {
-        Problem::new(415, "unsupported-media-type", "Unsupported media type", detail)
+        Problem::new(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            detail,
+        )
     }
 
     /// 422: the JSON does not have the expected shape (unknown field, wrong type).
     pub fn unprocessable(detail: impl Into<String>) -> Problem {
-        Problem::new(422, "invalid-body", "Request body does not fit the schema", detail)
+        Problem::new(
+            422,
+            "invalid-body",
+            "Request body does not fit the schema",
+            detail,
+        )
     }
 }
 

@@ -48,8 +48,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -67,7 +66,10 @@ fn admin_token(path: &Path) -> anyhow::Result<String> {
         Ok(t) => {
             let t = t.trim().to_string();
             if t.len() < 16 {
-                bail!("{}: the admin token is shorter than 16 characters", path.display());
+                bail!(
+                    "{}: the admin token is shorter than 16 characters",
+                    path.display()
+                );
             }
             Ok(t)
         }

@@ -37,7 +37,7 @@ use crate::{
         diff::{Change, diff_networks, diff_shadows},
         validate::{validate_automation, validate_name, validate_network, validate_tenant},
     },
-    reconcile::{ApplyReport, Reconciler, TableDiff},
+    reconcile::{ReconcileReport, Reconciler, TableDiff},
     store::{Expect, Object, Store, Txn, VersionMeta},
 };
 
@@ -86,7 +86,9 @@ impl Caller {
         if self.admin {
             Ok(())
         } else {
-            Err(ControlError::Forbidden("this call needs the admin token".into()))
+            Err(ControlError::Forbidden(
+                "this call needs the admin token".into(),
+            ))
         }
     }
 }
@@ -176,11 +178,17 @@ pub struct SyncReport {
     pub verified: bool,
 }
 
-impl From<&ApplyReport> for SyncReport {
-    fn from(r: &ApplyReport) -> Self {
+impl From<&ReconcileReport> for SyncReport {
+    fn from(r: &ReconcileReport) -> Self {
+        let (mut written, mut removed) = (0, 0);
+        for (_, c) in &r.applied.counts {
+            written += (c.added + c.changed) as u64;
+            removed += c.removed as u64;
+        }
+        // `reconcile` fails unless its read-back matched the desired state.
         SyncReport {
-            written: r.written(),
-            removed: r.removed(),
+            written,
+            removed,
             verified: true,
         }
     }
@@ -440,7 +448,13 @@ impl<D: Device> Controller<D> {
                 &caller.actor,
                 "token issued",
             )?;
-            tx.audit(Some(tenant), &caller.actor, "token.issue", tenant, &serde_json::Value::Null)?;
+            tx.audit(
+                Some(tenant),
+                &caller.actor,
+                "token.issue",
+                tenant,
+                &serde_json::Value::Null,
+            )?;
             Ok(())
         })?;
         Ok(token)
@@ -509,14 +523,25 @@ impl<D: Device> Controller<D> {
         if tenant.name != name {
             return Err(ControlError::field(
                 "name",
-                format!("'{}' does not match the tenant in the path ('{name}')", tenant.name),
+                format!(
+                    "'{}' does not match the tenant in the path ('{name}')",
+                    tenant.name
+                ),
             ));
         }
         validate_tenant(&tenant).map_err(ControlError::Invalid)?;
         self.tenant_obj(name)?;
         let body = to_json(&tenant)?;
         let meta = self.store.transact(|tx| {
-            let m = tx.put(kind::TENANT, name, name, &body, Expect::Any, &caller.actor, "tenant updated")?;
+            let m = tx.put(
+                kind::TENANT,
+                name,
+                name,
+                &body,
+                Expect::Any,
+                &caller.actor,
+                "tenant updated",
+            )?;
             tx.audit(Some(name), &caller.actor, "tenant.update", name, &body)?;
             Ok(m)
         })?;
@@ -572,9 +597,27 @@ impl<D: Device> Controller<D> {
         let id = object_id(&tenant, &net.name);
         let actor = caller.actor.clone();
         let ((meta, ()), report) = self.change(&world, |tx| {
-            let m = tx.put(kind::NETWORK, &id, &tenant, &body, Expect::Absent, &actor, "network created")?;
-            tx.audit(Some(&tenant), &actor, "network.create", &id, &serde_json::json!({"version": m.version}))?;
-            let out = Versioned { version: m.version, updated_at_ms: m.created_at_ms, object: net.clone() };
+            let m = tx.put(
+                kind::NETWORK,
+                &id,
+                &tenant,
+                &body,
+                Expect::Absent,
+                &actor,
+                "network created",
+            )?;
+            tx.audit(
+                Some(&tenant),
+                &actor,
+                "network.create",
+                &id,
+                &serde_json::json!({"version": m.version}),
+            )?;
+            let out = Versioned {
+                version: m.version,
+                updated_at_ms: m.created_at_ms,
+                object: net.clone(),
+            };
             record_idem(tx, &tenant, idem, 201, &out)?;
             Ok((m, ()))
         })?;
@@ -602,7 +645,10 @@ impl<D: Device> Controller<D> {
         if net.name != name {
             return Err(ControlError::field(
                 "name",
-                format!("'{}' does not match the network in the path ('{name}')", net.name),
+                format!(
+                    "'{}' does not match the network in the path ('{name}')",
+                    net.name
+                ),
             ));
         }
         validate_network(&net).map_err(ControlError::Invalid)?;
@@ -630,7 +676,11 @@ impl<D: Device> Controller<D> {
         let body = to_json(&net)?;
         let id = object_id(&tenant, name);
         let actor = caller.actor.clone();
-        let message = if message.is_empty() { "network updated" } else { message };
+        let message = if message.is_empty() {
+            "network updated"
+        } else {
+            message
+        };
         let (meta, report) = self.change(&world, |tx| {
             let m = tx.put(
                 kind::NETWORK,
@@ -641,7 +691,13 @@ impl<D: Device> Controller<D> {
                 &actor,
                 message,
             )?;
-            tx.audit(Some(&tenant), &actor, "network.update", &id, &serde_json::json!({"version": m.version, "message": message}))?;
+            tx.audit(
+                Some(&tenant),
+                &actor,
+                "network.update",
+                &id,
+                &serde_json::json!({"version": m.version, "message": message}),
+            )?;
             Ok(m)
         })?;
         Ok((
@@ -702,13 +758,19 @@ impl<D: Device> Controller<D> {
     }
 
     /// Deletes a network; refused while shadows of it are alive.
-    pub fn delete_network(&mut self, caller: &Caller, name: &str) -> Result<SyncReport, ControlError> {
+    pub fn delete_network(
+        &mut self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<SyncReport, ControlError> {
         let tenant = caller.tenant()?.to_string();
         let mut world = World::load(&self.store)?;
-        let (version, _) = world.network(&tenant, name).ok_or_else(|| ControlError::NotFound {
-            kind: "network",
-            name: name.into(),
-        })?;
+        let (version, _) = world
+            .network(&tenant, name)
+            .ok_or_else(|| ControlError::NotFound {
+                kind: "network",
+                name: name.into(),
+            })?;
         let users: Vec<String> = world.shadows_of(&tenant, name);
         if !users.is_empty() {
             return Err(ControlError::Conflict(format!(
@@ -725,15 +787,31 @@ impl<D: Device> Controller<D> {
         let id = object_id(&tenant, name);
         let actor = caller.actor.clone();
         let ((), report) = self.change(&world, |tx| {
-            tx.delete(kind::NETWORK, &id, Expect::Version(version), &actor, "network deleted")?;
-            tx.audit(Some(&tenant), &actor, "network.delete", &id, &serde_json::Value::Null)?;
+            tx.delete(
+                kind::NETWORK,
+                &id,
+                Expect::Version(version),
+                &actor,
+                "network deleted",
+            )?;
+            tx.audit(
+                Some(&tenant),
+                &actor,
+                "network.delete",
+                &id,
+                &serde_json::Value::Null,
+            )?;
             Ok(())
         })?;
         Ok(report)
     }
 
     /// A network's history, oldest first.
-    pub fn network_history(&self, caller: &Caller, name: &str) -> Result<Vec<HistoryEntry>, ControlError> {
+    pub fn network_history(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<Vec<HistoryEntry>, ControlError> {
         let tenant = caller.tenant()?;
         let id = object_id(tenant, name);
         let h = self.store.history(kind::NETWORK, &id)?;
@@ -767,7 +845,13 @@ impl<D: Device> Controller<D> {
         to: u64,
     ) -> Result<(Versioned<Network>, SyncReport), ControlError> {
         let old = self.get_network(caller, name, Some(to))?;
-        self.update_network(caller, name, old.object, None, &format!("rollback to version {to}"))
+        self.update_network(
+            caller,
+            name,
+            old.object,
+            None,
+            &format!("rollback to version {to}"),
+        )
     }
 
     // ---- automation -------------------------------------------------------------------
@@ -779,15 +863,22 @@ impl<D: Device> Controller<D> {
         rule: Automation,
     ) -> Result<Versioned<Automation>, ControlError> {
         let tenant = caller.tenant()?.to_string();
-        validate_name("automation rule", &rule.name)
-            .map_err(|e| ControlError::Invalid(vec![e]))?;
+        validate_name("automation rule", &rule.name).map_err(|e| ControlError::Invalid(vec![e]))?;
         let world = World::load(&self.store)?;
         let net = world.network(&tenant, &rule.network).map(|(_, n)| n);
         validate_automation(&rule, net).map_err(ControlError::Invalid)?;
         let body = to_json(&rule)?;
         let id = object_id(&tenant, &rule.name);
         let meta = self.store.transact(|tx| {
-            let m = tx.put(kind::AUTOMATION, &id, &tenant, &body, Expect::Any, &caller.actor, "automation rule stored")?;
+            let m = tx.put(
+                kind::AUTOMATION,
+                &id,
+                &tenant,
+                &body,
+                Expect::Any,
+                &caller.actor,
+                "automation rule stored",
+            )?;
             tx.audit(Some(&tenant), &caller.actor, "automation.put", &id, &body)?;
             Ok(m)
         })?;
@@ -799,7 +890,10 @@ impl<D: Device> Controller<D> {
     }
 
     /// The caller's automation rules.
-    pub fn list_automations(&self, caller: &Caller) -> Result<Vec<Versioned<Automation>>, ControlError> {
+    pub fn list_automations(
+        &self,
+        caller: &Caller,
+    ) -> Result<Vec<Versioned<Automation>>, ControlError> {
         let tenant = caller.tenant()?;
         self.store
             .list(kind::AUTOMATION, Some(tenant))?
@@ -819,16 +913,36 @@ impl<D: Device> Controller<D> {
             });
         }
         self.store.transact(|tx| {
-            tx.delete(kind::AUTOMATION, &id, Expect::Any, &caller.actor, "automation rule deleted")?;
-            tx.audit(Some(&tenant), &caller.actor, "automation.delete", &id, &serde_json::Value::Null)?;
+            tx.delete(
+                kind::AUTOMATION,
+                &id,
+                Expect::Any,
+                &caller.actor,
+                "automation rule deleted",
+            )?;
+            tx.audit(
+                Some(&tenant),
+                &caller.actor,
+                "automation.delete",
+                &id,
+                &serde_json::Value::Null,
+            )?;
             Ok(())
         })?;
         Ok(())
     }
 
     /// The audit log: the tenant's entries, or everything for the admin.
-    pub fn audit_log(&self, caller: &Caller, limit: usize) -> Result<Vec<crate::store::AuditRecord>, ControlError> {
-        let tenant = if caller.admin { caller.tenant.as_deref() } else { Some(caller.tenant()?) };
+    pub fn audit_log(
+        &self,
+        caller: &Caller,
+        limit: usize,
+    ) -> Result<Vec<crate::store::AuditRecord>, ControlError> {
+        let tenant = if caller.admin {
+            caller.tenant.as_deref()
+        } else {
+            Some(caller.tenant()?)
+        };
         Ok(self.store.audit_log(tenant, limit)?)
     }
 

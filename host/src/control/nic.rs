@@ -155,8 +155,8 @@ impl<D: Backend> Controller<D> {
                 )
             })
             .collect();
-        let mut sink = PcapSink::new(&out, &ports)
-            .map_err(|e| ControlError::Conflict(e.to_string()))?;
+        let mut sink =
+            PcapSink::new(&out, &ports).map_err(|e| ControlError::Conflict(e.to_string()))?;
         let reports = {
             let mut model = self.nic.device().model().ok_or_else(|| {
                 ControlError::Conflict("traffic can only be injected into the simulated NIC".into())

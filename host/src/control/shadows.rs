@@ -124,7 +124,12 @@ impl<D: Device> Controller<D> {
                 Ok(())
             }
         };
-        quota("max_shadows", limits.max_shadows as u64, usage.shadows as u64, 1)?;
+        quota(
+            "max_shadows",
+            limits.max_shadows as u64,
+            usage.shadows as u64,
+            1,
+        )?;
         if spec.ttl_s > limits.max_shadow_lifetime_s {
             return Err(ControlError::Quota(QuotaExceeded {
                 limit: "max_shadow_lifetime_s".into(),
@@ -135,8 +140,17 @@ impl<D: Device> Controller<D> {
             }));
         }
         let uplink = self.uplink_mbps();
-        let mbps = if spec.capacity.mbps == 0 { uplink } else { spec.capacity.mbps as u64 };
-        quota("max_mirror_mbps", limits.max_mirror_mbps as u64, usage.mirror_mbps, mbps)?;
+        let mbps = if spec.capacity.mbps == 0 {
+            uplink
+        } else {
+            spec.capacity.mbps as u64
+        };
+        quota(
+            "max_mirror_mbps",
+            limits.max_mirror_mbps as u64,
+            usage.mirror_mbps,
+            mbps,
+        )?;
         quota(
             "max_mirror_rules",
             limits.max_mirror_rules as u64,
@@ -300,13 +314,14 @@ impl<D: Device> Controller<D> {
         let tenant = caller.tenant()?.to_string();
         let limits = self.tenant_obj(&tenant)?.object.limits;
         let mut world = World::load(&self.store)?;
-        let (version, mut shadow, captured) = world
-            .shadow(&tenant, name)
-            .cloned()
-            .ok_or_else(|| ControlError::NotFound {
-                kind: "shadow",
-                name: name.into(),
-            })?;
+        let (version, mut shadow, captured) =
+            world
+                .shadow(&tenant, name)
+                .cloned()
+                .ok_or_else(|| ControlError::NotFound {
+                    kind: "shadow",
+                    name: name.into(),
+                })?;
         if shadow.state != ShadowState::Active {
             return Err(ControlError::Conflict(format!(
                 "shadow '{name}' is {:?} and being torn down",
@@ -336,15 +351,41 @@ impl<D: Device> Controller<D> {
                 Ok(())
             }
         };
-        check("max_mirror_mbps", limits.max_mirror_mbps as u64, before.mirror_mbps, old_mbps, new_mbps)?;
-        check("max_mirror_rules", limits.max_mirror_rules as u64, before.mirror_rules as u64, old_rules, new_rules)?;
+        check(
+            "max_mirror_mbps",
+            limits.max_mirror_mbps as u64,
+            before.mirror_mbps,
+            old_mbps,
+            new_mbps,
+        )?;
+        check(
+            "max_mirror_rules",
+            limits.max_mirror_rules as u64,
+            before.mirror_rules as u64,
+            old_rules,
+            new_rules,
+        )?;
         world.put_shadow(&tenant, shadow.clone(), version, captured);
         let body = to_json(&shadow)?;
         let id = object_id(&tenant, name);
         let actor = caller.actor.clone();
         let (meta, report) = self.change(&world, |tx| {
-            let m = tx.put(kind::SHADOW, &id, &tenant, &body, Expect::Version(version), &actor, action)?;
-            tx.audit(Some(&tenant), &actor, "shadow.update", &id, &serde_json::json!({"version": m.version, "change": action}))?;
+            let m = tx.put(
+                kind::SHADOW,
+                &id,
+                &tenant,
+                &body,
+                Expect::Version(version),
+                &actor,
+                action,
+            )?;
+            tx.audit(
+                Some(&tenant),
+                &actor,
+                "shadow.update",
+                &id,
+                &serde_json::json!({"version": m.version, "change": action}),
+            )?;
             Ok(m)
         })?;
         Ok((
@@ -402,7 +443,11 @@ impl<D: Device> Controller<D> {
     }
 
     /// Marks a shadow complete and tears it down.
-    pub fn complete_shadow(&mut self, caller: &Caller, name: &str) -> Result<Teardown, ControlError> {
+    pub fn complete_shadow(
+        &mut self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<Teardown, ControlError> {
         let tenant = caller.tenant()?.to_string();
         self.teardown(&tenant, name, ShadowState::Completed, &caller.actor)
     }
@@ -446,13 +491,14 @@ impl<D: Device> Controller<D> {
         actor: &str,
     ) -> Result<Teardown, ControlError> {
         let mut world = World::load(&self.store)?;
-        let (version, mut shadow, captured) = world
-            .shadow(tenant, name)
-            .cloned()
-            .ok_or_else(|| ControlError::NotFound {
-                kind: "shadow",
-                name: name.into(),
-            })?;
+        let (version, mut shadow, captured) =
+            world
+                .shadow(tenant, name)
+                .cloned()
+                .ok_or_else(|| ControlError::NotFound {
+                    kind: "shadow",
+                    name: name.into(),
+                })?;
         let id = object_id(tenant, name);
         let reason = match state {
             ShadowState::Expired => "expired",
@@ -465,8 +511,22 @@ impl<D: Device> Controller<D> {
             world.put_shadow(tenant, shadow.clone(), version, captured);
             let body = to_json(&shadow)?;
             let (_, report) = self.change(&world, |tx| {
-                let m = tx.put(kind::SHADOW, &id, tenant, &body, Expect::Version(version), actor, reason)?;
-                tx.audit(Some(tenant), actor, &format!("shadow.{reason}"), &id, &serde_json::json!({"version": m.version}))?;
+                let m = tx.put(
+                    kind::SHADOW,
+                    &id,
+                    tenant,
+                    &body,
+                    Expect::Version(version),
+                    actor,
+                    reason,
+                )?;
+                tx.audit(
+                    Some(tenant),
+                    actor,
+                    &format!("shadow.{reason}"),
+                    &id,
+                    &serde_json::json!({"version": m.version}),
+                )?;
                 Ok(m)
             })?;
             removed = report.removed;
@@ -505,14 +565,37 @@ impl<D: Device> Controller<D> {
     /// Reads the NIC's tables back and counts entries that belong to a shadow network or a
     /// mirror session.
     pub fn shadow_entries_on_nic(&mut self, vni: u32, session: u16) -> Result<u64, ControlError> {
-        let actual = crate::reconcile::read_back(&mut self.nic)?;
-        Ok(actual.entries_of_shadow(vni, session) as u64)
+        let t = crate::reconcile::read_back(&mut self.nic)?;
+        let n = t
+            .vnis
+            .iter()
+            .filter(|(v, e)| **v == vni || e.production_vni == Some(vni))
+            .count()
+            + t.vports.values().filter(|e| e.vni == vni).count()
+            + t.map.keys().filter(|k| k.vni == vni).count()
+            + t.shadow_map
+                .iter()
+                .filter(|(k, v)| k.session == session || v.shadow_vni == vni)
+                .count()
+            + t.sessions
+                .iter()
+                .filter(|(s, e)| **s == session || e.shadow_vni == vni)
+                .count()
+            + t.mirror_filters
+                .values()
+                .filter(|f| f.action.session == session)
+                .count();
+        Ok(n as u64)
     }
 
     /// An alert about a network: recorded, and every armed automation rule of the tenant
     /// watching that network at that severity creates its shadow unless one it created is
     /// still alive.
-    pub fn report_alert(&mut self, caller: &Caller, alert: AlertReport) -> Result<AlertOutcome, ControlError> {
+    pub fn report_alert(
+        &mut self,
+        caller: &Caller,
+        alert: AlertReport,
+    ) -> Result<AlertOutcome, ControlError> {
         let tenant = caller.tenant()?.to_string();
         if !(1..=4).contains(&alert.severity) {
             return Err(ControlError::field(
@@ -544,7 +627,8 @@ impl<D: Device> Controller<D> {
             .map(|o| from_json(o.body))
             .collect::<Result<_, _>>()?;
         for rule in rules {
-            if !rule.enabled || rule.network != alert.network || alert.severity > rule.max_severity {
+            if !rule.enabled || rule.network != alert.network || alert.severity > rule.max_severity
+            {
                 continue;
             }
             let alive = world.tenants.get(&tenant).is_some_and(|t| {
@@ -561,9 +645,18 @@ impl<D: Device> Controller<D> {
             spec.name = None;
             let trigger = Trigger::Automation {
                 rule: rule.name.clone(),
-                alert: format!("{} (severity {}, audit #{seq})", alert.signature, alert.severity),
+                alert: format!(
+                    "{} (severity {}, audit #{seq})",
+                    alert.signature, alert.severity
+                ),
             };
-            let (s, _) = self.create_shadow_as(&tenant, &format!("automation:{}", rule.name), spec, trigger, None)?;
+            let (s, _) = self.create_shadow_as(
+                &tenant,
+                &format!("automation:{}", rule.name),
+                spec,
+                trigger,
+                None,
+            )?;
             out.shadows_created.push(s.object.name);
         }
         Ok(out)

@@ -63,6 +63,9 @@ pub enum StoreError {
         /// What the system reported.
         source: std::io::Error,
     },
+    /// The caller abandoned the transaction (its own checks failed); nothing was written.
+    #[error("the transaction was abandoned by its caller")]
+    Aborted,
     /// A precondition on the object's version failed (optimistic concurrency).
     #[error("{kind} {id:?} is at version {found}, not the expected {expected}")]
     Conflict {
@@ -197,7 +200,7 @@ pub struct IdemRecord {
 }
 
 /// One entry of the audit log.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     /// Position in the audit log (increasing).
     pub seq: u64,
@@ -212,6 +215,7 @@ pub struct AuditRecord {
     /// What it was done to ("shadow/s1", ...).
     pub object: String,
     /// Anything else worth keeping.
+    #[schema(value_type = Object)]
     pub detail: Value,
 }
 
