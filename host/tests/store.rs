@@ -980,3 +980,20 @@ fn kill_9_loses_no_acknowledged_change() {
         started.elapsed()
     );
 }
+
+#[test]
+fn integrity_check_reports_a_dangling_object() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = Store::open(dir.path()).unwrap();
+        put(&mut s, "network", "n", "t1", json!({}), Expect::Absent).unwrap();
+        assert!(s.integrity_check().unwrap().is_empty());
+    }
+    // Damage done behind the store's back, with the foreign-key checks off.
+    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
+    conn.execute("DELETE FROM versions", []).unwrap();
+    drop(conn);
+    let problems = Store::open(dir.path()).unwrap().integrity_check().unwrap();
+    assert_eq!(problems, ["objects row 1 refers to a missing versions row"]);
+}

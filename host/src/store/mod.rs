@@ -368,17 +368,31 @@ impl Store {
             .pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 
-    /// Runs SQLite's integrity check; returns the problems found (empty when the database is
-    /// sound).
+    /// Checks the database: SQLite's page-level integrity check, then that every current
+    /// object points at a stored version (the foreign keys). Returns the problems found,
+    /// empty when the database is sound.
     pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
         let mut problems = Vec::new();
-        for row in rows {
+        let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
+        for row in stmt.query_map([], |r| r.get::<_, String>(0))? {
             let row = row?;
             if row != "ok" {
                 problems.push(row);
             }
+        }
+        let mut stmt = self.conn.prepare("PRAGMA foreign_key_check")?;
+        for row in stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<i64>>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })? {
+            let (table, rowid, parent) = row?;
+            problems.push(format!(
+                "{table} row {} refers to a missing {parent} row",
+                rowid.map_or_else(|| "?".into(), |r| r.to_string())
+            ));
         }
         Ok(problems)
     }
@@ -644,7 +658,8 @@ impl Txn<'_> {
         let version = head.map_or(1, |h| h.version + 1);
         let body = serde_json::to_string(body)?;
         let meta = self.write_version(kind, id, tenant, version, Some(&body), author, message)?;
-        self.tx.execute(
+        exec(
+            &self.tx,
             "INSERT INTO objects (kind, id, tenant, version, updated_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version,
@@ -673,7 +688,8 @@ impl Txn<'_> {
         };
         check_expect(kind, id, Some(h.version), expect)?;
         let meta = self.write_version(kind, id, &h.tenant, h.version + 1, None, author, message)?;
-        self.tx.execute(
+        exec(
+            &self.tx,
             "DELETE FROM objects WHERE kind = ?1 AND id = ?2",
             params![kind, id],
         )?;
@@ -719,21 +735,25 @@ impl Txn<'_> {
             params![kind, id],
             |r| r.get(0),
         )?;
-        self.tx.execute(
+        exec(
+            &self.tx,
             "DELETE FROM objects WHERE kind = ?1 AND id = ?2",
             params![kind, id],
         )?;
-        self.tx.execute(
+        exec(
+            &self.tx,
             "DELETE FROM versions WHERE kind = ?1 AND id = ?2",
             params![kind, id],
         )?;
-        self.tx.execute(
+        exec(
+            &self.tx,
             "DELETE FROM artefacts WHERE kind = ?1 AND id = ?2",
             params![kind, id],
         )?;
         let seq = next_seq(&self.tx)?;
         let now = (self.clock)();
-        self.tx.execute(
+        exec(
+            &self.tx,
             "INSERT INTO purges (seq, kind, id, tenant, version, at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![seq, kind, id, h.tenant, h.version as i64, now],
@@ -754,7 +774,8 @@ impl Txn<'_> {
             return Err(not_found(kind, id));
         };
         let now = (self.clock)();
-        self.tx.execute(
+        exec(
+            &self.tx,
             "INSERT INTO artefacts (kind, id, name, tenant, size, created_at_ms, data)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (kind, id, name) DO UPDATE SET size = excluded.size,
@@ -771,7 +792,8 @@ impl Txn<'_> {
         id: &str,
         name: &str,
     ) -> Result<bool, StoreError> {
-        Ok(self.tx.execute(
+        Ok(exec(
+            &self.tx,
             "DELETE FROM artefacts WHERE kind = ?1 AND id = ?2 AND name = ?3",
             params![kind, id, name],
         )? > 0)
@@ -803,7 +825,8 @@ impl Txn<'_> {
             });
         }
         let now = (self.clock)();
-        self.tx.execute(
+        exec(
+            &self.tx,
             "INSERT INTO idempotency (tenant, key, fingerprint, status, body, created_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
@@ -820,7 +843,8 @@ impl Txn<'_> {
 
     /// Forgets idempotency records created before `before_ms`; returns how many.
     pub fn expire_idempotent(&mut self, before_ms: i64) -> Result<u64, StoreError> {
-        Ok(self.tx.execute(
+        Ok(exec(
+            &self.tx,
             "DELETE FROM idempotency WHERE created_at_ms < ?1",
             params![before_ms],
         )? as u64)
@@ -836,7 +860,8 @@ impl Txn<'_> {
         detail: &Value,
     ) -> Result<u64, StoreError> {
         let now = (self.clock)();
-        self.tx.execute(
+        exec(
+            &self.tx,
             "INSERT INTO audit (at_ms, tenant, actor, action, object, detail)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
@@ -853,7 +878,8 @@ impl Txn<'_> {
 
     /// Stores a setting (replacing the previous value).
     pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.tx.execute(
+        exec(
+            &self.tx,
             "INSERT INTO meta (key, value) VALUES (?1, ?2)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             params![key, value],
@@ -879,10 +905,22 @@ impl Txn<'_> {
     ) -> Result<VersionMeta, StoreError> {
         let seq = next_seq(&self.tx)?;
         let now = (self.clock)();
-        self.tx.execute(
-            "INSERT INTO versions (seq, kind, id, tenant, version, created_at_ms, author, message, body)
+        exec(
+            &self.tx,
+            "INSERT INTO versions
+                 (seq, kind, id, tenant, version, created_at_ms, author, message, body)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![seq, kind, id, tenant, version as i64, now, author, message, body],
+            params![
+                seq,
+                kind,
+                id,
+                tenant,
+                version as i64,
+                now,
+                author,
+                message,
+                body
+            ],
         )?;
         Ok(VersionMeta {
             seq: seq as u64,
@@ -955,13 +993,19 @@ fn check_name(what: &str, value: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Runs a statement kept prepared: the write path's statements are parsed once per connection,
+/// not once per call.
+fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
+    Ok(conn.prepare_cached(sql)?.execute(params)?)
+}
+
 /// Takes the next number of the change sequence (shared by versions and purges).
 fn next_seq(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(conn.query_row(
-        "UPDATE counters SET value = value + 1 WHERE name = 'change' RETURNING value",
-        [],
-        |r| r.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached(
+            "UPDATE counters SET value = value + 1 WHERE name = 'change' RETURNING value",
+        )?
+        .query_row([], |r| r.get(0))?)
 }
 
 fn last_seq(conn: &Connection) -> Result<u64, StoreError> {
