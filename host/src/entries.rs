@@ -102,7 +102,7 @@ pub(crate) struct RuleFields {
 impl RuleFields {
     /// The NIC's rule match for these fields in `scope` (a VNI for ACL rules, a vport for
     /// mirror filters); an error when no packet could ever match it.
-    pub fn to_match(&self, scope: Option<u32>) -> Result<RuleMatch, String> {
+    pub fn scoped(&self, scope: Option<u32>) -> Result<RuleMatch, String> {
         let has_ports = !(self.sport.is_any() && self.dport.is_any());
         if has_ports && !protocol_has_ports(self.protocol) {
             return Err(

@@ -483,7 +483,7 @@ impl Builder<'_> {
         let fields = RuleFields { src, dst, ..fields };
         // A remote prefix of the other family than the node's address: the rule does not
         // apply to that node.
-        let Ok(matches) = fields.to_match(Some(n.vni)) else {
+        let Ok(matches) = fields.scoped(Some(n.vni)) else {
             return;
         };
         self.acl.push(Pending {
@@ -771,7 +771,7 @@ impl Builder<'_> {
                 None => vports.iter().map(|(k, v)| (*k, *v)).collect(),
             };
             for (node, vport) in targets {
-                let Ok(matches) = fields.to_match(Some(vport as u32)) else {
+                let Ok(matches) = fields.scoped(Some(vport as u32)) else {
                     continue;
                 };
                 self.mirror.push(Pending {

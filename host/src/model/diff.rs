@@ -48,7 +48,7 @@ pub struct Change {
     /// The new value (absent for removed).
     #[schema(value_type = Object)]
     pub after: Option<Value>,
-    /// For changed objects, the fields that differ.
+    /// For changed objects, the fields that differ (in alphabetical order).
     pub fields: Vec<String>,
 }
 

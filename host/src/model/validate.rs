@@ -653,7 +653,7 @@ fn mirror_rule(e: &mut Errors, at: &str, r: &MirrorRule, nodes: Option<&BTreeSet
             sport,
             dport,
         };
-        if let Err(m) = fields.to_match(None) {
+        if let Err(m) = fields.scoped(None) {
             let field = if sport.is_any() && dport.is_any() {
                 "dst"
             } else if dport.is_any() {

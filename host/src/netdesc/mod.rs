@@ -968,7 +968,7 @@ impl Compiler<'_> {
             sport,
             dport,
         };
-        self.ok(line, what, fields.to_match(scope))
+        self.ok(line, what, fields.scoped(scope))
     }
 
     fn nic(&mut self, n: &Spanned<file::NicDesc>) {
