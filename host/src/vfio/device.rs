@@ -121,8 +121,9 @@ impl VfioDevice {
             return Err(VfioError::MissingNode {
                 path: group_node,
                 hint: format!(
-                    "the node of IOMMU group {group} appears once a device of the group is \
-                     bound to vfio-pci: run `shadowctl device bind {address}`"
+                    "{address} is bound to vfio-pci but the node of its IOMMU group {group} is \
+                     missing: check that /dev is a devtmpfs (or udev is running) and the kernel \
+                     log (dmesg) for vfio errors"
                 ),
             });
         }
