@@ -5,8 +5,11 @@
 //!   NIC through the driver, capture files fed into its ports, one capture per egress port
 //!   and a `summary.json` out.
 //! - [`summary`]: the summary of a run.
+//! - [`device`]: `shadowctl device list|bind|unbind|info` — shadownet NICs on the PCI bus,
+//!   vfio-pci binding, and the NIC opened through VFIO.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod device;
 pub mod simrun;
 pub mod summary;

@@ -26,6 +26,9 @@ enum Command {
     /// The cycle-accurate NIC simulator.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// shadownet NICs on this machine: list, bind to vfio-pci, unbind, open through VFIO.
+    #[command(subcommand)]
+    Device(shadowctl::device::DeviceCommand),
 }
 
 #[derive(Subcommand)]
@@ -78,6 +81,10 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Device(cmd) => {
+            shadowctl::device::run(cmd, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sim(SimCommand::Run {
             config,
             pcaps,
