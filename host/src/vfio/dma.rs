@@ -52,8 +52,16 @@ impl IovaAllocator {
         self.free.values().sum()
     }
 
-    /// Takes `size` bytes (a multiple of [`PAGE`], above 0).
+    /// Takes `size` bytes, rounded up to a multiple of [`PAGE`]; `size` must be above 0 and
+    /// at most [`MAX_DMA`].
     pub fn alloc(&mut self, size: u64) -> Result<u64, VfioError> {
+        if size == 0 || size > MAX_DMA {
+            return Err(VfioError::DmaSize {
+                size: usize::try_from(size).unwrap_or(usize::MAX),
+                max: MAX_DMA,
+            });
+        }
+        let size = size.div_ceil(PAGE) * PAGE;
         let found = self
             .free
             .iter()
@@ -74,7 +82,7 @@ impl IovaAllocator {
         Ok(start)
     }
 
-    /// Gives back a range taken by [`IovaAllocator::alloc`].
+    /// Gives back a range taken by [`IovaAllocator::alloc`] (with the page-rounded size).
     pub fn release(&mut self, start: u64, size: u64) {
         let mut start = start;
         let mut size = size;
@@ -330,7 +338,7 @@ mod tests {
         let y = a.alloc(0x3000).expect("fits");
         let z = a.alloc(0x3000).expect("fits");
         assert_eq!((x, y, z), (0x1000, 0x3000, 0x6000));
-        let err = a.alloc(0x1000).expect_err("full");
+        let err = a.alloc(1).expect_err("full");
         assert!(err.to_string().contains("IOVA space exhausted"), "{err}");
         a.release(y, 0x3000);
         a.release(x, 0x2000);
@@ -339,7 +347,8 @@ mod tests {
         a.release(0x1000, 0x5000);
         a.release(z, 0x3000);
         assert_eq!(a.free_bytes(), 0x8000);
-        assert_eq!(a.alloc(0x8000).expect("whole window"), 0x1000);
+        assert_eq!(a.alloc(0x7001).expect("whole window, rounded up"), 0x1000);
+        assert!(a.alloc(0).is_err());
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub mod sysfs;
 
 pub use addr::PciAddress;
 pub use device::{ResetMethod, VfioDevice, VfioEnv};
-pub use dma::{DmaRegion, IovaAllocator, MsixVectors};
+pub use dma::{DmaRegion, IovaAllocator, MAX_DMA, MsixVectors, PAGE};
 pub use error::{GroupMember, VfioError};
 pub use ioctls::{KernelVfio, RegionInfo, ResetOutcome, VfioHandle, VfioOps};
 pub use sysfs::{PciFunction, Sysfs};
