@@ -11,7 +11,8 @@
 //! - [`table`]: table ids, kinds and capacities, the geometry of the exact-match table memory
 //!   and its hash;
 //! - [`counters`] and [`mod@drop`]: counter ids and drop reasons;
-//! - [`timing`]: the timing description that drives the cycle-accurate model.
+//! - [`timing`]: the timing description that drives the cycle-accurate model;
+//! - [`pci`]: the PCI identity (vendor and device id, class, BAR0 size) the host matches on.
 //!
 //! The crate is `no_std` so that the firmware can use it unchanged.
 #![no_std]
@@ -21,6 +22,7 @@ pub mod counters;
 pub mod device_regs;
 pub mod drop;
 pub mod layout;
+pub mod pci;
 pub mod regs;
 pub mod table;
 pub mod timing;

@@ -7,10 +7,13 @@
 //! - [`client`]: a blocking client of the daemon's API.
 //! - [`apicli`]: the commands that call the API (tenants, networks, shadows, ...).
 //! - [`summary`]: the summary of a run.
+//! - [`device`]: `shadowctl device list|bind|unbind|info` — shadownet NICs on the PCI bus,
+//!   vfio-pci binding, and the NIC opened through VFIO.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod apicli;
 pub mod client;
+pub mod device;
 pub mod simrun;
 pub mod summary;

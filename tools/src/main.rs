@@ -32,6 +32,9 @@ enum Command {
     /// Commands that call the daemon's API.
     #[command(flatten)]
     Api(ApiCommand),
+    /// shadownet NICs on this machine: list, bind to vfio-pci, unbind, open through VFIO.
+    #[command(subcommand)]
+    Device(shadowctl::device::DeviceCommand),
 }
 
 #[derive(Subcommand)]
@@ -86,6 +89,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Api(cmd) => {
             print!("{}", shadowctl::apicli::run(cmd, &cli.api)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Device(cmd) => {
+            shadowctl::device::run(cmd, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim(SimCommand::Run {
