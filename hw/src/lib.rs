@@ -11,7 +11,9 @@
 //! - [`table`]: table ids, kinds and capacities, the geometry of the exact-match table memory
 //!   and its hash;
 //! - [`counters`] and [`mod@drop`]: counter ids and drop reasons;
-//! - [`timing`]: the timing description that drives the cycle-accurate model.
+//! - [`timing`]: the timing description that drives the cycle-accurate model;
+//! - [`image`]: the firmware image format (header, checksums, signature);
+//! - [`flash`]: the flash geometry, A/B slots, boot record and the boot ROM's choice.
 //!
 //! The crate is `no_std` so that the firmware can use it unchanged.
 #![no_std]
@@ -20,6 +22,8 @@
 pub mod counters;
 pub mod device_regs;
 pub mod drop;
+pub mod flash;
+pub mod image;
 pub mod layout;
 pub mod regs;
 pub mod table;
