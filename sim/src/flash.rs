@@ -198,6 +198,23 @@ impl Flash {
         Ok(flash)
     }
 
+    /// A copy of the contents and wear counters, held in memory (the state file, if any, is
+    /// not shared): what a flash chip moved to another board would hold.
+    pub fn copy_in_memory(&self) -> Flash {
+        Flash {
+            geometry: self.geometry,
+            timing: self.timing,
+            mem: self.mem.clone(),
+            wear: self.wear.clone(),
+            clock: 0,
+            cut_at: None,
+            powered: true,
+            file: None,
+            io_error: None,
+            noise: self.noise,
+        }
+    }
+
     /// The geometry.
     pub fn geometry(&self) -> FlashGeometry {
         self.geometry
