@@ -186,6 +186,8 @@ fn power_cut_at_1000_random_instants_always_boots_old_or_new() {
     let mut instants: Vec<u64> = (0..1000).map(|_| rng.next() % (total + 1)).collect();
     // And every 7th instant of the boot-record update, where a torn record would hurt.
     instants.extend((record_start..=total).step_by(7));
+    // And the last cycles, across the moment the new record becomes whole.
+    instants.extend(total.saturating_sub(40)..=total);
     let random = 1000;
     for (i, &cut) in instants.iter().enumerate() {
         let (booted, done) = cut_and_boot(&base, &v2, cut);

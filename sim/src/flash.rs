@@ -511,7 +511,7 @@ impl FlashDevice {
         if let Some(b) = self.boot.booted {
             tracing::debug!(slot = %b.slot, build_id = b.header.build_id, outcome = ?b.outcome, "flash boot");
         } else {
-            tracing::warn!("flash boot: no slot holds an image that verifies");
+            tracing::debug!("flash boot: no slot holds an image that verifies");
         }
         self.publish(regs);
     }

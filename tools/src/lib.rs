@@ -5,8 +5,14 @@
 //!   NIC through the driver, capture files fed into its ports, one capture per egress port
 //!   and a `summary.json` out.
 //! - [`summary`]: the summary of a run.
+//! - [`image`], [`ihex`]: `shadowctl image build | inspect | verify | keygen` — firmware
+//!   images as raw binary or Intel HEX.
+//! - [`flash`]: `shadowctl flash` — an image written into the simulated NIC's A/B slots.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod flash;
+pub mod ihex;
+pub mod image;
 pub mod simrun;
 pub mod summary;

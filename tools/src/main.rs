@@ -26,6 +26,28 @@ enum Command {
     /// The cycle-accurate NIC simulator.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Firmware images: build, inspect, verify, keygen.
+    #[command(subcommand)]
+    Image(shadowctl::image::ImageCommand),
+    /// Write a firmware image into the simulated NIC's flash (the inactive A/B slot by
+    /// default) and activate it once it reads back and verifies.
+    Flash {
+        /// Image file (raw or Intel HEX).
+        #[arg(long)]
+        image: PathBuf,
+        /// Slot to write: auto (the one not running), a or b.
+        #[arg(long, value_enum, default_value = "auto")]
+        slot: shadowctl::flash::SlotArg,
+        /// Flash state file: the flash persists there across invocations.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// ed25519 public key the image's signature must verify with.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -78,6 +100,20 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Image(cmd) => {
+            cmd.run()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Flash {
+            image,
+            slot,
+            state,
+            key,
+            json,
+        } => {
+            shadowctl::flash::run(&image, slot, state.as_ref(), key.as_ref(), json)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sim(SimCommand::Run {
             config,
             pcaps,

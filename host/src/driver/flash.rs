@@ -64,12 +64,12 @@ pub enum FlashError {
         result: &'static str,
     },
     /// The device reports an unusable geometry.
-    #[error("{device}: flash geometry: {source}")]
+    #[error("{device}: flash geometry: {problem}")]
     Geometry {
         /// Device name.
         device: String,
         /// What is wrong.
-        source: GeometryError,
+        problem: GeometryError,
     },
     /// A range outside the flash or misaligned.
     #[error("flash range {addr:#x}+{len} is outside the flash ({size} bytes) or not 4-byte aligned")]
@@ -215,9 +215,9 @@ impl<D: Device> Nic<D> {
             sector_count: f.sector_count().read().bits(),
             slot_size: f.slot_size().read().bits(),
         };
-        g.validate().map_err(|source| FlashError::Geometry {
+        g.validate().map_err(|problem| FlashError::Geometry {
             device: self.flash_name(),
-            source,
+            problem,
         })?;
         Ok(g)
     }
