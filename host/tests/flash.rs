@@ -38,10 +38,20 @@ fn flash_of(nic: &Nic<SimDevice>) -> Flash {
 
 fn make_image(build_id: u32, len: usize, seed: Option<&[u8; 32]>) -> Vec<u8> {
     let payload: Vec<u8> = (0..len)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).wrapping_add(build_id) as u8)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add(build_id) as u8
+        })
         .collect();
-    let mut h = ImageHeader::for_payload(&payload, Target::Riscv32imac, build_id, 0x2000_0000, 0x2000_0000)
-        .expect("small payload");
+    let mut h = ImageHeader::for_payload(
+        &payload,
+        Target::Riscv32imac,
+        build_id,
+        0x2000_0000,
+        0x2000_0000,
+    )
+    .expect("small payload");
     if let Some(s) = seed {
         h.sign(s);
     }
@@ -54,7 +64,9 @@ fn make_image(build_id: u32, len: usize, seed: Option<&[u8; 32]>) -> Vec<u8> {
 fn base() -> (Flash, Vec<u8>) {
     let v1 = make_image(1, 11_000, None);
     let mut nic = power_on(Flash::in_memory(GEOMETRY, TIMING).expect("geometry"));
-    let up = nic.flash_update(&v1, None, None, &mut |_| {}).expect("first update");
+    let up = nic
+        .flash_update(&v1, None, None, &mut |_| {})
+        .expect("first update");
     assert_eq!(up.slot, Slot::A);
     (flash_of(&nic), v1)
 }
@@ -64,7 +76,10 @@ fn update_writes_the_inactive_slot_and_the_device_boots_it() {
     let (flash, _) = base();
     let nic = power_on(flash);
     let st = nic.flash_boot_status().expect("status");
-    assert_eq!((st.active, st.build_id, st.outcome), (Some(Slot::A), 1, "record"));
+    assert_eq!(
+        (st.active, st.build_id, st.outcome),
+        (Some(Slot::A), 1, "record")
+    );
     let mut nic = nic;
     let v2 = make_image(2, 9_000, None);
     let mut phases = Vec::new();
@@ -74,7 +89,12 @@ fn update_writes_the_inactive_slot_and_the_device_boots_it() {
     assert_eq!(up.slot, Slot::B, "auto picks the slot not running");
     assert_eq!(up.record.seq, 2);
     assert_eq!(up.record_copy, 1, "the copy not holding the newest record");
-    for p in [FlashPhase::Erase, FlashPhase::Program, FlashPhase::Verify, FlashPhase::Activate] {
+    for p in [
+        FlashPhase::Erase,
+        FlashPhase::Program,
+        FlashPhase::Verify,
+        FlashPhase::Activate,
+    ] {
         assert!(phases.contains(&p), "{p:?} reported");
     }
     let preview = nic.flash_boot_preview().expect("preview");
@@ -82,11 +102,18 @@ fn update_writes_the_inactive_slot_and_the_device_boots_it() {
     // Power cycle: the boot ROM picks B.
     let nic = power_on(flash_of(&nic));
     let st = nic.flash_boot_status().expect("status");
-    assert_eq!((st.active, st.build_id, st.record_seq, st.records), (Some(Slot::B), 2, 2, 0b11));
+    assert_eq!(
+        (st.active, st.build_id, st.record_seq, st.records),
+        (Some(Slot::B), 2, 2, 0b11)
+    );
     // Wear: the boot-record sectors were erased once each, B's first sector once.
     assert_eq!(nic.flash_wear(0).expect("wear"), 1);
     assert_eq!(nic.flash_wear(1).expect("wear"), 1);
-    assert_eq!(nic.flash_wear(GEOMETRY.sector_of(GEOMETRY.slot_addr(Slot::B))).expect("wear"), 1);
+    assert_eq!(
+        nic.flash_wear(GEOMETRY.sector_of(GEOMETRY.slot_addr(Slot::B)))
+            .expect("wear"),
+        1
+    );
     assert_eq!(nic.flash_wear(33).expect("wear"), 0, "untouched sector");
     assert_eq!(nic.flash_wear_max().expect("wear max").0, 1);
 }
@@ -122,13 +149,20 @@ fn refusals_change_nothing() {
         Err(FlashError::Image(image::ImageError::KeyMismatch { .. }))
     ));
     // Out-of-range requests.
-    assert!(matches!(nic.flash_erase_sector(34), Err(FlashError::BadRange { .. })));
+    assert!(matches!(
+        nic.flash_erase_sector(34),
+        Err(FlashError::BadRange { .. })
+    ));
     let mut buf = [0u8; 8];
-    assert!(matches!(nic.flash_read(34 * 1024 - 4, &mut buf), Err(FlashError::BadRange { .. })));
+    assert!(matches!(
+        nic.flash_read(34 * 1024 - 4, &mut buf),
+        Err(FlashError::BadRange { .. })
+    ));
     assert_eq!(flash_of(&nic).contents(), &before[..], "nothing changed");
     // With the right key it goes through.
     let public = image::public_key(&[1; 32]);
-    nic.flash_update(&signed, None, Some(&public), &mut |_| {}).expect("signed update");
+    nic.flash_update(&signed, None, Some(&public), &mut |_| {})
+        .expect("signed update");
 }
 
 struct XorShift(u64);
@@ -175,7 +209,8 @@ fn power_cut_at_1000_random_instants_always_boots_old_or_new() {
     let v2 = make_image(2, 12_000, None);
     // A dry run measures the update: the image phase, then the boot-record phase.
     let mut nic = power_on(base.copy_in_memory());
-    nic.flash_write_image(Slot::B, &v2, None, &mut |_| {}).expect("write");
+    nic.flash_write_image(Slot::B, &v2, None, &mut |_| {})
+        .expect("write");
     let record_start = nic.device().model().flash().flash().clock();
     nic.flash_activate(Slot::B).expect("activate");
     let total = nic.device().model().flash().flash().clock();
@@ -201,7 +236,9 @@ fn power_cut_at_1000_random_instants_always_boots_old_or_new() {
             assert_eq!(booted, Some(2), "a completed update boots the new image");
         }
         if i + 1 == random {
-            eprintln!("1000 random cuts over {total} cycles: {old} booted the old image, {new} the new");
+            eprintln!(
+                "1000 random cuts over {total} cycles: {old} booted the old image, {new} the new"
+            );
         }
     }
     eprintln!(
@@ -209,5 +246,8 @@ fn power_cut_at_1000_random_instants_always_boots_old_or_new() {
         instants.len(),
         instants.len() - random
     );
-    assert!(old > 0 && new > 0, "cuts landed both before and after the switch");
+    assert!(
+        old > 0 && new > 0,
+        "cuts landed both before and after the switch"
+    );
 }

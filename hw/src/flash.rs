@@ -3,7 +3,7 @@
 //!
 //! Layout (`hw/docs/flash.md`): sector 0 and sector 1 each hold one copy of the boot record;
 //! slot A starts at sector 2 and slot B right after it, each [`FlashGeometry::slot_size`]
-//! bytes. An image (an [`ImageHeader`](crate::image::ImageHeader) and its payload) sits at the
+//! bytes. An image (an [`ImageHeader`] and its payload) sits at the
 //! start of a slot.
 //!
 //! The boot record names the slot to boot, the header CRC of the image it activates, and a
@@ -284,7 +284,10 @@ impl<E: fmt::Display> fmt::Display for SlotError<E> {
             SlotError::Read(e) => write!(f, "reading the flash: {e}"),
             SlotError::Image(e) => write!(f, "{e}"),
             SlotError::TooLong { payload_len } => {
-                write!(f, "header states a {payload_len}-byte payload, longer than the slot")
+                write!(
+                    f,
+                    "header states a {payload_len}-byte payload, longer than the slot"
+                )
             }
         }
     }
@@ -333,6 +336,9 @@ pub fn verify_slot<E>(
     Ok(header)
 }
 
+/// `read(addr, buf)`: fills `buf` with the flash bytes at `addr`.
+type Reader<'a, E> = dyn FnMut(u32, &mut [u8]) -> Result<(), E> + 'a;
+
 /// Reads both boot-record copies.
 pub fn read_records<E>(
     geometry: &FlashGeometry,
@@ -365,7 +371,7 @@ pub fn select_boot_slot<E>(
         by_age = [by_age[1], None];
     }
     let mut checked: [Option<Option<ImageHeader>>; 2] = [None; 2];
-    let mut check = |slot: Slot, read: &mut dyn FnMut(u32, &mut [u8]) -> Result<(), E>| {
+    let mut check = |slot: Slot, read: &mut Reader<'_, E>| {
         if let Some(known) = checked[slot as usize] {
             return Ok(known);
         }
@@ -443,8 +449,8 @@ mod tests {
 
         fn put_image(&mut self, slot: Slot, build_id: u32) -> ImageHeader {
             let payload = [build_id as u8; 300];
-            let h = ImageHeader::for_payload(&payload, Target::Host, build_id, 0, 0)
-                .expect("small");
+            let h =
+                ImageHeader::for_payload(&payload, Target::Host, build_id, 0, 0).expect("small");
             let at = G.slot_addr(slot) as usize;
             self.0[at..at + HEADER_LEN].copy_from_slice(&h.to_bytes());
             self.0[at + HEADER_LEN..at + HEADER_LEN + 300].copy_from_slice(&payload);
@@ -471,6 +477,45 @@ mod tests {
     }
 
     #[test]
+    fn flash_registers_are_where_the_doc_page_says_and_reset_to_the_default_geometry() {
+        use crate::regs::{self, generic::Resettable};
+        assert_eq!(
+            <regs::flash::sector_size::SectorSizeSpec as Resettable>::RESET_VALUE,
+            FlashGeometry::DEFAULT.sector_size
+        );
+        assert_eq!(
+            <regs::flash::sector_count::SectorCountSpec as Resettable>::RESET_VALUE,
+            FlashGeometry::DEFAULT.sector_count
+        );
+        assert_eq!(
+            <regs::flash::slot_size::SlotSizeSpec as Resettable>::RESET_VALUE,
+            FlashGeometry::DEFAULT.slot_size
+        );
+        assert_eq!(
+            <regs::flash::blk_version::BlkVersionSpec as Resettable>::RESET_VALUE,
+            1
+        );
+        #[repr(C, align(4096))]
+        struct Page([u8; crate::BAR_SIZE]);
+        let mut page = Page([0; crate::BAR_SIZE]);
+        let base = core::ptr::NonNull::new(page.0.as_mut_ptr()).expect("not null");
+        // SAFETY: `page` outlives the view; only addresses are taken.
+        let v = unsafe { crate::RegisterView::new(base, crate::BAR_SIZE).expect("valid") };
+        let r = v.flash();
+        let block = base.as_ptr() as usize + 0x1_0000;
+        let at = |p: *const u8| p as usize - block;
+        assert_eq!(at(r.addr() as *const _ as *const u8), 0x18);
+        assert_eq!(at(r.cmd() as *const _ as *const u8), 0x20);
+        assert_eq!(at(r.status() as *const _ as *const u8), 0x24);
+        assert_eq!(at(r.active_slot() as *const _ as *const u8), 0x28);
+        assert_eq!(at(r.wear_max() as *const _ as *const u8), 0x3C);
+        assert_eq!(at(r.busy_cycles_hi() as *const _ as *const u8), 0x4C);
+        assert_eq!(at(r.data(0) as *const _ as *const u8), 0x100);
+        assert_eq!(at(r.data(63) as *const _ as *const u8), 0x1FC);
+        assert_eq!(WINDOW_BYTES, 64 * 4);
+    }
+
+    #[test]
     fn geometry_layout_and_validation() {
         G.validate().expect("test geometry fits");
         FlashGeometry::DEFAULT.validate().expect("default fits");
@@ -489,8 +534,22 @@ mod tests {
                 count: 9
             })
         );
-        assert!(FlashGeometry { slot_size: 1000, ..G }.validate().is_err());
-        assert!(FlashGeometry { sector_size: 300, ..G }.validate().is_err());
+        assert!(
+            FlashGeometry {
+                slot_size: 1000,
+                ..G
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            FlashGeometry {
+                sector_size: 300,
+                ..G
+            }
+            .validate()
+            .is_err()
+        );
     }
 
     #[test]
@@ -527,7 +586,10 @@ mod tests {
         let b = m.put_image(Slot::B, 2);
         m.put_record(1, 2, Slot::B, &b);
         let c = boot(&m);
-        assert_eq!(c.booted.map(|b| (b.slot, b.record_seq)), Some((Slot::B, Some(2))));
+        assert_eq!(
+            c.booted.map(|b| (b.slot, b.record_seq)),
+            Some((Slot::B, Some(2)))
+        );
         assert_eq!(c.booted.map(|b| b.outcome), Some(BootOutcome::Record));
         // Slot B damaged: the older record's slot A.
         m.0[G.slot_addr(Slot::B) as usize + HEADER_LEN + 5] ^= 1;

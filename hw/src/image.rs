@@ -527,8 +527,9 @@ mod tests {
     const SEED: [u8; 32] = [7; 32];
 
     fn image(payload: &[u8], sign: bool) -> ([u8; HEADER_LEN], ImageHeader) {
-        let mut h = ImageHeader::for_payload(payload, Target::Riscv32imac, 42, 0x8000_0000, 0x8000_0100)
-            .expect("small payload");
+        let mut h =
+            ImageHeader::for_payload(payload, Target::Riscv32imac, 42, 0x8000_0000, 0x8000_0100)
+                .expect("small payload");
         if sign {
             h.sign(&SEED);
         }
@@ -571,7 +572,8 @@ mod tests {
             assert_eq!(back, h);
             assert_eq!(back.to_bytes(), b);
             assert_eq!(back.signed(), sign);
-            back.verify_payload(b"payload bytes").expect("payload verifies");
+            back.verify_payload(b"payload bytes")
+                .expect("payload verifies");
         }
     }
 
@@ -654,10 +656,16 @@ mod tests {
                 actual: 99
             })
         );
-        assert_eq!(verify(&buf[..10], None), Err(ImageError::TooShort { len: 10 }));
+        assert_eq!(
+            verify(&buf[..10], None),
+            Err(ImageError::TooShort { len: 10 })
+        );
         let mut bad = buf;
         bad[0] = b'X';
-        assert!(matches!(verify(&bad, None), Err(ImageError::BadMagic { .. })));
+        assert!(matches!(
+            verify(&bad, None),
+            Err(ImageError::BadMagic { .. })
+        ));
         // Erased flash (all 0xFF) is not an image.
         assert!(matches!(
             verify(&[0xFF; 300], None),

@@ -117,7 +117,10 @@ pub struct Flash {
 
 impl Flash {
     /// An erased flash held in memory.
-    pub fn in_memory(geometry: FlashGeometry, timing: FlashTiming) -> Result<Flash, FlashStateError> {
+    pub fn in_memory(
+        geometry: FlashGeometry,
+        timing: FlashTiming,
+    ) -> Result<Flash, FlashStateError> {
         geometry.validate()?;
         Ok(Flash {
             geometry,
@@ -136,7 +139,11 @@ impl Flash {
     /// The flash kept in the state file `path`: loaded when it exists (its geometry is the
     /// file's), created erased with `geometry` when it does not. Every change is written
     /// through to the file as it happens, partial operations included.
-    pub fn open(path: &Path, geometry: FlashGeometry, timing: FlashTiming) -> Result<Flash, FlashStateError> {
+    pub fn open(
+        path: &Path,
+        geometry: FlashGeometry,
+        timing: FlashTiming,
+    ) -> Result<Flash, FlashStateError> {
         let io = |source| FlashStateError::Io {
             path: path.to_path_buf(),
             source,
@@ -170,9 +177,13 @@ impl Flash {
             file.read_exact(&mut head)
                 .map_err(|e| format(format!("too short for a header ({e})")))?;
             if &head[..8] != STATE_MAGIC {
-                return Err(format("not a shadownet flash state file (bad magic)".into()));
+                return Err(format(
+                    "not a shadownet flash state file (bad magic)".into(),
+                ));
             }
-            let le = |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+            let le = |at: usize| {
+                u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]])
+            };
             let g = FlashGeometry {
                 sector_size: le(8),
                 sector_count: le(12),
@@ -417,7 +428,8 @@ impl Flash {
 
     fn persist(&mut self, at: usize, len: usize) {
         if let Some((file, path)) = &self.file
-            && let Err(source) = file.write_all_at(&self.mem[at..at + len], STATE_HEADER + at as u64)
+            && let Err(source) =
+                file.write_all_at(&self.mem[at..at + len], STATE_HEADER + at as u64)
             && self.io_error.is_none()
         {
             self.io_error = Some(FlashStateError::Io {
@@ -441,11 +453,20 @@ impl Flash {
     }
 }
 
+// One command latched at a time; the data window is held inline rather than boxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy)]
 enum Op {
     Erase(u32),
-    Program { addr: u32, len: usize, data: [u8; WINDOW_BYTES] },
-    Read { addr: u32, len: usize },
+    Program {
+        addr: u32,
+        len: usize,
+        data: [u8; WINDOW_BYTES],
+    },
+    Read {
+        addr: u32,
+        len: usize,
+    },
     ReadWear(u32),
 }
 
@@ -554,7 +575,8 @@ impl FlashDevice {
         };
         r.active_slot()
             .write(|w| w.slot().bit(slot == 1).valid().bit(valid));
-        let records = self.boot.records[0].is_some() as u8 | (self.boot.records[1].is_some() as u8) << 1;
+        let records =
+            self.boot.records[0].is_some() as u8 | (self.boot.records[1].is_some() as u8) << 1;
         r.boot_status()
             .write(|w| w.outcome().variant(outcome).records().set(records));
         r.boot_seq().write(|w| w.set(seq));
@@ -653,7 +675,8 @@ impl FlashDevice {
         }
         self.publish_counters(regs);
         fence(Ordering::Release);
-        r.status().write(|w| w.result().variant(FlashResult::Ok).seq().set(p.seq));
+        r.status()
+            .write(|w| w.result().variant(FlashResult::Ok).seq().set(p.seq));
         true
     }
 
@@ -701,7 +724,8 @@ impl FlashDevice {
             match self.decode(regs) {
                 Ok(None) => {
                     fence(Ordering::Release);
-                    r.status().write(|w| w.result().variant(FlashResult::Ok).seq().set(seq));
+                    r.status()
+                        .write(|w| w.result().variant(FlashResult::Ok).seq().set(seq));
                     return true;
                 }
                 Err(result) => {
@@ -768,7 +792,10 @@ mod tests {
     #[test]
     fn erase_sets_ff_programming_only_clears_bits_and_wear_counts() {
         let mut f = Flash::in_memory(G, T).expect("valid");
-        assert!(f.contents().iter().all(|&b| b == 0xFF), "new flash is erased");
+        assert!(
+            f.contents().iter().all(|&b| b == 0xFF),
+            "new flash is erased"
+        );
         assert_eq!(f.program(256, &[0x0F, 0xF0, 0x00, 0xAA]), OpOutcome::Done);
         assert_eq!(f.clock(), 10);
         assert_eq!(&f.contents()[256..260], &[0x0F, 0xF0, 0x00, 0xAA]);
@@ -800,9 +827,17 @@ mod tests {
             let s = &f.contents()[..256];
             assert!(s.iter().any(|&b| b != 0x12), "cut at {cut}: old contents");
             assert!(s.iter().any(|&b| b != 0xFF), "cut at {cut}: fully erased");
-            assert_eq!(f.wear()[0], 1, "an interrupted erase still wears the sector");
+            assert_eq!(
+                f.wear()[0],
+                1,
+                "an interrupted erase still wears the sector"
+            );
             assert!(!f.powered());
-            assert_eq!(f.program(0, &[0; 4]), OpOutcome::PowerLost, "dead flash does nothing");
+            assert_eq!(
+                f.program(0, &[0; 4]),
+                OpOutcome::PowerLost,
+                "dead flash does nothing"
+            );
         }
     }
 
@@ -814,7 +849,10 @@ mod tests {
         assert_eq!(f.program(0, &[0u8; 32]), OpOutcome::PowerLost);
         let c = f.contents();
         assert!(c[..12].iter().all(|&b| b == 0), "three words programmed");
-        assert!(c[16..32].iter().all(|&b| b == 0xFF), "later words untouched");
+        assert!(
+            c[16..32].iter().all(|&b| b == 0xFF),
+            "later words untouched"
+        );
         assert_eq!(f.clock(), 35);
     }
 

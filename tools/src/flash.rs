@@ -80,7 +80,11 @@ fn open_flash(state: Option<&Path>, timing: FlashTiming) -> Result<Flash, FlashS
 }
 
 fn power_on(flash: Flash) -> Result<Nic<SimDevice>, FlashToolError> {
-    let model = NicModel::with_flash(Timing::DEFAULT, SharedBar::anonymous().map_err(ModelError::from)?, flash)?;
+    let model = NicModel::with_flash(
+        Timing::DEFAULT,
+        SharedBar::anonymous().map_err(ModelError::from)?,
+        flash,
+    )?;
     Ok(Nic::open(SimDevice::new(model))?)
 }
 
@@ -148,7 +152,8 @@ pub fn run(
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+            serde_json::to_string_pretty(&report)
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
         );
     } else {
         println!(

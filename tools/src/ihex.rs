@@ -14,7 +14,9 @@ pub enum IhexError {
         what: String,
     },
     /// A record whose checksum does not match.
-    #[error("line {line}: checksum {stated:#04x} does not match the record (expected {computed:#04x})")]
+    #[error(
+        "line {line}: checksum {stated:#04x} does not match the record (expected {computed:#04x})"
+    )]
     Checksum {
         /// The line.
         line: usize,
@@ -27,7 +29,9 @@ pub enum IhexError {
     #[error("no end-of-file record (:00000001FF): the file is truncated")]
     NoEnd,
     /// Data records that leave a gap or overlap.
-    #[error("line {line}: data at {addr:#010x} is not contiguous with the data before it (expected {expected:#010x})")]
+    #[error(
+        "line {line}: data at {addr:#010x} is not contiguous with the data before it (expected {expected:#010x})"
+    )]
     NotContiguous {
         /// The line.
         line: usize,
@@ -40,7 +44,10 @@ pub enum IhexError {
 
 fn record(out: &mut String, kind: u8, addr: u16, data: &[u8]) {
     let mut sum = data.len() as u8;
-    sum = sum.wrapping_add((addr >> 8) as u8).wrapping_add(addr as u8).wrapping_add(kind);
+    sum = sum
+        .wrapping_add((addr >> 8) as u8)
+        .wrapping_add(addr as u8)
+        .wrapping_add(kind);
     out.push_str(&format!(":{:02X}{:04X}{:02X}", data.len(), addr, kind));
     for b in data {
         out.push_str(&format!("{b:02X}"));
@@ -85,7 +92,7 @@ pub struct Hex {
     pub entry: Option<u32>,
 }
 
-/// Reads Intel HEX whose data records are contiguous and ascending (as [`write`] makes them
+/// Reads Intel HEX whose data records are contiguous and ascending (as [`write()`] makes them
 /// and as images are); every record's checksum is checked.
 pub fn read(text: &str) -> Result<Hex, IhexError> {
     let mut upper = 0u32;
@@ -159,7 +166,9 @@ pub fn read(text: &str) -> Result<Hex, IhexError> {
             0x02 if n == 2 => upper = u32::from(u16::from_be_bytes([data[0], data[1]])) << 4,
             0x04 if n == 2 => upper = u32::from(u16::from_be_bytes([data[0], data[1]])) << 16,
             0x03 if n == 4 => {}
-            0x05 if n == 4 => entry = Some(u32::from_be_bytes([data[0], data[1], data[2], data[3]])),
+            0x05 if n == 4 => {
+                entry = Some(u32::from_be_bytes([data[0], data[1], data[2], data[3]]))
+            }
             t => return Err(bad(&format!("record type {t:02X} with {n} data bytes"))),
         }
     }
@@ -189,7 +198,10 @@ mod tests {
         let h = read(text).expect("parses");
         assert_eq!(h.base, 0x100);
         assert_eq!(&h.bytes[..4], &[0x21, 0x46, 0x01, 0x36]);
-        assert_eq!(write(&h.bytes, 0x100, None).lines().nth(1), Some(text.lines().next().unwrap_or("")));
+        assert_eq!(
+            write(&h.bytes, 0x100, None).lines().nth(1),
+            Some(text.lines().next().unwrap_or(""))
+        );
     }
 
     #[test]
@@ -201,11 +213,27 @@ mod tests {
         let last = l.pop().expect("non-empty");
         l.push(if last == '0' { '1' } else { '0' });
         let text = lines.join("\n");
-        assert!(matches!(read(&text), Err(IhexError::Checksum { line: 2, .. })));
+        assert!(matches!(
+            read(&text),
+            Err(IhexError::Checksum { line: 2, .. })
+        ));
         let msg = read(&text).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(msg.starts_with("line 2: checksum"), "{msg}");
-        assert_eq!(read(":00000001FF\nxyz"), Ok(Hex { base: 0, bytes: vec![], entry: None }));
-        assert!(matches!(read("garbage\n"), Err(IhexError::Malformed { line: 1, .. })));
-        assert_eq!(read(&good.replace(":00000001FF\n", "")), Err(IhexError::NoEnd));
+        assert_eq!(
+            read(":00000001FF\nxyz"),
+            Ok(Hex {
+                base: 0,
+                bytes: vec![],
+                entry: None
+            })
+        );
+        assert!(matches!(
+            read("garbage\n"),
+            Err(IhexError::Malformed { line: 1, .. })
+        ));
+        assert_eq!(
+            read(&good.replace(":00000001FF\n", "")),
+            Err(IhexError::NoEnd)
+        );
     }
 }

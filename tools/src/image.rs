@@ -114,7 +114,8 @@ pub fn load_input(path: &Path, target: Target) -> Result<Payload, ImageToolError
         path: path.to_path_buf(),
         what,
     };
-    let file = object::File::parse(&*data).map_err(|e| elf_err(format!("not a readable ELF: {e}")))?;
+    let file =
+        object::File::parse(&*data).map_err(|e| elf_err(format!("not a readable ELF: {e}")))?;
     if target == Target::Riscv32imac && file.architecture() != object::Architecture::Riscv32 {
         return Err(elf_err(format!(
             "ELF is for {:?}, not RISC-V 32 (target riscv32imac)",
@@ -431,7 +432,8 @@ impl ImageCommand {
                 if json {
                     println!(
                         "{}",
-                        serde_json::to_string_pretty(&i).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+                        serde_json::to_string_pretty(&i)
+                            .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
                     );
                 } else {
                     print!("{}", i.render());
@@ -444,7 +446,11 @@ impl ImageCommand {
                     file.display(),
                     h.build_id,
                     h.payload_len,
-                    if key.is_some() { ", signature verifies" } else { "" }
+                    if key.is_some() {
+                        ", signature verifies"
+                    } else {
+                        ""
+                    }
                 );
             }
             ImageCommand::Keygen { out } => {

@@ -45,11 +45,37 @@ fn build_inspect_verify_in_both_formats_and_signed() {
     ok(&["image", "keygen", "--out", "k.key"], &d);
     assert!(d.join("k.key.pub").exists());
     ok(
-        &["image", "build", "--input", "fw.bin", "--target", "riscv32imac", "--build-id", "41", "--sign-key", "k.key", "--out", "fw.img"],
+        &[
+            "image",
+            "build",
+            "--input",
+            "fw.bin",
+            "--target",
+            "riscv32imac",
+            "--build-id",
+            "41",
+            "--sign-key",
+            "k.key",
+            "--out",
+            "fw.img",
+        ],
         &d,
     );
     ok(
-        &["image", "build", "--input", "fw.bin", "--target", "host", "--build-id", "42", "--out", "fw.hex", "--format", "ihex"],
+        &[
+            "image",
+            "build",
+            "--input",
+            "fw.bin",
+            "--target",
+            "host",
+            "--build-id",
+            "42",
+            "--out",
+            "fw.hex",
+            "--format",
+            "ihex",
+        ],
         &d,
     );
     let hex = std::fs::read_to_string(d.join("fw.hex")).expect("hex written");
@@ -63,7 +89,10 @@ fn build_inspect_verify_in_both_formats_and_signed() {
     assert_eq!(v["signed"], true);
     assert!(v["payload_problem"].is_null());
     let text = ok(&["image", "inspect", "fw.hex"], &d);
-    assert!(text.contains("build id      42") && text.contains("verifies"), "{text}");
+    assert!(
+        text.contains("build id      42") && text.contains("verifies"),
+        "{text}"
+    );
 
     let out = ok(&["image", "verify", "fw.img", "--key", "k.key.pub"], &d);
     assert!(out.contains("signature verifies"), "{out}");
@@ -100,27 +129,101 @@ fn flash_persists_across_invocations_and_alternates_slots() {
     let d = scratch("flash");
     std::fs::write(d.join("a.bin"), vec![0xA5u8; 3000]).expect("write");
     std::fs::write(d.join("b.bin"), vec![0x5Au8; 7000]).expect("write");
-    ok(&["image", "build", "--input", "a.bin", "--target", "host", "--build-id", "1", "--out", "a.img"], &d);
-    ok(&["image", "build", "--input", "b.bin", "--target", "host", "--build-id", "2", "--out", "b.hex", "--format", "ihex"], &d);
+    ok(
+        &[
+            "image",
+            "build",
+            "--input",
+            "a.bin",
+            "--target",
+            "host",
+            "--build-id",
+            "1",
+            "--out",
+            "a.img",
+        ],
+        &d,
+    );
+    ok(
+        &[
+            "image",
+            "build",
+            "--input",
+            "b.bin",
+            "--target",
+            "host",
+            "--build-id",
+            "2",
+            "--out",
+            "b.hex",
+            "--format",
+            "ihex",
+        ],
+        &d,
+    );
 
-    let out = ok(&["flash", "--image", "a.img", "--state", "nic.flash", "--json"], &d);
+    let out = ok(
+        &[
+            "flash",
+            "--image",
+            "a.img",
+            "--state",
+            "nic.flash",
+            "--json",
+        ],
+        &d,
+    );
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
-    assert_eq!((v["slot"].as_str(), v["booted_build_id"].as_u64()), (Some("A"), Some(1)));
+    assert_eq!(
+        (v["slot"].as_str(), v["booted_build_id"].as_u64()),
+        (Some("A"), Some(1))
+    );
     assert!(v["previous_build_id"].is_null());
 
     let out = ok(&["flash", "--image", "b.hex", "--state", "nic.flash"], &d);
-    assert!(out.contains("into slot B") && out.contains("ran build 1"), "{out}");
+    assert!(
+        out.contains("into slot B") && out.contains("ran build 1"),
+        "{out}"
+    );
     assert!(out.contains("boots slot B build 2"), "{out}");
 
     // The running slot is refused, and nothing changes.
     let before = std::fs::read(d.join("nic.flash")).expect("state");
-    let err = fails(&["flash", "--image", "a.img", "--state", "nic.flash", "--slot", "b"], &d);
+    let err = fails(
+        &[
+            "flash",
+            "--image",
+            "a.img",
+            "--state",
+            "nic.flash",
+            "--slot",
+            "b",
+        ],
+        &d,
+    );
     assert!(err.contains("slot B holds the running image"), "{err}");
     assert_eq!(std::fs::read(d.join("nic.flash")).expect("state"), before);
 
     // Back to A: the third update goes into the slot not running.
-    let out = ok(&["flash", "--image", "a.img", "--state", "nic.flash", "--json"], &d);
+    let out = ok(
+        &[
+            "flash",
+            "--image",
+            "a.img",
+            "--state",
+            "nic.flash",
+            "--json",
+        ],
+        &d,
+    );
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
-    assert_eq!((v["slot"].as_str(), v["record_seq"].as_u64(), v["record_copy"].as_u64()), (Some("A"), Some(3), Some(0)));
+    assert_eq!(
+        (
+            v["slot"].as_str(),
+            v["record_seq"].as_u64(),
+            v["record_copy"].as_u64()
+        ),
+        (Some("A"), Some(3), Some(0))
+    );
     let _ = std::fs::remove_dir_all(&d);
 }

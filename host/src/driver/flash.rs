@@ -36,7 +36,9 @@ pub enum FlashError {
         device: String,
     },
     /// Every FLASH register reads all ones: the device lost power or was removed.
-    #[error("{device}: the device stopped answering (FLASH registers read all ones: power lost or device removed)")]
+    #[error(
+        "{device}: the device stopped answering (FLASH registers read all ones: power lost or device removed)"
+    )]
     DeviceGone {
         /// Device name.
         device: String,
@@ -72,7 +74,9 @@ pub enum FlashError {
         problem: GeometryError,
     },
     /// A range outside the flash or misaligned.
-    #[error("flash range {addr:#x}+{len} is outside the flash ({size} bytes) or not 4-byte aligned")]
+    #[error(
+        "flash range {addr:#x}+{len} is outside the flash ({size} bytes) or not 4-byte aligned"
+    )]
     BadRange {
         /// Start.
         addr: u32,
@@ -230,7 +234,10 @@ impl<D: Device> Nic<D> {
         let a = f.active_slot().read();
         let b = f.boot_status().read();
         Ok(FlashBootStatus {
-            active: a.valid().bit().then_some(if a.slot().bit() { Slot::B } else { Slot::A }),
+            active: a
+                .valid()
+                .bit()
+                .then_some(if a.slot().bit() { Slot::B } else { Slot::A }),
             outcome: match b.outcome().variant() {
                 Some(RegOutcome::None) => "none",
                 Some(RegOutcome::Record) => "record",
