@@ -138,12 +138,10 @@ impl NicModel {
         NicModel::with_bar(timing, SharedBar::anonymous()?)
     }
 
-    /// Powers on a NIC on the given BAR memory, with an erased in-memory flash.
+    /// Powers on a NIC on the given BAR memory. The flash persists in `<BAR file>.flash` when
+    /// the BAR is a file, else in memory (erased at first).
     pub fn with_bar(timing: Timing, bar: SharedBar) -> Result<NicModel, ModelError> {
-        let flash = crate::flash::Flash::in_memory(
-            shadownet_hw::flash::FlashGeometry::DEFAULT,
-            crate::flash::FlashTiming::DEFAULT,
-        )?;
+        let flash = crate::flash::Flash::beside_bar(bar.path())?;
         NicModel::with_flash(timing, bar, flash)
     }
 

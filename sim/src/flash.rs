@@ -226,6 +226,23 @@ impl Flash {
         }
     }
 
+    /// The NIC's flash ([`FlashGeometry::DEFAULT`], [`FlashTiming::DEFAULT`]) for a BAR: kept
+    /// in `<bar file>.flash` when the BAR is a file, in memory otherwise.
+    pub fn beside_bar(bar_file: Option<&Path>) -> Result<Flash, FlashStateError> {
+        match bar_file {
+            Some(p) => {
+                let mut name = p.as_os_str().to_os_string();
+                name.push(".flash");
+                Flash::open(
+                    Path::new(&name),
+                    FlashGeometry::DEFAULT,
+                    FlashTiming::DEFAULT,
+                )
+            }
+            None => Flash::in_memory(FlashGeometry::DEFAULT, FlashTiming::DEFAULT),
+        }
+    }
+
     /// The geometry.
     pub fn geometry(&self) -> FlashGeometry {
         self.geometry
@@ -854,6 +871,23 @@ mod tests {
             "later words untouched"
         );
         assert_eq!(f.clock(), 35);
+    }
+
+    #[test]
+    fn a_file_bar_keeps_its_flash_beside_it() {
+        let dir = std::env::temp_dir().join(format!("shadownet-barflash-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let bar_path = dir.join("nic0");
+        {
+            let bar = crate::bar::SharedBar::file(&bar_path).expect("file BAR");
+            let mut m = crate::NicModel::with_bar(shadownet_hw::timing::Timing::DEFAULT, bar)
+                .expect("model");
+            m.flash().flash_mut().program(0, b"kept");
+        }
+        let f = Flash::beside_bar(Some(&bar_path)).expect("reopened");
+        assert_eq!(&f.contents()[..4], b"kept");
+        assert!(dir.join("nic0.flash").exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
