@@ -466,3 +466,23 @@ impl ImageCommand {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_elf_is_flattened_and_checked_against_the_target() {
+        // The test executable itself is an ELF for the build machine.
+        let exe = std::env::current_exe().expect("test executable");
+        let p = load_input(&exe, Target::Host).expect("host ELF flattens");
+        assert!(p.from_elf);
+        assert!(!p.bytes.is_empty());
+        assert!(
+            p.entry >= p.load_addr,
+            "entry inside or after the first segment"
+        );
+        let err = load_input(&exe, Target::Riscv32imac).expect_err("not RISC-V");
+        assert!(err.to_string().contains("not RISC-V 32"), "{err}");
+    }
+}
