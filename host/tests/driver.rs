@@ -64,9 +64,11 @@ fn identifies_the_device_and_walks_its_register_blocks() {
     assert_eq!(id.blocks.len(), 10, "every block of the chain");
     assert_eq!(id.blocks[0].block_type, shadownet_hw::block_type::ID);
     assert!(
-        id.blocks[6..].iter().all(|b| b.version == 0),
+        id.blocks[6..9].iter().all(|b| b.version == 0),
         "reserved blocks say so"
     );
+    assert_eq!(id.blocks[9].version, 1, "FLASH is implemented");
+    assert_ne!(id.caps & (1 << 8), 0, "CAPS.FLASH");
     let map = id.capacities.iter().find(|(t, _)| *t == TableId::Map);
     assert_eq!(map.map(|m| m.1), Some(2_097_152));
 }

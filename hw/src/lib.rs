@@ -13,6 +13,8 @@
 //! - [`counters`] and [`mod@drop`]: counter ids and drop reasons;
 //! - [`timing`]: the timing description that drives the cycle-accurate model;
 //! - [`pci`]: the PCI identity (vendor and device id, class, BAR0 size) the host matches on.
+//! - [`image`]: the firmware image format (header, checksums, signature);
+//! - [`flash`]: the flash geometry, A/B slots, boot record and the boot ROM's choice.
 //!
 //! The crate is `no_std` so that the firmware can use it unchanged.
 #![no_std]
@@ -21,6 +23,8 @@
 pub mod counters;
 pub mod device_regs;
 pub mod drop;
+pub mod flash;
+pub mod image;
 pub mod layout;
 pub mod pci;
 pub mod regs;

@@ -30,6 +30,7 @@ pub enum BarError {
 /// BAR0 memory shared between the host driver and the device model.
 pub struct SharedBar {
     map: MmapRaw,
+    path: Option<std::path::PathBuf>,
 }
 
 impl SharedBar {
@@ -39,7 +40,7 @@ impl SharedBar {
             .len(BAR_SIZE)
             .map_anon()
             .map_err(|source| BarError::Map { path: None, source })?;
-        SharedBar::checked(MmapRaw::from(map))
+        SharedBar::checked(MmapRaw::from(map), None)
     }
 
     /// A mapping of `path`, created or resized to the BAR's size, so other processes can map
@@ -61,11 +62,16 @@ impl SharedBar {
             .len(BAR_SIZE)
             .map_raw(&file)
             .map_err(err)?;
-        SharedBar::checked(map)
+        SharedBar::checked(map, Some(path.to_path_buf()))
     }
 
-    fn checked(map: MmapRaw) -> Result<SharedBar, BarError> {
-        let bar = SharedBar { map };
+    /// The file backing the BAR, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    fn checked(map: MmapRaw, path: Option<std::path::PathBuf>) -> Result<SharedBar, BarError> {
+        let bar = SharedBar { map, path };
         bar.try_device_view().map_err(BarError::View)?;
         bar.try_host_view().map_err(BarError::View)?;
         Ok(bar)

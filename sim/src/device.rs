@@ -50,6 +50,9 @@ pub enum ModelError {
     /// The BAR could not be mapped.
     #[error(transparent)]
     Bar(#[from] BarError),
+    /// The flash could not be set up.
+    #[error(transparent)]
+    Flash(#[from] crate::flash::FlashStateError),
 }
 
 /// A frame fully received on a port at a time.
@@ -125,6 +128,8 @@ pub struct NicModel {
     reset_count: u32,
     /// Per frame of the batch being received: what the read-ahead found.
     read_ahead: Vec<ReadAhead>,
+    /// The flash and its FLASH register block.
+    flash: crate::flash::FlashDevice,
 }
 
 impl NicModel {
@@ -133,8 +138,19 @@ impl NicModel {
         NicModel::with_bar(timing, SharedBar::anonymous()?)
     }
 
-    /// Powers on a NIC on the given BAR memory.
+    /// Powers on a NIC on the given BAR memory. The flash persists in `<BAR file>.flash` when
+    /// the BAR is a file, else in memory (erased at first).
     pub fn with_bar(timing: Timing, bar: SharedBar) -> Result<NicModel, ModelError> {
+        let flash = crate::flash::Flash::beside_bar(bar.path())?;
+        NicModel::with_flash(timing, bar, flash)
+    }
+
+    /// Powers on a NIC on the given BAR memory with the given flash (its boot ROM runs).
+    pub fn with_flash(
+        timing: Timing,
+        bar: SharedBar,
+        flash: crate::flash::Flash,
+    ) -> Result<NicModel, ModelError> {
         timing.validate()?;
         let mut m = NicModel {
             bar: std::sync::Arc::new(bar),
@@ -148,6 +164,7 @@ impl NicModel {
             trace_error: None,
             reset_count: 0,
             read_ahead: Vec::new(),
+            flash: crate::flash::FlashDevice::new(flash),
         };
         m.power_on();
         Ok(m)
@@ -156,6 +173,16 @@ impl NicModel {
     /// The BAR the host maps (shared with the model).
     pub fn bar(&self) -> std::sync::Arc<SharedBar> {
         self.bar.clone()
+    }
+
+    /// The flash behind the FLASH block (to schedule a power cut, or take it out).
+    pub fn flash(&mut self) -> &mut crate::flash::FlashDevice {
+        &mut self.flash
+    }
+
+    /// Takes the flash out of a model that is being switched off.
+    pub fn into_flash(self) -> crate::flash::Flash {
+        self.flash.into_flash()
     }
 
     /// The timing the model runs with.
@@ -191,6 +218,7 @@ impl NicModel {
     fn power_on(&mut self) {
         let regs = self.bar.device_view();
         write_reset_values(&regs, &self.timing);
+        self.flash.power_on(&regs);
         regs.ctrl().status().write(|w| w.ready().set_bit());
     }
 
@@ -205,6 +233,7 @@ impl NicModel {
         // The host's RESET command and its completion survive the reset.
         let cmd = regs.ctrl().cmd().read().bits();
         write_reset_values(&regs, &self.timing);
+        self.flash.reset(&regs);
         regs.ctrl().cmd().write(|w| w.set(cmd));
         regs.ctrl().reset_count().write(|w| w.set(self.reset_count));
     }
@@ -216,6 +245,7 @@ impl NicModel {
         any |= self.service_tables();
         any |= self.service_sessions();
         any |= self.service_counters();
+        any |= self.flash.service(&self.bar.device_view());
         any
     }
 

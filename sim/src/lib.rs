@@ -7,6 +7,7 @@
 //! - [`sched`]: when it happens (FIFOs, pipeline cycles, egress queues, policers, the egress
 //!   scheduler that keeps mirroring from delaying production);
 //! - [`tables`]: table memory and the table commands;
+//! - [`flash`]: the NOR flash (erase/program timing, wear, power cuts) behind the FLASH block;
 //! - [`trace`], [`stats`]: per-packet JSON-lines trace and run statistics;
 //! - [`run`]: feeding capture files into ports and writing one capture per egress port.
 //!
@@ -22,6 +23,7 @@ pub mod counters;
 pub mod datapath;
 pub mod device;
 mod fifo;
+pub mod flash;
 pub mod run;
 pub mod sched;
 pub mod sessions;

@@ -30,7 +30,7 @@ pub struct ApiArgs {
     /// With the admin token: act on this tenant's objects.
     #[arg(long, global = true, env = "SHADOWNET_TENANT")]
     pub tenant: Option<String>,
-    /// Print the API's JSON instead of tables.
+    /// Print JSON instead of text and tables.
     #[arg(long, global = true)]
     pub json: bool,
 }

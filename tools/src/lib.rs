@@ -9,11 +9,17 @@
 //! - [`summary`]: the summary of a run.
 //! - [`device`]: `shadowctl device list|bind|unbind|info` — shadownet NICs on the PCI bus,
 //!   vfio-pci binding, and the NIC opened through VFIO.
+//! - [`image`], [`ihex`]: `shadowctl image build | inspect | verify | keygen` — firmware
+//!   images as raw binary or Intel HEX.
+//! - [`flash`]: `shadowctl flash` — an image written into the simulated NIC's A/B slots.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod apicli;
 pub mod client;
 pub mod device;
+pub mod flash;
+pub mod ihex;
+pub mod image;
 pub mod simrun;
 pub mod summary;

@@ -35,6 +35,25 @@ enum Command {
     /// shadownet NICs on this machine: list, bind to vfio-pci, unbind, open through VFIO.
     #[command(subcommand)]
     Device(shadowctl::device::DeviceCommand),
+    /// Firmware images: build, inspect, verify, keygen.
+    #[command(subcommand)]
+    Image(shadowctl::image::ImageCommand),
+    /// Write a firmware image into the simulated NIC's flash (the inactive A/B slot by
+    /// default) and activate it once it reads back and verifies.
+    Flash {
+        /// Image file (raw or Intel HEX).
+        #[arg(long)]
+        image: PathBuf,
+        /// Slot to write: auto (the one not running), a or b.
+        #[arg(long, value_enum, default_value = "auto")]
+        slot: shadowctl::flash::SlotArg,
+        /// Flash state file: the flash persists there across invocations.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// ed25519 public key the image's signature must verify with.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -56,12 +75,10 @@ enum SimCommand {
         /// line (back to back at line rate) or line:PERCENT.
         #[arg(long, default_value = "timestamps", value_parser = parse_pacing)]
         pace: Pacing,
-        /// Also write trace.jsonl: one JSON line per packet event.
+        /// Also write trace.jsonl: one JSON line per packet event (print the summary as JSON
+        /// with the global --json).
         #[arg(long)]
         trace: bool,
-        /// Print the summary as JSON instead of text.
-        #[arg(long)]
-        json: bool,
     },
     /// Power on the simulated NIC and show what the driver reads from it.
     Info,
@@ -95,14 +112,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             shadowctl::device::run(cmd, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Image(cmd) => {
+            cmd.run(cli.api.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Flash {
+            image,
+            slot,
+            state,
+            key,
+        } => {
+            let json = cli.api.json;
+            shadowctl::flash::run(&image, slot, state.as_ref(), key.as_ref(), json)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sim(SimCommand::Run {
             config,
             pcaps,
             out,
             pace,
             trace,
-            json,
         }) => {
+            let json = cli.api.json;
             let total: u64 = pcaps
                 .iter()
                 .filter_map(|p| std::fs::metadata(&p.path).ok())

@@ -7,10 +7,12 @@
 //! that runs on hardware.
 
 mod error;
+pub mod flash;
 mod nic;
 pub mod sim;
 
 pub use error::DriverError;
+pub use flash::{FlashError, FlashPhase, FlashProgress, FlashUpdate};
 pub use nic::{CounterSnapshot, Identity, Nic, PortConfig, RawEntry};
 
 use shadownet_hw::RegisterView;
