@@ -134,7 +134,10 @@ fn sigkill_during_a_stream_of_changes_loses_no_acknowledged_change() {
             !acked.is_empty() || round > 0,
             "no change was acknowledged before the kill: {log}"
         );
-        eprintln!("round {round}: {} changes acknowledged before SIGKILL", acked.len());
+        eprintln!(
+            "round {round}: {} changes acknowledged before SIGKILL",
+            acked.len()
+        );
         next = acked.last().map(|l| l + 1).unwrap_or(next) + 1;
         acknowledged.extend(acked);
 

@@ -367,6 +367,17 @@ fn idempotency_keys_make_retries_safe() {
     );
 }
 
+/// What, method, path, token, content type, body, expected status.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    Vec<u8>,
+    u16,
+);
+
 #[test]
 fn hostile_requests_get_problems_and_change_nothing() {
     let d = TestDaemon::start("cp-hostile");
@@ -401,7 +412,7 @@ fn hostile_requests_get_problems_and_change_nothing() {
     vni_clash["name"] = json!("shop2");
     let huge = vec![b' '; (1 << 20) + 10];
     let j = Some("application/json");
-    let cases: Vec<(&str, &str, &str, Option<&str>, Option<&str>, Vec<u8>, u16)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         ("no token", "GET", "/v1/networks", None, None, vec![], 401),
         (
             "bad token",

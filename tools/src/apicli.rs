@@ -528,10 +528,13 @@ fn rows(v: &Value) -> &[Value] {
     v.as_array().map(Vec::as_slice).unwrap_or(&[])
 }
 
+/// Turns an answer into text.
+type Render = Box<dyn Fn(&Value) -> String>;
+
 /// Runs an API command; returns what to print.
 pub fn run(cmd: ApiCommand, args: &ApiArgs) -> anyhow::Result<String> {
     let c = args.client()?;
-    let (value, text): (Value, Box<dyn Fn(&Value) -> String>) = match cmd {
+    let (value, text): (Value, Render) = match cmd {
         ApiCommand::Tenant(t) => match t {
             TenantCmd::Create {
                 name,

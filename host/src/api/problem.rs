@@ -30,7 +30,7 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
     /// The limit exceeded, for quota problems.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub quota: Option<QuotaExceeded>,
+    pub quota: Option<Box<QuotaExceeded>>,
 }
 
 impl Problem {
@@ -117,7 +117,7 @@ impl From<ControlError> for Problem {
                     .join("; ");
                 p.errors = errors;
             }
-            ControlError::Quota(q) => p.quota = Some(q),
+            ControlError::Quota(q) => p.quota = Some(Box::new(q)),
             _ => {}
         }
         p
