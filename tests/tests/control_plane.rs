@@ -334,6 +334,30 @@ fn limits_are_enforced_with_the_limit_named() {
         .expect_err("too many rules");
     assert_eq!(status_of(&e), 429);
     assert!(e.to_string().contains("max_mirror_rules"));
+    // Stored bytes: a limit below what one more version takes.
+    let t = c.get("/v1/tenants/small").expect("usage");
+    let stored = t["usage"]["stored_bytes"].as_u64().expect("stored bytes");
+    let mut limits = t["tenant"]["limits"].clone();
+    limits["max_stored_bytes"] = json!(stored + 100);
+    d.admin()
+        .send(
+            "PUT",
+            "/v1/tenants/small",
+            &json!({"name": "small", "limits": limits}),
+            &[],
+        )
+        .expect("limit lowered");
+    let e = c
+        .send(
+            "POST",
+            "/v1/networks/shop/nodes",
+            &json!({"name": "n9", "ip": "192.168.10.99", "mac": "02:00:00:00:10:99",
+                     "host": "10.0.0.9", "host_mac": "02:00:00:00:00:09"}),
+            &[],
+        )
+        .expect_err("over stored bytes");
+    assert_eq!(status_of(&e), 429);
+    assert!(e.to_string().contains("max_stored_bytes"), "{e}");
     let t = c.get("/v1/tenants/small").expect("usage");
     assert_eq!(t["usage"]["shadows"], 1);
     assert_eq!(t["usage"]["mirror_mbps"], 5000);

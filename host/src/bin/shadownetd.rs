@@ -140,6 +140,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
+            match timer.call(|c| c.watch_nic()).await {
+                Ok(Err(e)) => tracing::error!(error = %e, "rebuilding the NIC after a reset"),
+                Err(_) => break,
+                Ok(Ok(_)) => {}
+            }
             match timer.call(|c| c.expire_due()).await {
                 Ok(Ok(done)) => {
                     for t in done {
@@ -168,10 +173,33 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", args.data_dir.join("listen.addr").display()))?;
     tracing::info!(%bound, data = %args.data_dir.display(), token = %token_path.display(), "shadownetd serving /v1/");
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown())
         .await
         .context("serving the API")?;
     Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM. Every acknowledged change is already durable, so stopping
+/// only ends the connections in flight.
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
 }

@@ -363,6 +363,18 @@ impl<D: Device> Controller<D> {
         Ok((drift, SyncReport::from(&report)))
     }
 
+    /// Rebuilds the NIC if it was reset since it was last programmed (a firmware crash, a
+    /// PCIe reset): called by the daemon's timer, so a reset is repaired even when no change
+    /// arrives. Returns whether it rebuilt.
+    pub fn watch_nic(&mut self) -> Result<bool, ControlError> {
+        if !self.reconciler.reset_since_last(&self.nic) {
+            return Ok(false);
+        }
+        tracing::warn!("the NIC was reset: rebuilding it from the store");
+        self.resync()?;
+        Ok(true)
+    }
+
     /// Entries on the NIC that differ from the store's desired state, without changing them.
     pub fn drift(&mut self) -> Result<TableDiff, ControlError> {
         let world = World::load(&self.store)?;
@@ -566,6 +578,23 @@ impl<D: Device> Controller<D> {
         Ok(u)
     }
 
+    /// Refuses a write that would take a tenant's stored bytes past its limit.
+    fn check_stored_bytes(&self, tenant: &str, adding: u64) -> Result<(), ControlError> {
+        let allowed = self.tenant_obj(tenant)?.object.limits.max_stored_bytes;
+        let current = self.store.stored_bytes(tenant)?;
+        let requested = current.saturating_add(adding);
+        if requested > allowed {
+            return Err(ControlError::Quota(QuotaExceeded {
+                limit: "max_stored_bytes".into(),
+                allowed,
+                current,
+                requested,
+                over_by: requested - allowed,
+            }));
+        }
+        Ok(())
+    }
+
     fn uplink_mbps(&self) -> u64 {
         self.nic.identify().uplink_gbps as u64 * 1000
     }
@@ -580,8 +609,8 @@ impl<D: Device> Controller<D> {
         idem: Option<&Idempotency>,
     ) -> Result<(Versioned<Network>, SyncReport), ControlError> {
         let tenant = caller.tenant()?.to_string();
-        let limits = self.tenant_obj(&tenant)?.object.limits;
-        let _ = limits;
+        // The tenant must exist (an admin acting on a tenant that does not is told so).
+        self.tenant_obj(&tenant)?;
         validate_network(&net).map_err(ControlError::Invalid)?;
         let mut world = World::load(&self.store)?;
         if world.network(&tenant, &net.name).is_some() {
@@ -594,6 +623,7 @@ impl<D: Device> Controller<D> {
         world.assign_vfs(&self.port, &tenant, &mut net, None)?;
         world.put_network(&tenant, net.clone(), 0);
         let body = to_json(&net)?;
+        self.check_stored_bytes(&tenant, body.to_string().len() as u64)?;
         let id = object_id(&tenant, &net.name);
         let actor = caller.actor.clone();
         let ((meta, ()), report) = self.change(&world, |tx| {
@@ -674,6 +704,7 @@ impl<D: Device> Controller<D> {
         world.assign_vfs(&self.port, &tenant, &mut net, Some(&current))?;
         world.put_network(&tenant, net.clone(), current_version);
         let body = to_json(&net)?;
+        self.check_stored_bytes(&tenant, body.to_string().len() as u64)?;
         let id = object_id(&tenant, name);
         let actor = caller.actor.clone();
         let message = if message.is_empty() {

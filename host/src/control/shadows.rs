@@ -217,6 +217,7 @@ impl<D: Device> Controller<D> {
         };
         world.put_shadow(tenant, shadow.clone(), 0, production);
         let body = to_json(&shadow)?;
+        self.check_stored_bytes(tenant, body.to_string().len() as u64)?;
         let id = object_id(tenant, &name);
         let (meta, report) = self.change(&world, |tx| {
             let m = tx.put(kind::SHADOW, &id, tenant, &body, Expect::Absent, actor, "shadow created")?;
@@ -367,6 +368,7 @@ impl<D: Device> Controller<D> {
         )?;
         world.put_shadow(&tenant, shadow.clone(), version, captured);
         let body = to_json(&shadow)?;
+        self.check_stored_bytes(&tenant, body.to_string().len() as u64)?;
         let id = object_id(&tenant, name);
         let actor = caller.actor.clone();
         let (meta, report) = self.change(&world, |tx| {

@@ -1,0 +1,171 @@
+//! `shadowctl`'s API commands against a running daemon: what they print, with and without
+//! `--json`, and how they report the daemon's problems.
+
+use clap::Parser;
+use shadowctl::apicli::{ApiArgs, ApiCommand, run};
+use shadownet_tests::{daemon::TestDaemon, repo_root};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(subcommand)]
+    cmd: ApiCommand,
+}
+
+fn ctl(d: &TestDaemon, args: &[&str]) -> anyhow::Result<String> {
+    let mut argv = vec![
+        "shadowctl",
+        "--api",
+        &d.base,
+        "--token",
+        &d.admin,
+        "--tenant",
+        "acme",
+    ];
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(argv).map_err(|e| anyhow::anyhow!("{e}"))?;
+    run(cli.cmd, &cli.api)
+}
+
+fn ok(d: &TestDaemon, args: &[&str]) -> String {
+    ctl(d, args).unwrap_or_else(|e| panic!("shadowctl {}: {e:#}", args.join(" ")))
+}
+
+#[test]
+fn the_cli_covers_the_api_with_tables_and_json() {
+    let d = TestDaemon::start("cli");
+    let root = repo_root();
+    let shop = root.join("examples/api/shop.json");
+    let spec = root.join("examples/api/shop-shadow.json");
+    let pcap = root.join("examples/two-tier-web1.pcap");
+
+    let out = ok(&d, &["tenant", "create", "acme", "--max-shadows", "2"]);
+    assert!(out.starts_with("tenant acme created\ntoken "), "{out}");
+    let out = ok(
+        &d,
+        &["network", "create", "--file", shop.to_str().expect("path")],
+    );
+    assert_eq!(out, "network shop is at version 1\n");
+    let out = ok(&d, &["network", "list"]);
+    let mut lines = out.lines();
+    assert!(
+        lines
+            .next()
+            .is_some_and(|h| h.starts_with("NAME") && h.contains("VNI")),
+        "{out}"
+    );
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.starts_with("shop") && l.contains("5001")),
+        "{out}"
+    );
+    let out = ok(&d, &["network", "show", "shop"]);
+    assert!(
+        out.contains("web1") && out.contains("security group web"),
+        "{out}"
+    );
+
+    let out = ok(
+        &d,
+        &["shadow", "create", "--file", spec.to_str().expect("path")],
+    );
+    assert!(
+        out.starts_with("shadow shop-shadow version 1: active of network shop version 1"),
+        "{out}"
+    );
+    let out = ok(
+        &d,
+        &[
+            "nic",
+            "inject",
+            pcap.to_str().expect("path"),
+            "--port",
+            "web1",
+        ],
+    );
+    assert!(out.contains("frames into web1"), "{out}");
+    let out = ok(
+        &d,
+        &[
+            "shadow",
+            "capacity",
+            "shop-shadow",
+            "--mbps",
+            "1000",
+            "--sample",
+            "4",
+        ],
+    );
+    assert_eq!(out, "shadow shop-shadow is at version 2\n");
+    let out = ok(&d, &["shadow", "diff", "shop-shadow", "--from", "1"]);
+    assert!(out.contains("~") && out.contains("capacity"), "{out}");
+
+    let out = ok(
+        &d,
+        &[
+            "node",
+            "add",
+            "shop",
+            "--name",
+            "cache1",
+            "--ip",
+            "192.168.10.31",
+            "--mac",
+            "02:00:00:00:10:31",
+            "--host",
+            "10.0.0.4",
+            "--host-mac",
+            "02:00:00:00:00:04",
+        ],
+    );
+    assert_eq!(out, "network shop is at version 2\n");
+    let out = ok(&d, &["network", "diff", "shop", "--from", "1"]);
+    assert!(out.contains("+ node nodes/cache1"), "{out}");
+    let out = ok(&d, &["network", "history", "shop"]);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let out = ok(&d, &["network", "rollback", "shop", "--to", "1"]);
+    assert_eq!(out, "network shop is at version 3\n");
+    assert_eq!(
+        ok(&d, &["network", "diff", "shop", "--from", "1"]),
+        "no differences\n"
+    );
+
+    // JSON is the API's own answer.
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&d, &["shadow", "list", "--json"])).expect("JSON");
+    assert_eq!(json[0]["object"]["name"], "shop-shadow");
+    let out = ok(&d, &["nic", "status"]);
+    assert!(out.contains("shadow_map"), "{out}");
+    let out = ok(&d, &["shadow", "complete", "shop-shadow"]);
+    assert!(out.contains("0 left after read-back"), "{out}");
+    let out = ok(&d, &["audit", "--limit", "100"]);
+    assert!(
+        out.contains("shadow.purge") && out.contains("network.create"),
+        "{out}"
+    );
+
+    // Problems are reported with their title, status and what is wrong.
+    let e = ctl(&d, &["network", "show", "nope"]).expect_err("no such network");
+    assert_eq!(
+        format!("{e:#}"),
+        "Not found (404): network 'nope' does not exist"
+    );
+    let bad = d.data.join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"name": "x", "vni": 7, "prefixes": ["10.0.0.0/33"]}"#,
+    )
+    .expect("write");
+    let e = ctl(
+        &d,
+        &["network", "create", "--file", bad.to_str().expect("path")],
+    )
+    .expect_err("bad");
+    let msg = format!("{e:#}");
+    assert!(
+        msg.starts_with("Invalid request (422)") && msg.contains("prefixes/0"),
+        "{msg}"
+    );
+}
