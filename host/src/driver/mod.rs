@@ -30,7 +30,9 @@ pub trait Device {
     /// without DMA answers [`DriverError::DmaUnsupported`].
     fn alloc_dma(&self, len: usize) -> Result<Box<dyn DmaBuffer>, DriverError> {
         let _ = len;
-        Err(DriverError::DmaUnsupported { device: self.name() })
+        Err(DriverError::DmaUnsupported {
+            device: self.name(),
+        })
     }
 }
 
