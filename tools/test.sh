@@ -34,6 +34,25 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked -q
 say "cargo test"
 SHADOWNET_REQUIRE_TOOLS=1 cargo test --workspace --locked
 
+say "firmware images (freestanding: no_std, no_main, panic=abort)"
+# Its own target directory: the image is built with other flags than the workspace.
+image_target="${CARGO_TARGET_DIR:-$PWD/target}/firmware-image"
+build_image() {
+    (cd firmware-rs/image && CARGO_TARGET_DIR="$image_target" RUSTFLAGS="-D warnings" \
+        cargo build --release --locked -q "$@")
+}
+build_image
+(cd firmware-rs/image && CARGO_TARGET_DIR="$image_target" cargo clippy --release --locked -q -- -D warnings)
+riscv=riscv32imac-unknown-none-elf
+if rustup target list --installed 2>/dev/null | grep -qx "$riscv" \
+    || rustup target add "$riscv" >/dev/null 2>&1; then
+    # Installed: a failing build fails the run.
+    build_image --target "$riscv"
+    say "riscv image: $image_target/$riscv/release/shadownet-firmware-image"
+else
+    say "rustup cannot add $riscv (offline?): the riscv image is not built"
+fi
+
 say "the README's main job"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
