@@ -31,8 +31,8 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::{
     bar::{BarError, SharedBar},
-    dma::{DmaEngine, DmaSpace},
     datapath::{Datapath, Queue, ReadAhead},
+    dma::{DmaEngine, DmaSpace},
     sched::{Departure, LateDrop, Scheduler},
     stats::{Class, RunStats},
     trace::{Event, Record, Stage, TraceWriter},

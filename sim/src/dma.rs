@@ -81,25 +81,48 @@ impl DmaRegion {
         self.word(offset).map(|w| w.store(value, Ordering::Release))
     }
 
-    /// Copies bytes out, word by word.
-    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Option<()> {
-        if !buf.len().is_multiple_of(4) {
+    /// The words of `len` bytes at `offset`, bounds and alignment checked once.
+    fn words(&self, offset: usize, len: usize) -> Option<&[AtomicU32]> {
+        if !offset.is_multiple_of(4)
+            || !len.is_multiple_of(4)
+            || offset.checked_add(len)? > self.len
+        {
             return None;
         }
-        for (i, chunk) in buf.chunks_exact_mut(4).enumerate() {
-            chunk.copy_from_slice(&self.read_u32(offset + i * 4)?.to_le_bytes());
+        let base = NonNull::new(self.map.as_mut_ptr())?;
+        // SAFETY: as in `word`: `offset..offset + len` is inside the mapping and 4-aligned,
+        // accessed only as atomics; the slice borrows `self`, which keeps the mapping alive.
+        Some(unsafe {
+            std::slice::from_raw_parts(base.as_ptr().add(offset).cast::<AtomicU32>(), len / 4)
+        })
+    }
+
+    /// Copies bytes out, word by word (acquire).
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Option<()> {
+        let words = self.words(offset, buf.len())?;
+        for (w, chunk) in words.iter().zip(buf.chunks_exact_mut(4)) {
+            chunk.copy_from_slice(&w.load(Ordering::Acquire).to_le_bytes());
         }
         Some(())
     }
 
-    /// Copies bytes in, word by word in increasing address order.
+    /// Copies bytes in, word by word in increasing address order (release).
     pub fn write(&self, offset: usize, buf: &[u8]) -> Option<()> {
-        if !buf.len().is_multiple_of(4) || offset.checked_add(buf.len())? > self.len {
-            return None;
+        let words = self.words(offset, buf.len())?;
+        for (w, chunk) in words.iter().zip(buf.chunks_exact(4)) {
+            w.store(
+                u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]),
+                Ordering::Release,
+            );
         }
-        for (i, chunk) in buf.chunks_exact(4).enumerate() {
-            let w = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-            self.write_u32(offset + i * 4, w)?;
+        Some(())
+    }
+
+    /// Writes words in increasing address order (release).
+    pub fn write_words(&self, offset: usize, src: &[u32]) -> Option<()> {
+        let words = self.words(offset, src.len() * 4)?;
+        for (w, v) in words.iter().zip(src) {
+            w.store(*v, Ordering::Release);
         }
         Some(())
     }
@@ -143,9 +166,7 @@ impl DmaSpace {
         let m = self.mappings.lock().unwrap_or_else(|p| p.into_inner());
         m.regions
             .iter()
-            .find(|(at, r)| {
-                addr >= *at && addr.saturating_add(len as u64) <= at + r.len() as u64
-            })
+            .find(|(at, r)| addr >= *at && addr.saturating_add(len as u64) <= at + r.len() as u64)
             .cloned()
     }
 }
@@ -171,24 +192,25 @@ impl DmaEngine {
         &self.space
     }
 
-    fn region(&mut self, addr: u64, len: usize) -> Result<(Arc<DmaRegion>, usize), DmaError> {
+    fn region(&mut self, addr: u64, len: usize) -> Result<(&DmaRegion, usize), DmaError> {
         if !addr.is_multiple_of(4) || !len.is_multiple_of(4) {
             return Err(DmaError::Misaligned { addr });
         }
         let epoch = self.space.epoch.load(Ordering::Acquire);
-        if let Some((at, r, e)) = &self.cached
-            && *e == epoch
-            && addr >= *at
-            && addr.saturating_add(len as u64) <= at + r.len() as u64
-        {
-            return Ok((r.clone(), (addr - at) as usize));
+        let hit = self.cached.as_ref().is_some_and(|(at, r, e)| {
+            *e == epoch && addr >= *at && addr.saturating_add(len as u64) <= at + r.len() as u64
+        });
+        if !hit {
+            let (at, r) = self
+                .space
+                .resolve(addr, len)
+                .ok_or(DmaError::Unmapped { addr, len })?;
+            self.cached = Some((at, r, epoch));
         }
-        let (at, r) = self
-            .space
-            .resolve(addr, len)
-            .ok_or(DmaError::Unmapped { addr, len })?;
-        self.cached = Some((at, r.clone(), epoch));
-        Ok((r, (addr - at) as usize))
+        match &self.cached {
+            Some((at, r, _)) => Ok((r, (addr - at) as usize)),
+            None => Err(DmaError::Unmapped { addr, len }),
+        }
     }
 }
 
@@ -231,11 +253,20 @@ mod tests {
         assert_eq!(u32::from_le_bytes(w), 77);
         assert_eq!(
             e.read(ib + 64, &mut w),
-            Err(DmaError::Unmapped { addr: ib + 64, len: 4 })
+            Err(DmaError::Unmapped {
+                addr: ib + 64,
+                len: 4
+            })
         );
-        assert_eq!(e.read(ia + 2, &mut w), Err(DmaError::Misaligned { addr: ia + 2 }));
+        assert_eq!(
+            e.read(ia + 2, &mut w),
+            Err(DmaError::Misaligned { addr: ia + 2 })
+        );
         assert!(space.unmap(ia));
         assert!(!space.unmap(ia));
-        assert!(e.read(ia, &mut w).is_err(), "the cached mapping was dropped");
+        assert!(
+            e.read(ia, &mut w).is_err(),
+            "the cached mapping was dropped"
+        );
     }
 }

@@ -234,6 +234,22 @@ fn a_batch_through_the_ring_matches_the_register_interface() {
     assert!(done[1].found && done[1].ok());
     assert!(done[2].ok());
     assert_eq!(lab.nic.lookup_map(&key(0)).expect("lookup"), None);
+    // The firmware behind the ring: running, its heartbeat advancing, its counters current.
+    let before = lab.nic.firmware_status().expect("mailbox");
+    assert!(before.running);
+    assert_eq!(
+        lab.nic.firmware_ping([1, 2, 3, 4]).expect("ping"),
+        [1, 2, 3, 4]
+    );
+    let after = lab.nic.firmware_status().expect("mailbox");
+    assert!(after.heartbeat > before.heartbeat, "the heartbeat advances");
+    assert!(after.cycles > 0);
+    let stats = lab.nic.firmware_stats().expect("stats");
+    assert_eq!(stats.descriptors, 103, "every descriptor of both batches");
+    assert!(
+        stats.register_commands > 0,
+        "the lab was programmed through registers"
+    );
     // A reset disables the ring; the driver says so instead of waiting.
     lab.nic.reset().expect("reset");
     let err = lab.nic.ring_submit(&again).expect_err("ring is gone");

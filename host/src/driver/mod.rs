@@ -7,11 +7,13 @@
 //! that runs on hardware.
 
 mod error;
+mod firmware;
 mod nic;
 mod ring;
 pub mod sim;
 
 pub use error::DriverError;
+pub use firmware::{FirmwareStats, FirmwareStatus};
 pub use nic::{CounterSnapshot, Identity, Nic, PortConfig, RawEntry};
 pub use ring::{RingCompletion, RingOp};
 
@@ -38,7 +40,7 @@ pub trait Device {
 
 /// Host memory the device reaches by DMA, accessed as 32-bit words with acquire/release
 /// ordering (the device reads and writes it concurrently).
-pub trait DmaBuffer {
+pub trait DmaBuffer: Send {
     /// The address the device uses for the first byte (an I/O virtual address).
     fn iova(&self) -> u64;
     /// Bytes of the buffer.
@@ -51,4 +53,11 @@ pub trait DmaBuffer {
     fn read_u32(&self, offset: usize) -> Option<u32>;
     /// Writes the word at byte `offset` (4-aligned), `None` outside the buffer.
     fn write_u32(&self, offset: usize, value: u32) -> Option<()>;
+    /// Writes `words` from byte `offset` on, in increasing address order.
+    fn write_words(&self, offset: usize, words: &[u32]) -> Option<()> {
+        for (i, w) in words.iter().enumerate() {
+            self.write_u32(offset + i * 4, *w)?;
+        }
+        Some(())
+    }
 }

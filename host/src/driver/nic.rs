@@ -333,7 +333,7 @@ impl<D: Device> Nic<D> {
     }
 
     /// Waits until `done` holds, relaxing the device between polls.
-    fn wait(
+    pub(super) fn wait(
         &self,
         block: &'static str,
         op: &'static str,

@@ -15,6 +15,7 @@ use shadownet_hw::{
     layout::{
         LayoutError,
         acl::AclRule,
+        bytes_to_words,
         map::{MapKey, MapValue},
         mirror_filter::MirrorFilter,
         ring::{
@@ -271,13 +272,11 @@ impl CmdRing {
         };
         let mut b = [0u8; DESCRIPTOR_LEN];
         d.emit(&mut b);
+        let words: [u32; DESCRIPTOR_LEN / 4] = bytes_to_words(&b);
         let base = slot as usize * DESCRIPTOR_LEN;
-        for (i, w) in b.chunks_exact(4).enumerate() {
-            let word = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-            self.descriptors
-                .write_u32(base + i * 4, word)
-                .ok_or(DriverError::DmaOutOfRange { offset: base })?;
-        }
+        self.descriptors
+            .write_words(base, &words)
+            .ok_or(DriverError::DmaOutOfRange { offset: base })?;
         self.tables[slot as usize] = op.table;
         self.produced = self.produced.wrapping_add(1);
         self.seq = self.seq.wrapping_add(1);

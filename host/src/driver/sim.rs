@@ -92,6 +92,10 @@ impl DmaBuffer for SimDma {
     fn write_u32(&self, offset: usize, value: u32) -> Option<()> {
         self.region.write_u32(offset, value)
     }
+
+    fn write_words(&self, offset: usize, words: &[u32]) -> Option<()> {
+        self.region.write_words(offset, words)
+    }
 }
 
 impl Drop for SimDma {

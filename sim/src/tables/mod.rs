@@ -16,8 +16,8 @@ use shadownet_firmware::command::{self, Command, ExactAccess, Outcome, TableHw};
 use shadownet_hw::{
     device_regs::tbl_cmd::cmd::TableOp,
     layout::{
-        WINDOW_WORDS, acl::AclAction, bytes_to_words, mirror_filter::MirrorAction,
-        rule::RuleMatch, vport::VportEntry,
+        WINDOW_WORDS, acl::AclAction, bytes_to_words, mirror_filter::MirrorAction, rule::RuleMatch,
+        vport::VportEntry,
     },
     table::TableId,
 };
@@ -171,7 +171,8 @@ impl TableHw for Tables {
         key: &Window,
         value: &Window,
     ) -> bool {
-        self.mirror_filters.write(index, matches, action, key, value)
+        self.mirror_filters
+            .write(index, matches, action, key, value)
     }
 
     fn delete_indexed(&mut self, table: TableId, index: u32) -> bool {
