@@ -300,7 +300,10 @@ fn exact<H: TableHw + ?Sized>(hw: &mut H, t: TableId, op: TableOp, cmd: &Command
     let Some(e) = hw.exact(t) else {
         return Outcome::result(CmdResult::BadTable);
     };
-    let ExactAccess { mut table, occupancy } = e;
+    let ExactAccess {
+        mut table,
+        occupancy,
+    } = e;
     let k = key_from_window(key);
     match op {
         TableOp::Write => {

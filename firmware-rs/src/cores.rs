@@ -37,6 +37,8 @@ pub struct Stats {
     pub last_command_cycles: u32,
     /// Cycles used since boot.
     pub cycles: u64,
+    /// Rules deleted because their time to live ran out.
+    pub aged: u64,
 }
 
 /// What one service slice did.
@@ -66,13 +68,39 @@ pub trait ChangeCounter {
     fn changed(&mut self, table: TableId, op: TableOp);
 }
 
+/// Rules the firmware can age at once (mailbox `SET_TTL` answers `FULL` beyond).
+pub const AGEING_CAPACITY: usize = 256;
+
+/// A rule slot with a deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ageing {
+    table: TableId,
+    slot: u32,
+    /// Device cycle at which the slot is deleted.
+    deadline: u64,
+}
+
 /// The firmware's state between slices.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Firmware {
     ring: Option<Ring>,
     stats: Stats,
     heartbeat: u32,
     halted: bool,
+    /// Rules with a time to live, in no particular order.
+    ageing: [Option<Ageing>; AGEING_CAPACITY],
+}
+
+impl Default for Firmware {
+    fn default() -> Self {
+        Firmware {
+            ring: None,
+            stats: Stats::default(),
+            heartbeat: 0,
+            halted: false,
+            ageing: [None; AGEING_CAPACITY],
+        }
+    }
 }
 
 impl Firmware {
@@ -100,8 +128,9 @@ impl Firmware {
         self.stats
     }
 
-    /// One service slice: a pending TBL_CMD command, up to `BATCH_MAX` ring descriptors, a
-    /// pending mailbox command; then the heartbeat and the cycle counter advance.
+    /// One service slice: rules whose time to live ran out are deleted, then a pending TBL_CMD
+    /// command, up to `BATCH_MAX` ring descriptors, a pending mailbox command; then the
+    /// heartbeat and the cycle counter advance.
     pub fn service<H, D, C>(
         &mut self,
         regs: &DeviceView<'_>,
@@ -121,6 +150,8 @@ impl Firmware {
         if self.halted {
             return slice;
         }
+        // Time first: a rule whose deadline has passed is gone before the host's next command.
+        slice.cycles += self.expire(regs, hw, counter);
         if let Some(out) = self.table_registers(regs, hw, counter) {
             slice.table_command = true;
             slice.cycles += out.cycles as u64;
@@ -129,9 +160,11 @@ impl Firmware {
         ring::follow_enable(regs, &mut self.ring);
         if let Some(r) = self.ring.as_mut() {
             let mut last = 0;
+            let ageing = &mut self.ageing;
             let rs = ring::service(regs, r, hw, dma, |op, table, out: &Outcome| {
                 last = out.cycles;
                 count(counter, op, table, out);
+                forget(ageing, op, table, out);
             });
             if rs.executed > 0 {
                 self.stats.descriptors += rs.executed as u64;
@@ -142,7 +175,7 @@ impl Firmware {
             slice.cycles += rs.cycles;
             slice.ring = rs;
         }
-        slice.mailbox = self.mailbox(regs);
+        slice.mailbox = self.mailbox(regs, hw);
         self.stats.cycles += slice.cycles;
         self.heartbeat = self.heartbeat.wrapping_add(1);
         let f = regs.fw_mailbox();
@@ -186,6 +219,7 @@ impl Firmware {
         let mut out = command::execute(hw, &c);
         out.cycles += cost::REGISTER * (3 + 2 * WINDOW_WORDS as u32);
         count(counter, c.op, c.table, &out);
+        forget(&mut self.ageing, c.op, c.table, &out);
         t.result_index().write(|w| w.set(out.index));
         t.result_flags()
             .write(|w| w.valid().bit(out.valid).replaced().bit(out.replaced));
@@ -204,8 +238,79 @@ impl Firmware {
         Some(out)
     }
 
+    /// Deletes the aged rules whose deadline the device clock (`FW_MAILBOX.NOW`) has reached;
+    /// returns the cycles spent.
+    fn expire<H, C>(&mut self, regs: &DeviceView<'_>, hw: &mut H, counter: &mut C) -> u64
+    where
+        H: TableHw + ?Sized,
+        C: ChangeCounter + ?Sized,
+    {
+        let now = now(regs);
+        let mut changes = 0;
+        let mut cycles = 0u64;
+        for entry in self.ageing.iter_mut() {
+            let Some(a) = *entry else { continue };
+            cycles += 1;
+            if a.deadline > now {
+                continue;
+            }
+            *entry = None;
+            if hw.delete_indexed(a.table, a.slot) {
+                counter.changed(a.table, TableOp::Delete);
+                self.stats.aged += 1;
+                changes += 1;
+                cycles += cost::RULE_WRITE as u64;
+            }
+        }
+        publish_tables(regs, hw, changes);
+        cycles
+    }
+
+    /// Mailbox `SET_TTL`.
+    fn set_ttl<H: TableHw + ?Sized>(
+        &mut self,
+        args: [u32; 4],
+        now: u64,
+        hw: &H,
+    ) -> Result<u64, CmdResult> {
+        let id = u8::try_from(args[0]).ok().and_then(TableId::from_u8);
+        let table = match id {
+            Some(t @ (TableId::Acl | TableId::MirrorFilter)) => t,
+            Some(_) => return Err(CmdResult::BadOp),
+            None => return Err(CmdResult::BadTable),
+        };
+        let slot = args[1];
+        if slot >= table.capacity() {
+            return Err(CmdResult::BadIndex);
+        }
+        let ttl = (args[3] as u64) << 32 | args[2] as u64;
+        let existing = self
+            .ageing
+            .iter()
+            .position(|a| a.is_some_and(|a| a.table == table && a.slot == slot));
+        if ttl == 0 {
+            if let Some(i) = existing {
+                self.ageing[i] = None;
+            }
+            return Ok(0);
+        }
+        if hw.read_indexed(table, slot).is_none() {
+            return Err(CmdResult::NotFound);
+        }
+        let at = existing
+            .or_else(|| self.ageing.iter().position(Option::is_none))
+            .ok_or(CmdResult::Full)?;
+        let deadline = now.saturating_add(ttl);
+        self.ageing[at] = Some(Ageing {
+            table,
+            slot,
+            deadline,
+        });
+        Ok(deadline)
+    }
+
     /// The mailbox protocol (same as the other command blocks).
-    fn mailbox(&mut self, regs: &DeviceView<'_>) -> bool {
+    fn mailbox<H: TableHw + ?Sized>(&mut self, regs: &DeviceView<'_>, hw: &H) -> bool {
         let f = regs.fw_mailbox();
         let cmd = f.cmd().read();
         let seq = cmd.seq().bits();
@@ -235,12 +340,49 @@ impl Firmware {
                 }
                 CmdResult::Ok
             }
+            Some(MailboxOp::SetTtl) => {
+                let args = [0, 1, 2, 3].map(|i| f.arg(i).read().bits());
+                match self.set_ttl(args, now(regs), hw) {
+                    Ok(deadline) => {
+                        f.result(0).write(|w| w.set(deadline as u32));
+                        f.result(1).write(|w| w.set((deadline >> 32) as u32));
+                        CmdResult::Ok
+                    }
+                    Err(code) => code,
+                }
+            }
             None => CmdResult::BadOp,
         };
         fence(Ordering::Release);
         f.status()
             .write(|w| w.result().set(result as u8).seq().set(seq));
         true
+    }
+}
+
+/// The device clock.
+fn now(regs: &DeviceView<'_>) -> u64 {
+    let f = regs.fw_mailbox();
+    (f.now_hi().read().bits() as u64) << 32 | f.now_lo().read().bits() as u64
+}
+
+/// A rule slot written, deleted or cleared by the host is no longer aged: its time to live
+/// belonged to the rule it held.
+fn forget(ageing: &mut [Option<Ageing>], op: u8, table: u8, out: &Outcome) {
+    if out.result != CmdResult::Ok {
+        return;
+    }
+    let Some(op) = command::table_op(op) else {
+        return;
+    };
+    for entry in ageing.iter_mut() {
+        if let Some(a) = *entry
+            && a.table as u8 == table
+            && (op == TableOp::Clear
+                || (matches!(op, TableOp::Write | TableOp::Delete) && a.slot == out.index))
+        {
+            *entry = None;
+        }
     }
 }
 

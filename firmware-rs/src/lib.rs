@@ -7,7 +7,8 @@
 //! firmware's only view of the hardware:
 //!
 //! - [`cores`]: the main loop, one service slice at a time — the TBL_CMD registers, the
-//!   command ring, the FW_MAILBOX mailbox, heartbeat and cycle counter;
+//!   command ring, the FW_MAILBOX mailbox, heartbeat and cycle counter, and the ageing of
+//!   ACL and mirror-filter rules with a time to live, in device time;
 //! - [`command`]: one table command (from the registers or a ring descriptor): validation,
 //!   exact-table maintenance, rule and port entries, with the write order that keeps every
 //!   packet's lookup on the old or the new entry;
@@ -17,7 +18,8 @@
 //!   cuckoo tables, keeping every stored key findable at every step;
 //! - [`cost`]: the cycle cost model the firmware charges itself from.
 //!
-//! Ageing and telemetry records (the TELEMETRY_RING block) are not implemented yet.
+//! Telemetry records (the TELEMETRY_RING block: per-port and per-session counters, a
+//! heavy-hitter sketch) are not implemented yet.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -28,4 +30,4 @@ pub mod cost;
 pub mod ring;
 pub mod tables;
 
-pub use cores::{ChangeCounter, Firmware, Slice, Stats, VERSION};
+pub use cores::{AGEING_CAPACITY, ChangeCounter, Firmware, Slice, Stats, VERSION};

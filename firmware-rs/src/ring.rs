@@ -103,8 +103,12 @@ pub(crate) fn follow_enable(regs: &DeviceView<'_>, ring: &mut Option<Ring>) {
             } else {
                 None
             };
-            r.error()
-                .write(|w| w.code().variant(error.unwrap_or(RingError::None)).index().set(0));
+            r.error().write(|w| {
+                w.code()
+                    .variant(error.unwrap_or(RingError::None))
+                    .index()
+                    .set(0)
+            });
             *ring = Some(Ring {
                 base,
                 completions,
@@ -129,7 +133,8 @@ pub(crate) fn acknowledge(regs: &DeviceView<'_>) {
     if ack != 0 {
         let status = r.irq_status().read().bits() & !ack;
         r.irq_status().write(|w| status_bits(w, status));
-        r.irq_ack().write(|w| w.completion().clear_bit().error().clear_bit());
+        r.irq_ack()
+            .write(|w| w.completion().clear_bit().error().clear_bit());
     }
 }
 
@@ -215,7 +220,12 @@ pub(crate) fn service<H: TableHw + ?Sized, D: Dma + ?Sized>(
                     ..bad_entry()
                 };
                 // The tag is readable even when the rest is not.
-                (out, desc[0], desc[1], u32::from_le_bytes([desc[8], desc[9], desc[10], desc[11]]))
+                (
+                    out,
+                    desc[0],
+                    desc[1],
+                    u32::from_le_bytes([desc[8], desc[9], desc[10], desc[11]]),
+                )
             }
         };
         each(op, table, &out);

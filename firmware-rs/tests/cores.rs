@@ -467,3 +467,58 @@ fn mailbox_heartbeat_and_version() {
     assert_eq!(cycles, rig.fw.stats().cycles);
     assert!(cycles > 0);
 }
+
+#[test]
+fn rules_age_out_in_device_time() {
+    let mut b = bar();
+    let regs = view(&mut b);
+    let mut rig = Rig::new(&regs);
+    let f = regs.fw_mailbox();
+    let at = |now: u64| {
+        f.now_lo().write(|w| w.set(now as u32));
+        f.now_hi().write(|w| w.set((now >> 32) as u32));
+    };
+    rig.hw
+        .indexed
+        .insert((2, 5), ([1; WINDOW_WORDS], [2; WINDOW_WORDS]));
+    at(100);
+    let mut seq = 0u16;
+    let mut ttl = |rig: &mut Rig, args: [u32; 4]| {
+        for (i, a) in args.iter().enumerate() {
+            f.arg(i).write(|w| w.set(*a));
+        }
+        seq += 1;
+        let s = seq;
+        f.cmd()
+            .write(|w| w.op().variant(MailboxOp::SetTtl).seq().set(s));
+        rig.slice(&regs);
+        assert_eq!(f.status().read().seq().bits(), s);
+        f.status().read().result().bits()
+    };
+    assert_eq!(
+        ttl(&mut rig, [3, 0, 10, 0]),
+        CmdResult::BadOp as u8,
+        "MAP entries do not age"
+    );
+    assert_eq!(ttl(&mut rig, [9, 0, 10, 0]), CmdResult::BadTable as u8);
+    assert_eq!(ttl(&mut rig, [2, 8192, 10, 0]), CmdResult::BadIndex as u8);
+    assert_eq!(
+        ttl(&mut rig, [2, 6, 10, 0]),
+        CmdResult::NotFound as u8,
+        "empty slot"
+    );
+    assert_eq!(ttl(&mut rig, [2, 5, 50, 0]), CmdResult::Ok as u8);
+    assert_eq!(f.result(0).read().bits(), 150, "deadline = now + ttl");
+    at(149);
+    rig.slice(&regs);
+    assert!(rig.hw.indexed.contains_key(&(2, 5)));
+    at(150);
+    rig.slice(&regs);
+    assert!(
+        !rig.hw.indexed.contains_key(&(2, 5)),
+        "expired at its deadline"
+    );
+    assert_eq!(rig.count.0, [(TableId::Acl, TableOp::Delete)]);
+    assert_eq!(rig.fw.stats().aged, 1);
+    assert_eq!(regs.tbl_cmd().generation().read().bits(), 1);
+}

@@ -290,6 +290,11 @@ impl NicModel {
     /// charges its cycles and delivers the ring's interrupt.
     fn service_firmware(&mut self) -> bool {
         let regs = self.bar.device_view();
+        // The device clock the firmware ages rules by: the cycle of the latest simulated event.
+        let now = self.stats.last_event_ps / self.sched.cycle_ps();
+        let f = regs.fw_mailbox();
+        f.now_lo().write(|w| w.set(now as u32));
+        f.now_hi().write(|w| w.set((now >> 32) as u32));
         let mut counter = TableChanges(&mut self.dp.counters);
         let slice = self
             .firmware
@@ -851,7 +856,7 @@ fn write_reset_values(r: &DeviceView<'_>, timing: &Timing) {
     reset!(r.cmd_ring(); blk_type, blk_version, blk_next, base_lo, base_hi, compl_base_lo, compl_base_hi, size_log2, ctrl, prod_idx, cons_idx, irq_enable, irq_status, irq_ack, error, completed_lo, batch_max);
     reset!(r.telemetry_ring(); blk_type, blk_version, blk_next, base_lo, base_hi, size_log2, ctrl, prod_idx, cons_idx, irq_enable, irq_status, irq_ack, interval, dropped);
     let f = r.fw_mailbox();
-    reset!(f; blk_type, blk_version, blk_next, fw_version, fw_state, heartbeat, cycles_lo, cycles_hi, cmd, status);
+    reset!(f; blk_type, blk_version, blk_next, fw_version, fw_state, heartbeat, cycles_lo, cycles_hi, cmd, status, now_lo, now_hi);
     reset_array!(f; 4; arg, result);
     reset!(r.flash(); blk_type, blk_version, blk_next);
 

@@ -255,3 +255,65 @@ fn a_batch_through_the_ring_matches_the_register_interface() {
     let err = lab.nic.ring_submit(&again).expect_err("ring is gone");
     assert!(err.to_string().contains("not enabled"), "{err}");
 }
+
+#[test]
+fn a_rule_with_a_time_to_live_expires_in_the_nic() {
+    use shadownet_hw::layout::acl::Verdict;
+    use shadownet_tests::lab::{DB1, acl, match_port};
+
+    let mut lab = Lab::new();
+    let deny = acl(200, Verdict::Deny, 77, match_port(17, 9999, 9999));
+    lab.nic.write_acl(9, &deny).expect("acl");
+    let frame = Builder::udp(WEB1, DB1, 1000, 9999).build();
+    let production =
+        |sent: &[shadownet_tests::lab::Sent]| sent.iter().filter(|s| !s.mirror).count();
+    assert_eq!(production(&lab.send(Port::Vport(0), &frame)), 0, "denied");
+    // 2,500 cycles at 250 MHz: 10 us; each lab frame is 1 us after the previous.
+    let deadline = lab.nic.set_rule_ttl(TableId::Acl, 9, 2_500).expect("ttl");
+    assert!(deadline >= 2_500);
+    for _ in 0..5 {
+        assert_eq!(
+            production(&lab.send(Port::Vport(0), &frame)),
+            0,
+            "still denied"
+        );
+    }
+    assert!(
+        lab.nic.read_slot(TableId::Acl, 9).expect("read").is_some(),
+        "not yet"
+    );
+    for _ in 0..10 {
+        lab.send(Port::Vport(0), &frame);
+    }
+    // The next command lets the cores run a slice with the clock past the deadline.
+    assert_eq!(
+        lab.nic.read_slot(TableId::Acl, 9).expect("read"),
+        None,
+        "expired"
+    );
+    assert_eq!(lab.nic.occupancy(TableId::Acl), 0);
+    assert_eq!(
+        production(&lab.send(Port::Vport(0), &frame)),
+        1,
+        "allowed again"
+    );
+
+    // Rewriting a slot cancels its time to live; only rules age; bad slots are refused.
+    lab.nic.write_acl(9, &deny).expect("acl");
+    lab.nic.set_rule_ttl(TableId::Acl, 9, 2_500).expect("ttl");
+    lab.nic.write_acl(9, &deny).expect("rewrite");
+    for _ in 0..20 {
+        lab.send(Port::Vport(0), &frame);
+    }
+    assert!(
+        lab.nic.read_slot(TableId::Acl, 9).expect("read").is_some(),
+        "the new rule stays"
+    );
+    assert!(lab.nic.set_rule_ttl(TableId::Map, 0, 10).is_err());
+    assert!(lab.nic.set_rule_ttl(TableId::Acl, 8192, 10).is_err());
+    let err = lab
+        .nic
+        .set_rule_ttl(TableId::Acl, 100, 10)
+        .expect_err("empty slot");
+    assert!(err.to_string().contains("no such entry"), "{err}");
+}

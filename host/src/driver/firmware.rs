@@ -3,7 +3,10 @@
 
 use std::sync::atomic::{Ordering, fence};
 
-use shadownet_hw::regs::fw_mailbox::{cmd::MailboxOp, fw_state::FwState};
+use shadownet_hw::{
+    regs::fw_mailbox::{cmd::MailboxOp, fw_state::FwState},
+    table::TableId,
+};
 
 use super::{
     Device, DriverError, Nic,
@@ -114,6 +117,41 @@ impl<D: Device> Nic<D> {
     /// heartbeat advances.
     pub fn firmware_ping(&mut self, args: [u32; 4]) -> Result<[u32; 4], DriverError> {
         self.mailbox(MailboxOp::Ping, "ping", args)
+    }
+
+    /// Gives ACL or mirror-filter rule `slot` a time to live of `ttl_cycles` device cycles from
+    /// now (0 cancels): the NIC deletes the rule itself when it runs out, unless the slot is
+    /// written, deleted or cleared before. Returns the deadline (device cycle).
+    pub fn set_rule_ttl(
+        &mut self,
+        table: TableId,
+        slot: u32,
+        ttl_cycles: u64,
+    ) -> Result<u64, DriverError> {
+        if !matches!(table, TableId::Acl | TableId::MirrorFilter) {
+            return Err(DriverError::Refused {
+                device: self.name.clone(),
+                what: format!("time to live on table {table}"),
+                result: "only ACL and mirror-filter rules age",
+            });
+        }
+        let capacity = table.capacity();
+        if slot >= capacity {
+            return Err(DriverError::IndexOutOfRange {
+                device: self.name.clone(),
+                table,
+                index: slot,
+                capacity,
+            });
+        }
+        let args = [
+            table as u32,
+            slot,
+            ttl_cycles as u32,
+            (ttl_cycles >> 32) as u32,
+        ];
+        let [lo, hi, _, _] = self.mailbox(MailboxOp::SetTtl, "set_ttl", args)?;
+        Ok((hi as u64) << 32 | lo as u64)
     }
 
     /// The firmware's work counters.
