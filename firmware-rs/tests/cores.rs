@@ -122,7 +122,7 @@ struct Mem {
 
 impl Mem {
     fn range(&self, addr: u64, len: usize) -> Result<std::ops::Range<usize>, DmaError> {
-        if addr % 4 != 0 || len % 4 != 0 {
+        if !addr.is_multiple_of(4) || !len.is_multiple_of(4) {
             return Err(DmaError::Misaligned { addr });
         }
         let start = addr
@@ -359,7 +359,7 @@ fn the_ring_runs_several_passes_in_slices_with_phase_bits() {
     assert_eq!(regs.tbl_cmd().generation().read().bits(), 40);
     assert_eq!(c.completed_lo().read().bits(), 40);
     assert!(interrupts >= 40 / 3);
-    assert_eq!(c.irq_status().read().completion().bit(), true);
+    assert!(c.irq_status().read().completion().bit());
     c.irq_ack().write(|w| w.completion().set_bit());
     rig.slice(&regs);
     assert!(!c.irq_status().read().completion().bit(), "acknowledged");

@@ -25,6 +25,12 @@ pub const DESC_KEY_LEN: usize = 48;
 /// Value bytes a descriptor carries (the longest value is 32).
 pub const DESC_VALUE_LEN: usize = 32;
 
+// A descriptor carries every table's key and value (the longest key is a rule's match words).
+const _: () = assert!(DESC_KEY_LEN >= super::rule::LEN);
+const _: () = assert!(DESC_VALUE_LEN >= super::map::VALUE_LEN);
+const _: () = assert!(DESC_VALUE_LEN >= super::shadow_map::VALUE_LEN);
+const _: () = assert!(DESC_VALUE_LEN >= super::acl::VALUE_LEN);
+
 /// The phase of free-running index `index` in a ring of `2^size_log2` entries.
 #[inline]
 pub const fn phase(index: u32, size_log2: u32) -> bool {
@@ -314,9 +320,6 @@ mod tests {
         assert_eq!(field::VALUE.len(), DESC_VALUE_LEN);
         assert_eq!(field::C_CYCLES.end, COMPLETION_LEN);
         assert_eq!(field::T_B.end, TELEMETRY_LEN);
-        assert!(DESC_KEY_LEN >= crate::layout::rule::LEN);
-        assert!(DESC_VALUE_LEN >= crate::layout::map::VALUE_LEN);
-        assert!(DESC_VALUE_LEN >= crate::layout::shadow_map::VALUE_LEN);
         // Records tile a page: no record straddles a DMA page boundary.
         assert_eq!(4096 % DESCRIPTOR_LEN, 0);
         assert_eq!(4096 % COMPLETION_LEN, 0);
