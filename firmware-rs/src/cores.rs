@@ -86,7 +86,6 @@ pub struct Firmware {
     ring: Option<Ring>,
     stats: Stats,
     heartbeat: u32,
-    halted: bool,
     /// Rules with a time to live, in no particular order.
     ageing: [Option<Ageing>; AGEING_CAPACITY],
 }
@@ -97,7 +96,6 @@ impl Default for Firmware {
             ring: None,
             stats: Stats::default(),
             heartbeat: 0,
-            halted: false,
             ageing: [None; AGEING_CAPACITY],
         }
     }
@@ -147,9 +145,6 @@ impl Firmware {
             cycles: cost::SLICE as u64,
             ..Slice::default()
         };
-        if self.halted {
-            return slice;
-        }
         // Time first: a rule whose deadline has passed is gone before the host's next command.
         slice.cycles += self.expire(regs, hw, counter);
         if let Some(out) = self.table_registers(regs, hw, counter) {
