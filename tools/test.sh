@@ -34,10 +34,29 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked -q
 say "cargo test"
 SHADOWNET_REQUIRE_TOOLS=1 cargo test --workspace --locked
 
+say "firmware images (freestanding: no_std, no_main, panic=abort)"
+# Its own target directory: the image is built with other flags than the workspace.
+image_target="${CARGO_TARGET_DIR:-$PWD/target}/firmware-image"
+build_image() {
+    (cd firmware-rs/image && CARGO_TARGET_DIR="$image_target" RUSTFLAGS="-D warnings" \
+        cargo build --release --locked -q "$@")
+}
+build_image
+(cd firmware-rs/image && CARGO_TARGET_DIR="$image_target" cargo clippy --release --locked -q -- -D warnings)
+riscv=riscv32imac-unknown-none-elf
+if rustup target list --installed 2>/dev/null | grep -qx "$riscv" \
+    || rustup target add "$riscv" >/dev/null 2>&1; then
+    # Installed: a failing build fails the run.
+    build_image --target "$riscv"
+    say "riscv image: $image_target/$riscv/release/shadownet-firmware-image"
+else
+    say "rustup cannot add $riscv (offline?): the riscv image is not built"
+fi
+
 say "the README's main job: shadownetd on the simulated NIC, driven by shadowctl"
 cargo build --release --locked -q -p shadownet-host --bin shadownetd -p shadowctl
 data=$(mktemp -d)
-target/release/shadownetd --listen 127.0.0.1:0 --data-dir "$data" 2>"$data/daemon.log" &
+"${CARGO_TARGET_DIR:-target}/release/shadownetd" --listen 127.0.0.1:0 --data-dir "$data" 2>"$data/daemon.log" &
 daemon=$!
 trap 'kill "$daemon" 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 1 200); do
@@ -46,7 +65,7 @@ for _ in $(seq 1 200); do
     sleep 0.05
 done
 export SHADOWNET_API="http://$(cat "$data/listen.addr")" SHADOWNET_TOKEN_FILE="$data/admin.token" SHADOWNET_TENANT=acme
-ctl() { target/release/shadowctl "$@"; }
+ctl() { "${CARGO_TARGET_DIR:-target}/release/shadowctl" "$@"; }
 ctl tenant create acme >/dev/null
 ctl network create --file examples/api/shop.json >/dev/null
 ctl shadow create --file examples/api/shop-shadow.json >/dev/null

@@ -63,10 +63,15 @@ fn identifies_the_device_and_walks_its_register_blocks() {
     assert_eq!(id.clock_khz, 250_000);
     assert_eq!(id.blocks.len(), 10, "every block of the chain");
     assert_eq!(id.blocks[0].block_type, shadownet_hw::block_type::ID);
-    assert!(
-        id.blocks[6..9].iter().all(|b| b.version == 0),
-        "reserved blocks say so"
+    let versions: Vec<u32> = id.blocks[6..9].iter().map(|b| b.version).collect();
+    assert_eq!(
+        versions,
+        [1, 0, 1],
+        "CMD_RING and FW_MAILBOX are implemented; TELEMETRY_RING says it is not"
     );
+    assert_ne!(id.caps & (1 << 5), 0, "CAPS.CMD_RING");
+    assert_ne!(id.caps & (1 << 7), 0, "CAPS.FIRMWARE");
+    assert_eq!(id.caps & (1 << 6), 0, "CAPS.TELEMETRY_RING");
     assert_eq!(id.blocks[9].version, 1, "FLASH is implemented");
     assert_ne!(id.caps & (1 << 8), 0, "CAPS.FLASH");
     let map = id.capacities.iter().find(|(t, _)| *t == TableId::Map);

@@ -63,11 +63,11 @@ pub mod block_type {
     pub const PORT: u32 = 0x5348_0005;
     /// Counters.
     pub const COUNTERS: u32 = 0x5348_0006;
-    /// Command ring (reserved).
+    /// Command ring (host to NIC, batched table operations).
     pub const CMD_RING: u32 = 0x5348_0007;
-    /// Telemetry ring (reserved).
+    /// Telemetry ring (NIC to host).
     pub const TELEMETRY_RING: u32 = 0x5348_0008;
-    /// Firmware mailbox (reserved).
+    /// Firmware mailbox: version, state, heartbeat, cycles, mailbox command.
     pub const FW_MAILBOX: u32 = 0x5348_0009;
     /// Flash window (reserved).
     pub const FLASH: u32 = 0x5348_000A;

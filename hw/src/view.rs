@@ -184,15 +184,15 @@ macro_rules! register_view {
             pub fn counters(&self) -> &'a $module::counters::RegisterBlock {
                 self.bar.block($module::Counters::PTR as usize)
             }
-            /// Command ring (reserved).
+            /// Command ring (host to NIC).
             pub fn cmd_ring(&self) -> &'a $module::cmd_ring::RegisterBlock {
                 self.bar.block($module::CmdRing::PTR as usize)
             }
-            /// Telemetry ring (reserved).
+            /// Telemetry ring (NIC to host).
             pub fn telemetry_ring(&self) -> &'a $module::telemetry_ring::RegisterBlock {
                 self.bar.block($module::TelemetryRing::PTR as usize)
             }
-            /// Firmware mailbox (reserved).
+            /// Firmware mailbox.
             pub fn fw_mailbox(&self) -> &'a $module::fw_mailbox::RegisterBlock {
                 self.bar.block($module::FwMailbox::PTR as usize)
             }
@@ -324,6 +324,23 @@ mod tests {
             0x80FC
         );
         assert_eq!(size_of::<regs::counters::RegisterBlock>(), 0x100 + 8 * 2048);
+        let c = v.cmd_ring();
+        assert_eq!(at(c.base_lo() as *const _ as *const u8), 0x900C);
+        assert_eq!(at(c.compl_base_lo() as *const _ as *const u8), 0x9014);
+        assert_eq!(at(c.size_log2() as *const _ as *const u8), 0x901C);
+        assert_eq!(at(c.prod_idx() as *const _ as *const u8), 0x9024);
+        assert_eq!(at(c.cons_idx() as *const _ as *const u8), 0x9028);
+        assert_eq!(at(c.irq_ack() as *const _ as *const u8), 0x9034);
+        assert_eq!(at(c.error() as *const _ as *const u8), 0x9038);
+        assert_eq!(at(c.batch_max() as *const _ as *const u8), 0x9040);
+        let t = v.telemetry_ring();
+        assert_eq!(at(t.cons_idx() as *const _ as *const u8), 0x9120);
+        assert_eq!(at(t.dropped() as *const _ as *const u8), 0x9134);
+        let f = v.fw_mailbox();
+        assert_eq!(at(f.heartbeat() as *const _ as *const u8), 0x9214);
+        assert_eq!(at(f.cmd() as *const _ as *const u8), 0x9220);
+        assert_eq!(at(f.arg(0) as *const _ as *const u8), 0x9230);
+        assert_eq!(at(f.result(3) as *const _ as *const u8), 0x924C);
         assert_eq!(
             size_of::<regs::tbl_cmd::RegisterBlock>(),
             size_of::<device_regs::tbl_cmd::RegisterBlock>()

@@ -26,20 +26,24 @@ use shadownet_hw::{
     timing::{Timing, TimingError},
 };
 
+use shadownet_firmware::{ChangeCounter, Firmware};
+use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+
 use crate::{
     bar::{BarError, SharedBar},
     datapath::{Datapath, Queue, ReadAhead},
+    dma::{DmaEngine, DmaSpace},
     sched::{Departure, LateDrop, Scheduler},
     stats::{Class, RunStats},
-    tables::Window,
     trace::{Event, Record, Stage, TraceWriter},
 };
 
 /// Build id the model reports in `ID.BUILD_ID`: the contract's major version in the high 16
 /// bits and the model's revision in the low 16, bumped when the model's behaviour changes
 /// (revision 2: redirected frames timed through the mirror engine; redirects counted once
-/// built).
-pub const MODEL_BUILD_ID: u32 = 0x0001_0002;
+/// built; revision 3: the firmware crate runs as the embedded cores — command ring,
+/// mailbox, a replaced exact-table entry moves to a free slot of its buckets).
+pub const MODEL_BUILD_ID: u32 = 0x0001_0003;
 
 /// Error creating the model.
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +134,27 @@ pub struct NicModel {
     read_ahead: Vec<ReadAhead>,
     /// The flash and its FLASH register block.
     flash: crate::flash::FlashDevice,
+    /// The embedded cores.
+    firmware: Firmware,
+    /// Cycles the cores have used.
+    fw_cycles: u64,
+    /// The cores' DMA engine.
+    dma: DmaEngine,
+    /// Where the command ring's interrupt goes.
+    cmd_ring_irq: Option<EventFd>,
+}
+
+/// Table WRITE/DELETE counters, counted where the firmware reports a change.
+struct TableChanges<'a>(&'a mut crate::counters::Counters);
+
+impl ChangeCounter for TableChanges<'_> {
+    fn changed(&mut self, table: TableId, op: TableOp) {
+        let kind = match op {
+            TableOp::Delete => TableCounter::Deletes,
+            _ => TableCounter::Writes,
+        };
+        self.0.add(counters::table(table, kind), 1);
+    }
 }
 
 impl NicModel {
@@ -165,6 +190,10 @@ impl NicModel {
             reset_count: 0,
             read_ahead: Vec::new(),
             flash: crate::flash::FlashDevice::new(flash),
+            firmware: Firmware::new(),
+            fw_cycles: 0,
+            dma: DmaEngine::new(DmaSpace::default()),
+            cmd_ring_irq: None,
         };
         m.power_on();
         Ok(m)
@@ -219,6 +248,7 @@ impl NicModel {
         let regs = self.bar.device_view();
         write_reset_values(&regs, &self.timing);
         self.flash.power_on(&regs);
+        self.firmware.boot(&regs);
         regs.ctrl().status().write(|w| w.ready().set_bit());
     }
 
@@ -234,6 +264,8 @@ impl NicModel {
         let cmd = regs.ctrl().cmd().read().bits();
         write_reset_values(&regs, &self.timing);
         self.flash.reset(&regs);
+        // The cores reboot: the ring is forgotten (its registers are back at reset values).
+        self.firmware.boot(&regs);
         regs.ctrl().cmd().write(|w| w.set(cmd));
         regs.ctrl().reset_count().write(|w| w.set(self.reset_count));
     }
@@ -242,7 +274,7 @@ impl NicModel {
     pub fn service(&mut self) -> bool {
         let mut any = false;
         any |= self.service_ctrl();
-        any |= self.service_tables();
+        any |= self.service_firmware();
         any |= self.service_sessions();
         any |= self.service_counters();
         any |= self.flash.service(&self.bar.device_view());
@@ -283,56 +315,56 @@ impl NicModel {
         true
     }
 
-    fn service_tables(&mut self) -> bool {
+    /// One slice of the embedded cores: the firmware performs a pending TBL_CMD command,
+    /// drains up to `CMD_RING.BATCH_MAX` ring descriptors and answers the mailbox; the model
+    /// charges its cycles and delivers the ring's interrupt.
+    fn service_firmware(&mut self) -> bool {
         let regs = self.bar.device_view();
-        let t = regs.tbl_cmd();
-        let cmd = t.cmd().read();
-        let seq = cmd.seq().bits();
-        if seq == t.status().read().seq().bits() {
-            return false;
-        }
-        fence(Ordering::Acquire);
-        let table = t.table().read().id().bits();
-        let index = t.index().read().bits();
-        let mut key: Window = [0; WINDOW_WORDS];
-        let mut value: Window = [0; WINDOW_WORDS];
-        for i in 0..WINDOW_WORDS {
-            key[i] = t.key(i).read().bits();
-            value[i] = t.value(i).read().bits();
-        }
-        let op = cmd.op().variant();
-        let out = self.dp.tables.execute(table, op, index, &key, &value);
-        let counted = match op {
-            Some(TableOp::Write) => Some(TableCounter::Writes),
-            Some(TableOp::Delete) => Some(TableCounter::Deletes),
-            _ => None,
-        };
-        if out.result == CmdResult::Ok
-            && let (Some(tid), Some(kind)) = (TableId::from_u8(table), counted)
+        // The device clock the firmware ages rules by: the cycle of the latest simulated event.
+        let now = self.stats.last_event_ps / self.sched.cycle_ps();
+        let f = regs.fw_mailbox();
+        f.now_lo().write(|w| w.set(now as u32));
+        f.now_hi().write(|w| w.set((now >> 32) as u32));
+        let mut counter = TableChanges(&mut self.dp.counters);
+        let slice = self
+            .firmware
+            .service(&regs, &mut self.dp.tables, &mut self.dma, &mut counter);
+        self.fw_cycles += slice.cycles;
+        if slice.ring.interrupt
+            && let Some(irq) = &self.cmd_ring_irq
         {
-            self.dp.counters.add(counters::table(tid, kind), 1);
+            // A full counter (2^64 - 2 unread interrupts) cannot happen in a run; a failed
+            // write would only lose a wake-up, and the host polls memory anyway.
+            let _ = irq.write(1);
         }
-        let regs = self.bar.device_view();
-        let t = regs.tbl_cmd();
-        t.result_index().write(|w| w.set(out.index));
-        t.result_flags()
-            .write(|w| w.valid().bit(out.valid).replaced().bit(out.replaced));
-        for i in 0..WINDOW_WORDS {
-            t.result_key(i).write(|w| w.set(out.key[i]));
-            t.result_value(i).write(|w| w.set(out.value[i]));
+        slice.any()
+    }
+
+    /// Cycles the embedded cores have used since power-on.
+    pub fn firmware_cycles(&self) -> u64 {
+        self.fw_cycles
+    }
+
+    /// The firmware's work counters.
+    pub fn firmware_stats(&self) -> shadownet_firmware::Stats {
+        self.firmware.stats()
+    }
+
+    /// The device's DMA address space: the host maps its ring memory here.
+    pub fn dma_space(&self) -> &DmaSpace {
+        self.dma.space()
+    }
+
+    /// An eventfd the command ring's interrupt is written to (created on first use; every
+    /// call returns a new descriptor of the same eventfd).
+    pub fn cmd_ring_eventfd(&mut self) -> std::io::Result<EventFd> {
+        if self.cmd_ring_irq.is_none() {
+            self.cmd_ring_irq = Some(EventFd::new(EFD_NONBLOCK)?);
         }
-        if out.changed {
-            let g = t.generation().read().bits().wrapping_add(1);
-            t.generation().write(|w| w.set(g));
+        match &self.cmd_ring_irq {
+            Some(e) => e.try_clone(),
+            None => Err(std::io::Error::other("eventfd vanished")),
         }
-        for tid in TableId::ALL {
-            let occupancy = self.dp.tables.occupancy(tid);
-            t.occupancy(tid as usize).write(|w| w.set(occupancy));
-        }
-        fence(Ordering::Release);
-        t.status()
-            .write(|w| w.result().variant(out.result).seq().set(seq));
-        true
     }
 
     fn service_sessions(&mut self) -> bool {
@@ -851,9 +883,11 @@ fn write_reset_values(r: &DeviceView<'_>, timing: &Timing) {
         c.counter(i).lo().reset();
         c.counter(i).hi().reset();
     }
-    reset!(r.cmd_ring(); blk_type, blk_version, blk_next);
-    reset!(r.telemetry_ring(); blk_type, blk_version, blk_next);
-    reset!(r.fw_mailbox(); blk_type, blk_version, blk_next);
+    reset!(r.cmd_ring(); blk_type, blk_version, blk_next, base_lo, base_hi, compl_base_lo, compl_base_hi, size_log2, ctrl, prod_idx, cons_idx, irq_enable, irq_status, irq_ack, error, completed_lo, batch_max);
+    reset!(r.telemetry_ring(); blk_type, blk_version, blk_next, base_lo, base_hi, size_log2, ctrl, prod_idx, cons_idx, irq_enable, irq_status, irq_ack, interval, dropped);
+    let f = r.fw_mailbox();
+    reset!(f; blk_type, blk_version, blk_next, fw_version, fw_state, heartbeat, cycles_lo, cycles_hi, cmd, status, now_lo, now_hi);
+    reset_array!(f; 4; arg, result);
     reset!(r.flash(); blk_type, blk_version, blk_next);
 
     id.caps().write(|w| {
@@ -866,6 +900,10 @@ fn write_reset_values(r: &DeviceView<'_>, timing: &Timing) {
             .redirect()
             .set_bit()
             .trace()
+            .set_bit()
+            .cmd_ring()
+            .set_bit()
+            .firmware()
             .set_bit()
             .simulated()
             .set_bit()

@@ -1,7 +1,9 @@
 //! Cycle-accurate model of the shadownet NIC: the hardware every test runs on.
 //!
 //! - [`bar`]: the BAR0 shared-memory mapping the host driver and the model share;
-//! - [`device`]: the NIC — register interface, command processing, and ports;
+//! - [`device`]: the NIC — register interface, the embedded cores running the firmware
+//!   crate, and ports;
+//! - [`dma`]: host memory the device reaches by DMA (the command ring lives there);
 //! - [`datapath`]: what happens to each frame (parse, classify, ACL, map, mirror filter,
 //!   shadow map, encapsulation);
 //! - [`sched`]: when it happens (FIFOs, pipeline cycles, egress queues, policers, the egress
@@ -13,7 +15,7 @@
 //!
 //! The model is deterministic: the same inputs and configuration give byte-identical output.
 #![deny(missing_docs)]
-// Only `bar` maps memory and builds register views on it.
+// Only `bar` (register views on the BAR) and `dma` (atomic words of host memory) map memory.
 #![deny(unsafe_code)]
 
 #[allow(unsafe_code)]
@@ -22,6 +24,8 @@ pub mod config;
 pub mod counters;
 pub mod datapath;
 pub mod device;
+#[allow(unsafe_code)]
+pub mod dma;
 mod fifo;
 pub mod flash;
 pub mod run;

@@ -7,6 +7,13 @@
 //! performs the moves from the free end backwards: each move writes the entry into its new
 //! slot before the old slot is reused, so every key stays findable throughout (for a moment a
 //! key may be found twice, never zero times).
+//!
+//! Replacing the value of a present key never rewrites the value a lookup may be reading: the
+//! new entry goes into a free slot of one of the key's two buckets and is published by its tag,
+//! then the old slot's tag is cleared — a lookup in between finds one complete entry, old or
+//! new. Only when both buckets are full is the value rewritten in place, under the slot's
+//! version word (`Slot::reserved[0]`, odd while the write is in progress): table-memory readers
+//! that see an odd version, or a different version after reading the value, read again.
 
 use shadownet_hw::table::exact::{
     Key, MAX_DISPLACEMENTS, Memory, SEARCH_BUDGET, Slot, Value, WAYS, alternate, buckets, hash, tag,
@@ -17,6 +24,8 @@ pub struct ExactTable<'a> {
     buckets_log2: u32,
     tags: &'a mut [u32],
     slots: &'a mut [Slot],
+    /// Buckets read by the last insert (for the cycle accounting).
+    reads: usize,
 }
 
 /// Result of an insert.
@@ -51,6 +60,12 @@ struct Node {
 
 const ROOT: u32 = u32::MAX;
 
+const EMPTY: Slot = Slot {
+    key: [0; 6],
+    reserved: [0; 2],
+    value: [0; 8],
+};
+
 impl<'a> ExactTable<'a> {
     /// Wraps table memory of `2^buckets_log2` buckets.
     pub fn new(
@@ -66,6 +81,7 @@ impl<'a> ExactTable<'a> {
             buckets_log2,
             tags,
             slots,
+            reads: 0,
         })
     }
 
@@ -83,18 +99,20 @@ impl<'a> ExactTable<'a> {
         self.tags.len()
     }
 
+    /// Buckets of table memory the last insert read (its two candidate buckets, and one per
+    /// slot the displacement search visited).
+    pub fn buckets_read(&self) -> usize {
+        self.reads
+    }
+
     /// Inserts `key → value`, or replaces the value of a present key.
     pub fn insert(&mut self, key: &Key, value: &Value) -> Result<Inserted, ExactError> {
         let h = hash(key);
-        if let Some(slot) = self.memory().find_hashed(key, h) {
-            self.slots[slot].value = *value;
-            return Ok(Inserted {
-                slot,
-                replaced: true,
-                displaced: 0,
-            });
-        }
+        self.reads = 2;
         let (b0, b1) = buckets(h, self.buckets_log2);
+        if let Some(old) = self.memory().find_hashed(key, h) {
+            return Ok(self.replace(old, [b0, b1], tag(h), key, value));
+        }
         for b in [b0, b1] {
             if let Some(slot) = self.free_slot(b) {
                 self.write(slot, tag(h), key, value);
@@ -124,29 +142,50 @@ impl<'a> ExactTable<'a> {
         })
     }
 
+    /// A new entry beside the old, published before the old is retired; in place (under the
+    /// slot's version word) only when neither bucket has a free slot.
+    fn replace(
+        &mut self,
+        old: usize,
+        candidates: [u32; 2],
+        t: u32,
+        key: &Key,
+        value: &Value,
+    ) -> Inserted {
+        let done = |slot| Inserted {
+            slot,
+            replaced: true,
+            displaced: 0,
+        };
+        for b in candidates {
+            if let Some(slot) = self.free_slot(b) {
+                self.write(slot, t, key, value);
+                self.tags[old] = 0;
+                self.slots[old] = EMPTY;
+                return done(slot);
+            }
+        }
+        let s = &mut self.slots[old];
+        let version = s.reserved[0];
+        s.reserved[0] = version.wrapping_add(1) | 1;
+        s.value = *value;
+        s.reserved[0] = s.reserved[0].wrapping_add(1);
+        done(old)
+    }
+
     /// Removes `key`; returns the slot it occupied.
     pub fn remove(&mut self, key: &Key) -> Result<usize, ExactError> {
         let slot = self.memory().find(key).ok_or(ExactError::NotFound)?;
         // The tag goes first: from then on no lookup selects the slot.
         self.tags[slot] = 0;
-        self.slots[slot] = Slot {
-            key: [0; 6],
-            reserved: [0; 2],
-            value: [0; 8],
-        };
+        self.slots[slot] = EMPTY;
         Ok(slot)
     }
 
     /// Empties the table.
     pub fn clear(&mut self) {
         self.tags.fill(0);
-        for s in self.slots.iter_mut() {
-            *s = Slot {
-                key: [0; 6],
-                reserved: [0; 2],
-                value: [0; 8],
-            };
-        }
+        self.slots.fill(EMPTY);
     }
 
     fn free_slot(&self, bucket: u32) -> Option<usize> {
@@ -176,7 +215,7 @@ impl<'a> ExactTable<'a> {
     /// Breadth-first search from the full buckets b0 and b1 for the shortest displacement
     /// chain. Returns the chain of slots (first: where the new key goes; last: a free slot)
     /// and its length.
-    fn search(&self, b0: u32, b1: u32) -> Result<([u32; MAX_DEPTH + 1], usize), ExactError> {
+    fn search(&mut self, b0: u32, b1: u32) -> Result<([u32; MAX_DEPTH + 1], usize), ExactError> {
         let mut nodes = [Node {
             slot: 0,
             parent: ROOT,
@@ -193,6 +232,7 @@ impl<'a> ExactTable<'a> {
         }
         let mut head = 0usize;
         while head < len {
+            self.reads += 1;
             let node = nodes[head];
             let occupant = &self.slots[node.slot as usize];
             let h = hash(&occupant.key);
@@ -313,9 +353,13 @@ mod tests {
         assert_eq!(t.memory().find(&key(1)), Some(a.slot));
         let b = t.insert(&key(1), &value(2)).expect("room");
         assert!(b.replaced);
-        assert_eq!(b.slot, a.slot);
-        assert_eq!(t.memory().slots[a.slot].value, value(2));
-        assert_eq!(t.remove(&key(1)), Ok(a.slot));
+        // The new value went beside the old one; the old slot is empty again.
+        assert_ne!(b.slot, a.slot);
+        assert_eq!(t.memory().find(&key(1)), Some(b.slot));
+        assert_eq!(t.memory().slots[b.slot].value, value(2));
+        assert_eq!(t.memory().tags[a.slot], 0);
+        assert_eq!(t.memory().tags.iter().filter(|&&x| x != 0).count(), 1);
+        assert_eq!(t.remove(&key(1)), Ok(b.slot));
         assert_eq!(t.memory().find(&key(1)), None);
         assert_eq!(t.remove(&key(1)), Err(ExactError::NotFound));
     }

@@ -101,4 +101,54 @@ pub enum DriverError {
         /// Sessions the device has.
         count: u16,
     },
+    /// The device backend cannot give the device host memory.
+    #[error("{device}: the device backend has no DMA memory")]
+    DmaUnsupported {
+        /// Device name.
+        device: String,
+    },
+    /// DMA memory could not be allocated or mapped.
+    #[error("{device}: allocating DMA memory: {source}")]
+    Dma {
+        /// Device name.
+        device: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// An access past the end of a DMA buffer (a driver bug).
+    #[error("DMA buffer access at byte {offset} is out of range")]
+    DmaOutOfRange {
+        /// Byte offset.
+        offset: usize,
+    },
+    /// The device lacks a feature (its `ID.CAPS` bit is clear).
+    #[error("{device}: the device has no {feature}")]
+    Unsupported {
+        /// Device name.
+        device: String,
+        /// The feature.
+        feature: &'static str,
+    },
+    /// A ring size beyond the contract's limit.
+    #[error("ring of 2^{size_log2} entries is too large (at most 2^16)")]
+    RingSize {
+        /// log2 of the entries asked for.
+        size_log2: u32,
+    },
+    /// A ring operation before the ring was enabled.
+    #[error("{device}: the command ring is not enabled")]
+    RingNotEnabled {
+        /// Device name.
+        device: String,
+    },
+    /// The device stopped the ring.
+    #[error("{device}: command ring stopped at slot {slot}: {reason}")]
+    RingStopped {
+        /// Device name.
+        device: String,
+        /// Why (CMD_RING.ERROR.CODE in words).
+        reason: &'static str,
+        /// Ring slot at fault.
+        slot: u16,
+    },
 }

@@ -8,12 +8,16 @@
 
 mod error;
 pub mod flash;
+mod firmware;
 mod nic;
+mod ring;
 pub mod sim;
 
 pub use error::DriverError;
 pub use flash::{FlashError, FlashPhase, FlashProgress, FlashUpdate};
+pub use firmware::{FirmwareStats, FirmwareStatus};
 pub use nic::{CounterSnapshot, Identity, Nic, PortConfig, RawEntry};
+pub use ring::{RingCompletion, RingOp};
 
 use shadownet_hw::RegisterView;
 
@@ -25,4 +29,37 @@ pub trait Device {
     fn relax(&self);
     /// A name for messages (PCI address, "sim", …).
     fn name(&self) -> String;
+    /// `len` bytes of zeroed host memory mapped for the device's DMA (on hardware: mapped
+    /// for the IOMMU through VFIO; under the simulator: shared with the model). A backend
+    /// without DMA answers [`DriverError::DmaUnsupported`].
+    fn alloc_dma(&self, len: usize) -> Result<Box<dyn DmaBuffer>, DriverError> {
+        let _ = len;
+        Err(DriverError::DmaUnsupported {
+            device: self.name(),
+        })
+    }
+}
+
+/// Host memory the device reaches by DMA, accessed as 32-bit words with acquire/release
+/// ordering (the device reads and writes it concurrently).
+pub trait DmaBuffer: Send {
+    /// The address the device uses for the first byte (an I/O virtual address).
+    fn iova(&self) -> u64;
+    /// Bytes of the buffer.
+    fn len(&self) -> usize;
+    /// Whether the buffer is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The word at byte `offset` (4-aligned), `None` outside the buffer.
+    fn read_u32(&self, offset: usize) -> Option<u32>;
+    /// Writes the word at byte `offset` (4-aligned), `None` outside the buffer.
+    fn write_u32(&self, offset: usize, value: u32) -> Option<()>;
+    /// Writes `words` from byte `offset` on, in increasing address order.
+    fn write_words(&self, offset: usize, words: &[u32]) -> Option<()> {
+        for (i, w) in words.iter().enumerate() {
+            self.write_u32(offset + i * 4, *w)?;
+        }
+        Some(())
+    }
 }

@@ -37,7 +37,7 @@ use super::{Device, DriverError};
 type Window = [u32; WINDOW_WORDS];
 
 /// How long a command may take before the driver gives up.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the device says it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,8 +138,10 @@ struct Reply {
 
 /// A shadownet NIC.
 pub struct Nic<D: Device> {
-    dev: D,
-    name: String,
+    pub(super) dev: D,
+    pub(super) name: String,
+    /// The command ring, once enabled (`driver::ring`).
+    pub(super) ring: Option<super::ring::CmdRing>,
     tbl_seq: u16,
     ctrl_seq: u16,
     mirror_seq: u16,
@@ -149,7 +151,7 @@ pub struct Nic<D: Device> {
     staged_value: Window,
 }
 
-fn result_name(r: Option<CmdResult>) -> &'static str {
+pub(super) fn result_name(r: Option<CmdResult>) -> &'static str {
     match r {
         Some(CmdResult::Ok) => "ok",
         Some(CmdResult::NotFound) => "no such entry",
@@ -163,7 +165,7 @@ fn result_name(r: Option<CmdResult>) -> &'static str {
 }
 
 /// The result code of blocks whose STATUS.RESULT is a plain number (same codes as TBL_CMD).
-fn result_code(code: u8) -> Option<CmdResult> {
+pub(super) fn result_code(code: u8) -> Option<CmdResult> {
     [
         CmdResult::Ok,
         CmdResult::NotFound,
@@ -221,6 +223,7 @@ impl<D: Device> Nic<D> {
         let mut nic = Nic {
             dev,
             name,
+            ring: None,
             tbl_seq: 0,
             ctrl_seq: 0,
             mirror_seq: 0,
@@ -244,7 +247,7 @@ impl<D: Device> Nic<D> {
         &mut self.dev
     }
 
-    fn regs(&self) -> RegisterView<'_> {
+    pub(super) fn regs(&self) -> RegisterView<'_> {
         self.dev.regs()
     }
 
@@ -330,7 +333,7 @@ impl<D: Device> Nic<D> {
     }
 
     /// Waits until `done` holds, relaxing the device between polls.
-    fn wait(
+    pub(super) fn wait(
         &self,
         block: &'static str,
         op: &'static str,
@@ -383,6 +386,8 @@ impl<D: Device> Nic<D> {
     pub fn reset(&mut self) -> Result<(), DriverError> {
         tracing::debug!(device = %self.name, "reset");
         self.ctrl(CtrlOp::Reset, "reset")?;
+        // The reset disabled the ring; its memory is released.
+        self.ring = None;
         self.sync_state();
         Ok(())
     }

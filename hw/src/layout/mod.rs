@@ -10,12 +10,16 @@
 //! Addresses are 16 bytes in network order; IPv4 is stored IPv4-mapped (`::ffff:a.b.c.d`), so
 //! one comparator serves both families. Prefix lengths on the wire count bits of that 128-bit
 //! form (an IPv4 /24 is stored as 120).
+//!
+//! [`ring`] holds the records of the DMA rings (command descriptors, completions, telemetry),
+//! which travel through host memory rather than registers.
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub mod acl;
 pub mod map;
 pub mod mirror_filter;
+pub mod ring;
 pub mod rule;
 pub mod session;
 pub mod shadow_map;

@@ -1,6 +1,6 @@
 //! Exact-table memory (tags and slots, hardware format) with the firmware's maintenance.
 
-use shadownet_firmware::tables::exact::ExactTable;
+use shadownet_firmware::{command::ExactAccess, tables::exact::ExactTable};
 
 use super::memory::TableMemory;
 use shadownet_hw::table::{
@@ -44,15 +44,6 @@ impl Prefetched {
     pub fn key(&self) -> &Key {
         &self.key
     }
-}
-
-/// Where an insert put a key.
-#[derive(Clone, Copy, Debug)]
-pub struct Placed {
-    /// Slot of the key.
-    pub slot: usize,
-    /// The key was present; its value was replaced.
-    pub replaced: bool,
 }
 
 impl ExactStore {
@@ -145,38 +136,24 @@ impl ExactStore {
         self.occupancy
     }
 
-    fn maintenance(&mut self) -> ExactTable<'_> {
-        ExactTable::new(
+    /// The memory as the firmware maintains it, with the occupancy it keeps.
+    pub fn access(&mut self) -> ExactAccess<'_> {
+        let table = ExactTable::new(
             self.buckets_log2,
             self.tags.as_mut_slice(),
             self.slots.as_mut_slice(),
         )
-        .unwrap_or_else(|e| panic!("{} memory has the wrong geometry: {e:?}", self.table))
-    }
-
-    /// Inserts or replaces; `None` when the table is full.
-    pub fn insert(&mut self, key: &Key, value: &Value) -> Option<Placed> {
-        let ins = self.maintenance().insert(key, value).ok()?;
-        if !ins.replaced {
-            self.occupancy += 1;
+        .unwrap_or_else(|e| panic!("{} memory has the wrong geometry: {e:?}", self.table));
+        ExactAccess {
+            table,
+            occupancy: &mut self.occupancy,
         }
-        Some(Placed {
-            slot: ins.slot,
-            replaced: ins.replaced,
-        })
-    }
-
-    /// Removes `key`; returns its slot.
-    pub fn remove(&mut self, key: &Key) -> Option<usize> {
-        let slot = self.maintenance().remove(key).ok()?;
-        self.occupancy -= 1;
-        Some(slot)
     }
 
     /// Removes every entry.
     pub fn clear(&mut self) {
         if self.occupancy > 0 {
-            self.maintenance().clear();
+            self.access().table.clear();
         }
         self.occupancy = 0;
     }

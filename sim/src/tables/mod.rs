@@ -3,21 +3,23 @@
 //! Exact tables keep hardware-format memory (`shadownet_hw::table::exact`), maintained by the
 //! firmware crate's code as the NIC's embedded cores would; rule tables keep their decoded
 //! rules and compile them into a classifier the first time a packet needs it after a change.
-//! A command is applied whole between two packets, so no packet sees half of a change.
+//! The table commands themselves (validation, cuckoo maintenance) are the firmware's
+//! (`shadownet_firmware::command`); [`Tables`] is the table hardware it drives
+//! ([`TableHw`]). A command is applied whole between two packets, so no packet sees half of a
+//! change.
 
 mod exact;
 mod memory;
 mod rules;
 
+use shadownet_firmware::command::{self, Command, ExactAccess, Outcome, TableHw};
 use shadownet_hw::{
     device_regs::tbl_cmd::cmd::TableOp,
-    device_regs::tbl_cmd::status::CmdResult,
     layout::{
-        LayoutError, WINDOW_WORDS, acl::AclAction, bytes_to_words, map,
-        mirror_filter::MirrorAction, rule::RuleMatch, shadow_map, vni, vport::VportEntry,
-        words_to_bytes,
+        WINDOW_WORDS, acl::AclAction, bytes_to_words, mirror_filter::MirrorAction, rule::RuleMatch,
+        vport::VportEntry,
     },
-    table::{TableId, TableKind, exact::key_from_window},
+    table::TableId,
 };
 
 pub use exact::{ExactStore, Prefetched};
@@ -25,43 +27,6 @@ pub use rules::{Classifier, CompiledRule, PacketKey, RuleAction, RuleTable};
 
 /// A KEY or VALUE register window.
 pub type Window = [u32; WINDOW_WORDS];
-
-/// What a table command produced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CmdOutcome {
-    /// Result code for STATUS.RESULT.
-    pub result: CmdResult,
-    /// Slot touched (RESULT_INDEX).
-    pub index: u32,
-    /// RESULT_KEY/RESULT_VALUE hold an entry.
-    pub valid: bool,
-    /// WRITE replaced an existing entry.
-    pub replaced: bool,
-    /// The table changed (GENERATION advances).
-    pub changed: bool,
-    /// RESULT_KEY.
-    pub key: Window,
-    /// RESULT_VALUE.
-    pub value: Window,
-}
-
-impl CmdOutcome {
-    fn result(result: CmdResult) -> CmdOutcome {
-        CmdOutcome {
-            result,
-            index: 0,
-            valid: false,
-            replaced: false,
-            changed: false,
-            key: [0; WINDOW_WORDS],
-            value: [0; WINDOW_WORDS],
-        }
-    }
-
-    fn ok() -> CmdOutcome {
-        CmdOutcome::result(CmdResult::Ok)
-    }
-}
 
 /// A VF port binding with the words it was written with.
 #[derive(Clone, Copy, Debug)]
@@ -143,7 +108,9 @@ impl Tables {
         }
     }
 
-    /// Executes one table command from the register interface.
+    /// Executes one table command as the firmware does for the register interface and the
+    /// command ring (without the register protocol): for tests and benchmarks that program
+    /// the model directly.
     pub fn execute(
         &mut self,
         table: u8,
@@ -151,257 +118,94 @@ impl Tables {
         index: u32,
         key: &Window,
         value: &Window,
-    ) -> CmdOutcome {
-        let Some(op) = op else {
-            return CmdOutcome::result(CmdResult::BadOp);
+    ) -> Outcome {
+        let cmd = Command {
+            // An op the register field cannot name is answered BAD_OP by the firmware.
+            op: op.map_or(u8::MAX, |op| op as u8),
+            table,
+            index,
+            key: *key,
+            value: *value,
         };
-        if op == TableOp::Nop {
-            return CmdOutcome::ok();
-        }
-        let Some(t) = TableId::from_u8(table) else {
-            return CmdOutcome::result(CmdResult::BadTable);
-        };
-        if op == TableOp::Clear {
-            self.clear(t);
-            return CmdOutcome {
-                changed: true,
-                ..CmdOutcome::ok()
-            };
-        }
-        match t.kind() {
-            TableKind::Indexed { slots } => {
-                if index >= slots {
-                    return CmdOutcome::result(CmdResult::BadIndex);
-                }
-                self.execute_indexed(t, op, index, key, value)
-            }
-            TableKind::Exact { .. } => self.execute_exact(t, op, index, key, value),
+        command::execute(self, &cmd)
+    }
+}
+
+impl TableHw for Tables {
+    fn exact(&mut self, table: TableId) -> Option<ExactAccess<'_>> {
+        match table {
+            TableId::Vni => Some(self.vni.access()),
+            TableId::Map => Some(self.map.access()),
+            TableId::ShadowMap => Some(self.shadow_map.access()),
+            TableId::Vport | TableId::Acl | TableId::MirrorFilter => None,
         }
     }
 
-    fn execute_indexed(
+    fn write_vport(&mut self, index: u32, entry: VportEntry, value: &Window) -> bool {
+        let Some(slot) = self.vports.get_mut(index as usize) else {
+            return false;
+        };
+        slot.replace(VportSlot {
+            entry,
+            value: *value,
+        })
+        .is_some()
+    }
+
+    fn write_acl(
         &mut self,
-        t: TableId,
-        op: TableOp,
         index: u32,
+        matches: RuleMatch,
+        action: AclAction,
         key: &Window,
         value: &Window,
-    ) -> CmdOutcome {
-        let i = index as usize;
-        match op {
-            TableOp::Write => {
-                if let Err(code) = check_unused(t, key, value) {
-                    return CmdOutcome::result(code);
-                }
-                let replaced = match t {
-                    TableId::Vport => {
-                        let Ok(entry) = VportEntry::parse(&window_bytes(value)) else {
-                            return CmdOutcome::result(CmdResult::BadEntry);
-                        };
-                        self.vports[i]
-                            .replace(VportSlot {
-                                entry,
-                                value: *value,
-                            })
-                            .is_some()
-                    }
-                    TableId::Acl => match parse_rule::<AclAction>(key, value, true) {
-                        Ok((m, a)) => self.acl.write(index, m, a, key, value),
-                        Err(_) => return CmdOutcome::result(CmdResult::BadEntry),
-                    },
-                    TableId::MirrorFilter => match parse_rule::<MirrorAction>(key, value, false) {
-                        Ok((m, a)) => self.mirror_filters.write(index, m, a, key, value),
-                        Err(_) => return CmdOutcome::result(CmdResult::BadEntry),
-                    },
-                    _ => unreachable!("indexed tables are VPORT, ACL and MIRROR_FILTER"),
-                };
-                CmdOutcome {
-                    index,
-                    replaced,
-                    changed: true,
-                    ..CmdOutcome::ok()
-                }
-            }
-            TableOp::Delete => {
-                let existed = match t {
-                    TableId::Vport => self.vports[i].take().is_some(),
-                    TableId::Acl => self.acl.delete(index),
-                    TableId::MirrorFilter => self.mirror_filters.delete(index),
-                    _ => unreachable!("indexed tables are VPORT, ACL and MIRROR_FILTER"),
-                };
-                if existed {
-                    CmdOutcome {
-                        index,
-                        changed: true,
-                        ..CmdOutcome::ok()
-                    }
-                } else {
-                    CmdOutcome::result(CmdResult::NotFound)
-                }
-            }
-            TableOp::ReadSlot => {
-                let found = match t {
-                    TableId::Vport => self.vports[i].map(|s| ([0; WINDOW_WORDS], s.value)),
-                    TableId::Acl => self.acl.words(index),
-                    TableId::MirrorFilter => self.mirror_filters.words(index),
-                    _ => unreachable!("indexed tables are VPORT, ACL and MIRROR_FILTER"),
-                };
-                match found {
-                    Some((key, value)) => CmdOutcome {
-                        index,
-                        valid: true,
-                        key,
-                        value,
-                        ..CmdOutcome::ok()
-                    },
-                    None => CmdOutcome {
-                        index,
-                        ..CmdOutcome::result(CmdResult::NotFound)
-                    },
-                }
-            }
-            TableOp::Lookup => CmdOutcome::result(CmdResult::BadOp),
-            TableOp::Nop | TableOp::Clear => CmdOutcome::ok(),
-        }
+    ) -> bool {
+        self.acl.write(index, matches, action, key, value)
     }
 
-    fn execute_exact(
+    fn write_mirror_filter(
         &mut self,
-        t: TableId,
-        op: TableOp,
         index: u32,
+        matches: RuleMatch,
+        action: MirrorAction,
         key: &Window,
         value: &Window,
-    ) -> CmdOutcome {
-        let store = match t {
-            TableId::Vni => &mut self.vni,
-            TableId::Map => &mut self.map,
-            TableId::ShadowMap => &mut self.shadow_map,
-            _ => unreachable!("exact tables are VNI, MAP and SHADOW_MAP"),
-        };
-        match op {
-            TableOp::Write => {
-                if let Err(code) = check_unused(t, key, value) {
-                    return CmdOutcome::result(code);
-                }
-                if validate_exact(t, key, value).is_err() {
-                    return CmdOutcome::result(CmdResult::BadEntry);
-                }
-                match store.insert(&key_from_window(key), &exact_value(value)) {
-                    Some(ins) => CmdOutcome {
-                        index: ins.slot as u32,
-                        replaced: ins.replaced,
-                        changed: true,
-                        ..CmdOutcome::ok()
-                    },
-                    None => CmdOutcome::result(CmdResult::Full),
-                }
-            }
-            TableOp::Delete => {
-                if check_unused(t, key, &[0; WINDOW_WORDS]).is_err() {
-                    return CmdOutcome::result(CmdResult::BadEntry);
-                }
-                match store.remove(&key_from_window(key)) {
-                    Some(slot) => CmdOutcome {
-                        index: slot as u32,
-                        changed: true,
-                        ..CmdOutcome::ok()
-                    },
-                    None => CmdOutcome::result(CmdResult::NotFound),
-                }
-            }
-            TableOp::Lookup => {
-                if check_unused(t, key, &[0; WINDOW_WORDS]).is_err() {
-                    return CmdOutcome::result(CmdResult::BadEntry);
-                }
-                match store.find_slot(&key_from_window(key)) {
-                    Some(slot) => found(slot, store),
-                    None => CmdOutcome::result(CmdResult::NotFound),
-                }
-            }
-            TableOp::ReadSlot => {
-                if index >= t.capacity() {
-                    return CmdOutcome::result(CmdResult::BadIndex);
-                }
-                if store.occupied(index as usize) {
-                    found(index as usize, store)
-                } else {
-                    CmdOutcome {
-                        index,
-                        ..CmdOutcome::result(CmdResult::NotFound)
-                    }
-                }
-            }
-            TableOp::Nop | TableOp::Clear => CmdOutcome::ok(),
+    ) -> bool {
+        self.mirror_filters
+            .write(index, matches, action, key, value)
+    }
+
+    fn delete_indexed(&mut self, table: TableId, index: u32) -> bool {
+        match table {
+            TableId::Vport => self
+                .vports
+                .get_mut(index as usize)
+                .is_some_and(|s| s.take().is_some()),
+            TableId::Acl => self.acl.delete(index),
+            TableId::MirrorFilter => self.mirror_filters.delete(index),
+            TableId::Vni | TableId::Map | TableId::ShadowMap => false,
         }
     }
-}
 
-fn found(slot: usize, store: &ExactStore) -> CmdOutcome {
-    let s = store.slot(slot);
-    let mut key = [0; WINDOW_WORDS];
-    key[..s.key.len()].copy_from_slice(&s.key);
-    let mut value = [0; WINDOW_WORDS];
-    value[..s.value.len()].copy_from_slice(&s.value);
-    CmdOutcome {
-        index: slot as u32,
-        valid: true,
-        key,
-        value,
-        ..CmdOutcome::ok()
-    }
-}
-
-fn window_bytes<const B: usize>(w: &Window) -> [u8; B] {
-    let all: [u8; 64] = words_to_bytes(w);
-    let mut out = [0u8; B];
-    out.copy_from_slice(&all[..B]);
-    out
-}
-
-fn exact_value(w: &Window) -> shadownet_hw::table::exact::Value {
-    let mut v = [0u32; 8];
-    v.copy_from_slice(&w[..8]);
-    v
-}
-
-/// Words past a table's key and value lengths must be zero: a host writing more than the
-/// layout holds has a bug the device reports rather than ignores.
-fn check_unused(t: TableId, key: &Window, value: &Window) -> Result<(), CmdResult> {
-    let (kw, vw) = (t.key_len() / 4, t.value_len() / 4);
-    if key[kw..].iter().chain(&value[vw..]).any(|&w| w != 0) {
-        return Err(CmdResult::BadEntry);
-    }
-    Ok(())
-}
-
-fn validate_exact(t: TableId, key: &Window, value: &Window) -> Result<(), LayoutError> {
-    match t {
-        TableId::Vni => {
-            vni::VniKey::parse(&window_bytes(key))?;
-            vni::VniEntry::parse(&window_bytes(value))?;
+    fn read_indexed(&self, table: TableId, index: u32) -> Option<(Window, Window)> {
+        match table {
+            TableId::Vport => self
+                .vports
+                .get(index as usize)?
+                .map(|s| ([0; WINDOW_WORDS], s.value)),
+            TableId::Acl => self.acl.words(index),
+            TableId::MirrorFilter => self.mirror_filters.words(index),
+            TableId::Vni | TableId::Map | TableId::ShadowMap => None,
         }
-        TableId::Map => {
-            map::MapKey::parse(&window_bytes(key))?;
-            map::MapValue::parse(&window_bytes(value))?;
-        }
-        TableId::ShadowMap => {
-            shadow_map::ShadowMapKey::parse(&window_bytes(key))?;
-            shadow_map::ShadowMapValue::parse(&window_bytes(value))?;
-        }
-        _ => unreachable!("exact tables are VNI, MAP and SHADOW_MAP"),
     }
-    Ok(())
-}
 
-fn parse_rule<A: RuleAction>(
-    key: &Window,
-    value: &Window,
-    scope_is_vni: bool,
-) -> Result<(RuleMatch, A), LayoutError> {
-    let m = RuleMatch::parse(&window_bytes(key), scope_is_vni)?;
-    let a = A::parse(&window_bytes(value))?;
-    Ok((m, a))
+    fn clear_indexed(&mut self, table: TableId) {
+        self.clear(table);
+    }
+
+    fn occupancy(&self, table: TableId) -> u32 {
+        Tables::occupancy(self, table)
+    }
 }
 
 /// Words of a typed entry, for tests and tools that build commands.
