@@ -7,15 +7,15 @@
 //! that runs on hardware.
 
 mod error;
-pub mod flash;
 mod firmware;
+pub mod flash;
 mod nic;
 mod ring;
 pub mod sim;
 
 pub use error::DriverError;
-pub use flash::{FlashError, FlashPhase, FlashProgress, FlashUpdate};
 pub use firmware::{FirmwareStats, FirmwareStatus};
+pub use flash::{FlashError, FlashPhase, FlashProgress, FlashUpdate};
 pub use nic::{CounterSnapshot, Identity, Nic, PortConfig, RawEntry};
 pub use ring::{RingCompletion, RingOp};
 
