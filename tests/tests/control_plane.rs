@@ -389,6 +389,11 @@ fn idempotency_keys_make_retries_safe() {
         c.get("/v1/shadows").expect("list").as_array().map(Vec::len),
         Some(1)
     );
+    // A day later the record is gone (and so is the 10-minute shadow): the key is free.
+    d.advance_ms(25 * 3600 * 1000);
+    assert_eq!(d.expire().len(), 1);
+    c.send("POST", "/v1/shadows", &spec, &key)
+        .expect("the key is free again");
 }
 
 /// What, method, path, token, content type, body, expected status.

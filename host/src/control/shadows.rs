@@ -28,6 +28,9 @@ use crate::{
     store::Expect,
 };
 
+/// How long an idempotency record answers retries.
+pub const IDEMPOTENCY_KEEP_MS: i64 = 24 * 3600 * 1000;
+
 /// What tearing a shadow down did.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Teardown {
@@ -467,6 +470,9 @@ impl<D: Device> Controller<D> {
     /// survive restarts.
     pub fn expire_due(&mut self) -> Result<Vec<Teardown>, ControlError> {
         let now = self.now_ms();
+        // Retries come within minutes; a day-old idempotency record only takes space.
+        self.store
+            .transact(|tx| tx.expire_idempotent(now - IDEMPOTENCY_KEEP_MS))?;
         let world = World::load(&self.store)?;
         let mut due = Vec::new();
         for (tn, t) in &world.tenants {
