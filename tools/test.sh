@@ -54,7 +54,7 @@ else
 fi
 
 say "the README's main job: shadownetd on the simulated NIC, driven by shadowctl"
-cargo build --release --locked -q -p shadownet-host --bin shadownetd -p shadowctl
+cargo build --release --locked -q -p shadownet-host -p shadowctl --bins
 data=$(mktemp -d)
 "${CARGO_TARGET_DIR:-target}/release/shadownetd" --listen 127.0.0.1:0 --data-dir "$data" 2>"$data/daemon.log" &
 daemon=$!
