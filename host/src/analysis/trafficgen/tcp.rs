@@ -86,14 +86,19 @@ const INITIAL_WINDOW: usize = 10;
 const MAX_WINDOW: usize = 64;
 const MSS_OPTION: [u8; 4] = [2, 4, (MSS >> 8) as u8, MSS as u8];
 
-fn windows(total: usize) -> impl Iterator<Item = usize> {
+/// Segments the receiver's advertised window lets into flight.
+fn receive_window(window: u16) -> usize {
+    (usize::from(window) / MSS).max(1)
+}
+
+fn windows(total: usize, rwnd: usize) -> impl Iterator<Item = usize> {
     let mut segs = total.div_ceil(MSS).max(1);
     let mut cwnd = INITIAL_WINDOW;
     std::iter::from_fn(move || {
         if segs == 0 {
             return None;
         }
-        let w = segs.min(cwnd);
+        let w = segs.min(cwnd).min(rwnd);
         segs -= w;
         cwnd = (cwnd * 2).min(MAX_WINDOW);
         Some(w)
@@ -115,7 +120,8 @@ impl TcpPlan {
             .script
             .iter()
             .map(|s| {
-                windows(s.msg.total)
+                let rwnd = receive_window(self.window[1 - s.dir.index()]);
+                windows(s.msg.total, rwnd)
                     .map(|w| w + w.div_ceil(2))
                     .sum::<usize>()
             })
@@ -321,7 +327,9 @@ impl TcpFlow {
         let from = cur.dir.index();
         let total = cur.msg.total;
         let remaining_segs = (total - cur.off).div_ceil(MSS).max(1);
-        let w = remaining_segs.min(cur.cwnd);
+        let w = remaining_segs
+            .min(cur.cwnd)
+            .min(receive_window(self.plan.window[1 - from]));
         let mut batch: Vec<(u64, Vec<u8>)> = Vec::with_capacity(w + w.div_ceil(2));
         let mut buf = vec![0u8; MSS];
         for i in 0..w {
