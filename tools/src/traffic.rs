@@ -40,8 +40,8 @@ pub struct GenArgs {
     /// Output directory (created if missing).
     #[arg(long)]
     pub out: PathBuf,
-    /// Scenario file (TOML: seed, duration_s, subnet, hosts, benign_pps, [mix], vlan,
-    /// [[attacks]]).
+    /// Scenario file (TOML: seed, duration_s, subnet, hosts, benign_pps, `[mix]`, vlan,
+    /// `[[attacks]]`).
     #[arg(long, conflicts_with = "preset")]
     pub scenario: Option<PathBuf>,
     /// A preset scenario.

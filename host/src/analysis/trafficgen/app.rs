@@ -522,7 +522,7 @@ mod tests {
             while pos < buf.len() {
                 assert_eq!(&buf[pos..pos + 3], &[23, 3, 3]);
                 let len = usize::from(u16::from_be_bytes([buf[pos + 3], buf[pos + 4]]));
-                assert!(len >= 18 && len <= TLS_MAX_CIPHERTEXT);
+                assert!((18..=TLS_MAX_CIPHERTEXT).contains(&len));
                 carried += len - 17;
                 pos += 5 + len;
             }

@@ -492,7 +492,7 @@ impl Source {
                 let client = topo.ep(src, ephemeral(rng));
                 let mut p = tcp_plan(rng, client, topo.ep(*target, *port), true, Vec::new());
                 // Spoofed senders never answer; the server's backlog answers most SYNs.
-                p.open = Open::HalfOpen {
+                p.open = Open::Unanswered {
                     syn_ack: rng.chance(0.7),
                 };
                 p.ttl[0] = rng.range(40, 250) as u8;
@@ -515,7 +515,7 @@ impl Source {
                     Vec::new(),
                 );
                 p.open = if open.contains(&port) {
-                    Open::ScanOpen
+                    Open::Probed
                 } else {
                     Open::Refused
                 };

@@ -32,12 +32,13 @@ impl Dir {
 pub(crate) enum Open {
     /// Three-way handshake.
     Full,
-    /// A SYN only, answered by a SYN-ACK or not (a flood's half-open connection).
-    HalfOpen { syn_ack: bool },
+    /// A SYN the client never follows up, answered by a SYN-ACK or not (a flood's half-open
+    /// connection).
+    Unanswered { syn_ack: bool },
     /// SYN answered by RST-ACK: a closed port.
     Refused,
     /// SYN, SYN-ACK, and the client's RST: a SYN scan finding an open port.
-    ScanOpen,
+    Probed,
 }
 
 /// How it closes.
@@ -109,8 +110,8 @@ impl TcpPlan {
     /// Frames the connection produces (without a trickle), for calibrating arrival rates.
     pub(crate) fn frames(&self) -> usize {
         let open = match self.open {
-            Open::Full | Open::ScanOpen => 3,
-            Open::HalfOpen { syn_ack } => 1 + usize::from(syn_ack),
+            Open::Full | Open::Probed => 3,
+            Open::Unanswered { syn_ack } => 1 + usize::from(syn_ack),
             Open::Refused => 2,
         };
         if self.open != Open::Full {
@@ -254,10 +255,10 @@ impl TcpFlow {
         self.seq[0] = self.seq[0].wrapping_add(1);
         let t1 = t0 + rtt;
         match self.plan.open {
-            Open::HalfOpen { syn_ack: false } => {
+            Open::Unanswered { syn_ack: false } => {
                 self.stage = Stage::Done;
             }
-            Open::HalfOpen { syn_ack: true } => {
+            Open::Unanswered { syn_ack: true } => {
                 let f = self.frame(1, SYN | ACK, &MSS_OPTION, &[]);
                 out.push_back((t1, f));
                 self.stage = Stage::Done;
@@ -269,7 +270,7 @@ impl TcpFlow {
                 out.push_back((t1, f));
                 self.stage = Stage::Done;
             }
-            Open::ScanOpen => {
+            Open::Probed => {
                 let f = self.frame(1, SYN | ACK, &MSS_OPTION, &[]);
                 out.push_back((t1, f));
                 self.seq[1] = self.seq[1].wrapping_add(1);
