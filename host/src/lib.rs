@@ -2,6 +2,8 @@
 //!
 //! - [`driver`]: the NIC driver. It is the only code that touches registers; everything else
 //!   programs the NIC through its [`driver::Nic`] API.
+//! - [`analysis`]: analysis of shadow traffic; [`analysis::trafficgen`] generates labelled
+//!   traffic (a benign mix and six attack classes) to develop and evaluate detectors on.
 //! - [`api`]: the HTTP/JSON API (axum) with its OpenAPI document.
 //! - [`control`]: the operations behind the API: validate, compile, commit, reconcile.
 //! - [`model`]: what tenants declare and ask for: networks, nodes, security groups, routes,
@@ -18,6 +20,7 @@
 // (modules marked `#[allow(unsafe_code)]` in `vfio`).
 #![deny(unsafe_code)]
 
+pub mod analysis;
 pub mod api;
 pub mod control;
 pub mod driver;

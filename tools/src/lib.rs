@@ -12,6 +12,8 @@
 //! - [`image`], [`ihex`]: `shadowctl image build | inspect | verify | keygen` — firmware
 //!   images as raw binary or Intel HEX.
 //! - [`flash`]: `shadowctl flash` — an image written into the simulated NIC's A/B slots.
+//! - [`traffic`]: `shadowctl traffic gen` — labelled traffic (benign mix and attacks) as a
+//!   capture, a label file and the scenario.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -23,3 +25,4 @@ pub mod ihex;
 pub mod image;
 pub mod simrun;
 pub mod summary;
+pub mod traffic;

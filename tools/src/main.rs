@@ -54,6 +54,9 @@ enum Command {
         #[arg(long)]
         key: Option<PathBuf>,
     },
+    /// Labelled traffic for training and evaluating detectors.
+    #[command(subcommand)]
+    Traffic(shadowctl::traffic::TrafficCommand),
 }
 
 #[derive(Subcommand)]
@@ -124,6 +127,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let json = cli.api.json;
             shadowctl::flash::run(&image, slot, state.as_ref(), key.as_ref(), json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Traffic(shadowctl::traffic::TrafficCommand::Gen(args)) => {
+            let scenario = args.scenario()?;
+            let bar = ProgressBar::new((scenario.duration_s * 1e9) as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {bar:40} {percent:>3}% {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let summary =
+                shadowctl::traffic::generate_files(&scenario, &args.out, &mut |ts, frames| {
+                    bar.set_position(ts);
+                    bar.set_message(format!("{frames} frames"));
+                });
+            bar.finish_and_clear();
+            let summary = summary?;
+            if cli.api.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&summary).context("serialising the summary")?
+                );
+            } else {
+                print!("{}", summary.render());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim(SimCommand::Run {
