@@ -336,8 +336,7 @@ impl Telemetry {
                     src.counter(counters::session(s as u16, SessionCounter::TxBytes)),
                 );
                 w.out.cycles += cost::COUNTER_CHECK as u64;
-                if now_v != *last && w.put(TelemetryKind::Session, 0, s as u32, now_v.0, now_v.1)
-                {
+                if now_v != *last && w.put(TelemetryKind::Session, 0, s as u32, now_v.0, now_v.1) {
                     *last = now_v;
                 }
             }
@@ -361,7 +360,8 @@ impl Telemetry {
                 beat.cycles,
             );
             if asked {
-                r.ctrl().write(|c| c.enable().set_bit().export().clear_bit());
+                r.ctrl()
+                    .write(|c| c.enable().set_bit().export().clear_bit());
             }
             if due {
                 // Exports keep to the interval's grid; a slice late by more than one

@@ -26,9 +26,7 @@ use shadownet_hw::{
     timing::{Timing, TimingError},
 };
 
-use shadownet_firmware::{
-    ChangeCounter, Firmware, TelemetrySource, sketch::FlowSample,
-};
+use shadownet_firmware::{ChangeCounter, Firmware, TelemetrySource, sketch::FlowSample};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::{

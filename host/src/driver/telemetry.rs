@@ -202,7 +202,14 @@ impl<D: Device> Nic<D> {
         }
         // The device latches the ring in its next slice; a bad configuration shows then.
         self.dev.relax();
-        if self.regs().telemetry_ring().irq_status().read().error().bit() {
+        if self
+            .regs()
+            .telemetry_ring()
+            .irq_status()
+            .read()
+            .error()
+            .bit()
+        {
             return Err(DriverError::TelemetryStopped {
                 device: self.name.clone(),
                 reason: "ring address misaligned or not mapped for DMA",

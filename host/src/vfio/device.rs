@@ -251,12 +251,10 @@ impl Device for VfioDevice {
     /// Host memory mapped for the device's IOMMU ([`VfioDevice::dma_alloc`]): the rings'
     /// memory on hardware. Unmapped when the buffer is dropped.
     fn alloc_dma(&self, len: usize) -> Result<Box<dyn DmaBuffer>, DriverError> {
-        let region = self
-            .dma_alloc(len)
-            .map_err(|source| DriverError::VfioDma {
-                device: self.name(),
-                source: Box::new(source),
-            })?;
+        let region = self.dma_alloc(len).map_err(|source| DriverError::VfioDma {
+            device: self.name(),
+            source: Box::new(source),
+        })?;
         Ok(Box::new(region))
     }
 }
