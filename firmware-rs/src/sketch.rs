@@ -208,14 +208,14 @@ mod tests {
             let f = (rng.next() % 5000) as usize;
             truth[f] += 1;
             s.update(FlowSample {
-                flow: f as u32 * 2_654_435_761,
+                flow: (f as u32).wrapping_mul(2_654_435_761),
                 len: 64,
             });
         }
         let bound = (core::f64::consts::E / WIDTH as f64 * 200_000.0) as u64;
         let mut over = 0;
         for (f, &t) in truth.iter().enumerate() {
-            let (p, b) = s.estimate(f as u32 * 2_654_435_761);
+            let (p, b) = s.estimate((f as u32).wrapping_mul(2_654_435_761));
             assert!(p >= t && b >= t * 64, "never below the truth");
             if p - t > bound {
                 over += 1;
