@@ -19,6 +19,7 @@ use crate::{
     command::{self, Command, Outcome, TableHw},
     cost,
     ring::{self, Dma, Ring, RingSlice},
+    telemetry::{Beat, Telemetry, TelemetrySlice, TelemetrySource},
 };
 
 /// Version of this firmware, reported in `FW_MAILBOX.FW_VERSION`: (major, minor, patch).
@@ -39,6 +40,16 @@ pub struct Stats {
     pub cycles: u64,
     /// Rules deleted because their time to live ran out.
     pub aged: u64,
+    /// Telemetry records written.
+    pub telemetry_records: u64,
+    /// Telemetry records dropped because the ring was full.
+    pub telemetry_dropped: u64,
+    /// Cycles spent writing telemetry (records, counter checks; not the sketch).
+    pub telemetry_cycles: u64,
+    /// Flow samples counted into the heavy-hitter sketch.
+    pub sketch_updates: u64,
+    /// Cycles the sketch updates took.
+    pub sketch_cycles: u64,
 }
 
 /// What one service slice did.
@@ -50,6 +61,8 @@ pub struct Slice {
     pub ring: RingSlice,
     /// A mailbox command was performed.
     pub mailbox: bool,
+    /// The telemetry producer's share.
+    pub telemetry: TelemetrySlice,
     /// Cycles the slice used.
     pub cycles: u64,
 }
@@ -57,7 +70,12 @@ pub struct Slice {
 impl Slice {
     /// Whether the slice did anything the host asked for.
     pub fn any(&self) -> bool {
-        self.table_command || self.ring.executed > 0 || self.ring.error || self.mailbox
+        self.table_command
+            || self.ring.executed > 0
+            || self.ring.error
+            || self.mailbox
+            || self.telemetry.records > 0
+            || self.telemetry.dropped > 0
     }
 }
 
@@ -88,6 +106,8 @@ pub struct Firmware {
     heartbeat: u32,
     /// Rules with a time to live, in no particular order.
     ageing: [Option<Ageing>; AGEING_CAPACITY],
+    /// The telemetry producer and its heavy-hitter sketch.
+    telemetry: Telemetry,
 }
 
 impl Default for Firmware {
@@ -97,6 +117,7 @@ impl Default for Firmware {
             stats: Stats::default(),
             heartbeat: 0,
             ageing: [None; AGEING_CAPACITY],
+            telemetry: Telemetry::default(),
         }
     }
 }
@@ -126,20 +147,38 @@ impl Firmware {
         self.stats
     }
 
+    /// The telemetry producer (its sketch, whether the ring is enabled).
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// Counts the data path's flow samples into the sketch outside a slice (when the sample
+    /// buffer fills between two slices); returns the cycles it took.
+    pub fn absorb_samples<S: TelemetrySource + ?Sized>(&mut self, src: &mut S) -> u64 {
+        let (n, cycles) = self.telemetry.absorb(src);
+        self.stats.sketch_updates += n as u64;
+        self.stats.sketch_cycles += cycles;
+        self.stats.cycles += cycles;
+        cycles
+    }
+
     /// One service slice: rules whose time to live ran out are deleted, then a pending TBL_CMD
-    /// command, up to `BATCH_MAX` ring descriptors, a pending mailbox command; then the
+    /// command, up to `BATCH_MAX` ring descriptors, a pending mailbox command, the telemetry
+    /// producer (flow samples into the sketch, aged records, an export when due); then the
     /// heartbeat and the cycle counter advance.
-    pub fn service<H, D, C>(
+    pub fn service<H, D, C, S>(
         &mut self,
         regs: &DeviceView<'_>,
         hw: &mut H,
         dma: &mut D,
         counter: &mut C,
+        telemetry: &mut S,
     ) -> Slice
     where
         H: TableHw + ?Sized,
         D: Dma + ?Sized,
         C: ChangeCounter + ?Sized,
+        S: TelemetrySource + ?Sized,
     {
         let mut slice = Slice {
             cycles: cost::SLICE as u64,
@@ -171,6 +210,20 @@ impl Firmware {
             slice.ring = rs;
         }
         slice.mailbox = self.mailbox(regs, hw);
+        let beat = Beat {
+            heartbeat: self.heartbeat.wrapping_add(1),
+            cycles: self.stats.cycles + slice.cycles,
+        };
+        let ts = self
+            .telemetry
+            .service(regs, dma, telemetry, now(regs), beat);
+        self.stats.telemetry_records += ts.records as u64;
+        self.stats.telemetry_dropped += ts.dropped as u64;
+        self.stats.sketch_updates += ts.samples as u64;
+        self.stats.sketch_cycles += ts.sketch_cycles;
+        self.stats.telemetry_cycles += ts.cycles - ts.sketch_cycles;
+        slice.cycles += ts.cycles;
+        slice.telemetry = ts;
         self.stats.cycles += slice.cycles;
         self.heartbeat = self.heartbeat.wrapping_add(1);
         let f = regs.fw_mailbox();
@@ -252,6 +305,7 @@ impl Firmware {
             *entry = None;
             if hw.delete_indexed(a.table, a.slot) {
                 counter.changed(a.table, TableOp::Delete);
+                self.telemetry.aged(a.table, a.slot, a.deadline);
                 self.stats.aged += 1;
                 changes += 1;
                 cycles += cost::RULE_WRITE as u64;

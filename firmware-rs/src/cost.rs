@@ -27,6 +27,18 @@ pub const DMA_WORD: u32 = 1;
 /// One service slice's bookkeeping (heartbeat, doorbell and interrupt checks).
 pub const SLICE: u32 = 16;
 
+/// Taking one flow sample from the data path's sample buffer and starting its update.
+pub const SKETCH_UPDATE: u32 = 4;
+/// One count-min row: the multiply-shift hash and the read-modify-write of a packet and a
+/// byte counter in core-local memory.
+pub const SKETCH_ROW: u32 = 4;
+/// One top-K entry compared (or scanned for the minimum).
+pub const SKETCH_TOPK: u32 = 1;
+/// Building one telemetry record (reading its counters, filling the fields), before its DMA.
+pub const RECORD: u32 = 8;
+/// One port's or session's counters compared with the last export.
+pub const COUNTER_CHECK: u32 = 2;
+
 /// Cost of a DMA transfer of `bytes`.
 pub const fn dma(bytes: usize) -> u32 {
     DMA_SETUP + DMA_WORD * (bytes as u32).div_ceil(4)
@@ -40,5 +52,14 @@ mod tests {
     fn a_descriptor_round_trip_costs_what_the_readme_assumes() {
         // Fetching a 128-byte descriptor and writing a 16-byte completion.
         assert_eq!(dma(128) + dma(16), 56);
+    }
+
+    #[test]
+    fn a_telemetry_record_costs_what_the_readme_assumes() {
+        // Building the record and writing it (two transfers: the body, then the word with
+        // the phase).
+        assert_eq!(RECORD + dma(28) + dma(4), 36);
+        // A mouse: the count-min update only.
+        assert_eq!(SKETCH_UPDATE + 4 * SKETCH_ROW, 20);
     }
 }

@@ -16,10 +16,12 @@
 //!   doorbell, interrupt;
 //! - [`tables::exact`]: insertion with displacement, replacement and deletion in the bucketed
 //!   cuckoo tables, keeping every stored key findable at every step;
+//! - [`telemetry`]: the telemetry ring — per-port and per-session counter records, heavy
+//!   hitters, aged rules and heartbeats written by DMA with phase bits, periodically and on
+//!   demand;
+//! - [`sketch`]: the heavy-hitter sketch (count-min with a space-saving top-K) the data
+//!   path's flow samples feed;
 //! - [`cost`]: the cycle cost model the firmware charges itself from.
-//!
-//! Telemetry records (the TELEMETRY_RING block: per-port and per-session counters, a
-//! heavy-hitter sketch) are not implemented yet.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -28,6 +30,9 @@ pub mod command;
 pub mod cores;
 pub mod cost;
 pub mod ring;
+pub mod sketch;
 pub mod tables;
+pub mod telemetry;
 
 pub use cores::{AGEING_CAPACITY, ChangeCounter, Firmware, Slice, Stats, VERSION};
+pub use telemetry::{NoTelemetry, TelemetrySource};

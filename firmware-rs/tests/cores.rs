@@ -207,8 +207,13 @@ impl Rig {
         }
     }
     fn slice(&mut self, regs: &DeviceView<'_>) -> shadownet_firmware::Slice {
-        self.fw
-            .service(regs, &mut self.hw, &mut self.mem, &mut self.count)
+        self.fw.service(
+            regs,
+            &mut self.hw,
+            &mut self.mem,
+            &mut self.count,
+            &mut shadownet_firmware::NoTelemetry,
+        )
     }
 }
 

@@ -66,12 +66,12 @@ fn identifies_the_device_and_walks_its_register_blocks() {
     let versions: Vec<u32> = id.blocks[6..9].iter().map(|b| b.version).collect();
     assert_eq!(
         versions,
-        [1, 0, 1],
-        "CMD_RING and FW_MAILBOX are implemented; TELEMETRY_RING says it is not"
+        [1, 1, 1],
+        "CMD_RING, TELEMETRY_RING and FW_MAILBOX are implemented"
     );
     assert_ne!(id.caps & (1 << 5), 0, "CAPS.CMD_RING");
     assert_ne!(id.caps & (1 << 7), 0, "CAPS.FIRMWARE");
-    assert_eq!(id.caps & (1 << 6), 0, "CAPS.TELEMETRY_RING");
+    assert_ne!(id.caps & (1 << 6), 0, "CAPS.TELEMETRY_RING");
     assert_eq!(id.blocks[9].version, 1, "FLASH is implemented");
     assert_ne!(id.caps & (1 << 8), 0, "CAPS.FLASH");
     let map = id.capacities.iter().find(|(t, _)| *t == TableId::Map);

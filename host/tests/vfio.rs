@@ -592,6 +592,33 @@ fn dma_regions_are_mapped_unmapped_and_bounded() {
 }
 
 #[test]
+fn the_driver_gets_ring_memory_mapped_for_the_iommu() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fake = FakeVfio::new();
+    let a = addr(OURS_VFIO);
+    let base = 0x2_0000_0000;
+    let dev = opened(dir.path(), &fake, base..base + 4 * 4096);
+    // What `Nic::enable_cmd_ring` / `enable_telemetry` ask for: buffers behind the IOMMU.
+    let ring = Device::alloc_dma(&dev, 16 * 128).expect("a ring's memory");
+    assert_eq!(ring.iova(), base);
+    assert_eq!(ring.len(), 4096, "whole pages");
+    assert_eq!(fake.dma_mappings(a), vec![(base, 4096)]);
+    assert_eq!(ring.read_u32(0), Some(0), "zeroed");
+    ring.write_words(8, &[1, 2, 3]).expect("in range");
+    assert_eq!(ring.read_u32(12), Some(2));
+    assert_eq!(ring.read_u32(4096), None, "past the end");
+    assert_eq!(ring.read_u32(2), None, "misaligned");
+    let err = match Device::alloc_dma(&dev, 4 * 4096) {
+        Ok(_) => panic!("only three pages are left"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, DriverError::VfioDma { .. }), "{err}");
+    assert!(err.to_string().contains("IOVA space exhausted"), "{err}");
+    drop(ring);
+    assert!(fake.dma_mappings(a).is_empty(), "unmapped with the buffer");
+}
+
+#[test]
 fn msix_vectors_are_wired_to_eventfds() {
     let dir = tempfile::tempdir().expect("tempdir");
     let fake = FakeVfio::new();

@@ -180,6 +180,17 @@ pub struct ReadAhead {
 }
 
 impl ReadAhead {
+    /// The flow hash of the frame ([`flow_hash`]): of the inner headers for a tunnel to this
+    /// NIC, else of its own; `None` when it did not parse.
+    #[inline]
+    pub fn flow(&self) -> Option<u32> {
+        match (&self.inner, self.parsed()) {
+            (Some(Ok(inner)), _) => Some(flow_hash(inner)),
+            (_, Ok(h)) => Some(flow_hash(h)),
+            _ => None,
+        }
+    }
+
     /// The parser's result.
     pub fn parsed(&self) -> Result<&Headers, ParseError> {
         match self.parse_error {
@@ -285,8 +296,9 @@ fn parse_drop(layer: Layer) -> DropReason {
 }
 
 /// Flow hash of the inner headers, for the outer UDP source port (ECMP entropy): the same
-/// flow always gets the same port, different flows spread.
-fn flow_hash(h: &Headers) -> u32 {
+/// flow always gets the same port, different flows spread. The telemetry ring's heavy-hitter
+/// records name flows by it.
+pub fn flow_hash(h: &Headers) -> u32 {
     let word = |b: &[u8; 16], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
     let (sp, dp) = h.ports().unwrap_or((0, 0));
     let mut x = (word(&h.src, 12) as u64) << 32 | word(&h.dst, 12) as u64;

@@ -26,7 +26,7 @@ use shadownet_hw::{
     timing::{Timing, TimingError},
 };
 
-use shadownet_firmware::{ChangeCounter, Firmware};
+use shadownet_firmware::{ChangeCounter, Firmware, TelemetrySource, sketch::FlowSample};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::{
@@ -42,8 +42,14 @@ use crate::{
 /// bits and the model's revision in the low 16, bumped when the model's behaviour changes
 /// (revision 2: redirected frames timed through the mirror engine; redirects counted once
 /// built; revision 3: the firmware crate runs as the embedded cores — command ring,
-/// mailbox, a replaced exact-table entry moves to a free slot of its buckets).
-pub const MODEL_BUILD_ID: u32 = 0x0001_0003;
+/// mailbox, a replaced exact-table entry moves to a free slot of its buckets; revision 4:
+/// the telemetry ring — the firmware exports counters, heavy hitters and aged rules, fed by
+/// flow samples the data path leaves while the ring is enabled).
+pub const MODEL_BUILD_ID: u32 = 0x0001_0004;
+
+/// Flow samples the data path's sample buffer holds; when it is full the cores count them
+/// into the sketch before the next packet (they run beside the pipeline and keep up).
+pub const SAMPLE_BUFFER: usize = 256;
 
 /// Error creating the model.
 #[derive(Debug, thiserror::Error)]
@@ -142,18 +148,59 @@ pub struct NicModel {
     dma: DmaEngine,
     /// Where the command ring's interrupt goes.
     cmd_ring_irq: Option<EventFd>,
+    /// Where the telemetry ring's interrupt goes.
+    telemetry_irq: Option<EventFd>,
+    /// The data path leaves a flow sample per packet (the telemetry ring is enabled).
+    sampling: bool,
+    /// The sample buffer between the data path and the cores.
+    samples: Vec<FlowSample>,
 }
 
-/// Table WRITE/DELETE counters, counted where the firmware reports a change.
-struct TableChanges<'a>(&'a mut crate::counters::Counters);
+/// The counter memory and the sample buffer, as the firmware's telemetry producer reads them.
+struct CoreView<'a> {
+    counters: &'a crate::counters::Counters,
+    samples: &'a mut Vec<FlowSample>,
+    taken: usize,
+}
 
-impl ChangeCounter for TableChanges<'_> {
+impl TelemetrySource for CoreView<'_> {
+    fn counter(&self, id: counters::CounterId) -> u64 {
+        self.counters.get(id)
+    }
+
+    fn next_sample(&mut self) -> Option<FlowSample> {
+        let s = self.samples.get(self.taken).copied();
+        match s {
+            Some(_) => self.taken += 1,
+            None => self.samples.clear(),
+        }
+        s
+    }
+}
+
+/// Table WRITE/DELETE counts of one slice (writes, deletes by table), added to the counters
+/// after it: the telemetry producer reads the counters during the slice.
+#[derive(Default)]
+struct TableChanges([[u64; 2]; TableId::ALL.len()]);
+
+impl ChangeCounter for TableChanges {
     fn changed(&mut self, table: TableId, op: TableOp) {
-        let kind = match op {
-            TableOp::Delete => TableCounter::Deletes,
-            _ => TableCounter::Writes,
-        };
-        self.0.add(counters::table(table, kind), 1);
+        let kind = usize::from(op == TableOp::Delete);
+        self.0[table as usize][kind] += 1;
+    }
+}
+
+impl TableChanges {
+    fn apply(&self, c: &mut crate::counters::Counters) {
+        for tid in TableId::ALL {
+            let [w, d] = self.0[tid as usize];
+            if w > 0 {
+                c.add(counters::table(tid, TableCounter::Writes), w);
+            }
+            if d > 0 {
+                c.add(counters::table(tid, TableCounter::Deletes), d);
+            }
+        }
     }
 }
 
@@ -194,6 +241,9 @@ impl NicModel {
             fw_cycles: 0,
             dma: DmaEngine::new(DmaSpace::default()),
             cmd_ring_irq: None,
+            telemetry_irq: None,
+            sampling: false,
+            samples: Vec::with_capacity(SAMPLE_BUFFER),
         };
         m.power_on();
         Ok(m)
@@ -264,8 +314,10 @@ impl NicModel {
         let cmd = regs.ctrl().cmd().read().bits();
         write_reset_values(&regs, &self.timing);
         self.flash.reset(&regs);
-        // The cores reboot: the ring is forgotten (its registers are back at reset values).
+        // The cores reboot: the rings are forgotten (their registers are back at reset values).
         self.firmware.boot(&regs);
+        self.sampling = false;
+        self.samples.clear();
         regs.ctrl().cmd().write(|w| w.set(cmd));
         regs.ctrl().reset_count().write(|w| w.set(self.reset_count));
     }
@@ -325,11 +377,28 @@ impl NicModel {
         let f = regs.fw_mailbox();
         f.now_lo().write(|w| w.set(now as u32));
         f.now_hi().write(|w| w.set((now >> 32) as u32));
-        let mut counter = TableChanges(&mut self.dp.counters);
-        let slice = self
-            .firmware
-            .service(&regs, &mut self.dp.tables, &mut self.dma, &mut counter);
+        let mut counter = TableChanges::default();
+        let mut view = CoreView {
+            counters: &self.dp.counters,
+            samples: &mut self.samples,
+            taken: 0,
+        };
+        let slice = self.firmware.service(
+            &regs,
+            &mut self.dp.tables,
+            &mut self.dma,
+            &mut counter,
+            &mut view,
+        );
+        counter.apply(&mut self.dp.counters);
+        self.sampling = self.firmware.telemetry().enabled();
         self.fw_cycles += slice.cycles;
+        if slice.telemetry.interrupt
+            && let Some(irq) = &self.telemetry_irq
+        {
+            // As for the command ring: a lost wake-up only delays a host that polls memory.
+            let _ = irq.write(1);
+        }
         if slice.ring.interrupt
             && let Some(irq) = &self.cmd_ring_irq
         {
@@ -364,6 +433,37 @@ impl NicModel {
         match &self.cmd_ring_irq {
             Some(e) => e.try_clone(),
             None => Err(std::io::Error::other("eventfd vanished")),
+        }
+    }
+
+    /// An eventfd the telemetry ring's interrupt is written to (created on first use; every
+    /// call returns a new descriptor of the same eventfd).
+    pub fn telemetry_eventfd(&mut self) -> std::io::Result<EventFd> {
+        if self.telemetry_irq.is_none() {
+            self.telemetry_irq = Some(EventFd::new(EFD_NONBLOCK)?);
+        }
+        match &self.telemetry_irq {
+            Some(e) => e.try_clone(),
+            None => Err(std::io::Error::other("eventfd vanished")),
+        }
+    }
+
+    /// Leaves a packet's flow sample for the cores (only while the telemetry ring is
+    /// enabled); a full buffer is counted into the sketch at once.
+    #[inline]
+    fn sample(&mut self, ahead: &ReadAhead, len: usize) {
+        let Some(flow) = ahead.flow() else { return };
+        self.samples.push(FlowSample {
+            flow,
+            len: len as u32,
+        });
+        if self.samples.len() >= SAMPLE_BUFFER {
+            let mut view = CoreView {
+                counters: &self.dp.counters,
+                samples: &mut self.samples,
+                taken: 0,
+            };
+            self.fw_cycles += self.firmware.absorb_samples(&mut view);
         }
     }
 
@@ -505,6 +605,9 @@ impl NicModel {
         self.dp
             .counters
             .port(port, PortCounter::RxPackets, PortCounter::RxBytes, len);
+        if self.sampling {
+            self.sample(ahead, len);
+        }
         let tracing = self.trace.is_some() && self.dp.config.trace;
         if tracing {
             self.trace_event(
@@ -902,6 +1005,8 @@ fn write_reset_values(r: &DeviceView<'_>, timing: &Timing) {
             .trace()
             .set_bit()
             .cmd_ring()
+            .set_bit()
+            .telemetry_ring()
             .set_bit()
             .firmware()
             .set_bit()

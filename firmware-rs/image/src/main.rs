@@ -11,7 +11,23 @@
 
 mod hw;
 
-use shadownet_firmware::Firmware;
+use shadownet_firmware::{Firmware, TelemetrySource, sketch::FlowSample};
+use shadownet_hw::{DeviceView, counters::CounterId};
+
+/// What the telemetry producer reads on this board: the COUNTERS window of the BAR (the
+/// values as of the host's last snapshot; the board's memory map gives the cores no view of
+/// the live counter memory) and no flow samples (the map has no sample buffer yet).
+struct BarCounters<'a, 'r>(&'a DeviceView<'r>);
+
+impl TelemetrySource for BarCounters<'_, '_> {
+    fn counter(&self, id: CounterId) -> u64 {
+        let c = self.0.counters().counter(id.index());
+        (c.hi().read().bits() as u64) << 32 | c.lo().read().bits() as u64
+    }
+    fn next_sample(&mut self) -> Option<FlowSample> {
+        None
+    }
+}
 
 /// Entry after `_start` has set up a stack: boot, then one service slice after another.
 #[unsafe(no_mangle)]
@@ -22,7 +38,7 @@ pub extern "C" fn firmware_main() -> ! {
     firmware.boot(&regs);
     loop {
         let (tables, dma, counter) = board.parts();
-        firmware.service(&regs, tables, dma, counter);
+        firmware.service(&regs, tables, dma, counter, &mut BarCounters(&regs));
         core::hint::spin_loop();
     }
 }

@@ -151,4 +151,36 @@ pub enum DriverError {
         /// Ring slot at fault.
         slot: u16,
     },
+    /// A telemetry operation before the telemetry ring was enabled.
+    #[error("{device}: the telemetry ring is not enabled")]
+    TelemetryNotEnabled {
+        /// Device name.
+        device: String,
+    },
+    /// The device stopped writing telemetry (bad ring address or size, or a DMA fault).
+    #[error("{device}: telemetry ring stopped: {reason}")]
+    TelemetryStopped {
+        /// Device name.
+        device: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The device wrote a telemetry record the driver cannot decode (it was skipped).
+    #[error("{device}: telemetry record {index} is invalid: {detail}")]
+    BadTelemetryRecord {
+        /// Device name.
+        device: String,
+        /// Its ring index (free-running).
+        index: u32,
+        /// What is wrong.
+        detail: String,
+    },
+    /// DMA memory could not be mapped for the device through VFIO.
+    #[error("{device}: mapping DMA memory through VFIO: {source}")]
+    VfioDma {
+        /// Device name.
+        device: String,
+        /// What VFIO said.
+        source: Box<crate::vfio::VfioError>,
+    },
 }

@@ -12,12 +12,14 @@ pub mod flash;
 mod nic;
 mod ring;
 pub mod sim;
+mod telemetry;
 
 pub use error::DriverError;
 pub use firmware::{FirmwareStats, FirmwareStatus};
 pub use flash::{FlashError, FlashPhase, FlashProgress, FlashUpdate};
 pub use nic::{CounterSnapshot, Identity, Nic, PortConfig, RawEntry};
 pub use ring::{RingCompletion, RingOp};
+pub use telemetry::TelemetryRecord;
 
 use shadownet_hw::RegisterView;
 

@@ -142,6 +142,8 @@ pub struct Nic<D: Device> {
     pub(super) name: String,
     /// The command ring, once enabled (`driver::ring`).
     pub(super) ring: Option<super::ring::CmdRing>,
+    /// The telemetry ring, once enabled (`driver::telemetry`).
+    pub(super) telemetry: Option<super::telemetry::TelemetryRing>,
     tbl_seq: u16,
     ctrl_seq: u16,
     mirror_seq: u16,
@@ -224,6 +226,7 @@ impl<D: Device> Nic<D> {
             dev,
             name,
             ring: None,
+            telemetry: None,
             tbl_seq: 0,
             ctrl_seq: 0,
             mirror_seq: 0,
@@ -388,6 +391,7 @@ impl<D: Device> Nic<D> {
         self.ctrl(CtrlOp::Reset, "reset")?;
         // The reset disabled the ring; its memory is released.
         self.ring = None;
+        self.telemetry = None;
         self.sync_state();
         Ok(())
     }

@@ -15,7 +15,7 @@ use super::{
     DmaRegion, IovaAllocator, KernelVfio, MsixVectors, PciAddress, PciFunction, ResetOutcome,
     Sysfs, VFIO_PCI, VfioError, VfioHandle, VfioOps, bind::check_group, dma::SharedIova,
 };
-use crate::driver::Device;
+use crate::driver::{Device, DmaBuffer, DriverError};
 
 /// Where and how devices are opened: the sysfs tree, the VFIO device directory and the
 /// ioctl layer. [`VfioEnv::system`] is the machine's; tests build one over fakes.
@@ -246,5 +246,33 @@ impl Device for VfioDevice {
 
     fn name(&self) -> String {
         self.function.address.to_string()
+    }
+
+    /// Host memory mapped for the device's IOMMU ([`VfioDevice::dma_alloc`]): the rings'
+    /// memory on hardware. Unmapped when the buffer is dropped.
+    fn alloc_dma(&self, len: usize) -> Result<Box<dyn DmaBuffer>, DriverError> {
+        let region = self.dma_alloc(len).map_err(|source| DriverError::VfioDma {
+            device: self.name(),
+            source: Box::new(source),
+        })?;
+        Ok(Box::new(region))
+    }
+}
+
+impl DmaBuffer for DmaRegion {
+    fn iova(&self) -> u64 {
+        DmaRegion::iova(self)
+    }
+
+    fn len(&self) -> usize {
+        DmaRegion::len(self)
+    }
+
+    fn read_u32(&self, offset: usize) -> Option<u32> {
+        DmaRegion::read_u32(self, offset).ok()
+    }
+
+    fn write_u32(&self, offset: usize, value: u32) -> Option<()> {
+        DmaRegion::write_u32(self, offset, value).ok()
     }
 }
