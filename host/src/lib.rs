@@ -18,6 +18,7 @@
 // (modules marked `#[allow(unsafe_code)]` in `vfio`).
 #![deny(unsafe_code)]
 
+pub mod analysis;
 pub mod api;
 pub mod control;
 pub mod driver;

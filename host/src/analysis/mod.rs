@@ -1,0 +1,5 @@
+//! Analysis of shadow traffic.
+//!
+//! - [`detector`]: the built-in streaming anomaly detector.
+
+pub mod detector;
