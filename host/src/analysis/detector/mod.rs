@@ -323,6 +323,7 @@ impl Unit {
 enum Rf {
     SynRateToDst,
     HalfOpenRatio,
+    SynRateFromSrc,
     PortsBySrc,
     HostsBySrc,
     DnsRespRate,
@@ -336,11 +337,12 @@ enum Rf {
     HstAnomaly,
 }
 
-const NRF: usize = 13;
+const NRF: usize = 14;
 
 const RF_INFO: [(&str, Unit); NRF] = [
     ("syn_rate_to_dst_per_s", Unit::Log1p),
     ("syn_to_synack_ratio_dst", Unit::Log),
+    ("syn_rate_from_src_per_s", Unit::Log1p),
     ("distinct_dst_ports_opened_by_src", Unit::Log1p),
     ("distinct_hosts_opened_by_src", Unit::Log1p),
     ("dns_response_bytes_to_dst_per_s", Unit::Log1p),
@@ -356,11 +358,11 @@ const RF_INFO: [(&str, Unit); NRF] = [
 
 /// The rule feature behind each class score (and the supporting ones an alert explains).
 const CLASS_RULES: [(Rf, &[Rf]); NCLASS] = [
-    (Rf::SynRateToDst, &[Rf::HalfOpenRatio]),
+    (Rf::SynRateToDst, &[Rf::HalfOpenRatio, Rf::SynRateFromSrc]),
     (Rf::PortsBySrc, &[Rf::HostsBySrc]),
     (Rf::DnsRespRate, &[Rf::DnsRespReqRatio]),
     (Rf::OpenConnsPair, &[Rf::FlowByteRate]),
-    (Rf::BurstRegularity, &[Rf::PairBytesOutIn, Rf::NewPair]),
+    (Rf::BurstRegularity, &[Rf::PairBytesOutIn]),
     (Rf::AdminHostsBySrc, &[Rf::NewPair]),
     (Rf::HstAnomaly, &[]),
 ];
@@ -415,6 +417,12 @@ const HST_NAMES: [&str; HD] = [
     "hostport_fanout",
 ];
 
+/// `log2(1 + x)`.
+#[inline]
+fn log2p1(x: f64) -> f64 {
+    x.max(0.0).ln_1p() * core::f64::consts::LOG2_E
+}
+
 /// A fast monotone approximation of `log2(1 + x)` for `x ≥ 0` (error below 0.09): the
 /// float's exponent and mantissa read as a fixed-point number.
 #[inline]
@@ -434,6 +442,7 @@ struct HostState {
     hosts: WindowedHll,
     admin_hosts: WindowedHll,
     synack_tx: DampedCounter,
+    syn_tx: DampedCounter,
     dns_req_tx: DampedCounter,
     dns_resp_rx: DampedCounter,
 }
@@ -460,6 +469,9 @@ struct PairState {
     bytes: [u64; 2],
     established: [u32; 2],
     burst: [Burst; 2],
+    /// First seen after the part of the baseline that defines "known" pairs: during the
+    /// baseline, after its first quarter; while scoring, not in the baseline at all.
+    novel: bool,
 }
 
 impl Stamped for PairState {
@@ -570,6 +582,8 @@ pub struct Detector {
 /// Feature values of one packet.
 struct Features {
     rule: [Option<f64>; NRF],
+    /// The source was seen during the baseline.
+    known_src: bool,
     hst: [f32; HD],
 }
 
@@ -705,7 +719,7 @@ impl Detector {
                 let x = self.normalise(&f.hst);
                 let mut rule = f.rule;
                 rule[Rf::HstAnomaly as usize] = Some(self.hst_anomaly(&x));
-                self.score(m, ts, &rule, &x)
+                self.score(m, ts, &rule, f.known_src, &x)
             }
         }
     }
@@ -806,6 +820,7 @@ impl Detector {
         m: &PacketMeta,
         ts: u64,
         rule: &[Option<f64>; NRF],
+        known_src: bool,
         x: &[f32; HD],
     ) -> Verdict {
         let mut class_scores = [0f32; NCLASS];
@@ -813,6 +828,12 @@ impl Detector {
             if let Some(v) = rule[*main as usize] {
                 class_scores[c] = self.z(*main, v).max(0.0) as f32;
             }
+        }
+        // A host that was there in the baseline and sends SYNs at its usual pace is a client
+        // of the flooded server, not part of the flood.
+        if known_src && let Some(v) = rule[Rf::SynRateFromSrc as usize] {
+            let zs = self.z(Rf::SynRateFromSrc, v).max(0.0) as f32;
+            class_scores[0] = class_scores[0].min(zs);
         }
         // A DNS flood needs both the volume and the imbalance; the class score is their
         // mean so a busy but balanced resolver client does not look like a victim.
@@ -921,7 +942,6 @@ impl Detector {
         let udp = m.is_udp();
         let syn = tcp && m.tcp_flags & flags::SYN != 0 && m.tcp_flags & flags::ACK == 0;
         let synack = tcp && m.tcp_flags & (flags::SYN | flags::ACK) == (flags::SYN | flags::ACK);
-        let learning = self.phase != Phase::Score;
         let mut rule: [Option<f64>; NRF] = [None; NRF];
         let mut hst = [0f32; HD];
 
@@ -996,9 +1016,21 @@ impl Detector {
         }
 
         // Pair.
-        let (pair, _) = self
-            .pairs
-            .entry_or_insert(pkey, ts, PairState::default, |_, _| {});
+        let pair_hash = u128::from(hash128(lo, 1)) << 64 | u128::from(hash128(hi, 2));
+        let phase = self.phase;
+        let baseline_pairs = &mut self.baseline_pairs;
+        let (pair, pair_created) =
+            self.pairs
+                .entry_or_insert(pkey, ts, PairState::default, |_, _| {});
+        if pair_created {
+            pair.novel = match phase {
+                Phase::Ranges => false,
+                _ => !baseline_pairs.contains(pair_hash),
+            };
+            if phase != Phase::Score {
+                baseline_pairs.insert(pair_hash);
+            }
+        }
         pair.last_ns = ts;
         pair.cov.update(ts, usize::from(dir), len);
         let di = usize::from(dir);
@@ -1030,7 +1062,9 @@ impl Detector {
             b.last_burst_ns = ts;
         }
         b.last_pkt_ns = ts;
-        if b.bursts >= 5 {
+        // Regularity only counts on pairs the baseline did not know: the baseline has its
+        // own periodic traffic (health checks, keep-alives, NTP) that is benign by definition.
+        if b.bursts >= 5 && pair.novel {
             let sd = b.var.sqrt();
             rule[Rf::BurstRegularity as usize] =
                 Some((b.mean / (sd + 0.01 * b.mean + 0.001)).max(1e-3).log2());
@@ -1038,8 +1072,12 @@ impl Detector {
             let inn = pair.bytes[1 - di] as f64;
             rule[Rf::PairBytesOutIn as usize] = Some(((out + 1.0) / (inn + 1.0)).log2());
         }
-        if tcp && from_initiator {
-            rule[Rf::OpenConnsPair as usize] = Some(f64::from(pair.established[ii]).ln_1p() / core::f64::consts::LN_2);
+        if tcp {
+            rule[Rf::OpenConnsPair as usize] = Some(log2p1(f64::from(pair.established[ii])));
+        }
+        let novel = pair.novel;
+        if created {
+            rule[Rf::NewPair as usize] = Some(if novel { 1.0 } else { 0.0 });
         }
         let c = &pair.cov;
         let pw = &c.dir[di].win;
@@ -1050,49 +1088,35 @@ impl Detector {
         hst[12] = flog2p1(c.radius(2));
         hst[13] = c.pcc(2) as f32;
 
-        // Novelty of the pair against the baseline.
-        let pair_hash = u128::from(hash128(lo, 1)) << 64 | u128::from(hash128(hi, 2));
-        let new_pair = if learning {
-            self.baseline_pairs.insert(pair_hash);
-            false
-        } else {
-            !self.baseline_pairs.contains(pair_hash)
-        };
-        if created {
-            rule[Rf::NewPair as usize] = Some(if new_pair { 1.0 } else { 0.0 });
-        }
-
         // Source host.
         let scan_ns = self.scan_ns;
         let fanout_ns = self.fanout_ns;
-        let (host, _) = self
-            .hosts
-            .entry_or_insert(s, ts, HostState::default, |_, _| {});
+        let (host, host_created) =
+            self.hosts
+                .entry_or_insert(s, ts, HostState::default, |_, _| {});
         host.last_ns = ts;
         host.size.update(ts, len);
-        let admin = ADMIN_PORTS.contains(&m.dport);
+        // The flow's service port: where lateral movement and scans aim.
+        let service = if from_initiator { m.dport } else { m.sport };
+        let admin = ADMIN_PORTS.contains(&service);
         if created && from_initiator {
-            host.ports
-                .insert_hash(ts, scan_ns, mix64(u64::from(m.dport) << 8 | u64::from(m.proto)));
+            host.ports.insert_hash(
+                ts,
+                scan_ns,
+                mix64(u64::from(m.dport) << 8 | u64::from(m.proto)),
+            );
             host.hosts.insert_hash(ts, scan_ns, hash128(d, 3));
             if admin {
                 host.admin_hosts.insert_hash(ts, fanout_ns, hash128(d, 4));
             }
         }
-        if from_initiator && (syn || udp || created) {
-            rule[Rf::PortsBySrc as usize] =
-                Some(f64::from(host.ports.estimate(ts, scan_ns)).ln_1p() / core::f64::consts::LN_2);
-            rule[Rf::HostsBySrc as usize] =
-                Some(f64::from(host.hosts.estimate(ts, scan_ns)).ln_1p() / core::f64::consts::LN_2);
-        }
-        if admin && from_initiator {
-            rule[Rf::AdminHostsBySrc as usize] = Some(
-                f64::from(host.admin_hosts.estimate(ts, fanout_ns)).ln_1p()
-                    / core::f64::consts::LN_2,
-            );
-        }
         if synack {
             host.synack_tx.add(ts, RATE_LAMBDA, 1.0);
+        }
+        if syn {
+            host.syn_tx.add(ts, RATE_LAMBDA, 1.0);
+            rule[Rf::SynRateFromSrc as usize] =
+                Some(log2p1(host.syn_tx.rate(ts, RATE_LAMBDA)));
         }
         if udp && m.dport == DNS_PORT {
             host.dns_req_tx.add(ts, RATE_LAMBDA, len);
@@ -1103,12 +1127,50 @@ impl Detector {
         hst[5] = flog2p1(host.size.win[2].mean());
         hst[6] = flog2p1(host.size.win[3].mean());
         hst[7] = flog2p1(host.size.win[2].std());
+        let src_counts = (
+            host.ports.estimate(ts, scan_ns),
+            host.hosts.estimate(ts, scan_ns),
+            host.admin_hosts.estimate(ts, fanout_ns),
+        );
+        // Hosts seen in the baseline, in the same Bloom filter as pairs (a disjoint key
+        // space: the low half of a host key is a constant).
+        let host_key = u128::from(hash128(s, 6)) << 64 | 0x686f_7374;
+        let known_src = if phase == Phase::Score {
+            (syn || udp) && self.baseline_pairs.contains(host_key)
+        } else {
+            if host_created {
+                self.baseline_pairs.insert(host_key);
+            }
+            false
+        };
+
+        // Scan and fan-out features belong to the flow's initiator, so its peers' answers
+        // (RSTs to a scanner, replies to a pivot) score with it.
+        if tcp || udp {
+            let (ports, hosts, admins) = if from_initiator {
+                src_counts
+            } else {
+                self.hosts.get(&d).map_or((0.0, 0.0, 0.0), |h| {
+                    (
+                        h.ports.estimate(ts, scan_ns),
+                        h.hosts.estimate(ts, scan_ns),
+                        h.admin_hosts.estimate(ts, fanout_ns),
+                    )
+                })
+            };
+            rule[Rf::PortsBySrc as usize] = Some(log2p1(f64::from(ports)));
+            rule[Rf::HostsBySrc as usize] = Some(log2p1(f64::from(hosts)));
+            if admin {
+                rule[Rf::AdminHostsBySrc as usize] =
+                    Some(log2p1(f64::from(admins)) + if novel { 1.0 } else { 0.0 });
+            }
+        }
 
         // Destination host, only where a rule needs it.
         if syn {
             let c = self.syn_cm.add(ts, d, 1.0);
             let rate = f64::from(self.syn_cm.rate(c));
-            rule[Rf::SynRateToDst as usize] = Some((1.0 + rate).log2());
+            rule[Rf::SynRateToDst as usize] = Some(log2p1(rate));
             let answered = self
                 .hosts
                 .get(&d)
@@ -1123,7 +1185,7 @@ impl Detector {
             victim.dns_resp_rx.add(ts, RATE_LAMBDA, len);
             let resp = victim.dns_resp_rx.rate(ts, RATE_LAMBDA);
             let req = victim.dns_req_tx.rate(ts, RATE_LAMBDA);
-            rule[Rf::DnsRespRate as usize] = Some((1.0 + resp).log2());
+            rule[Rf::DnsRespRate as usize] = Some(log2p1(resp));
             rule[Rf::DnsRespReqRatio as usize] = Some(((resp + 1.0) / (req + 64.0)).log2());
         }
 
@@ -1147,7 +1209,11 @@ impl Detector {
         hst[20] = flog2p1(hp.pkts.rate(ts, RATE_LAMBDA));
         hst[21] = flog2p1(f64::from(hp.fanout.estimate(ts, fanout_ns)));
 
-        Features { rule, hst }
+        Features {
+            rule,
+            known_src,
+            hst,
+        }
     }
 }
 
