@@ -89,6 +89,9 @@ pub struct DetectorConfig {
     pub fanout_window_s: f64,
     /// Gap (seconds) of silence in one direction of a pair that starts a new burst.
     pub burst_gap_s: f64,
+    /// Bursts a new pair needs before its regularity counts (fewer make benign pairs look
+    /// regular by chance).
+    pub beacon_min_bursts: u32,
     /// Trees in the half-space forest.
     pub hst_trees: usize,
     /// Depth of each tree.
@@ -106,7 +109,7 @@ impl Default for DetectorConfig {
         let p = ParseConfig::default();
         DetectorConfig {
             baseline_s: 60.0,
-            alert_threshold: 8.0,
+            alert_threshold: 6.5,
             alert_interval_s: 10.0,
             z_floor: 0.5,
             max_hosts: 32_768,
@@ -117,6 +120,7 @@ impl Default for DetectorConfig {
             scan_window_s: 10.0,
             fanout_window_s: 120.0,
             burst_gap_s: 1.0,
+            beacon_min_bursts: 8,
             hst_trees: 16,
             hst_depth: 10,
             seed: 0x5eed_da7a,
@@ -161,6 +165,9 @@ impl DetectorConfig {
             if !(8..=1 << 26).contains(&v) {
                 return bad(field, "must be between 8 and 2^26");
             }
+        }
+        if !(3..=1_000_000).contains(&self.beacon_min_bursts) {
+            return bad("beacon_min_bursts", "must be between 3 and 1000000");
         }
         if !(1..=256).contains(&self.hst_trees) {
             return bad("hst_trees", "must be between 1 and 256");
@@ -328,6 +335,7 @@ enum Rf {
     HostsBySrc,
     DnsRespRate,
     DnsRespReqRatio,
+    DnsPairRatio,
     OpenConnsPair,
     FlowByteRate,
     BurstRegularity,
@@ -337,7 +345,7 @@ enum Rf {
     HstAnomaly,
 }
 
-const NRF: usize = 14;
+const NRF: usize = 15;
 
 const RF_INFO: [(&str, Unit); NRF] = [
     ("syn_rate_to_dst_per_s", Unit::Log1p),
@@ -347,11 +355,12 @@ const RF_INFO: [(&str, Unit); NRF] = [
     ("distinct_hosts_opened_by_src", Unit::Log1p),
     ("dns_response_bytes_to_dst_per_s", Unit::Log1p),
     ("dns_response_to_request_bytes_dst", Unit::Log),
+    ("dns_bytes_from_server_over_to_server", Unit::Log),
     ("established_conns_src_to_dst", Unit::Log1p),
     ("flow_bytes_per_s", Unit::Log1p),
     ("burst_interval_mean_over_std", Unit::Log),
     ("pair_bytes_out_over_in", Unit::Log),
-    ("distinct_admin_port_hosts_by_src", Unit::Log1p),
+    ("admin_port_hosts_by_src_all_and_new_log2", Unit::Plain),
     ("pair_new_since_baseline", Unit::Plain),
     ("hst_anomaly_log2", Unit::Plain),
 ];
@@ -360,7 +369,7 @@ const RF_INFO: [(&str, Unit); NRF] = [
 const CLASS_RULES: [(Rf, &[Rf]); NCLASS] = [
     (Rf::SynRateToDst, &[Rf::HalfOpenRatio, Rf::SynRateFromSrc]),
     (Rf::PortsBySrc, &[Rf::HostsBySrc]),
-    (Rf::DnsRespRate, &[Rf::DnsRespReqRatio]),
+    (Rf::DnsRespRate, &[Rf::DnsRespReqRatio, Rf::DnsPairRatio]),
     (Rf::OpenConnsPair, &[Rf::FlowByteRate]),
     (Rf::BurstRegularity, &[Rf::PairBytesOutIn]),
     (Rf::AdminHostsBySrc, &[Rf::NewPair]),
@@ -441,6 +450,8 @@ struct HostState {
     ports: WindowedHll,
     hosts: WindowedHll,
     admin_hosts: WindowedHll,
+    /// Admin-port hosts this host had not talked to in the baseline.
+    novel_admin_hosts: WindowedHll,
     synack_tx: DampedCounter,
     syn_tx: DampedCounter,
     dns_req_tx: DampedCounter,
@@ -490,6 +501,8 @@ struct FlowState {
     syn: bool,
     synack: bool,
     established: bool,
+    /// FIN or RST seen: the connection does not count as established again.
+    finished: bool,
 }
 
 impl Stamped for FlowState {
@@ -651,6 +664,17 @@ impl Detector {
             self.host_ports.evicted(),
         ];
         s
+    }
+
+    /// The learnt baseline of every rule feature: name, mean, standard deviation (on the
+    /// log2 scale the detector scores on, except `pair_new_since_baseline` and
+    /// `hst_anomaly_log2`) and number of packets it was learnt from.
+    pub fn baseline(&self) -> Vec<(&'static str, f64, f64, u64)> {
+        RF_INFO
+            .iter()
+            .zip(&self.rules)
+            .map(|((name, _), w)| (*name, w.mean, w.std(), w.n as u64))
+            .collect()
     }
 
     /// Alerts raised since the last call.
@@ -844,6 +868,12 @@ impl Detector {
             let zr = self.z(Rf::DnsRespReqRatio, r).max(0.0) as f32;
             class_scores[2] = 0.5 * (class_scores[2] + zr);
         }
+        // A resolver the baseline knew answers what it was asked: only its own imbalance
+        // towards this client makes it a reflector.
+        if known_src && let Some(v) = rule[Rf::DnsPairRatio as usize] {
+            let zp = self.z(Rf::DnsPairRatio, v).max(0.0) as f32;
+            class_scores[2] = class_scores[2].min(zp);
+        }
         let (best, score) = class_scores
             .iter()
             .enumerate()
@@ -991,15 +1021,19 @@ impl Detector {
             } else if from_initiator
                 && flow.synack
                 && !flow.established
+                && !flow.finished
                 && m.tcp_flags & flags::ACK != 0
                 && m.tcp_flags & (flags::RST | flags::FIN) == 0
             {
                 flow.established = true;
                 opened = true;
             }
-            if m.tcp_flags & (flags::FIN | flags::RST) != 0 && flow.established {
-                flow.established = false;
-                closed = true;
+            if m.tcp_flags & (flags::FIN | flags::RST) != 0 {
+                flow.finished = true;
+                if flow.established {
+                    flow.established = false;
+                    closed = true;
+                }
             }
         }
         let initiator = flow.initiator;
@@ -1011,8 +1045,8 @@ impl Detector {
         hst[17] = flog2p1(fw1.std());
         hst[18] = flog2p1(dur);
         hst[19] = flog2p1(flow.bytes as f64);
-        if tcp && from_initiator && m.payload_len > 0 && dur >= 1.0 {
-            rule[Rf::FlowByteRate as usize] = Some((1.0 + flow.bytes as f64 / dur).log2());
+        if tcp && from_initiator && m.payload_len > 0 {
+            rule[Rf::FlowByteRate as usize] = Some(log2p1(flow.bytes as f64 / dur.max(1.0)));
         }
 
         // Pair.
@@ -1046,17 +1080,14 @@ impl Detector {
         if b.last_pkt_ns == 0 || ts.saturating_sub(b.last_pkt_ns) >= self.burst_gap_ns {
             if b.last_burst_ns != 0 {
                 let iat = ts.saturating_sub(b.last_burst_ns) as f64 * 1e-9;
-                if b.bursts <= 1 {
-                    b.mean = iat;
-                    b.var = 0.0;
-                } else {
-                    // Exponentially weighted, so a beacon that starts on a known pair is
-                    // seen after a few periods.
-                    let a = 0.2;
-                    let dlt = iat - b.mean;
-                    b.mean += a * dlt;
-                    b.var = (1.0 - a) * (b.var + a * dlt * dlt);
-                }
+                // Welford over the intervals, turning into an exponentially weighted
+                // average after 16 of them so old behaviour fades; `var` holds the sum of
+                // squared deviations.
+                let n = f64::from(b.bursts.min(16));
+                let dlt = iat - b.mean;
+                b.mean += dlt / n;
+                b.var = b.var * if b.bursts >= 16 { 15.0 / 16.0 } else { 1.0 }
+                    + dlt * (iat - b.mean);
             }
             b.bursts = b.bursts.saturating_add(1);
             b.last_burst_ns = ts;
@@ -1064,13 +1095,19 @@ impl Detector {
         b.last_pkt_ns = ts;
         // Regularity only counts on pairs the baseline did not know: the baseline has its
         // own periodic traffic (health checks, keep-alives, NTP) that is benign by definition.
-        if b.bursts >= 5 && pair.novel {
-            let sd = b.var.sqrt();
+        if b.bursts >= self.cfg.beacon_min_bursts && pair.novel {
+            // Sample standard deviation of the intervals (bursts - 1 of them).
+            let sd = (b.var / f64::from(b.bursts.min(17) - 2)).max(0.0).sqrt();
             rule[Rf::BurstRegularity as usize] =
                 Some((b.mean / (sd + 0.01 * b.mean + 0.001)).max(1e-3).log2());
             let out = pair.bytes[di] as f64;
             let inn = pair.bytes[1 - di] as f64;
             rule[Rf::PairBytesOutIn as usize] = Some(((out + 1.0) / (inn + 1.0)).log2());
+        }
+        if udp && m.sport == DNS_PORT {
+            let out = pair.bytes[di] as f64;
+            let inn = pair.bytes[1 - di] as f64;
+            rule[Rf::DnsPairRatio as usize] = Some(((out + 1.0) / (inn + 64.0)).log2());
         }
         if tcp {
             rule[Rf::OpenConnsPair as usize] = Some(log2p1(f64::from(pair.established[ii])));
@@ -1108,6 +1145,10 @@ impl Detector {
             host.hosts.insert_hash(ts, scan_ns, hash128(d, 3));
             if admin {
                 host.admin_hosts.insert_hash(ts, fanout_ns, hash128(d, 4));
+                if novel {
+                    host.novel_admin_hosts
+                        .insert_hash(ts, fanout_ns, hash128(d, 4));
+                }
             }
         }
         if synack {
@@ -1130,7 +1171,8 @@ impl Detector {
         let src_counts = (
             host.ports.estimate(ts, scan_ns),
             host.hosts.estimate(ts, scan_ns),
-            host.admin_hosts.estimate(ts, fanout_ns),
+            log2p1(f64::from(host.admin_hosts.estimate(ts, fanout_ns)))
+                + log2p1(f64::from(host.novel_admin_hosts.estimate(ts, fanout_ns))),
         );
         // Hosts seen in the baseline, in the same Bloom filter as pairs (a disjoint key
         // space: the low half of a host key is a constant).
@@ -1154,15 +1196,15 @@ impl Detector {
                     (
                         h.ports.estimate(ts, scan_ns),
                         h.hosts.estimate(ts, scan_ns),
-                        h.admin_hosts.estimate(ts, fanout_ns),
+                        log2p1(f64::from(h.admin_hosts.estimate(ts, fanout_ns)))
+                            + log2p1(f64::from(h.novel_admin_hosts.estimate(ts, fanout_ns))),
                     )
                 })
             };
             rule[Rf::PortsBySrc as usize] = Some(log2p1(f64::from(ports)));
             rule[Rf::HostsBySrc as usize] = Some(log2p1(f64::from(hosts)));
             if admin {
-                rule[Rf::AdminHostsBySrc as usize] =
-                    Some(log2p1(f64::from(admins)) + if novel { 1.0 } else { 0.0 });
+                rule[Rf::AdminHostsBySrc as usize] = Some(admins);
             }
         }
 
