@@ -2,6 +2,7 @@
 //!
 //! - [`driver`]: the NIC driver. It is the only code that touches registers; everything else
 //!   programs the NIC through its [`driver::Nic`] API.
+//! - [`analysis`]: analysis of shadow traffic: the built-in streaming anomaly detector.
 //! - [`api`]: the HTTP/JSON API (axum) with its OpenAPI document.
 //! - [`control`]: the operations behind the API: validate, compile, commit, reconcile.
 //! - [`model`]: what tenants declare and ask for: networks, nodes, security groups, routes,

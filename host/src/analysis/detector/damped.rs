@@ -3,7 +3,7 @@
 //! Every observation `x` at time `t` carries the weight `2^(-λ (now - t))`: a statistic with
 //! decay factor λ (per second) forgets half of its past every `1/λ` seconds. The sums are kept
 //! incrementally (decay everything, then add the new observation), so an update costs O(1)
-//! whatever the rate; [`DampedStats::mean`] and friends are what a batch computation over the
+//! whatever the rate; [`Window::mean`] and friends are what a batch computation over the
 //! whole weighted history would give (the tests check that).
 
 /// The decay factors (per second) of the windows, from the shortest window to the longest.
@@ -90,7 +90,11 @@ impl DampedStats {
     #[inline]
     pub fn decay_to(&mut self, ts_ns: u64) -> [f64; NL] {
         let dt = ts_ns.saturating_sub(self.last_ns) as f64 * 1e-9;
-        let d = if self.last_ns == 0 { [1.0; NL] } else { decays(dt) };
+        let d = if self.last_ns == 0 {
+            [1.0; NL]
+        } else {
+            decays(dt)
+        };
         for (win, f) in self.win.iter_mut().zip(d) {
             win.w *= f;
             win.ls *= f;
@@ -166,14 +170,18 @@ impl DampedCov {
         let d = d.min(1);
         let other = 1 - d;
         let dt = ts_ns.saturating_sub(self.last_ns) as f64 * 1e-9;
-        let f = if self.last_ns == 0 { [1.0; NL] } else { decays(dt) };
+        let f = if self.last_ns == 0 {
+            [1.0; NL]
+        } else {
+            decays(dt)
+        };
         self.last_ns = self.last_ns.max(ts_ns);
         self.dir[d].update(ts_ns, x);
         self.dir[other].decay_to(ts_ns);
-        for i in 0..NL {
+        for (i, &f) in f.iter().enumerate() {
             let r = x - self.dir[d].win[i].mean();
-            self.sr[i] = self.sr[i] * f[i] + r * self.last_res[other][i];
-            self.w3[i] = self.w3[i] * f[i] + 1.0;
+            self.sr[i] = self.sr[i] * f + r * self.last_res[other][i];
+            self.w3[i] = self.w3[i] * f + 1.0;
             self.last_res[d][i] = r;
         }
     }
@@ -290,7 +298,11 @@ mod tests {
             let d = k % 2;
             // Direction 1 mirrors direction 0 (a response as big as its request), so the
             // two are strongly correlated.
-            let x = if d == 1 { hist.last().map(|h| h.2).unwrap_or(x) * 1.5 } else { x };
+            let x = if d == 1 {
+                hist.last().map(|h| h.2).unwrap_or(x) * 1.5
+            } else {
+                x
+            };
             c.update(t, d, x);
             hist.push((t, d, x));
         }
@@ -316,7 +328,12 @@ mod tests {
                 w3 += wt(t);
                 last[d] = r;
             }
-            assert!(close(c.cov(i), sr / w3), "λ={lambda}: {} vs {}", c.cov(i), sr / w3);
+            assert!(
+                close(c.cov(i), sr / w3),
+                "λ={lambda}: {} vs {}",
+                c.cov(i),
+                sr / w3
+            );
         }
         // Over the slow windows the directions correlate positively.
         assert!(c.pcc(3) > 0.5, "pcc {}", c.pcc(3));

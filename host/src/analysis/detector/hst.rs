@@ -111,7 +111,11 @@ impl HsTrees {
     fn child(&self, base: usize, node: usize, x: &[f32]) -> usize {
         let q = usize::from(self.dim[base + node]);
         let v = x.get(q).copied().unwrap_or(0.0);
-        if v < self.split[base + node] { 2 * node + 1 } else { 2 * node + 2 }
+        if v < self.split[base + node] {
+            2 * node + 1
+        } else {
+            2 * node + 2
+        }
     }
 
     /// Adds `x` to the reference mass profile of every tree.
@@ -169,14 +173,21 @@ mod tests {
         }
         h.set_size_limit(5);
         assert_eq!(h.trained(), 5_000);
-        let inliers: Vec<f64> = (0..200).map(|_| h.score(&point(&mut rng, centre))).collect();
-        let outliers: Vec<f64> =
-            (0..200).map(|_| h.score(&point(&mut rng, [0.9, 0.1, 0.9, 0.9]))).collect();
+        let inliers: Vec<f64> = (0..200)
+            .map(|_| h.score(&point(&mut rng, centre)))
+            .collect();
+        let outliers: Vec<f64> = (0..200)
+            .map(|_| h.score(&point(&mut rng, [0.9, 0.1, 0.9, 0.9])))
+            .collect();
         let max_out = outliers.iter().copied().fold(0.0, f64::max);
         let mut sorted = inliers.clone();
         sorted.sort_by(f64::total_cmp);
         // Every outlier scores below the 5th percentile of the inliers.
-        assert!(max_out < sorted[10], "outlier {max_out} vs inlier p5 {}", sorted[10]);
+        assert!(
+            max_out < sorted[10],
+            "outlier {max_out} vs inlier p5 {}",
+            sorted[10]
+        );
     }
 
     #[test]

@@ -60,7 +60,11 @@ impl PacketMeta {
         let ip_end = usize::from(h.l3_offset) + usize::from(h.ip_total_len);
         let l4 = usize::from(h.l4_offset);
         let (sport, dport, tcp_flags, header) = match h.l4 {
-            L4::Tcp { sport, dport, flags } => {
+            L4::Tcp {
+                sport,
+                dport,
+                flags,
+            } => {
                 // The data offset was validated by the parser.
                 let hl = bytes.get(l4 + 12).map_or(20, |b| usize::from(b >> 4) * 4);
                 (sport, dport, flags, hl)

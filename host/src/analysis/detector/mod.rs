@@ -394,7 +394,11 @@ impl Welford {
     }
 
     fn std(&self) -> f64 {
-        if self.n > 1.0 { (self.m2 / (self.n - 1.0)).sqrt() } else { 0.0 }
+        if self.n > 1.0 {
+            (self.m2 / (self.n - 1.0)).sqrt()
+        } else {
+            0.0
+        }
     }
 }
 
@@ -801,9 +805,9 @@ impl Detector {
     }
 
     fn learn_ranges(&mut self, x: &[f32; HD]) {
-        for i in 0..HD {
-            self.lo[i] = self.lo[i].min(x[i]);
-            self.hi[i] = self.hi[i].max(x[i]);
+        for ((lo, hi), &v) in self.lo.iter_mut().zip(&mut self.hi).zip(x) {
+            *lo = lo.min(v);
+            *hi = hi.max(v);
         }
     }
 
@@ -874,12 +878,12 @@ impl Detector {
             let zp = self.z(Rf::DnsPairRatio, v).max(0.0) as f32;
             class_scores[2] = class_scores[2].min(zp);
         }
-        let (best, score) = class_scores
-            .iter()
-            .enumerate()
-            .fold((ClassHint::ALL.len() - 1, 0f32), |acc, (i, s)| {
+        let (best, score) = class_scores.iter().enumerate().fold(
+            (ClassHint::ALL.len() - 1, 0f32),
+            |acc, (i, s)| {
                 if *s > acc.1 { (i, *s) } else { acc }
-            });
+            },
+        );
         let class_hint = ClassHint::ALL[best];
         let mut alerted = false;
         if score >= self.cfg.alert_threshold {
@@ -903,7 +907,11 @@ impl Detector {
         rule: &[Option<f64>; NRF],
         x: &[f32; HD],
     ) -> bool {
-        let subject = ip_key(if class.about_destination() { m.dst } else { m.src });
+        let subject = ip_key(if class.about_destination() {
+            m.dst
+        } else {
+            m.src
+        });
         let interval = secs_ns(self.cfg.alert_interval_s);
         if let Some(&last) = self.last_alert.get(&(subject, class))
             && ts.saturating_sub(last) < interval
@@ -1086,8 +1094,8 @@ impl Detector {
                 let n = f64::from(b.bursts.min(16));
                 let dlt = iat - b.mean;
                 b.mean += dlt / n;
-                b.var = b.var * if b.bursts >= 16 { 15.0 / 16.0 } else { 1.0 }
-                    + dlt * (iat - b.mean);
+                b.var =
+                    b.var * if b.bursts >= 16 { 15.0 / 16.0 } else { 1.0 } + dlt * (iat - b.mean);
             }
             b.bursts = b.bursts.saturating_add(1);
             b.last_burst_ns = ts;
@@ -1128,9 +1136,9 @@ impl Detector {
         // Source host.
         let scan_ns = self.scan_ns;
         let fanout_ns = self.fanout_ns;
-        let (host, host_created) =
-            self.hosts
-                .entry_or_insert(s, ts, HostState::default, |_, _| {});
+        let (host, host_created) = self
+            .hosts
+            .entry_or_insert(s, ts, HostState::default, |_, _| {});
         host.last_ns = ts;
         host.size.update(ts, len);
         // The flow's service port: where lateral movement and scans aim.
@@ -1156,8 +1164,7 @@ impl Detector {
         }
         if syn {
             host.syn_tx.add(ts, RATE_LAMBDA, 1.0);
-            rule[Rf::SynRateFromSrc as usize] =
-                Some(log2p1(host.syn_tx.rate(ts, RATE_LAMBDA)));
+            rule[Rf::SynRateFromSrc as usize] = Some(log2p1(host.syn_tx.rate(ts, RATE_LAMBDA)));
         }
         if udp && m.dport == DNS_PORT {
             host.dns_req_tx.add(ts, RATE_LAMBDA, len);
@@ -1232,7 +1239,11 @@ impl Detector {
         }
 
         // The initiator's service: rate and fan-out per (initiator host, service port).
-        let (ihost, ohost, iport) = if from_initiator { (s, d, m.dport) } else { (d, s, m.sport) };
+        let (ihost, ohost, iport) = if from_initiator {
+            (s, d, m.dport)
+        } else {
+            (d, s, m.sport)
+        };
         let (hp, _) = self.host_ports.entry_or_insert(
             HostPortKey {
                 host: ihost,

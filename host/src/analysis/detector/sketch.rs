@@ -93,7 +93,11 @@ impl WindowedHll {
     fn roll(&mut self, ts_ns: u64, window_ns: u64) {
         let age = ts_ns.saturating_sub(self.start_ns);
         if age >= window_ns {
-            self.prev_est = if age < 2 * window_ns { self.cur.estimate() } else { 0.0 };
+            self.prev_est = if age < 2 * window_ns {
+                self.cur.estimate()
+            } else {
+                0.0
+            };
             self.cur = Hll::default();
             self.start_ns = ts_ns;
         }
@@ -337,7 +341,11 @@ mod tests {
         let mut truth = std::collections::HashMap::new();
         for i in 0..20_000u64 {
             // Key 7 gets a third of all updates, the rest spread over 2000 keys.
-            let key = if i % 3 == 0 { 7u128 } else { u128::from(mix64(i) % 2000) + 100 };
+            let key = if i % 3 == 0 {
+                7u128
+            } else {
+                u128::from(mix64(i) % 2000) + 100
+            };
             cm.add(1 + i, key, 1.0);
             *truth.entry(key).or_insert(0.0f32) += 1.0;
         }
@@ -346,7 +354,10 @@ mod tests {
             let e = cm.estimate(k);
             assert!(e >= c, "key {k}: {e} < {c}");
             // ε = e / width: the overestimate stays within ε·N with high probability.
-            assert!(e - c <= total * std::f32::consts::E / 256.0, "key {k}: {e} vs {c}");
+            assert!(
+                e - c <= total * std::f32::consts::E / 256.0,
+                "key {k}: {e} vs {c}"
+            );
         }
         assert_eq!(cm.heavy_hitters().first().map(|t| t.0), Some(7));
     }
@@ -357,7 +368,10 @@ mod tests {
         cm.add(1_000_000_000, 5, 100.0);
         cm.add(3_000_000_000, 6, 1.0);
         let e = cm.estimate(5);
-        assert!((e - 25.0).abs() < 0.5, "two seconds at λ=1 quarter the count: {e}");
+        assert!(
+            (e - 25.0).abs() < 0.5,
+            "two seconds at λ=1 quarter the count: {e}"
+        );
     }
 
     #[test]

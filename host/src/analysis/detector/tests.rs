@@ -26,7 +26,16 @@ struct P {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn pkt(ts: u64, src: IpAddr, dst: IpAddr, proto: u8, sp: u16, dp: u16, payload: u16, fl: u8) -> PacketMeta {
+fn pkt(
+    ts: u64,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    sp: u16,
+    dp: u16,
+    payload: u16,
+    fl: u8,
+) -> PacketMeta {
     let hdr = if proto == TCP { 40 } else { 28 };
     PacketMeta {
         ts_ns: ts,
@@ -66,7 +75,11 @@ fn tcp_session(
     push(t + 1000, pkt(t + 1000, c, s, TCP, sp, dp, req, ACK | PSH));
     t += rtt;
     for i in 0..resp_pkts {
-        let len = if i + 1 == resp_pkts { 200 + (rng.next_u64() % 1200) as u16 } else { 1460 };
+        let len = if i + 1 == resp_pkts {
+            200 + (rng.next_u64() % 1200) as u16
+        } else {
+            1460
+        };
         push(t, pkt(t, s, c, TCP, dp, sp, len, ACK));
         t += 20_000 + rng.next_u64() % 50_000;
         if i % 2 == 1 {
@@ -99,10 +112,16 @@ fn benign(seed: u64, from: u64, to: u64) -> Vec<P> {
         while t < to * S {
             if rng.next_f32() < 0.4 {
                 let q = 40 + (rng.next_u64() % 30) as u16;
-                out.push(P { meta: pkt(t, client, resolver, UDP, sport, 53, q, 0), attack: false });
+                out.push(P {
+                    meta: pkt(t, client, resolver, UDP, sport, 53, q, 0),
+                    attack: false,
+                });
                 let r = q + 16 + (rng.next_u64() % 120) as u16;
                 let t2 = t + 2_000_000;
-                out.push(P { meta: pkt(t2, resolver, client, UDP, 53, sport, r, 0), attack: false });
+                out.push(P {
+                    meta: pkt(t2, resolver, client, UDP, 53, sport, r, 0),
+                    attack: false,
+                });
                 t += 3_000_000;
             }
             let server = ip(10, 0, 2, 1 + (rng.next_u64() % 5) as u8);
@@ -110,7 +129,9 @@ fn benign(seed: u64, from: u64, to: u64) -> Vec<P> {
             sport = sport.wrapping_add(1).max(1024);
             let req = 200 + (rng.next_u64() % 500) as u16;
             let resp = 1 + (rng.next_u64() % 12) as u32;
-            tcp_session(&mut out, &mut rng, t, client, server, sport, dport, req, resp, false);
+            tcp_session(
+                &mut out, &mut rng, t, client, server, sport, dport, req, resp, false,
+            );
             t += exp_gap(&mut rng, 2.0);
         }
     }
@@ -147,7 +168,19 @@ fn syn_flood(rng: &mut SplitMix, from: u64, secs: u64) -> Vec<P> {
             let t = from * S + i * S / 5_000;
             let r = rng.next_u64();
             let src = ip(172, 16 + (r % 16) as u8, (r >> 8) as u8, (r >> 16) as u8);
-            P { meta: pkt(t, src, victim, TCP, 1024 + (r >> 24) as u16 % 60_000, 80, 0, SYN), attack: true }
+            P {
+                meta: pkt(
+                    t,
+                    src,
+                    victim,
+                    TCP,
+                    1024 + (r >> 24) as u16 % 60_000,
+                    80,
+                    0,
+                    SYN,
+                ),
+                attack: true,
+            }
         })
         .collect()
 }
@@ -159,8 +192,23 @@ fn port_scan(_rng: &mut SplitMix, from: u64, secs: u64) -> Vec<P> {
     for i in 0..(secs * 200) {
         let t = from * S + i * S / 200;
         let port = 1 + (i % 4000) as u16;
-        out.push(P { meta: pkt(t, scanner, target, TCP, 61_000, port, 0, SYN), attack: true });
-        out.push(P { meta: pkt(t + 200_000, target, scanner, TCP, port, 61_000, 0, RST | ACK), attack: true });
+        out.push(P {
+            meta: pkt(t, scanner, target, TCP, 61_000, port, 0, SYN),
+            attack: true,
+        });
+        out.push(P {
+            meta: pkt(
+                t + 200_000,
+                target,
+                scanner,
+                TCP,
+                port,
+                61_000,
+                0,
+                RST | ACK,
+            ),
+            attack: true,
+        });
     }
     out
 }
@@ -172,7 +220,19 @@ fn dns_amp(rng: &mut SplitMix, from: u64, secs: u64) -> Vec<P> {
             let t = from * S + i * S / 2_000;
             let r = rng.next_u64();
             let reflector = ip(198, 51, 100, (r % 200) as u8);
-            P { meta: pkt(t, reflector, victim, UDP, 53, 4444, 1400 + (r >> 16) as u16 % 60, 0), attack: true }
+            P {
+                meta: pkt(
+                    t,
+                    reflector,
+                    victim,
+                    UDP,
+                    53,
+                    4444,
+                    1400 + (r >> 16) as u16 % 60,
+                    0,
+                ),
+                attack: true,
+            }
         })
         .collect()
 }
@@ -184,16 +244,36 @@ fn slowloris(rng: &mut SplitMix, from: u64, secs: u64) -> Vec<P> {
     for k in 0..300u64 {
         let sp = 30_000 + k as u16;
         let mut t = from * S + k * 30_000_000;
-        let push = |out: &mut Vec<P>, m| out.push(P { meta: m, attack: true });
+        let push = |out: &mut Vec<P>, m| {
+            out.push(P {
+                meta: m,
+                attack: true,
+            })
+        };
         push(&mut out, pkt(t, attacker, server, TCP, sp, 80, 0, SYN));
-        push(&mut out, pkt(t + 500_000, server, attacker, TCP, 80, sp, 0, SYN | ACK));
-        push(&mut out, pkt(t + 1_000_000, attacker, server, TCP, sp, 80, 0, ACK));
-        push(&mut out, pkt(t + 1_100_000, attacker, server, TCP, sp, 80, 60, ACK | PSH));
+        push(
+            &mut out,
+            pkt(t + 500_000, server, attacker, TCP, 80, sp, 0, SYN | ACK),
+        );
+        push(
+            &mut out,
+            pkt(t + 1_000_000, attacker, server, TCP, sp, 80, 0, ACK),
+        );
+        push(
+            &mut out,
+            pkt(t + 1_100_000, attacker, server, TCP, sp, 80, 60, ACK | PSH),
+        );
         t += 1_100_000;
         while t < (from + secs) * S {
             t += 8 * S + rng.next_u64() % (2 * S);
-            push(&mut out, pkt(t, attacker, server, TCP, sp, 80, 12, ACK | PSH));
-            push(&mut out, pkt(t + 600_000, server, attacker, TCP, 80, sp, 0, ACK));
+            push(
+                &mut out,
+                pkt(t, attacker, server, TCP, sp, 80, 12, ACK | PSH),
+            );
+            push(
+                &mut out,
+                pkt(t + 600_000, server, attacker, TCP, 80, sp, 0, ACK),
+            );
         }
     }
     out.retain(|p| p.meta.ts_ns < (from + secs) * S);
@@ -222,8 +302,12 @@ fn lateral(rng: &mut SplitMix, from: u64, secs: u64) -> Vec<P> {
     let mut sp = 52_000;
     let mut k = 0u8;
     while t < (from + secs) * S {
-        let target = if k % 2 == 0 { ip(10, 0, 1, 100 + k) } else { ip(10, 0, 2, 10 + k) };
-        let port = if k % 3 == 0 { 22 } else { 445 };
+        let target = if k.is_multiple_of(2) {
+            ip(10, 0, 1, 100 + k)
+        } else {
+            ip(10, 0, 2, 10 + k)
+        };
+        let port = if k.is_multiple_of(3) { 22 } else { 445 };
         sp += 1;
         tcp_session(&mut out, rng, t, pivot, target, sp, port, 300, 4, true);
         k = k.wrapping_add(1);
@@ -239,7 +323,11 @@ fn sorted(mut v: Vec<P>) -> Vec<P> {
 
 /// Area under the ROC curve of `pos` against `neg` (ties count half).
 fn auc(pos: &[f32], neg: &[f32]) -> f64 {
-    let mut all: Vec<(f32, bool)> = pos.iter().map(|&s| (s, true)).chain(neg.iter().map(|&s| (s, false))).collect();
+    let mut all: Vec<(f32, bool)> = pos
+        .iter()
+        .map(|&s| (s, true))
+        .chain(neg.iter().map(|&s| (s, false)))
+        .collect();
     all.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (mut rank_sum, mut i) = (0.0, 0);
     while i < all.len() {
@@ -264,14 +352,23 @@ struct Run {
     alerts: Vec<Alert>,
 }
 
-fn run(attack: Option<fn(&mut SplitMix, u64, u64) -> Vec<P>>, secs: u64) -> Run {
+/// An attack generator: rng, start second, duration in seconds.
+type AttackGen = fn(&mut SplitMix, u64, u64) -> Vec<P>;
+
+fn run(attack: Option<AttackGen>, secs: u64) -> Run {
     let mut det = Detector::new(DetectorConfig::default()).expect("default config");
     let mut traffic = benign(11, 0, 70 + secs);
     if let Some(f) = attack {
         traffic.extend(f(&mut SplitMix::new(99), 70, secs));
     }
     let traffic = sorted(traffic);
-    let mut r = Run { attack_scores: vec![], attack_hints: vec![], benign_scores: vec![], benign_hints: vec![], alerts: vec![] };
+    let mut r = Run {
+        attack_scores: vec![],
+        attack_hints: vec![],
+        benign_scores: vec![],
+        benign_hints: vec![],
+        alerts: vec![],
+    };
     for p in &traffic {
         let v = det.observe(&p.meta);
         if p.meta.ts_ns >= 61 * S {
@@ -297,16 +394,23 @@ fn run(attack: Option<fn(&mut SplitMix, u64, u64) -> Vec<P>>, secs: u64) -> Run 
 }
 
 fn count(h: &[ClassHint]) -> Vec<(ClassHint, usize)> {
-    ClassHint::ALL.iter().map(|c| (*c, h.iter().filter(|x| *x == c).count())).filter(|x| x.1 > 0).collect()
+    ClassHint::ALL
+        .iter()
+        .map(|c| (*c, h.iter().filter(|x| *x == c).count()))
+        .filter(|x| x.1 > 0)
+        .collect()
 }
 
-fn check_class(name: &str, f: fn(&mut SplitMix, u64, u64) -> Vec<P>, secs: u64, class: ClassHint, min_auc: f64) {
+fn check_class(name: &str, f: AttackGen, secs: u64, class: ClassHint, min_auc: f64) {
     let r = run(Some(f), secs);
     let a = auc(&r.attack_scores, &r.benign_scores);
-    let hinted = r.attack_hints.iter().filter(|h| **h == class).count() as f64 / r.attack_hints.len() as f64;
+    let hinted =
+        r.attack_hints.iter().filter(|h| **h == class).count() as f64 / r.attack_hints.len() as f64;
     let thr = DetectorConfig::default().alert_threshold;
-    let detected = r.attack_scores.iter().filter(|s| **s >= thr).count() as f64 / r.attack_scores.len() as f64;
-    let fp = r.benign_scores.iter().filter(|s| **s >= thr).count() as f64 / r.benign_scores.len() as f64;
+    let detected =
+        r.attack_scores.iter().filter(|s| **s >= thr).count() as f64 / r.attack_scores.len() as f64;
+    let fp =
+        r.benign_scores.iter().filter(|s| **s >= thr).count() as f64 / r.benign_scores.len() as f64;
     let right_alerts = r.alerts.iter().filter(|a| a.class_hint == class).count();
     eprintln!(
         "{name}: AUC {a:.4}, hint {:.1}%, detected {:.1}%, benign FPR {:.3}%, alerts {} ({} right)",
@@ -319,14 +423,36 @@ fn check_class(name: &str, f: fn(&mut SplitMix, u64, u64) -> Vec<P>, secs: u64, 
     let mut q = r.attack_scores.clone();
     q.sort_by(f32::total_cmp);
     let at = |p: f64| q[((q.len() - 1) as f64 * p) as usize];
-    eprintln!("{name}: attack score quantiles: p10 {} p50 {} p90 {} max {}", at(0.1), at(0.5), at(0.9), at(1.0));
-    eprintln!("{name}: benign above threshold by class {:?}; alerts {:?}", count(&r.benign_hints), count(&r.alerts.iter().map(|a| a.class_hint).collect::<Vec<_>>()));
+    eprintln!(
+        "{name}: attack score quantiles: p10 {} p50 {} p90 {} max {}",
+        at(0.1),
+        at(0.5),
+        at(0.9),
+        at(1.0)
+    );
+    eprintln!(
+        "{name}: benign above threshold by class {:?}; alerts {:?}",
+        count(&r.benign_hints),
+        count(&r.alerts.iter().map(|a| a.class_hint).collect::<Vec<_>>())
+    );
     assert!(a >= min_auc, "{name}: AUC {a}");
     assert!(hinted >= 0.5, "{name}: class hint right for {hinted}");
-    assert!(right_alerts >= 1, "{name}: no {class:?} alert among {:?}", r.alerts.iter().map(|a| a.class_hint).collect::<Vec<_>>());
-    let alert = r.alerts.iter().find(|a| a.class_hint == class).expect("checked");
+    assert!(
+        right_alerts >= 1,
+        "{name}: no {class:?} alert among {:?}",
+        r.alerts.iter().map(|a| a.class_hint).collect::<Vec<_>>()
+    );
+    let alert = r
+        .alerts
+        .iter()
+        .find(|a| a.class_hint == class)
+        .expect("checked");
     assert!(!alert.explanation.is_empty());
-    assert!(alert.explanation[0].z >= f64::from(thr), "{:?}", alert.explanation);
+    assert!(
+        alert.explanation[0].z >= f64::from(thr),
+        "{:?}",
+        alert.explanation
+    );
     assert!(fp <= 0.002, "{name}: benign FPR {fp}");
 }
 
@@ -335,13 +461,27 @@ fn benign_after_baseline_raises_few_alerts() {
     let r = run(None, 60);
     let thr = DetectorConfig::default().alert_threshold;
     let fp = r.benign_scores.iter().filter(|s| **s >= thr).count();
-    eprintln!("benign: {} packets scored, {} at or above threshold, {} alerts", r.benign_scores.len(), fp, r.alerts.len());
+    eprintln!(
+        "benign: {} packets scored, {} at or above threshold, {} alerts",
+        r.benign_scores.len(),
+        fp,
+        r.alerts.len()
+    );
     let mut q = r.benign_scores.clone();
     q.sort_by(f32::total_cmp);
     let at = |p: f64| q[((q.len() - 1) as f64 * p) as usize];
-    eprintln!("benign score quantiles: p50 {} p99 {} p99.9 {} max {}", at(0.5), at(0.99), at(0.999), at(1.0));
+    eprintln!(
+        "benign score quantiles: p50 {} p99 {} p99.9 {} max {}",
+        at(0.5),
+        at(0.99),
+        at(0.999),
+        at(1.0)
+    );
     assert!(r.benign_scores.len() > 10_000);
-    assert!((fp as f64) <= 0.001 * r.benign_scores.len() as f64, "{fp} false positives");
+    assert!(
+        (fp as f64) <= 0.001 * r.benign_scores.len() as f64,
+        "{fp} false positives"
+    );
     assert!(r.alerts.len() <= 3, "{:?}", r.alerts);
 }
 
@@ -357,7 +497,13 @@ fn port_scan_detected() {
 
 #[test]
 fn dns_amplification_detected() {
-    check_class("dns_amplification", dns_amp, 20, ClassHint::DnsAmplification, 0.99);
+    check_class(
+        "dns_amplification",
+        dns_amp,
+        20,
+        ClassHint::DnsAmplification,
+        0.99,
+    );
 }
 
 #[test]
@@ -372,7 +518,13 @@ fn beaconing_detected() {
 
 #[test]
 fn lateral_movement_detected() {
-    check_class("lateral_movement", lateral, 60, ClassHint::LateralMovement, 0.95);
+    check_class(
+        "lateral_movement",
+        lateral,
+        60,
+        ClassHint::LateralMovement,
+        0.95,
+    );
 }
 
 #[test]
@@ -381,19 +533,29 @@ fn frames_are_parsed_through_tunnels_and_bad_frames_refused() {
     let outer = vxlan_wrap(&inner);
     let mut det = Detector::new(DetectorConfig::default()).expect("config");
     for (frame, tunnelled) in [(&inner, false), (&outer, true)] {
-        let m = PacketMeta::from_frame(5, frame, &ParseConfig::default()).expect("parses").expect("ip");
+        let m = PacketMeta::from_frame(5, frame, &ParseConfig::default())
+            .expect("parses")
+            .expect("ip");
         assert_eq!(m.src, ip(10, 0, 1, 5), "tunnelled {tunnelled}");
         assert_eq!(m.dst, ip(10, 0, 2, 1));
-        assert_eq!((m.sport, m.dport, m.tcp_flags, m.proto), (40_000, 80, SYN, TCP));
+        assert_eq!(
+            (m.sport, m.dport, m.tcp_flags, m.proto),
+            (40_000, 80, SYN, TCP)
+        );
         assert_eq!(m.len, 40);
         assert_eq!(m.payload_len, 0);
         let v = det.observe_frame(5, frame).expect("observes").expect("ip");
         assert!(v.learning);
     }
     let data = build_tcp_frame([10, 0, 1, 5], [10, 0, 2, 1], 40_000, 80, ACK | PSH, 123);
-    let m = PacketMeta::from_frame(6, &data, &ParseConfig::default()).expect("parses").expect("ip");
+    let m = PacketMeta::from_frame(6, &data, &ParseConfig::default())
+        .expect("parses")
+        .expect("ip");
     assert_eq!(m.payload_len, 123);
-    assert!(matches!(det.observe_frame(7, &inner[..20]), Err(DetectorError::Frame(_))));
+    assert!(matches!(
+        det.observe_frame(7, &inner[..20]),
+        Err(DetectorError::Frame(_))
+    ));
     let mut arp = vec![0xffu8; 12];
     arp.extend_from_slice(&[0x08, 0x06]);
     arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
@@ -406,10 +568,34 @@ fn frames_are_parsed_through_tunnels_and_bad_frames_refused() {
 #[test]
 fn bad_configuration_is_refused() {
     for (cfg, field) in [
-        (DetectorConfig { baseline_s: 0.0, ..Default::default() }, "baseline_s"),
-        (DetectorConfig { max_flows: 1, ..Default::default() }, "max_flows"),
-        (DetectorConfig { hst_depth: 40, ..Default::default() }, "hst_depth"),
-        (DetectorConfig { alert_threshold: f32::NAN, ..Default::default() }, "alert_threshold"),
+        (
+            DetectorConfig {
+                baseline_s: 0.0,
+                ..Default::default()
+            },
+            "baseline_s",
+        ),
+        (
+            DetectorConfig {
+                max_flows: 1,
+                ..Default::default()
+            },
+            "max_flows",
+        ),
+        (
+            DetectorConfig {
+                hst_depth: 40,
+                ..Default::default()
+            },
+            "hst_depth",
+        ),
+        (
+            DetectorConfig {
+                alert_threshold: f32::NAN,
+                ..Default::default()
+            },
+            "alert_threshold",
+        ),
     ] {
         match Detector::new(cfg) {
             Err(DetectorError::Config { field: f, .. }) => assert_eq!(f, field),
@@ -420,7 +606,14 @@ fn bad_configuration_is_refused() {
 
 #[test]
 fn memory_stays_bounded_under_a_spoofed_flood() {
-    let cfg = DetectorConfig { baseline_s: 1.0, max_hosts: 1000, max_pairs: 1000, max_flows: 1000, max_host_ports: 1000, ..Default::default() };
+    let cfg = DetectorConfig {
+        baseline_s: 1.0,
+        max_hosts: 1000,
+        max_pairs: 1000,
+        max_flows: 1000,
+        max_host_ports: 1000,
+        ..Default::default()
+    };
     let mut det = Detector::new(cfg).expect("config");
     let mut rng = SplitMix::new(3);
     for p in syn_flood(&mut rng, 0, 4) {
@@ -435,25 +628,54 @@ fn memory_stays_bounded_under_a_spoofed_flood() {
 fn alerts_serialize_and_are_rate_limited() {
     let r = run(Some(syn_flood), 20);
     // 100k flood packets, alerts about the one victim at most every 10 s.
-    let flood: Vec<&Alert> = r.alerts.iter().filter(|a| a.class_hint == ClassHint::SynFlood).collect();
+    let flood: Vec<&Alert> = r
+        .alerts
+        .iter()
+        .filter(|a| a.class_hint == ClassHint::SynFlood)
+        .collect();
     assert!(!flood.is_empty() && flood.len() <= 3, "{}", flood.len());
     let json = serde_json::to_string(flood[0]).expect("serialises");
     assert!(json.contains("\"class_hint\":\"syn_flood\""), "{json}");
     let back: Alert = serde_json::from_str(&json).expect("round trip");
     // serde_json's default float parsing may differ in the last bit.
     let a = flood[0];
-    assert_eq!((back.ts_ns, back.class_hint, back.src, back.dst), (a.ts_ns, a.class_hint, a.src, a.dst));
+    assert_eq!(
+        (back.ts_ns, back.class_hint, back.src, back.dst),
+        (a.ts_ns, a.class_hint, a.src, a.dst)
+    );
     assert_eq!(back.explanation.len(), a.explanation.len());
     for (x, y) in back.explanation.iter().zip(&a.explanation) {
         assert_eq!(x.feature, y.feature);
-        assert!((x.z - y.z).abs() < 1e-9 && (x.observed - y.observed).abs() <= 1e-9 * y.observed.abs());
+        assert!(
+            (x.z - y.z).abs() < 1e-9 && (x.observed - y.observed).abs() <= 1e-9 * y.observed.abs()
+        );
     }
 }
 
-fn build_tcp_frame(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, fl: u8, payload: usize) -> Vec<u8> {
+fn build_tcp_frame(
+    src: [u8; 4],
+    dst: [u8; 4],
+    sp: u16,
+    dp: u16,
+    fl: u8,
+    payload: usize,
+) -> Vec<u8> {
     let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
     let total = (40 + payload) as u16;
-    f.extend_from_slice(&[0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, TCP, 0, 0]);
+    f.extend_from_slice(&[
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        0,
+        0x40,
+        0,
+        64,
+        TCP,
+        0,
+        0,
+    ]);
     f.extend_from_slice(&src);
     f.extend_from_slice(&dst);
     f.extend_from_slice(&sp.to_be_bytes());
@@ -467,7 +689,20 @@ fn vxlan_wrap(inner: &[u8]) -> Vec<u8> {
     let mut f = vec![2, 0, 0, 0, 0, 9, 2, 0, 0, 0, 0, 8, 0x08, 0x00];
     let udp_len = (8 + 8 + inner.len()) as u16;
     let total = 20 + udp_len;
-    f.extend_from_slice(&[0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, UDP, 0, 0]);
+    f.extend_from_slice(&[
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        0,
+        0x40,
+        0,
+        64,
+        UDP,
+        0,
+        0,
+    ]);
     f.extend_from_slice(&[10, 254, 0, 1, 10, 254, 0, 2]);
     f.extend_from_slice(&50_000u16.to_be_bytes());
     f.extend_from_slice(&4789u16.to_be_bytes());
@@ -477,4 +712,3 @@ fn vxlan_wrap(inner: &[u8]) -> Vec<u8> {
     f.extend_from_slice(inner);
     f
 }
-
