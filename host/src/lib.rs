@@ -2,8 +2,9 @@
 //!
 //! - [`driver`]: the NIC driver. It is the only code that touches registers; everything else
 //!   programs the NIC through its [`driver::Nic`] API.
-//! - [`analysis`]: analysis of shadow traffic; [`analysis::trafficgen`] generates labelled
-//!   traffic (a benign mix and six attack classes) to develop and evaluate detectors on.
+//! - [`analysis`]: analysis of shadow traffic: the built-in streaming anomaly detector, and
+//!   [`analysis::trafficgen`], labelled traffic (a benign mix and six attack classes) to develop
+//!   and evaluate detectors on.
 //! - [`api`]: the HTTP/JSON API (axum) with its OpenAPI document.
 //! - [`control`]: the operations behind the API: validate, compile, commit, reconcile.
 //! - [`model`]: what tenants declare and ask for: networks, nodes, security groups, routes,

@@ -1,7 +1,10 @@
 //! Analysis of shadow traffic, and the data it is developed and evaluated on.
 //!
+//! - [`detector`]: the built-in streaming anomaly detector (damped per-host, per-pair and
+//!   per-flow statistics, half-space trees, sketches; alerts with explanations).
 //! - [`trafficgen`]: a seeded generator of labelled traffic (a benign mix and six attack
 //!   classes) for training and evaluating detectors in-process or through
 //!   `shadowctl traffic gen`.
 
+pub mod detector;
 pub mod trafficgen;

@@ -1,0 +1,1274 @@
+//! The built-in streaming anomaly detector.
+//!
+//! It reads shadow traffic packet by packet ([`Detector::observe`] for parsed packets,
+//! [`Detector::observe_frame`] for frames) and keeps, in fixed memory:
+//!
+//! - AfterImage-style damped statistics (Kitsune, NDSS 2018) of packet sizes and rates in
+//!   five windows (λ = 5, 3, 1, 0.1, 0.01 per second, see [`damped`]) per source host, per
+//!   host pair (both directions, with their covariance and correlation), per flow
+//!   (5-tuple), and per initiator host and service port (with its fan-out);
+//! - sketches ([`sketch`]): a decayed count-min with heavy hitters for SYNs per destination,
+//!   HyperLogLog counts of the ports, hosts and admin-port hosts each source opens flows to,
+//!   a Bloom filter of the host pairs seen in the baseline;
+//! - per-host DNS request and response bytes, per-pair established connections, burst
+//!   inter-arrival regularity per direction of a pair, per-flow duration and bytes.
+//!
+//! For the first [`DetectorConfig::baseline_s`] seconds it learns: the first quarter fixes
+//! the feature ranges, the rest fills the mass profile of the half-space trees ([`hst`]) and
+//! the baseline mean and spread of every rule feature; the last quarter also calibrates the
+//! trees' scores. After that it scores every packet: each attack class has a rule feature
+//! whose z-score against the baseline is the class score, the trees give a generic anomaly
+//! score, and the packet's score is the largest of them ([`Verdict`]). A score at or above
+//! [`DetectorConfig::alert_threshold`] raises an [`Alert`] with the features that moved,
+//! at most one per subject and class every [`DetectorConfig::alert_interval_s`].
+//!
+//! Memory is bounded by the table capacities in the configuration; when a table is full,
+//! idle entries are evicted first, then the least recently seen ones ([`table`]).
+
+pub mod damped;
+pub mod hst;
+mod meta;
+pub mod sketch;
+pub mod table;
+
+use core::net::IpAddr;
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use shadownet_wire::{ParseConfig, ParseError, tcp::flags};
+
+pub use meta::{PacketMeta, ip_key, key_ip};
+
+use damped::{DampedCounter, DampedCov, DampedStats};
+use hst::HsTrees;
+use sketch::{Bloom, DecayedCountMin, WindowedHll, hash128, mix64};
+use table::{BoundedMap, Stamped};
+
+/// Why the detector refused a configuration or a frame.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectorError {
+    /// The frame is malformed (the NIC's parser would drop it).
+    #[error("malformed frame: {0}")]
+    Frame(#[from] ParseError),
+    /// A configuration field is out of range.
+    #[error("invalid detector configuration: {field} {problem}")]
+    Config {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+}
+
+/// Tunables. [`Default`] is what the tests and the benchmark use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectorConfig {
+    /// Seconds of traffic (from the first packet) learnt as the baseline.
+    pub baseline_s: f64,
+    /// Score at or above which a packet raises an alert.
+    pub alert_threshold: f32,
+    /// Least seconds between two alerts of the same class about the same subject.
+    pub alert_interval_s: f64,
+    /// Smallest standard deviation (log2 units) a z-score divides by, so features that were
+    /// constant in the baseline do not turn noise into alerts.
+    pub z_floor: f64,
+    /// Most hosts tracked.
+    pub max_hosts: usize,
+    /// Most host pairs tracked.
+    pub max_pairs: usize,
+    /// Most flows tracked.
+    pub max_flows: usize,
+    /// Most (initiator host, service port) entries tracked.
+    pub max_host_ports: usize,
+    /// Seconds after which an idle entry may be evicted.
+    pub idle_s: f64,
+    /// Window (seconds) of the distinct ports and hosts a source opens flows to (scans).
+    pub scan_window_s: f64,
+    /// Window (seconds) of the distinct hosts a source reaches on admin ports.
+    pub fanout_window_s: f64,
+    /// Gap (seconds) of silence in one direction of a pair that starts a new burst.
+    pub burst_gap_s: f64,
+    /// Bursts a new pair needs before its regularity counts (fewer make benign pairs look
+    /// regular by chance).
+    pub beacon_min_bursts: u32,
+    /// Trees in the half-space forest.
+    pub hst_trees: usize,
+    /// Depth of each tree.
+    pub hst_depth: u32,
+    /// Seed of the trees.
+    pub seed: u64,
+    /// VXLAN UDP port the parser looks through (0: none).
+    pub vxlan_port: u16,
+    /// Geneve UDP port the parser looks through (0: none).
+    pub geneve_port: u16,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        let p = ParseConfig::default();
+        DetectorConfig {
+            baseline_s: 60.0,
+            alert_threshold: 6.5,
+            alert_interval_s: 10.0,
+            z_floor: 0.5,
+            max_hosts: 32_768,
+            max_pairs: 65_536,
+            max_flows: 131_072,
+            max_host_ports: 65_536,
+            idle_s: 300.0,
+            scan_window_s: 10.0,
+            fanout_window_s: 120.0,
+            burst_gap_s: 1.0,
+            beacon_min_bursts: 8,
+            hst_trees: 16,
+            hst_depth: 10,
+            seed: 0x5eed_da7a,
+            vxlan_port: p.vxlan_port,
+            geneve_port: p.geneve_port,
+        }
+    }
+}
+
+impl DetectorConfig {
+    fn validate(&self) -> Result<(), DetectorError> {
+        let bad = |field, problem| Err(DetectorError::Config { field, problem });
+        let pos = |x: f64| x.is_finite() && x > 0.0;
+        if !pos(self.baseline_s) {
+            return bad("baseline_s", "must be a positive number of seconds");
+        }
+        if !(self.alert_threshold.is_finite() && self.alert_threshold > 0.0) {
+            return bad("alert_threshold", "must be positive");
+        }
+        if !(self.alert_interval_s.is_finite() && self.alert_interval_s >= 0.0) {
+            return bad("alert_interval_s", "must be zero or more seconds");
+        }
+        if !pos(self.z_floor) {
+            return bad("z_floor", "must be positive");
+        }
+        for (field, v) in [
+            ("idle_s", self.idle_s),
+            ("scan_window_s", self.scan_window_s),
+            ("fanout_window_s", self.fanout_window_s),
+            ("burst_gap_s", self.burst_gap_s),
+        ] {
+            if !pos(v) {
+                return bad(field, "must be a positive number of seconds");
+            }
+        }
+        for (field, v) in [
+            ("max_hosts", self.max_hosts),
+            ("max_pairs", self.max_pairs),
+            ("max_flows", self.max_flows),
+            ("max_host_ports", self.max_host_ports),
+        ] {
+            if !(8..=1 << 26).contains(&v) {
+                return bad(field, "must be between 8 and 2^26");
+            }
+        }
+        if !(3..=1_000_000).contains(&self.beacon_min_bursts) {
+            return bad("beacon_min_bursts", "must be between 3 and 1000000");
+        }
+        if !(1..=256).contains(&self.hst_trees) {
+            return bad("hst_trees", "must be between 1 and 256");
+        }
+        if !(2..=16).contains(&self.hst_depth) {
+            return bad("hst_depth", "must be between 2 and 16");
+        }
+        Ok(())
+    }
+}
+
+/// The attack class a score points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassHint {
+    /// SYNs to one destination far above its baseline rate.
+    SynFlood,
+    /// One source opening flows to many ports or hosts.
+    PortScan,
+    /// DNS responses to a host far beyond what it asked for.
+    DnsAmplification,
+    /// Many established, nearly idle connections from one source to one server.
+    Slowloris,
+    /// Regular bursts between a pair of hosts (command and control, exfiltration).
+    Beaconing,
+    /// One source reaching many hosts on administrative ports.
+    LateralMovement,
+    /// Unusual traffic features without a matching rule (the half-space trees).
+    Anomaly,
+}
+
+impl ClassHint {
+    /// All classes, in the order of [`Verdict::class_scores`].
+    pub const ALL: [ClassHint; 7] = [
+        ClassHint::SynFlood,
+        ClassHint::PortScan,
+        ClassHint::DnsAmplification,
+        ClassHint::Slowloris,
+        ClassHint::Beaconing,
+        ClassHint::LateralMovement,
+        ClassHint::Anomaly,
+    ];
+
+    /// Whether alerts of this class concern the destination (the victim of a flood) rather
+    /// than the source (often spoofed, or the attacker).
+    pub fn about_destination(self) -> bool {
+        matches!(self, ClassHint::SynFlood | ClassHint::DnsAmplification)
+    }
+}
+
+/// Number of classes.
+pub const NCLASS: usize = ClassHint::ALL.len();
+
+/// The detector's answer for one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Whether the detector is still learning its baseline (scores are then 0).
+    pub learning: bool,
+    /// The packet's anomaly score: the largest class score (baseline standard deviations).
+    pub score: f32,
+    /// The class with the largest score.
+    pub class_hint: ClassHint,
+    /// The score of every class, in the order of [`ClassHint::ALL`]; 0 where a class does
+    /// not apply to the packet.
+    pub class_scores: [f32; NCLASS],
+    /// Whether this packet raised an alert (see [`Detector::take_alerts`]).
+    pub alerted: bool,
+}
+
+impl Verdict {
+    /// The score of `class`.
+    pub fn class_score(&self, class: ClassHint) -> f32 {
+        let i = ClassHint::ALL.iter().position(|c| *c == class).unwrap_or(0);
+        self.class_scores[i]
+    }
+}
+
+/// One feature that moved, in an alert's explanation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureDeviation {
+    /// Feature name.
+    pub feature: String,
+    /// Its baseline mean (in the feature's own unit).
+    pub baseline: f64,
+    /// Its value for the packet that raised the alert.
+    pub observed: f64,
+    /// Baseline standard deviations between the two (on the log scale the detector uses).
+    pub z: f64,
+}
+
+/// An anomaly alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Time of the packet that raised it.
+    pub ts_ns: u64,
+    /// Its score.
+    pub score: f32,
+    /// The class it points at.
+    pub class_hint: ClassHint,
+    /// Source address of the packet.
+    pub src: IpAddr,
+    /// Destination address of the packet.
+    pub dst: IpAddr,
+    /// IP protocol of the packet.
+    pub proto: u8,
+    /// Source port of the packet.
+    pub sport: u16,
+    /// Destination port of the packet.
+    pub dport: u16,
+    /// The features that moved, most deviant first.
+    pub explanation: Vec<FeatureDeviation>,
+}
+
+/// Counters of what the detector has seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetectorStats {
+    /// Packets observed.
+    pub packets: u64,
+    /// Frames that were well formed but not IP.
+    pub not_ip: u64,
+    /// Frames refused as malformed.
+    pub malformed: u64,
+    /// Alerts raised.
+    pub alerts: u64,
+    /// Alerts suppressed by the per-subject rate limit.
+    pub alerts_suppressed: u64,
+    /// Hosts, pairs, flows and host-ports tracked now.
+    pub tracked: [u64; 4],
+    /// Entries evicted from those tables so far.
+    pub evicted: [u64; 4],
+}
+
+// ---------------------------------------------------------------------------------------
+// Features
+
+/// How a feature value relates to the quantity it names (for explanations).
+#[derive(Clone, Copy)]
+enum Unit {
+    /// The feature is `log2(1 + q)`.
+    Log1p,
+    /// The feature is `log2(q)`.
+    Log,
+    /// The feature is `q`.
+    Plain,
+}
+
+impl Unit {
+    fn natural(self, v: f64) -> f64 {
+        match self {
+            Unit::Log1p => v.exp2() - 1.0,
+            Unit::Log => v.exp2(),
+            Unit::Plain => v,
+        }
+    }
+}
+
+/// Rule features: named per-packet scalars with a learnt baseline.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(usize)]
+enum Rf {
+    SynRateToDst,
+    HalfOpenRatio,
+    SynRateFromSrc,
+    PortsBySrc,
+    HostsBySrc,
+    DnsRespRate,
+    DnsRespReqRatio,
+    DnsPairRatio,
+    OpenConnsPair,
+    FlowByteRate,
+    BurstRegularity,
+    PairBytesOutIn,
+    AdminHostsBySrc,
+    NewPair,
+    HstAnomaly,
+}
+
+const NRF: usize = 15;
+
+const RF_INFO: [(&str, Unit); NRF] = [
+    ("syn_rate_to_dst_per_s", Unit::Log1p),
+    ("syn_to_synack_ratio_dst", Unit::Log),
+    ("syn_rate_from_src_per_s", Unit::Log1p),
+    ("distinct_dst_ports_opened_by_src", Unit::Log1p),
+    ("distinct_hosts_opened_by_src", Unit::Log1p),
+    ("dns_response_bytes_to_dst_per_s", Unit::Log1p),
+    ("dns_response_to_request_bytes_dst", Unit::Log),
+    ("dns_bytes_from_server_over_to_server", Unit::Log),
+    ("established_conns_src_to_dst", Unit::Log1p),
+    ("flow_bytes_per_s", Unit::Log1p),
+    ("burst_interval_mean_over_std", Unit::Log),
+    ("pair_bytes_out_over_in", Unit::Log),
+    ("admin_port_hosts_by_src_all_and_new_log2", Unit::Plain),
+    ("pair_new_since_baseline", Unit::Plain),
+    ("hst_anomaly_log2", Unit::Plain),
+];
+
+/// The rule feature behind each class score (and the supporting ones an alert explains).
+const CLASS_RULES: [(Rf, &[Rf]); NCLASS] = [
+    (Rf::SynRateToDst, &[Rf::HalfOpenRatio, Rf::SynRateFromSrc]),
+    (Rf::PortsBySrc, &[Rf::HostsBySrc]),
+    (Rf::DnsRespRate, &[Rf::DnsRespReqRatio, Rf::DnsPairRatio]),
+    (Rf::OpenConnsPair, &[Rf::FlowByteRate]),
+    (Rf::BurstRegularity, &[Rf::PairBytesOutIn]),
+    (Rf::AdminHostsBySrc, &[Rf::NewPair]),
+    (Rf::HstAnomaly, &[]),
+];
+
+/// Running mean and variance (Welford).
+#[derive(Debug, Clone, Copy, Default)]
+struct Welford {
+    n: f64,
+    mean: f64,
+    m2: f64,
+}
+
+impl Welford {
+    #[inline]
+    fn add(&mut self, x: f64) {
+        self.n += 1.0;
+        let d = x - self.mean;
+        self.mean += d / self.n;
+        self.m2 += d * (x - self.mean);
+    }
+
+    fn std(&self) -> f64 {
+        if self.n > 1.0 {
+            (self.m2 / (self.n - 1.0)).sqrt()
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Dimensions of the half-space trees' feature vector.
+const HD: usize = 22;
+
+const HST_NAMES: [&str; HD] = [
+    "src_pkts_l5",
+    "src_pkts_l3",
+    "src_pkts_l1",
+    "src_pkts_l0.1",
+    "src_pkts_l0.01",
+    "src_size_mean_l1",
+    "src_size_mean_l0.1",
+    "src_size_std_l1",
+    "pair_pkts_l5",
+    "pair_pkts_l1",
+    "pair_pkts_l0.1",
+    "pair_magnitude_l1",
+    "pair_radius_l1",
+    "pair_pcc_l1",
+    "flow_pkts_l5",
+    "flow_pkts_l1",
+    "flow_size_mean_l1",
+    "flow_size_std_l1",
+    "flow_duration_s",
+    "flow_bytes",
+    "hostport_pkts_l1",
+    "hostport_fanout",
+];
+
+/// `log2(1 + x)`.
+#[inline]
+fn log2p1(x: f64) -> f64 {
+    x.max(0.0).ln_1p() * core::f64::consts::LOG2_E
+}
+
+/// A fast monotone approximation of `log2(1 + x)` for `x ≥ 0` (error below 0.09): the
+/// float's exponent and mantissa read as a fixed-point number.
+#[inline]
+fn flog2p1(x: f64) -> f32 {
+    let y = (1.0 + x.max(0.0)) as f32;
+    y.to_bits() as f32 * (1.0 / (1u32 << 23) as f32) - 127.0
+}
+
+// ---------------------------------------------------------------------------------------
+// State
+
+#[derive(Debug, Clone, Default)]
+struct HostState {
+    last_ns: u64,
+    size: DampedStats,
+    ports: WindowedHll,
+    hosts: WindowedHll,
+    admin_hosts: WindowedHll,
+    /// Admin-port hosts this host had not talked to in the baseline.
+    novel_admin_hosts: WindowedHll,
+    synack_tx: DampedCounter,
+    syn_tx: DampedCounter,
+    dns_req_tx: DampedCounter,
+    dns_resp_rx: DampedCounter,
+}
+
+impl Stamped for HostState {
+    fn last_seen_ns(&self) -> u64 {
+        self.last_ns
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Burst {
+    last_pkt_ns: u64,
+    last_burst_ns: u64,
+    bursts: u32,
+    mean: f64,
+    var: f64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct PairState {
+    last_ns: u64,
+    cov: DampedCov,
+    bytes: [u64; 2],
+    established: [u32; 2],
+    burst: [Burst; 2],
+    /// First seen after the part of the baseline that defines "known" pairs: during the
+    /// baseline, after its first quarter; while scoring, not in the baseline at all.
+    novel: bool,
+}
+
+impl Stamped for PairState {
+    fn last_seen_ns(&self) -> u64 {
+        self.last_ns
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct FlowState {
+    first_ns: u64,
+    last_ns: u64,
+    size: DampedStats,
+    bytes: u64,
+    initiator: u8,
+    syn: bool,
+    synack: bool,
+    established: bool,
+    /// FIN or RST seen: the connection does not count as established again.
+    finished: bool,
+}
+
+impl Stamped for FlowState {
+    fn last_seen_ns(&self) -> u64 {
+        self.last_ns
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct HostPortState {
+    last_ns: u64,
+    pkts: DampedCounter,
+    fanout: WindowedHll,
+}
+
+impl Stamped for HostPortState {
+    fn last_seen_ns(&self) -> u64 {
+        self.last_ns
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct PairKey {
+    lo: u128,
+    hi: u128,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey {
+    lo: u128,
+    hi: u128,
+    plo: u16,
+    phi: u16,
+    proto: u8,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct HostPortKey {
+    host: u128,
+    port: u16,
+    proto: u8,
+}
+
+/// Ports of remote administration and file sharing, where lateral movement happens.
+const ADMIN_PORTS: [u16; 9] = [22, 23, 135, 139, 445, 3389, 5900, 5985, 5986];
+
+const DNS_PORT: u16 = 53;
+
+/// Decay (per second) of the per-host counters and the SYN sketch.
+const RATE_LAMBDA: f64 = 1.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Feature ranges are being measured.
+    Ranges,
+    /// Tree masses and rule baselines are being learnt.
+    Mass,
+    /// Rule baselines and the trees' score distribution are being learnt.
+    Calibrate,
+    /// Scoring.
+    Score,
+}
+
+/// The streaming anomaly detector. See the [module docs](self).
+pub struct Detector {
+    cfg: DetectorConfig,
+    parse: ParseConfig,
+    start_ns: Option<u64>,
+    phase: Phase,
+    hosts: BoundedMap<u128, HostState>,
+    pairs: BoundedMap<PairKey, PairState>,
+    flows: BoundedMap<FlowKey, FlowState>,
+    host_ports: BoundedMap<HostPortKey, HostPortState>,
+    syn_cm: DecayedCountMin,
+    baseline_pairs: Bloom,
+    trees: HsTrees,
+    lo: [f32; HD],
+    hi: [f32; HD],
+    scale: [f32; HD],
+    hst_dims: [Welford; HD],
+    rules: [Welford; NRF],
+    last_alert: HashMap<(u128, ClassHint), u64, std::hash::BuildHasherDefault<table::FastHasher>>,
+    alerts: Vec<Alert>,
+    stats: DetectorStats,
+    scan_ns: u64,
+    fanout_ns: u64,
+    burst_gap_ns: u64,
+}
+
+/// Feature values of one packet.
+struct Features {
+    rule: [Option<f64>; NRF],
+    /// The source was seen during the baseline.
+    known_src: bool,
+    hst: [f32; HD],
+}
+
+fn secs_ns(s: f64) -> u64 {
+    (s * 1e9) as u64
+}
+
+impl Detector {
+    /// A detector with `cfg`, learning from the first packet it sees.
+    pub fn new(cfg: DetectorConfig) -> Result<Self, DetectorError> {
+        cfg.validate()?;
+        let idle = secs_ns(cfg.idle_s);
+        Ok(Detector {
+            parse: ParseConfig {
+                vxlan_port: cfg.vxlan_port,
+                geneve_port: cfg.geneve_port,
+            },
+            start_ns: None,
+            phase: Phase::Ranges,
+            hosts: BoundedMap::new(cfg.max_hosts, idle),
+            pairs: BoundedMap::new(cfg.max_pairs, idle),
+            flows: BoundedMap::new(cfg.max_flows, idle),
+            host_ports: BoundedMap::new(cfg.max_host_ports, idle),
+            syn_cm: DecayedCountMin::new(4096, 4, RATE_LAMBDA, 50_000_000, 16),
+            baseline_pairs: Bloom::new(cfg.max_pairs * 16, 4),
+            trees: HsTrees::new(HD, cfg.hst_trees, cfg.hst_depth, cfg.seed),
+            lo: [f32::INFINITY; HD],
+            hi: [f32::NEG_INFINITY; HD],
+            scale: [1.0; HD],
+            hst_dims: [Welford::default(); HD],
+            rules: [Welford::default(); NRF],
+            last_alert: HashMap::default(),
+            alerts: Vec::new(),
+            stats: DetectorStats::default(),
+            scan_ns: secs_ns(cfg.scan_window_s),
+            fanout_ns: secs_ns(cfg.fanout_window_s),
+            burst_gap_ns: secs_ns(cfg.burst_gap_s),
+            cfg,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DetectorConfig {
+        &self.cfg
+    }
+
+    /// Whether the baseline is complete and packets are being scored.
+    pub fn is_scoring(&self) -> bool {
+        self.phase == Phase::Score
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> DetectorStats {
+        let mut s = self.stats;
+        s.tracked = [
+            self.hosts.len() as u64,
+            self.pairs.len() as u64,
+            self.flows.len() as u64,
+            self.host_ports.len() as u64,
+        ];
+        s.evicted = [
+            self.hosts.evicted(),
+            self.pairs.evicted(),
+            self.flows.evicted(),
+            self.host_ports.evicted(),
+        ];
+        s
+    }
+
+    /// The learnt baseline of every rule feature: name, mean, standard deviation (on the
+    /// log2 scale the detector scores on, except `pair_new_since_baseline` and
+    /// `hst_anomaly_log2`) and number of packets it was learnt from.
+    pub fn baseline(&self) -> Vec<(&'static str, f64, f64, u64)> {
+        RF_INFO
+            .iter()
+            .zip(&self.rules)
+            .map(|((name, _), w)| (*name, w.mean, w.std(), w.n as u64))
+            .collect()
+    }
+
+    /// Alerts raised since the last call.
+    pub fn take_alerts(&mut self) -> Vec<Alert> {
+        std::mem::take(&mut self.alerts)
+    }
+
+    /// The destinations receiving the most SYNs now, with their SYN rate per second.
+    pub fn syn_heavy_hitters(&self) -> Vec<(IpAddr, f32)> {
+        self.syn_cm
+            .heavy_hitters()
+            .into_iter()
+            .map(|(k, c)| (key_ip(k), self.syn_cm.rate(c)))
+            .collect()
+    }
+
+    /// Observes one Ethernet frame captured at `ts_ns`. `Ok(None)` for frames that are not
+    /// IP; an error (and nothing learnt) for malformed frames.
+    pub fn observe_frame(
+        &mut self,
+        ts_ns: u64,
+        frame: &[u8],
+    ) -> Result<Option<Verdict>, DetectorError> {
+        match PacketMeta::from_frame(ts_ns, frame, &self.parse) {
+            Ok(Some(m)) => Ok(Some(self.observe(&m))),
+            Ok(None) => {
+                self.stats.not_ip += 1;
+                Ok(None)
+            }
+            Err(e) => {
+                self.stats.malformed += 1;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Observes one packet: updates the state, learns or scores.
+    pub fn observe(&mut self, m: &PacketMeta) -> Verdict {
+        self.stats.packets += 1;
+        let ts = m.ts_ns.max(1);
+        let start = *self.start_ns.get_or_insert(ts);
+        self.advance_phase(ts.saturating_sub(start));
+        let f = self.update(m, ts);
+        match self.phase {
+            Phase::Ranges => {
+                self.learn_ranges(&f.hst);
+                self.learning_verdict()
+            }
+            Phase::Mass => {
+                let x = self.normalise(&f.hst);
+                self.trees.learn(&x);
+                self.learn_rules(&f.rule);
+                self.learning_verdict()
+            }
+            Phase::Calibrate => {
+                let x = self.normalise(&f.hst);
+                let a = self.hst_anomaly(&x);
+                self.rules[Rf::HstAnomaly as usize].add(a);
+                for (w, v) in self.hst_dims.iter_mut().zip(x) {
+                    w.add(f64::from(v));
+                }
+                self.learn_rules(&f.rule);
+                self.learning_verdict()
+            }
+            Phase::Score => {
+                let x = self.normalise(&f.hst);
+                let mut rule = f.rule;
+                rule[Rf::HstAnomaly as usize] = Some(self.hst_anomaly(&x));
+                self.score(m, ts, &rule, f.known_src, &x)
+            }
+        }
+    }
+
+    fn learning_verdict(&self) -> Verdict {
+        Verdict {
+            learning: true,
+            score: 0.0,
+            class_hint: ClassHint::Anomaly,
+            class_scores: [0.0; NCLASS],
+            alerted: false,
+        }
+    }
+
+    fn advance_phase(&mut self, elapsed_ns: u64) {
+        let t = elapsed_ns as f64 * 1e-9;
+        let b = self.cfg.baseline_s;
+        let next = if t < 0.25 * b {
+            Phase::Ranges
+        } else if t < 0.75 * b {
+            Phase::Mass
+        } else if t < b {
+            Phase::Calibrate
+        } else {
+            Phase::Score
+        };
+        if next == self.phase {
+            return;
+        }
+        if self.phase == Phase::Ranges {
+            // Widen each range a little so baseline values do not sit on the cube's faces.
+            for i in 0..HD {
+                if self.lo[i] > self.hi[i] {
+                    self.lo[i] = 0.0;
+                    self.hi[i] = 1.0;
+                }
+                let span = (self.hi[i] - self.lo[i]).max(0.5);
+                self.lo[i] -= 0.1 * span;
+                self.scale[i] = 1.0 / (1.2 * span);
+            }
+        }
+        if next == Phase::Calibrate || next == Phase::Score {
+            // Stop descending below 0.1% of the learnt mass (at least 2 packets).
+            let limit = (self.trees.trained() / 1000).clamp(2, u64::from(u32::MAX));
+            self.trees.set_size_limit(limit as u32);
+        }
+        if next == Phase::Score {
+            tracing::info!(
+                packets = self.stats.packets,
+                trained = self.trees.trained(),
+                "detector baseline learnt; scoring"
+            );
+        }
+        self.phase = next;
+    }
+
+    fn learn_ranges(&mut self, x: &[f32; HD]) {
+        for ((lo, hi), &v) in self.lo.iter_mut().zip(&mut self.hi).zip(x) {
+            *lo = lo.min(v);
+            *hi = hi.max(v);
+        }
+    }
+
+    fn learn_rules(&mut self, rule: &[Option<f64>; NRF]) {
+        for (w, v) in self.rules.iter_mut().zip(rule) {
+            if let Some(v) = v {
+                w.add(*v);
+            }
+        }
+    }
+
+    #[inline]
+    fn normalise(&self, x: &[f32; HD]) -> [f32; HD] {
+        let mut out = [0f32; HD];
+        for i in 0..HD {
+            out[i] = (x[i] - self.lo[i]) * self.scale[i];
+        }
+        out
+    }
+
+    /// `-log2` of the trees' mass score, relative to the training size: higher is more
+    /// anomalous.
+    #[inline]
+    fn hst_anomaly(&self, x: &[f32; HD]) -> f64 {
+        let s = self.trees.score(x);
+        let n = self.trees.trained().max(1) as f64 * self.cfg.hst_trees as f64;
+        -((s + 1.0) / n).log2()
+    }
+
+    #[inline]
+    fn z(&self, rf: Rf, v: f64) -> f64 {
+        let w = &self.rules[rf as usize];
+        (v - w.mean) / w.std().max(self.cfg.z_floor)
+    }
+
+    fn score(
+        &mut self,
+        m: &PacketMeta,
+        ts: u64,
+        rule: &[Option<f64>; NRF],
+        known_src: bool,
+        x: &[f32; HD],
+    ) -> Verdict {
+        let mut class_scores = [0f32; NCLASS];
+        for (c, (main, _)) in CLASS_RULES.iter().enumerate() {
+            if let Some(v) = rule[*main as usize] {
+                class_scores[c] = self.z(*main, v).max(0.0) as f32;
+            }
+        }
+        // A host that was there in the baseline and sends SYNs at its usual pace is a client
+        // of the flooded server, not part of the flood.
+        if known_src && let Some(v) = rule[Rf::SynRateFromSrc as usize] {
+            let zs = self.z(Rf::SynRateFromSrc, v).max(0.0) as f32;
+            class_scores[0] = class_scores[0].min(zs);
+        }
+        // A DNS flood needs both the volume and the imbalance; the class score is their
+        // mean so a busy but balanced resolver client does not look like a victim.
+        if let (Some(_), Some(r)) = (
+            rule[Rf::DnsRespRate as usize],
+            rule[Rf::DnsRespReqRatio as usize],
+        ) {
+            let zr = self.z(Rf::DnsRespReqRatio, r).max(0.0) as f32;
+            class_scores[2] = 0.5 * (class_scores[2] + zr);
+        }
+        // A resolver the baseline knew answers what it was asked: only its own imbalance
+        // towards this client makes it a reflector.
+        if known_src && let Some(v) = rule[Rf::DnsPairRatio as usize] {
+            let zp = self.z(Rf::DnsPairRatio, v).max(0.0) as f32;
+            class_scores[2] = class_scores[2].min(zp);
+        }
+        let (best, score) = class_scores.iter().enumerate().fold(
+            (ClassHint::ALL.len() - 1, 0f32),
+            |acc, (i, s)| {
+                if *s > acc.1 { (i, *s) } else { acc }
+            },
+        );
+        let class_hint = ClassHint::ALL[best];
+        let mut alerted = false;
+        if score >= self.cfg.alert_threshold {
+            alerted = self.raise(m, ts, score, class_hint, rule, x);
+        }
+        Verdict {
+            learning: false,
+            score,
+            class_hint,
+            class_scores,
+            alerted,
+        }
+    }
+
+    fn raise(
+        &mut self,
+        m: &PacketMeta,
+        ts: u64,
+        score: f32,
+        class: ClassHint,
+        rule: &[Option<f64>; NRF],
+        x: &[f32; HD],
+    ) -> bool {
+        let subject = ip_key(if class.about_destination() {
+            m.dst
+        } else {
+            m.src
+        });
+        let interval = secs_ns(self.cfg.alert_interval_s);
+        if let Some(&last) = self.last_alert.get(&(subject, class))
+            && ts.saturating_sub(last) < interval
+        {
+            self.stats.alerts_suppressed += 1;
+            return false;
+        }
+        if self.last_alert.len() >= 65_536 {
+            let cutoff = ts.saturating_sub(interval);
+            self.last_alert.retain(|_, t| *t >= cutoff);
+        }
+        self.last_alert.insert((subject, class), ts);
+
+        let mut explanation = Vec::new();
+        let i = ClassHint::ALL.iter().position(|c| *c == class).unwrap_or(0);
+        let (main, support) = CLASS_RULES[i];
+        for rf in std::iter::once(main).chain(support.iter().copied()) {
+            if let Some(v) = rule[rf as usize] {
+                let (name, unit) = RF_INFO[rf as usize];
+                explanation.push(FeatureDeviation {
+                    feature: name.to_owned(),
+                    baseline: unit.natural(self.rules[rf as usize].mean),
+                    observed: unit.natural(v),
+                    z: self.z(rf, v),
+                });
+            }
+        }
+        if class == ClassHint::Anomaly {
+            // Which of the trees' dimensions moved furthest from the calibration traffic.
+            let mut dims: Vec<FeatureDeviation> = (0..HD)
+                .map(|d| {
+                    let w = &self.hst_dims[d];
+                    FeatureDeviation {
+                        feature: HST_NAMES[d].to_owned(),
+                        baseline: w.mean,
+                        observed: f64::from(x[d]),
+                        z: (f64::from(x[d]) - w.mean) / w.std().max(0.01),
+                    }
+                })
+                .collect();
+            dims.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()));
+            explanation.extend(dims.into_iter().take(4));
+        }
+        self.stats.alerts += 1;
+        tracing::debug!(?class, score, src = %m.src, dst = %m.dst, "detector alert");
+        self.alerts.push(Alert {
+            ts_ns: ts,
+            score,
+            class_hint: class,
+            src: m.src,
+            dst: m.dst,
+            proto: m.proto,
+            sport: m.sport,
+            dport: m.dport,
+            explanation,
+        });
+        true
+    }
+
+    /// Updates every table with the packet and computes its features.
+    fn update(&mut self, m: &PacketMeta, ts: u64) -> Features {
+        let s = ip_key(m.src);
+        let d = ip_key(m.dst);
+        let len = f64::from(m.len);
+        let tcp = m.is_tcp();
+        let udp = m.is_udp();
+        let syn = tcp && m.tcp_flags & flags::SYN != 0 && m.tcp_flags & flags::ACK == 0;
+        let synack = tcp && m.tcp_flags & (flags::SYN | flags::ACK) == (flags::SYN | flags::ACK);
+        let mut rule: [Option<f64>; NRF] = [None; NRF];
+        let mut hst = [0f32; HD];
+
+        // Flow first: its eviction releases established connections of pairs.
+        let (lo, hi, plo, phi, dir) = if (s, m.sport) <= (d, m.dport) {
+            (s, d, m.sport, m.dport, 0u8)
+        } else {
+            (d, s, m.dport, m.sport, 1u8)
+        };
+        let fkey = FlowKey {
+            lo,
+            hi,
+            plo,
+            phi,
+            proto: m.proto,
+        };
+        let pkey = PairKey { lo, hi };
+        let Detector { flows, pairs, .. } = self;
+        let (flow, created) = flows.entry_or_insert(
+            fkey,
+            ts,
+            || FlowState {
+                first_ns: ts,
+                initiator: dir,
+                ..FlowState::default()
+            },
+            |k, v| {
+                if v.established
+                    && let Some(p) = pairs.get_mut(&PairKey { lo: k.lo, hi: k.hi })
+                {
+                    let e = &mut p.established[usize::from(v.initiator)];
+                    *e = e.saturating_sub(1);
+                }
+            },
+        );
+        flow.last_ns = ts;
+        flow.size.update(ts, len);
+        flow.bytes += u64::from(m.len);
+        let from_initiator = dir == flow.initiator;
+        let mut opened = false;
+        let mut closed = false;
+        if tcp {
+            if syn && from_initiator {
+                flow.syn = true;
+            } else if synack && !from_initiator {
+                flow.synack = true;
+            } else if from_initiator
+                && flow.synack
+                && !flow.established
+                && !flow.finished
+                && m.tcp_flags & flags::ACK != 0
+                && m.tcp_flags & (flags::RST | flags::FIN) == 0
+            {
+                flow.established = true;
+                opened = true;
+            }
+            if m.tcp_flags & (flags::FIN | flags::RST) != 0 {
+                flow.finished = true;
+                if flow.established {
+                    flow.established = false;
+                    closed = true;
+                }
+            }
+        }
+        let initiator = flow.initiator;
+        let dur = ts.saturating_sub(flow.first_ns) as f64 * 1e-9;
+        let fw1 = flow.size.win[2];
+        hst[14] = flog2p1(flow.size.win[0].w);
+        hst[15] = flog2p1(fw1.w);
+        hst[16] = flog2p1(fw1.mean());
+        hst[17] = flog2p1(fw1.std());
+        hst[18] = flog2p1(dur);
+        hst[19] = flog2p1(flow.bytes as f64);
+        if tcp && from_initiator && m.payload_len > 0 {
+            rule[Rf::FlowByteRate as usize] = Some(log2p1(flow.bytes as f64 / dur.max(1.0)));
+        }
+
+        // Pair.
+        let pair_hash = u128::from(hash128(lo, 1)) << 64 | u128::from(hash128(hi, 2));
+        let phase = self.phase;
+        let baseline_pairs = &mut self.baseline_pairs;
+        let (pair, pair_created) =
+            self.pairs
+                .entry_or_insert(pkey, ts, PairState::default, |_, _| {});
+        if pair_created {
+            pair.novel = match phase {
+                Phase::Ranges => false,
+                _ => !baseline_pairs.contains(pair_hash),
+            };
+            if phase != Phase::Score {
+                baseline_pairs.insert(pair_hash);
+            }
+        }
+        pair.last_ns = ts;
+        pair.cov.update(ts, usize::from(dir), len);
+        let di = usize::from(dir);
+        pair.bytes[di] += u64::from(m.len);
+        let ii = usize::from(initiator);
+        if opened {
+            pair.established[ii] = pair.established[ii].saturating_add(1);
+        }
+        if closed {
+            pair.established[ii] = pair.established[ii].saturating_sub(1);
+        }
+        let b = &mut pair.burst[di];
+        if b.last_pkt_ns == 0 || ts.saturating_sub(b.last_pkt_ns) >= self.burst_gap_ns {
+            if b.last_burst_ns != 0 {
+                let iat = ts.saturating_sub(b.last_burst_ns) as f64 * 1e-9;
+                // Welford over the intervals, turning into an exponentially weighted
+                // average after 16 of them so old behaviour fades; `var` holds the sum of
+                // squared deviations.
+                let n = f64::from(b.bursts.min(16));
+                let dlt = iat - b.mean;
+                b.mean += dlt / n;
+                b.var =
+                    b.var * if b.bursts >= 16 { 15.0 / 16.0 } else { 1.0 } + dlt * (iat - b.mean);
+            }
+            b.bursts = b.bursts.saturating_add(1);
+            b.last_burst_ns = ts;
+        }
+        b.last_pkt_ns = ts;
+        // Regularity only counts on pairs the baseline did not know: the baseline has its
+        // own periodic traffic (health checks, keep-alives, NTP) that is benign by definition.
+        if b.bursts >= self.cfg.beacon_min_bursts && pair.novel {
+            // Sample standard deviation of the intervals (bursts - 1 of them).
+            let sd = (b.var / f64::from(b.bursts.min(17) - 2)).max(0.0).sqrt();
+            rule[Rf::BurstRegularity as usize] =
+                Some((b.mean / (sd + 0.01 * b.mean + 0.001)).max(1e-3).log2());
+            let out = pair.bytes[di] as f64;
+            let inn = pair.bytes[1 - di] as f64;
+            rule[Rf::PairBytesOutIn as usize] = Some(((out + 1.0) / (inn + 1.0)).log2());
+        }
+        if udp && m.sport == DNS_PORT {
+            let out = pair.bytes[di] as f64;
+            let inn = pair.bytes[1 - di] as f64;
+            rule[Rf::DnsPairRatio as usize] = Some(((out + 1.0) / (inn + 64.0)).log2());
+        }
+        if tcp {
+            rule[Rf::OpenConnsPair as usize] = Some(log2p1(f64::from(pair.established[ii])));
+        }
+        let novel = pair.novel;
+        if created {
+            rule[Rf::NewPair as usize] = Some(if novel { 1.0 } else { 0.0 });
+        }
+        let c = &pair.cov;
+        let pw = &c.dir[di].win;
+        hst[8] = flog2p1(pw[0].w);
+        hst[9] = flog2p1(pw[2].w);
+        hst[10] = flog2p1(pw[3].w);
+        hst[11] = flog2p1(c.magnitude(2));
+        hst[12] = flog2p1(c.radius(2));
+        hst[13] = c.pcc(2) as f32;
+
+        // Source host.
+        let scan_ns = self.scan_ns;
+        let fanout_ns = self.fanout_ns;
+        let (host, host_created) = self
+            .hosts
+            .entry_or_insert(s, ts, HostState::default, |_, _| {});
+        host.last_ns = ts;
+        host.size.update(ts, len);
+        // The flow's service port: where lateral movement and scans aim.
+        let service = if from_initiator { m.dport } else { m.sport };
+        let admin = ADMIN_PORTS.contains(&service);
+        if created && from_initiator {
+            host.ports.insert_hash(
+                ts,
+                scan_ns,
+                mix64(u64::from(m.dport) << 8 | u64::from(m.proto)),
+            );
+            host.hosts.insert_hash(ts, scan_ns, hash128(d, 3));
+            if admin {
+                host.admin_hosts.insert_hash(ts, fanout_ns, hash128(d, 4));
+                if novel {
+                    host.novel_admin_hosts
+                        .insert_hash(ts, fanout_ns, hash128(d, 4));
+                }
+            }
+        }
+        if synack {
+            host.synack_tx.add(ts, RATE_LAMBDA, 1.0);
+        }
+        if syn {
+            host.syn_tx.add(ts, RATE_LAMBDA, 1.0);
+            rule[Rf::SynRateFromSrc as usize] = Some(log2p1(host.syn_tx.rate(ts, RATE_LAMBDA)));
+        }
+        if udp && m.dport == DNS_PORT {
+            host.dns_req_tx.add(ts, RATE_LAMBDA, len);
+        }
+        for (i, w) in host.size.win.iter().enumerate() {
+            hst[i] = flog2p1(w.w);
+        }
+        hst[5] = flog2p1(host.size.win[2].mean());
+        hst[6] = flog2p1(host.size.win[3].mean());
+        hst[7] = flog2p1(host.size.win[2].std());
+        let src_counts = (
+            host.ports.estimate(ts, scan_ns),
+            host.hosts.estimate(ts, scan_ns),
+            log2p1(f64::from(host.admin_hosts.estimate(ts, fanout_ns)))
+                + log2p1(f64::from(host.novel_admin_hosts.estimate(ts, fanout_ns))),
+        );
+        // Hosts seen in the baseline, in the same Bloom filter as pairs (a disjoint key
+        // space: the low half of a host key is a constant).
+        let host_key = u128::from(hash128(s, 6)) << 64 | 0x686f_7374;
+        let known_src = if phase == Phase::Score {
+            (syn || udp) && self.baseline_pairs.contains(host_key)
+        } else {
+            if host_created {
+                self.baseline_pairs.insert(host_key);
+            }
+            false
+        };
+
+        // Scan and fan-out features belong to the flow's initiator, so its peers' answers
+        // (RSTs to a scanner, replies to a pivot) score with it.
+        if tcp || udp {
+            let (ports, hosts, admins) = if from_initiator {
+                src_counts
+            } else {
+                self.hosts.get(&d).map_or((0.0, 0.0, 0.0), |h| {
+                    (
+                        h.ports.estimate(ts, scan_ns),
+                        h.hosts.estimate(ts, scan_ns),
+                        log2p1(f64::from(h.admin_hosts.estimate(ts, fanout_ns)))
+                            + log2p1(f64::from(h.novel_admin_hosts.estimate(ts, fanout_ns))),
+                    )
+                })
+            };
+            rule[Rf::PortsBySrc as usize] = Some(log2p1(f64::from(ports)));
+            rule[Rf::HostsBySrc as usize] = Some(log2p1(f64::from(hosts)));
+            if admin {
+                rule[Rf::AdminHostsBySrc as usize] = Some(admins);
+            }
+        }
+
+        // Destination host, only where a rule needs it.
+        if syn {
+            let c = self.syn_cm.add(ts, d, 1.0);
+            let rate = f64::from(self.syn_cm.rate(c));
+            rule[Rf::SynRateToDst as usize] = Some(log2p1(rate));
+            let answered = self
+                .hosts
+                .get(&d)
+                .map_or(0.0, |h| h.synack_tx.rate(ts, RATE_LAMBDA));
+            rule[Rf::HalfOpenRatio as usize] = Some(((1.0 + rate) / (1.0 + answered)).log2());
+        }
+        if udp && m.sport == DNS_PORT {
+            let (victim, _) = self
+                .hosts
+                .entry_or_insert(d, ts, HostState::default, |_, _| {});
+            victim.last_ns = victim.last_ns.max(ts);
+            victim.dns_resp_rx.add(ts, RATE_LAMBDA, len);
+            let resp = victim.dns_resp_rx.rate(ts, RATE_LAMBDA);
+            let req = victim.dns_req_tx.rate(ts, RATE_LAMBDA);
+            rule[Rf::DnsRespRate as usize] = Some(log2p1(resp));
+            rule[Rf::DnsRespReqRatio as usize] = Some(((resp + 1.0) / (req + 64.0)).log2());
+        }
+
+        // The initiator's service: rate and fan-out per (initiator host, service port).
+        let (ihost, ohost, iport) = if from_initiator {
+            (s, d, m.dport)
+        } else {
+            (d, s, m.sport)
+        };
+        let (hp, _) = self.host_ports.entry_or_insert(
+            HostPortKey {
+                host: ihost,
+                port: iport,
+                proto: m.proto,
+            },
+            ts,
+            HostPortState::default,
+            |_, _| {},
+        );
+        hp.last_ns = ts;
+        hp.pkts.add(ts, RATE_LAMBDA, 1.0);
+        if created {
+            hp.fanout.insert_hash(ts, fanout_ns, hash128(ohost, 5));
+        }
+        hst[20] = flog2p1(hp.pkts.rate(ts, RATE_LAMBDA));
+        hst[21] = flog2p1(f64::from(hp.fanout.estimate(ts, fanout_ns)));
+
+        Features {
+            rule,
+            known_src,
+            hst,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
