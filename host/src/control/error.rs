@@ -25,6 +25,27 @@ pub struct QuotaExceeded {
     pub over_by: u64,
 }
 
+impl QuotaExceeded {
+    /// Refuses `requested` when it is above `allowed`, naming the limit and by how much.
+    pub fn check(
+        limit: &str,
+        allowed: u64,
+        current: u64,
+        requested: u64,
+    ) -> Result<(), ControlError> {
+        if requested <= allowed {
+            return Ok(());
+        }
+        Err(ControlError::Quota(QuotaExceeded {
+            limit: limit.into(),
+            allowed,
+            current,
+            requested,
+            over_by: requested - allowed,
+        }))
+    }
+}
+
 /// Why an operation failed. Every variant leaves the store and the NIC as they were, except
 /// [`ControlError::Device`] after a committed change (the change is durable and the
 /// reconciler retries).

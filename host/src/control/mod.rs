@@ -113,6 +113,17 @@ pub struct Versioned<T> {
     pub object: T,
 }
 
+impl<T> Versioned<T> {
+    /// The object as written by the version `meta` describes.
+    pub fn at(meta: &VersionMeta, object: T) -> Versioned<T> {
+        Versioned {
+            version: meta.version,
+            updated_at_ms: meta.created_at_ms,
+            object,
+        }
+    }
+}
+
 /// A version in an object's history.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct HistoryEntry {
@@ -307,27 +318,19 @@ impl<D: Device> Controller<D> {
                     .unwrap_or(0) as u64;
                 // Only a change that grows a tenant past its limit is refused; one that
                 // shrinks an over-limit tenant (after a limit was lowered) goes through.
-                if *entries as u64 > allowed && *entries as u64 > now {
-                    return Err(ControlError::Quota(QuotaExceeded {
-                        limit: "max_table_entries".into(),
-                        allowed,
-                        current: now,
-                        requested: *entries as u64,
-                        over_by: *entries as u64 - allowed,
-                    }));
+                if *entries as u64 > now {
+                    QuotaExceeded::check("max_table_entries", allowed, now, *entries as u64)?;
                 }
             }
         }
         let slots_json = serde_json::to_string(&slots)
             .map_err(|e| ControlError::Conflict(format!("rule slots: {e}")))?;
-        let mut write = Some(write);
         let mut failure: Option<ControlError> = None;
         let out = self.store.transact(|tx| {
-            let w = write.take().expect("transact runs its closure once");
-            match w(tx) {
+            match write(tx) {
                 Ok(v) => {
                     tx.set_meta(SLOTS_META, &slots_json)?;
-                    Ok(Some(v))
+                    Ok(v)
                 }
                 Err(ControlError::Store(e)) => Err(e),
                 Err(e) => {
@@ -337,11 +340,7 @@ impl<D: Device> Controller<D> {
                 }
             }
         });
-        let value = match out {
-            Ok(Some(v)) => v,
-            Ok(None) => unreachable!("the closure returns Some on success"),
-            Err(e) => return Err(failure.unwrap_or(ControlError::Store(e))),
-        };
+        let value = out.map_err(|e| failure.unwrap_or(ControlError::Store(e)))?;
         let report = self.reconciler.reconcile(&mut self.nic, &compiled.plan)?;
         self.compiled = Some(compiled);
         Ok((value, SyncReport::from(&report)))
@@ -435,14 +434,7 @@ impl<D: Device> Controller<D> {
             )?;
             Ok(m)
         })?;
-        Ok((
-            Versioned {
-                version: meta.version,
-                updated_at_ms: meta.created_at_ms,
-                object: tenant,
-            },
-            token,
-        ))
+        Ok((Versioned::at(&meta, tenant), token))
     }
 
     /// Issues another token for a tenant.
@@ -557,11 +549,7 @@ impl<D: Device> Controller<D> {
             tx.audit(Some(name), &caller.actor, "tenant.update", name, &body)?;
             Ok(m)
         })?;
-        Ok(Versioned {
-            version: meta.version,
-            updated_at_ms: meta.created_at_ms,
-            object: tenant,
-        })
+        Ok(Versioned::at(&meta, tenant))
     }
 
     /// What a tenant uses of its limits.
@@ -582,17 +570,12 @@ impl<D: Device> Controller<D> {
     fn check_stored_bytes(&self, tenant: &str, adding: u64) -> Result<(), ControlError> {
         let allowed = self.tenant_obj(tenant)?.object.limits.max_stored_bytes;
         let current = self.store.stored_bytes(tenant)?;
-        let requested = current.saturating_add(adding);
-        if requested > allowed {
-            return Err(ControlError::Quota(QuotaExceeded {
-                limit: "max_stored_bytes".into(),
-                allowed,
-                current,
-                requested,
-                over_by: requested - allowed,
-            }));
-        }
-        Ok(())
+        QuotaExceeded::check(
+            "max_stored_bytes",
+            allowed,
+            current,
+            current.saturating_add(adding),
+        )
     }
 
     fn uplink_mbps(&self) -> u64 {
@@ -643,22 +626,11 @@ impl<D: Device> Controller<D> {
                 &id,
                 &serde_json::json!({"version": m.version}),
             )?;
-            let out = Versioned {
-                version: m.version,
-                updated_at_ms: m.created_at_ms,
-                object: net.clone(),
-            };
+            let out = Versioned::at(&m, net.clone());
             record_idem(tx, &tenant, idem, 201, &out)?;
             Ok((m, ()))
         })?;
-        Ok((
-            Versioned {
-                version: meta.version,
-                updated_at_ms: meta.created_at_ms,
-                object: net,
-            },
-            report,
-        ))
+        Ok((Versioned::at(&meta, net), report))
     }
 
     /// Replaces a network with a new version. `expect`: the version the caller last saw
@@ -731,14 +703,7 @@ impl<D: Device> Controller<D> {
             )?;
             Ok(m)
         })?;
-        Ok((
-            Versioned {
-                version: meta.version,
-                updated_at_ms: meta.created_at_ms,
-                object: net,
-            },
-            report,
-        ))
+        Ok((Versioned::at(&meta, net), report))
     }
 
     /// A network: the current version, or an earlier one.
@@ -748,44 +713,66 @@ impl<D: Device> Controller<D> {
         name: &str,
         version: Option<u64>,
     ) -> Result<Versioned<Network>, ControlError> {
+        self.tenant_object(
+            kind::NETWORK,
+            ("network", "network version"),
+            caller,
+            name,
+            version,
+        )
+    }
+
+    /// A tenant's object of a kind: the current version, or version `version`. `what` names
+    /// the object and its versions in errors; another tenant's object is not found.
+    fn tenant_object<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        what: (&'static str, &'static str),
+        caller: &Caller,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<Versioned<T>, ControlError> {
         let tenant = caller.tenant()?;
         let id = object_id(tenant, name);
-        let not_found = || ControlError::NotFound {
-            kind: "network",
-            name: name.into(),
+        let Some(v) = version else {
+            return versioned(self.store.get(kind, &id)?.ok_or_else(|| {
+                ControlError::NotFound {
+                    kind: what.0,
+                    name: name.into(),
+                }
+            })?);
         };
-        match version {
-            None => versioned(self.store.get(kind::NETWORK, &id)?.ok_or_else(not_found)?),
-            Some(v) => {
-                let r = self
-                    .store
-                    .version(kind::NETWORK, &id, v)?
-                    .filter(|r| r.tenant == tenant)
-                    .ok_or_else(|| ControlError::NotFound {
-                        kind: "network version",
-                        name: format!("{name}@{v}"),
-                    })?;
-                let body = r.body.ok_or_else(|| ControlError::NotFound {
-                    kind: "network version",
-                    name: format!("{name}@{v} (a deletion)"),
-                })?;
-                Ok(Versioned {
-                    version: r.meta.version,
-                    updated_at_ms: r.meta.created_at_ms,
-                    object: from_json(body)?,
-                })
-            }
-        }
+        let r = self
+            .store
+            .version(kind, &id, v)?
+            .filter(|r| r.tenant == tenant)
+            .ok_or_else(|| ControlError::NotFound {
+                kind: what.1,
+                name: format!("{name}@{v}"),
+            })?;
+        let body = r.body.ok_or_else(|| ControlError::NotFound {
+            kind: what.1,
+            name: format!("{name}@{v} (a deletion)"),
+        })?;
+        Ok(Versioned::at(&r.meta, from_json(body)?))
+    }
+
+    /// The caller's objects of a kind, by name.
+    fn tenant_objects<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        caller: &Caller,
+    ) -> Result<Vec<Versioned<T>>, ControlError> {
+        self.store
+            .list(kind, Some(caller.tenant()?))?
+            .into_iter()
+            .map(versioned)
+            .collect()
     }
 
     /// The caller's networks.
     pub fn list_networks(&self, caller: &Caller) -> Result<Vec<Versioned<Network>>, ControlError> {
-        let tenant = caller.tenant()?;
-        self.store
-            .list(kind::NETWORK, Some(tenant))?
-            .into_iter()
-            .map(versioned)
-            .collect()
+        self.tenant_objects(kind::NETWORK, caller)
     }
 
     /// Deletes a network; refused while shadows of it are alive.
@@ -913,11 +900,7 @@ impl<D: Device> Controller<D> {
             tx.audit(Some(&tenant), &caller.actor, "automation.put", &id, &body)?;
             Ok(m)
         })?;
-        Ok(Versioned {
-            version: meta.version,
-            updated_at_ms: meta.created_at_ms,
-            object: rule,
-        })
+        Ok(Versioned::at(&meta, rule))
     }
 
     /// The caller's automation rules.
@@ -925,12 +908,7 @@ impl<D: Device> Controller<D> {
         &self,
         caller: &Caller,
     ) -> Result<Vec<Versioned<Automation>>, ControlError> {
-        let tenant = caller.tenant()?;
-        self.store
-            .list(kind::AUTOMATION, Some(tenant))?
-            .into_iter()
-            .map(versioned)
-            .collect()
+        self.tenant_objects(kind::AUTOMATION, caller)
     }
 
     /// Deletes an automation rule.

@@ -14,8 +14,7 @@ use utoipa::ToSchema;
 
 use super::{
     Caller, ControlError, Controller, Idempotency, QuotaExceeded, SHADOW_VNI_BASE, SyncReport,
-    Versioned, World, from_json, kind, object_id, record_idem, to_json, versioned,
-    world::mirror_mbps,
+    Versioned, World, from_json, kind, object_id, record_idem, to_json, world::mirror_mbps,
 };
 use crate::{
     driver::Device,
@@ -114,18 +113,7 @@ impl<D: Device> Controller<D> {
         // Limits, each refused with its name and by how much.
         let usage = world.usage(tenant, self.uplink_mbps());
         let quota = |limit: &str, allowed: u64, current: u64, add: u64| {
-            let requested = current + add;
-            if requested > allowed {
-                Err(ControlError::Quota(QuotaExceeded {
-                    limit: limit.into(),
-                    allowed,
-                    current,
-                    requested,
-                    over_by: requested - allowed,
-                }))
-            } else {
-                Ok(())
-            }
+            QuotaExceeded::check(limit, allowed, current, current + add)
         };
         quota(
             "max_shadows",
@@ -133,21 +121,13 @@ impl<D: Device> Controller<D> {
             usage.shadows as u64,
             1,
         )?;
-        if spec.ttl_s > limits.max_shadow_lifetime_s {
-            return Err(ControlError::Quota(QuotaExceeded {
-                limit: "max_shadow_lifetime_s".into(),
-                allowed: limits.max_shadow_lifetime_s,
-                current: 0,
-                requested: spec.ttl_s,
-                over_by: spec.ttl_s - limits.max_shadow_lifetime_s,
-            }));
-        }
-        let uplink = self.uplink_mbps();
-        let mbps = if spec.capacity.mbps == 0 {
-            uplink
-        } else {
-            spec.capacity.mbps as u64
-        };
+        QuotaExceeded::check(
+            "max_shadow_lifetime_s",
+            limits.max_shadow_lifetime_s,
+            0,
+            spec.ttl_s,
+        )?;
+        let mbps = mirror_mbps(&spec.capacity, self.uplink_mbps());
         quota(
             "max_mirror_mbps",
             limits.max_mirror_mbps as u64,
@@ -161,8 +141,9 @@ impl<D: Device> Controller<D> {
             spec.policy.rules.len() as u64,
         )?;
 
+        let used_vnis = world.vnis();
         let vni = (SHADOW_VNI_BASE..=shadownet_hw::layout::VNI_MAX)
-            .find(|v| !world.vnis().contains_key(v))
+            .find(|v| !used_vnis.contains_key(v))
             .ok_or_else(|| ControlError::Conflict("no free shadow VNI".into()))?;
         let used_sessions: BTreeSet<u16> = world
             .tenants
@@ -231,18 +212,11 @@ impl<D: Device> Controller<D> {
                 &id,
                 &serde_json::json!({"vni": vni, "session": session, "network_version": net_version, "trigger": shadow.trigger}),
             )?;
-            let out = Versioned { version: m.version, updated_at_ms: m.created_at_ms, object: shadow.clone() };
+            let out = Versioned::at(&m, shadow.clone());
             record_idem(tx, tenant, idem, 201, &out)?;
             Ok(m)
         })?;
-        Ok((
-            Versioned {
-                version: meta.version,
-                updated_at_ms: meta.created_at_ms,
-                object: shadow,
-            },
-            report,
-        ))
+        Ok((Versioned::at(&meta, shadow), report))
     }
 
     /// A shadow: the current version or an earlier one.
@@ -252,42 +226,18 @@ impl<D: Device> Controller<D> {
         name: &str,
         version: Option<u64>,
     ) -> Result<Versioned<Shadow>, ControlError> {
-        let tenant = caller.tenant()?;
-        let id = object_id(tenant, name);
-        match version {
-            None => versioned(self.store.get(kind::SHADOW, &id)?.ok_or_else(|| {
-                ControlError::NotFound {
-                    kind: "shadow",
-                    name: name.into(),
-                }
-            })?),
-            Some(v) => {
-                let r = self
-                    .store
-                    .version(kind::SHADOW, &id, v)?
-                    .filter(|r| r.tenant == tenant)
-                    .and_then(|r| r.body.map(|b| (r.meta, b)))
-                    .ok_or_else(|| ControlError::NotFound {
-                        kind: "shadow version",
-                        name: format!("{name}@{v}"),
-                    })?;
-                Ok(Versioned {
-                    version: r.0.version,
-                    updated_at_ms: r.0.created_at_ms,
-                    object: from_json(r.1)?,
-                })
-            }
-        }
+        self.tenant_object(
+            kind::SHADOW,
+            ("shadow", "shadow version"),
+            caller,
+            name,
+            version,
+        )
     }
 
     /// The caller's shadows.
     pub fn list_shadows(&self, caller: &Caller) -> Result<Vec<Versioned<Shadow>>, ControlError> {
-        let tenant = caller.tenant()?;
-        self.store
-            .list(kind::SHADOW, Some(tenant))?
-            .into_iter()
-            .map(versioned)
-            .collect()
+        self.tenant_objects(kind::SHADOW, caller)
     }
 
     /// A shadow's history, oldest first.
@@ -334,23 +284,17 @@ impl<D: Device> Controller<D> {
         }
         let before = world.usage(&tenant, self.uplink_mbps());
         let uplink = self.uplink_mbps();
-        let old_mbps = mirror_mbps(&shadow, uplink);
+        let old_mbps = mirror_mbps(&shadow.spec.capacity, uplink);
         let old_rules = shadow.spec.policy.rules.len() as u64;
         edit(&mut shadow.spec);
         shadow.spec.name = Some(name.to_string());
         validate_shadow_spec(&shadow.spec, &captured).map_err(ControlError::Invalid)?;
-        let new_mbps = mirror_mbps(&shadow, uplink);
+        let new_mbps = mirror_mbps(&shadow.spec.capacity, uplink);
         let new_rules = shadow.spec.policy.rules.len() as u64;
+        // Only growth is checked: lowering a shadow's capacity always goes through.
         let check = |limit: &str, allowed: u64, current: u64, old: u64, new: u64| {
-            let requested = current - old + new;
-            if new > old && requested > allowed {
-                Err(ControlError::Quota(QuotaExceeded {
-                    limit: limit.into(),
-                    allowed,
-                    current,
-                    requested,
-                    over_by: requested - allowed,
-                }))
+            if new > old {
+                QuotaExceeded::check(limit, allowed, current, current - old + new)
             } else {
                 Ok(())
             }
@@ -393,14 +337,7 @@ impl<D: Device> Controller<D> {
             )?;
             Ok(m)
         })?;
-        Ok((
-            Versioned {
-                version: meta.version,
-                updated_at_ms: meta.created_at_ms,
-                object: shadow,
-            },
-            report,
-        ))
+        Ok((Versioned::at(&meta, shadow), report))
     }
 
     /// Raises or lowers a shadow's analysis capacity (mirror bandwidth, sampling) on its own.
@@ -512,8 +449,7 @@ impl<D: Device> Controller<D> {
             ShadowState::Expired => "expired",
             _ => "completed",
         };
-        let mut removed = 0;
-        if shadow.state == ShadowState::Active {
+        let removed = if shadow.state == ShadowState::Active {
             // Phase 1: a version that takes the shadow out of the desired state.
             shadow.state = state;
             world.put_shadow(tenant, shadow.clone(), version, captured);
@@ -537,11 +473,11 @@ impl<D: Device> Controller<D> {
                 )?;
                 Ok(m)
             })?;
-            removed = report.removed;
+            report.removed
         } else {
             // A teardown a crash interrupted: make sure the NIC is in step first.
-            removed = self.resync()?.1.removed.max(removed);
-        }
+            self.resync()?.1.removed
+        };
         // Phase 2: prove the NIC holds nothing of it, then forget it.
         let left = self.shadow_entries_on_nic(shadow.vni, shadow.session)?;
         if left > 0 {

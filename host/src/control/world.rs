@@ -9,7 +9,7 @@ use super::{ControlError, SHADOW_VNI_BASE, Usage, from_json, kind, object_id};
 use crate::{
     driver::PortConfig,
     model::{
-        Network, Shadow, ShadowState, Tenant,
+        Capacity, Network, Shadow, ShadowState, Tenant,
         compile::{Compiled, SlotAllocator, TenantState, compile, local_node},
     },
     store::Store,
@@ -293,7 +293,7 @@ impl World {
                     continue;
                 }
                 u.shadows += 1;
-                u.mirror_mbps += mirror_mbps(s, uplink_mbps);
+                u.mirror_mbps += mirror_mbps(&s.spec.capacity, uplink_mbps);
                 u.mirror_rules += s.spec.policy.rules.len() as u32;
             }
         }
@@ -302,10 +302,10 @@ impl World {
 }
 
 /// The bandwidth a shadow may mirror: its policer, or the whole uplink when uncapped.
-pub fn mirror_mbps(s: &Shadow, uplink_mbps: u64) -> u64 {
-    if s.spec.capacity.mbps == 0 {
+pub fn mirror_mbps(capacity: &Capacity, uplink_mbps: u64) -> u64 {
+    if capacity.mbps == 0 {
         uplink_mbps
     } else {
-        s.spec.capacity.mbps as u64
+        capacity.mbps as u64
     }
 }
