@@ -615,7 +615,7 @@ fn reopen_after_close_keeps_everything() {
     {
         let mut s = Store::open(&root).unwrap();
         assert_eq!(s.path(), Some(root.join(DB_FILE).as_path()));
-        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(s.schema_version().unwrap(), 3);
         put(
             &mut s,
             "network",
@@ -753,7 +753,7 @@ fn migrates_a_v1_database() {
         .unwrap();
     }
     let mut s = Store::open(dir.path()).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 2);
+    assert_eq!(s.schema_version().unwrap(), 3);
     assert!(s.integrity_check().unwrap().is_empty());
     let n = s.get("network", "n").unwrap().unwrap();
     assert_eq!(
@@ -783,11 +783,20 @@ fn migrates_a_v1_database() {
     assert_eq!(s.stored_bytes("t1").unwrap(), 7 + 7 + 2 + 11 + 5);
     assert_eq!(s.transact(|t| t.purge("network", "n")).unwrap(), 7 + 7 + 5);
     assert_eq!(s.audit_log(Some("t1"), 10).unwrap().len(), 1);
+    // What step 3 added works on the migrated data: findings count as stored bytes and go
+    // with the object they are attached to.
+    let before = s.stored_bytes("t1").unwrap();
+    s.transact(|t| t.add_finding("shadow", "s", 50, None, &json!({"f": 1})))
+        .unwrap();
+    assert_eq!(s.stored_bytes("t1").unwrap(), before + 7);
+    assert_eq!(s.findings("t1", None, None, 10).unwrap().len(), 1);
+    assert_eq!(s.transact(|t| t.purge("shadow", "s")).unwrap(), 2 + 11 + 7);
+    assert!(s.findings("t1", None, None, 10).unwrap().is_empty());
     drop(s);
     // Opening again applies nothing more.
     assert_eq!(
         Store::open(dir.path()).unwrap().schema_version().unwrap(),
-        2
+        3
     );
 }
 

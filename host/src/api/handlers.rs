@@ -19,12 +19,18 @@ use super::{
 };
 use crate::{
     control::{
-        AlertOutcome, Backend, Caller, HistoryEntry, Idempotency, InjectReport, NicStatus,
-        QuotaExceeded, SyncReport, Teardown, TenantView, Usage, Versioned,
+        AlertOutcome, Backend, CaptureSource, Caller, Correlation, Finding, FindingQuery,
+        HistoryEntry, Idempotency, Incident, IncidentState, IngestReport, InjectReport,
+        NicStatus, PolicyAction, PortCounters, ProductionVm, ProposeRequest, QuotaExceeded,
+        ShadowRef, SignatureCount, SyncReport, Teardown, TenantView, TrialRequest, Usage,
+        Versioned, parse_events, parse_timestamp,
     },
     model::{
-        AlertReport, Automation, Capacity, MirrorPolicy, Network, Node, Shadow, ShadowSpec, Tenant,
-        diff::Change, validate::FieldError,
+        AlertReport, Automation, BlockRule, Capacity, MirrorPolicy, Mitigation, MitigationPolicy,
+        MitigationState, Network, Node, Shadow, ShadowSpec, Tenant,
+        diff::Change,
+        mitigation::{GroupKey, MitigationMode, TrialReport, VmVolume, Volume},
+        validate::FieldError,
     },
     reconcile::TableDiff,
     store::AuditRecord,
@@ -757,7 +763,7 @@ impl Modify for BearerAuth {
 /// The OpenAPI document of the API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "shadownet", description = "Traffic shadowing on the NIC: tenants, networks, shadows, versions, policies."),
+    info(title = "shadownet", description = "Traffic shadowing on the NIC: tenants, networks, shadows, versions, policies, findings, incidents, mitigation."),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     paths(
@@ -767,10 +773,333 @@ impl Modify for BearerAuth {
         list_shadows, get_shadow, delete_shadow, complete_shadow, shadow_capacity,
         shadow_policy, shadow_history, shadow_diff, shadow_rollback, put_automation,
         list_automations, delete_automation, report_alert, audit, nic_status, nic_drift,
-        nic_resync, nic_reset, sim_inject
+        nic_resync, nic_reset, sim_inject, ingest_findings, list_findings, list_incidents,
+        get_incident, close_incident, get_mitigation_policy, put_mitigation_policy,
+        list_mitigations, propose_mitigation, get_mitigation, commit_mitigation,
+        withdraw_mitigation, trial_mitigation
     ),
     components(schemas(Problem, FieldError, QuotaExceeded, Usage, TenantView, CreatedTenant,
         IssuedToken, RollbackRequest, SyncReport, Teardown, AlertOutcome, HistoryEntry,
-        NicStatus, InjectReport, Change, AuditRecord))
+        NicStatus, InjectReport, Change, AuditRecord, Finding, Correlation, ProductionVm,
+        PortCounters, Incident, IncidentState, SignatureCount, IncidentDetail, IngestReport,
+        PolicyAction, MitigationPolicy, MitigationMode, GroupKey, Mitigation, MitigationState,
+        BlockRule, ProposeRequest, MitigationChange, TrialRequest, TrialReport, Volume,
+        VmVolume))
 )]
 pub struct ApiDoc;
+
+// ---- findings, incidents, mitigation -------------------------------------------------------
+
+/// Largest findings batch or uploaded trial capture accepted, in bytes.
+pub const FINDINGS_LIMIT: usize = 16 << 20;
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn is_json(ct: &str) -> bool {
+    ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
+}
+
+/// Findings from a shadow's analysis nodes: one Suricata-EVE alert, or a batch as NDJSON
+/// (`application/x-ndjson`) or a JSON array. Each is correlated to production, stored with
+/// the shadow and grouped into incidents; the tenant's mitigation policy then acts. A batch
+/// with one bad event is refused whole (422, every problem with its path
+/// `events/<i>/<field>`).
+#[utoipa::path(post, path = "/v1/shadows/{shadow}/findings", tag = "findings",
+    params(("shadow" = String, Path)),
+    request_body(content = Object, description = "EVE alert(s): JSON object, JSON array or NDJSON",
+        content_type = "application/x-ndjson"),
+    responses((status = 201, body = IngestReport), (status = "4XX", body = Problem)))]
+pub async fn ingest_findings<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(shadow): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let ct = content_type(&headers);
+    if !(is_json(&ct) || ct == "application/x-ndjson" || ct == "application/jsonl") {
+        return Err(Problem::unsupported_media(
+            "findings are JSON or NDJSON: send 'Content-Type: application/json' or 'application/x-ndjson'",
+        ));
+    }
+    let events = parse_events(&body).map_err(|errors| {
+        let mut p = Problem::bad_request(
+            errors
+                .iter()
+                .map(|f| format!("{}: {}", f.path, f.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        );
+        p.errors = errors;
+        p
+    })?;
+    let tenant = caller.tenant()?.to_string();
+    let v = s
+        .ctl
+        .call(move |c| {
+            c.ingest_findings(
+                ShadowRef::Name {
+                    tenant,
+                    name: shadow,
+                },
+                events,
+                &caller.actor,
+            )
+        })
+        .await??;
+    Ok(json(StatusCode::CREATED, &v))
+}
+
+/// The caller's findings, oldest first (`?shadow=NAME`, `?since=` unix ms or RFC 3339,
+/// `?limit=N`, default 1000).
+#[utoipa::path(get, path = "/v1/findings", tag = "findings",
+    params(("shadow" = Option<String>, Query), ("since" = Option<String>, Query),
+        ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = Vec<Finding>), (status = "4XX", body = Problem)))]
+pub async fn list_findings<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let args = QueryArgs::parse(q.as_deref());
+    let since_ms = match args.text("since") {
+        None => None,
+        Some(v) => Some(match v.parse::<i64>() {
+            Ok(ms) => ms,
+            Err(_) => parse_timestamp(v).map_err(|e| {
+                Problem::bad_request(format!(
+                    "query parameter 'since': {e} (or unix milliseconds)"
+                ))
+            })?,
+        }),
+    };
+    let query = FindingQuery {
+        shadow: args.text("shadow").map(str::to_string),
+        since_ms,
+        limit: args.number::<usize>("limit")?.unwrap_or(1000).min(100_000),
+    };
+    let v = s
+        .ctl
+        .call(move |c| c.list_findings(&caller, &query))
+        .await??;
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// The caller's incidents, by id.
+#[utoipa::path(get, path = "/v1/incidents", tag = "findings",
+    responses((status = 200, body = Vec<Incident>), (status = "4XX", body = Problem)))]
+pub async fn list_incidents<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+) -> ApiResult {
+    let v = s.ctl.call(move |c| c.list_incidents(&caller)).await??;
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// An incident with its findings.
+#[derive(Serialize, ToSchema)]
+pub struct IncidentDetail {
+    /// The incident.
+    pub incident: Incident,
+    /// Its findings still stored (a purged shadow's findings go with it).
+    pub findings: Vec<Finding>,
+}
+
+fn incident_id(id: &str) -> Result<u64, Problem> {
+    id.parse()
+        .map_err(|_| Problem::not_found(format!("incident '{id}' does not exist")))
+}
+
+/// One incident with its findings.
+#[utoipa::path(get, path = "/v1/incidents/{id}", tag = "findings",
+    params(("id" = u64, Path)),
+    responses((status = 200, body = IncidentDetail), (status = "4XX", body = Problem)))]
+pub async fn get_incident<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let id = incident_id(&id)?;
+    let (incident, findings) = s.ctl.call(move |c| c.get_incident(&caller, id)).await??;
+    Ok(json(StatusCode::OK, &IncidentDetail { incident, findings }))
+}
+
+/// Closes an incident (new findings open a new one; its mitigations stay).
+#[utoipa::path(post, path = "/v1/incidents/{id}/close", tag = "findings",
+    params(("id" = u64, Path)),
+    responses((status = 200, body = Incident), (status = "4XX", body = Problem)))]
+pub async fn close_incident<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let id = incident_id(&id)?;
+    let v = s.ctl.call(move |c| c.close_incident(&caller, id)).await??;
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// The caller's mitigation policy (version 0: the defaults, none stored).
+#[utoipa::path(get, path = "/v1/mitigation-policy", tag = "mitigation",
+    responses((status = 200, body = MitigationPolicy), (status = "4XX", body = Problem)))]
+pub async fn get_mitigation_policy<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+) -> ApiResult {
+    let v = s
+        .ctl
+        .call(move |c| c.get_mitigation_policy(&caller))
+        .await??;
+    Ok(with_version(StatusCode::OK, &v))
+}
+
+/// Replaces the caller's mitigation policy.
+#[utoipa::path(put, path = "/v1/mitigation-policy", tag = "mitigation",
+    request_body = MitigationPolicy,
+    responses((status = 200, body = MitigationPolicy), (status = "4XX", body = Problem)))]
+pub async fn put_mitigation_policy<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    body: JsonBody<MitigationPolicy>,
+) -> ApiResult {
+    let v = s
+        .ctl
+        .call(move |c| c.put_mitigation_policy(&caller, body.value))
+        .await??;
+    Ok(with_version(StatusCode::OK, &v))
+}
+
+/// The caller's mitigations (block rules in every state), by id.
+#[utoipa::path(get, path = "/v1/mitigations", tag = "mitigation",
+    responses((status = 200, body = Vec<Mitigation>), (status = "4XX", body = Problem)))]
+pub async fn list_mitigations<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+) -> ApiResult {
+    let v = s.ctl.call(move |c| c.list_mitigations(&caller)).await??;
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// Proposes a block rule by hand (refused with 409 when its source is allow-listed).
+#[utoipa::path(post, path = "/v1/mitigations", tag = "mitigation",
+    request_body = ProposeRequest,
+    responses((status = 201, body = Mitigation), (status = "4XX", body = Problem)))]
+pub async fn propose_mitigation<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    body: JsonBody<ProposeRequest>,
+) -> ApiResult {
+    let v = s
+        .ctl
+        .call(move |c| c.propose_mitigation(&caller, body.value))
+        .await??;
+    Ok(with_version(StatusCode::CREATED, &v))
+}
+
+/// One mitigation.
+#[utoipa::path(get, path = "/v1/mitigations/{id}", tag = "mitigation",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Mitigation), (status = "4XX", body = Problem)))]
+pub async fn get_mitigation<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let v = s.ctl.call(move |c| c.get_mitigation(&caller, &id)).await??;
+    Ok(with_version(StatusCode::OK, &v))
+}
+
+/// A mitigation after a change, with what programming the NIC did.
+#[derive(Serialize, ToSchema)]
+pub struct MitigationChange {
+    /// The mitigation.
+    pub mitigation: Versioned<Mitigation>,
+    /// What reconciling the NIC did.
+    pub sync: SyncReport,
+}
+
+/// Commits a proposed block rule into the production NIC's ACL (429 past the policy's
+/// `max_rules`, 409 when its source is allow-listed).
+#[utoipa::path(post, path = "/v1/mitigations/{id}/commit", tag = "mitigation",
+    params(("id" = String, Path)),
+    responses((status = 200, body = MitigationChange), (status = "4XX", body = Problem)))]
+pub async fn commit_mitigation<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let (mitigation, sync) = s
+        .ctl
+        .call(move |c| c.commit_mitigation(&caller, &id))
+        .await??;
+    Ok(json(StatusCode::OK, &MitigationChange { mitigation, sync }))
+}
+
+/// Withdraws a mitigation (removed from the NIC when it was active).
+#[utoipa::path(delete, path = "/v1/mitigations/{id}", tag = "mitigation",
+    params(("id" = String, Path)),
+    responses((status = 200, body = MitigationChange), (status = "4XX", body = Problem)))]
+pub async fn withdraw_mitigation<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let (mitigation, sync) = s
+        .ctl
+        .call(move |c| c.withdraw_mitigation(&caller, &id))
+        .await??;
+    Ok(json(StatusCode::OK, &MitigationChange { mitigation, sync }))
+}
+
+/// Tries a block rule over recorded traffic through a scratch simulated NIC: the body is a
+/// pcap/pcapng capture, or JSON naming a capture artefact of the shadow
+/// (`{"artefact": NAME}`) or, with the admin token, a file on the daemon's host
+/// (`{"pcap": PATH}`). Production is not touched.
+#[utoipa::path(post, path = "/v1/mitigations/{id}/trial", tag = "mitigation",
+    params(("id" = String, Path)),
+    request_body(content = TrialRequest, description = "JSON, or a capture as application/vnd.tcpdump.pcap"),
+    responses((status = 200, body = TrialReport), (status = "4XX", body = Problem)))]
+pub async fn trial_mitigation<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let source = if is_json(&content_type(&headers)) {
+        let req: TrialRequest = serde_json::from_slice(&body).map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Data => Problem::unprocessable(e.to_string()),
+                _ => Problem::bad_request(format!("the body is not valid JSON: {e}")),
+            }
+        })?;
+        match (req.pcap, req.artefact) {
+            (Some(p), None) => CaptureSource::Path(p.into()),
+            (None, Some(a)) => CaptureSource::Artefact(a),
+            _ => {
+                return Err(Problem::unprocessable(
+                    "name exactly one of 'pcap' and 'artefact' (or send the capture as the body)",
+                ));
+            }
+        }
+    } else if body.is_empty() {
+        return Err(Problem::bad_request(
+            "send a pcap or pcapng capture as the body, or JSON naming one",
+        ));
+    } else {
+        CaptureSource::Bytes(body.to_vec())
+    };
+    let v = s
+        .ctl
+        .call(move |c| c.trial_mitigation(&caller, &id, source))
+        .await??;
+    Ok(json(StatusCode::OK, &v))
+}

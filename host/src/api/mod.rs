@@ -186,6 +186,31 @@ pub fn router<D: Backend>(state: ApiState<D>) -> Router {
             axum::routing::delete(delete_automation::<D>),
         )
         .route("/alerts", post(report_alert::<D>))
+        .route(
+            "/shadows/{shadow}/findings",
+            post(ingest_findings::<D>).layer(DefaultBodyLimit::max(FINDINGS_LIMIT)),
+        )
+        .route("/findings", get(list_findings::<D>))
+        .route("/incidents", get(list_incidents::<D>))
+        .route("/incidents/{id}", get(get_incident::<D>))
+        .route("/incidents/{id}/close", post(close_incident::<D>))
+        .route(
+            "/mitigation-policy",
+            get(get_mitigation_policy::<D>).put(put_mitigation_policy::<D>),
+        )
+        .route(
+            "/mitigations",
+            get(list_mitigations::<D>).post(propose_mitigation::<D>),
+        )
+        .route(
+            "/mitigations/{id}",
+            get(get_mitigation::<D>).delete(withdraw_mitigation::<D>),
+        )
+        .route("/mitigations/{id}/commit", post(commit_mitigation::<D>))
+        .route(
+            "/mitigations/{id}/trial",
+            post(trial_mitigation::<D>).layer(DefaultBodyLimit::max(CAPTURE_LIMIT)),
+        )
         .route("/audit", get(audit::<D>))
         .route("/nic", get(nic_status::<D>))
         .route("/nic/drift", get(nic_drift::<D>))

@@ -15,8 +15,11 @@
 //! If the daemon dies between 3 and 4, the next start reconciles from the store.
 
 mod error;
+mod findings;
+mod mitigation;
 mod nic;
 mod shadows;
+mod trial;
 mod world;
 
 use std::sync::Arc;
@@ -25,6 +28,12 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 pub use error::{ControlError, QuotaExceeded};
+pub use findings::{
+    Correlation, Finding, FindingQuery, Incident, IncidentState, IngestReport, PolicyAction,
+    PortCounters, ProductionVm, ShadowRef, SignatureCount, parse_events, parse_timestamp,
+};
+pub use mitigation::ProposeRequest;
+pub use trial::{CaptureSource, TrialRequest};
 pub use nic::{Backend, InjectReport, NicStatus, PortOutput, TableFill};
 pub use shadows::{AlertOutcome, Teardown};
 pub use world::World;
@@ -53,6 +62,10 @@ pub mod kind {
     pub const SHADOW: &str = "shadow";
     /// Automation rules (id = `tenant/name`).
     pub const AUTOMATION: &str = "automation";
+    /// Mitigations: block rules and their life (id = `tenant/m-N`).
+    pub const MITIGATION: &str = "mitigation";
+    /// Mitigation policies (id = tenant).
+    pub const MITIGATION_POLICY: &str = "mitigation-policy";
 }
 
 /// Meta key holding the rule-slot allocation.

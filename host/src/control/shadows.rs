@@ -425,6 +425,9 @@ impl<D: Device> Controller<D> {
         for (tenant, name, state) in due {
             out.push(self.teardown(&tenant, &name, state, "timer")?);
         }
+        for m in self.expire_mitigations()? {
+            tracing::info!(mitigation = %m, "block rule expired and removed from the NIC");
+        }
         Ok(out)
     }
 

@@ -9,7 +9,7 @@ use super::{ControlError, SHADOW_VNI_BASE, Usage, from_json, kind, object_id};
 use crate::{
     driver::PortConfig,
     model::{
-        Capacity, Network, Shadow, ShadowState, Tenant,
+        Capacity, Mitigation, MitigationState, Network, Shadow, ShadowState, Tenant,
         compile::{Compiled, SlotAllocator, TenantState, compile, local_node},
     },
     store::Store,
@@ -24,6 +24,8 @@ pub struct TenantWorld {
     pub networks: BTreeMap<String, (u64, Network)>,
     /// Shadows by name: version, shadow, and the production network as captured.
     pub shadows: BTreeMap<String, (u64, Shadow, Network)>,
+    /// Mitigations by id, with their version, whatever their state.
+    pub mitigations: BTreeMap<String, (u64, Mitigation)>,
 }
 
 /// Every tenant's desired state.
@@ -45,6 +47,7 @@ impl World {
                     tenant,
                     networks: BTreeMap::new(),
                     shadows: BTreeMap::new(),
+                    mitigations: BTreeMap::new(),
                 },
             );
         }
@@ -72,6 +75,12 @@ impl World {
                     .insert(shadow.name.clone(), (o.version, shadow, captured));
             }
         }
+        for o in store.list(kind::MITIGATION, None)? {
+            let m: Mitigation = from_json(o.body)?;
+            if let Some(t) = w.tenants.get_mut(&o.tenant) {
+                t.mitigations.insert(m.id.clone(), (o.version, m));
+            }
+        }
         Ok(w)
     }
 
@@ -92,6 +101,12 @@ impl World {
                     .values()
                     .filter(|(_, s, _)| s.state == ShadowState::Active)
                     .map(|(_, s, n)| (s, n))
+                    .collect(),
+                blocks: t
+                    .mitigations
+                    .values()
+                    .filter(|(_, m)| m.state == MitigationState::Active)
+                    .map(|(_, m)| m)
                     .collect(),
             })
             .collect();
@@ -139,6 +154,23 @@ impl World {
         if let Some(t) = self.tenants.get_mut(tenant) {
             t.shadows.remove(name);
         }
+    }
+
+    /// Inserts or replaces a mitigation (`version`: the one it replaces, 0 for a new one).
+    pub fn put_mitigation(&mut self, tenant: &str, m: Mitigation, version: u64) {
+        if let Some(t) = self.tenants.get_mut(tenant) {
+            t.mitigations.insert(m.id.clone(), (version + 1, m));
+        }
+    }
+
+    /// A tenant's shadow by its VNI.
+    pub fn shadow_by_vni(&self, vni: u32) -> Option<(&str, &(u64, Shadow, Network))> {
+        self.tenants.iter().find_map(|(tn, t)| {
+            t.shadows
+                .values()
+                .find(|(_, s, _)| s.vni == vni)
+                .map(|x| (tn.as_str(), x))
+        })
     }
 
     /// Names of the live shadows of a network.

@@ -51,7 +51,7 @@ use shadownet_hw::{
 };
 
 use super::{
-    MirrorRuleAction, Miss, Network, NextHop, Node, RuleAction, RuleDirection, Shadow, ShadowEncap,
+    Mitigation, MirrorRuleAction, Miss, Network, NextHop, Node, RuleAction, RuleDirection, Shadow, ShadowEncap,
     ShadowMode,
     validate::{
         FieldError, mirror_direction, validate_name, validate_network, validate_shadow_spec,
@@ -71,6 +71,8 @@ pub struct TenantState<'a> {
     pub networks: Vec<&'a Network>,
     /// Its live shadows, each with the production network version it captured.
     pub shadows: Vec<(&'a Shadow, &'a Network)>,
+    /// Its committed block rules (mitigations in state `active`).
+    pub blocks: Vec<&'a Mitigation>,
 }
 
 /// Stable slots of ACL rules and mirror filters, and stable rule ids, by rule identity. The
@@ -553,6 +555,55 @@ impl Builder<'_> {
         }
     }
 
+    /// A committed block rule: one deny for the network's whole VNI, both directions, at the
+    /// highest priority (ties go to the lowest slot, so a security-group allow at 65535 in a
+    /// lower slot could still win; validation keeps 65535 for drop routes and block rules).
+    /// A rule whose network is gone is inert.
+    fn block(&mut self, t: &str, networks: &[&Network], m: &Mitigation) {
+        let Some(n) = networks.iter().find(|n| n.name == m.network) else {
+            return;
+        };
+        let (Ok(src), Ok(protocol), Ok(dport)) = (
+            m.rule.src_prefix(),
+            m.rule
+                .protocol
+                .as_deref()
+                .map_or(Ok(None), entries::parse_protocol),
+            m.rule.dst_ports.as_deref().map_or(
+                Ok(shadownet_hw::layout::PortRange::ANY),
+                entries::parse_ports,
+            ),
+        ) else {
+            return;
+        };
+        let path = format!("{t}/{}/mitigations/{}", n.name, m.id);
+        let fields = RuleFields {
+            direction: DirectionMatch::Both,
+            protocol,
+            src: Some(src),
+            dst: None,
+            sport: shadownet_hw::layout::PortRange::ANY,
+            dport,
+        };
+        let Ok(matches) = fields.scoped(Some(n.vni)) else {
+            return;
+        };
+        self.acl.push(Pending {
+            tenant: t.to_string(),
+            entry: format!("{path}@*"),
+            rule: path.clone(),
+            path,
+            value: AclRule {
+                matches,
+                action: AclAction {
+                    priority: u16::MAX,
+                    verdict: Verdict::Deny,
+                    rule_id: 0,
+                },
+            },
+        });
+    }
+
     fn drop_routes(&mut self, t: &str, n: &Network) {
         for table in &n.route_tables {
             let subnets: BTreeSet<&str> = n
@@ -950,6 +1001,9 @@ pub fn compile(
                 .copied()
                 .unwrap_or(captured);
             b.shadow(ts.tenant, s, captured, live)?;
+        }
+        for m in &ts.blocks {
+            b.block(ts.tenant, &ts.networks, m);
         }
     }
     if !b.invalid.is_empty() {

@@ -12,7 +12,10 @@ pub mod compile;
 pub mod diff;
 #[cfg(test)]
 mod fixtures;
+pub mod mitigation;
 pub mod validate;
+
+pub use mitigation::{BlockRule, Mitigation, MitigationPolicy, MitigationState};
 
 use std::collections::BTreeMap;
 

@@ -219,6 +219,40 @@ pub struct AuditRecord {
     pub detail: Value,
 }
 
+/// A stored finding.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FindingRecord {
+    /// Sequence number (increasing in arrival order).
+    pub seq: u64,
+    /// Kind of the object it is attached to.
+    pub kind: String,
+    /// Id of that object.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant: String,
+    /// Event time, unix milliseconds.
+    pub at_ms: i64,
+    /// The incident it was grouped into.
+    pub incident: Option<u64>,
+    /// The finding.
+    pub body: Value,
+}
+
+/// A stored incident.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IncidentRecord {
+    /// Id (unique across tenants).
+    pub id: u64,
+    /// Owning tenant.
+    pub tenant: String,
+    /// State as the body has it.
+    pub state: String,
+    /// Time of its last finding, unix milliseconds.
+    pub last_ms: i64,
+    /// The incident.
+    pub body: Value,
+}
+
 /// The source of "now" in unix milliseconds; replaceable so tests control time.
 pub type Clock = Box<dyn Fn() -> i64 + Send>;
 
@@ -559,6 +593,63 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// A tenant's findings, oldest first: of one object (`owner` = kind and id) or all, from
+    /// event time `since_ms` on, at most `limit`.
+    pub fn findings(
+        &self,
+        tenant: &str,
+        owner: Option<(&str, &str)>,
+        since_ms: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<FindingRecord>, StoreError> {
+        let (kind, id) = owner.unzip();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, kind, id, at_ms, incident, body FROM findings
+             WHERE tenant = ?1 AND (?2 IS NULL OR (kind = ?2 AND id = ?3))
+               AND (?4 IS NULL OR at_ms >= ?4)
+             ORDER BY at_ms, seq LIMIT ?5",
+        )?;
+        let rows = stmt.query_map(params![tenant, kind, id, since_ms, limit], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, kind, id, at_ms, incident, body) = row?;
+            out.push(FindingRecord {
+                seq: seq as u64,
+                kind,
+                id,
+                tenant: tenant.to_string(),
+                at_ms,
+                incident: incident.map(|i| i as u64),
+                body: serde_json::from_str(&body)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A tenant's incidents, by id; only those in `states` when given.
+    pub fn incidents(
+        &self,
+        tenant: &str,
+        states: Option<&[&str]>,
+    ) -> Result<Vec<IncidentRecord>, StoreError> {
+        incidents(&self.conn, tenant, states)
+    }
+
+    /// One incident of a tenant.
+    pub fn incident(&self, tenant: &str, id: u64) -> Result<Option<IncidentRecord>, StoreError> {
+        incident(&self.conn, tenant, id)
+    }
+
     /// The content of one artefact.
     pub fn artefact(
         &self,
@@ -750,6 +841,17 @@ impl Txn<'_> {
             "DELETE FROM artefacts WHERE kind = ?1 AND id = ?2",
             params![kind, id],
         )?;
+        let findings: i64 = self.tx.query_row(
+            "SELECT coalesce(sum(size), 0) FROM findings WHERE kind = ?1 AND id = ?2",
+            params![kind, id],
+            |r| r.get(0),
+        )?;
+        exec(
+            &self.tx,
+            "DELETE FROM findings WHERE kind = ?1 AND id = ?2",
+            params![kind, id],
+        )?;
+        let bytes = bytes + findings;
         let seq = next_seq(&self.tx)?;
         let now = (self.clock)();
         exec(
@@ -783,6 +885,87 @@ impl Txn<'_> {
             params![kind, id, name, obj.tenant, data.len() as i64, now, data],
         )?;
         Ok(())
+    }
+
+    /// Stores a finding attached to an existing object (its shadow); returns its sequence
+    /// number.
+    pub fn add_finding(
+        &mut self,
+        kind: &str,
+        id: &str,
+        at_ms: i64,
+        incident: Option<u64>,
+        body: &Value,
+    ) -> Result<u64, StoreError> {
+        let Some(obj) = head(&self.tx, kind, id)?.filter(|h| !h.deleted) else {
+            return Err(not_found(kind, id));
+        };
+        let text = serde_json::to_string(body)?;
+        exec(
+            &self.tx,
+            "INSERT INTO findings (kind, id, tenant, at_ms, incident, size, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                kind,
+                id,
+                obj.tenant,
+                at_ms,
+                incident.map(|i| i as i64),
+                text.len() as i64,
+                text
+            ],
+        )?;
+        Ok(self.tx.last_insert_rowid() as u64)
+    }
+
+    /// Writes an incident: a new one (`id` = `None`; returns the id given to it) or a new
+    /// content for an existing one of the same tenant.
+    pub fn put_incident(
+        &mut self,
+        id: Option<u64>,
+        tenant: &str,
+        state: &str,
+        last_ms: i64,
+        body: &Value,
+    ) -> Result<u64, StoreError> {
+        check_name("tenant", tenant)?;
+        let text = serde_json::to_string(body)?;
+        match id {
+            None => {
+                exec(
+                    &self.tx,
+                    "INSERT INTO incidents (tenant, state, last_ms, body) VALUES (?1, ?2, ?3, ?4)",
+                    params![tenant, state, last_ms, text],
+                )?;
+                Ok(self.tx.last_insert_rowid() as u64)
+            }
+            Some(i) => {
+                let n = exec(
+                    &self.tx,
+                    "UPDATE incidents SET state = ?3, last_ms = ?4, body = ?5
+                     WHERE id = ?1 AND tenant = ?2",
+                    params![i as i64, tenant, state, last_ms, text],
+                )?;
+                if n == 0 {
+                    return Err(not_found("incident", &i.to_string()));
+                }
+                Ok(i)
+            }
+        }
+    }
+
+    /// A tenant's incidents as this transaction sees them (see [`Store::incidents`]).
+    pub fn incidents(
+        &self,
+        tenant: &str,
+        states: Option<&[&str]>,
+    ) -> Result<Vec<IncidentRecord>, StoreError> {
+        incidents(&self.tx, tenant, states)
+    }
+
+    /// One incident as this transaction sees it.
+    pub fn incident(&self, tenant: &str, id: u64) -> Result<Option<IncidentRecord>, StoreError> {
+        incident(&self.tx, tenant, id)
     }
 
     /// Removes one artefact; returns whether it existed.
@@ -1155,11 +1338,80 @@ fn stored_bytes(conn: &Connection, tenant: &str) -> Result<u64, StoreError> {
     let bytes: i64 = conn.query_row(
         "SELECT (SELECT coalesce(sum(length(CAST(body AS BLOB))), 0) FROM versions
                  WHERE tenant = ?1)
-              + (SELECT coalesce(sum(size), 0) FROM artefacts WHERE tenant = ?1)",
+              + (SELECT coalesce(sum(size), 0) FROM artefacts WHERE tenant = ?1)
+              + (SELECT coalesce(sum(size), 0) FROM findings WHERE tenant = ?1)
+              + (SELECT coalesce(sum(length(CAST(body AS BLOB))), 0) FROM incidents
+                 WHERE tenant = ?1)",
         params![tenant],
         |r| r.get(0),
     )?;
     Ok(bytes as u64)
+}
+
+fn incidents(
+    conn: &Connection,
+    tenant: &str,
+    states: Option<&[&str]>,
+) -> Result<Vec<IncidentRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, state, last_ms, body FROM incidents WHERE tenant = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![tenant], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, String>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, state, last_ms, body) = row?;
+        if states.is_some_and(|s| !s.contains(&state.as_str())) {
+            continue;
+        }
+        out.push(IncidentRecord {
+            id: id as u64,
+            tenant: tenant.to_string(),
+            state,
+            last_ms,
+            body: serde_json::from_str(&body)?,
+        });
+    }
+    Ok(out)
+}
+
+fn incident(
+    conn: &Connection,
+    tenant: &str,
+    id: u64,
+) -> Result<Option<IncidentRecord>, StoreError> {
+    let Ok(id) = i64::try_from(id) else {
+        return Ok(None);
+    };
+    let row = conn
+        .query_row(
+            "SELECT state, last_ms, body FROM incidents WHERE id = ?1 AND tenant = ?2",
+            params![id, tenant],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            },
+        )
+        .optional()?;
+    row.map(|(state, last_ms, body)| {
+        Ok(IncidentRecord {
+            id: id as u64,
+            tenant: tenant.to_string(),
+            state,
+            last_ms,
+            body: serde_json::from_str(&body)?,
+        })
+    })
+    .transpose()
 }
 
 fn get_meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {

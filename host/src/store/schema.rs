@@ -94,8 +94,39 @@ CREATE INDEX versions_by_tenant ON versions (tenant);
 CREATE INDEX audit_by_tenant ON audit (tenant, seq);
 "#;
 
+/// Step 3: findings and incidents.
+///
+/// - `findings`: analysis results (Suricata-EVE JSON with the control plane's correlation),
+///   attached like artefacts to the object they came from (a shadow), so that purging the
+///   shadow purges them; `size` counts against the tenant's stored bytes.
+/// - `incidents`: findings grouped per tenant; a row is updated in place as findings join
+///   (the body is the whole incident, `state` and `last_ms` are copied out for the queries
+///   that pick the open incidents a finding may join).
+const V3: &str = r#"
+CREATE TABLE findings (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind          TEXT NOT NULL,
+    id            TEXT NOT NULL,
+    tenant        TEXT NOT NULL,
+    at_ms         INTEGER NOT NULL,
+    incident      INTEGER,
+    size          INTEGER NOT NULL,
+    body          TEXT NOT NULL
+);
+CREATE INDEX findings_by_owner ON findings (kind, id);
+CREATE INDEX findings_by_tenant ON findings (tenant, at_ms);
+CREATE TABLE incidents (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant  TEXT NOT NULL,
+    state   TEXT NOT NULL,
+    last_ms INTEGER NOT NULL,
+    body    TEXT NOT NULL
+);
+CREATE INDEX incidents_by_tenant ON incidents (tenant, state, id);
+"#;
+
 /// The migration steps, in order; step `i` (0-based) takes a database to `user_version` `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this binary creates and understands.
 pub(super) const LATEST: u32 = MIGRATIONS.len() as u32;

@@ -19,6 +19,7 @@ fn state<'a>(networks: &'a [Network], shadows: &'a [(Shadow, Network)]) -> Tenan
         tenant: "acme",
         networks: networks.iter().collect(),
         shadows: shadows.iter().map(|(s, n)| (s, n)).collect(),
+        blocks: vec![],
     }
 }
 
@@ -343,6 +344,7 @@ fn clashes_and_capacity() {
                 tenant: "beta",
                 networks: b.iter().collect(),
                 shadows: vec![],
+                blocks: vec![],
             },
         ],
         &mut SlotAllocator::default(),
@@ -372,6 +374,7 @@ fn clashes_and_capacity() {
                 tenant: "beta",
                 networks: b.iter().collect(),
                 shadows: vec![],
+                blocks: vec![],
             },
         ],
         &mut SlotAllocator::default(),

@@ -1,0 +1,602 @@
+//! Mitigation (R4): the tenant's policy, and block rules through their life — proposed (by
+//! the policy or a person), tried over recorded traffic, committed into the production NIC's
+//! ACL through the normal change pipeline, expired by the store-driven timer, withdrawn.
+//! Every step, refusals included, is an audit record.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{
+    Caller, ControlError, Controller, QuotaExceeded, SyncReport, Versioned, World,
+    findings::{Incident, IncidentState, PolicyAction},
+    from_json, kind, object_id, to_json, versioned,
+};
+use crate::{
+    driver::Device,
+    model::{
+        BlockRule, Mitigation, MitigationPolicy, MitigationState,
+        mitigation::{MitigationMode, validate_block_rule, validate_policy},
+    },
+    store::Expect,
+};
+
+/// Meta key prefix of each tenant's next mitigation number.
+const NEXT_META: &str = "mitigation_next/";
+
+/// A block rule proposed by hand (`POST /v1/mitigations`).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProposeRequest {
+    /// What to block.
+    pub rule: BlockRule,
+    /// The production network it is for; taken from the shadow or the incident when absent.
+    #[serde(default)]
+    pub network: Option<String>,
+    /// The shadow whose recorded traffic and tables a trial uses.
+    #[serde(default)]
+    pub shadow: Option<String>,
+    /// The incident it answers.
+    #[serde(default)]
+    pub incident: Option<u64>,
+    /// Lifetime once committed; the policy's `rule_ttl_s` when absent.
+    #[serde(default)]
+    pub ttl_s: Option<u64>,
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl<D: Device> Controller<D> {
+    /// A tenant's policy (the defaults until one is stored).
+    pub(super) fn policy_of(&self, tenant: &str) -> Result<MitigationPolicy, ControlError> {
+        match self.store.get(kind::MITIGATION_POLICY, tenant)? {
+            Some(o) => from_json(o.body),
+            None => Ok(MitigationPolicy::default()),
+        }
+    }
+
+    /// The caller's mitigation policy; version 0 means the defaults (none stored).
+    pub fn get_mitigation_policy(
+        &self,
+        caller: &Caller,
+    ) -> Result<Versioned<MitigationPolicy>, ControlError> {
+        let tenant = caller.tenant()?;
+        match self.store.get(kind::MITIGATION_POLICY, tenant)? {
+            Some(o) => versioned(o),
+            None => Ok(Versioned {
+                version: 0,
+                updated_at_ms: 0,
+                object: MitigationPolicy::default(),
+            }),
+        }
+    }
+
+    /// Replaces the caller's mitigation policy.
+    pub fn put_mitigation_policy(
+        &mut self,
+        caller: &Caller,
+        policy: MitigationPolicy,
+    ) -> Result<Versioned<MitigationPolicy>, ControlError> {
+        let tenant = caller.tenant()?.to_string();
+        self.tenant_obj(&tenant)?;
+        validate_policy(&policy).map_err(ControlError::Invalid)?;
+        let body = to_json(&policy)?;
+        self.check_stored_bytes(&tenant, body.to_string().len() as u64)?;
+        let meta = self.store.transact(|tx| {
+            let m = tx.put(
+                kind::MITIGATION_POLICY,
+                &tenant,
+                &tenant,
+                &body,
+                Expect::Any,
+                &caller.actor,
+                "mitigation policy set",
+            )?;
+            tx.audit(Some(&tenant), &caller.actor, "mitigation.policy", &tenant, &body)?;
+            Ok(m)
+        })?;
+        Ok(Versioned::at(&meta, policy))
+    }
+
+    /// The caller's mitigations, by id.
+    pub fn list_mitigations(
+        &self,
+        caller: &Caller,
+    ) -> Result<Vec<Versioned<Mitigation>>, ControlError> {
+        let mut v: Vec<Versioned<Mitigation>> = self.tenant_objects(kind::MITIGATION, caller)?;
+        v.sort_by_key(|m| mitigation_number(&m.object.id));
+        Ok(v)
+    }
+
+    /// One mitigation.
+    pub fn get_mitigation(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<Versioned<Mitigation>, ControlError> {
+        self.tenant_object(kind::MITIGATION, ("mitigation", "mitigation version"), caller, id, None)
+    }
+
+    /// Proposes a block rule by hand. Refused (and audited) when its source overlaps the
+    /// policy's allow-list.
+    pub fn propose_mitigation(
+        &mut self,
+        caller: &Caller,
+        req: ProposeRequest,
+    ) -> Result<Versioned<Mitigation>, ControlError> {
+        let tenant = caller.tenant()?.to_string();
+        let errs = validate_block_rule(&req.rule, "rule/");
+        if !errs.is_empty() {
+            return Err(ControlError::Invalid(errs));
+        }
+        let world = World::load(&self.store)?;
+        let from_shadow = match &req.shadow {
+            Some(s) => Some(
+                world
+                    .shadow(&tenant, s)
+                    .map(|(_, sh, _)| sh.spec.network.clone())
+                    .ok_or_else(|| ControlError::NotFound {
+                        kind: "shadow",
+                        name: s.clone(),
+                    })?,
+            ),
+            None => None,
+        };
+        let from_incident = match req.incident {
+            Some(i) => Some(self.incident_of(&tenant, i)?.network),
+            None => None,
+        };
+        let network = req
+            .network
+            .clone()
+            .or(from_shadow.clone())
+            .or(from_incident.clone())
+            .ok_or_else(|| {
+                ControlError::field("network", "name the network, a shadow or an incident")
+            })?;
+        for (what, other) in [("shadow", &from_shadow), ("incident", &from_incident)] {
+            if let Some(o) = other
+                && *o != network
+            {
+                return Err(ControlError::field(
+                    what,
+                    format!("it concerns network '{o}', not '{network}'"),
+                ));
+            }
+        }
+        if world.network(&tenant, &network).is_none() {
+            return Err(ControlError::NotFound {
+                kind: "network",
+                name: network,
+            });
+        }
+        let policy = self.policy_of(&tenant)?;
+        if let Some(ttl) = req.ttl_s
+            && !(1..=crate::model::mitigation::MAX_MITIGATION_S).contains(&ttl)
+        {
+            return Err(ControlError::field(
+                "ttl_s",
+                format!("{ttl} is outside 1 to {} seconds", crate::model::mitigation::MAX_MITIGATION_S),
+            ));
+        }
+        if let Some(a) = allow_listed(&policy, &req.rule) {
+            let detail = format!("source {} overlaps allow-listed prefix {a}", req.rule.src);
+            self.audit_refusal(&tenant, &caller.actor, &network, &req.rule, "allow_list", &detail)?;
+            return Err(ControlError::Conflict(format!(
+                "refused: {detail}; allow-listed addresses are never blocked"
+            )));
+        }
+        self.new_mitigation(
+            &tenant,
+            &caller.actor,
+            Mitigation {
+                id: String::new(),
+                network,
+                shadow: req.shadow,
+                incident: req.incident,
+                rule: req.rule,
+                state: MitigationState::Proposed,
+                origin: caller.actor.clone(),
+                reason: req.reason.unwrap_or_else(|| "proposed by hand".into()),
+                ttl_s: req.ttl_s.unwrap_or(policy.rule_ttl_s),
+                created_at_ms: self.now_ms(),
+                committed_at_ms: None,
+                expires_at_ms: None,
+                last_trial: None,
+            },
+        )
+    }
+
+    /// Stores a new proposed mitigation under the tenant's next number.
+    fn new_mitigation(
+        &mut self,
+        tenant: &str,
+        actor: &str,
+        mut m: Mitigation,
+    ) -> Result<Versioned<Mitigation>, ControlError> {
+        let size = to_json(&m)?.to_string().len() as u64 + 16;
+        self.check_stored_bytes(tenant, size)?;
+        let key = format!("{NEXT_META}{tenant}");
+        let meta = self.store.transact(|tx| {
+            let n: u64 = tx
+                .get_meta(&key)?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            tx.set_meta(&key, &(n + 1).to_string())?;
+            m.id = format!("m-{n}");
+            let body = serde_json::to_value(&m)?;
+            let id = object_id(tenant, &m.id);
+            let meta = tx.put(
+                kind::MITIGATION,
+                &id,
+                tenant,
+                &body,
+                Expect::Absent,
+                actor,
+                "mitigation proposed",
+            )?;
+            tx.audit(
+                Some(tenant),
+                actor,
+                "mitigation.propose",
+                &id,
+                &serde_json::json!({"network": m.network, "rule": m.rule, "incident": m.incident, "reason": m.reason}),
+            )?;
+            Ok(meta)
+        })?;
+        Ok(Versioned::at(&meta, m))
+    }
+
+    fn audit_refusal(
+        &mut self,
+        tenant: &str,
+        actor: &str,
+        network: &str,
+        rule: &BlockRule,
+        why: &str,
+        detail: &str,
+    ) -> Result<(), ControlError> {
+        self.store.transact(|tx| {
+            tx.audit(
+                Some(tenant),
+                actor,
+                "mitigation.refused",
+                &object_id(tenant, network),
+                &serde_json::json!({"reason": why, "detail": detail, "rule": rule}),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Commits a proposed mitigation: a new version in state `active`, compiled with the
+    /// tenant's networks into an ACL deny at the highest priority and programmed into the
+    /// NIC. Refused (and audited) past the policy's `max_rules` (429) or when the source is
+    /// allow-listed by now (409).
+    pub fn commit_mitigation(
+        &mut self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(Versioned<Mitigation>, SyncReport), ControlError> {
+        let tenant = caller.tenant()?.to_string();
+        self.commit_as(&tenant, &caller.actor, id)
+    }
+
+    fn commit_as(
+        &mut self,
+        tenant: &str,
+        actor: &str,
+        id: &str,
+    ) -> Result<(Versioned<Mitigation>, SyncReport), ControlError> {
+        let mut world = World::load(&self.store)?;
+        let (version, mut m) = world
+            .tenants
+            .get(tenant)
+            .and_then(|t| t.mitigations.get(id))
+            .cloned()
+            .ok_or_else(|| ControlError::NotFound {
+                kind: "mitigation",
+                name: id.to_string(),
+            })?;
+        if m.state != MitigationState::Proposed {
+            return Err(ControlError::Conflict(format!(
+                "mitigation {id} is {:?}; only a proposed one can be committed",
+                m.state
+            )));
+        }
+        let policy = self.policy_of(tenant)?;
+        if let Some(a) = allow_listed(&policy, &m.rule) {
+            let detail = format!("source {} overlaps allow-listed prefix {a}", m.rule.src);
+            self.audit_refusal(tenant, actor, &m.network, &m.rule, "allow_list", &detail)?;
+            return Err(ControlError::Conflict(format!(
+                "refused: {detail}; allow-listed addresses are never blocked"
+            )));
+        }
+        let active = world
+            .tenants
+            .get(tenant)
+            .map_or(0, |t| {
+                t.mitigations
+                    .values()
+                    .filter(|(_, x)| x.state == MitigationState::Active)
+                    .count()
+            }) as u64;
+        if let Err(e) = QuotaExceeded::check("max_rules", policy.max_rules as u64, active, active + 1)
+        {
+            let detail = format!(
+                "{active} block rules are active; the policy allows {}",
+                policy.max_rules
+            );
+            self.audit_refusal(tenant, actor, &m.network, &m.rule, "max_rules", &detail)?;
+            return Err(e);
+        }
+        let now = self.now_ms();
+        m.state = MitigationState::Active;
+        m.committed_at_ms = Some(now);
+        m.expires_at_ms = Some(now.saturating_add(
+            i64::try_from(m.ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX),
+        ));
+        world.put_mitigation(tenant, m.clone(), version);
+        let body = to_json(&m)?;
+        let oid = object_id(tenant, id);
+        let (meta, report) = self.change(&world, |tx| {
+            let meta = tx.put(
+                kind::MITIGATION,
+                &oid,
+                tenant,
+                &body,
+                Expect::Version(version),
+                actor,
+                "mitigation committed",
+            )?;
+            tx.audit(
+                Some(tenant),
+                actor,
+                "mitigation.commit",
+                &oid,
+                &serde_json::json!({"version": meta.version, "rule": m.rule, "network": m.network, "expires_at_ms": m.expires_at_ms}),
+            )?;
+            Ok(meta)
+        })?;
+        if let Some(i) = m.incident
+            && let Ok(mut inc) = self.incident_of(tenant, i)
+            && inc.state == IncidentState::Open
+        {
+            inc.state = IncidentState::Mitigated;
+            self.save_incident(tenant, &inc)?;
+        }
+        Ok((Versioned::at(&meta, m), report))
+    }
+
+    /// Withdraws a mitigation: a proposed one is dropped, an active one removed from the NIC.
+    pub fn withdraw_mitigation(
+        &mut self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(Versioned<Mitigation>, SyncReport), ControlError> {
+        let tenant = caller.tenant()?.to_string();
+        self.end_mitigation(&tenant, &caller.actor, id, MitigationState::Withdrawn)
+    }
+
+    fn end_mitigation(
+        &mut self,
+        tenant: &str,
+        actor: &str,
+        id: &str,
+        to: MitigationState,
+    ) -> Result<(Versioned<Mitigation>, SyncReport), ControlError> {
+        let mut world = World::load(&self.store)?;
+        let (version, mut m) = world
+            .tenants
+            .get(tenant)
+            .and_then(|t| t.mitigations.get(id))
+            .cloned()
+            .ok_or_else(|| ControlError::NotFound {
+                kind: "mitigation",
+                name: id.to_string(),
+            })?;
+        if !matches!(m.state, MitigationState::Proposed | MitigationState::Active) {
+            return Err(ControlError::Conflict(format!(
+                "mitigation {id} is already {:?}",
+                m.state
+            )));
+        }
+        let was = m.state;
+        m.state = to;
+        world.put_mitigation(tenant, m.clone(), version);
+        let body = to_json(&m)?;
+        let oid = object_id(tenant, id);
+        let (action, message) = match to {
+            MitigationState::Expired => ("mitigation.expire", "mitigation expired"),
+            _ => ("mitigation.withdraw", "mitigation withdrawn"),
+        };
+        let write = |tx: &mut crate::store::Txn<'_>| {
+            let meta = tx.put(
+                kind::MITIGATION,
+                &oid,
+                tenant,
+                &body,
+                Expect::Version(version),
+                actor,
+                message,
+            )?;
+            tx.audit(
+                Some(tenant),
+                actor,
+                action,
+                &oid,
+                &serde_json::json!({"version": meta.version, "was": was, "rule": m.rule}),
+            )?;
+            Ok(meta)
+        };
+        let (meta, report) = if was == MitigationState::Active {
+            self.change(&world, write)?
+        } else {
+            (
+                self.store.transact(|tx| write(tx).map_err(|e| match e {
+                    ControlError::Store(s) => s,
+                    other => crate::store::StoreError::Invalid(other.to_string()),
+                }))?,
+                SyncReport::default(),
+            )
+        };
+        Ok((Versioned::at(&meta, m), report))
+    }
+
+    /// Removes every active block rule whose lifetime ran out (the daemon's expiry timer;
+    /// expiry times are in the store, so they survive restarts). Returns the ids expired.
+    pub fn expire_mitigations(&mut self) -> Result<Vec<String>, ControlError> {
+        let now = self.now_ms();
+        let world = World::load(&self.store)?;
+        let mut due = Vec::new();
+        for (tn, t) in &world.tenants {
+            for (_, m) in t.mitigations.values() {
+                if m.state == MitigationState::Active && m.expires_at_ms.is_some_and(|e| e <= now) {
+                    due.push((tn.clone(), m.id.clone()));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (tenant, id) in due {
+            self.end_mitigation(&tenant, "timer", &id, MitigationState::Expired)?;
+            out.push(format!("{tenant}/{id}"));
+        }
+        Ok(out)
+    }
+
+    /// The policy's answer to incidents a batch of findings touched: each outside source of a
+    /// qualifying incident gets a block rule proposed (and, in `auto` mode, committed) unless
+    /// one for it in that network is proposed or active already; allow-listed sources and
+    /// commits past `max_rules` are refused and audited.
+    pub(super) fn apply_policy(
+        &mut self,
+        tenant: &str,
+        policy: &MitigationPolicy,
+        incidents: &[u64],
+    ) -> Result<Vec<PolicyAction>, ControlError> {
+        let mut out = Vec::new();
+        if policy.mode == MitigationMode::Off {
+            return Ok(out);
+        }
+        for &id in incidents {
+            let mut inc = self.incident_of(tenant, id)?;
+            if !qualifies(&inc, policy) {
+                continue;
+            }
+            let mut changed = false;
+            for src in inc.sources.clone() {
+                let Ok(ip) = src.parse::<std::net::IpAddr>() else {
+                    continue;
+                };
+                let rule = BlockRule {
+                    src: shadownet_hw::layout::Prefix::host(ip).to_string(),
+                    protocol: None,
+                    dst_ports: None,
+                };
+                let world = World::load(&self.store)?;
+                let existing = world.tenants.get(tenant).and_then(|t| {
+                    t.mitigations.values().find(|(_, m)| {
+                        m.network == inc.network
+                            && m.rule == rule
+                            && matches!(m.state, MitigationState::Proposed | MitigationState::Active)
+                    })
+                });
+                let mut action = |a: &str, m: Option<String>, d: String| {
+                    out.push(PolicyAction {
+                        incident: id,
+                        source: src.clone(),
+                        action: a.into(),
+                        mitigation: m,
+                        detail: d,
+                    })
+                };
+                if let Some(a) = allow_listed(policy, &rule) {
+                    if !inc.refused.iter().any(|r| r.starts_with(&format!("{src}:"))) {
+                        let detail = format!("source {src} overlaps allow-listed prefix {a}");
+                        self.audit_refusal(tenant, "policy", &inc.network, &rule, "allow_list", &detail)?;
+                        inc.refused.push(format!("{src}: allow-listed ({a})"));
+                        changed = true;
+                        action("refused", None, detail);
+                    }
+                    continue;
+                }
+                let m = match existing {
+                    Some((_, m)) if m.state == MitigationState::Active => continue,
+                    Some((_, m)) if policy.mode != MitigationMode::Auto => {
+                        let _ = m;
+                        continue;
+                    }
+                    Some((_, m)) => m.id.clone(),
+                    None => {
+                        let m = self.new_mitigation(
+                            tenant,
+                            "policy",
+                            Mitigation {
+                                id: String::new(),
+                                network: inc.network.clone(),
+                                shadow: inc.shadows.first().cloned(),
+                                incident: Some(id),
+                                rule: rule.clone(),
+                                state: MitigationState::Proposed,
+                                origin: "policy".into(),
+                                reason: format!(
+                                    "incident {id}: {} findings, severity {}{}",
+                                    inc.findings,
+                                    inc.max_severity,
+                                    inc.max_score.map(|s| format!(", score {s:.2}")).unwrap_or_default()
+                                ),
+                                ttl_s: policy.rule_ttl_s,
+                                created_at_ms: self.now_ms(),
+                                committed_at_ms: None,
+                                expires_at_ms: None,
+                                last_trial: None,
+                            },
+                        )?;
+                        inc.mitigations.push(m.object.id.clone());
+                        changed = true;
+                        action("proposed", Some(m.object.id.clone()), String::new());
+                        m.object.id
+                    }
+                };
+                if policy.mode == MitigationMode::Auto {
+                    match self.commit_as(tenant, "policy", &m) {
+                        Ok(_) => action("committed", Some(m), String::new()),
+                        Err(e @ (ControlError::Quota(_) | ControlError::Conflict(_))) => {
+                            action("refused", Some(m), e.to_string())
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            if changed {
+                // Reload: a commit may have marked it mitigated meanwhile.
+                let mut now = self.incident_of(tenant, id)?;
+                now.mitigations = inc.mitigations.clone();
+                now.refused = inc.refused.clone();
+                self.save_incident(tenant, &now)?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Whether an incident passes the policy's thresholds.
+fn qualifies(inc: &Incident, p: &MitigationPolicy) -> bool {
+    inc.state != IncidentState::Closed
+        && inc.max_severity <= p.min_severity
+        && inc.findings >= u64::from(p.min_findings)
+        && (p.min_score <= 0.0 || inc.max_score.is_none_or(|s| s >= p.min_score))
+}
+
+/// The allow-listed prefix a rule's source overlaps, if any.
+fn allow_listed(p: &MitigationPolicy, rule: &BlockRule) -> Option<String> {
+    let src = rule.src_prefix().ok()?;
+    p.allow_list.iter().find_map(|a| {
+        let a = crate::entries::parse_prefix(a).ok()?;
+        (a.addr().is_ipv4() == src.addr().is_ipv4() && a.overlaps(&src)).then(|| a.to_string())
+    })
+}
+
+/// `m-12` → 12, for ordering.
+fn mitigation_number(id: &str) -> u64 {
+    id.strip_prefix("m-").and_then(|n| n.parse().ok()).unwrap_or(u64::MAX)
+}
