@@ -330,11 +330,21 @@ fn frames_to_feed(
                 format!("more than {MAX_TRIAL_FRAMES} frames; cut it down"),
             ));
         }
-        let Some((inner, meta)) = innermost(&buf, &cfg) else {
+        let Some((mut inner, meta)) = innermost(&buf, &cfg) else {
             skipped += 1;
             continue;
         };
+        // The shadow saw the frame with the MACs of the shadow's own hops; production would
+        // see the VM's own MAC on the VM's side.
+        let mac_of = |ip: IpAddr| {
+            node(ip)
+                .and_then(|n| n.mac.parse::<shadownet_hw::layout::Mac>().ok())
+                .map(|m| m.0)
+        };
         if let Some(vf) = local(meta.src) {
+            if let Some(m) = mac_of(meta.src) {
+                inner[6..12].copy_from_slice(&m);
+            }
             out.push(Fed {
                 port: Port::Vport(vf),
                 len: inner.len() as u64,
@@ -346,6 +356,9 @@ fn frames_to_feed(
         if local(meta.dst).is_none() {
             skipped += 1;
             continue;
+        }
+        if let Some(m) = mac_of(meta.dst) {
+            inner[0..6].copy_from_slice(&m);
         }
         // From outside: as a remote host (the source's own host when it is a node elsewhere)
         // would send it to this NIC.

@@ -555,7 +555,7 @@ impl Builder<'_> {
         }
     }
 
-    /// A committed block rule: one deny for the network's whole VNI, both directions, at the
+    /// A committed block rule: denies for the network's whole VNI, both directions, at the
     /// highest priority (ties go to the lowest slot, so a security-group allow at 65535 in a
     /// lower slot could still win; validation keeps 65535 for drop routes and block rules).
     /// A rule whose network is gone is inert.
@@ -577,31 +577,39 @@ impl Builder<'_> {
             return;
         };
         let path = format!("{t}/{}/mitigations/{}", n.name, m.id);
-        let fields = RuleFields {
-            direction: DirectionMatch::Both,
-            protocol,
-            src: Some(src),
-            dst: None,
-            sport: shadownet_hw::layout::PortRange::ANY,
-            dport,
-        };
-        let Ok(matches) = fields.scoped(Some(n.vni)) else {
-            return;
-        };
-        self.acl.push(Pending {
-            tenant: t.to_string(),
-            entry: format!("{path}@*"),
-            rule: path.clone(),
-            path,
-            value: AclRule {
-                matches,
-                action: AclAction {
-                    priority: u16::MAX,
-                    verdict: Verdict::Deny,
-                    rule_id: 0,
+        // From the source, and (without ports, which would name the other side's ports) to
+        // it: a blocked address neither reaches the network nor hears from it.
+        let mut sides = vec![("src", Some(src), None)];
+        if m.rule.dst_ports.is_none() {
+            sides.push(("dst", None, Some(src)));
+        }
+        for (side, from, to) in sides {
+            let fields = RuleFields {
+                direction: DirectionMatch::Both,
+                protocol,
+                src: from,
+                dst: to,
+                sport: shadownet_hw::layout::PortRange::ANY,
+                dport,
+            };
+            let Ok(matches) = fields.scoped(Some(n.vni)) else {
+                continue;
+            };
+            self.acl.push(Pending {
+                tenant: t.to_string(),
+                entry: format!("{path}@{side}"),
+                rule: path.clone(),
+                path: path.clone(),
+                value: AclRule {
+                    matches,
+                    action: AclAction {
+                        priority: u16::MAX,
+                        verdict: Verdict::Deny,
+                        rule_id: 0,
+                    },
                 },
-            },
-        });
+            });
+        }
     }
 
     fn drop_routes(&mut self, t: &str, n: &Network) {

@@ -1,0 +1,583 @@
+//! Findings, correlation, incidents and mitigation end to end through the in-process daemon
+//! (fake clock, simulated NIC) and its HTTP API: two attacks become two incidents correlated
+//! to the right VMs; the policy in auto mode puts ACL denies into the NIC that drop the
+//! attacker's traffic; allow-list and max-rules refusals; TTL expiry; restart; a trial whose
+//! numbers are checked against a capture built here; bad findings refused without effect.
+
+use serde_json::{Value, json};
+use shadownet_host::reconcile::read_back;
+use shadownet_hw::{
+    counters::drop_reason,
+    drop::DropReason,
+    layout::acl::{AclRule, Verdict},
+};
+use shadownet_tests::{
+    daemon::{NIC_IP, TestDaemon, raw, status_of, two_tier},
+    packet::{Builder, arp_request, mac, vxlan},
+};
+
+/// The daemon's fake clock starts at 2027-01-15T08:00:00Z.
+const T0_MS: i64 = 1_800_000_000_000;
+
+const ATTACKER_A: &str = "203.0.113.7";
+const ATTACKER_B: &str = "203.0.113.99";
+const WEB1: &str = "192.168.10.11";
+const WEB2: &str = "192.168.10.12";
+const DB1: &str = "192.168.10.21";
+
+/// An RFC 3339 timestamp `offset_ms` after T0 (within the day).
+fn ts(offset_ms: i64) -> String {
+    let ms = 8 * 3_600_000 + offset_ms;
+    format!(
+        "2027-01-15T{:02}:{:02}:{:02}.{:03}000+0000",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn alert(
+    at_ms: i64,
+    src: &str,
+    sport: u16,
+    dst: &str,
+    dport: u16,
+    sid: u64,
+    signature: &str,
+    severity: u8,
+) -> Value {
+    json!({
+        "timestamp": ts(at_ms),
+        "event_type": "alert",
+        "src_ip": src, "src_port": sport, "dest_ip": dst, "dest_port": dport, "proto": "TCP",
+        "community_id": "1:abcdefghijklmnopqrstuvwxyz0=",
+        "in_iface": "shadow0",
+        "alert": {"signature_id": sid, "signature": signature, "category": "Attempted Information Leak", "severity": severity},
+        "shadownet": {"shadow": "shop-shadow", "session": 0, "direction": "to_vm"}
+    })
+}
+
+fn ndjson(events: &[Value]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in events {
+        out.extend_from_slice(e.to_string().as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// A tenant `acme` with the two-tier network `shop` (VNI 100) and the shadow `shop-shadow`,
+/// and the given mitigation policy; returns the tenant's token.
+fn setup(d: &TestDaemon, policy: Value) -> String {
+    let token = d.tenant("acme", json!({}));
+    let c = d.client(&token);
+    c.send("POST", "/v1/networks", &two_tier("shop", 100), &[])
+        .expect("network");
+    c.send(
+        "POST",
+        "/v1/shadows",
+        &json!({
+            "name": "shop-shadow", "network": "shop", "ttl_s": 86_400,
+            "collector": {"ip": "10.0.0.50", "mac": "02:00:00:00:00:50"},
+            "policy": {"rules": [{"direction": "both"}]}
+        }),
+        &[],
+    )
+    .expect("shadow");
+    c.send("PUT", "/v1/mitigation-policy", &policy, &[])
+        .expect("policy");
+    token
+}
+
+fn ingest(d: &TestDaemon, token: &str, events: &[Value]) -> Value {
+    d.client(token)
+        .send_bytes(
+            "/v1/shadows/shop-shadow/findings",
+            "application/x-ndjson",
+            &ndjson(events),
+        )
+        .unwrap_or_else(|e| panic!("ingest: {e}"))
+}
+
+/// Deny rules at the highest priority on the NIC: the block rules.
+fn block_rules(d: &TestDaemon) -> Vec<AclRule> {
+    let t = d
+        .ctl
+        .call_blocking(|c| read_back(c.nic()))
+        .expect("controller")
+        .expect("read back");
+    t.acl
+        .values()
+        .filter(|r| r.action.verdict == Verdict::Deny && r.action.priority == u16::MAX)
+        .copied()
+        .collect()
+}
+
+fn blocks_source(rules: &[AclRule], ip: &str) -> bool {
+    let ip: std::net::IpAddr = ip.parse().expect("address");
+    rules
+        .iter()
+        .any(|r| r.matches.src.is_some_and(|p| p.contains(ip) && p.len() == 32))
+}
+
+fn acl_drops(d: &TestDaemon) -> u64 {
+    d.ctl
+        .call_blocking(|c| c.nic().snapshot_counters())
+        .expect("controller")
+        .expect("counters")
+        .get(drop_reason(DropReason::AclDeny))
+}
+
+fn audit_actions(d: &TestDaemon, token: &str) -> Vec<String> {
+    d.client(token)
+        .get("/v1/audit?limit=1000")
+        .expect("audit")
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|a| a["action"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
+    let dir = shadownet_tests::scratch::Scratch::new("incidents-pcap");
+    let p = dir.path().join("c.pcap");
+    let mut w = shadownet_capture::PcapWriter::create(&p, 65_535).expect("pcap");
+    for (i, f) in frames.iter().enumerate() {
+        w.write(1_000_000 * i as u64, f).expect("frame");
+    }
+    w.finish().expect("finish");
+    std::fs::read(&p).expect("read back")
+}
+
+fn policy(mode: &str, max_rules: u32, ttl_s: u64) -> Value {
+    json!({
+        "mode": mode, "min_severity": 2, "min_findings": 2, "allow_list": ["198.51.100.0/24"],
+        "max_rules": max_rules, "rule_ttl_s": ttl_s, "incident_window_s": 300
+    })
+}
+
+fn two_attacks() -> Vec<Value> {
+    vec![
+        alert(0, ATTACKER_A, 40_000, WEB1, 443, 2_001, "ET SCAN web1 probe", 1),
+        alert(500, ATTACKER_B, 41_000, WEB2, 80, 3_001, "ET WEB_SERVER exploit", 2),
+        alert(1_000, ATTACKER_A, 40_000, WEB1, 443, 2_001, "ET SCAN web1 probe", 1),
+        alert(1_500, ATTACKER_B, 41_001, WEB2, 80, 3_001, "ET WEB_SERVER exploit", 2),
+        alert(2_000, ATTACKER_A, 40_002, WEB1, 443, 2_001, "ET SCAN web1 probe", 1),
+    ]
+}
+
+#[test]
+fn two_attacks_become_two_incidents_and_auto_mode_blocks_them_in_the_nic() {
+    let d = TestDaemon::start("incidents-auto");
+    let token = setup(&d, policy("auto", 8, 600));
+    let c = d.client(&token);
+    let report = ingest(&d, &token, &two_attacks());
+    assert_eq!(report["accepted"], 5);
+    assert_eq!(report["correlated"], 5);
+    assert_eq!(report["incidents"].as_array().map(Vec::len), Some(2), "{report}");
+
+    // Each finding names the production VM it concerns, on this NIC's VF.
+    let findings = c.get("/v1/findings?shadow=shop-shadow").expect("findings");
+    let findings = findings.as_array().expect("list");
+    assert_eq!(findings.len(), 5);
+    for f in findings {
+        let corr = &f["correlation"];
+        let vm = if f["src_ip"] == ATTACKER_A { "web1" } else { "web2" };
+        assert_eq!(corr["dest_vm"]["vm"], vm, "{f}");
+        assert_eq!(corr["dest_vm"]["tenant"], "acme");
+        assert_eq!(corr["dest_vm"]["host"], NIC_IP);
+        assert!(corr["dest_vm"]["vf"].is_u64(), "{f}");
+        assert!(corr["dest_vm"]["counters"]["rx_packets"].is_u64(), "{f}");
+        assert_eq!(corr["ours"], "dest");
+        assert_eq!(corr["outside"], f["src_ip"]);
+        assert_eq!(corr["network"], "shop");
+        assert_eq!(corr["network_version"], 1);
+    }
+
+    let incidents = c.get("/v1/incidents").expect("incidents");
+    let incidents = incidents.as_array().expect("list");
+    assert_eq!(incidents.len(), 2);
+    let a = &incidents[0];
+    assert_eq!(a["sources"], json!([ATTACKER_A]));
+    assert_eq!(a["vms"], json!(["shop/web1"]));
+    assert_eq!(a["findings"], 3);
+    assert_eq!(a["max_severity"], 1);
+    assert_eq!(a["first_seen_ms"], T0_MS);
+    assert_eq!(a["last_seen_ms"], T0_MS + 2_000);
+    assert_eq!(
+        a["signatures"],
+        json!([{"signature_id": 2001, "signature": "ET SCAN web1 probe", "count": 3}])
+    );
+    assert_eq!(a["state"], "mitigated");
+    let b = &incidents[1];
+    assert_eq!(b["sources"], json!([ATTACKER_B]));
+    assert_eq!(b["vms"], json!(["shop/web2"]));
+    assert_eq!(b["findings"], 2);
+    assert_eq!(b["state"], "mitigated");
+    let id = a["id"].as_u64().expect("id");
+    let detail = c.get(&format!("/v1/incidents/{id}")).expect("incident");
+    assert_eq!(detail["findings"].as_array().map(Vec::len), Some(3));
+
+    // Two block rules, committed through the change pipeline, on the NIC.
+    let ms = c.get("/v1/mitigations").expect("mitigations");
+    let ms = ms.as_array().expect("list");
+    assert_eq!(ms.len(), 2);
+    assert!(ms.iter().all(|m| m["object"]["state"] == "active"), "{ms:?}");
+    let rules = block_rules(&d);
+    assert!(blocks_source(&rules, ATTACKER_A), "{rules:?}");
+    assert!(blocks_source(&rules, ATTACKER_B), "{rules:?}");
+    let actions = audit_actions(&d, &token);
+    for a in ["findings.ingest", "mitigation.propose", "mitigation.commit"] {
+        assert!(actions.iter().any(|x| x == a), "{a} in {actions:?}");
+    }
+
+    // The attacker's traffic from the fabric is dropped by the ACL and counted; another
+    // source's reaches web1.
+    let to_web1 = |src: &str| {
+        vxlan(
+            "10.0.0.2",
+            NIC_IP,
+            100,
+            &Builder::tcp(src, WEB1, 40_000, 443)
+                .macs(mac(9), [0x02, 0, 0, 0, 0x10, 0x11])
+                .build(),
+        )
+    };
+    let before = acl_drops(&d);
+    let out = d
+        .admin()
+        .send_bytes(
+            "/v1/sim/inject?port=uplink",
+            "application/vnd.tcpdump.pcap",
+            &pcap(&[to_web1(ATTACKER_A), to_web1("203.0.113.50")]),
+        )
+        .expect("inject");
+    assert_eq!(acl_drops(&d) - before, 1, "{out}");
+    let web1 = out["outputs"]
+        .as_array()
+        .and_then(|o| o.iter().find(|p| p["port"].as_str().is_some_and(|n| n.contains("acme/shop/web1"))))
+        .map(|p| p["frames"].as_u64().unwrap_or(0));
+    assert_eq!(web1, Some(1), "{out}");
+
+    // Withdrawn: gone from the NIC, audited.
+    let m = ms[0]["object"]["id"].as_str().expect("id").to_string();
+    c.delete(&format!("/v1/mitigations/{m}")).expect("withdraw");
+    assert!(!blocks_source(&block_rules(&d), ATTACKER_A));
+    assert!(audit_actions(&d, &token).iter().any(|a| a == "mitigation.withdraw"));
+}
+
+#[test]
+fn allow_list_and_max_rules_are_enforced_and_audited() {
+    let d = TestDaemon::start("incidents-limits");
+    let token = setup(&d, policy("auto", 1, 600));
+    let c = d.client(&token);
+    let mut events = two_attacks();
+    // An allow-listed partner scanning db1, severe and repeated: never blocked.
+    for i in 0..3 {
+        events.push(alert(3_000 + i, "198.51.100.5", 50_000, DB1, 5432, 4_001, "ET POLICY db probe", 1));
+    }
+    let report = ingest(&d, &token, &events);
+    assert_eq!(report["incidents"].as_array().map(Vec::len), Some(3), "{report}");
+    let actions: Vec<(String, String)> = report["mitigations"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .map(|a| (a["source"].as_str().unwrap_or("").into(), a["action"].as_str().unwrap_or("").into()))
+        .collect();
+    assert!(actions.contains(&("198.51.100.5".into(), "refused".into())), "{actions:?}");
+    // One rule allowed: A's is committed, B's is proposed and refused at commit.
+    assert!(actions.contains(&(ATTACKER_A.into(), "committed".into())), "{actions:?}");
+    assert!(actions.contains(&(ATTACKER_B.into(), "refused".into())), "{actions:?}");
+    let rules = block_rules(&d);
+    assert_eq!(rules.len(), 2, "one rule: a src entry and a dst entry: {rules:?}");
+    assert!(blocks_source(&rules, ATTACKER_A));
+    assert!(!blocks_source(&rules, ATTACKER_B));
+    assert!(!blocks_source(&rules, "198.51.100.5"));
+    let audit = c.get("/v1/audit?limit=1000").expect("audit");
+    let refusals: Vec<&Value> = audit
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|a| a["action"] == "mitigation.refused")
+        .collect();
+    assert!(refusals.iter().any(|a| a["detail"]["reason"] == "allow_list"), "{refusals:?}");
+    assert!(refusals.iter().any(|a| a["detail"]["reason"] == "max_rules"), "{refusals:?}");
+
+    // A second batch from the allow-listed source is not refused (nor audited) again.
+    let n = refusals.len();
+    ingest(&d, &token, &[alert(4_000, "198.51.100.5", 50_000, DB1, 5432, 4_001, "ET POLICY db probe", 1)]);
+    let again = c.get("/v1/audit?limit=1000").expect("audit");
+    let m = again.as_array().expect("list").iter().filter(|a| a["action"] == "mitigation.refused").count();
+    assert_eq!(m, n);
+
+    // By hand: committing B's rule is a 429 naming the limit; nothing changes on the NIC.
+    let ms = c.get("/v1/mitigations").expect("mitigations");
+    let b = ms
+        .as_array()
+        .and_then(|l| l.iter().find(|m| m["object"]["rule"]["src"] == format!("{ATTACKER_B}/32")))
+        .map(|m| m["object"]["id"].as_str().unwrap_or("").to_string())
+        .expect("B's proposal");
+    let e = c
+        .send("POST", &format!("/v1/mitigations/{b}/commit"), &json!({}), &[])
+        .expect_err("over max_rules");
+    assert_eq!(status_of(&e), 429, "{e}");
+    if let shadowctl::client::ClientError::Problem(p) = &e {
+        assert_eq!(p.body["quota"]["limit"], "max_rules");
+        assert_eq!(p.body["type"], "urn:shadownet:problem:quota-exceeded");
+    }
+    assert_eq!(block_rules(&d), rules);
+    // Proposing an allow-listed source by hand: 409, audited, nothing stored.
+    let before = ms.as_array().map(Vec::len);
+    let e = c
+        .send(
+            "POST",
+            "/v1/mitigations",
+            &json!({"network": "shop", "rule": {"src": "198.51.100.0/25"}}),
+            &[],
+        )
+        .expect_err("allow-listed");
+    assert_eq!(status_of(&e), 409, "{e}");
+    let after = c.get("/v1/mitigations").expect("mitigations");
+    assert_eq!(after.as_array().map(Vec::len), before);
+}
+
+#[test]
+fn rules_expire_by_ttl_and_everything_survives_a_restart() {
+    let d = TestDaemon::start("incidents-ttl");
+    let token = setup(&d, policy("auto", 8, 60));
+    ingest(&d, &token, &two_attacks()[..3]);
+    assert!(blocks_source(&block_rules(&d), ATTACKER_A));
+
+    // Restart on the same data: incidents, findings and mitigations are there, and the NIC
+    // is rebuilt with the block rule.
+    let data = d.stop();
+    let d = TestDaemon::start_in(data);
+    let c = d.client(&token);
+    let incidents = c.get("/v1/incidents").expect("incidents");
+    assert_eq!(incidents.as_array().map(Vec::len), Some(2), "{incidents}");
+    let ms = c.get("/v1/mitigations").expect("mitigations");
+    assert_eq!(ms.as_array().map(Vec::len), Some(1), "{ms}");
+    assert_eq!(ms[0]["object"]["state"], "active");
+    assert!(blocks_source(&block_rules(&d), ATTACKER_A));
+
+    // Not yet due: nothing happens; due: the timer removes it from the NIC.
+    d.advance_ms(59_000);
+    d.expire();
+    assert!(blocks_source(&block_rules(&d), ATTACKER_A));
+    d.advance_ms(1_000);
+    d.expire();
+    assert!(block_rules(&d).is_empty());
+    let ms = c.get("/v1/mitigations").expect("mitigations");
+    assert_eq!(ms[0]["object"]["state"], "expired");
+    assert!(audit_actions(&d, &token).iter().any(|a| a == "mitigation.expire"));
+
+    // Completing the shadow purges its findings; the incidents stay.
+    let before = c.get("/v1/tenants/acme").expect("tenant")["usage"]["stored_bytes"]
+        .as_u64()
+        .expect("bytes");
+    c.send("POST", "/v1/shadows/shop-shadow/complete", &json!({}), &[])
+        .expect("complete");
+    let after = c.get("/v1/tenants/acme").expect("tenant")["usage"]["stored_bytes"]
+        .as_u64()
+        .expect("bytes");
+    assert!(after < before, "{after} < {before}");
+    assert_eq!(c.get("/v1/findings").expect("findings"), json!([]));
+    assert_eq!(c.get("/v1/incidents").expect("incidents").as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn grouping_follows_the_window_and_closing() {
+    let d = TestDaemon::start("incidents-window");
+    let token = setup(&d, json!({"mode": "off", "incident_window_s": 300, "group_by": ["source"]}));
+    let c = d.client(&token);
+    // Same source: t0 and t0+100 s together; t0+1000 s is past the window: a new incident.
+    // Another source hitting the same VM with the same signature stays apart (source only).
+    ingest(
+        &d,
+        &token,
+        &[
+            alert(1_000_000, ATTACKER_A, 1, WEB1, 443, 7, "x", 3),
+            alert(0, ATTACKER_A, 1, WEB1, 443, 7, "x", 3),
+            alert(100_000, ATTACKER_A, 1, WEB1, 443, 7, "x", 3),
+            alert(100_000, ATTACKER_B, 1, WEB1, 443, 7, "x", 3),
+        ],
+    );
+    let inc = c.get("/v1/incidents").expect("incidents");
+    let got: Vec<(Value, Value, Value)> = inc
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|i| (i["sources"].clone(), i["findings"].clone(), i["first_seen_ms"].clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (json!([ATTACKER_A]), json!(2), json!(T0_MS)),
+            (json!([ATTACKER_B]), json!(1), json!(T0_MS + 100_000)),
+            (json!([ATTACKER_A]), json!(1), json!(T0_MS + 1_000_000)),
+        ]
+    );
+    assert!(c.get("/v1/mitigations").expect("m").as_array().is_some_and(Vec::is_empty));
+    // Closed: the next finding of that source opens a new incident.
+    let id = inc[2]["id"].as_u64().expect("id");
+    let closed = c
+        .send("POST", &format!("/v1/incidents/{id}/close"), &json!({}), &[])
+        .expect("close");
+    assert_eq!(closed["state"], "closed");
+    ingest(&d, &token, &[alert(1_000_500, ATTACKER_A, 1, WEB1, 443, 7, "x", 3)]);
+    assert_eq!(c.get("/v1/incidents").expect("i").as_array().map(Vec::len), Some(4));
+    // `since` filters by event time.
+    let recent = c
+        .get(&format!("/v1/findings?since={}", T0_MS + 1_000_000))
+        .expect("findings");
+    assert_eq!(recent.as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn a_trial_reports_what_the_rule_would_have_blocked() {
+    let d = TestDaemon::start("incidents-trial");
+    let token = setup(&d, policy("propose", 8, 600));
+    let c = d.client(&token);
+    ingest(&d, &token, &two_attacks()[..3]);
+    let ms = c.get("/v1/mitigations").expect("mitigations");
+    assert_eq!(ms.as_array().map(Vec::len), Some(1), "{ms}");
+    assert_eq!(ms[0]["object"]["state"], "proposed");
+    assert!(block_rules(&d).is_empty(), "propose mode programs nothing");
+    let id = ms[0]["object"]["id"].as_str().expect("id").to_string();
+
+    // The recorded traffic, as the shadow saw it.
+    let w1 = [0x02, 0, 0, 0, 0x10, 0x11];
+    let w2 = [0x02, 0, 0, 0, 0x10, 0x12];
+    let tcp = |src: &str, sp: u16, dst: &str, dp: u16, len: usize| {
+        Builder::tcp(src, dst, sp, dp).macs(mac(9), w1).payload_len(len).build()
+    };
+    let mut frames = Vec::new();
+    // 3 of the flow the findings name: blocked, true positives.
+    for _ in 0..3 {
+        frames.push(tcp(ATTACKER_A, 40_000, WEB1, 443, 100));
+    }
+    // 2 to web2 (a flow no finding names): blocked, collateral.
+    for _ in 0..2 {
+        frames.push(Builder::tcp(ATTACKER_A, WEB2, 40_001, 80).macs(mac(9), w2).payload_len(200).build());
+    }
+    // 1 to web1's SSH: the security group denies it already.
+    frames.push(tcp(ATTACKER_A, 40_002, WEB1, 22, 0));
+    // 2 from someone else: not blocked.
+    for _ in 0..2 {
+        frames.push(tcp("203.0.113.50", 50_000, WEB1, 443, 50));
+    }
+    // web1's reply to the attacker: blocked (the rule covers both directions), a finding's flow.
+    frames.push(Builder::tcp(WEB1, ATTACKER_A, 443, 40_000).macs(w1, mac(9)).payload_len(10).build());
+    // Not IP: skipped.
+    frames.push(arp_request(mac(9), [192, 168, 10, 99], [192, 168, 10, 11]));
+    let len = |i: usize| frames[i].len() as u64;
+    let tp_bytes = len(0) + len(1) + len(2) + len(8);
+    let fp_bytes = len(3) + len(4);
+
+    let generation = d.admin().get("/v1/nic").expect("nic")["generation"].clone();
+    let r = c
+        .send_bytes(
+            &format!("/v1/mitigations/{id}/trial"),
+            "application/vnd.tcpdump.pcap",
+            &pcap(&frames),
+        )
+        .unwrap_or_else(|e| panic!("trial: {e}"));
+    assert_eq!(r["frames"], 10, "{r}");
+    assert_eq!(r["replayed"], 9, "{r}");
+    assert_eq!(r["skipped"], 1, "{r}");
+    assert_eq!(r["already_blocked"], 1, "{r}");
+    assert_eq!(r["blocked"], json!({"packets": 6, "bytes": tp_bytes + fp_bytes, "flows": 3}), "{r}");
+    assert_eq!(r["in_findings"], json!({"packets": 4, "bytes": tp_bytes, "flows": 2}), "{r}");
+    assert_eq!(r["not_in_findings"], json!({"packets": 2, "bytes": fp_bytes, "flows": 1}), "{r}");
+    let per_vm: Vec<(Value, Value, Value)> = r["per_vm"]
+        .as_array()
+        .expect("per vm")
+        .iter()
+        .map(|v| (v["vm"].clone(), v["direction"].clone(), v["blocked"]["packets"].clone()))
+        .collect();
+    assert_eq!(
+        per_vm,
+        vec![
+            (json!("shop/web1"), json!("from_vm"), json!(1)),
+            (json!("shop/web1"), json!("to_vm"), json!(3)),
+            (json!("shop/web2"), json!("to_vm"), json!(2)),
+        ]
+    );
+
+    // Production did not change: same table generation, no block rule, still proposed; the
+    // report is kept with the mitigation and the trial is audited.
+    assert_eq!(d.admin().get("/v1/nic").expect("nic")["generation"], generation);
+    assert!(block_rules(&d).is_empty());
+    let m = c.get(&format!("/v1/mitigations/{id}")).expect("mitigation");
+    assert_eq!(m["object"]["state"], "proposed");
+    assert_eq!(m["object"]["last_trial"]["blocked"]["packets"], 6);
+    assert!(audit_actions(&d, &token).iter().any(|a| a == "mitigation.trial"));
+
+    // Then committed by hand: the rule is on the NIC.
+    c.send("POST", &format!("/v1/mitigations/{id}/commit"), &json!({}), &[])
+        .expect("commit");
+    assert!(blocks_source(&block_rules(&d), ATTACKER_A));
+}
+
+#[test]
+fn bad_findings_are_refused_and_change_nothing() {
+    let d = TestDaemon::start("incidents-bad");
+    let token = setup(&d, policy("auto", 8, 600));
+    let other = d.tenant("globex", json!({}));
+    let c = d.client(&token);
+    let audit_before = audit_actions(&d, &token).len();
+    let good = alert(0, ATTACKER_A, 1, WEB1, 443, 2_001, "x", 1);
+    let post = |token: &str, shadow: &str, ct: &str, body: &[u8]| {
+        raw(&d.base, "POST", &format!("/v1/shadows/{shadow}/findings"), Some(token), Some(ct), body)
+    };
+    let mut missing = good.clone();
+    missing.as_object_mut().expect("object").remove("src_ip");
+    let mut bad_ip = good.clone();
+    bad_ip["dest_ip"] = json!("192.168.10.300");
+    let mut bad_sev = good.clone();
+    bad_sev["alert"]["severity"] = json!(9);
+    let mut wrong_shadow = good.clone();
+    wrong_shadow["shadownet"]["shadow"] = json!("another");
+    let cases: Vec<(&str, Vec<u8>, &str, u16, &str)> = vec![
+        ("shop-shadow", ndjson(&[good.clone(), missing]), "application/x-ndjson", 422, "events/1/src_ip"),
+        ("shop-shadow", bad_ip.to_string().into_bytes(), "application/json", 422, "events/0/dest_ip"),
+        ("shop-shadow", bad_sev.to_string().into_bytes(), "application/json", 422, "events/0/alert/severity"),
+        ("shop-shadow", wrong_shadow.to_string().into_bytes(), "application/json", 422, "events/0/shadownet/shadow"),
+        ("shop-shadow", b"{\"a\":1}\nnot json".to_vec(), "application/x-ndjson", 400, "lines/2"),
+        ("shop-shadow", good.to_string().into_bytes(), "text/plain", 415, ""),
+        ("nope", good.to_string().into_bytes(), "application/json", 404, ""),
+    ];
+    for (shadow, body, ct, status, path) in cases {
+        let (s, ctype, problem) = post(&token, shadow, ct, &body);
+        assert_eq!(s, status, "{shadow} {ct}: {problem}");
+        assert_eq!(ctype, "application/problem+json");
+        if !path.is_empty() {
+            let paths: Vec<&str> = problem["errors"]
+                .as_array()
+                .expect("errors")
+                .iter()
+                .filter_map(|e| e["path"].as_str())
+                .collect();
+            assert!(paths.contains(&path), "{path} in {problem}");
+        }
+    }
+    // Another tenant cannot send findings to acme's shadow: it does not exist for them.
+    let (s, _, problem) = post(&other, "shop-shadow", "application/json", good.to_string().as_bytes());
+    assert_eq!(s, 404, "{problem}");
+    // Nothing was stored or done.
+    assert_eq!(c.get("/v1/findings").expect("findings"), json!([]));
+    assert_eq!(c.get("/v1/incidents").expect("incidents"), json!([]));
+    assert_eq!(c.get("/v1/mitigations").expect("mitigations"), json!([]));
+    assert_eq!(audit_actions(&d, &token).len(), audit_before);
+    assert!(block_rules(&d).is_empty());
+    // Bad policies and unknown incidents are problems too.
+    let e = c
+        .send("PUT", "/v1/mitigation-policy", &json!({"min_severity": 0, "allow_list": ["10.0.0.0/33"]}), &[])
+        .expect_err("bad policy");
+    assert_eq!(status_of(&e), 422);
+    assert_eq!(status_of(&c.get("/v1/incidents/999").expect_err("unknown")), 404);
+    assert_eq!(status_of(&c.get("/v1/findings?since=yesterday").expect_err("bad since")), 400);
+}
