@@ -581,3 +581,74 @@ fn bad_findings_are_refused_and_change_nothing() {
     assert_eq!(status_of(&c.get("/v1/incidents/999").expect_err("unknown")), 404);
     assert_eq!(status_of(&c.get("/v1/findings?since=yesterday").expect_err("bad since")), 400);
 }
+
+#[derive(clap::Parser)]
+struct Cli {
+    #[command(flatten)]
+    api: shadowctl::apicli::ApiArgs,
+    #[command(subcommand)]
+    cmd: shadowctl::apicli::ApiCommand,
+}
+
+fn ctl(d: &TestDaemon, args: &[&str]) -> anyhow::Result<String> {
+    use clap::Parser;
+    let mut argv = vec!["shadowctl", "--api", &d.base, "--token", &d.admin, "--tenant", "acme"];
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(argv).map_err(|e| anyhow::anyhow!("{e}"))?;
+    shadowctl::apicli::run(cli.cmd, &cli.api)
+}
+
+fn ok(d: &TestDaemon, args: &[&str]) -> String {
+    ctl(d, args).unwrap_or_else(|e| panic!("shadowctl {}: {e:#}", args.join(" ")))
+}
+
+#[test]
+fn the_cli_lists_findings_incidents_and_drives_mitigations() {
+    let d = TestDaemon::start("incidents-cli");
+    setup(&d, policy("propose", 8, 600));
+    let eve = d.data.join("eve.json");
+    std::fs::write(&eve, ndjson(&two_attacks()[..3])).expect("eve file");
+    let out = ok(&d, &["finding", "send", "--shadow", "shop-shadow", eve.to_str().expect("path")]);
+    assert!(out.starts_with("3 findings stored (3 correlated to a production VM, 0 not); incidents: 1, 2"), "{out}");
+    assert!(out.contains("proposed") && out.contains("m-1"), "{out}");
+
+    let out = ok(&d, &["finding", "list", "--shadow", "shop-shadow"]);
+    assert!(out.lines().next().is_some_and(|h| h.contains("PRODUCTION")), "{out}");
+    assert_eq!(out.lines().filter(|l| l.contains("shop/web1")).count(), 2, "{out}");
+    assert_eq!(out.lines().filter(|l| l.contains("shop/web2")).count(), 1, "{out}");
+    let out = ok(&d, &["incident", "list"]);
+    assert!(out.contains(ATTACKER_A) && out.contains("shop/web1") && out.contains("m-1"), "{out}");
+    let json: Value = serde_json::from_str(&ok(&d, &["--json", "incident", "list"])).expect("json");
+    assert_eq!(json.as_array().map(Vec::len), Some(2));
+    let out = ok(&d, &["incident", "show", "1"]);
+    assert!(out.contains("ET SCAN web1 probe") && out.contains("2001"), "{out}");
+
+    let out = ok(&d, &["mitigation", "policy"]);
+    assert!(out.starts_with("mode propose"), "{out}");
+    let out = ok(&d, &["mitigation", "list"]);
+    assert!(out.contains("m-1") && out.contains("proposed") && out.contains("203.0.113.7/32"), "{out}");
+
+    let cap = d.data.join("recorded.pcap");
+    let frames: Vec<Vec<u8>> = (0..3)
+        .map(|_| {
+            Builder::tcp(ATTACKER_A, WEB1, 40_000, 443)
+                .macs(mac(9), [0x02, 0, 0, 0, 0x10, 0x11])
+                .build()
+        })
+        .collect();
+    std::fs::write(&cap, pcap(&frames)).expect("capture");
+    let out = ok(&d, &["mitigation", "trial", "m-1", "--pcap", cap.to_str().expect("path")]);
+    assert!(out.contains("would have blocked: 3 packets"), "{out}");
+    assert!(out.contains("in findings:     3 packets"), "{out}");
+    let out = ok(&d, &["mitigation", "commit", "m-1"]);
+    assert!(out.starts_with("mitigation m-1 is active"), "{out}");
+    let out = ok(&d, &["mitigation", "withdraw", "m-1"]);
+    assert!(out.starts_with("mitigation m-1 is withdrawn"), "{out}");
+    let e = ctl(&d, &["mitigation", "propose", "--src", "198.51.100.1", "--network", "shop"])
+        .expect_err("allow-listed");
+    assert!(format!("{e:#}").contains("allow-listed"), "{e:#}");
+    let out = ok(&d, &["mitigation", "propose", "--src", "192.0.2.0/24", "--shadow", "shop-shadow", "--protocol", "tcp", "--dst-ports", "22", "--ttl", "30m"]);
+    assert_eq!(out, "mitigation m-2 proposed: block 192.0.2.0/24 in network shop\n");
+    let out = ok(&d, &["incident", "close", "2"]);
+    assert_eq!(out, "incident 2 closed\n");
+}

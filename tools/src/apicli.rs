@@ -382,6 +382,110 @@ pub enum NicCmd {
     },
 }
 
+/// Findings from shadows' analysis nodes.
+#[derive(Subcommand, Debug)]
+pub enum FindingCmd {
+    /// List findings with the production VM each concerns.
+    List {
+        /// Only this shadow's.
+        #[arg(long)]
+        shadow: Option<String>,
+        /// Only from this event time on (unix milliseconds or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Send Suricata-EVE alerts (a JSON or NDJSON file, e.g. eve.json) as a shadow's findings.
+    Send {
+        /// The shadow they come from.
+        #[arg(long)]
+        shadow: String,
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+/// Incidents: findings grouped by source, target or campaign.
+#[derive(Subcommand, Debug)]
+pub enum IncidentCmd {
+    /// List incidents.
+    List,
+    /// Show an incident and its findings.
+    Show {
+        /// Id.
+        id: u64,
+    },
+    /// Close an incident.
+    Close {
+        /// Id.
+        id: u64,
+    },
+}
+
+/// Mitigation: the policy and block rules in the production NIC.
+#[derive(Subcommand, Debug)]
+pub enum MitigationCmd {
+    /// List block rules in every state.
+    List,
+    /// Show the mitigation policy, or replace it from a JSON/TOML file.
+    Policy {
+        /// A MitigationPolicy document to store.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Propose a block rule by hand.
+    Propose {
+        /// Source address or prefix to block.
+        #[arg(long)]
+        src: String,
+        /// The production network (taken from --shadow or --incident when absent).
+        #[arg(long)]
+        network: Option<String>,
+        /// The shadow whose tables and findings a trial uses.
+        #[arg(long)]
+        shadow: Option<String>,
+        /// The incident it answers.
+        #[arg(long)]
+        incident: Option<u64>,
+        /// Only this protocol (tcp, udp, icmp, a number).
+        #[arg(long)]
+        protocol: Option<String>,
+        /// Only these destination ports (tcp/udp).
+        #[arg(long)]
+        dst_ports: Option<String>,
+        /// Lifetime once committed (e.g. 30m, 1h); the policy's when absent.
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<u64>,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Replay a capture through a scratch simulated NIC with the rule: what would it have
+    /// blocked (production is not touched).
+    Trial {
+        /// The mitigation.
+        id: String,
+        /// A capture to upload.
+        #[arg(long, conflicts_with = "artefact")]
+        pcap: Option<PathBuf>,
+        /// A capture artefact of the mitigation's shadow.
+        #[arg(long)]
+        artefact: Option<String>,
+    },
+    /// Commit a proposed rule into the production NIC's ACL.
+    Commit {
+        /// The mitigation.
+        id: String,
+    },
+    /// Withdraw a rule (removed from the NIC when active).
+    Withdraw {
+        /// The mitigation.
+        id: String,
+    },
+}
+
 /// An API command.
 #[derive(Subcommand, Debug)]
 pub enum ApiCommand {
@@ -421,6 +525,15 @@ pub enum ApiCommand {
     /// The NIC.
     #[command(subcommand)]
     Nic(NicCmd),
+    /// Findings from shadows, correlated to production.
+    #[command(subcommand)]
+    Finding(FindingCmd),
+    /// Incidents.
+    #[command(subcommand)]
+    Incident(IncidentCmd),
+    /// Mitigation policy and block rules.
+    #[command(subcommand)]
+    Mitigation(MitigationCmd),
 }
 
 /// Parses `90`, `90s`, `30m`, `2h`, `7d` into seconds.
@@ -996,6 +1109,9 @@ pub fn run(cmd: ApiCommand, args: &ApiArgs) -> anyhow::Result<String> {
                 )
             }
         },
+        ApiCommand::Finding(f) => finding_cmd(&c, f)?,
+        ApiCommand::Incident(i) => incident_cmd(&c, i)?,
+        ApiCommand::Mitigation(m) => mitigation_cmd(&c, m)?,
     };
     if args.json {
         Ok(serde_json::to_string_pretty(&value)? + "\n")
@@ -1256,4 +1372,351 @@ fn sync_text(v: &Value) -> String {
         s(v, "/removed"),
         s(v, "/verified")
     )
+}
+
+fn finding_cmd(c: &Client, cmd: FindingCmd) -> anyhow::Result<(Value, Render)> {
+    Ok(match cmd {
+        FindingCmd::List {
+            shadow,
+            since,
+            limit,
+        } => {
+            let mut q = format!("/v1/findings?limit={limit}");
+            if let Some(s) = shadow {
+                q.push_str(&format!("&shadow={}", query_escape(&s)));
+            }
+            if let Some(s) = since {
+                q.push_str(&format!("&since={}", query_escape(&s)));
+            }
+            (c.get(&q)?, Box::new(finding_table))
+        }
+        FindingCmd::Send { shadow, file } => {
+            let data =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let v = c.send_bytes(
+                &format!("/v1/shadows/{shadow}/findings"),
+                "application/x-ndjson",
+                &data,
+            )?;
+            (
+                v,
+                Box::new(|v| {
+                    let mut out = format!(
+                        "{} findings stored ({} correlated to a production VM, {} not); incidents: {}\n",
+                        s(v, "/accepted"),
+                        s(v, "/correlated"),
+                        s(v, "/uncorrelated"),
+                        rows(&v["incidents"]).iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+                    );
+                    out.push_str(&policy_actions(v));
+                    out
+                }),
+            )
+        }
+    })
+}
+
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn policy_actions(v: &Value) -> String {
+    let acts = rows(&v["mitigations"]);
+    if acts.is_empty() {
+        return String::new();
+    }
+    table(
+        &["incident", "source", "action", "mitigation", "detail"],
+        &acts
+            .iter()
+            .map(|a| {
+                vec![
+                    s(a, "/incident"),
+                    s(a, "/source"),
+                    s(a, "/action"),
+                    s(a, "/mitigation"),
+                    s(a, "/detail"),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn vm_name(v: &Value) -> String {
+    if v.is_null() {
+        "-".into()
+    } else {
+        format!("{}/{}", s(v, "/network"), s(v, "/vm"))
+    }
+}
+
+fn finding_table(v: &Value) -> String {
+    table(
+        &["seq", "when", "shadow", "source", "destination", "sev", "signature", "production", "incident"],
+        &rows(v)
+            .iter()
+            .map(|f| {
+                let prod = match s(f, "/correlation/ours").as_str() {
+                    "src" => vm_name(&f["correlation"]["src_vm"]),
+                    "dest" => vm_name(&f["correlation"]["dest_vm"]),
+                    "both" => format!(
+                        "{} -> {}",
+                        vm_name(&f["correlation"]["src_vm"]),
+                        vm_name(&f["correlation"]["dest_vm"])
+                    ),
+                    _ => "no production node".into(),
+                };
+                vec![
+                    s(f, "/seq"),
+                    when(f, "/at_ms"),
+                    s(f, "/shadow"),
+                    format!("{}:{}", s(f, "/src_ip"), s(f, "/src_port")),
+                    format!("{}:{}", s(f, "/dest_ip"), s(f, "/dest_port")),
+                    s(f, "/severity"),
+                    format!("{} {}", s(f, "/signature_id"), s(f, "/signature")),
+                    prod,
+                    s(f, "/incident"),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn incident_row(i: &Value) -> Vec<String> {
+    vec![
+        s(i, "/id"),
+        s(i, "/state"),
+        s(i, "/network"),
+        when(i, "/first_seen_ms"),
+        when(i, "/last_seen_ms"),
+        s(i, "/findings"),
+        s(i, "/max_severity"),
+        list(i, "/sources"),
+        list(i, "/vms"),
+        list(i, "/mitigations"),
+    ]
+}
+
+const INCIDENT_HEADERS: [&str; 10] = [
+    "id", "state", "network", "first seen", "last seen", "findings", "sev", "sources", "vms",
+    "mitigations",
+];
+
+fn incident_cmd(c: &Client, cmd: IncidentCmd) -> anyhow::Result<(Value, Render)> {
+    Ok(match cmd {
+        IncidentCmd::List => (
+            c.get("/v1/incidents")?,
+            Box::new(|v| {
+                table(
+                    &INCIDENT_HEADERS,
+                    &rows(v).iter().map(incident_row).collect::<Vec<_>>(),
+                )
+            }),
+        ),
+        IncidentCmd::Show { id } => (
+            c.get(&format!("/v1/incidents/{id}"))?,
+            Box::new(|v| {
+                let i = &v["incident"];
+                let mut out = table(&INCIDENT_HEADERS, &[incident_row(i)]);
+                out.push('\n');
+                out.push_str(&table(
+                    &["signature id", "signature", "count"],
+                    &rows(&i["signatures"])
+                        .iter()
+                        .map(|x| vec![s(x, "/signature_id"), s(x, "/signature"), s(x, "/count")])
+                        .collect::<Vec<_>>(),
+                ));
+                if !rows(&i["refused"]).is_empty() {
+                    out.push_str(&format!("refused: {}\n", list(i, "/refused")));
+                }
+                out.push('\n');
+                out.push_str(&finding_table(&v["findings"]));
+                out
+            }),
+        ),
+        IncidentCmd::Close { id } => (
+            c.send("POST", &format!("/v1/incidents/{id}/close"), &json!({}), &[])?,
+            Box::new(|v| format!("incident {} closed\n", s(v, "/id"))),
+        ),
+    })
+}
+
+fn mitigation_table(v: &Value) -> String {
+    table(
+        &["id", "state", "network", "blocks", "incident", "origin", "expires", "last trial"],
+        &rows(v)
+            .iter()
+            .map(|m| {
+                let o = &m["object"];
+                let mut rule = s(o, "/rule/src");
+                if !o["rule"]["protocol"].is_null() {
+                    rule.push_str(&format!(" {}", s(o, "/rule/protocol")));
+                }
+                if !o["rule"]["dst_ports"].is_null() {
+                    rule.push_str(&format!(" port {}", s(o, "/rule/dst_ports")));
+                }
+                let trial = if o["last_trial"].is_null() {
+                    "-".into()
+                } else {
+                    format!(
+                        "{} pkts ({} in findings)",
+                        s(o, "/last_trial/blocked/packets"),
+                        s(o, "/last_trial/in_findings/packets")
+                    )
+                };
+                vec![
+                    s(o, "/id"),
+                    s(o, "/state"),
+                    s(o, "/network"),
+                    rule,
+                    s(o, "/incident"),
+                    s(o, "/origin"),
+                    when(o, "/expires_at_ms"),
+                    trial,
+                ]
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn trial_text(v: &Value) -> String {
+    let vol = |p: &str| {
+        format!(
+            "{} packets, {} bytes, {} flows",
+            s(v, &format!("{p}/packets")),
+            s(v, &format!("{p}/bytes")),
+            s(v, &format!("{p}/flows"))
+        )
+    };
+    let mut out = format!(
+        "{}: {} frames, {} replayed, {} skipped, {} dropped by the ACL already\n\
+         would have blocked: {}\n  in findings:     {}\n  not in findings: {}\n",
+        s(v, "/capture"),
+        s(v, "/frames"),
+        s(v, "/replayed"),
+        s(v, "/skipped"),
+        s(v, "/already_blocked"),
+        vol("/blocked"),
+        vol("/in_findings"),
+        vol("/not_in_findings"),
+    );
+    out.push_str(&table(
+        &["vm", "direction", "packets", "bytes", "flows"],
+        &rows(&v["per_vm"])
+            .iter()
+            .map(|x| {
+                vec![
+                    s(x, "/vm"),
+                    s(x, "/direction"),
+                    s(x, "/blocked/packets"),
+                    s(x, "/blocked/bytes"),
+                    s(x, "/blocked/flows"),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    ));
+    out
+}
+
+fn mitigation_change(v: &Value) -> String {
+    format!(
+        "mitigation {} is {} (version {}); NIC: {} entries written, {} removed\n",
+        s(v, "/mitigation/object/id"),
+        s(v, "/mitigation/object/state"),
+        s(v, "/mitigation/version"),
+        s(v, "/sync/written"),
+        s(v, "/sync/removed")
+    )
+}
+
+fn mitigation_cmd(c: &Client, cmd: MitigationCmd) -> anyhow::Result<(Value, Render)> {
+    Ok(match cmd {
+        MitigationCmd::List => (c.get("/v1/mitigations")?, Box::new(mitigation_table)),
+        MitigationCmd::Policy { file } => {
+            let v = match file {
+                Some(f) => c.send("PUT", "/v1/mitigation-policy", &read_doc(&f)?, &[])?,
+                None => c.get("/v1/mitigation-policy")?,
+            };
+            (
+                v,
+                Box::new(|v| {
+                    let o = &v["object"];
+                    format!(
+                        "mode {}; an incident qualifies at severity <= {}, {} findings, score >= {}\n\
+                         allow-list: {}; at most {} rules, each for {}s; incidents group by {} within {}s (version {})\n",
+                        s(o, "/mode"),
+                        s(o, "/min_severity"),
+                        s(o, "/min_findings"),
+                        s(o, "/min_score"),
+                        list(o, "/allow_list"),
+                        s(o, "/max_rules"),
+                        s(o, "/rule_ttl_s"),
+                        list(o, "/group_by"),
+                        s(o, "/incident_window_s"),
+                        s(v, "/version"),
+                    )
+                }),
+            )
+        }
+        MitigationCmd::Propose {
+            src,
+            network,
+            shadow,
+            incident,
+            protocol,
+            dst_ports,
+            ttl,
+            reason,
+        } => {
+            let v = c.send(
+                "POST",
+                "/v1/mitigations",
+                &json!({
+                    "rule": {"src": src, "protocol": protocol, "dst_ports": dst_ports},
+                    "network": network, "shadow": shadow, "incident": incident,
+                    "ttl_s": ttl, "reason": reason,
+                }),
+                &[],
+            )?;
+            (
+                v,
+                Box::new(|v| {
+                    format!(
+                        "mitigation {} proposed: block {} in network {}\n",
+                        s(v, "/object/id"),
+                        s(v, "/object/rule/src"),
+                        s(v, "/object/network")
+                    )
+                }),
+            )
+        }
+        MitigationCmd::Trial { id, pcap, artefact } => {
+            let path = format!("/v1/mitigations/{id}/trial");
+            let v = match (pcap, artefact) {
+                (Some(p), _) => {
+                    let data =
+                        std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+                    c.send_bytes(&path, "application/vnd.tcpdump.pcap", &data)?
+                }
+                (None, Some(a)) => c.send("POST", &path, &json!({"artefact": a}), &[])?,
+                (None, None) => bail!("name a capture: --pcap FILE or --artefact NAME"),
+            };
+            (v, Box::new(trial_text))
+        }
+        MitigationCmd::Commit { id } => (
+            c.send("POST", &format!("/v1/mitigations/{id}/commit"), &json!({}), &[])?,
+            Box::new(mitigation_change),
+        ),
+        MitigationCmd::Withdraw { id } => (
+            c.delete(&format!("/v1/mitigations/{id}"))?,
+            Box::new(mitigation_change),
+        ),
+    })
 }
