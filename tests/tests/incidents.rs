@@ -117,9 +117,11 @@ fn block_rules(d: &TestDaemon) -> Vec<AclRule> {
 
 fn blocks_source(rules: &[AclRule], ip: &str) -> bool {
     let ip: std::net::IpAddr = ip.parse().expect("address");
-    rules
-        .iter()
-        .any(|r| r.matches.src.is_some_and(|p| p.contains(ip) && p.len() == 32))
+    rules.iter().any(|r| {
+        r.matches
+            .src
+            .is_some_and(|p| p.contains(ip) && p.len() == 32)
+    })
 }
 
 fn acl_drops(d: &TestDaemon) -> u64 {
@@ -161,11 +163,56 @@ fn policy(mode: &str, max_rules: u32, ttl_s: u64) -> Value {
 
 fn two_attacks() -> Vec<Value> {
     vec![
-        alert(0, ATTACKER_A, 40_000, WEB1, 443, 2_001, "ET SCAN web1 probe", 1),
-        alert(500, ATTACKER_B, 41_000, WEB2, 80, 3_001, "ET WEB_SERVER exploit", 2),
-        alert(1_000, ATTACKER_A, 40_000, WEB1, 443, 2_001, "ET SCAN web1 probe", 1),
-        alert(1_500, ATTACKER_B, 41_001, WEB2, 80, 3_001, "ET WEB_SERVER exploit", 2),
-        alert(2_000, ATTACKER_A, 40_002, WEB1, 443, 2_001, "ET SCAN web1 probe", 1),
+        alert(
+            0,
+            ATTACKER_A,
+            40_000,
+            WEB1,
+            443,
+            2_001,
+            "ET SCAN web1 probe",
+            1,
+        ),
+        alert(
+            500,
+            ATTACKER_B,
+            41_000,
+            WEB2,
+            80,
+            3_001,
+            "ET WEB_SERVER exploit",
+            2,
+        ),
+        alert(
+            1_000,
+            ATTACKER_A,
+            40_000,
+            WEB1,
+            443,
+            2_001,
+            "ET SCAN web1 probe",
+            1,
+        ),
+        alert(
+            1_500,
+            ATTACKER_B,
+            41_001,
+            WEB2,
+            80,
+            3_001,
+            "ET WEB_SERVER exploit",
+            2,
+        ),
+        alert(
+            2_000,
+            ATTACKER_A,
+            40_002,
+            WEB1,
+            443,
+            2_001,
+            "ET SCAN web1 probe",
+            1,
+        ),
     ]
 }
 
@@ -177,7 +224,11 @@ fn two_attacks_become_two_incidents_and_auto_mode_blocks_them_in_the_nic() {
     let report = ingest(&d, &token, &two_attacks());
     assert_eq!(report["accepted"], 5);
     assert_eq!(report["correlated"], 5);
-    assert_eq!(report["incidents"].as_array().map(Vec::len), Some(2), "{report}");
+    assert_eq!(
+        report["incidents"].as_array().map(Vec::len),
+        Some(2),
+        "{report}"
+    );
 
     // Each finding names the production VM it concerns, on this NIC's VF.
     let findings = c.get("/v1/findings?shadow=shop-shadow").expect("findings");
@@ -185,7 +236,11 @@ fn two_attacks_become_two_incidents_and_auto_mode_blocks_them_in_the_nic() {
     assert_eq!(findings.len(), 5);
     for f in findings {
         let corr = &f["correlation"];
-        let vm = if f["src_ip"] == ATTACKER_A { "web1" } else { "web2" };
+        let vm = if f["src_ip"] == ATTACKER_A {
+            "web1"
+        } else {
+            "web2"
+        };
         assert_eq!(corr["dest_vm"]["vm"], vm, "{f}");
         assert_eq!(corr["dest_vm"]["tenant"], "acme");
         assert_eq!(corr["dest_vm"]["host"], NIC_IP);
@@ -225,7 +280,10 @@ fn two_attacks_become_two_incidents_and_auto_mode_blocks_them_in_the_nic() {
     let ms = c.get("/v1/mitigations").expect("mitigations");
     let ms = ms.as_array().expect("list");
     assert_eq!(ms.len(), 2);
-    assert!(ms.iter().all(|m| m["object"]["state"] == "active"), "{ms:?}");
+    assert!(
+        ms.iter().all(|m| m["object"]["state"] == "active"),
+        "{ms:?}"
+    );
     let rules = block_rules(&d);
     assert!(blocks_source(&rules, ATTACKER_A), "{rules:?}");
     assert!(blocks_source(&rules, ATTACKER_B), "{rules:?}");
@@ -258,7 +316,13 @@ fn two_attacks_become_two_incidents_and_auto_mode_blocks_them_in_the_nic() {
     assert_eq!(acl_drops(&d) - before, 1, "{out}");
     let web1 = out["outputs"]
         .as_array()
-        .and_then(|o| o.iter().find(|p| p["port"].as_str().is_some_and(|n| n.contains("acme/shop/web1"))))
+        .and_then(|o| {
+            o.iter().find(|p| {
+                p["port"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("acme/shop/web1"))
+            })
+        })
         .map(|p| p["frames"].as_u64().unwrap_or(0));
     assert_eq!(web1, Some(1), "{out}");
 
@@ -266,7 +330,11 @@ fn two_attacks_become_two_incidents_and_auto_mode_blocks_them_in_the_nic() {
     let m = ms[0]["object"]["id"].as_str().expect("id").to_string();
     c.delete(&format!("/v1/mitigations/{m}")).expect("withdraw");
     assert!(!blocks_source(&block_rules(&d), ATTACKER_A));
-    assert!(audit_actions(&d, &token).iter().any(|a| a == "mitigation.withdraw"));
+    assert!(
+        audit_actions(&d, &token)
+            .iter()
+            .any(|a| a == "mitigation.withdraw")
+    );
 }
 
 #[test]
@@ -277,22 +345,53 @@ fn allow_list_and_max_rules_are_enforced_and_audited() {
     let mut events = two_attacks();
     // An allow-listed partner scanning db1, severe and repeated: never blocked.
     for i in 0..3 {
-        events.push(alert(3_000 + i, "198.51.100.5", 50_000, DB1, 5432, 4_001, "ET POLICY db probe", 1));
+        events.push(alert(
+            3_000 + i,
+            "198.51.100.5",
+            50_000,
+            DB1,
+            5432,
+            4_001,
+            "ET POLICY db probe",
+            1,
+        ));
     }
     let report = ingest(&d, &token, &events);
-    assert_eq!(report["incidents"].as_array().map(Vec::len), Some(3), "{report}");
+    assert_eq!(
+        report["incidents"].as_array().map(Vec::len),
+        Some(3),
+        "{report}"
+    );
     let actions: Vec<(String, String)> = report["mitigations"]
         .as_array()
         .expect("actions")
         .iter()
-        .map(|a| (a["source"].as_str().unwrap_or("").into(), a["action"].as_str().unwrap_or("").into()))
+        .map(|a| {
+            (
+                a["source"].as_str().unwrap_or("").into(),
+                a["action"].as_str().unwrap_or("").into(),
+            )
+        })
         .collect();
-    assert!(actions.contains(&("198.51.100.5".into(), "refused".into())), "{actions:?}");
+    assert!(
+        actions.contains(&("198.51.100.5".into(), "refused".into())),
+        "{actions:?}"
+    );
     // One rule allowed: A's is committed, B's is proposed and refused at commit.
-    assert!(actions.contains(&(ATTACKER_A.into(), "committed".into())), "{actions:?}");
-    assert!(actions.contains(&(ATTACKER_B.into(), "refused".into())), "{actions:?}");
+    assert!(
+        actions.contains(&(ATTACKER_A.into(), "committed".into())),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&(ATTACKER_B.into(), "refused".into())),
+        "{actions:?}"
+    );
     let rules = block_rules(&d);
-    assert_eq!(rules.len(), 2, "one rule: a src entry and a dst entry: {rules:?}");
+    assert_eq!(
+        rules.len(),
+        2,
+        "one rule: a src entry and a dst entry: {rules:?}"
+    );
     assert!(blocks_source(&rules, ATTACKER_A));
     assert!(!blocks_source(&rules, ATTACKER_B));
     assert!(!blocks_source(&rules, "198.51.100.5"));
@@ -303,25 +402,61 @@ fn allow_list_and_max_rules_are_enforced_and_audited() {
         .iter()
         .filter(|a| a["action"] == "mitigation.refused")
         .collect();
-    assert!(refusals.iter().any(|a| a["detail"]["reason"] == "allow_list"), "{refusals:?}");
-    assert!(refusals.iter().any(|a| a["detail"]["reason"] == "max_rules"), "{refusals:?}");
+    assert!(
+        refusals
+            .iter()
+            .any(|a| a["detail"]["reason"] == "allow_list"),
+        "{refusals:?}"
+    );
+    assert!(
+        refusals
+            .iter()
+            .any(|a| a["detail"]["reason"] == "max_rules"),
+        "{refusals:?}"
+    );
 
     // A second batch from the allow-listed source is not refused (nor audited) again.
     let n = refusals.len();
-    ingest(&d, &token, &[alert(4_000, "198.51.100.5", 50_000, DB1, 5432, 4_001, "ET POLICY db probe", 1)]);
+    ingest(
+        &d,
+        &token,
+        &[alert(
+            4_000,
+            "198.51.100.5",
+            50_000,
+            DB1,
+            5432,
+            4_001,
+            "ET POLICY db probe",
+            1,
+        )],
+    );
     let again = c.get("/v1/audit?limit=1000").expect("audit");
-    let m = again.as_array().expect("list").iter().filter(|a| a["action"] == "mitigation.refused").count();
+    let m = again
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|a| a["action"] == "mitigation.refused")
+        .count();
     assert_eq!(m, n);
 
     // By hand: committing B's rule is a 429 naming the limit; nothing changes on the NIC.
     let ms = c.get("/v1/mitigations").expect("mitigations");
     let b = ms
         .as_array()
-        .and_then(|l| l.iter().find(|m| m["object"]["rule"]["src"] == format!("{ATTACKER_B}/32")))
+        .and_then(|l| {
+            l.iter()
+                .find(|m| m["object"]["rule"]["src"] == format!("{ATTACKER_B}/32"))
+        })
         .map(|m| m["object"]["id"].as_str().unwrap_or("").to_string())
         .expect("B's proposal");
     let e = c
-        .send("POST", &format!("/v1/mitigations/{b}/commit"), &json!({}), &[])
+        .send(
+            "POST",
+            &format!("/v1/mitigations/{b}/commit"),
+            &json!({}),
+            &[],
+        )
         .expect_err("over max_rules");
     assert_eq!(status_of(&e), 429, "{e}");
     if let shadowctl::client::ClientError::Problem(p) = &e {
@@ -372,7 +507,11 @@ fn rules_expire_by_ttl_and_everything_survives_a_restart() {
     assert!(block_rules(&d).is_empty());
     let ms = c.get("/v1/mitigations").expect("mitigations");
     assert_eq!(ms[0]["object"]["state"], "expired");
-    assert!(audit_actions(&d, &token).iter().any(|a| a == "mitigation.expire"));
+    assert!(
+        audit_actions(&d, &token)
+            .iter()
+            .any(|a| a == "mitigation.expire")
+    );
 
     // Completing the shadow purges its findings; the incidents stay.
     let before = c.get("/v1/tenants/acme").expect("tenant")["usage"]["stored_bytes"]
@@ -385,13 +524,22 @@ fn rules_expire_by_ttl_and_everything_survives_a_restart() {
         .expect("bytes");
     assert!(after < before, "{after} < {before}");
     assert_eq!(c.get("/v1/findings").expect("findings"), json!([]));
-    assert_eq!(c.get("/v1/incidents").expect("incidents").as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        c.get("/v1/incidents")
+            .expect("incidents")
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
 }
 
 #[test]
 fn grouping_follows_the_window_and_closing() {
     let d = TestDaemon::start("incidents-window");
-    let token = setup(&d, json!({"mode": "off", "incident_window_s": 300, "group_by": ["source"]}));
+    let token = setup(
+        &d,
+        json!({"mode": "off", "incident_window_s": 300, "group_by": ["source"]}),
+    );
     let c = d.client(&token);
     // Same source: t0 and t0+100 s together; t0+1000 s is past the window: a new incident.
     // Another source hitting the same VM with the same signature stays apart (source only).
@@ -410,7 +558,13 @@ fn grouping_follows_the_window_and_closing() {
         .as_array()
         .expect("list")
         .iter()
-        .map(|i| (i["sources"].clone(), i["findings"].clone(), i["first_seen_ms"].clone()))
+        .map(|i| {
+            (
+                i["sources"].clone(),
+                i["findings"].clone(),
+                i["first_seen_ms"].clone(),
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -420,15 +574,32 @@ fn grouping_follows_the_window_and_closing() {
             (json!([ATTACKER_A]), json!(1), json!(T0_MS + 1_000_000)),
         ]
     );
-    assert!(c.get("/v1/mitigations").expect("m").as_array().is_some_and(Vec::is_empty));
+    assert!(
+        c.get("/v1/mitigations")
+            .expect("m")
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    );
     // Closed: the next finding of that source opens a new incident.
     let id = inc[2]["id"].as_u64().expect("id");
     let closed = c
-        .send("POST", &format!("/v1/incidents/{id}/close"), &json!({}), &[])
+        .send(
+            "POST",
+            &format!("/v1/incidents/{id}/close"),
+            &json!({}),
+            &[],
+        )
         .expect("close");
     assert_eq!(closed["state"], "closed");
-    ingest(&d, &token, &[alert(1_000_500, ATTACKER_A, 1, WEB1, 443, 7, "x", 3)]);
-    assert_eq!(c.get("/v1/incidents").expect("i").as_array().map(Vec::len), Some(4));
+    ingest(
+        &d,
+        &token,
+        &[alert(1_000_500, ATTACKER_A, 1, WEB1, 443, 7, "x", 3)],
+    );
+    assert_eq!(
+        c.get("/v1/incidents").expect("i").as_array().map(Vec::len),
+        Some(4)
+    );
     // `since` filters by event time.
     let recent = c
         .get(&format!("/v1/findings?since={}", T0_MS + 1_000_000))
@@ -452,7 +623,10 @@ fn a_trial_reports_what_the_rule_would_have_blocked() {
     let w1 = [0x02, 0, 0, 0, 0x10, 0x11];
     let w2 = [0x02, 0, 0, 0, 0x10, 0x12];
     let tcp = |src: &str, sp: u16, dst: &str, dp: u16, len: usize| {
-        Builder::tcp(src, dst, sp, dp).macs(mac(9), w1).payload_len(len).build()
+        Builder::tcp(src, dst, sp, dp)
+            .macs(mac(9), w1)
+            .payload_len(len)
+            .build()
     };
     let mut frames = Vec::new();
     // 3 of the flow the findings name: blocked, true positives.
@@ -461,7 +635,12 @@ fn a_trial_reports_what_the_rule_would_have_blocked() {
     }
     // 2 to web2 (a flow no finding names): blocked, collateral.
     for _ in 0..2 {
-        frames.push(Builder::tcp(ATTACKER_A, WEB2, 40_001, 80).macs(mac(9), w2).payload_len(200).build());
+        frames.push(
+            Builder::tcp(ATTACKER_A, WEB2, 40_001, 80)
+                .macs(mac(9), w2)
+                .payload_len(200)
+                .build(),
+        );
     }
     // 1 to web1's SSH: the security group denies it already.
     frames.push(tcp(ATTACKER_A, 40_002, WEB1, 22, 0));
@@ -470,7 +649,12 @@ fn a_trial_reports_what_the_rule_would_have_blocked() {
         frames.push(tcp("203.0.113.50", 50_000, WEB1, 443, 50));
     }
     // web1's reply to the attacker: blocked (the rule covers both directions), a finding's flow.
-    frames.push(Builder::tcp(WEB1, ATTACKER_A, 443, 40_000).macs(w1, mac(9)).payload_len(10).build());
+    frames.push(
+        Builder::tcp(WEB1, ATTACKER_A, 443, 40_000)
+            .macs(w1, mac(9))
+            .payload_len(10)
+            .build(),
+    );
     // Not IP: skipped.
     frames.push(arp_request(mac(9), [192, 168, 10, 99], [192, 168, 10, 11]));
     let len = |i: usize| frames[i].len() as u64;
@@ -489,14 +673,32 @@ fn a_trial_reports_what_the_rule_would_have_blocked() {
     assert_eq!(r["replayed"], 9, "{r}");
     assert_eq!(r["skipped"], 1, "{r}");
     assert_eq!(r["already_blocked"], 1, "{r}");
-    assert_eq!(r["blocked"], json!({"packets": 6, "bytes": tp_bytes + fp_bytes, "flows": 3}), "{r}");
-    assert_eq!(r["in_findings"], json!({"packets": 4, "bytes": tp_bytes, "flows": 2}), "{r}");
-    assert_eq!(r["not_in_findings"], json!({"packets": 2, "bytes": fp_bytes, "flows": 1}), "{r}");
+    assert_eq!(
+        r["blocked"],
+        json!({"packets": 6, "bytes": tp_bytes + fp_bytes, "flows": 3}),
+        "{r}"
+    );
+    assert_eq!(
+        r["in_findings"],
+        json!({"packets": 4, "bytes": tp_bytes, "flows": 2}),
+        "{r}"
+    );
+    assert_eq!(
+        r["not_in_findings"],
+        json!({"packets": 2, "bytes": fp_bytes, "flows": 1}),
+        "{r}"
+    );
     let per_vm: Vec<(Value, Value, Value)> = r["per_vm"]
         .as_array()
         .expect("per vm")
         .iter()
-        .map(|v| (v["vm"].clone(), v["direction"].clone(), v["blocked"]["packets"].clone()))
+        .map(|v| {
+            (
+                v["vm"].clone(),
+                v["direction"].clone(),
+                v["blocked"]["packets"].clone(),
+            )
+        })
         .collect();
     assert_eq!(
         per_vm,
@@ -509,16 +711,28 @@ fn a_trial_reports_what_the_rule_would_have_blocked() {
 
     // Production did not change: same table generation, no block rule, still proposed; the
     // report is kept with the mitigation and the trial is audited.
-    assert_eq!(d.admin().get("/v1/nic").expect("nic")["generation"], generation);
+    assert_eq!(
+        d.admin().get("/v1/nic").expect("nic")["generation"],
+        generation
+    );
     assert!(block_rules(&d).is_empty());
     let m = c.get(&format!("/v1/mitigations/{id}")).expect("mitigation");
     assert_eq!(m["object"]["state"], "proposed");
     assert_eq!(m["object"]["last_trial"]["blocked"]["packets"], 6);
-    assert!(audit_actions(&d, &token).iter().any(|a| a == "mitigation.trial"));
+    assert!(
+        audit_actions(&d, &token)
+            .iter()
+            .any(|a| a == "mitigation.trial")
+    );
 
     // Then committed by hand: the rule is on the NIC.
-    c.send("POST", &format!("/v1/mitigations/{id}/commit"), &json!({}), &[])
-        .expect("commit");
+    c.send(
+        "POST",
+        &format!("/v1/mitigations/{id}/commit"),
+        &json!({}),
+        &[],
+    )
+    .expect("commit");
     assert!(blocks_source(&block_rules(&d), ATTACKER_A));
 }
 
@@ -531,7 +745,14 @@ fn bad_findings_are_refused_and_change_nothing() {
     let audit_before = audit_actions(&d, &token).len();
     let good = alert(0, ATTACKER_A, 1, WEB1, 443, 2_001, "x", 1);
     let post = |token: &str, shadow: &str, ct: &str, body: &[u8]| {
-        raw(&d.base, "POST", &format!("/v1/shadows/{shadow}/findings"), Some(token), Some(ct), body)
+        raw(
+            &d.base,
+            "POST",
+            &format!("/v1/shadows/{shadow}/findings"),
+            Some(token),
+            Some(ct),
+            body,
+        )
     };
     let mut missing = good.clone();
     missing.as_object_mut().expect("object").remove("src_ip");
@@ -542,13 +763,55 @@ fn bad_findings_are_refused_and_change_nothing() {
     let mut wrong_shadow = good.clone();
     wrong_shadow["shadownet"]["shadow"] = json!("another");
     let cases: Vec<(&str, Vec<u8>, &str, u16, &str)> = vec![
-        ("shop-shadow", ndjson(&[good.clone(), missing]), "application/x-ndjson", 422, "events/1/src_ip"),
-        ("shop-shadow", bad_ip.to_string().into_bytes(), "application/json", 422, "events/0/dest_ip"),
-        ("shop-shadow", bad_sev.to_string().into_bytes(), "application/json", 422, "events/0/alert/severity"),
-        ("shop-shadow", wrong_shadow.to_string().into_bytes(), "application/json", 422, "events/0/shadownet/shadow"),
-        ("shop-shadow", b"{\"a\":1}\nnot json".to_vec(), "application/x-ndjson", 400, "lines/2"),
-        ("shop-shadow", good.to_string().into_bytes(), "text/plain", 415, ""),
-        ("nope", good.to_string().into_bytes(), "application/json", 404, ""),
+        (
+            "shop-shadow",
+            ndjson(&[good.clone(), missing]),
+            "application/x-ndjson",
+            422,
+            "events/1/src_ip",
+        ),
+        (
+            "shop-shadow",
+            bad_ip.to_string().into_bytes(),
+            "application/json",
+            422,
+            "events/0/dest_ip",
+        ),
+        (
+            "shop-shadow",
+            bad_sev.to_string().into_bytes(),
+            "application/json",
+            422,
+            "events/0/alert/severity",
+        ),
+        (
+            "shop-shadow",
+            wrong_shadow.to_string().into_bytes(),
+            "application/json",
+            422,
+            "events/0/shadownet/shadow",
+        ),
+        (
+            "shop-shadow",
+            b"{\"a\":1}\nnot json".to_vec(),
+            "application/x-ndjson",
+            400,
+            "lines/2",
+        ),
+        (
+            "shop-shadow",
+            good.to_string().into_bytes(),
+            "text/plain",
+            415,
+            "",
+        ),
+        (
+            "nope",
+            good.to_string().into_bytes(),
+            "application/json",
+            404,
+            "",
+        ),
     ];
     for (shadow, body, ct, status, path) in cases {
         let (s, ctype, problem) = post(&token, shadow, ct, &body);
@@ -565,7 +828,12 @@ fn bad_findings_are_refused_and_change_nothing() {
         }
     }
     // Another tenant cannot send findings to acme's shadow: it does not exist for them.
-    let (s, _, problem) = post(&other, "shop-shadow", "application/json", good.to_string().as_bytes());
+    let (s, _, problem) = post(
+        &other,
+        "shop-shadow",
+        "application/json",
+        good.to_string().as_bytes(),
+    );
     assert_eq!(s, 404, "{problem}");
     // Nothing was stored or done.
     assert_eq!(c.get("/v1/findings").expect("findings"), json!([]));
@@ -575,11 +843,25 @@ fn bad_findings_are_refused_and_change_nothing() {
     assert!(block_rules(&d).is_empty());
     // Bad policies and unknown incidents are problems too.
     let e = c
-        .send("PUT", "/v1/mitigation-policy", &json!({"min_severity": 0, "allow_list": ["10.0.0.0/33"]}), &[])
+        .send(
+            "PUT",
+            "/v1/mitigation-policy",
+            &json!({"min_severity": 0, "allow_list": ["10.0.0.0/33"]}),
+            &[],
+        )
         .expect_err("bad policy");
     assert_eq!(status_of(&e), 422);
-    assert_eq!(status_of(&c.get("/v1/incidents/999").expect_err("unknown")), 404);
-    assert_eq!(status_of(&c.get("/v1/findings?since=yesterday").expect_err("bad since")), 400);
+    assert_eq!(
+        status_of(&c.get("/v1/incidents/999").expect_err("unknown")),
+        404
+    );
+    assert_eq!(
+        status_of(
+            &c.get("/v1/findings?since=yesterday")
+                .expect_err("bad since")
+        ),
+        400
+    );
 }
 
 #[derive(clap::Parser)]
@@ -592,7 +874,15 @@ struct Cli {
 
 fn ctl(d: &TestDaemon, args: &[&str]) -> anyhow::Result<String> {
     use clap::Parser;
-    let mut argv = vec!["shadowctl", "--api", &d.base, "--token", &d.admin, "--tenant", "acme"];
+    let mut argv = vec![
+        "shadowctl",
+        "--api",
+        &d.base,
+        "--token",
+        &d.admin,
+        "--tenant",
+        "acme",
+    ];
     argv.extend_from_slice(args);
     let cli = Cli::try_parse_from(argv).map_err(|e| anyhow::anyhow!("{e}"))?;
     shadowctl::apicli::run(cli.cmd, &cli.api)
@@ -608,25 +898,59 @@ fn the_cli_lists_findings_incidents_and_drives_mitigations() {
     setup(&d, policy("propose", 8, 600));
     let eve = d.data.join("eve.json");
     std::fs::write(&eve, ndjson(&two_attacks()[..3])).expect("eve file");
-    let out = ok(&d, &["finding", "send", "--shadow", "shop-shadow", eve.to_str().expect("path")]);
-    assert!(out.starts_with("3 findings stored (3 correlated to a production VM, 0 not); incidents: 1, 2"), "{out}");
+    let out = ok(
+        &d,
+        &[
+            "finding",
+            "send",
+            "--shadow",
+            "shop-shadow",
+            eve.to_str().expect("path"),
+        ],
+    );
+    assert!(
+        out.starts_with(
+            "3 findings stored (3 correlated to a production VM, 0 not); incidents: 1, 2"
+        ),
+        "{out}"
+    );
     assert!(out.contains("proposed") && out.contains("m-1"), "{out}");
 
     let out = ok(&d, &["finding", "list", "--shadow", "shop-shadow"]);
-    assert!(out.lines().next().is_some_and(|h| h.contains("PRODUCTION")), "{out}");
-    assert_eq!(out.lines().filter(|l| l.contains("shop/web1")).count(), 2, "{out}");
-    assert_eq!(out.lines().filter(|l| l.contains("shop/web2")).count(), 1, "{out}");
+    assert!(
+        out.lines().next().is_some_and(|h| h.contains("PRODUCTION")),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.contains("shop/web1")).count(),
+        2,
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.contains("shop/web2")).count(),
+        1,
+        "{out}"
+    );
     let out = ok(&d, &["incident", "list"]);
-    assert!(out.contains(ATTACKER_A) && out.contains("shop/web1") && out.contains("m-1"), "{out}");
+    assert!(
+        out.contains(ATTACKER_A) && out.contains("shop/web1") && out.contains("m-1"),
+        "{out}"
+    );
     let json: Value = serde_json::from_str(&ok(&d, &["--json", "incident", "list"])).expect("json");
     assert_eq!(json.as_array().map(Vec::len), Some(2));
     let out = ok(&d, &["incident", "show", "1"]);
-    assert!(out.contains("ET SCAN web1 probe") && out.contains("2001"), "{out}");
+    assert!(
+        out.contains("ET SCAN web1 probe") && out.contains("2001"),
+        "{out}"
+    );
 
     let out = ok(&d, &["mitigation", "policy"]);
     assert!(out.starts_with("mode propose"), "{out}");
     let out = ok(&d, &["mitigation", "list"]);
-    assert!(out.contains("m-1") && out.contains("proposed") && out.contains("203.0.113.7/32"), "{out}");
+    assert!(
+        out.contains("m-1") && out.contains("proposed") && out.contains("203.0.113.7/32"),
+        "{out}"
+    );
 
     let cap = d.data.join("recorded.pcap");
     let frames: Vec<Vec<u8>> = (0..3)
@@ -637,18 +961,92 @@ fn the_cli_lists_findings_incidents_and_drives_mitigations() {
         })
         .collect();
     std::fs::write(&cap, pcap(&frames)).expect("capture");
-    let out = ok(&d, &["mitigation", "trial", "m-1", "--pcap", cap.to_str().expect("path")]);
+    let out = ok(
+        &d,
+        &[
+            "mitigation",
+            "trial",
+            "m-1",
+            "--pcap",
+            cap.to_str().expect("path"),
+        ],
+    );
     assert!(out.contains("would have blocked: 3 packets"), "{out}");
     assert!(out.contains("in findings:     3 packets"), "{out}");
     let out = ok(&d, &["mitigation", "commit", "m-1"]);
     assert!(out.starts_with("mitigation m-1 is active"), "{out}");
     let out = ok(&d, &["mitigation", "withdraw", "m-1"]);
     assert!(out.starts_with("mitigation m-1 is withdrawn"), "{out}");
-    let e = ctl(&d, &["mitigation", "propose", "--src", "198.51.100.1", "--network", "shop"])
-        .expect_err("allow-listed");
+    let e = ctl(
+        &d,
+        &[
+            "mitigation",
+            "propose",
+            "--src",
+            "198.51.100.1",
+            "--network",
+            "shop",
+        ],
+    )
+    .expect_err("allow-listed");
     assert!(format!("{e:#}").contains("allow-listed"), "{e:#}");
-    let out = ok(&d, &["mitigation", "propose", "--src", "192.0.2.0/24", "--shadow", "shop-shadow", "--protocol", "tcp", "--dst-ports", "22", "--ttl", "30m"]);
-    assert_eq!(out, "mitigation m-2 proposed: block 192.0.2.0/24 in network shop\n");
+    let out = ok(
+        &d,
+        &[
+            "mitigation",
+            "propose",
+            "--src",
+            "192.0.2.0/24",
+            "--shadow",
+            "shop-shadow",
+            "--protocol",
+            "tcp",
+            "--dst-ports",
+            "22",
+            "--ttl",
+            "30m",
+        ],
+    );
+    assert_eq!(
+        out,
+        "mitigation m-2 proposed: block 192.0.2.0/24 in network shop\n"
+    );
     let out = ok(&d, &["incident", "close", "2"]);
     assert_eq!(out, "incident 2 closed\n");
+}
+
+#[test]
+fn the_openapi_document_has_the_new_routes_and_schemas() {
+    let d = TestDaemon::start("incidents-openapi");
+    let (status, _, doc) = raw(&d.base, "GET", "/openapi.json", None, None, &[]);
+    assert_eq!(status, 200);
+    let paths = doc["paths"].as_object().expect("paths");
+    for p in [
+        "/v1/shadows/{shadow}/findings",
+        "/v1/findings",
+        "/v1/incidents",
+        "/v1/incidents/{id}",
+        "/v1/incidents/{id}/close",
+        "/v1/mitigation-policy",
+        "/v1/mitigations",
+        "/v1/mitigations/{id}",
+        "/v1/mitigations/{id}/commit",
+        "/v1/mitigations/{id}/trial",
+    ] {
+        assert!(paths.contains_key(p), "{p} missing");
+    }
+    for s in [
+        "Finding",
+        "Correlation",
+        "Incident",
+        "MitigationPolicy",
+        "Mitigation",
+        "TrialReport",
+        "IngestReport",
+    ] {
+        assert!(
+            doc["components"]["schemas"][s].is_object(),
+            "schema {s} missing"
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! `shadowctl` commands that talk to the daemon's API: tenants, networks, nodes, shadows,
-//! automation rules, alerts, versions and diffs, the audit log and the NIC. Every command
+//! automation rules, alerts, findings, incidents, mitigations, versions and diffs, the audit
+//! log and the NIC. Every command
 //! prints a readable table or, with `--json`, the API's JSON.
 
 use std::path::{Path, PathBuf};
@@ -1406,7 +1407,11 @@ fn finding_cmd(c: &Client, cmd: FindingCmd) -> anyhow::Result<(Value, Render)> {
                         s(v, "/accepted"),
                         s(v, "/correlated"),
                         s(v, "/uncorrelated"),
-                        rows(&v["incidents"]).iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+                        rows(&v["incidents"])
+                            .iter()
+                            .map(|i| i.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     );
                     out.push_str(&policy_actions(v));
                     out
@@ -1459,7 +1464,17 @@ fn vm_name(v: &Value) -> String {
 
 fn finding_table(v: &Value) -> String {
     table(
-        &["seq", "when", "shadow", "source", "destination", "sev", "signature", "production", "incident"],
+        &[
+            "seq",
+            "when",
+            "shadow",
+            "source",
+            "destination",
+            "sev",
+            "signature",
+            "production",
+            "incident",
+        ],
         &rows(v)
             .iter()
             .map(|f| {
@@ -1505,7 +1520,15 @@ fn incident_row(i: &Value) -> Vec<String> {
 }
 
 const INCIDENT_HEADERS: [&str; 10] = [
-    "id", "state", "network", "first seen", "last seen", "findings", "sev", "sources", "vms",
+    "id",
+    "state",
+    "network",
+    "first seen",
+    "last seen",
+    "findings",
+    "sev",
+    "sources",
+    "vms",
     "mitigations",
 ];
 
@@ -1542,7 +1565,12 @@ fn incident_cmd(c: &Client, cmd: IncidentCmd) -> anyhow::Result<(Value, Render)>
             }),
         ),
         IncidentCmd::Close { id } => (
-            c.send("POST", &format!("/v1/incidents/{id}/close"), &json!({}), &[])?,
+            c.send(
+                "POST",
+                &format!("/v1/incidents/{id}/close"),
+                &json!({}),
+                &[],
+            )?,
             Box::new(|v| format!("incident {} closed\n", s(v, "/id"))),
         ),
     })
@@ -1550,7 +1578,16 @@ fn incident_cmd(c: &Client, cmd: IncidentCmd) -> anyhow::Result<(Value, Render)>
 
 fn mitigation_table(v: &Value) -> String {
     table(
-        &["id", "state", "network", "blocks", "incident", "origin", "expires", "last trial"],
+        &[
+            "id",
+            "state",
+            "network",
+            "blocks",
+            "incident",
+            "origin",
+            "expires",
+            "last trial",
+        ],
         &rows(v)
             .iter()
             .map(|m| {
@@ -1711,7 +1748,12 @@ fn mitigation_cmd(c: &Client, cmd: MitigationCmd) -> anyhow::Result<(Value, Rend
             (v, Box::new(trial_text))
         }
         MitigationCmd::Commit { id } => (
-            c.send("POST", &format!("/v1/mitigations/{id}/commit"), &json!({}), &[])?,
+            c.send(
+                "POST",
+                &format!("/v1/mitigations/{id}/commit"),
+                &json!({}),
+                &[],
+            )?,
             Box::new(mitigation_change),
         ),
         MitigationCmd::Withdraw { id } => (

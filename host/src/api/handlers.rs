@@ -19,11 +19,11 @@ use super::{
 };
 use crate::{
     control::{
-        AlertOutcome, Backend, CaptureSource, Caller, Correlation, Finding, FindingQuery,
-        HistoryEntry, Idempotency, Incident, IncidentState, IngestReport, InjectReport,
-        NicStatus, PolicyAction, PortCounters, ProductionVm, ProposeRequest, QuotaExceeded,
-        ShadowRef, SignatureCount, SyncReport, Teardown, TenantView, TrialRequest, Usage,
-        Versioned, parse_events, parse_timestamp,
+        AlertOutcome, Backend, Caller, CaptureSource, Correlation, Finding, FindingQuery,
+        HistoryEntry, Idempotency, Incident, IncidentState, IngestReport, InjectReport, NicStatus,
+        PolicyAction, PortCounters, ProductionVm, ProposeRequest, QuotaExceeded, ShadowRef,
+        SignatureCount, SyncReport, Teardown, TenantView, TrialRequest, Usage, Versioned,
+        parse_events, parse_timestamp,
     },
     model::{
         AlertReport, Automation, BlockRule, Capacity, MirrorPolicy, Mitigation, MitigationPolicy,
@@ -1012,7 +1012,10 @@ pub async fn get_mitigation<D: Backend>(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let v = s.ctl.call(move |c| c.get_mitigation(&caller, &id)).await??;
+    let v = s
+        .ctl
+        .call(move |c| c.get_mitigation(&caller, &id))
+        .await??;
     Ok(with_version(StatusCode::OK, &v))
 }
 

@@ -280,7 +280,8 @@ impl Incident {
         if self.state == IncidentState::Closed || self.network != f.correlation.network {
             return false;
         }
-        let window = i64::try_from(policy.incident_window_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let window =
+            i64::try_from(policy.incident_window_s.saturating_mul(1000)).unwrap_or(i64::MAX);
         if f.at_ms < self.first_seen_ms.saturating_sub(window)
             || f.at_ms > self.last_seen_ms.saturating_add(window)
         {
@@ -419,8 +420,27 @@ pub fn parse_timestamp(s: &str) -> Result<i64, String> {
         return Err(bad());
     }
     let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let days_in = [31, 28 + i64::from(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)), 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    if !(1..=12).contains(&mo) || d < 1 || d > days_in[(mo - 1) as usize] || h > 23 || mi > 59 || sec > 60 {
+    let days_in = [
+        31,
+        28 + i64::from(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)),
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&mo)
+        || d < 1
+        || d > days_in[(mo - 1) as usize]
+        || h > 23
+        || mi > 59
+        || sec > 60
+    {
         return Err(bad());
     }
     let mut rest = &s[19..];
@@ -470,11 +490,19 @@ pub fn parse_timestamp(s: &str) -> Result<i64, String> {
 
 /// The fields of one EVE alert the control plane uses; problems go to `errs` with paths
 /// under `events/<i>/`.
-fn parse_alert(i: usize, ev: &Value, shadow: &Shadow, errs: &mut Vec<FieldError>) -> Option<Finding> {
+fn parse_alert(
+    i: usize,
+    ev: &Value,
+    shadow: &Shadow,
+    errs: &mut Vec<FieldError>,
+) -> Option<Finding> {
     let at = |f: &str| format!("events/{i}/{f}");
     let n0 = errs.len();
     let Some(obj) = ev.as_object() else {
-        errs.push(FieldError::new(format!("events/{i}"), "an EVE event must be a JSON object"));
+        errs.push(FieldError::new(
+            format!("events/{i}"),
+            "an EVE event must be a JSON object",
+        ));
         return None;
     };
     match obj.get("event_type").and_then(Value::as_str) {
@@ -483,7 +511,10 @@ fn parse_alert(i: usize, ev: &Value, shadow: &Shadow, errs: &mut Vec<FieldError>
             at("event_type"),
             format!("'{other}' is not a finding: only 'alert' events are taken"),
         )),
-        None => errs.push(FieldError::new(at("event_type"), "missing (must be 'alert')")),
+        None => errs.push(FieldError::new(
+            at("event_type"),
+            "missing (must be 'alert')",
+        )),
     }
     let text = |errs: &mut Vec<FieldError>, f: &str| -> Option<String> {
         match obj.get(f) {
@@ -503,7 +534,10 @@ fn parse_alert(i: usize, ev: &Value, shadow: &Shadow, errs: &mut Vec<FieldError>
         match s.parse::<IpAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
-                errs.push(FieldError::new(at(f), format!("'{s}' is not an IP address")));
+                errs.push(FieldError::new(
+                    at(f),
+                    format!("'{s}' is not an IP address"),
+                ));
                 None
             }
         }
@@ -520,7 +554,11 @@ fn parse_alert(i: usize, ev: &Value, shadow: &Shadow, errs: &mut Vec<FieldError>
             },
         }
     };
-    let opt_text = |errs: &mut Vec<FieldError>, o: &serde_json::Map<String, Value>, path: String, f: &str| -> Option<String> {
+    let opt_text = |errs: &mut Vec<FieldError>,
+                    o: &serde_json::Map<String, Value>,
+                    path: String,
+                    f: &str|
+     -> Option<String> {
         match o.get(f) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
@@ -549,11 +587,20 @@ fn parse_alert(i: usize, ev: &Value, shadow: &Shadow, errs: &mut Vec<FieldError>
         Some(Value::Object(a)) => {
             sid = a.get("signature_id").and_then(Value::as_u64);
             if sid.is_none() {
-                errs.push(FieldError::new(at("alert/signature_id"), "missing or not a number"));
+                errs.push(FieldError::new(
+                    at("alert/signature_id"),
+                    "missing or not a number",
+                ));
             }
-            signature = a.get("signature").and_then(Value::as_str).map(str::to_string);
+            signature = a
+                .get("signature")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             if signature.is_none() {
-                errs.push(FieldError::new(at("alert/signature"), "missing or not a string"));
+                errs.push(FieldError::new(
+                    at("alert/signature"),
+                    "missing or not a string",
+                ));
             }
             category = opt_text(errs, a, at("alert/category"), "category");
             severity = a
@@ -562,7 +609,10 @@ fn parse_alert(i: usize, ev: &Value, shadow: &Shadow, errs: &mut Vec<FieldError>
                 .and_then(|s| u8::try_from(s).ok())
                 .filter(|s| (1..=4).contains(s));
             if severity.is_none() {
-                errs.push(FieldError::new(at("alert/severity"), "missing, or not 1 (high) to 4 (low)"));
+                errs.push(FieldError::new(
+                    at("alert/severity"),
+                    "missing, or not 1 (high) to 4 (low)",
+                ));
             }
         }
         Some(_) => errs.push(FieldError::new(at("alert"), "must be an object")),
@@ -572,21 +622,24 @@ fn parse_alert(i: usize, ev: &Value, shadow: &Shadow, errs: &mut Vec<FieldError>
     match obj.get("shadownet") {
         None | Some(Value::Null) => {}
         Some(Value::Object(x)) => {
-            if let Some(v) = x.get("shadow") {
-                if v.as_str() != Some(shadow.name.as_str()) {
-                    errs.push(FieldError::new(
-                        at("shadownet/shadow"),
-                        format!("{v} is not the shadow these findings are sent to ('{}')", shadow.name),
-                    ));
-                }
+            if let Some(v) = x.get("shadow")
+                && v.as_str() != Some(shadow.name.as_str())
+            {
+                errs.push(FieldError::new(
+                    at("shadownet/shadow"),
+                    format!(
+                        "{v} is not the shadow these findings are sent to ('{}')",
+                        shadow.name
+                    ),
+                ));
             }
-            if let Some(v) = x.get("shadow_vni") {
-                if v.as_u64() != Some(u64::from(shadow.vni)) {
-                    errs.push(FieldError::new(
-                        at("shadownet/shadow_vni"),
-                        format!("{v} is not the shadow's VNI ({})", shadow.vni),
-                    ));
-                }
+            if let Some(v) = x.get("shadow_vni")
+                && v.as_u64() != Some(u64::from(shadow.vni))
+            {
+                errs.push(FieldError::new(
+                    at("shadownet/shadow_vni"),
+                    format!("{v} is not the shadow's VNI ({})", shadow.vni),
+                ));
             }
             match x.get("score") {
                 None | Some(Value::Null) => {}
@@ -676,7 +729,11 @@ fn correlate(
     };
     let name = |v: &Option<ProductionVm>| v.as_ref().map(|v| v.vm.clone()).unwrap_or_default();
     let note = match ours {
-        "dest" => format!("{} attacks production VM {} from outside", f.src_ip, name(&dest_vm)),
+        "dest" => format!(
+            "{} attacks production VM {} from outside",
+            f.src_ip,
+            name(&dest_vm)
+        ),
         "src" => format!(
             "production VM {} talks to outside address {}",
             name(&src_vm),
@@ -864,7 +921,12 @@ impl<D: Device> Controller<D> {
             Ok((seqs, ids))
         })?;
         let correlated = findings.iter().filter(|f| f.correlation.matched).count() as u64;
-        let incident_ids: Vec<u64> = ids.values().copied().collect::<BTreeSet<_>>().into_iter().collect();
+        let incident_ids: Vec<u64> = ids
+            .values()
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let mitigations = self.apply_policy(&tenant, &policy, &incident_ids)?;
         Ok(IngestReport {
             shadow: shadow.name.clone(),
@@ -952,7 +1014,9 @@ impl<D: Device> Controller<D> {
         let tenant = caller.tenant()?.to_string();
         let mut inc = self.incident_of(&tenant, id)?;
         if inc.state == IncidentState::Closed {
-            return Err(ControlError::Conflict(format!("incident {id} is already closed")));
+            return Err(ControlError::Conflict(format!(
+                "incident {id} is already closed"
+            )));
         }
         inc.state = IncidentState::Closed;
         inc.closed_at_ms = Some(self.now_ms());
@@ -972,10 +1036,20 @@ impl<D: Device> Controller<D> {
     }
 
     /// Writes an incident's new content (state and the lists the policy keeps).
-    pub(super) fn save_incident(&mut self, tenant: &str, inc: &Incident) -> Result<(), ControlError> {
+    pub(super) fn save_incident(
+        &mut self,
+        tenant: &str,
+        inc: &Incident,
+    ) -> Result<(), ControlError> {
         let body = to_json(inc)?;
         self.store.transact(|tx| {
-            tx.put_incident(Some(inc.id), tenant, inc.state.as_str(), inc.last_seen_ms, &body)?;
+            tx.put_incident(
+                Some(inc.id),
+                tenant,
+                inc.state.as_str(),
+                inc.last_seen_ms,
+                &body,
+            )?;
             Ok(())
         })?;
         Ok(())
@@ -988,7 +1062,10 @@ mod tests {
 
     #[test]
     fn timestamps() {
-        assert_eq!(parse_timestamp("2027-01-15T08:00:00Z"), Ok(1_800_000_000_000));
+        assert_eq!(
+            parse_timestamp("2027-01-15T08:00:00Z"),
+            Ok(1_800_000_000_000)
+        );
         assert_eq!(
             parse_timestamp("2027-01-15T08:00:01.250000+0000"),
             Ok(1_800_000_001_250)
@@ -998,8 +1075,18 @@ mod tests {
             Ok(1_800_000_000_000)
         );
         assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Ok(0));
-        assert_eq!(parse_timestamp("2024-02-29T00:00:00Z"), Ok(1_709_164_800_000));
-        for bad in ["", "2027-13-01T00:00:00Z", "2027-02-29T00:00:00Z", "2027-01-15 08:00", "yesterday", "2027-01-15T08:00:00+1"] {
+        assert_eq!(
+            parse_timestamp("2024-02-29T00:00:00Z"),
+            Ok(1_709_164_800_000)
+        );
+        for bad in [
+            "",
+            "2027-13-01T00:00:00Z",
+            "2027-02-29T00:00:00Z",
+            "2027-01-15 08:00",
+            "yesterday",
+            "2027-01-15T08:00:00+1",
+        ] {
             assert!(parse_timestamp(bad).is_err(), "{bad}");
         }
     }
@@ -1008,10 +1095,15 @@ mod tests {
     fn ndjson_and_single_events() {
         assert_eq!(parse_events(br#"{"a":1}"#).map(|v| v.len()).ok(), Some(1));
         assert_eq!(
-            parse_events(b"{\"a\":1}\n\n{\"a\":2}\n").map(|v| v.len()).ok(),
+            parse_events(b"{\"a\":1}\n\n{\"a\":2}\n")
+                .map(|v| v.len())
+                .ok(),
             Some(2)
         );
-        assert_eq!(parse_events(b"[{\"a\":1},{\"a\":2}]").map(|v| v.len()).ok(), Some(2));
+        assert_eq!(
+            parse_events(b"[{\"a\":1},{\"a\":2}]").map(|v| v.len()).ok(),
+            Some(2)
+        );
         match parse_events(b"{\"a\":1}\nnot json\n") {
             Err(e) => assert_eq!(e[0].path, "lines/2"),
             other => panic!("{other:?}"),

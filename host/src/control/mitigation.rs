@@ -92,7 +92,13 @@ impl<D: Device> Controller<D> {
                 &caller.actor,
                 "mitigation policy set",
             )?;
-            tx.audit(Some(&tenant), &caller.actor, "mitigation.policy", &tenant, &body)?;
+            tx.audit(
+                Some(&tenant),
+                &caller.actor,
+                "mitigation.policy",
+                &tenant,
+                &body,
+            )?;
             Ok(m)
         })?;
         Ok(Versioned::at(&meta, policy))
@@ -114,7 +120,13 @@ impl<D: Device> Controller<D> {
         caller: &Caller,
         id: &str,
     ) -> Result<Versioned<Mitigation>, ControlError> {
-        self.tenant_object(kind::MITIGATION, ("mitigation", "mitigation version"), caller, id, None)
+        self.tenant_object(
+            kind::MITIGATION,
+            ("mitigation", "mitigation version"),
+            caller,
+            id,
+            None,
+        )
     }
 
     /// Proposes a block rule by hand. Refused (and audited) when its source overlaps the
@@ -176,12 +188,22 @@ impl<D: Device> Controller<D> {
         {
             return Err(ControlError::field(
                 "ttl_s",
-                format!("{ttl} is outside 1 to {} seconds", crate::model::mitigation::MAX_MITIGATION_S),
+                format!(
+                    "{ttl} is outside 1 to {} seconds",
+                    crate::model::mitigation::MAX_MITIGATION_S
+                ),
             ));
         }
         if let Some(a) = allow_listed(&policy, &req.rule) {
             let detail = format!("source {} overlaps allow-listed prefix {a}", req.rule.src);
-            self.audit_refusal(&tenant, &caller.actor, &network, &req.rule, "allow_list", &detail)?;
+            self.audit_refusal(
+                &tenant,
+                &caller.actor,
+                &network,
+                &req.rule,
+                "allow_list",
+                &detail,
+            )?;
             return Err(ControlError::Conflict(format!(
                 "refused: {detail}; allow-listed addresses are never blocked"
             )));
@@ -311,16 +333,14 @@ impl<D: Device> Controller<D> {
                 "refused: {detail}; allow-listed addresses are never blocked"
             )));
         }
-        let active = world
-            .tenants
-            .get(tenant)
-            .map_or(0, |t| {
-                t.mitigations
-                    .values()
-                    .filter(|(_, x)| x.state == MitigationState::Active)
-                    .count()
-            }) as u64;
-        if let Err(e) = QuotaExceeded::check("max_rules", policy.max_rules as u64, active, active + 1)
+        let active = world.tenants.get(tenant).map_or(0, |t| {
+            t.mitigations
+                .values()
+                .filter(|(_, x)| x.state == MitigationState::Active)
+                .count()
+        }) as u64;
+        if let Err(e) =
+            QuotaExceeded::check("max_rules", policy.max_rules as u64, active, active + 1)
         {
             let detail = format!(
                 "{active} block rules are active; the policy allows {}",
@@ -332,9 +352,9 @@ impl<D: Device> Controller<D> {
         let now = self.now_ms();
         m.state = MitigationState::Active;
         m.committed_at_ms = Some(now);
-        m.expires_at_ms = Some(now.saturating_add(
-            i64::try_from(m.ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX),
-        ));
+        m.expires_at_ms = Some(
+            now.saturating_add(i64::try_from(m.ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX)),
+        );
         world.put_mitigation(tenant, m.clone(), version);
         let body = to_json(&m)?;
         let oid = object_id(tenant, id);
@@ -432,10 +452,12 @@ impl<D: Device> Controller<D> {
             self.change(&world, write)?
         } else {
             (
-                self.store.transact(|tx| write(tx).map_err(|e| match e {
-                    ControlError::Store(s) => s,
-                    other => crate::store::StoreError::Invalid(other.to_string()),
-                }))?,
+                self.store.transact(|tx| {
+                    write(tx).map_err(|e| match e {
+                        ControlError::Store(s) => s,
+                        other => crate::store::StoreError::Invalid(other.to_string()),
+                    })
+                })?,
                 SyncReport::default(),
             )
         };
@@ -497,7 +519,10 @@ impl<D: Device> Controller<D> {
                     t.mitigations.values().find(|(_, m)| {
                         m.network == inc.network
                             && m.rule == rule
-                            && matches!(m.state, MitigationState::Proposed | MitigationState::Active)
+                            && matches!(
+                                m.state,
+                                MitigationState::Proposed | MitigationState::Active
+                            )
                     })
                 });
                 let mut action = |a: &str, m: Option<String>, d: String| {
@@ -510,9 +535,20 @@ impl<D: Device> Controller<D> {
                     })
                 };
                 if let Some(a) = allow_listed(policy, &rule) {
-                    if !inc.refused.iter().any(|r| r.starts_with(&format!("{src}:"))) {
+                    if !inc
+                        .refused
+                        .iter()
+                        .any(|r| r.starts_with(&format!("{src}:")))
+                    {
                         let detail = format!("source {src} overlaps allow-listed prefix {a}");
-                        self.audit_refusal(tenant, "policy", &inc.network, &rule, "allow_list", &detail)?;
+                        self.audit_refusal(
+                            tenant,
+                            "policy",
+                            &inc.network,
+                            &rule,
+                            "allow_list",
+                            &detail,
+                        )?;
                         inc.refused.push(format!("{src}: allow-listed ({a})"));
                         changed = true;
                         action("refused", None, detail);
@@ -542,7 +578,9 @@ impl<D: Device> Controller<D> {
                                     "incident {id}: {} findings, severity {}{}",
                                     inc.findings,
                                     inc.max_severity,
-                                    inc.max_score.map(|s| format!(", score {s:.2}")).unwrap_or_default()
+                                    inc.max_score
+                                        .map(|s| format!(", score {s:.2}"))
+                                        .unwrap_or_default()
                                 ),
                                 ttl_s: policy.rule_ttl_s,
                                 created_at_ms: self.now_ms(),
@@ -598,5 +636,7 @@ fn allow_listed(p: &MitigationPolicy, rule: &BlockRule) -> Option<String> {
 
 /// `m-12` → 12, for ordering.
 fn mitigation_number(id: &str) -> u64 {
-    id.strip_prefix("m-").and_then(|n| n.parse().ok()).unwrap_or(u64::MAX)
+    id.strip_prefix("m-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX)
 }

@@ -33,9 +33,9 @@ pub use findings::{
     PortCounters, ProductionVm, ShadowRef, SignatureCount, parse_events, parse_timestamp,
 };
 pub use mitigation::ProposeRequest;
-pub use trial::{CaptureSource, TrialRequest};
 pub use nic::{Backend, InjectReport, NicStatus, PortOutput, TableFill};
 pub use shadows::{AlertOutcome, Teardown};
+pub use trial::{CaptureSource, TrialRequest};
 pub use world::World;
 
 use crate::{

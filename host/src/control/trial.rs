@@ -23,9 +23,7 @@ use shadownet_sim::{Discard, NicModel};
 use shadownet_wire::{EncapParams, EthernetAddress, ParseConfig, TunnelHeader, emit_encap, parse};
 use utoipa::ToSchema;
 
-use super::{
-    Caller, ControlError, Controller, World, findings::Finding, kind, object_id, to_json,
-};
+use super::{Caller, ControlError, Controller, World, findings::Finding, kind, object_id, to_json};
 use crate::{
     analysis::detector::PacketMeta,
     driver::{Device, Nic, PortConfig, sim::SimDevice},
@@ -85,18 +83,21 @@ impl<D: Device> Controller<D> {
     ) -> Result<TrialReport, ControlError> {
         let tenant = caller.tenant()?.to_string();
         let world = World::load(&self.store)?;
-        let t = world.tenants.get(&tenant).ok_or_else(|| ControlError::NotFound {
-            kind: "tenant",
-            name: tenant.clone(),
-        })?;
-        let (version, m) = t
-            .mitigations
-            .get(id)
-            .cloned()
+        let t = world
+            .tenants
+            .get(&tenant)
             .ok_or_else(|| ControlError::NotFound {
-                kind: "mitigation",
-                name: id.to_string(),
+                kind: "tenant",
+                name: tenant.clone(),
             })?;
+        let (version, m) =
+            t.mitigations
+                .get(id)
+                .cloned()
+                .ok_or_else(|| ControlError::NotFound {
+                    kind: "mitigation",
+                    name: id.to_string(),
+                })?;
         if !matches!(m.state, MitigationState::Proposed | MitigationState::Active) {
             return Err(ControlError::Conflict(format!(
                 "mitigation {id} is {:?}; only proposed or active rules are tried",
@@ -130,7 +131,10 @@ impl<D: Device> Controller<D> {
             }
             CaptureSource::Artefact(name) => {
                 let shadow = m.shadow.clone().ok_or_else(|| {
-                    ControlError::field("artefact", "this mitigation names no shadow to take an artefact from")
+                    ControlError::field(
+                        "artefact",
+                        "this mitigation names no shadow to take an artefact from",
+                    )
                 })?;
                 let data = self
                     .store
@@ -144,19 +148,32 @@ impl<D: Device> Controller<D> {
             }
         };
         let findings: Vec<Finding> = match &m.shadow {
-            Some(s) if self.store.get(kind::SHADOW, &object_id(&tenant, s))?.is_some() => self
-                .store
-                .findings(&tenant, Some((kind::SHADOW, &object_id(&tenant, s))), None, usize::MAX)?
-                .into_iter()
-                .filter_map(|r| serde_json::from_value(r.body).ok())
-                .collect(),
+            Some(s)
+                if self
+                    .store
+                    .get(kind::SHADOW, &object_id(&tenant, s))?
+                    .is_some() =>
+            {
+                self.store
+                    .findings(
+                        &tenant,
+                        Some((kind::SHADOW, &object_id(&tenant, s))),
+                        None,
+                        usize::MAX,
+                    )?
+                    .into_iter()
+                    .filter_map(|r| serde_json::from_value(r.body).ok())
+                    .collect()
+            }
             _ => Vec::new(),
         };
         let others: Vec<&Mitigation> = t
             .mitigations
             .values()
             .map(|(_, x)| x)
-            .filter(|x| x.state == MitigationState::Active && x.id != m.id && x.network == m.network)
+            .filter(|x| {
+                x.state == MitigationState::Active && x.id != m.id && x.network == m.network
+            })
             .collect();
         let mut candidate = m.clone();
         candidate.state = MitigationState::Active;
@@ -167,9 +184,7 @@ impl<D: Device> Controller<D> {
         let base = run_scratch(&self.port, &tenant, &network, &others, &fed)?;
         let cand = run_scratch(&self.port, &tenant, &network, &with, &fed)?;
 
-        let named = |k: &FlowKey| -> bool {
-            findings.iter().any(|f| finding_names(f, k))
-        };
+        let named = |k: &FlowKey| -> bool { findings.iter().any(|f| finding_names(f, k)) };
         let mut report = TrialReport {
             capture: label,
             at_ms: self.now_ms(),
@@ -183,7 +198,8 @@ impl<D: Device> Controller<D> {
             per_vm: Vec::new(),
         };
         let mut flows: [BTreeSet<FlowKey>; 3] = Default::default();
-        let mut per_vm: BTreeMap<(String, &'static str), (Volume, BTreeSet<FlowKey>)> = BTreeMap::new();
+        let mut per_vm: BTreeMap<(String, &'static str), (Volume, BTreeSet<FlowKey>)> =
+            BTreeMap::new();
         let vm_of = |ip: IpAddr| {
             network
                 .nodes
@@ -199,7 +215,13 @@ impl<D: Device> Controller<D> {
             if !cand[i] {
                 continue;
             }
-            let k = (f.meta.src, f.meta.dst, f.meta.proto, f.meta.sport, f.meta.dport);
+            let k = (
+                f.meta.src,
+                f.meta.dst,
+                f.meta.proto,
+                f.meta.sport,
+                f.meta.dport,
+            );
             let add = |v: &mut Volume| {
                 v.packets += 1;
                 v.bytes += f.len;
@@ -251,7 +273,13 @@ impl<D: Device> Controller<D> {
                 &caller.actor,
                 "mitigation tried",
             )?;
-            tx.audit(Some(&tenant), &caller.actor, "mitigation.trial", &oid, &detail)?;
+            tx.audit(
+                Some(&tenant),
+                &caller.actor,
+                "mitigation.trial",
+                &oid,
+                &detail,
+            )?;
             Ok(())
         })?;
         Ok(report)
@@ -265,7 +293,8 @@ impl<D: Device> Controller<D> {
         let n = self.injections;
         self.injections += 1;
         let p = dir.join(format!("trial-{}-{n}.pcap", std::process::id()));
-        std::fs::write(&p, data).map_err(|e| ControlError::Conflict(format!("{}: {e}", p.display())))?;
+        std::fs::write(&p, data)
+            .map_err(|e| ControlError::Conflict(format!("{}: {e}", p.display())))?;
         Ok(p)
     }
 }
@@ -285,13 +314,16 @@ fn finding_names(f: &Finding, k: &FlowKey) -> bool {
     let (Ok(fs), Ok(fd)) = (f.src_ip.parse::<IpAddr>(), f.dest_ip.parse::<IpAddr>()) else {
         return false;
     };
-    let proto = f.proto.as_deref().and_then(|p| match p.to_ascii_uppercase().as_str() {
-        "TCP" => Some(6u8),
-        "UDP" => Some(17),
-        "ICMP" => Some(1),
-        "IPV6-ICMP" | "ICMPV6" => Some(58),
-        other => other.parse().ok(),
-    });
+    let proto = f
+        .proto
+        .as_deref()
+        .and_then(|p| match p.to_ascii_uppercase().as_str() {
+            "TCP" => Some(6u8),
+            "UDP" => Some(17),
+            "ICMP" => Some(1),
+            "IPV6-ICMP" | "ICMPV6" => Some(58),
+            other => other.parse().ok(),
+        });
     if proto.is_some_and(|p| p != k.2) {
         return false;
     }
@@ -317,7 +349,11 @@ fn frames_to_feed(
             .iter()
             .find(|n| n.ip.parse::<IpAddr>().ok() == Some(ip))
     };
-    let local = |ip: IpAddr| node(ip).and_then(|n| n.vf.filter(|_| crate::model::compile::local_node(port, &n.host)));
+    let local = |ip: IpAddr| {
+        node(ip).and_then(|n| {
+            n.vf.filter(|_| crate::model::compile::local_node(port, &n.host))
+        })
+    };
     let mut buf = Vec::new();
     let (mut frames, mut skipped) = (0u64, 0u64);
     let mut out = Vec::new();

@@ -51,8 +51,8 @@ use shadownet_hw::{
 };
 
 use super::{
-    Mitigation, MirrorRuleAction, Miss, Network, NextHop, Node, RuleAction, RuleDirection, Shadow, ShadowEncap,
-    ShadowMode,
+    MirrorRuleAction, Miss, Mitigation, Network, NextHop, Node, RuleAction, RuleDirection, Shadow,
+    ShadowEncap, ShadowMode,
     validate::{
         FieldError, mirror_direction, validate_name, validate_network, validate_shadow_spec,
     },

@@ -3,8 +3,8 @@
 //!
 //! A block rule denies traffic from a source prefix inside one production network's VNI
 //! (optionally only one protocol and destination ports), in both directions relative to the
-//! network's VMs, at the highest ACL priority so that no security-group rule can let it
-//! through. Rules are versioned objects like networks: proposing, committing, expiring and
+//! network's VMs, and without ports also traffic to that prefix, at the highest ACL priority
+//! so that no security-group rule of a higher slot can let it through. Rules are versioned objects like networks: proposing, committing, expiring and
 //! withdrawing one are versions and audit records, and committing or removing one goes
 //! through the normal change pipeline (compile, commit, reconcile).
 
@@ -112,7 +112,10 @@ pub fn validate_policy(p: &MitigationPolicy) -> Result<(), Vec<FieldError>> {
     if p.max_rules > MAX_BLOCK_RULES {
         errs.push(FieldError::new(
             "max_rules",
-            format!("{} is above {MAX_BLOCK_RULES} (a quarter of the NIC's ACL)", p.max_rules),
+            format!(
+                "{} is above {MAX_BLOCK_RULES} (a quarter of the NIC's ACL)",
+                p.max_rules
+            ),
         ));
     }
     for (field, v) in [
