@@ -1043,10 +1043,145 @@ fn the_openapi_document_has_the_new_routes_and_schemas() {
         "Mitigation",
         "TrialReport",
         "IngestReport",
+        "Activation",
+        "AclEntry",
     ] {
         assert!(
             doc["components"]["schemas"][s].is_object(),
             "schema {s} missing"
         );
     }
+}
+
+/// The Rust API the daemon's own analysis pipeline uses: `Controller::ingest_findings` with
+/// the shadow's VNI returns, for each rule the policy committed, where it sits on the NIC,
+/// from which table generation and at what time; the NIC's tables say the same.
+#[test]
+fn ingest_findings_reports_when_each_block_became_active_on_the_nic() {
+    use shadownet_host::control::ShadowRef;
+    let d = TestDaemon::start("incidents-activation");
+    let token = setup(&d, policy("auto", 8, 600));
+    let c = d.client(&token);
+    let vni = c.get("/v1/shadows/shop-shadow").expect("shadow")["object"]["vni"]
+        .as_u64()
+        .and_then(|v| u32::try_from(v).ok())
+        .expect("shadow vni");
+    let before = d.admin().get("/v1/nic").expect("nic")["generation"]
+        .as_u64()
+        .expect("generation");
+    d.advance_ms(5_000);
+    let events = two_attacks();
+    let report = d
+        .ctl
+        .call_blocking(move |c| c.ingest_findings(ShadowRef::Vni(vni), events, "pipeline"))
+        .expect("controller")
+        .expect("ingest");
+    let acts: Vec<_> = report.activations().cloned().collect();
+    assert_eq!(acts.len(), 2, "{report:?}");
+    let after = d.admin().get("/v1/nic").expect("nic")["generation"]
+        .as_u64()
+        .expect("generation");
+    let table = d
+        .ctl
+        .call_blocking(|c| read_back(c.nic()))
+        .expect("controller")
+        .expect("read back");
+    let mut last_gen = before;
+    for (a, src) in acts.iter().zip([ATTACKER_A, ATTACKER_B]) {
+        assert_eq!(a.tenant, "acme");
+        assert_eq!(a.network, "shop");
+        assert_eq!(a.rule.src, format!("{src}/32"));
+        assert!(a.incident.is_some());
+        assert_eq!(a.active_at_ms, T0_MS + 5_000);
+        assert_eq!(a.expires_at_ms, Some(T0_MS + 5_000 + 600_000));
+        // Each commit is its own change: the generation grows with each.
+        assert!(u64::from(a.nic_generation) > last_gen, "{a:?}");
+        last_gen = u64::from(a.nic_generation);
+        assert!(a.sync.verified && a.sync.written >= 2, "{a:?}");
+        // Without ports: one entry from the source and one to it, both on the NIC as reported.
+        assert_eq!(a.acl.len(), 2, "{a:?}");
+        for e in &a.acl {
+            let rule = e.rule.expect("entry");
+            assert_eq!(table.acl.get(&e.slot), Some(&rule), "slot {}", e.slot);
+            assert_eq!(rule.action.verdict, Verdict::Deny);
+            assert_eq!(rule.action.rule_id, e.rule_id);
+            assert!(e.summary.contains("deny"), "{}", e.summary);
+        }
+        let m = c
+            .get(&format!("/v1/mitigations/{}", a.mitigation))
+            .expect("mitigation");
+        assert_eq!(m["object"]["state"], "active");
+    }
+    assert_eq!(last_gen, after);
+
+    // The HTTP ingest report and a commit by hand carry the same activation.
+    d.advance_ms(1_000);
+    let report = ingest(
+        &d,
+        &token,
+        &[
+            alert(
+                10_000,
+                "203.0.113.200",
+                1,
+                WEB2,
+                8080,
+                9,
+                "ET SCAN again",
+                1,
+            ),
+            alert(
+                10_500,
+                "203.0.113.200",
+                2,
+                WEB2,
+                8080,
+                9,
+                "ET SCAN again",
+                1,
+            ),
+        ],
+    );
+    let committed = report["mitigations"]
+        .as_array()
+        .and_then(|l| l.iter().find(|a| a["action"] == "committed"))
+        .cloned()
+        .expect("committed");
+    assert_eq!(committed["activation"]["active_at_ms"], T0_MS + 6_000);
+    assert_eq!(
+        committed["activation"]["acl"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert!(committed["activation"]["nic_generation"].as_u64() > Some(after));
+    c.send(
+        "PUT",
+        "/v1/mitigation-policy",
+        &policy("propose", 8, 600),
+        &[],
+    )
+    .expect("policy");
+    let m = c
+        .send(
+            "POST",
+            "/v1/mitigations",
+            &json!({"rule": {"src": "198.18.0.0/24", "protocol": "tcp", "dst_ports": "22"}, "network": "shop"}),
+            &[],
+        )
+        .expect("propose");
+    let id = m["object"]["id"].as_str().expect("id").to_string();
+    let done = c
+        .send(
+            "POST",
+            &format!("/v1/mitigations/{id}/commit"),
+            &json!({}),
+            &[],
+        )
+        .expect("commit");
+    // With ports only traffic from the prefix is denied: one entry.
+    assert_eq!(
+        done["activation"]["acl"].as_array().map(Vec::len),
+        Some(1),
+        "{done}"
+    );
+    assert_eq!(done["activation"]["mitigation"], id.as_str());
 }

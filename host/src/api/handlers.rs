@@ -19,11 +19,11 @@ use super::{
 };
 use crate::{
     control::{
-        AlertOutcome, Backend, Caller, CaptureSource, Correlation, Finding, FindingQuery,
-        HistoryEntry, Idempotency, Incident, IncidentState, IngestReport, InjectReport, NicStatus,
-        PolicyAction, PortCounters, ProductionVm, ProposeRequest, QuotaExceeded, ShadowRef,
-        SignatureCount, SyncReport, Teardown, TenantView, TrialRequest, Usage, Versioned,
-        parse_events, parse_timestamp,
+        AclEntry, Activation, AlertOutcome, Backend, Caller, CaptureSource, Correlation, Finding,
+        FindingQuery, HistoryEntry, Idempotency, Incident, IncidentState, IngestReport,
+        InjectReport, NicStatus, PolicyAction, PortCounters, ProductionVm, ProposeRequest,
+        QuotaExceeded, ShadowRef, SignatureCount, SyncReport, Teardown, TenantView, TrialRequest,
+        Usage, Versioned, parse_events, parse_timestamp,
     },
     model::{
         AlertReport, Automation, BlockRule, Capacity, MirrorPolicy, Mitigation, MitigationPolicy,
@@ -783,8 +783,8 @@ impl Modify for BearerAuth {
         NicStatus, InjectReport, Change, AuditRecord, Finding, Correlation, ProductionVm,
         PortCounters, Incident, IncidentState, SignatureCount, IncidentDetail, IngestReport,
         PolicyAction, MitigationPolicy, MitigationMode, GroupKey, Mitigation, MitigationState,
-        BlockRule, ProposeRequest, MitigationChange, TrialRequest, TrialReport, Volume,
-        VmVolume))
+        BlockRule, ProposeRequest, MitigationChange, Activation, AclEntry, TrialRequest,
+        TrialReport, Volume, VmVolume))
 )]
 pub struct ApiDoc;
 
@@ -1026,6 +1026,9 @@ pub struct MitigationChange {
     pub mitigation: Versioned<Mitigation>,
     /// What reconciling the NIC did.
     pub sync: SyncReport,
+    /// For a commit: where the rule sits on the NIC and from which table generation on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activation: Option<Activation>,
 }
 
 /// Commits a proposed block rule into the production NIC's ACL (429 past the policy's
@@ -1038,11 +1041,18 @@ pub async fn commit_mitigation<D: Backend>(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let (mitigation, sync) = s
+    let (mitigation, activation) = s
         .ctl
         .call(move |c| c.commit_mitigation(&caller, &id))
         .await??;
-    Ok(json(StatusCode::OK, &MitigationChange { mitigation, sync }))
+    Ok(json(
+        StatusCode::OK,
+        &MitigationChange {
+            mitigation,
+            sync: activation.sync.clone(),
+            activation: Some(activation),
+        },
+    ))
 }
 
 /// Withdraws a mitigation (removed from the NIC when it was active).
@@ -1058,7 +1068,14 @@ pub async fn withdraw_mitigation<D: Backend>(
         .ctl
         .call(move |c| c.withdraw_mitigation(&caller, &id))
         .await??;
-    Ok(json(StatusCode::OK, &MitigationChange { mitigation, sync }))
+    Ok(json(
+        StatusCode::OK,
+        &MitigationChange {
+            mitigation,
+            sync,
+            activation: None,
+        },
+    ))
 }
 
 /// Tries a block rule over recorded traffic through a scratch simulated NIC: the body is a

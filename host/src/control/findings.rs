@@ -27,7 +27,10 @@ use shadownet_hw::{
 };
 use utoipa::ToSchema;
 
-use super::{Caller, ControlError, Controller, World, from_json, kind, object_id, to_json};
+use super::{
+    Caller, ControlError, Controller, World, from_json, kind, mitigation::Activation, object_id,
+    to_json,
+};
 use crate::{
     driver::Device,
     model::{
@@ -367,6 +370,18 @@ pub struct PolicyAction {
     pub mitigation: Option<String>,
     /// Why, for refusals.
     pub detail: String,
+    /// For `committed`: where the rule sits on the NIC and from which table generation and
+    /// time it drops traffic.
+    pub activation: Option<Activation>,
+}
+
+impl IngestReport {
+    /// The block rules this ingest made active on the NIC (`auto` mode), in commit order.
+    pub fn activations(&self) -> impl Iterator<Item = &Activation> {
+        self.mitigations
+            .iter()
+            .filter_map(|a| a.activation.as_ref())
+    }
 }
 
 /// Parses an ingest body: one JSON object, or NDJSON (one object per line, blank lines

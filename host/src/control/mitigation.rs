@@ -17,8 +17,10 @@ use crate::{
         BlockRule, Mitigation, MitigationPolicy, MitigationState,
         mitigation::{MitigationMode, validate_block_rule, validate_policy},
     },
+    reconcile::Describe,
     store::Expect,
 };
+use shadownet_hw::layout::acl::AclRule;
 
 /// Meta key prefix of each tenant's next mitigation number.
 const NEXT_META: &str = "mitigation_next/";
@@ -44,6 +46,48 @@ pub struct ProposeRequest {
     /// Why.
     #[serde(default)]
     pub reason: Option<String>,
+}
+
+/// One ACL entry a block rule occupies on the NIC.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AclEntry {
+    /// The ACL slot it was written to.
+    pub slot: u32,
+    /// The rule id the NIC reports with its verdicts (`Compiled::rule_ids` names it).
+    pub rule_id: u32,
+    /// The entry in words (match, priority, verdict).
+    pub summary: String,
+    /// The entry as programmed, for reading it back from the NIC's tables.
+    #[serde(skip)]
+    pub rule: Option<AclRule>,
+}
+
+/// A block rule as it became active on the production NIC: the change was committed, the
+/// NIC reconciled and its read-back matched, so from `nic_generation` on (and from
+/// `active_at_ms` on the controller's clock) traffic the rule matches is dropped.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Activation {
+    /// The mitigation (`m-3`).
+    pub mitigation: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// The production network whose VNI it is scoped to.
+    pub network: String,
+    /// The incident it answers, if any.
+    pub incident: Option<u64>,
+    /// What it blocks.
+    pub rule: BlockRule,
+    /// The ACL entries it occupies (one for traffic from the source, and one to it when the
+    /// rule names no ports).
+    pub acl: Vec<AclEntry>,
+    /// The NIC's table generation after programming (`GET /v1/nic` `generation`).
+    pub nic_generation: u32,
+    /// When programming and read-back finished, unix milliseconds on the controller's clock.
+    pub active_at_ms: i64,
+    /// When the expiry timer removes it again.
+    pub expires_at_ms: Option<i64>,
+    /// What reconciling the NIC did.
+    pub sync: SyncReport,
 }
 
 impl<D: Device> Controller<D> {
@@ -298,7 +342,7 @@ impl<D: Device> Controller<D> {
         &mut self,
         caller: &Caller,
         id: &str,
-    ) -> Result<(Versioned<Mitigation>, SyncReport), ControlError> {
+    ) -> Result<(Versioned<Mitigation>, Activation), ControlError> {
         let tenant = caller.tenant()?.to_string();
         self.commit_as(&tenant, &caller.actor, id)
     }
@@ -308,7 +352,7 @@ impl<D: Device> Controller<D> {
         tenant: &str,
         actor: &str,
         id: &str,
-    ) -> Result<(Versioned<Mitigation>, SyncReport), ControlError> {
+    ) -> Result<(Versioned<Mitigation>, Activation), ControlError> {
         let mut world = World::load(&self.store)?;
         let (version, mut m) = world
             .tenants
@@ -384,7 +428,57 @@ impl<D: Device> Controller<D> {
             inc.state = IncidentState::Mitigated;
             self.save_incident(tenant, &inc)?;
         }
-        Ok((Versioned::at(&meta, m), report))
+        let activation = self.activation(tenant, &m, report);
+        tracing::info!(
+            tenant,
+            mitigation = %m.id,
+            src = %m.rule.src,
+            generation = activation.nic_generation,
+            entries = activation.acl.len(),
+            "block rule active on the NIC"
+        );
+        Ok((Versioned::at(&meta, m), activation))
+    }
+
+    /// Where a just-committed rule sits on the NIC: its entries in the last compiled state
+    /// (which the reconciler has just programmed and verified) and the NIC's generation.
+    fn activation(&self, tenant: &str, m: &Mitigation, sync: SyncReport) -> Activation {
+        let path = format!("{tenant}/{}/mitigations/{}", m.network, m.id);
+        let acl = self
+            .compiled
+            .as_ref()
+            .map(|c| {
+                let ids: Vec<u32> = c
+                    .rule_ids
+                    .iter()
+                    .filter(|(_, p)| **p == path)
+                    .map(|(id, _)| *id)
+                    .collect();
+                c.plan
+                    .acl
+                    .iter()
+                    .filter(|(_, r)| ids.contains(&r.action.rule_id))
+                    .map(|(slot, r)| AclEntry {
+                        slot: *slot,
+                        rule_id: r.action.rule_id,
+                        summary: r.describe(),
+                        rule: Some(*r),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Activation {
+            mitigation: m.id.clone(),
+            tenant: tenant.to_string(),
+            network: m.network.clone(),
+            incident: m.incident,
+            rule: m.rule.clone(),
+            acl,
+            nic_generation: self.nic.generation(),
+            active_at_ms: self.now_ms(),
+            expires_at_ms: m.expires_at_ms,
+            sync,
+        }
     }
 
     /// Withdraws a mitigation: a proposed one is dropped, an active one removed from the NIC.
@@ -525,14 +619,13 @@ impl<D: Device> Controller<D> {
                             )
                     })
                 });
-                let mut action = |a: &str, m: Option<String>, d: String| {
-                    out.push(PolicyAction {
-                        incident: id,
-                        source: src.clone(),
-                        action: a.into(),
-                        mitigation: m,
-                        detail: d,
-                    })
+                let action = |a: &str, m: Option<String>, d: String| PolicyAction {
+                    incident: id,
+                    source: src.clone(),
+                    action: a.into(),
+                    mitigation: m,
+                    detail: d,
+                    activation: None,
                 };
                 if let Some(a) = allow_listed(policy, &rule) {
                     if !inc
@@ -551,7 +644,7 @@ impl<D: Device> Controller<D> {
                         )?;
                         inc.refused.push(format!("{src}: allow-listed ({a})"));
                         changed = true;
-                        action("refused", None, detail);
+                        out.push(action("refused", None, detail));
                     }
                     continue;
                 }
@@ -591,15 +684,19 @@ impl<D: Device> Controller<D> {
                         )?;
                         inc.mitigations.push(m.object.id.clone());
                         changed = true;
-                        action("proposed", Some(m.object.id.clone()), String::new());
+                        out.push(action("proposed", Some(m.object.id.clone()), String::new()));
                         m.object.id
                     }
                 };
                 if policy.mode == MitigationMode::Auto {
                     match self.commit_as(tenant, "policy", &m) {
-                        Ok(_) => action("committed", Some(m), String::new()),
+                        Ok((_, a)) => {
+                            let mut act = action("committed", Some(m), String::new());
+                            act.activation = Some(a);
+                            out.push(act);
+                        }
                         Err(e @ (ControlError::Quota(_) | ControlError::Conflict(_))) => {
-                            action("refused", Some(m), e.to_string())
+                            out.push(action("refused", Some(m), e.to_string()))
                         }
                         Err(e) => return Err(e),
                     }
