@@ -1058,7 +1058,7 @@ fn the_openapi_document_has_the_new_routes_and_schemas() {
 /// from which table generation and at what time; the NIC's tables say the same.
 #[test]
 fn ingest_findings_reports_when_each_block_became_active_on_the_nic() {
-    use shadownet_host::control::ShadowRef;
+    use shadownet_host::control::{NIC_AGEING_GRACE_S, ShadowRef};
     let d = TestDaemon::start("incidents-activation");
     let token = setup(&d, policy("auto", 8, 600));
     let c = d.client(&token);
@@ -1106,6 +1106,13 @@ fn ingest_findings_reports_when_each_block_became_active_on_the_nic() {
             assert_eq!(rule.action.verdict, Verdict::Deny);
             assert_eq!(rule.action.rule_id, e.rule_id);
             assert!(e.summary.contains("deny"), "{}", e.summary);
+            // The firmware ages it too, a grace period after the daemon's timer would.
+            let ttl_cycles = (600 + NIC_AGEING_GRACE_S) * 250_000_000;
+            assert!(
+                e.nic_deadline.is_some_and(|d| d >= ttl_cycles),
+                "{:?}",
+                e.nic_deadline
+            );
         }
         let m = c
             .get(&format!("/v1/mitigations/{}", a.mitigation))

@@ -2,6 +2,13 @@
 //! the policy or a person), tried over recorded traffic, committed into the production NIC's
 //! ACL through the normal change pipeline, expired by the store-driven timer, withdrawn.
 //! Every step, refusals included, is an audit record.
+//!
+//! A commit reports its [`Activation`]: the ACL slots and entries the rule occupies, the NIC's
+//! table generation once they were programmed and read back, and the time. The committed
+//! entries are also given a time to live in the firmware's ageing (the rule's TTL plus
+//! [`NIC_AGEING_GRACE_S`]), a second line that removes them should the daemon be down when
+//! they run out; a later rewrite of the slot by the reconciler cancels it, leaving the
+//! daemon's timer alone.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -20,7 +27,12 @@ use crate::{
     reconcile::Describe,
     store::Expect,
 };
-use shadownet_hw::layout::acl::AclRule;
+use shadownet_hw::{layout::acl::AclRule, table::TableId};
+
+/// How long after the store-driven expiry the NIC's own ageing deletes a block rule: the
+/// daemon's timer is the first line (audited, versioned); the firmware is the second, for
+/// when the daemon is down when a rule runs out, so it must never act first.
+pub const NIC_AGEING_GRACE_S: u64 = 60;
 
 /// Meta key prefix of each tenant's next mitigation number.
 const NEXT_META: &str = "mitigation_next/";
@@ -60,6 +72,11 @@ pub struct AclEntry {
     /// The entry as programmed, for reading it back from the NIC's tables.
     #[serde(skip)]
     pub rule: Option<AclRule>,
+    /// The device cycle at which the NIC's firmware deletes the entry by itself (the rule's
+    /// TTL plus [`NIC_AGEING_GRACE_S`]); absent when the firmware's ageing could not take it
+    /// (its table is full, or the device has none), in which case only the daemon's timer
+    /// removes it.
+    pub nic_deadline: Option<u64>,
 }
 
 /// A block rule as it became active on the production NIC: the change was committed, the
@@ -428,7 +445,8 @@ impl<D: Device> Controller<D> {
             inc.state = IncidentState::Mitigated;
             self.save_incident(tenant, &inc)?;
         }
-        let activation = self.activation(tenant, &m, report);
+        let mut activation = self.activation(tenant, &m, report);
+        self.arm_nic_ageing(&mut activation, m.ttl_s);
         tracing::info!(
             tenant,
             mitigation = %m.id,
@@ -438,6 +456,28 @@ impl<D: Device> Controller<D> {
             "block rule active on the NIC"
         );
         Ok((Versioned::at(&meta, m), activation))
+    }
+
+    /// Gives a just-committed rule's ACL entries a time to live in the firmware (the second
+    /// line behind the store-driven expiry). A refusal is logged, not an error: the commit is
+    /// already durable and the daemon's timer still removes the rule.
+    fn arm_nic_ageing(&mut self, a: &mut Activation, ttl_s: u64) {
+        let hz = u64::from(self.nic.identify().clock_khz).saturating_mul(1000);
+        let cycles = ttl_s.saturating_add(NIC_AGEING_GRACE_S).saturating_mul(hz);
+        if cycles == 0 {
+            return;
+        }
+        for e in &mut a.acl {
+            match self.nic.set_rule_ttl(TableId::Acl, e.slot, cycles) {
+                Ok(deadline) => e.nic_deadline = Some(deadline),
+                Err(err) => tracing::warn!(
+                    mitigation = %a.mitigation,
+                    slot = e.slot,
+                    %err,
+                    "the NIC does not age this block rule; the daemon's timer alone removes it"
+                ),
+            }
+        }
     }
 
     /// Where a just-committed rule sits on the NIC: its entries in the last compiled state
@@ -463,6 +503,7 @@ impl<D: Device> Controller<D> {
                         rule_id: r.action.rule_id,
                         summary: r.describe(),
                         rule: Some(*r),
+                        nic_deadline: None,
                     })
                     .collect()
             })

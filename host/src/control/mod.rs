@@ -32,7 +32,7 @@ pub use findings::{
     Correlation, Finding, FindingQuery, Incident, IncidentState, IngestReport, PolicyAction,
     PortCounters, ProductionVm, ShadowRef, SignatureCount, parse_events, parse_timestamp,
 };
-pub use mitigation::{AclEntry, Activation, ProposeRequest};
+pub use mitigation::{AclEntry, Activation, NIC_AGEING_GRACE_S, ProposeRequest};
 pub use nic::{Backend, InjectReport, NicStatus, PortOutput, TableFill};
 pub use shadows::{AlertOutcome, Teardown};
 pub use trial::{CaptureSource, TrialRequest};
