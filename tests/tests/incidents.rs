@@ -1045,6 +1045,7 @@ fn the_openapi_document_has_the_new_routes_and_schemas() {
         "IngestReport",
         "Activation",
         "AclEntry",
+        "HeavyHitter",
     ] {
         assert!(
             doc["components"]["schemas"][s].is_object(),
@@ -1191,4 +1192,107 @@ fn ingest_findings_reports_when_each_block_became_active_on_the_nic() {
         "{done}"
     );
     assert_eq!(done["activation"]["mitigation"], id.as_str());
+}
+
+/// With the NIC's telemetry ring enabled, a finding whose flow is one of the heavy hitters
+/// says so (rank, packets, which way round); the records read are handed on untouched.
+#[test]
+fn findings_are_joined_to_the_nics_heavy_hitters() {
+    let d = TestDaemon::start("incidents-topk");
+    let token = setup(&d, policy("off", 8, 600));
+    let from = |src: &str, sport: u16| {
+        vxlan(
+            "10.0.0.2",
+            NIC_IP,
+            100,
+            &Builder::tcp(src, WEB1, sport, 443)
+                .macs(mac(9), [0x02, 0, 0, 0, 0x10, 0x11])
+                .build(),
+        )
+    };
+    // Without telemetry: no heavy-hitter join.
+    let r = ingest(
+        &d,
+        &token,
+        &[alert(0, ATTACKER_A, 40_000, WEB1, 443, 1, "x", 2)],
+    );
+    let seq = r["findings"][0].as_u64().expect("seq");
+    let c = d.client(&token);
+    let all = c.get("/v1/findings").expect("findings");
+    let f = all
+        .as_array()
+        .and_then(|l| l.iter().find(|f| f["seq"] == seq))
+        .expect("finding");
+    assert!(f["correlation"].get("heavy_hitter").is_none(), "{f}");
+
+    d.ctl
+        .call_blocking(|c| c.nic().enable_telemetry(10, 0))
+        .expect("controller")
+        .expect("telemetry ring");
+    // The attacker's flow is the elephant: 20 frames; two mice of one frame each.
+    let mut frames: Vec<Vec<u8>> = (0..20).map(|_| from(ATTACKER_A, 40_000)).collect();
+    frames.push(from("203.0.113.50", 50_000));
+    frames.push(from("203.0.113.51", 50_001));
+    d.admin()
+        .send_bytes(
+            "/v1/sim/inject?port=uplink",
+            "application/vnd.tcpdump.pcap",
+            &pcap(&frames),
+        )
+        .expect("inject");
+    let r = ingest(
+        &d,
+        &token,
+        &[
+            alert(1_000, ATTACKER_A, 40_000, WEB1, 443, 1, "x", 2),
+            // The reply direction of the same flow, as an alert on web1's answer.
+            {
+                let mut a = alert(1_001, WEB1, 443, ATTACKER_A, 40_000, 1, "x", 2);
+                a["shadownet"]["direction"] = json!("from_vm");
+                a
+            },
+            alert(1_002, "203.0.113.60", 1, WEB1, 443, 1, "x", 2),
+        ],
+    );
+    let seqs: Vec<u64> = r["findings"]
+        .as_array()
+        .expect("seqs")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    let all = c.get("/v1/findings").expect("findings");
+    let by_seq = |s: u64| {
+        all.as_array()
+            .and_then(|l| l.iter().find(|f| f["seq"] == s))
+            .cloned()
+            .expect("finding")
+    };
+    let hh = by_seq(seqs[0])["correlation"]["heavy_hitter"].clone();
+    assert_eq!(hh["rank"], 0, "{hh}");
+    assert_eq!(hh["packets"], 20, "{hh}");
+    assert_eq!(hh["direction"], "alerted", "{hh}");
+    let rev = by_seq(seqs[1])["correlation"]["heavy_hitter"].clone();
+    assert_eq!(rev["direction"], "reverse", "{rev}");
+    assert_eq!(rev["flow"], hh["flow"]);
+    assert!(
+        by_seq(seqs[2])["correlation"].get("heavy_hitter").is_none(),
+        "a flow the NIC never saw"
+    );
+    // The records the controller read are there for another consumer.
+    let (records, dropped) = d
+        .ctl
+        .call_blocking(|c| c.take_telemetry())
+        .expect("controller");
+    assert_eq!(dropped, 0);
+    assert!(
+        records.iter().any(|r| matches!(
+            r,
+            shadownet_host::driver::TelemetryRecord::HeavyHitter {
+                rank: 0,
+                packets: 20,
+                ..
+            }
+        )),
+        "{records:?}"
+    );
 }

@@ -20,10 +20,10 @@ use super::{
 use crate::{
     control::{
         AclEntry, Activation, AlertOutcome, Backend, Caller, CaptureSource, Correlation, Finding,
-        FindingQuery, HistoryEntry, Idempotency, Incident, IncidentState, IngestReport,
-        InjectReport, NicStatus, PolicyAction, PortCounters, ProductionVm, ProposeRequest,
-        QuotaExceeded, ShadowRef, SignatureCount, SyncReport, Teardown, TenantView, TrialRequest,
-        Usage, Versioned, parse_events, parse_timestamp,
+        FindingQuery, HeavyHitter, HistoryEntry, Idempotency, Incident, IncidentState,
+        IngestReport, InjectReport, NicStatus, PolicyAction, PortCounters, ProductionVm,
+        ProposeRequest, QuotaExceeded, ShadowRef, SignatureCount, SyncReport, Teardown, TenantView,
+        TrialRequest, Usage, Versioned, parse_events, parse_timestamp,
     },
     model::{
         AlertReport, Automation, BlockRule, Capacity, MirrorPolicy, Mitigation, MitigationPolicy,
@@ -783,7 +783,7 @@ impl Modify for BearerAuth {
         NicStatus, InjectReport, Change, AuditRecord, Finding, Correlation, ProductionVm,
         PortCounters, Incident, IncidentState, SignatureCount, IncidentDetail, IngestReport,
         PolicyAction, MitigationPolicy, MitigationMode, GroupKey, Mitigation, MitigationState,
-        BlockRule, ProposeRequest, MitigationChange, Activation, AclEntry, TrialRequest,
+        BlockRule, ProposeRequest, MitigationChange, Activation, AclEntry, HeavyHitter, TrialRequest,
         TrialReport, Volume, VmVolume))
 )]
 pub struct ApiDoc;

@@ -28,7 +28,10 @@ use shadownet_hw::{
 use utoipa::ToSchema;
 
 use super::{
-    Caller, ControlError, Controller, World, from_json, kind, mitigation::Activation, object_id,
+    Caller, ControlError, Controller, World, from_json, kind,
+    mitigation::Activation,
+    object_id,
+    telemetry::{HeavyHitter, protocol_number},
     to_json,
 };
 use crate::{
@@ -119,6 +122,10 @@ pub struct Correlation {
     pub matched: bool,
     /// In words.
     pub note: String,
+    /// The finding's flow among the NIC's heavy hitters (telemetry top-K of the interval up
+    /// to the ingest), when the telemetry ring is enabled and it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heavy_hitter: Option<HeavyHitter>,
 }
 
 /// A stored finding: the EVE alert's fields, the correlation, and the event as sent.
@@ -704,6 +711,7 @@ fn parse_alert(
             target: String::new(),
             matched: false,
             note: String::new(),
+            heavy_hitter: None,
         },
         event: ev.clone(),
     })
@@ -775,6 +783,7 @@ fn correlate(
         src_vm,
         dest_vm,
         note,
+        heavy_hitter: None,
     };
 }
 
@@ -864,6 +873,21 @@ impl<D: Device> Controller<D> {
         };
         for f in &mut findings {
             correlate(f, &tenant, &shadow, &captured, live_vni, &counters);
+        }
+        if self.refresh_heavy_hitters() {
+            for f in &mut findings {
+                let (Ok(src), Ok(dst)) = (f.src_ip.parse(), f.dest_ip.parse()) else {
+                    continue;
+                };
+                let proto = f.proto.as_deref().and_then(protocol_number).unwrap_or(0);
+                f.correlation.heavy_hitter = self.heavy_hitter_of(
+                    src,
+                    dst,
+                    proto,
+                    f.src_port.unwrap_or(0),
+                    f.dest_port.unwrap_or(0),
+                );
+            }
         }
         // Event-time order, ties in the order sent: the same batch always groups the same way.
         findings.sort_by_key(|f| f.at_ms);

@@ -19,6 +19,7 @@ mod findings;
 mod mitigation;
 mod nic;
 mod shadows;
+mod telemetry;
 mod trial;
 mod world;
 
@@ -35,6 +36,7 @@ pub use findings::{
 pub use mitigation::{AclEntry, Activation, NIC_AGEING_GRACE_S, ProposeRequest};
 pub use nic::{Backend, InjectReport, NicStatus, PortOutput, TableFill};
 pub use shadows::{AlertOutcome, Teardown};
+pub use telemetry::{HeavyHitter, flow_hash};
 pub use trial::{CaptureSource, TrialRequest};
 pub use world::World;
 
@@ -231,6 +233,8 @@ pub struct Controller<D: Device> {
     sim_out: Option<std::path::PathBuf>,
     /// Simulator runs so far.
     injections: u64,
+    /// What the telemetry ring delivered: heavy hitters for correlation, records to hand on.
+    telemetry: telemetry::TelemetryCache,
 }
 
 /// The wall clock in unix milliseconds.
@@ -261,6 +265,7 @@ impl<D: Device> Controller<D> {
             compiled: None,
             sim_out: None,
             injections: 0,
+            telemetry: telemetry::TelemetryCache::default(),
         };
         let world = World::load(&c.store)?;
         let mut slots = c.slots()?;

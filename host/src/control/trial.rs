@@ -317,13 +317,7 @@ fn finding_names(f: &Finding, k: &FlowKey) -> bool {
     let proto = f
         .proto
         .as_deref()
-        .and_then(|p| match p.to_ascii_uppercase().as_str() {
-            "TCP" => Some(6u8),
-            "UDP" => Some(17),
-            "ICMP" => Some(1),
-            "IPV6-ICMP" | "ICMPV6" => Some(58),
-            other => other.parse().ok(),
-        });
+        .and_then(super::telemetry::protocol_number);
     if proto.is_some_and(|p| p != k.2) {
         return false;
     }
