@@ -810,7 +810,7 @@ fn refuses_a_database_from_a_newer_binary() {
         .pragma_update(None, "user_version", 99)
         .unwrap();
     match Store::open(dir.path()) {
-        Err(StoreError::TooNew { found, supported }) => assert_eq!((found, supported), (99, 2)),
+        Err(StoreError::TooNew { found, supported }) => assert_eq!((found, supported), (99, 3)),
         other => panic!("expected TooNew, got {other:?}"),
     }
     let v: u32 = rusqlite::Connection::open(&path)
