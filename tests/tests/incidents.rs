@@ -1296,3 +1296,40 @@ fn findings_are_joined_to_the_nics_heavy_hitters() {
         "{records:?}"
     );
 }
+
+/// A finding neither of whose addresses is a production node is kept, counted as
+/// uncorrelated and says so; one from a production VM to outside names the VM as the source.
+#[test]
+fn findings_matching_no_production_vm_are_kept_and_say_so() {
+    let d = TestDaemon::start("incidents-unmatched");
+    let token = setup(&d, policy("propose", 8, 600));
+    let report = ingest(
+        &d,
+        &token,
+        &[
+            alert(0, "198.18.0.1", 1, "198.18.0.2", 80, 5, "ET strange", 3),
+            alert(10, WEB2, 33_000, "192.0.2.80", 6667, 6, "ET C2 beacon", 1),
+        ],
+    );
+    assert_eq!(report["accepted"], 2, "{report}");
+    assert_eq!(report["correlated"], 1, "{report}");
+    assert_eq!(report["uncorrelated"], 1, "{report}");
+    let all = d.client(&token).get("/v1/findings").expect("findings");
+    let all = all.as_array().expect("list");
+    assert_eq!(all.len(), 2);
+    let stray = &all[0]["correlation"];
+    assert_eq!(stray["matched"], false, "{stray}");
+    assert_eq!(stray["ours"], "none");
+    assert!(stray["src_vm"].is_null() && stray["dest_vm"].is_null());
+    assert!(
+        stray["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("is a node of network")),
+        "{stray}"
+    );
+    let beacon = &all[1]["correlation"];
+    assert_eq!(beacon["matched"], true);
+    assert_eq!(beacon["ours"], "src");
+    assert_eq!(beacon["src_vm"]["vm"], "web2");
+    assert_eq!(beacon["outside"], "192.0.2.80");
+}
