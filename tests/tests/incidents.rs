@@ -725,6 +725,55 @@ fn a_trial_reports_what_the_rule_would_have_blocked() {
             .any(|a| a == "mitigation.trial")
     );
 
+    // The same recording stored with the shadow and named: the same numbers.
+    let put = |token: &str, body: &[u8]| {
+        raw(
+            &d.base,
+            "PUT",
+            "/v1/shadows/shop-shadow/captures/recorded",
+            Some(token),
+            Some("application/vnd.tcpdump.pcap"),
+            body,
+        )
+    };
+    let capture = pcap(&frames);
+    let (status, _, stored) = put(&token, &capture);
+    assert_eq!(status, 201, "{stored}");
+    assert_eq!(stored["bytes"], capture.len());
+    assert_eq!(stored["format"], "pcap");
+    let (status, _, problem) = put(&token, b"not a capture");
+    assert_eq!(status, 422, "{problem}");
+    let other = d.tenant("globex", json!({}));
+    let (status, _, problem) = put(&other, &capture);
+    assert_eq!(status, 404, "another tenant's shadow: {problem}");
+    let r2 = c
+        .send(
+            "POST",
+            &format!("/v1/mitigations/{id}/trial"),
+            &json!({"artefact": "recorded"}),
+            &[],
+        )
+        .expect("trial from the artefact");
+    assert_eq!(r2["capture"], "artefact:recorded");
+    for k in [
+        "frames",
+        "blocked",
+        "in_findings",
+        "not_in_findings",
+        "per_vm",
+    ] {
+        assert_eq!(r2[k], r[k], "{k}");
+    }
+    let e = c
+        .send(
+            "POST",
+            &format!("/v1/mitigations/{id}/trial"),
+            &json!({"artefact": "nope"}),
+            &[],
+        )
+        .expect_err("unknown artefact");
+    assert_eq!(status_of(&e), 404);
+
     // Then committed by hand: the rule is on the NIC.
     c.send(
         "POST",
@@ -1032,6 +1081,7 @@ fn the_openapi_document_has_the_new_routes_and_schemas() {
         "/v1/mitigations/{id}",
         "/v1/mitigations/{id}/commit",
         "/v1/mitigations/{id}/trial",
+        "/v1/shadows/{shadow}/captures/{name}",
     ] {
         assert!(paths.contains_key(p), "{p} missing");
     }

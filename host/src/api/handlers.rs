@@ -22,8 +22,8 @@ use crate::{
         AclEntry, Activation, AlertOutcome, Backend, Caller, CaptureSource, Correlation, Finding,
         FindingQuery, HeavyHitter, HistoryEntry, Idempotency, Incident, IncidentState,
         IngestReport, InjectReport, NicStatus, PolicyAction, PortCounters, ProductionVm,
-        ProposeRequest, QuotaExceeded, ShadowRef, SignatureCount, SyncReport, Teardown, TenantView,
-        TrialRequest, Usage, Versioned, parse_events, parse_timestamp,
+        ProposeRequest, QuotaExceeded, ShadowRef, SignatureCount, StoredCapture, SyncReport,
+        Teardown, TenantView, TrialRequest, Usage, Versioned, parse_events, parse_timestamp,
     },
     model::{
         AlertReport, Automation, BlockRule, Capacity, MirrorPolicy, Mitigation, MitigationPolicy,
@@ -773,7 +773,8 @@ impl Modify for BearerAuth {
         list_shadows, get_shadow, delete_shadow, complete_shadow, shadow_capacity,
         shadow_policy, shadow_history, shadow_diff, shadow_rollback, put_automation,
         list_automations, delete_automation, report_alert, audit, nic_status, nic_drift,
-        nic_resync, nic_reset, sim_inject, ingest_findings, list_findings, list_incidents,
+        nic_resync, nic_reset, sim_inject, ingest_findings, put_shadow_capture, list_findings,
+        list_incidents,
         get_incident, close_incident, get_mitigation_policy, put_mitigation_policy,
         list_mitigations, propose_mitigation, get_mitigation, commit_mitigation,
         withdraw_mitigation, trial_mitigation
@@ -783,7 +784,7 @@ impl Modify for BearerAuth {
         NicStatus, InjectReport, Change, AuditRecord, Finding, Correlation, ProductionVm,
         PortCounters, Incident, IncidentState, SignatureCount, IncidentDetail, IngestReport,
         PolicyAction, MitigationPolicy, MitigationMode, GroupKey, Mitigation, MitigationState,
-        BlockRule, ProposeRequest, MitigationChange, Activation, AclEntry, HeavyHitter, TrialRequest,
+        BlockRule, ProposeRequest, MitigationChange, Activation, AclEntry, HeavyHitter, StoredCapture, TrialRequest,
         TrialReport, Volume, VmVolume))
 )]
 pub struct ApiDoc;
@@ -854,6 +855,26 @@ pub async fn ingest_findings<D: Backend>(
                 &caller.actor,
             )
         })
+        .await??;
+    Ok(json(StatusCode::CREATED, &v))
+}
+
+/// Stores a recording of the shadow's traffic (pcap or pcapng body) with the shadow, for
+/// trials (`POST /v1/mitigations/{id}/trial` with `{"artefact": NAME}`); replaces one of the
+/// same name. Counted against `max_stored_bytes`, purged with the shadow.
+#[utoipa::path(put, path = "/v1/shadows/{shadow}/captures/{name}", tag = "findings",
+    params(("shadow" = String, Path), ("name" = String, Path)),
+    request_body(content = Vec<u8>, content_type = "application/vnd.tcpdump.pcap"),
+    responses((status = 201, body = StoredCapture), (status = "4XX", body = Problem)))]
+pub async fn put_shadow_capture<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path((shadow, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    let v = s
+        .ctl
+        .call(move |c| c.store_shadow_capture(&caller, &shadow, &name, &body))
         .await??;
     Ok(json(StatusCode::CREATED, &v))
 }

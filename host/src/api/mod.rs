@@ -190,6 +190,10 @@ pub fn router<D: Backend>(state: ApiState<D>) -> Router {
             "/shadows/{shadow}/findings",
             post(ingest_findings::<D>).layer(DefaultBodyLimit::max(FINDINGS_LIMIT)),
         )
+        .route(
+            "/shadows/{shadow}/captures/{name}",
+            axum::routing::put(put_shadow_capture::<D>).layer(DefaultBodyLimit::max(CAPTURE_LIMIT)),
+        )
         .route("/findings", get(list_findings::<D>))
         .route("/incidents", get(list_incidents::<D>))
         .route("/incidents/{id}", get(get_incident::<D>))

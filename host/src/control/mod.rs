@@ -37,7 +37,7 @@ pub use mitigation::{AclEntry, Activation, NIC_AGEING_GRACE_S, ProposeRequest};
 pub use nic::{Backend, InjectReport, NicStatus, PortOutput, TableFill};
 pub use shadows::{AlertOutcome, Teardown};
 pub use telemetry::{HeavyHitter, flow_hash};
-pub use trial::{CaptureSource, TrialRequest};
+pub use trial::{CaptureSource, StoredCapture, TrialRequest};
 pub use world::World;
 
 use crate::{

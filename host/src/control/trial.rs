@@ -62,6 +62,31 @@ pub struct TrialRequest {
     pub artefact: Option<String>,
 }
 
+/// A capture stored with a shadow (`PUT /v1/shadows/{s}/captures/{name}`).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct StoredCapture {
+    /// The shadow.
+    pub shadow: String,
+    /// The artefact name a trial names it by.
+    pub name: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// `pcap` or `pcapng`.
+    pub format: String,
+}
+
+/// The capture format by its magic number, if it is one.
+fn capture_format(data: &[u8]) -> Option<&'static str> {
+    match data.get(..4)? {
+        [0xa1, 0xb2, 0xc3, 0xd4]
+        | [0xd4, 0xc3, 0xb2, 0xa1]
+        | [0xa1, 0xb2, 0x3c, 0x4d]
+        | [0x4d, 0x3c, 0xb2, 0xa1] => Some("pcap"),
+        [0x0a, 0x0d, 0x0d, 0x0a] => Some("pcapng"),
+        _ => None,
+    }
+}
+
 /// One frame as it would enter the NIC.
 struct Fed {
     port: Port,
@@ -73,6 +98,67 @@ struct Fed {
 type FlowKey = (IpAddr, IpAddr, u8, u16, u16);
 
 impl<D: Device> Controller<D> {
+    /// Stores a recording of a shadow's traffic (pcap or pcapng) as an artefact of the
+    /// shadow, replacing one of the same name: what a trial replays with
+    /// `{"artefact": name}`. Counted against `max_stored_bytes`, purged with the shadow,
+    /// audited (`shadow.capture`).
+    pub fn store_shadow_capture(
+        &mut self,
+        caller: &Caller,
+        shadow: &str,
+        name: &str,
+        data: &[u8],
+    ) -> Result<StoredCapture, ControlError> {
+        let tenant = caller.tenant()?.to_string();
+        let Some(format) = capture_format(data) else {
+            return Err(ControlError::field(
+                "body",
+                "not a pcap or pcapng capture (no capture magic number)",
+            ));
+        };
+        let world = World::load(&self.store)?;
+        let (_, s, _) = world
+            .shadow(&tenant, shadow)
+            .ok_or_else(|| ControlError::NotFound {
+                kind: "shadow",
+                name: shadow.to_string(),
+            })?;
+        if s.state != crate::model::ShadowState::Active {
+            return Err(ControlError::Conflict(format!(
+                "shadow '{shadow}' is being torn down; it takes no more captures"
+            )));
+        }
+        let oid = object_id(&tenant, shadow);
+        // A replacement frees what it replaces.
+        let old = self
+            .store
+            .artefacts(kind::SHADOW, &oid)?
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, size)| size);
+        let len = data.len() as u64;
+        if len > old {
+            self.check_stored_bytes(&tenant, len - old)?;
+        }
+        self.store.transact(|tx| {
+            tx.put_artefact(kind::SHADOW, &oid, name, data)?;
+            tx.audit(
+                Some(&tenant),
+                &caller.actor,
+                "shadow.capture",
+                &oid,
+                &serde_json::json!({"name": name, "bytes": len, "format": format}),
+            )?;
+            Ok(())
+        })?;
+        Ok(StoredCapture {
+            shadow: shadow.to_string(),
+            name: name.to_string(),
+            bytes: len,
+            format: format.into(),
+        })
+    }
+
     /// Tries a proposed or active mitigation over recorded traffic and keeps the report with
     /// it (a version of the mitigation and an audit record; production is not touched).
     pub fn trial_mitigation(
