@@ -1024,6 +1024,11 @@ fn the_cli_lists_findings_incidents_and_drives_mitigations() {
     assert!(out.contains("in findings:     3 packets"), "{out}");
     let out = ok(&d, &["mitigation", "commit", "m-1"]);
     assert!(out.starts_with("mitigation m-1 is active"), "{out}");
+    assert!(
+        out.contains("active from NIC table generation") && out.contains("at 2027-01-15 08:00:00"),
+        "{out}"
+    );
+    assert_eq!(out.matches("  ACL slot ").count(), 2, "{out}");
     let out = ok(&d, &["mitigation", "withdraw", "m-1"]);
     assert!(out.starts_with("mitigation m-1 is withdrawn"), "{out}");
     let e = ctl(

@@ -1663,14 +1663,30 @@ fn trial_text(v: &Value) -> String {
 }
 
 fn mitigation_change(v: &Value) -> String {
-    format!(
+    let mut out = format!(
         "mitigation {} is {} (version {}); NIC: {} entries written, {} removed\n",
         s(v, "/mitigation/object/id"),
         s(v, "/mitigation/object/state"),
         s(v, "/mitigation/version"),
         s(v, "/sync/written"),
         s(v, "/sync/removed")
-    )
+    );
+    if let Some(a) = v.get("activation") {
+        out.push_str(&format!(
+            "active from NIC table generation {} at {}, until {}\n",
+            s(a, "/nic_generation"),
+            when(a, "/active_at_ms"),
+            when(a, "/expires_at_ms")
+        ));
+        for e in rows(&a["acl"]) {
+            out.push_str(&format!(
+                "  ACL slot {}: {}\n",
+                s(e, "/slot"),
+                s(e, "/summary")
+            ));
+        }
+    }
+    out
 }
 
 fn mitigation_cmd(c: &Client, cmd: MitigationCmd) -> anyhow::Result<(Value, Render)> {
