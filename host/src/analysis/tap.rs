@@ -257,11 +257,11 @@ impl ShadowTap {
             self.sequence.observe(m);
         }
         let mut out = Observed::default();
-        let verdict = match self.detector.observe_frame(ts_ns, frame.inner) {
-            Ok(v) => v,
-            // Malformed inner frames are counted by the detector; the gate still decides.
-            Err(_) => None,
-        };
+        // Malformed inner frames are counted by the detector; the gate still decides.
+        let verdict = self
+            .detector
+            .observe_frame(ts_ns, frame.inner)
+            .unwrap_or_default();
         out.alerts = self.detector.take_alerts();
         for h in &mut self.honeypots {
             let replies = h.handle(frame.inner, ts_ns);
