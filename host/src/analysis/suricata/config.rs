@@ -284,7 +284,7 @@ logging:
   default-log-level: notice
   outputs:
     - console:
-        enabled: no
+        enabled: yes
     - file:
         enabled: yes
         level: info

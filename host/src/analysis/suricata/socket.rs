@@ -1,7 +1,7 @@
 //! Suricata's command socket: a JSON protocol over a Unix stream socket. The client says
 //! `{"version": "0.2"}` first; every command is `{"command": NAME, "arguments": {...}}` and
-//! gets `{"return": "OK"|"NOK", "message": ...}` back. Messages are not delimited: a reply is
-//! complete when it parses as JSON.
+//! gets `{"return": "OK"|"NOK", "message": ...}` back. Requests end with a newline; a reply
+//! is complete when it parses as JSON.
 
 use std::{
     io::{Read, Write},
@@ -74,7 +74,8 @@ impl CommandSocket {
             path: self.path.clone(),
             reason,
         };
-        let text = msg.to_string();
+        // Suricata reads a message up to its newline; without one it never answers.
+        let text = format!("{msg}\n");
         self.stream
             .write_all(text.as_bytes())
             .map_err(|e| sock_err(format!("write: {e}")))?;
