@@ -193,7 +193,6 @@ impl PcapServer {
         std::fs::create_dir_all(out_dir).map_err(|e| SuricataError::io(out_dir, e))?;
         let pcap = std::fs::canonicalize(pcap).map_err(|e| SuricataError::io(pcap, e))?;
         let out_abs = std::fs::canonicalize(out_dir).map_err(|e| SuricataError::io(out_dir, e))?;
-        let before = self.supervisor.command("pcap-last-processed", None)?;
         self.supervisor.command(
             "pcap-file",
             Some(json!({
@@ -201,12 +200,13 @@ impl PcapServer {
                 "output-dir": out_abs.to_string_lossy(),
             })),
         )?;
+        // The file is queued when the command returns; the engine takes it off the queue and
+        // names it current in one step, and clears it only after its outputs are closed.
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let last = self.supervisor.command("pcap-last-processed", None)?;
             let queued = self.supervisor.command("pcap-file-number", None)?;
             let current = self.supervisor.command("pcap-current", None)?;
-            if last != before && queued == json!(0) && current == json!("None") {
+            if queued == json!(0) && current == json!("None") {
                 break;
             }
             if Instant::now() >= deadline {
