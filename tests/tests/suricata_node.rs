@@ -14,8 +14,7 @@ use serde_json::Value;
 use shadownet_host::analysis::{
     netns::NetnsVeth,
     suricata::{
-        Input, PcapServer, RestartPolicy, Supervisor, SupervisorOptions, SuricataConfig,
-        run_pcap,
+        Input, PcapServer, RestartPolicy, Supervisor, SupervisorOptions, SuricataConfig, run_pcap,
     },
     sys::{Signal, signal},
     trafficgen::{AttackClass, Label},
@@ -55,12 +54,18 @@ fn generated_configuration_passes_suricata_t_in_every_mode() {
     // A rule file that does not parse is reported with Suricata's own message.
     let rules = dir.join("badrules");
     std::fs::create_dir_all(&rules).expect("mkdir");
-    std::fs::write(rules.join("bad.rules"), "alert tcp any any -> any any (nonsense;)\n")
-        .expect("write");
+    std::fs::write(
+        rules.join("bad.rules"),
+        "alert tcp any any -> any any (nonsense;)\n",
+    )
+    .expect("write");
     let mut c = SuricataConfig::new(&dir.join("bad"), home(), Input::UnixSocket);
     c.rules_dir = rules;
     c.rule_files = vec!["bad.rules".into()];
-    let e = c.test(&bin).expect_err("a broken rule is rejected").to_string();
+    let e = c
+        .test(&bin)
+        .expect_err("a broken rule is rejected")
+        .to_string();
     assert!(e.contains("nonsense"), "{e}");
 }
 
@@ -125,28 +130,39 @@ fn supervisor_restarts_a_killed_suricata_exposes_counters_and_stops_cleanly() {
     loop {
         let s = sup.stats();
         if s.restarts == 1 && s.running {
-            assert_eq!(s.last_exit.as_ref().and_then(|e| e.signal), Some(9), "{s:?}");
+            assert_eq!(
+                s.last_exit.as_ref().and_then(|e| e.signal),
+                Some(9),
+                "{s:?}"
+            );
             assert_ne!(s.pid, first.pid);
             break;
         }
         assert!(t0.elapsed() < Duration::from_secs(30), "no restart: {s:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    sup.wait_ready(Duration::from_secs(60)).expect("ready again");
+    sup.wait_ready(Duration::from_secs(60))
+        .expect("ready again");
     let up = sup.stats().uptime_ms.expect("uptime");
     assert!(up < 60_000, "{up}");
 
     // A clean stop: SIGTERM, exit within the grace period, not killed.
     let t0 = Instant::now();
     let s = sup.stop();
-    assert!(t0.elapsed() < Duration::from_secs(10), "stop took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "stop took {:?}",
+        t0.elapsed()
+    );
     let exit = s.last_exit.expect("an exit");
     assert!(exit.requested && exit.signal.is_none(), "{exit:?}");
     assert!(!s.running && s.finished);
 }
 
 /// Which attack classes the capture has, by label.
-fn classes(frames: &[shadownet_host::analysis::trafficgen::LabelledFrame]) -> BTreeSet<AttackClass> {
+fn classes(
+    frames: &[shadownet_host::analysis::trafficgen::LabelledFrame],
+) -> BTreeSet<AttackClass> {
     frames
         .iter()
         .filter_map(|f| match f.label {
@@ -161,7 +177,11 @@ fn check_every_class(sids: &BTreeMap<u64, u64>, classes: &BTreeSet<AttackClass>,
     assert_eq!(classes.len(), 6, "the scenario has every class");
     for c in classes {
         let want = st::expected_sids(*c);
-        let got: Vec<u64> = want.iter().filter(|s| sids.contains_key(s)).copied().collect();
+        let got: Vec<u64> = want
+            .iter()
+            .filter(|s| sids.contains_key(s))
+            .copied()
+            .collect();
         assert!(
             !got.is_empty(),
             "{how}: no alert for {c} (expected one of {want:?}); alerts: {sids:?}"
@@ -199,8 +219,16 @@ fn the_pcap_server_analyses_captures_with_rules_loaded_once() {
     let b = server.analyse(&pcap, &dir.join("out2")).expect("second");
     let s = server.stop();
     assert_eq!(s.starts, 1, "{s:?}");
-    assert_eq!(st::alert_counts(&a), st::alert_counts(&direct), "server vs -r");
-    assert_eq!(st::sid_counts(&a), st::sid_counts(&b), "a second run of the same capture");
+    assert_eq!(
+        st::alert_counts(&a),
+        st::alert_counts(&direct),
+        "server vs -r"
+    );
+    assert_eq!(
+        st::sid_counts(&a),
+        st::sid_counts(&b),
+        "a second run of the same capture"
+    );
 }
 
 #[test]
@@ -266,9 +294,15 @@ fn live_attack_frames_in_a_veth_raise_alerts_read_from_eve_as_written() {
     let counters = sup.stats().counters;
     let dumped = sup.dump_counters().expect("dump-counters");
     let s = sup.stop();
-    assert!(dumped.decoder_pkts >= counters.decoder_pkts, "{dumped:?} {counters:?}");
+    assert!(
+        dumped.decoder_pkts >= counters.decoder_pkts,
+        "{dumped:?} {counters:?}"
+    );
     println!("live: {counters:?}; {} frames sent", frames.len());
     check_every_class(&sids, &want, "live");
-    assert!(counters.kernel_packets > 0 && counters.decoder_pkts > 0, "{counters:?}");
+    assert!(
+        counters.kernel_packets > 0 && counters.decoder_pkts > 0,
+        "{counters:?}"
+    );
     assert_eq!(s.restarts, 0, "{s:?}");
 }

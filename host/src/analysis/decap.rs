@@ -58,10 +58,10 @@ pub struct DecapOptions {
     pub vni: Option<u32>,
     /// Tunnel ports, as the NIC is configured.
     pub parse: ParseConfig,
-    /// Moves the output's clock so its first frame is at this time since the Unix epoch
-    /// (the simulator's output starts at simulated time 0; analysis that compares with the
-    /// original capture wants its clock). `None` keeps the input's timestamps.
-    pub time_base: Option<Duration>,
+    /// Added to every timestamp. The simulator's clock starts at 0 with the first frame it
+    /// is fed; adding that frame's capture timestamp puts the copies on the capture's clock,
+    /// which analysis comparing with the original capture wants.
+    pub time_offset: Duration,
 }
 
 /// One decapsulated copy.
@@ -216,7 +216,7 @@ impl Decapsulator {
 }
 
 /// Decapsulates every copy in the pcap `input` into the pcap `output` (Ethernet,
-/// nanosecond timestamps), each at its copy's timestamp (moved by `time_base`).
+/// nanosecond timestamps), each at its copy's timestamp plus `time_offset`.
 pub fn decap_pcap(
     input: &Path,
     output: &Path,
@@ -245,19 +245,12 @@ pub fn decap_pcap(
     };
     let mut writer = PcapWriter::with_header(BufWriter::new(out), header).map_err(pcap(output))?;
     let mut d = Decapsulator::new(*options);
-    let mut shift: Option<(Duration, Duration)> = None;
     while let Some(p) = reader.next_packet() {
         let p = p.map_err(pcap(input))?;
         let Some(f) = d.frame(&p.data) else {
             continue;
         };
-        let ts = match options.time_base {
-            Some(base) => {
-                let (first, base) = *shift.get_or_insert((p.timestamp, base));
-                base + p.timestamp.saturating_sub(first)
-            }
-            None => p.timestamp,
-        };
+        let ts = p.timestamp + options.time_offset;
         let orig = u32::try_from(f.original_len()).unwrap_or(u32::MAX);
         writer
             .write_packet(&PcapPacket::new(ts, orig, f.inner))
