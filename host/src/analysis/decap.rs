@@ -1,7 +1,7 @@
 //! The shadow path for offline analysis: mirror copies (VXLAN or Geneve with the shadow's
 //! VNI) decapsulated back to the production frames they carry, with their shadow metadata.
 //!
-//! The outer headers are read by the NIC's own parser stage ([`shadownet_wire::parse`]), so
+//! The outer headers are read by the NIC's own parser stage ([`shadownet_wire::parse()`]), so
 //! what counts as a copy here is exactly what the data path emits. Sequence numbers of the
 //! Geneve shadow option are checked per session: a jump forward is mirror loss (copies the
 //! NIC dropped, counted by how many numbers were skipped), a step back is a reordered or
