@@ -7,8 +7,19 @@
 //! - [`trafficgen`]: a seeded generator of labelled traffic (a benign mix and six attack
 //!   classes) for training and evaluating detectors in-process or through
 //!   `shadowctl traffic gen`.
+//! - [`suricata`]: Suricata 7 as a supervised analysis node (generated configuration, our
+//!   rules, supervision, EVE followed as it is written, counters, offline capture runs).
+//! - [`netns`]: a network namespace with a veth pair, the live input of an analysis node.
+//! - [`decap`]: the shadow's mirror copies decapsulated back to production frames with their
+//!   shadow metadata and mirror-loss accounting, for offline analysis.
 
+pub mod decap;
 pub mod detector;
 pub mod honeypot;
+pub mod netns;
+pub mod suricata;
+// The only unsafe code of analysis: kill(2) and an AF_PACKET socket.
+#[allow(unsafe_code)]
+pub mod sys;
 pub mod tap;
 pub mod trafficgen;

@@ -4,8 +4,8 @@
 //! Geneve carries the session, direction, sequence number and the redirect flag). A
 //! [`ShadowTap`] takes those frames for one shadow and:
 //!
-//! - decapsulates them ([`decapsulate`]) and counts mirror loss from sequence gaps
-//!   ([`SequenceTracker`]);
+//! - decapsulates them and counts mirror loss from sequence gaps (the shared
+//!   [`Decapsulator`] of the offline shadow path);
 //! - hands the inner frame to the built-in detector and collects its alerts;
 //! - answers frames addressed to the shadow's honeypots (the replies stay in the shadow);
 //! - in redirect mode, is the verdict gate: a redirected frame is released to production
@@ -13,10 +13,12 @@
 //!   a source the gate refuses stays refused ([`ShadowTap::block`] adds sources that a
 //!   mitigation or another analysis node named).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 
-use shadownet_wire::{ParseConfig, ShadowMetadata, TunnelKind, parse};
+use shadownet_wire::{ParseConfig, parse};
+
+use super::decap::{DecapOptions, DecapStats, Decapsulator, ShadowFrame};
 
 use super::detector::{Alert, Detector, DetectorConfig, DetectorError};
 use super::honeypot::{Honeypot, HoneypotError, HoneypotSpec, Interaction};
@@ -24,12 +26,10 @@ use super::honeypot::{Honeypot, HoneypotError, HoneypotSpec, Interaction};
 /// Errors of the tap.
 #[derive(Debug, thiserror::Error)]
 pub enum TapError {
-    /// The frame does not parse.
-    #[error("malformed frame: {0}")]
-    Malformed(String),
-    /// The frame is not a VXLAN or Geneve tunnel frame.
-    #[error("not a tunnel frame (the shadow's traffic arrives in VXLAN or Geneve)")]
-    NotTunnelled,
+    /// The frame is not one of this shadow's copies (malformed, not VXLAN or Geneve, or
+    /// another VNI); counted in the tap's decapsulation statistics.
+    #[error("not a copy for this shadow (malformed, not tunnelled, or another VNI)")]
+    NotThisShadow,
     /// The detector's configuration is wrong.
     #[error("detector: {0}")]
     Detector(#[from] DetectorError),
@@ -41,73 +41,6 @@ pub enum TapError {
         /// What is wrong.
         source: HoneypotError,
     },
-}
-
-/// A shadow frame after decapsulation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShadowFrame<'a> {
-    /// The tunnel's VNI: the shadow's VNI.
-    pub vni: u32,
-    /// Whether it came in Geneve or VXLAN.
-    pub kind: TunnelKind,
-    /// The shadow metadata (Geneve only).
-    pub metadata: Option<ShadowMetadata>,
-    /// The production frame (truncated if the session truncates).
-    pub inner: &'a [u8],
-}
-
-impl ShadowFrame<'_> {
-    /// Whether the NIC redirected the frame (production gets it only after the verdict).
-    pub fn redirected(&self) -> bool {
-        self.metadata.is_some_and(|m| m.is_redirected())
-    }
-}
-
-/// Decapsulates one frame the NIC sent toward a shadow.
-pub fn decapsulate(frame: &[u8]) -> Result<ShadowFrame<'_>, TapError> {
-    let h =
-        parse(frame, &ParseConfig::default()).map_err(|e| TapError::Malformed(e.to_string()))?;
-    let t = h.tunnel.ok_or(TapError::NotTunnelled)?;
-    let inner = h.inner_frame(frame).ok_or(TapError::NotTunnelled)?;
-    Ok(ShadowFrame {
-        vni: t.vni,
-        kind: t.kind,
-        metadata: t.shadow,
-        inner,
-    })
-}
-
-/// Counts mirror loss per session from the Geneve sequence numbers.
-#[derive(Debug, Default, Clone)]
-pub struct SequenceTracker {
-    next: HashMap<u16, u32>,
-    /// Frames that never arrived (gaps in the sequence).
-    pub lost: u64,
-    /// Frames that arrived after a later one (late or duplicated).
-    pub late: u64,
-    /// Frames seen.
-    pub seen: u64,
-}
-
-impl SequenceTracker {
-    /// Accounts for one frame's metadata.
-    pub fn observe(&mut self, m: &ShadowMetadata) {
-        self.seen += 1;
-        match self.next.get(&m.session).copied() {
-            None => {}
-            Some(expected) => {
-                let ahead = m.sequence.wrapping_sub(expected);
-                if ahead == 0 {
-                } else if ahead < u32::MAX / 2 {
-                    self.lost += u64::from(ahead);
-                } else {
-                    self.late += 1;
-                    return;
-                }
-            }
-        }
-        self.next.insert(m.session, m.sequence.wrapping_add(1));
-    }
 }
 
 /// The redirect gate's decision about one redirected frame.
@@ -171,7 +104,7 @@ pub struct ShadowTap {
     cfg: TapConfig,
     detector: Detector,
     honeypots: Vec<Honeypot>,
-    sequence: SequenceTracker,
+    decap: Decapsulator,
     blocked: HashSet<IpAddr>,
     stats: TapStats,
 }
@@ -193,10 +126,13 @@ impl ShadowTap {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ShadowTap {
+            decap: Decapsulator::new(DecapOptions {
+                vni: Some(cfg.vni),
+                ..DecapOptions::default()
+            }),
             cfg,
             detector,
             honeypots,
-            sequence: SequenceTracker::default(),
             blocked: HashSet::new(),
             stats: TapStats::default(),
         })
@@ -205,9 +141,14 @@ impl ShadowTap {
     /// Its counters.
     pub fn stats(&self) -> TapStats {
         TapStats {
-            lost: self.sequence.lost,
+            lost: self.decap.stats().lost(),
             ..self.stats
         }
+    }
+
+    /// Decapsulation statistics: per-session sequences, directions, rejected frames.
+    pub fn decap_stats(&self) -> &DecapStats {
+        self.decap.stats()
     }
 
     /// The detector (its statistics and baseline).
@@ -236,26 +177,16 @@ impl ShadowTap {
     /// Takes one frame the NIC sent toward the shadow, captured at `ts_ns`.
     pub fn observe_encapsulated(&mut self, ts_ns: u64, frame: &[u8]) -> Result<Observed, TapError> {
         self.stats.frames += 1;
-        let shadow = match decapsulate(frame) {
-            Ok(f) if f.vni == self.cfg.vni => f,
-            Ok(_) => {
-                self.stats.rejected += 1;
-                return Err(TapError::NotTunnelled);
-            }
-            Err(e) => {
-                self.stats.rejected += 1;
-                return Err(e);
-            }
+        let Some(shadow) = self.decap.frame(frame) else {
+            self.stats.rejected += 1;
+            return Err(TapError::NotThisShadow);
         };
-        Ok(self.observe(ts_ns, &shadow))
+        Ok(self.observe_decapsulated(ts_ns, &shadow))
     }
 
-    /// Takes one decapsulated shadow frame (from a local replica port, or after
-    /// [`decapsulate`]).
-    pub fn observe(&mut self, ts_ns: u64, frame: &ShadowFrame<'_>) -> Observed {
-        if let Some(m) = &frame.metadata {
-            self.sequence.observe(m);
-        }
+    /// Takes one already decapsulated shadow frame (from a local replica port); its
+    /// sequence is not accounted here.
+    pub fn observe_decapsulated(&mut self, ts_ns: u64, frame: &ShadowFrame<'_>) -> Observed {
         let mut out = Observed::default();
         // Malformed inner frames are counted by the detector; the gate still decides.
         let verdict = self

@@ -4,8 +4,8 @@ use super::*;
 use crate::analysis::honeypot::Service;
 use crate::analysis::trafficgen::packet::{Endpoint, IpFields, TcpFields, tcp_frame};
 use shadownet_wire::{
-    EncapParams, EthernetAddress, SHADOW_DIRECTION_TO_VM, SHADOW_FLAG_REDIRECTED, TunnelHeader,
-    emit_encap, tcp,
+    EncapParams, EthernetAddress, SHADOW_DIRECTION_TO_VM, SHADOW_FLAG_REDIRECTED, ShadowMetadata,
+    TunnelHeader, emit_encap, tcp,
 };
 
 const SHADOW_VNI: u32 = 0xF0_0001;
@@ -74,48 +74,21 @@ fn config(gate_score: f32) -> TapConfig {
 }
 
 #[test]
-fn decapsulation_gives_the_inner_frame_and_the_metadata() {
+fn sequence_gaps_of_the_shadow_count_as_loss() {
+    let mut tap = ShadowTap::new(config(6.5)).expect("tap");
     let inner = syn(
         Ipv4Addr::new(10, 0, 0, 1),
         1234,
         Ipv4Addr::new(10, 0, 0, 2),
         80,
     );
-    let frame = encap(&inner, SHADOW_VNI, 9, SHADOW_FLAG_REDIRECTED);
-    let f = decapsulate(&frame).expect("decapsulates");
-    assert_eq!(f.vni, SHADOW_VNI);
-    assert_eq!(f.kind, TunnelKind::Geneve);
-    assert_eq!(f.inner, &inner[..]);
-    let m = f.metadata.expect("metadata");
-    assert_eq!((m.session, m.sequence), (3, 9));
-    assert!(f.redirected());
-    assert!(matches!(decapsulate(&inner), Err(TapError::NotTunnelled)));
-    assert!(matches!(
-        decapsulate(&[1, 2, 3]),
-        Err(TapError::Malformed(_))
-    ));
-}
-
-#[test]
-fn sequence_gaps_count_as_loss_and_late_frames_separately() {
-    let mut t = SequenceTracker::default();
-    let m = |sequence| ShadowMetadata {
-        session: 1,
-        direction: 0,
-        flags: 0,
-        sequence,
-        original_len: 60,
-    };
-    for s in [10, 11, 14, 15, 13, 16] {
-        t.observe(&m(s));
+    for s in [10, 11, 14, 15] {
+        tap.observe_encapsulated(u64::from(s), &encap(&inner, SHADOW_VNI, s, 0))
+            .expect("a copy of this shadow");
     }
-    // 12 and 13 were missing when 14 came; 13 came late.
-    assert_eq!((t.seen, t.lost, t.late), (6, 2, 1));
-    // Wrap-around is not loss.
-    let mut t = SequenceTracker::default();
-    t.observe(&m(u32::MAX));
-    t.observe(&m(0));
-    assert_eq!(t.lost, 0);
+    // 12 and 13 never arrived.
+    assert_eq!(tap.stats().lost, 2);
+    assert_eq!(tap.decap_stats().decapsulated, 4);
 }
 
 #[test]
