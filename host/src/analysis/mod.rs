@@ -5,6 +5,11 @@
 //! - [`trafficgen`]: a seeded generator of labelled traffic (a benign mix and six attack
 //!   classes) for training and evaluating detectors in-process or through
 //!   `shadowctl traffic gen`.
+//! - [`eve`]: findings as Suricata EVE JSON (alert, flow, anomaly, stats) with Community
+//!   IDs, and a lossless reader of Suricata's own `eve.json`.
+//! - [`siem`]: exporters of EVE events: NDJSON files, syslog (RFC 5424 over TCP) and ECS.
 
 pub mod detector;
+pub mod eve;
+pub mod siem;
 pub mod trafficgen;
