@@ -62,8 +62,8 @@ fn set(m: &mut Map<String, Value>, path: &str, v: Value) {
 
 /// Nanoseconds between two EVE timestamps of the same offset (flow start/end).
 fn duration_ns(start: &str, end: &str) -> Option<u64> {
-    // Only the seconds-of-day and fraction differ within a flow record; whole dates are
-    // compared through RFC 3339 strings is overkill here: parse `HH:MM:SS.ffffff` and days.
+    // Both carry the same offset (Suricata writes one zone), so the offset is ignored and
+    // the local times are subtracted.
     fn ns(ts: &str) -> Option<i128> {
         let (date, rest) = ts.split_once('T')?;
         let mut d = date.splitn(3, '-');
