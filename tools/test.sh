@@ -37,8 +37,21 @@ need_suricata() {
     apt-get install -y -qq -t bookworm-backports suricata >/dev/null
 }
 
+need_rsyslog() {
+    command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        echo "tools/test.sh: rsyslogd is missing and this is not root; install it (apt-get install rsyslog) and rerun" >&2
+        exit 1
+    fi
+    say "installing rsyslog (the SIEM export tests send to it)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq rsyslog >/dev/null
+}
+
 need_tshark
 need_suricata
+need_rsyslog
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

@@ -12,14 +12,19 @@
 //! - [`netns`]: a network namespace with a veth pair, the live input of an analysis node.
 //! - [`decap`]: the shadow's mirror copies decapsulated back to production frames with their
 //!   shadow metadata and mirror-loss accounting, for offline analysis.
+//! - [`eve`]: findings as Suricata EVE JSON (alert, flow, anomaly, stats) with Community
+//!   IDs, and a lossless reader of Suricata's own `eve.json`.
+//! - [`siem`]: exporters of EVE events: NDJSON files, syslog (RFC 5424 over TCP) and ECS.
 
 pub mod decap;
 pub mod detector;
+pub mod eve;
 pub mod honeypot;
 pub mod netns;
 pub mod suricata;
 // The only unsafe code of analysis: kill(2) and an AF_PACKET socket.
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod siem;
 pub mod tap;
 pub mod trafficgen;
