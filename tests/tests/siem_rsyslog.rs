@@ -229,7 +229,9 @@ fn rsyslog_parses_every_event_and_the_backlog_survives_a_restart() {
         st.backlog > 0,
         "nothing queued while the receiver is down: {st:?}"
     );
-    assert!(st.disconnects >= 1 && st.connect_failures >= 1, "{st:?}");
+    // Whether a reconnect was already attempted (and failed) depends on the backoff timer;
+    // the lost connection itself must have been noticed.
+    assert!(st.disconnects >= 1, "{st:?}");
 
     // Phase 3: rsyslog is back; the backlog is delivered.
     let rs = Rsyslog::start(dir.path(), port);
