@@ -20,7 +20,38 @@ need_tshark() {
     apt-get install -y -qq tshark >/dev/null
 }
 
+need_suricata() {
+    command -v suricata >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" != 0 ]; then
+        echo "tools/test.sh: suricata is missing and this is not root; install Suricata 7 (bookworm-backports) and rerun" >&2
+        exit 1
+    fi
+    say "installing suricata 7 from bookworm-backports"
+    export DEBIAN_FRONTEND=noninteractive
+    # Suricata 7 is in backports only: add the suite to the existing Debian source entry.
+    sources=/etc/apt/sources.list.d/debian.sources
+    if [ -f "$sources" ] && ! grep -q 'bookworm-backports' "$sources"; then
+        sed -i '/^Suites:.*bookworm-updates/ s/$/ bookworm-backports/' "$sources"
+    fi
+    apt-get update -qq
+    apt-get install -y -qq -t bookworm-backports suricata >/dev/null
+}
+
+need_rsyslog() {
+    command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        echo "tools/test.sh: rsyslogd is missing and this is not root; install it (apt-get install rsyslog) and rerun" >&2
+        exit 1
+    fi
+    say "installing rsyslog (the SIEM export tests send to it)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq rsyslog >/dev/null
+}
+
 need_tshark
+need_suricata
+need_rsyslog
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

@@ -13,6 +13,7 @@ pub mod lab;
 pub mod packet;
 pub mod rules;
 pub mod scratch;
+pub mod suricata;
 pub mod tools;
 
 use std::path::PathBuf;

@@ -6,8 +6,14 @@ use std::{path::Path, process::Command};
 
 /// Whether `tool` runs.
 pub fn available(tool: &str) -> bool {
+    available_with(tool, "--version")
+}
+
+/// Whether `tool probe_arg` runs and succeeds (suricata and rsyslogd take `-V`/`-v`, not
+/// `--version`).
+pub fn available_with(tool: &str, probe_arg: &str) -> bool {
     Command::new(tool)
-        .arg("--version")
+        .arg(probe_arg)
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)
@@ -16,7 +22,12 @@ pub fn available(tool: &str) -> bool {
 /// Whether the test may use `tool`: true if it runs; panics if it is missing and tools are
 /// required; false (with a note) otherwise.
 pub fn require(tool: &str) -> bool {
-    if available(tool) {
+    require_with(tool, "--version")
+}
+
+/// [`require`] for tools probed with another argument than `--version`.
+pub fn require_with(tool: &str, probe_arg: &str) -> bool {
+    if available_with(tool, probe_arg) {
         return true;
     }
     if std::env::var("SHADOWNET_REQUIRE_TOOLS").as_deref() == Ok("1") {

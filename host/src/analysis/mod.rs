@@ -2,9 +2,29 @@
 //!
 //! - [`detector`]: the built-in streaming anomaly detector (damped per-host, per-pair and
 //!   per-flow statistics, half-space trees, sketches; alerts with explanations).
+//! - [`honeypot`]: decoy hosts that answer probes inside a shadow (R7).
+//! - [`tap`]: a shadow's traffic in: decapsulation, loss, detector, honeypots, redirect gate.
 //! - [`trafficgen`]: a seeded generator of labelled traffic (a benign mix and six attack
 //!   classes) for training and evaluating detectors in-process or through
 //!   `shadowctl traffic gen`.
+//! - [`suricata`]: Suricata 7 as a supervised analysis node (generated configuration, our
+//!   rules, supervision, EVE followed as it is written, counters, offline capture runs).
+//! - [`netns`]: a network namespace with a veth pair, the live input of an analysis node.
+//! - [`decap`]: the shadow's mirror copies decapsulated back to production frames with their
+//!   shadow metadata and mirror-loss accounting, for offline analysis.
+//! - [`eve`]: findings as Suricata EVE JSON (alert, flow, anomaly, stats) with Community
+//!   IDs, and a lossless reader of Suricata's own `eve.json`.
+//! - [`siem`]: exporters of EVE events: NDJSON files, syslog (RFC 5424 over TCP) and ECS.
 
+pub mod decap;
 pub mod detector;
+pub mod eve;
+pub mod honeypot;
+pub mod netns;
+pub mod suricata;
+// The only unsafe code of analysis: kill(2) and an AF_PACKET socket.
+#[allow(unsafe_code)]
+pub mod sys;
+pub mod siem;
+pub mod tap;
 pub mod trafficgen;

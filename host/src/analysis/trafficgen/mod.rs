@@ -41,7 +41,7 @@
 
 mod app;
 mod flows;
-mod packet;
+pub(crate) mod packet;
 mod rng;
 mod scenario;
 mod tcp;

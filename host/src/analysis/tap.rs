@@ -1,0 +1,233 @@
+//! Where a shadow's traffic meets its analysis nodes.
+//!
+//! The NIC delivers a shadow's traffic encapsulated (Geneve or VXLAN with the shadow's VNI;
+//! Geneve carries the session, direction, sequence number and the redirect flag). A
+//! [`ShadowTap`] takes those frames for one shadow and:
+//!
+//! - decapsulates them and counts mirror loss from sequence gaps (the shared
+//!   [`Decapsulator`] of the offline shadow path);
+//! - hands the inner frame to the built-in detector and collects its alerts;
+//! - answers frames addressed to the shadow's honeypots (the replies stay in the shadow);
+//! - in redirect mode, is the verdict gate: a redirected frame is released to production
+//!   only if its source is not blocked and the detector does not score it as an attack;
+//!   a source the gate refuses stays refused ([`ShadowTap::block`] adds sources that a
+//!   mitigation or another analysis node named).
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use shadownet_wire::{ParseConfig, parse};
+
+use super::decap::{DecapOptions, DecapStats, Decapsulator, ShadowFrame};
+
+use super::detector::{Alert, Detector, DetectorConfig, DetectorError};
+use super::honeypot::{Honeypot, HoneypotError, HoneypotSpec, Interaction};
+
+/// Errors of the tap.
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    /// The frame is not one of this shadow's copies (malformed, not VXLAN or Geneve, or
+    /// another VNI); counted in the tap's decapsulation statistics.
+    #[error("not a copy for this shadow (malformed, not tunnelled, or another VNI)")]
+    NotThisShadow,
+    /// The detector's configuration is wrong.
+    #[error("detector: {0}")]
+    Detector(#[from] DetectorError),
+    /// A honeypot's specification is wrong.
+    #[error("honeypot {ip}: {source}")]
+    Honeypot {
+        /// The honeypot's address.
+        ip: std::net::Ipv4Addr,
+        /// What is wrong.
+        source: HoneypotError,
+    },
+}
+
+/// The redirect gate's decision about one redirected frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GateVerdict {
+    /// Release it to production.
+    Release,
+    /// Keep it from production: its source is blocked.
+    BlockedSource,
+    /// Keep it from production: the detector scores it as an attack (its source is blocked
+    /// from now on).
+    Detected {
+        /// The detector's score.
+        score: f32,
+    },
+}
+
+/// What one frame produced.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// Alerts the detector raised.
+    pub alerts: Vec<Alert>,
+    /// Honeypot replies (inner frames, to be sent back into the shadow).
+    pub replies: Vec<Vec<u8>>,
+    /// For a redirected frame: the gate's decision.
+    pub verdict: Option<GateVerdict>,
+}
+
+/// Configuration of a shadow's tap.
+#[derive(Debug, Clone)]
+pub struct TapConfig {
+    /// The shadow's VNI: frames in another VNI are not this shadow's.
+    pub vni: u32,
+    /// The built-in detector.
+    pub detector: DetectorConfig,
+    /// Honeypots deployed in the shadow.
+    pub honeypots: Vec<HoneypotSpec>,
+    /// Score at or above which the gate keeps a redirected frame from production.
+    pub gate_score: f32,
+}
+
+/// Counters of a tap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TapStats {
+    /// Frames handed to the tap.
+    pub frames: u64,
+    /// Frames that were not this shadow's (other VNI, not tunnelled, malformed).
+    pub rejected: u64,
+    /// Frames lost before reaching the tap (sequence gaps).
+    pub lost: u64,
+    /// Redirected frames released to production.
+    pub released: u64,
+    /// Redirected frames kept from production.
+    pub withheld: u64,
+    /// Honeypot replies generated.
+    pub honeypot_replies: u64,
+}
+
+/// The analysis side of one shadow.
+pub struct ShadowTap {
+    cfg: TapConfig,
+    detector: Detector,
+    honeypots: Vec<Honeypot>,
+    decap: Decapsulator,
+    blocked: HashSet<IpAddr>,
+    stats: TapStats,
+}
+
+impl ShadowTap {
+    /// Builds the tap with a fresh detector (it learns its baseline from the first traffic).
+    pub fn new(cfg: TapConfig) -> Result<ShadowTap, TapError> {
+        // The tap decapsulates; the detector must see the inner frame as it is.
+        let detector = Detector::new(DetectorConfig {
+            vxlan_port: 0,
+            geneve_port: 0,
+            ..cfg.detector.clone()
+        })?;
+        let honeypots = cfg
+            .honeypots
+            .iter()
+            .map(|s| {
+                Honeypot::new(s.clone()).map_err(|source| TapError::Honeypot { ip: s.ip, source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ShadowTap {
+            decap: Decapsulator::new(DecapOptions {
+                vni: Some(cfg.vni),
+                ..DecapOptions::default()
+            }),
+            cfg,
+            detector,
+            honeypots,
+            blocked: HashSet::new(),
+            stats: TapStats::default(),
+        })
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> TapStats {
+        TapStats {
+            lost: self.decap.stats().lost(),
+            ..self.stats
+        }
+    }
+
+    /// Decapsulation statistics: per-session sequences, directions, rejected frames.
+    pub fn decap_stats(&self) -> &DecapStats {
+        self.decap.stats()
+    }
+
+    /// The detector (its statistics and baseline).
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+
+    /// The honeypots' interactions so far, taken.
+    pub fn take_interactions(&mut self) -> Vec<Interaction> {
+        self.honeypots
+            .iter_mut()
+            .flat_map(|h| h.take_interactions())
+            .collect()
+    }
+
+    /// Makes the gate refuse every later redirected frame from `src`.
+    pub fn block(&mut self, src: IpAddr) {
+        self.blocked.insert(src);
+    }
+
+    /// Sources the gate refuses.
+    pub fn blocked(&self) -> impl Iterator<Item = &IpAddr> {
+        self.blocked.iter()
+    }
+
+    /// Takes one frame the NIC sent toward the shadow, captured at `ts_ns`.
+    pub fn observe_encapsulated(&mut self, ts_ns: u64, frame: &[u8]) -> Result<Observed, TapError> {
+        self.stats.frames += 1;
+        let Some(shadow) = self.decap.frame(frame) else {
+            self.stats.rejected += 1;
+            return Err(TapError::NotThisShadow);
+        };
+        Ok(self.observe_decapsulated(ts_ns, &shadow))
+    }
+
+    /// Takes one already decapsulated shadow frame (from a local replica port); its
+    /// sequence is not accounted here.
+    pub fn observe_decapsulated(&mut self, ts_ns: u64, frame: &ShadowFrame<'_>) -> Observed {
+        let mut out = Observed::default();
+        // Malformed inner frames are counted by the detector; the gate still decides.
+        let verdict = self
+            .detector
+            .observe_frame(ts_ns, frame.inner)
+            .unwrap_or_default();
+        out.alerts = self.detector.take_alerts();
+        for h in &mut self.honeypots {
+            let replies = h.handle(frame.inner, ts_ns);
+            self.stats.honeypot_replies += replies.len() as u64;
+            out.replies.extend(replies);
+        }
+        if frame.redirected() {
+            let src = parse(
+                frame.inner,
+                &ParseConfig {
+                    vxlan_port: 0,
+                    geneve_port: 0,
+                },
+            )
+            .ok()
+            .and_then(|h| h.src_ip());
+            let decision = match (src, verdict) {
+                (Some(ip), _) if self.blocked.contains(&ip) => GateVerdict::BlockedSource,
+                (Some(ip), Some(v)) if !v.learning && v.score >= self.cfg.gate_score => {
+                    // A detected attack's later packets never reach production, whatever their
+                    // own score.
+                    self.blocked.insert(ip);
+                    GateVerdict::Detected { score: v.score }
+                }
+                _ => GateVerdict::Release,
+            };
+            match decision {
+                GateVerdict::Release => self.stats.released += 1,
+                _ => self.stats.withheld += 1,
+            }
+            out.verdict = Some(decision);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

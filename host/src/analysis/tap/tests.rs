@@ -1,0 +1,195 @@
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::*;
+use crate::analysis::honeypot::Service;
+use crate::analysis::trafficgen::packet::{Endpoint, IpFields, TcpFields, tcp_frame};
+use shadownet_wire::{
+    EncapParams, EthernetAddress, SHADOW_DIRECTION_TO_VM, SHADOW_FLAG_REDIRECTED, ShadowMetadata,
+    TunnelHeader, emit_encap, tcp,
+};
+
+const SHADOW_VNI: u32 = 0xF0_0001;
+
+fn syn(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    tcp_frame(
+        &Endpoint {
+            mac: [2, 0, 0, 0, 0, 1],
+            ip: src,
+            port: sport,
+        },
+        &Endpoint {
+            mac: [2, 0, 0, 0, 0, 2],
+            ip: dst,
+            port: dport,
+        },
+        None,
+        IpFields { ttl: 64, ident: 1 },
+        TcpFields {
+            seq: 100,
+            ack: 0,
+            flags: tcp::flags::SYN,
+            window: 1024,
+        },
+        &[],
+        &[],
+    )
+}
+
+fn encap(inner: &[u8], vni: u32, sequence: u32, flags: u8) -> Vec<u8> {
+    let params = EncapParams {
+        src_mac: EthernetAddress([2, 0, 0, 0, 1, 1]),
+        dst_mac: EthernetAddress([2, 0, 0, 0, 1, 2]),
+        src_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+        dst_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+        udp_src_port: 50000,
+        udp_dst_port: 6081,
+        ttl: 64,
+        tunnel: TunnelHeader::Geneve {
+            vni,
+            shadow: Some(ShadowMetadata {
+                session: 3,
+                direction: SHADOW_DIRECTION_TO_VM,
+                flags,
+                sequence,
+                original_len: inner.len() as u16,
+            }),
+        },
+    };
+    let mut out = vec![0u8; inner.len() + 200];
+    let n = emit_encap(&params, inner, &mut out).expect("encap");
+    out.truncate(n);
+    out
+}
+
+fn config(gate_score: f32) -> TapConfig {
+    TapConfig {
+        vni: SHADOW_VNI,
+        detector: DetectorConfig {
+            baseline_s: 1.0,
+            ..DetectorConfig::default()
+        },
+        honeypots: vec![],
+        gate_score,
+    }
+}
+
+#[test]
+fn sequence_gaps_of_the_shadow_count_as_loss() {
+    let mut tap = ShadowTap::new(config(6.5)).expect("tap");
+    let inner = syn(
+        Ipv4Addr::new(10, 0, 0, 1),
+        1234,
+        Ipv4Addr::new(10, 0, 0, 2),
+        80,
+    );
+    for s in [10, 11, 14, 15] {
+        tap.observe_encapsulated(u64::from(s), &encap(&inner, SHADOW_VNI, s, 0))
+            .expect("a copy of this shadow");
+    }
+    // 12 and 13 never arrived.
+    assert_eq!(tap.stats().lost, 2);
+    assert_eq!(tap.decap_stats().decapsulated, 4);
+}
+
+#[test]
+fn frames_of_another_shadow_are_rejected() {
+    let mut tap = ShadowTap::new(config(6.5)).expect("tap");
+    let inner = syn(
+        Ipv4Addr::new(10, 0, 0, 1),
+        1234,
+        Ipv4Addr::new(10, 0, 0, 2),
+        80,
+    );
+    assert!(
+        tap.observe_encapsulated(1, &encap(&inner, 7, 0, 0))
+            .is_err()
+    );
+    assert_eq!(tap.stats().rejected, 1);
+}
+
+#[test]
+fn the_gate_releases_until_a_source_is_blocked_or_detected() {
+    let mut tap = ShadowTap::new(config(6.5)).expect("tap");
+    let client = Ipv4Addr::new(10, 0, 0, 1);
+    let server = Ipv4Addr::new(10, 0, 0, 2);
+    let attacker = Ipv4Addr::new(203, 0, 113, 9);
+    let mut seq = 0;
+    let mut send = |tap: &mut ShadowTap, ts_ns: u64, inner: &[u8]| {
+        seq += 1;
+        let o = tap
+            .observe_encapsulated(
+                ts_ns,
+                &encap(inner, SHADOW_VNI, seq, SHADOW_FLAG_REDIRECTED),
+            )
+            .expect("observed");
+        o.verdict.expect("redirected frames get a verdict")
+    };
+    // Baseline: a client opening a connection to the web server every 10 ms for 2 s.
+    for i in 0..200u64 {
+        let v = send(
+            &mut tap,
+            i * 10_000_000,
+            &syn(client, 30000 + i as u16, server, 80),
+        );
+        assert_eq!(v, GateVerdict::Release);
+    }
+    // A named source is refused from now on.
+    tap.block(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)));
+    let v = send(
+        &mut tap,
+        2_000_000_000,
+        &syn(Ipv4Addr::new(198, 51, 100, 1), 1, server, 80),
+    );
+    assert_eq!(v, GateVerdict::BlockedSource);
+    // A port scan: the detector scores it, the gate withholds it and blocks its source.
+    let mut detected_at = None;
+    for p in 0..2000u16 {
+        let v = send(
+            &mut tap,
+            2_100_000_000 + u64::from(p) * 100_000,
+            &syn(attacker, 40000, server, 1 + p),
+        );
+        match v {
+            GateVerdict::Release => assert!(detected_at.is_none(), "released after detection"),
+            GateVerdict::Detected { .. } if detected_at.is_none() => detected_at = Some(p),
+            _ => {}
+        }
+    }
+    let first = detected_at.expect("the scan is detected");
+    assert!(first < 500, "detected only after {first} probes");
+    assert!(tap.blocked().any(|ip| *ip == IpAddr::V4(attacker)));
+    let s = tap.stats();
+    assert_eq!(s.released + s.withheld, 200 + 1 + 2000);
+    assert_eq!(s.withheld, 1 + 2000 - u64::from(first));
+    // The client is still released.
+    let v = send(&mut tap, 2_400_000_000, &syn(client, 50001, server, 80));
+    assert_eq!(v, GateVerdict::Release);
+}
+
+#[test]
+fn honeypots_answer_inside_the_shadow() {
+    let hp_ip = Ipv4Addr::new(10, 0, 0, 99);
+    let mut cfg = config(6.5);
+    cfg.honeypots = vec![HoneypotSpec {
+        ip: hp_ip,
+        mac: [2, 0, 0, 0, 0, 2],
+        services: vec![Service::tcp(80, b"HTTP/1.1 200 OK\r\n\r\n")],
+        cookie_key: 1,
+    }];
+    let mut tap = ShadowTap::new(cfg).expect("tap");
+    let o = tap
+        .observe_encapsulated(
+            1,
+            &encap(
+                &syn(Ipv4Addr::new(10, 0, 0, 1), 1000, hp_ip, 80),
+                SHADOW_VNI,
+                0,
+                0,
+            ),
+        )
+        .expect("observed");
+    assert_eq!(o.replies.len(), 1);
+    assert!(o.verdict.is_none(), "a mirrored copy needs no verdict");
+    assert_eq!(tap.take_interactions().len(), 1);
+    assert_eq!(tap.stats().honeypot_replies, 1);
+}
