@@ -400,11 +400,18 @@ impl Datapath {
                 .map(|i| shadownet_wire::parse(i, &NO_TUNNELS)),
             _ => None,
         };
-        out.lookups = self.lookups_ahead(
+        // Field by field, so that the look-ups are written in place (a `Lookups` is a few
+        // hundred bytes; returning one by value copied it for every frame).
+        let parsed = match out.parse_error {
+            None => Ok(&out.headers),
+            Some(e) => Err(e),
+        };
+        self.lookups_ahead(
             port,
-            out.parsed(),
+            parsed,
             out.inner.as_ref(),
-            previous.and_then(|p| p.lookups.vni),
+            previous.and_then(|p| p.lookups.vni.as_ref()),
+            &mut out.lookups,
         );
     }
 
@@ -413,19 +420,20 @@ impl Datapath {
         port: Port,
         parsed: Result<&Headers, ParseError>,
         inner: Option<&Result<Headers, ParseError>>,
-        previous_vni: Option<Prefetched>,
-    ) -> Lookups {
-        let mut ahead = Lookups::default();
+        previous_vni: Option<&Prefetched>,
+        ahead: &mut Lookups,
+    ) {
+        *ahead = Lookups::default();
         if !self.config.enabled {
-            return ahead;
+            return;
         }
         let Ok(h) = parsed else {
-            return ahead;
+            return;
         };
         let vni_lookup = |vni_id: u32| {
             let key = vni::key_words(vni_id);
             Some(match previous_vni {
-                Some(p) if p.key() == &key => p,
+                Some(p) if p.key() == &key => *p,
                 _ => {
                     let mut p = Prefetched::new(key);
                     self.tables.vni.resolve(&mut p);
@@ -436,12 +444,12 @@ impl Datapath {
         match port {
             Port::Vport(v) => {
                 let Some(vport) = self.tables.vport(v) else {
-                    return ahead;
+                    return;
                 };
                 let vni = vport.vni;
                 ahead.vni = vni_lookup(vni);
                 if !h.is_ip() {
-                    return ahead;
+                    return;
                 }
                 ahead.map = Some(Prefetched::new(map::key_words(vni, &h.dst)));
                 let dir = Direction::FromVm;
@@ -458,17 +466,16 @@ impl Datapath {
             }
             Port::Uplink => {
                 let Some(t) = h.tunnel.filter(|_| self.config.is_local(&h.dst)) else {
-                    return ahead;
+                    return;
                 };
                 ahead.vni = vni_lookup(t.vni);
                 let Some(Ok(ih)) = inner.filter(|i| i.as_ref().is_ok_and(|ih| ih.is_ip())) else {
-                    return ahead;
+                    return;
                 };
                 ahead.map = Some(Prefetched::new(map::key_words(t.vni, &ih.dst)));
             }
             Port::Pf => {}
         }
-        ahead
     }
 
     /// Reads the tags of the map and shadow-map buckets a frame will look in, so that they
