@@ -109,7 +109,10 @@ fn a_released_frame_reaches_the_production_vf_byte_identical() {
     assert_eq!(out[0].bytes, inner, "byte-identical to the original");
     let c = lab.counts();
     assert_eq!(c.pipeline(PipelineCounter::Released), 1);
-    assert_eq!(c.pipeline(PipelineCounter::ReleasedBytes), inner.len() as u64);
+    assert_eq!(
+        c.pipeline(PipelineCounter::ReleasedBytes),
+        inner.len() as u64
+    );
     assert_eq!(
         c.session(SESSION, SessionCounter::Redirected),
         1,
@@ -211,7 +214,11 @@ fn a_release_for_a_session_not_in_redirect_mode_is_dropped() {
     let c = lab.counts();
     assert_eq!(c.drop(DropReason::ReleaseNotRedirect), 3);
     assert_eq!(c.port(VF0, PortCounter::TxPackets), 0);
-    assert_eq!(c.session(SESSION, SessionCounter::Copies), 0, "no copy either");
+    assert_eq!(
+        c.session(SESSION, SessionCounter::Copies),
+        0,
+        "no copy either"
+    );
 }
 
 #[test]

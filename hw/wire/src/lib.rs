@@ -75,13 +75,13 @@ pub use encap::{
 pub use error::{EncapError, Error, Layer, ParseError};
 pub use ethernet::{EthernetAddress, ethertype};
 pub use geneve::{
-    SHADOW_DIRECTION_FROM_VM, SHADOW_DIRECTION_TO_VM, SHADOW_FLAG_REDIRECTED,
-    SHADOW_FLAG_RELEASED, SHADOW_FLAG_TRUNCATED, SHADOW_OPTION_CLASS, SHADOW_OPTION_LEN_WORDS, SHADOW_OPTION_TYPE,
+    SHADOW_DIRECTION_FROM_VM, SHADOW_DIRECTION_TO_VM, SHADOW_FLAG_REDIRECTED, SHADOW_FLAG_RELEASED,
+    SHADOW_FLAG_TRUNCATED, SHADOW_OPTION_CLASS, SHADOW_OPTION_LEN_WORDS, SHADOW_OPTION_TYPE,
     ShadowMetadata,
 };
 pub use ipv4::protocol as ip_protocol;
-pub use release::{ReleaseError, release_frame};
 pub use parse::{Fragment, Headers, L3, L4, ParseConfig, Tunnel, TunnelKind, parse, parse_into};
+pub use release::{ReleaseError, release_frame};
 
 pub use arp::{Packet as ArpPacket, Repr as ArpRepr};
 pub use ethernet::{Frame as EthernetFrame, Repr as EthernetRepr};

@@ -179,7 +179,12 @@ mod tests {
         let meta = t.shadow.unwrap();
         assert_eq!(meta.flags, SHADOW_FLAG_RELEASED);
         assert_eq!(
-            (meta.session, meta.direction, meta.sequence, meta.original_len),
+            (
+                meta.session,
+                meta.direction,
+                meta.sequence,
+                meta.original_len
+            ),
             (1, SHADOW_DIRECTION_FROM_VM, 7, 60)
         );
         assert_eq!(h.inner_frame(&out[..m]), Some(&inner[..]));
