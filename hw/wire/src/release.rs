@@ -2,7 +2,7 @@
 //!
 //! In redirect mode the NIC sends a production frame to the shadow instead of to production,
 //! as Geneve with the shadow's VNI and a shadow option whose flags have
-//! [`SHADOW_FLAG_REDIRECTED`](crate::SHADOW_FLAG_REDIRECTED). When the analysis accepts the
+//! [`SHADOW_FLAG_REDIRECTED`]. When the analysis accepts the
 //! frame it sends back a *release*: the same inner frame, as Geneve from the address the
 //! redirect was sent to, to the NIC that sent it, with the **production** VNI and a shadow
 //! option carrying the redirect's session, direction, sequence number and original length
