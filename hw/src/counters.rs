@@ -172,15 +172,21 @@ pub enum PipelineCounter {
     RxWaitCycles = 2,
     /// Largest receive-FIFO occupancy seen, in bytes.
     RxFifoHighWater = 3,
+    /// Releases accepted: redirected frames the shadow sent back, delivered to production.
+    Released = 4,
+    /// Bytes of the released inner frames.
+    ReleasedBytes = 5,
 }
 
 impl PipelineCounter {
     /// Every kind.
-    pub const ALL: [PipelineCounter; 4] = [
+    pub const ALL: [PipelineCounter; 6] = [
         PipelineCounter::Admitted,
         PipelineCounter::BusyCycles,
         PipelineCounter::RxWaitCycles,
         PipelineCounter::RxFifoHighWater,
+        PipelineCounter::Released,
+        PipelineCounter::ReleasedBytes,
     ];
 
     /// snake_case name.
@@ -190,6 +196,8 @@ impl PipelineCounter {
             PipelineCounter::BusyCycles => "busy_cycles",
             PipelineCounter::RxWaitCycles => "rx_wait_cycles",
             PipelineCounter::RxFifoHighWater => "rx_fifo_high_water",
+            PipelineCounter::Released => "released",
+            PipelineCounter::ReleasedBytes => "released_bytes",
         }
     }
 }

@@ -49,6 +49,12 @@ pub enum DropReason {
     PrimaryQueueFull = 18,
     /// A tunnel payload other than Ethernet (Geneve protocol type not 0x6558).
     UnsupportedTunnelPayload = 19,
+    /// A release (Geneve, shadow option flag RELEASED) that did not come from the substrate
+    /// address the NIC redirects that session's frames for its destination to, or whose inner
+    /// frame is not IP (only IP frames are redirected).
+    ReleaseUnauthorized = 20,
+    /// A release naming a session that is not an enabled redirect-mode session.
+    ReleaseNotRedirect = 21,
     /// The mirror filter names a disabled session.
     MirrorSessionDisabled = 32,
     /// The session's policer had no tokens for the copy.
@@ -68,7 +74,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in code order.
-    pub const ALL: [DropReason; 25] = [
+    pub const ALL: [DropReason; 27] = [
         DropReason::DeviceDisabled,
         DropReason::UnsupportedLinkType,
         DropReason::MalformedL2,
@@ -88,6 +94,8 @@ impl DropReason {
         DropReason::RxFifoOverflow,
         DropReason::PrimaryQueueFull,
         DropReason::UnsupportedTunnelPayload,
+        DropReason::ReleaseUnauthorized,
+        DropReason::ReleaseNotRedirect,
         DropReason::MirrorSessionDisabled,
         DropReason::MirrorPoliced,
         DropReason::MirrorQueueFull,
@@ -136,6 +144,8 @@ impl DropReason {
             DropReason::RxFifoOverflow => "rx_fifo_overflow",
             DropReason::PrimaryQueueFull => "primary_queue_full",
             DropReason::UnsupportedTunnelPayload => "unsupported_tunnel_payload",
+            DropReason::ReleaseUnauthorized => "release_unauthorized",
+            DropReason::ReleaseNotRedirect => "release_not_redirect",
             DropReason::MirrorSessionDisabled => "mirror_session_disabled",
             DropReason::MirrorPoliced => "mirror_policed",
             DropReason::MirrorQueueFull => "mirror_queue_full",

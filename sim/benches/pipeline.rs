@@ -241,6 +241,16 @@ fn bench(c: &mut Criterion) {
         "after the benchmark: {} frames sent, {} copies sent, {} production drops, {} copy drops",
         s.tx_frames, s.mirror_frames, s.primary_drops, s.mirror_drops
     );
+    // Drops mean less work per packet than the figures assume: name them.
+    for reason in shadownet_hw::drop::DropReason::ALL {
+        let n = model
+            .dp
+            .counters
+            .get(shadownet_hw::counters::drop_reason(reason));
+        if n > 0 {
+            eprintln!("  dropped by {}: {n}", reason.name());
+        }
+    }
 }
 
 criterion_group!(benches, bench);

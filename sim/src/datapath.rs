@@ -20,12 +20,12 @@
 //! reach a production destination or the standard path, and shadow traffic is never mirrored.
 
 use shadownet_hw::{
-    Port,
-    counters::SessionCounter,
+    NUM_SESSIONS, Port,
+    counters::{PipelineCounter, SessionCounter},
     drop::DropReason,
     layout::{
         acl::Verdict,
-        ip_from_bytes, map,
+        ip_from_bytes, is_v4_mapped, map,
         mirror_filter::{MirrorAction, MirrorVerdict},
         rule::Direction,
         session::{Encap, Mode},
@@ -37,7 +37,7 @@ use shadownet_wire::{
     EncapParams, EthernetAddress, L3, Layer, MAX_ENCAP_OVERHEAD, ParseConfig, ParseError,
     ShadowMetadata, TunnelHeader, TunnelKind, emit_encap_headers, encap_overhead,
     flow_entropy_port,
-    geneve::{SHADOW_FLAG_REDIRECTED, SHADOW_FLAG_TRUNCATED},
+    geneve::{SHADOW_FLAG_REDIRECTED, SHADOW_FLAG_RELEASED, SHADOW_FLAG_TRUNCATED},
     parse::Headers,
 };
 
@@ -400,11 +400,18 @@ impl Datapath {
                 .map(|i| shadownet_wire::parse(i, &NO_TUNNELS)),
             _ => None,
         };
-        out.lookups = self.lookups_ahead(
+        // Field by field, so that the look-ups are written in place (a `Lookups` is a few
+        // hundred bytes; returning one by value copied it for every frame).
+        let parsed = match out.parse_error {
+            None => Ok(&out.headers),
+            Some(e) => Err(e),
+        };
+        self.lookups_ahead(
             port,
-            out.parsed(),
+            parsed,
             out.inner.as_ref(),
-            previous.and_then(|p| p.lookups.vni),
+            previous.and_then(|p| p.lookups.vni.as_ref()),
+            &mut out.lookups,
         );
     }
 
@@ -413,19 +420,20 @@ impl Datapath {
         port: Port,
         parsed: Result<&Headers, ParseError>,
         inner: Option<&Result<Headers, ParseError>>,
-        previous_vni: Option<Prefetched>,
-    ) -> Lookups {
-        let mut ahead = Lookups::default();
+        previous_vni: Option<&Prefetched>,
+        ahead: &mut Lookups,
+    ) {
+        *ahead = Lookups::default();
         if !self.config.enabled {
-            return ahead;
+            return;
         }
         let Ok(h) = parsed else {
-            return ahead;
+            return;
         };
         let vni_lookup = |vni_id: u32| {
             let key = vni::key_words(vni_id);
             Some(match previous_vni {
-                Some(p) if p.key() == &key => p,
+                Some(p) if p.key() == &key => *p,
                 _ => {
                     let mut p = Prefetched::new(key);
                     self.tables.vni.resolve(&mut p);
@@ -436,12 +444,12 @@ impl Datapath {
         match port {
             Port::Vport(v) => {
                 let Some(vport) = self.tables.vport(v) else {
-                    return ahead;
+                    return;
                 };
                 let vni = vport.vni;
                 ahead.vni = vni_lookup(vni);
                 if !h.is_ip() {
-                    return ahead;
+                    return;
                 }
                 ahead.map = Some(Prefetched::new(map::key_words(vni, &h.dst)));
                 let dir = Direction::FromVm;
@@ -458,17 +466,16 @@ impl Datapath {
             }
             Port::Uplink => {
                 let Some(t) = h.tunnel.filter(|_| self.config.is_local(&h.dst)) else {
-                    return ahead;
+                    return;
                 };
                 ahead.vni = vni_lookup(t.vni);
                 let Some(Ok(ih)) = inner.filter(|i| i.as_ref().is_ok_and(|ih| ih.is_ip())) else {
-                    return ahead;
+                    return;
                 };
                 ahead.map = Some(Prefetched::new(map::key_words(t.vni, &ih.dst)));
             }
             Port::Pf => {}
         }
-        ahead
     }
 
     /// Reads the tags of the map and shadow-map buckets a frame will look in, so that they
@@ -726,6 +733,9 @@ impl Datapath {
         if t.kind == TunnelKind::Geneve && t.geneve_protocol != TEB {
             return Err(DropReason::UnsupportedTunnelPayload);
         }
+        if let Some(meta) = t.shadow.filter(|m| m.flags & SHADOW_FLAG_RELEASED != 0) {
+            return self.release(frame, outer, t.vni, meta, cx);
+        }
         let inner = outer
             .inner_frame(frame)
             .ok_or(DropReason::MalformedTunnel)?;
@@ -778,6 +788,114 @@ impl Datapath {
         }
         cx.event(Event::stage(Stage::Encap).note("decapsulated"));
         Ok(self.unchanged(Port::Vport(b), inner))
+    }
+
+    /// A release from the uplink: a frame the NIC redirected, sent back by the shadow's
+    /// analysis node once it accepted it (hw/docs/mirror.md, "Releasing a redirected
+    /// frame"). Accepted only for an enabled redirect-mode session and only from the address
+    /// the NIC redirects that session's frames for the inner destination to; the inner frame
+    /// then passes the production ACL again (a block rule committed while the frame was in
+    /// analysis still applies) and is delivered as production — to a local VF, toward the
+    /// destination's host, or down the standard path — with no mirror filter and no second
+    /// redirect.
+    fn release(
+        &mut self,
+        frame: &[u8],
+        outer: &Headers,
+        vni_id: u32,
+        meta: ShadowMetadata,
+        cx: &mut FrameContext<'_>,
+    ) -> Result<OutFrame, DropReason> {
+        let inner = outer
+            .inner_frame(frame)
+            .ok_or(DropReason::MalformedTunnel)?;
+        let parsed = match cx.inner {
+            Some(p) => *p,
+            None => shadownet_wire::parse(inner, &NO_TUNNELS),
+        };
+        let h = match parsed {
+            Ok(h) => h,
+            Err(e) => {
+                cx.event(Event::stage(Stage::Parse).note(e.name()));
+                return Err(DropReason::MalformedTunnel);
+            }
+        };
+        let session = meta.session;
+        let redirect_session = (session as usize) < NUM_SESSIONS && {
+            let s = self.sessions.get(session);
+            s.enabled && s.mode == Mode::Redirect
+        };
+        if !redirect_session {
+            cx.event(Event::stage(Stage::Classify).note("release: not a redirect session"));
+            return Err(DropReason::ReleaseNotRedirect);
+        }
+        let net = self.network(vni_id, cx)?;
+        if net.shadow {
+            // A release is addressed to production: a shadow VNI here is a shadow frame
+            // trying to leave the shadow.
+            return Err(DropReason::ShadowIsolation);
+        }
+        if !h.is_ip() {
+            cx.event(Event::stage(Stage::Classify).note("release: inner frame not IP"));
+            return Err(DropReason::ReleaseUnauthorized);
+        }
+        let (from, _, _) = self.shadow_target(0, session, &net, &h.dst, cx);
+        if from != outer.src {
+            cx.event(Event::stage(Stage::Classify).note("release: not from the shadow"));
+            return Err(DropReason::ReleaseUnauthorized);
+        }
+        cx.event(Event::stage(Stage::Classify).note("release from the shadow"));
+        let dir = if meta.direction == Direction::ToVm.code() {
+            Direction::ToVm
+        } else {
+            Direction::FromVm
+        };
+        self.acl(&net, &h, dir, cx)?;
+        let out = match self.map_lookup(net.vni, &h.dst, cx) {
+            None if net.miss_to_host => {
+                cx.event(Event::stage(Stage::Map).note("released: miss, standard path"));
+                self.unchanged(Port::Pf, inner)
+            }
+            None => return Err(DropReason::MapMiss),
+            Some(dest) if dest.shadow => return Err(DropReason::ShadowIsolation),
+            Some(dest) => match dest.local_vport {
+                Some(b) => {
+                    match self.tables.vport(b) {
+                        Some(p) if p.enabled && p.vni == net.vni => {}
+                        Some(p) if p.enabled => return Err(DropReason::VniMismatch),
+                        _ => return Err(DropReason::VportDisabled),
+                    }
+                    if dir == Direction::FromVm {
+                        // VF to VF: the destination's ingress rules apply as on the way in.
+                        self.acl(&net, &h, Direction::ToVm, cx)?;
+                    }
+                    cx.event(Event::stage(Stage::Encap).note("released: local delivery"));
+                    self.unchanged(Port::Vport(b), inner)
+                }
+                None => {
+                    let bytes = self.encapsulate(
+                        &dest.substrate_ip,
+                        dest.substrate_mac,
+                        TunnelHeader::Vxlan { vni: net.vni },
+                        self.config.parse.vxlan_port,
+                        &h,
+                        inner,
+                    )?;
+                    cx.event(Event::stage(Stage::Encap).note("released: vxlan to substrate"));
+                    OutFrame {
+                        port: Port::Uplink,
+                        queue: Queue::Primary,
+                        session: None,
+                        copy: 0,
+                        bytes,
+                    }
+                }
+            },
+        };
+        self.counters.pipeline(PipelineCounter::Released, 1);
+        self.counters
+            .pipeline(PipelineCounter::ReleasedBytes, inner.len() as u64);
+        Ok(out)
     }
 
     /// The mirror filter's verdict for VM `v` in direction `dir`, after sampling.
@@ -1054,6 +1172,34 @@ impl Datapath {
         h: &Headers,
         inner: &[u8],
     ) -> Result<Vec<u8>, DropReason> {
+        if is_v4_mapped(dst_ip)
+            && let Some(src) = self.config.local_ipv4
+        {
+            // The fixed IPv4 layout (`outer`): the same bytes as the general path below.
+            let tunnel_len = tunnel.header_len();
+            let total = 14 + 20 + 8 + tunnel_len + inner.len();
+            if total > self.config.uplink_mtu as usize {
+                return Err(DropReason::MtuExceeded);
+            }
+            let mut out = self.pool.get(total);
+            let v4 = |b: &[u8; 16]| [b[12], b[13], b[14], b[15]];
+            if crate::outer::push_ipv4(
+                &mut out,
+                dst_mac,
+                self.config.local_mac.0,
+                v4(&src),
+                v4(dst_ip),
+                flow_entropy_port(flow_hash(h)),
+                udp_port,
+                OUTER_TTL,
+                &tunnel,
+                inner.len(),
+            ) {
+                out.extend_from_slice(inner);
+                return Ok(out);
+            }
+            self.pool.put(out);
+        }
         let dst = ip_from_bytes(*dst_ip);
         let src = self
             .config

@@ -28,6 +28,7 @@ pub mod device;
 pub mod dma;
 mod fifo;
 pub mod flash;
+mod outer;
 pub mod run;
 pub mod sched;
 pub mod sessions;

@@ -30,6 +30,11 @@ impl Counts {
         self.0.get(counters::session(session, kind))
     }
 
+    /// A pipeline counter.
+    pub fn pipeline(&self, kind: counters::PipelineCounter) -> u64 {
+        self.0.get(counters::pipeline(kind))
+    }
+
     /// A table counter.
     pub fn table(&self, table: TableId, kind: TableCounter) -> u64 {
         self.0.get(counters::table(table, kind))

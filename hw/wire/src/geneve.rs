@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | 0..2 | session | mirror session id, network order |
 //! | 2 | direction | 1 = toward the VM (VM ingress), 2 = from the VM (VM egress) |
-//! | 3 | flags | bit 0 TRUNCATED, bit 1 REDIRECTED |
+//! | 3 | flags | bit 0 TRUNCATED, bit 1 REDIRECTED, bit 2 RELEASED |
 //! | 4..8 | sequence | per-session sequence number, so analysis can count loss |
 //! | 8..10 | original length | length of the production frame before truncation |
 //! | 10..12 | reserved | sent as zero, ignored on receipt |
@@ -38,6 +38,10 @@ pub const SHADOW_DIRECTION_FROM_VM: u8 = 2;
 pub const SHADOW_FLAG_TRUNCATED: u8 = 0x01;
 /// `ShadowMetadata::flags`: redirect mode, production waits for the analysis verdict.
 pub const SHADOW_FLAG_REDIRECTED: u8 = 0x02;
+/// `ShadowMetadata::flags`: a redirected frame the shadow's analysis accepted, sent back to
+/// the NIC (VNI = the production network's) to be delivered to production. The NIC accepts it
+/// only from the substrate address it redirected the frame to (see [`crate::release`]).
+pub const SHADOW_FLAG_RELEASED: u8 = 0x04;
 
 mod field {
     use core::ops::Range;
@@ -370,7 +374,8 @@ pub struct ShadowMetadata {
     /// [`SHADOW_DIRECTION_TO_VM`] or [`SHADOW_DIRECTION_FROM_VM`]; other values are passed
     /// through as received.
     pub direction: u8,
-    /// [`SHADOW_FLAG_TRUNCATED`] | [`SHADOW_FLAG_REDIRECTED`]; unknown bits passed through.
+    /// [`SHADOW_FLAG_TRUNCATED`] | [`SHADOW_FLAG_REDIRECTED`] | [`SHADOW_FLAG_RELEASED`];
+    /// unknown bits passed through.
     pub flags: u8,
     /// Per-session sequence number.
     pub sequence: u32,
@@ -445,6 +450,11 @@ impl ShadowMetadata {
     /// Whether the copy was sent in redirect mode.
     pub const fn is_redirected(&self) -> bool {
         self.flags & SHADOW_FLAG_REDIRECTED != 0
+    }
+
+    /// Whether the frame is a release: a redirected frame the shadow sends back for delivery.
+    pub const fn is_released(&self) -> bool {
+        self.flags & SHADOW_FLAG_RELEASED != 0
     }
 }
 

@@ -26,6 +26,7 @@
 //! | [`checksum`] | internet checksum and pseudo-headers |
 //! | [`parse`](mod@parse) | the parser stage: [`parse()`], [`parse_into`], [`Headers`], [`ParseError`] |
 //! | [`encap`] | [`emit_encap`], [`emit_encap_headers`], [`encap_overhead`], [`flow_entropy_port`] |
+//! | [`release`] | [`release_frame`]: a redirected frame's release, sent back by the shadow |
 //!
 //! # Example
 //!
@@ -61,6 +62,7 @@ pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
 pub mod parse;
+pub mod release;
 pub mod tcp;
 pub mod udp;
 pub mod vlan;
@@ -73,12 +75,13 @@ pub use encap::{
 pub use error::{EncapError, Error, Layer, ParseError};
 pub use ethernet::{EthernetAddress, ethertype};
 pub use geneve::{
-    SHADOW_DIRECTION_FROM_VM, SHADOW_DIRECTION_TO_VM, SHADOW_FLAG_REDIRECTED,
+    SHADOW_DIRECTION_FROM_VM, SHADOW_DIRECTION_TO_VM, SHADOW_FLAG_REDIRECTED, SHADOW_FLAG_RELEASED,
     SHADOW_FLAG_TRUNCATED, SHADOW_OPTION_CLASS, SHADOW_OPTION_LEN_WORDS, SHADOW_OPTION_TYPE,
     ShadowMetadata,
 };
 pub use ipv4::protocol as ip_protocol;
 pub use parse::{Fragment, Headers, L3, L4, ParseConfig, Tunnel, TunnelKind, parse, parse_into};
+pub use release::{ReleaseError, release_frame};
 
 pub use arp::{Packet as ArpPacket, Repr as ArpRepr};
 pub use ethernet::{Frame as EthernetFrame, Repr as EthernetRepr};
