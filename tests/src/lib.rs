@@ -6,6 +6,7 @@
 pub mod accounting;
 pub mod corpus;
 pub mod counts;
+pub mod closed_loop;
 pub mod daemon;
 pub mod decode;
 pub mod examples;

@@ -18,6 +18,7 @@ mod error;
 mod findings;
 mod mitigation;
 mod nic;
+mod shadow_loop;
 mod shadows;
 mod telemetry;
 mod trial;
@@ -35,6 +36,9 @@ pub use findings::{
 };
 pub use mitigation::{AclEntry, Activation, NIC_AGEING_GRACE_S, ProposeRequest};
 pub use nic::{Backend, InjectReport, NicStatus, PortOutput, TableFill};
+pub use shadow_loop::{
+    ClassOutcome, LoopFrame, LoopIngest, LoopReport, LoopRequest, blocked_sources,
+};
 pub use shadows::{AlertOutcome, Teardown};
 pub use telemetry::{HeavyHitter, flow_hash};
 pub use trial::{CaptureSource, StoredCapture, TrialRequest};

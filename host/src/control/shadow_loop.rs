@@ -1,0 +1,508 @@
+//! Production traffic through the simulated NIC with a shadow's analysis in the loop: the
+//! closed loop of R3, R4 and R8 on one clock.
+//!
+//! Frames enter the production NIC's ports at their times. What the NIC sends toward the
+//! shadow (mirror copies, or redirected frames in redirect mode) reaches the shadow's tap
+//! ([`ShadowTap`]: decapsulation, loss accounting, the built-in detector, honeypots, the
+//! redirect gate) after the fabric's one-way latency. Detector alerts become EVE alerts and
+//! are ingested as findings ([`Controller::ingest_findings`]): correlated to production,
+//! grouped into incidents, and — with the tenant's policy in `auto` mode — turned into block
+//! rules programmed into the production NIC's ACL. In redirect mode the gate's releases go
+//! back into the NIC on the uplink and are delivered to production.
+//!
+//! Time: the NIC's clock is the simulation's (picoseconds). Host work (the tap, the ingest
+//! with its store transaction, NIC programming and read-back) is measured in wall time.
+//! [`LoopRequest::control_delay_ns`] says how that host time is accounted for: `None`
+//! ingests as soon as findings reach the shadow, so the block is in the NIC earlier than it
+//! would be (a measuring run); `Some(d)` holds findings `d` ns of NIC time before they are
+//! ingested, so the block becomes active when the measured host work would have finished.
+//! Running once without and once with the delay measured by the first run gives honest
+//! per-packet outcomes (the simulation and the detector are deterministic).
+
+use std::{
+    cmp::Reverse,
+    collections::{BTreeMap, BinaryHeap, HashMap},
+    net::IpAddr,
+    path::PathBuf,
+    time::Instant,
+};
+
+use serde::Serialize;
+use serde_json::Value;
+use shadownet_capture::PcapWriter;
+use shadownet_hw::Port;
+use shadownet_sim::{Departure, Sink};
+use shadownet_wire::{ParseConfig, parse, release_frame};
+
+use super::{
+    Caller, ControlError, Controller, World,
+    findings::{IngestReport, ShadowRef},
+    nic::Backend,
+};
+use crate::{
+    analysis::{
+        detector::DetectorConfig,
+        eve::{FindingContext, Shadownet, alert_from_detector},
+        honeypot::HoneypotSpec,
+        tap::{GateVerdict, ShadowTap, TapConfig},
+    },
+    model::ShadowMode,
+};
+
+/// One production frame fed into the NIC.
+#[derive(Clone, Debug)]
+pub struct LoopFrame {
+    /// The port it arrives on.
+    pub port: Port,
+    /// When its last byte arrives, ns from the start of the run.
+    pub at_ns: u64,
+    /// The frame as it arrives (tunnelled on the uplink).
+    pub frame: Vec<u8>,
+    /// Ground truth: the attack class it belongs to, if any (for the report only).
+    pub attack: Option<String>,
+}
+
+/// A run of production traffic with the shadow's analysis in the loop.
+#[derive(Clone, Debug)]
+pub struct LoopRequest {
+    /// The caller's shadow whose analysis is in the loop.
+    pub shadow: String,
+    /// Frames in arrival order.
+    pub frames: Vec<LoopFrame>,
+    /// The built-in detector's configuration.
+    pub detector: DetectorConfig,
+    /// Redirect mode: score from which the gate keeps a frame (and its source) from
+    /// production.
+    pub gate_score: f32,
+    /// One-way latency between the NIC and the shadow's analysis node, ns.
+    pub fabric_ns: u64,
+    /// NIC time findings wait before they are ingested (see the module's documentation).
+    pub control_delay_ns: Option<u64>,
+    /// Honeypots in the shadow.
+    pub honeypots: Vec<HoneypotSpec>,
+    /// Where to write the shadow's traffic, decapsulated, as the analysis nodes saw it (a
+    /// pcap for Suricata).
+    pub shadow_capture: Option<PathBuf>,
+}
+
+/// One ingest of findings during the run.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoopIngest {
+    /// NIC time the findings were raised (the latest of the batch), ns from the start.
+    pub raised_ns: u64,
+    /// NIC time they were ingested, ns from the start.
+    pub ingested_ns: u64,
+    /// Wall time of the ingest: correlation, store transaction, NIC programming and
+    /// read-back, ns.
+    pub wall_ns: u64,
+    /// Cycles the NIC's embedded cores spent on the table commands of the ingest.
+    pub firmware_cycles: u64,
+    /// NIC time the block rules of the ingest were active, ns from the start: the ingest's
+    /// NIC time plus its wall time and firmware cycles.
+    pub active_ns: Option<u64>,
+    /// What the ingest did.
+    pub report: IngestReport,
+}
+
+/// Counters per ground-truth class.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ClassOutcome {
+    /// Frames of the class fed into the NIC.
+    pub fed: u64,
+    /// Of them, delivered by the NIC on the production path (to a VM, toward another host
+    /// or the host's stack), released frames included.
+    pub delivered: u64,
+    /// Delivered after the class's first frame was delivered.
+    pub delivered_after_first: u64,
+    /// Delivered although they arrived at the NIC when a block rule of the run was already
+    /// active (the rule did not cover them).
+    pub delivered_after_block: u64,
+    /// NIC time of the class's first frame, ns from the start.
+    pub first_ns: Option<u64>,
+    /// NIC time the first detector alert about the class's frames reached the shadow.
+    pub detected_ns: Option<u64>,
+    /// Redirect mode: frames of the class the gate kept from production.
+    pub withheld: u64,
+    /// Redirect mode: frames of the class the gate released.
+    pub released: u64,
+    /// Redirect mode: of them, released after the class was detected.
+    pub released_after_detected: u64,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoopReport {
+    /// The shadow.
+    pub shadow: String,
+    /// `mirror` or `redirect`.
+    pub mode: String,
+    /// NIC clock period, ps.
+    pub cycle_ps: u64,
+    /// NIC time the run started at (ps since the model's power-on).
+    pub start_ps: u64,
+    /// Frames fed (releases not included).
+    pub frames: u64,
+    /// Frames the NIC sent toward the shadow.
+    pub shadow_frames: u64,
+    /// Mirror loss the tap counted (sequence gaps).
+    pub shadow_lost: u64,
+    /// Detector alerts raised.
+    pub alerts: u64,
+    /// Redirect mode: releases fed back into the NIC.
+    pub releases: u64,
+    /// Honeypot replies.
+    pub honeypot_replies: u64,
+    /// Ingests, in order.
+    pub ingests: Vec<LoopIngest>,
+    /// Per ground-truth class (`benign` or the attack class).
+    pub classes: BTreeMap<String, ClassOutcome>,
+    /// Wall time of the whole run, ns.
+    pub wall_ns: u64,
+}
+
+impl LoopReport {
+    /// NIC time, ns from the start, at which the first block rule was active.
+    pub fn first_block_ns(&self) -> Option<u64> {
+        self.ingests.iter().find_map(|i| i.active_ns)
+    }
+}
+
+/// What is pending at a NIC time.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    /// A release goes back into the NIC on the uplink.
+    Release(Vec<u8>),
+    /// Findings raised up to here are ingested.
+    Ingest(u64),
+}
+
+/// A frame the NIC transmitted.
+struct Sent {
+    port: Port,
+    copy: u8,
+    start_ps: u64,
+    bytes: Vec<u8>,
+}
+
+/// Collects the NIC's transmissions.
+#[derive(Default)]
+struct Collect(Vec<Sent>);
+
+impl Sink for Collect {
+    fn transmit(&mut self, d: &Departure) {
+        self.0.push(Sent {
+            port: d.frame.port,
+            copy: d.frame.copy,
+            start_ps: d.start_ps,
+            bytes: d.frame.bytes.clone(),
+        });
+    }
+}
+
+/// The part of a production frame that survives the NIC unchanged: from the IP header on
+/// (MACs are rewritten on delivery, tunnels added or removed).
+fn payload_key(frame: &[u8]) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let cfg = ParseConfig::default();
+    let h = parse(frame, &cfg).ok()?;
+    let inner = match h.tunnel {
+        Some(_) => h.inner_frame(frame)?,
+        None => frame,
+    };
+    let l3 = inner.get(14..)?;
+    let mut s = std::collections::hash_map::DefaultHasher::new();
+    l3.hash(&mut s);
+    Some(s.finish())
+}
+
+fn class_name(attack: &Option<String>) -> String {
+    attack.clone().unwrap_or_else(|| "benign".to_string())
+}
+
+impl<D: Backend> Controller<D> {
+    /// Runs `req.frames` through the simulated production NIC with the shadow's analysis in
+    /// the loop (see the module's documentation).
+    pub fn run_shadow_loop(
+        &mut self,
+        caller: &Caller,
+        req: LoopRequest,
+    ) -> Result<LoopReport, ControlError> {
+        let wall0 = Instant::now();
+        let tenant = caller.tenant()?.to_string();
+        let world = World::load(&self.store)?;
+        let (_, shadow, network) = world.shadow(&tenant, &req.shadow).cloned().ok_or_else(|| {
+            ControlError::NotFound {
+                kind: "shadow",
+                name: req.shadow.clone(),
+            }
+        })?;
+        if req.frames.windows(2).any(|w| w[1].at_ns < w[0].at_ns) {
+            return Err(ControlError::field(
+                "frames",
+                "frames must come in arrival order".to_string(),
+            ));
+        }
+        let detector = req.detector.clone();
+        let mut tap = ShadowTap::new(TapConfig {
+            vni: shadow.vni,
+            detector: detector.clone(),
+            honeypots: req.honeypots.clone(),
+            gate_score: req.gate_score,
+        })
+        .map_err(|e| ControlError::field("detector", e.to_string()))?;
+        let ctx = FindingContext {
+            in_iface: Some(format!("shadow-{}", shadow.name)),
+            shadownet: Shadownet {
+                tenant: Some(tenant.clone()),
+                network: Some(network.name.clone()),
+                shadow: Some(shadow.name.clone()),
+                session: Some(shadow.session),
+                shadow_vni: Some(shadow.vni),
+                ..Shadownet::default()
+            },
+            community_id_seed: 0,
+            alert_threshold: detector.alert_threshold,
+        };
+        let mut capture = match &req.shadow_capture {
+            Some(p) => Some(
+                PcapWriter::create(p, 65_535)
+                    .map_err(|e| ControlError::Conflict(format!("{}: {e}", p.display())))?,
+            ),
+            None => None,
+        };
+
+        let (start_ps, cycle_ps) = {
+            let model = self.nic.device().model().ok_or_else(|| {
+                ControlError::Conflict("the loop runs on the simulated NIC only".into())
+            })?;
+            let cycle_ps = 1_000_000_000 / u64::from(model.timing().clock_khz.max(1));
+            // Arrivals must come after everything the model has seen.
+            let start = model.stats().last_event_ps.max(model.last_tx_end_ps()) + 1_000_000;
+            (start, cycle_ps)
+        };
+        // The findings' clock: the controller's, at the start of the run.
+        let epoch_ns = u64::try_from(self.now_ms()).unwrap_or(0) * 1_000_000;
+
+        let mut truth: HashMap<u64, (Option<String>, u64)> = HashMap::new();
+        let mut classes: BTreeMap<String, ClassOutcome> = BTreeMap::new();
+        for f in &req.frames {
+            let c = classes.entry(class_name(&f.attack)).or_default();
+            c.fed += 1;
+            c.first_ns.get_or_insert(f.at_ns);
+            if let Some(k) = payload_key(&f.frame) {
+                truth.entry(k).or_insert_with(|| (f.attack.clone(), f.at_ns));
+            }
+        }
+        let mut report = LoopReport {
+            shadow: shadow.name.clone(),
+            mode: match shadow.spec.mode {
+                ShadowMode::Mirror => "mirror",
+                ShadowMode::Redirect => "redirect",
+            }
+            .into(),
+            cycle_ps,
+            start_ps,
+            frames: req.frames.len() as u64,
+            shadow_frames: 0,
+            shadow_lost: 0,
+            alerts: 0,
+            releases: 0,
+            honeypot_replies: 0,
+            ingests: Vec::new(),
+            classes,
+            wall_ns: 0,
+        };
+
+        let mut due: BinaryHeap<Reverse<(u64, u64, Due)>> = BinaryHeap::new();
+        let mut due_seq = 0u64;
+        let mut findings: Vec<(u64, Value)> = Vec::new();
+        let mut sink = Collect::default();
+        let mut release_buf = vec![0u8; 16 * 1024];
+        let mut next = 0usize;
+        loop {
+            let input_at = req.frames.get(next).map(|f| f.at_ns);
+            let due_at = due.peek().map(|Reverse((t, _, _))| *t);
+            let (now_ns, from_input) = match (input_at, due_at) {
+                (None, None) => break,
+                (Some(i), Some(d)) if d < i => (d, false),
+                (Some(i), _) => (i, true),
+                (None, Some(d)) => (d, false),
+            };
+            if from_input {
+                let f = &req.frames[next];
+                next += 1;
+                let mut model = self.nic.device().model().ok_or_else(|| {
+                    ControlError::Conflict("the loop runs on the simulated NIC only".into())
+                })?;
+                model.receive(f.port, &f.frame, start_ps + now_ns * 1000, &mut sink);
+            } else if let Some(Reverse((_, _, item))) = due.pop() {
+                match item {
+                    Due::Release(bytes) => {
+                        report.releases += 1;
+                        let mut model = self.nic.device().model().ok_or_else(|| {
+                            ControlError::Conflict("the loop runs on the simulated NIC only".into())
+                        })?;
+                        model.receive(Port::Uplink, &bytes, start_ps + now_ns * 1000, &mut sink);
+                    }
+                    Due::Ingest(raised_ns) => {
+                        let batch: Vec<Value> = findings.drain(..).map(|(_, v)| v).collect();
+                        if !batch.is_empty() {
+                            let fw0 = self.fw_cycles();
+                            let t = Instant::now();
+                            let r = self.ingest_findings(
+                                ShadowRef::Vni(shadow.vni),
+                                batch,
+                                &caller.actor,
+                            )?;
+                            let wall_ns = t.elapsed().as_nanos() as u64;
+                            let fw = self.fw_cycles().saturating_sub(fw0);
+                            let active_ns = r
+                                .activations()
+                                .next()
+                                .map(|_| now_ns + wall_ns + fw * cycle_ps / 1000);
+                            report.ingests.push(LoopIngest {
+                                raised_ns,
+                                ingested_ns: now_ns,
+                                wall_ns,
+                                firmware_cycles: fw,
+                                active_ns,
+                                report: r,
+                            });
+                        }
+                    }
+                }
+            }
+            // What the NIC sent, in the order it sent it.
+            let departures = std::mem::take(&mut sink.0);
+            for d in departures {
+                let wire_ps = {
+                    let model = self.nic.device().model().ok_or_else(|| {
+                        ControlError::Conflict("the loop runs on the simulated NIC only".into())
+                    })?;
+                    model.wire_ps(d.port, d.bytes.len())
+                };
+                let end_ns = (d.start_ps + wire_ps).saturating_sub(start_ps) / 1000;
+                let bytes = &d.bytes;
+                let to_shadow = d.port == Port::Uplink
+                    && parse(bytes, &ParseConfig::default())
+                        .ok()
+                        .and_then(|h| h.tunnel)
+                        .is_some_and(|t| t.vni == shadow.vni);
+                if !to_shadow {
+                    if d.copy == 0
+                        && let Some((attack, at_ns)) = payload_key(bytes).and_then(|k| truth.get(&k))
+                    {
+                        let blocked = report.first_block_ns().is_some_and(|b| *at_ns >= b);
+                        let c = report.classes.entry(class_name(attack)).or_default();
+                        c.delivered += 1;
+                        c.delivered_after_block += u64::from(blocked);
+                    }
+                    continue;
+                }
+                report.shadow_frames += 1;
+                let at_shadow_ns = end_ns + req.fabric_ns;
+                let attack = payload_key(bytes)
+                    .and_then(|k| truth.get(&k))
+                    .and_then(|(a, _)| a.clone());
+                let t = Instant::now();
+                let Ok(seen) = tap.observe_encapsulated(epoch_ns + at_shadow_ns, bytes) else {
+                    continue;
+                };
+                if let Some(w) = capture.as_mut()
+                    && let Ok(h) = parse(bytes, &ParseConfig::default())
+                    && let Some(inner) = h.inner_frame(bytes)
+                {
+                    w.write(epoch_ns + at_shadow_ns, inner)
+                        .map_err(|e| ControlError::Conflict(format!("shadow capture: {e}")))?;
+                }
+                report.honeypot_replies += seen.replies.len() as u64;
+                let tap_ns = t.elapsed().as_nanos() as u64;
+                if let Some(v) = seen.verdict {
+                    let c = report.classes.entry(class_name(&attack)).or_default();
+                    match v {
+                        GateVerdict::Release => {
+                            c.released += 1;
+                            c.released_after_detected +=
+                                u64::from(c.detected_ns.is_some_and(|t| t <= at_shadow_ns));
+                            let n = release_frame(
+                                bytes,
+                                &ParseConfig::default(),
+                                network.vni,
+                                &mut release_buf,
+                            )
+                            .map_err(|e| ControlError::Conflict(format!("release: {e}")))?;
+                            due_seq += 1;
+                            due.push(Reverse((
+                                at_shadow_ns + tap_ns + req.fabric_ns,
+                                due_seq,
+                                Due::Release(release_buf[..n].to_vec()),
+                            )));
+                        }
+                        GateVerdict::BlockedSource | GateVerdict::Detected { .. } => {
+                            c.withheld += 1;
+                        }
+                    }
+                }
+                if !seen.alerts.is_empty() {
+                    for a in &seen.alerts {
+                        report.alerts += 1;
+                        let truth_class = class_name(&attack);
+                        let c = report.classes.entry(truth_class).or_default();
+                        c.detected_ns.get_or_insert(at_shadow_ns);
+                        let e = alert_from_detector(a, &ctx, None)
+                            .map_err(|e| ControlError::Conflict(format!("finding: {e}")))?;
+                        findings.push((at_shadow_ns, e.to_value()));
+                    }
+                    let delay = req.control_delay_ns.unwrap_or(0);
+                    due_seq += 1;
+                    due.push(Reverse((
+                        at_shadow_ns + tap_ns + delay,
+                        due_seq,
+                        Due::Ingest(at_shadow_ns),
+                    )));
+                }
+            }
+        }
+        {
+            let mut model = self.nic.device().model().ok_or_else(|| {
+                ControlError::Conflict("the loop runs on the simulated NIC only".into())
+            })?;
+            model.finish(&mut sink);
+        }
+        for d in std::mem::take(&mut sink.0) {
+            if d.copy == 0
+                && let Some((attack, _)) = payload_key(&d.bytes).and_then(|k| truth.get(&k))
+            {
+                report.classes.entry(class_name(attack)).or_default().delivered += 1;
+            }
+        }
+        if let Some(w) = capture {
+            w.finish()
+                .map_err(|e| ControlError::Conflict(format!("shadow capture: {e}")))?;
+        }
+        report.shadow_lost = tap.stats().lost;
+        for c in report.classes.values_mut() {
+            c.delivered_after_first = c.delivered.saturating_sub(1);
+        }
+        report.wall_ns = wall0.elapsed().as_nanos() as u64;
+        Ok(report)
+    }
+
+    fn fw_cycles(&self) -> u64 {
+        self.nic
+            .device()
+            .model()
+            .map(|m| m.firmware_cycles())
+            .unwrap_or(0)
+    }
+}
+
+/// The source addresses a report's block rules name.
+pub fn blocked_sources(report: &LoopReport) -> Vec<IpAddr> {
+    report
+        .ingests
+        .iter()
+        .flat_map(|i| i.report.activations())
+        .filter_map(|a| a.rule.src.split('/').next()?.parse().ok())
+        .collect()
+}
