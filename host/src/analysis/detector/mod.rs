@@ -769,9 +769,10 @@ fn z_of(rules: &[Welford; NRF], z_floor: f64, rf: Rf, v: f64) -> f64 {
 /// The class with the largest score (the trees' class when all are 0) and that score.
 #[inline]
 fn best_class(cs: &[f32; NCLASS]) -> (usize, f32) {
-    cs.iter()
-        .enumerate()
-        .fold((NCLASS - 1, 0f32), |acc, (i, s)| if *s > acc.1 { (i, *s) } else { acc })
+    cs.iter().enumerate().fold(
+        (NCLASS - 1, 0f32),
+        |acc, (i, s)| if *s > acc.1 { (i, *s) } else { acc },
+    )
 }
 
 /// Every class score of a packet from its rule features: the z-score of the class's main
@@ -795,7 +796,9 @@ fn class_scores_of(
     // The trees alone do not alert: on their own their benign tail is too long for the
     // false-positive target. They rank packets (below the threshold) unless a rule feature
     // is half-way to alerting too.
-    let rules_top = class_scores[..NCLASS - 1].iter().fold(0f32, |a, b| a.max(*b));
+    let rules_top = class_scores[..NCLASS - 1]
+        .iter()
+        .fold(0f32, |a, b| a.max(*b));
     if rules_top < 0.5 * threshold {
         class_scores[NCLASS - 1] = class_scores[NCLASS - 1].min(CARRY_CAP * threshold);
     }
@@ -1203,8 +1206,7 @@ impl Detector {
         let hot = phase == Phase::Score
             && flow.hst_score.is_some_and(|a| {
                 let w = &rules[Rf::HstAnomaly as usize];
-                (f64::from(a) - w.mean) / w.std().max(cfg.z_floor)
-                    >= f64::from(cfg.alert_threshold)
+                (f64::from(a) - w.mean) / w.std().max(cfg.z_floor) >= f64::from(cfg.alert_threshold)
             });
         let need_hst = hst_sampled(flow.pkts) || hot || (scoring && flow.hst_score.is_none());
         let from_initiator = dir == flow.initiator;

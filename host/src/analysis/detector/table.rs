@@ -325,9 +325,14 @@ mod tests {
         let mut held = std::collections::BTreeSet::new();
         for i in 0..2_000u32 {
             let t = u64::from(i);
-            m.entry_or_insert(i * 7, t, || E(t), |k, _| {
-                held.remove(&k);
-            });
+            m.entry_or_insert(
+                i * 7,
+                t,
+                || E(t),
+                |k, _| {
+                    held.remove(&k);
+                },
+            );
             held.insert(i * 7);
             assert_eq!(m.len(), held.len());
             for k in &held {
