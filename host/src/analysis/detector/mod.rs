@@ -621,6 +621,72 @@ struct HostPortKey {
     proto: u8,
 }
 
+/// A packet's table keys and their hashes, computed once: to prefetch the slots ahead of
+/// the update and to look them up without hashing again.
+struct Keys {
+    s: u128,
+    d: u128,
+    /// 0 when the source sorts first in the flow key (it is `lo`), else 1.
+    dir: u8,
+    flow: FlowKey,
+    pair: PairKey,
+    flow_h: u64,
+    pair_h: u64,
+    src_h: u64,
+    dst_h: u64,
+    /// The (host, service port) keys with the source and with the destination as the
+    /// initiator: which one applies is only known once the flow entry is read.
+    hp: [(HostPortKey, u64); 2],
+    /// The destination's host entry is read too (a SYN, a DNS answer).
+    dst_used: bool,
+}
+
+impl Keys {
+    #[inline]
+    fn of(m: &PacketMeta) -> Keys {
+        let s = ip_key(m.src);
+        let d = ip_key(m.dst);
+        let (lo, hi, plo, phi, dir) = if (s, m.sport) <= (d, m.dport) {
+            (s, d, m.sport, m.dport, 0u8)
+        } else {
+            (d, s, m.dport, m.sport, 1u8)
+        };
+        let flow = FlowKey {
+            lo,
+            hi,
+            plo,
+            phi,
+            proto: m.proto,
+        };
+        let pair = PairKey { lo, hi };
+        let hp = |host, port| {
+            let k = HostPortKey {
+                host,
+                port,
+                proto: m.proto,
+            };
+            (k, table::hash_key(&k))
+        };
+        Keys {
+            s,
+            d,
+            dir,
+            flow,
+            pair,
+            flow_h: table::hash_key(&flow),
+            pair_h: table::hash_key(&pair),
+            src_h: table::hash_key(&s),
+            dst_h: table::hash_key(&d),
+            hp: [hp(s, m.dport), hp(d, m.sport)],
+            dst_used: (m.is_tcp() && m.tcp_flags & (flags::SYN | flags::ACK) == flags::SYN)
+                || (m.is_udp() && m.sport == DNS_PORT),
+        }
+    }
+}
+
+/// How many packets ahead [`Detector::observe_batch`] prefetches.
+const BATCH_AHEAD: usize = 8;
+
 /// Ports of remote administration and file sharing, where lateral movement happens.
 const ADMIN_PORTS: [u16; 9] = [22, 23, 135, 139, 445, 3389, 5900, 5985, 5986];
 
@@ -949,11 +1015,18 @@ impl Detector {
 
     /// Observes one packet: updates the state, learns or scores.
     pub fn observe(&mut self, m: &PacketMeta) -> Verdict {
+        let k = Keys::of(m);
+        self.prefetch(&k);
+        self.observe_keyed(m, &k)
+    }
+
+    /// [`Detector::observe`] with the packet's keys computed (and its slots prefetched).
+    fn observe_keyed(&mut self, m: &PacketMeta, k: &Keys) -> Verdict {
         self.stats.packets += 1;
         let ts = m.ts_ns.max(1);
         let start = *self.start_ns.get_or_insert(ts);
         self.advance_phase(ts.saturating_sub(start));
-        let f = self.update(m, ts);
+        let f = self.update(m, k, ts);
         match self.phase {
             Phase::Ranges => self.learning_verdict(),
             Phase::Mass | Phase::Calibrate => {
@@ -1132,10 +1205,41 @@ impl Detector {
         true
     }
 
+    /// Starts loading every table slot the packet with keys `k` will touch, so that the
+    /// cache misses overlap instead of following one another.
+    #[inline]
+    fn prefetch(&self, k: &Keys) {
+        self.flows.prefetch(k.flow_h);
+        self.pairs.prefetch(k.pair_h);
+        self.hosts.prefetch(k.src_h);
+        self.host_ports.prefetch(k.hp[0].1);
+        self.host_ports.prefetch(k.hp[1].1);
+        if k.dst_used {
+            self.hosts.prefetch(k.dst_h);
+        }
+    }
+
+    /// Observes a batch of packets in order, appending one verdict per packet to `out`:
+    /// the same verdicts as [`Detector::observe`] on each in turn, faster, because the table
+    /// slots of the packets a few places ahead are fetched from memory while the current one
+    /// is worked on.
+    pub fn observe_batch(&mut self, pkts: &[PacketMeta], out: &mut Vec<Verdict>) {
+        out.reserve(pkts.len());
+        let mut ahead: [Option<Keys>; BATCH_AHEAD] = std::array::from_fn(|_| None);
+        for (i, m) in pkts.iter().enumerate() {
+            if let Some(next) = pkts.get(i + BATCH_AHEAD) {
+                let k = Keys::of(next);
+                self.prefetch(&k);
+                ahead[(i + BATCH_AHEAD) % BATCH_AHEAD] = Some(k);
+            }
+            let k = ahead[i % BATCH_AHEAD].take().unwrap_or_else(|| Keys::of(m));
+            out.push(self.observe_keyed(m, &k));
+        }
+    }
+
     /// Updates every table with the packet and computes its features.
-    fn update(&mut self, m: &PacketMeta, ts: u64) -> Features {
-        let s = ip_key(m.src);
-        let d = ip_key(m.dst);
+    fn update(&mut self, m: &PacketMeta, k: &Keys, ts: u64) -> Features {
+        let (s, d) = (k.s, k.d);
         let len = f64::from(m.len);
         let tcp = m.is_tcp();
         let udp = m.is_udp();
@@ -1166,21 +1270,10 @@ impl Detector {
         let (scan_ns, fanout_ns) = (*scan_ns, *fanout_ns);
 
         // Flow first: its eviction releases established connections of pairs.
-        let (lo, hi, plo, phi, dir) = if (s, m.sport) <= (d, m.dport) {
-            (s, d, m.sport, m.dport, 0u8)
-        } else {
-            (d, s, m.dport, m.sport, 1u8)
-        };
-        let fkey = FlowKey {
-            lo,
-            hi,
-            plo,
-            phi,
-            proto: m.proto,
-        };
-        let pkey = PairKey { lo, hi };
-        let (flow, created) = flows.entry_or_insert(
-            fkey,
+        let dir = k.dir;
+        let (flow, created) = flows.entry_or_insert_hashed(
+            k.flow_h,
+            k.flow,
             ts,
             || FlowState {
                 first_ns: ts,
@@ -1252,9 +1345,11 @@ impl Detector {
         }
 
         // Pair.
-        let (pair, pair_created) = pairs.entry_or_insert(pkey, ts, PairState::default, |_, _| {});
+        let (pair, pair_created) =
+            pairs.entry_or_insert_hashed(k.pair_h, k.pair, ts, PairState::default, |_, _| {});
         if pair_created {
-            let pair_hash = u128::from(hash128(lo, 1)) << 64 | u128::from(hash128(hi, 2));
+            let pair_hash =
+                u128::from(hash128(k.pair.lo, 1)) << 64 | u128::from(hash128(k.pair.hi, 2));
             pair.novel = match phase {
                 Phase::Ranges => false,
                 _ => !baseline_pairs.contains(pair_hash),
@@ -1315,7 +1410,8 @@ impl Detector {
         }
 
         // Source host.
-        let (host, host_created) = hosts.entry_or_insert(s, ts, HostState::default, |_, _| {});
+        let (host, host_created) =
+            hosts.entry_or_insert_hashed(k.src_h, s, ts, HostState::default, |_, _| {});
         if host_created {
             // Hosts seen in the baseline, in the same Bloom filter as pairs (a disjoint key
             // space: the low half of a host key is a constant).
@@ -1398,12 +1494,13 @@ impl Detector {
             let rate = f64::from(syn_cm.rate(c));
             rule[Rf::SynRateToDst as usize] = Some(log2p1(rate));
             let answered = hosts
-                .get(&d)
+                .get_hashed(k.dst_h, &d)
                 .map_or(0.0, |h| h.synack_tx.rate(ts, RATE_LAMBDA));
             rule[Rf::HalfOpenRatio as usize] = Some(((1.0 + rate) / (1.0 + answered)).log2());
         }
         if udp && m.sport == DNS_PORT {
-            let (victim, _) = hosts.entry_or_insert(d, ts, HostState::default, |_, _| {});
+            let (victim, _) =
+                hosts.entry_or_insert_hashed(k.dst_h, d, ts, HostState::default, |_, _| {});
             victim.last_ns = victim.last_ns.max(ts);
             victim.dns_resp_rx.add(ts, RATE_LAMBDA, len);
             let resp = victim.dns_resp_rx.rate(ts, RATE_LAMBDA);
@@ -1413,21 +1510,13 @@ impl Detector {
         }
 
         // The initiator's service: rate and fan-out per (initiator host, service port).
-        let (ihost, ohost, iport) = if from_initiator {
-            (s, d, m.dport)
+        let (ohost, (hpk, hph)) = if from_initiator {
+            (d, k.hp[0])
         } else {
-            (d, s, m.sport)
+            (s, k.hp[1])
         };
-        let (hp, _) = host_ports.entry_or_insert(
-            HostPortKey {
-                host: ihost,
-                port: iport,
-                proto: m.proto,
-            },
-            ts,
-            HostPortState::default,
-            |_, _| {},
-        );
+        let (hp, _) =
+            host_ports.entry_or_insert_hashed(hph, hpk, ts, HostPortState::default, |_, _| {});
         hp.last_ns = ts;
         hp.pkts.add(ts, RATE_LAMBDA, 1.0);
         if created {

@@ -90,6 +90,10 @@ pub fn prefetch<T>(p: *const T) {
     let _ = p;
 }
 
+/// Most cache lines [`BoundedMap::prefetch`] asks for per slot: a core tracks only about a
+/// dozen outstanding misses, and several tables are prefetched per packet.
+pub const PREFETCH_LINES: usize = 16;
+
 /// What a table entry must tell the eviction policy.
 pub trait Stamped {
     /// When the entry was last touched.
@@ -148,10 +152,17 @@ impl<K: Hash + Eq + Copy, V: Stamped> BoundedMap<K, V> {
 
     /// Starts loading the home slot of the key hashed to `hash` (see [`hash_key`]) into the
     /// cache, so that a lookup a few packets later finds it there.
+    ///
+    /// Every cache line of the slot is asked for (an entry spans several, and the update
+    /// touches most of them), at most [`PREFETCH_LINES`].
     #[inline]
     pub fn prefetch(&self, hash: u64) {
         if let Some(s) = self.slots.get(hash as usize & self.mask) {
-            prefetch(s);
+            let p = (s as *const Option<Slot<K, V>>).cast::<u8>();
+            let size = std::mem::size_of::<Option<Slot<K, V>>>();
+            for off in (0..size).step_by(64).take(PREFETCH_LINES) {
+                prefetch(p.wrapping_add(off));
+            }
         }
     }
 
@@ -170,7 +181,13 @@ impl<K: Hash + Eq + Copy, V: Stamped> BoundedMap<K, V> {
 
     /// The entry for `key`.
     pub fn get(&self, key: &K) -> Option<&V> {
-        let i = self.find(hash_key(key), key).ok()?;
+        self.get_hashed(hash_key(key), key)
+    }
+
+    /// The entry for `key`, whose [`hash_key`] the caller computed already.
+    #[inline]
+    pub fn get_hashed(&self, hash: u64, key: &K) -> Option<&V> {
+        let i = self.find(hash, key).ok()?;
         self.slots[i].as_ref().map(|s| &s.val)
     }
 
@@ -190,7 +207,21 @@ impl<K: Hash + Eq + Copy, V: Stamped> BoundedMap<K, V> {
         make: impl FnOnce() -> V,
         on_evict: impl FnMut(K, V),
     ) -> (&mut V, bool) {
-        let hash = hash_key(&key);
+        self.entry_or_insert_hashed(hash_key(&key), key, now_ns, make, on_evict)
+    }
+
+    /// [`BoundedMap::entry_or_insert`] for a key whose [`hash_key`] the caller computed
+    /// already (to prefetch its slot, say). `hash` must be `hash_key(&key)`.
+    #[inline]
+    pub fn entry_or_insert_hashed(
+        &mut self,
+        hash: u64,
+        key: K,
+        now_ns: u64,
+        make: impl FnOnce() -> V,
+        on_evict: impl FnMut(K, V),
+    ) -> (&mut V, bool) {
+        debug_assert_eq!(hash, hash_key(&key));
         let (i, created) = match self.find(hash, &key) {
             Ok(i) => (i, false),
             Err(mut i) => {
