@@ -1227,12 +1227,13 @@ impl Detector {
         out.reserve(pkts.len());
         let mut ahead: [Option<Keys>; BATCH_AHEAD] = std::array::from_fn(|_| None);
         for (i, m) in pkts.iter().enumerate() {
-            if let Some(next) = pkts.get(i + BATCH_AHEAD) {
-                let k = Keys::of(next);
-                self.prefetch(&k);
-                ahead[(i + BATCH_AHEAD) % BATCH_AHEAD] = Some(k);
-            }
+            // Packet i's keys sit where packet i + BATCH_AHEAD's go next: take them first.
             let k = ahead[i % BATCH_AHEAD].take().unwrap_or_else(|| Keys::of(m));
+            if let Some(next) = pkts.get(i + BATCH_AHEAD) {
+                let nk = Keys::of(next);
+                self.prefetch(&nk);
+                ahead[(i + BATCH_AHEAD) % BATCH_AHEAD] = Some(nk);
+            }
             out.push(self.observe_keyed(m, &k));
         }
     }
