@@ -685,7 +685,7 @@ impl Keys {
 }
 
 /// How many packets ahead [`Detector::observe_batch`] prefetches.
-const BATCH_AHEAD: usize = 8;
+const BATCH_AHEAD: usize = 3;
 
 /// Ports of remote administration and file sharing, where lateral movement happens.
 const ADMIN_PORTS: [u16; 9] = [22, 23, 135, 139, 445, 3389, 5900, 5985, 5986];
