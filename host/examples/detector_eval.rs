@@ -4,7 +4,7 @@
 //! `cargo run --release -p shadownet-host --example detector_eval -- [SEED] [DURATION_S]`
 
 use shadownet_host::analysis::{
-    detector::{Detector, DetectorConfig},
+    detector::{ClassHint, Detector, DetectorConfig, NCLASS},
     trafficgen::{AttackClass, Label, Scenario, generate},
 };
 
@@ -47,6 +47,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let threshold = cfg.alert_threshold;
     let mut det = Detector::new(cfg)?;
     let mut benign = Vec::new();
+    // Which class hint each false positive carried: where the false positives come from.
+    let mut fp_hints = [0u64; NCLASS];
+    // False positives per tenth of the capture: whether they cluster around the attacks.
+    let mut fp_when = [0u64; 10];
+    // Which class hint the detected frames of each attack carried.
+    let mut hit_hints = vec![[0u64; NCLASS]; AttackClass::ALL.len()];
+    let span_ns = (duration * 1e9) as u64;
+    let mut t0 = None;
     let mut attacks: Vec<Vec<f32>> = vec![Vec::new(); AttackClass::ALL.len()];
     let mut frames = 0u64;
     for f in generate(&scenario)? {
@@ -54,14 +62,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let Some(v) = det.observe_frame(f.ts_ns, &f.frame)? else {
             continue;
         };
+        let t0 = *t0.get_or_insert(f.ts_ns);
         if v.learning {
             continue;
         }
+        let hint = ClassHint::ALL
+            .iter()
+            .position(|c| *c == v.class_hint)
+            .unwrap_or(NCLASS - 1);
         match f.label {
-            Label::Benign => benign.push(v.score),
+            Label::Benign => {
+                if v.score >= threshold {
+                    fp_hints[hint] += 1;
+                    let tenth = (f.ts_ns - t0) * 10 / span_ns.max(1);
+                    fp_when[(tenth as usize).min(9)] += 1;
+                }
+                benign.push(v.score)
+            }
             Label::Attack(c) => {
                 if let Some(i) = AttackClass::ALL.iter().position(|x| *x == c) {
                     attacks[i].push(v.score);
+                    if v.score >= threshold {
+                        hit_hints[i][hint] += 1;
+                    }
                 }
             }
         }
@@ -85,6 +108,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             auc(&attacks[i], &benign),
             100.0 * hit as f64 / attacks[i].len().max(1) as f64
         );
+    }
+    let by_hint: Vec<String> = ClassHint::ALL
+        .iter()
+        .zip(fp_hints)
+        .filter(|(_, n)| *n > 0)
+        .map(|(c, n)| format!("{c:?} {n}"))
+        .collect();
+    println!("false positives by class hint: {}", by_hint.join(", "));
+    println!("false positives per tenth of the capture: {fp_when:?}");
+    for (i, c) in AttackClass::ALL.iter().enumerate() {
+        let h: Vec<String> = ClassHint::ALL
+            .iter()
+            .zip(hit_hints[i])
+            .filter(|(_, n)| *n > 0)
+            .map(|(c, n)| format!("{c:?} {n}"))
+            .collect();
+        println!("{} detected as: {}", c.name(), h.join(", "));
     }
     Ok(())
 }

@@ -95,13 +95,20 @@ impl DampedStats {
         } else {
             decays(dt)
         };
+        self.apply(d, ts_ns);
+        d
+    }
+
+    /// Multiplies the sums by the factors `d` that take them to `ts_ns` (computed by a caller
+    /// whose own clock is in step with this one).
+    #[inline]
+    fn apply(&mut self, d: [f64; NL], ts_ns: u64) {
         for (win, f) in self.win.iter_mut().zip(d) {
             win.w *= f;
             win.ls *= f;
             win.ss *= f;
         }
         self.last_ns = self.last_ns.max(ts_ns);
-        d
     }
 
     /// Timestamp of the last update.
@@ -176,8 +183,16 @@ impl DampedCov {
             decays(dt)
         };
         self.last_ns = self.last_ns.max(ts_ns);
-        self.dir[d].update(ts_ns, x);
-        self.dir[other].decay_to(ts_ns);
+        // Both directions are only ever touched here, so their clocks equal this one and
+        // one set of decay factors serves all three (three `exp2` per packet instead of nine).
+        self.dir[d].apply(f, ts_ns);
+        let win = &mut self.dir[d].win;
+        for w in win.iter_mut() {
+            w.w += 1.0;
+            w.ls += x;
+            w.ss += x * x;
+        }
+        self.dir[other].apply(f, ts_ns);
         for (i, &f) in f.iter().enumerate() {
             let r = x - self.dir[d].win[i].mean();
             self.sr[i] = self.sr[i] * f + r * self.last_res[other][i];

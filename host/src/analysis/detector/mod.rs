@@ -358,7 +358,7 @@ const RF_INFO: [(&str, Unit); NRF] = [
     ("dns_bytes_from_server_over_to_server", Unit::Log),
     ("established_conns_src_to_dst", Unit::Log1p),
     ("flow_bytes_per_s", Unit::Log1p),
-    ("burst_interval_mean_over_std", Unit::Log),
+    ("burst_interval_median_over_mad", Unit::Log),
     ("pair_bytes_out_over_in", Unit::Log),
     ("admin_port_hosts_by_src_all_and_new_log2", Unit::Plain),
     ("pair_new_since_baseline", Unit::Plain),
@@ -410,7 +410,7 @@ const HST_NAMES: [&str; HD] = [
     "src_pkts_l3",
     "src_pkts_l1",
     "src_pkts_l0.1",
-    "src_pkts_l0.01",
+    "src_size_std_l0.1",
     "src_size_mean_l1",
     "src_size_mean_l0.1",
     "src_size_std_l1",
@@ -424,8 +424,8 @@ const HST_NAMES: [&str; HD] = [
     "flow_pkts_l1",
     "flow_size_mean_l1",
     "flow_size_std_l1",
-    "flow_duration_s",
-    "flow_bytes",
+    "flow_size_mean_l5",
+    "flow_bytes_per_s",
     "hostport_pkts_l1",
     "hostport_fanout",
 ];
@@ -460,6 +460,8 @@ struct HostState {
     syn_tx: DampedCounter,
     dns_req_tx: DampedCounter,
     dns_resp_rx: DampedCounter,
+    /// Seen in the baseline (looked up in the Bloom filter once, when the entry is made).
+    known: bool,
 }
 
 impl Stamped for HostState {
@@ -468,13 +470,70 @@ impl Stamped for HostState {
     }
 }
 
+/// Intervals between bursts a direction of a pair remembers.
+const IAT_RING: usize = 16;
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Burst {
     last_pkt_ns: u64,
     last_burst_ns: u64,
     bursts: u32,
-    mean: f64,
-    var: f64,
+    /// The last intervals between burst starts, seconds (a ring indexed by burst count).
+    iat: [f32; IAT_RING],
+    /// Regularity of those intervals as of the last burst start (see [`regularity`]).
+    regularity: Option<f32>,
+}
+
+impl Burst {
+    /// Notes a packet at `ts`; a silence of at least `gap_ns` before it starts a burst, and
+    /// a burst start with at least `min_bursts` before it updates the regularity.
+    #[inline]
+    fn packet(&mut self, ts: u64, gap_ns: u64, min_bursts: u32) {
+        if self.last_pkt_ns == 0 || ts.saturating_sub(self.last_pkt_ns) >= gap_ns {
+            if self.last_burst_ns != 0 {
+                let iat = ts.saturating_sub(self.last_burst_ns) as f64 * 1e-9;
+                // Interval k (from 0) follows burst k + 1.
+                self.iat[(self.bursts as usize - 1) % IAT_RING] = iat as f32;
+            }
+            self.bursts = self.bursts.saturating_add(1);
+            self.last_burst_ns = ts;
+            if self.bursts >= min_bursts {
+                let n = (self.bursts as usize - 1).min(IAT_RING);
+                self.regularity = Some(regularity(&self.iat[..n]));
+            }
+        }
+        self.last_pkt_ns = ts;
+    }
+}
+
+/// How regular a series of intervals is: `log2(median / (MAD + 1% of the median + 1 ms))`.
+/// The median and the median absolute deviation ignore up to half of the intervals, so a
+/// beacon whose period is broken now and then by another burst (an upload between two
+/// check-ins) stays regular, where a mean and a standard deviation would not.
+fn regularity(iat: &[f32]) -> f32 {
+    let mut v = [0f32; IAT_RING];
+    let n = iat.len().min(IAT_RING);
+    if n == 0 {
+        return 0.0;
+    }
+    v[..n].copy_from_slice(&iat[..n]);
+    let med = median(&mut v[..n]);
+    for x in &mut v[..n] {
+        *x = (*x - med).abs();
+    }
+    let mad = median(&mut v[..n]);
+    (med / (mad + 0.01 * med + 0.001)).max(1e-3).log2()
+}
+
+/// Median of a short slice (reorders it).
+fn median(v: &mut [f32]) -> f32 {
+    let n = v.len();
+    v.sort_unstable_by(f32::total_cmp);
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -484,6 +543,9 @@ struct PairState {
     bytes: [u64; 2],
     established: [u32; 2],
     burst: [Burst; 2],
+    /// Score and class of the last packet with ports in each direction, for the fragments
+    /// that follow it.
+    frag_carry: [(f32, u8); 2],
     /// First seen after the part of the baseline that defines "known" pairs: during the
     /// baseline, after its first quarter; while scoring, not in the baseline at all.
     novel: bool,
@@ -507,6 +569,15 @@ struct FlowState {
     established: bool,
     /// FIN or RST seen: the connection does not count as established again.
     finished: bool,
+    /// Packets seen.
+    pkts: u32,
+    /// The trees' anomaly score at the flow's last sampled packet (see `hst_sampled`).
+    hst_score: Option<f32>,
+    /// The score and class (index in [`ClassHint::ALL`]) of the initiator's last packet.
+    carry: (f32, u8),
+    /// The initiator's distinct ports, hosts and admin-port hosts at its last packet, which
+    /// the peer's answers score with (no second host lookup per answer).
+    init_counts: [f32; 3],
 }
 
 impl Stamped for FlowState {
@@ -550,6 +621,72 @@ struct HostPortKey {
     proto: u8,
 }
 
+/// A packet's table keys and their hashes, computed once: to prefetch the slots ahead of
+/// the update and to look them up without hashing again.
+struct Keys {
+    s: u128,
+    d: u128,
+    /// 0 when the source sorts first in the flow key (it is `lo`), else 1.
+    dir: u8,
+    flow: FlowKey,
+    pair: PairKey,
+    flow_h: u64,
+    pair_h: u64,
+    src_h: u64,
+    dst_h: u64,
+    /// The (host, service port) keys with the source and with the destination as the
+    /// initiator: which one applies is only known once the flow entry is read.
+    hp: [(HostPortKey, u64); 2],
+    /// The destination's host entry is read too (a SYN, a DNS answer).
+    dst_used: bool,
+}
+
+impl Keys {
+    #[inline]
+    fn of(m: &PacketMeta) -> Keys {
+        let s = ip_key(m.src);
+        let d = ip_key(m.dst);
+        let (lo, hi, plo, phi, dir) = if (s, m.sport) <= (d, m.dport) {
+            (s, d, m.sport, m.dport, 0u8)
+        } else {
+            (d, s, m.dport, m.sport, 1u8)
+        };
+        let flow = FlowKey {
+            lo,
+            hi,
+            plo,
+            phi,
+            proto: m.proto,
+        };
+        let pair = PairKey { lo, hi };
+        let hp = |host, port| {
+            let k = HostPortKey {
+                host,
+                port,
+                proto: m.proto,
+            };
+            (k, table::hash_key(&k))
+        };
+        Keys {
+            s,
+            d,
+            dir,
+            flow,
+            pair,
+            flow_h: table::hash_key(&flow),
+            pair_h: table::hash_key(&pair),
+            src_h: table::hash_key(&s),
+            dst_h: table::hash_key(&d),
+            hp: [hp(s, m.dport), hp(d, m.sport)],
+            dst_used: (m.is_tcp() && m.tcp_flags & (flags::SYN | flags::ACK) == flags::SYN)
+                || (m.is_udp() && m.sport == DNS_PORT),
+        }
+    }
+}
+
+/// How many packets ahead [`Detector::observe_batch`] prefetches.
+const BATCH_AHEAD: usize = 3;
+
 /// Ports of remote administration and file sharing, where lateral movement happens.
 const ADMIN_PORTS: [u16; 9] = [22, 23, 135, 139, 445, 3389, 5900, 5985, 5986];
 
@@ -582,12 +719,11 @@ pub struct Detector {
     host_ports: BoundedMap<HostPortKey, HostPortState>,
     syn_cm: DecayedCountMin,
     baseline_pairs: Bloom,
-    trees: HsTrees,
-    lo: [f32; HD],
-    hi: [f32; HD],
-    scale: [f32; HD],
-    hst_dims: [Welford; HD],
+    hst: HstModel,
     rules: [Welford; NRF],
+    /// Factor on the trees' class score that brings the calibration's largest score down
+    /// to the alert threshold (1 when it stayed below).
+    anomaly_scale: f32,
     last_alert: HashMap<(u128, ClassHint), u64, std::hash::BuildHasherDefault<table::FastHasher>>,
     alerts: Vec<Alert>,
     stats: DetectorStats,
@@ -599,9 +735,166 @@ pub struct Detector {
 /// Feature values of one packet.
 struct Features {
     rule: [Option<f64>; NRF],
-    /// The source was seen during the baseline.
+    /// The class scores, while scoring.
+    class_scores: Option<[f32; NCLASS]>,
+    /// The trees' normalised input, when they looked at this packet while scoring.
+    hst: Option<[f32; HD]>,
+}
+
+/// The half-space trees with the feature ranges that map their input into the unit cube and
+/// the calibration statistics of every dimension (for explanations).
+struct HstModel {
+    trees: HsTrees,
+    ntrees: f64,
+    lo: [f32; HD],
+    hi: [f32; HD],
+    scale: [f32; HD],
+    dims: [Welford; HD],
+    /// Largest anomaly score of the calibration phase.
+    calib_max: f64,
+}
+
+impl HstModel {
+    fn learn_ranges(&mut self, x: &[f32; HD]) {
+        for ((lo, hi), &v) in self.lo.iter_mut().zip(&mut self.hi).zip(x) {
+            *lo = lo.min(v);
+            *hi = hi.max(v);
+        }
+    }
+
+    /// Widens each range a little so baseline values do not sit on the cube's faces.
+    fn fix_ranges(&mut self) {
+        for i in 0..HD {
+            if self.lo[i] > self.hi[i] {
+                self.lo[i] = 0.0;
+                self.hi[i] = 1.0;
+            }
+            let span = (self.hi[i] - self.lo[i]).max(0.5);
+            self.lo[i] -= 0.1 * span;
+            self.scale[i] = 1.0 / (1.2 * span);
+        }
+    }
+
+    #[inline]
+    fn normalise(&self, x: &[f32; HD]) -> [f32; HD] {
+        let mut out = [0f32; HD];
+        for i in 0..HD {
+            out[i] = (x[i] - self.lo[i]) * self.scale[i];
+        }
+        out
+    }
+
+    /// `-log2` of the trees' mass score, relative to the training size: higher is more
+    /// anomalous.
+    #[inline]
+    fn anomaly(&self, x: &[f32; HD]) -> f64 {
+        let s = self.trees.score(x);
+        let n = self.trees.trained().max(1) as f64 * self.ntrees;
+        -((s + 1.0) / n).log2()
+    }
+
+    /// Learns or scores the raw feature vector `raw` as `phase` asks: the anomaly score and
+    /// the normalised vector from the calibration phase on.
+    fn process(&mut self, phase: Phase, raw: &[f32; HD]) -> Option<(f64, [f32; HD])> {
+        match phase {
+            Phase::Ranges => {
+                self.learn_ranges(raw);
+                None
+            }
+            Phase::Mass => {
+                let x = self.normalise(raw);
+                self.trees.learn(&x);
+                None
+            }
+            Phase::Calibrate => {
+                let x = self.normalise(raw);
+                for (w, v) in self.dims.iter_mut().zip(x) {
+                    w.add(f64::from(v));
+                }
+                let a = self.anomaly(&x);
+                self.calib_max = self.calib_max.max(a);
+                Some((a, x))
+            }
+            Phase::Score => {
+                let x = self.normalise(raw);
+                Some((self.anomaly(&x), x))
+            }
+        }
+    }
+}
+
+/// Share of the alert threshold up to which an answer carries its initiator's score.
+const CARRY_CAP: f32 = 0.95;
+
+#[inline]
+fn z_of(rules: &[Welford; NRF], z_floor: f64, rf: Rf, v: f64) -> f64 {
+    let w = &rules[rf as usize];
+    (v - w.mean) / w.std().max(z_floor)
+}
+
+/// The class with the largest score (the trees' class when all are 0) and that score.
+#[inline]
+fn best_class(cs: &[f32; NCLASS]) -> (usize, f32) {
+    cs.iter().enumerate().fold(
+        (NCLASS - 1, 0f32),
+        |acc, (i, s)| if *s > acc.1 { (i, *s) } else { acc },
+    )
+}
+
+/// Every class score of a packet from its rule features: the z-score of the class's main
+/// feature against the baseline, with the corrections below.
+fn class_scores_of(
+    rules: &[Welford; NRF],
+    z_floor: f64,
+    rule: &[Option<f64>; NRF],
     known_src: bool,
-    hst: [f32; HD],
+    anomaly_scale: f32,
+    threshold: f32,
+) -> [f32; NCLASS] {
+    let z = |rf: Rf, v: f64| z_of(rules, z_floor, rf, v).max(0.0) as f32;
+    let mut class_scores = [0f32; NCLASS];
+    for (c, (main, _)) in CLASS_RULES.iter().enumerate() {
+        if let Some(v) = rule[*main as usize] {
+            class_scores[c] = z(*main, v);
+        }
+    }
+    class_scores[NCLASS - 1] *= anomaly_scale;
+    // The trees alone do not alert: on their own their benign tail is too long for the
+    // false-positive target. They rank packets (below the threshold) unless a rule feature
+    // is half-way to alerting too.
+    let rules_top = class_scores[..NCLASS - 1]
+        .iter()
+        .fold(0f32, |a, b| a.max(*b));
+    if rules_top < 0.5 * threshold {
+        class_scores[NCLASS - 1] = class_scores[NCLASS - 1].min(CARRY_CAP * threshold);
+    }
+    // A host that was there in the baseline and sends SYNs at its usual pace is a client
+    // of the flooded server, not part of the flood.
+    if known_src && let Some(v) = rule[Rf::SynRateFromSrc as usize] {
+        class_scores[0] = class_scores[0].min(z(Rf::SynRateFromSrc, v));
+    }
+    // A DNS flood needs both the volume and the imbalance; the class score is their
+    // mean so a busy but balanced resolver client does not look like a victim.
+    if let (Some(_), Some(r)) = (
+        rule[Rf::DnsRespRate as usize],
+        rule[Rf::DnsRespReqRatio as usize],
+    ) {
+        class_scores[2] = 0.5 * (class_scores[2] + z(Rf::DnsRespReqRatio, r));
+    }
+    // A resolver the baseline knew answers what it was asked: only its own imbalance
+    // towards this client makes it a reflector.
+    if known_src && let Some(v) = rule[Rf::DnsPairRatio as usize] {
+        class_scores[2] = class_scores[2].min(z(Rf::DnsPairRatio, v));
+    }
+    class_scores
+}
+
+/// Whether the trees look at the `n`th packet of a flow: its first two, then at powers of
+/// two and every 64th. Between those the flow keeps its last score, which the trees learn
+/// and calibrate on in the same way, so the sampling does not bias the baseline.
+#[inline]
+fn hst_sampled(n: u32) -> bool {
+    n <= 2 || n.is_power_of_two() || n.is_multiple_of(64)
 }
 
 fn secs_ns(s: f64) -> u64 {
@@ -626,11 +919,16 @@ impl Detector {
             host_ports: BoundedMap::new(cfg.max_host_ports, idle),
             syn_cm: DecayedCountMin::new(4096, 4, RATE_LAMBDA, 50_000_000, 16),
             baseline_pairs: Bloom::new(cfg.max_pairs * 16, 4),
-            trees: HsTrees::new(HD, cfg.hst_trees, cfg.hst_depth, cfg.seed),
-            lo: [f32::INFINITY; HD],
-            hi: [f32::NEG_INFINITY; HD],
-            scale: [1.0; HD],
-            hst_dims: [Welford::default(); HD],
+            hst: HstModel {
+                trees: HsTrees::new(HD, cfg.hst_trees, cfg.hst_depth, cfg.seed),
+                ntrees: cfg.hst_trees as f64,
+                lo: [f32::INFINITY; HD],
+                hi: [f32::NEG_INFINITY; HD],
+                scale: [1.0; HD],
+                dims: [Welford::default(); HD],
+                calib_max: f64::NEG_INFINITY,
+            },
+            anomaly_scale: 1.0,
             rules: [Welford::default(); NRF],
             last_alert: HashMap::default(),
             alerts: Vec::new(),
@@ -717,37 +1015,27 @@ impl Detector {
 
     /// Observes one packet: updates the state, learns or scores.
     pub fn observe(&mut self, m: &PacketMeta) -> Verdict {
+        let k = Keys::of(m);
+        self.prefetch(&k);
+        self.observe_keyed(m, &k)
+    }
+
+    /// [`Detector::observe`] with the packet's keys computed (and its slots prefetched).
+    fn observe_keyed(&mut self, m: &PacketMeta, k: &Keys) -> Verdict {
         self.stats.packets += 1;
         let ts = m.ts_ns.max(1);
         let start = *self.start_ns.get_or_insert(ts);
         self.advance_phase(ts.saturating_sub(start));
-        let f = self.update(m, ts);
+        let f = self.update(m, k, ts);
         match self.phase {
-            Phase::Ranges => {
-                self.learn_ranges(&f.hst);
-                self.learning_verdict()
-            }
-            Phase::Mass => {
-                let x = self.normalise(&f.hst);
-                self.trees.learn(&x);
-                self.learn_rules(&f.rule);
-                self.learning_verdict()
-            }
-            Phase::Calibrate => {
-                let x = self.normalise(&f.hst);
-                let a = self.hst_anomaly(&x);
-                self.rules[Rf::HstAnomaly as usize].add(a);
-                for (w, v) in self.hst_dims.iter_mut().zip(x) {
-                    w.add(f64::from(v));
-                }
+            Phase::Ranges => self.learning_verdict(),
+            Phase::Mass | Phase::Calibrate => {
                 self.learn_rules(&f.rule);
                 self.learning_verdict()
             }
             Phase::Score => {
-                let x = self.normalise(&f.hst);
-                let mut rule = f.rule;
-                rule[Rf::HstAnomaly as usize] = Some(self.hst_anomaly(&x));
-                self.score(m, ts, &rule, f.known_src, &x)
+                let cs = f.class_scores.unwrap_or([0.0; NCLASS]);
+                self.score(m, ts, &f.rule, cs, f.hst.as_ref())
             }
         }
     }
@@ -778,37 +1066,31 @@ impl Detector {
             return;
         }
         if self.phase == Phase::Ranges {
-            // Widen each range a little so baseline values do not sit on the cube's faces.
-            for i in 0..HD {
-                if self.lo[i] > self.hi[i] {
-                    self.lo[i] = 0.0;
-                    self.hi[i] = 1.0;
-                }
-                let span = (self.hi[i] - self.lo[i]).max(0.5);
-                self.lo[i] -= 0.1 * span;
-                self.scale[i] = 1.0 / (1.2 * span);
-            }
+            self.hst.fix_ranges();
         }
         if next == Phase::Calibrate || next == Phase::Score {
             // Stop descending below 0.1% of the learnt mass (at least 2 packets).
-            let limit = (self.trees.trained() / 1000).clamp(2, u64::from(u32::MAX));
-            self.trees.set_size_limit(limit as u32);
+            let limit = (self.hst.trees.trained() / 1000).clamp(2, u64::from(u32::MAX));
+            self.hst.trees.set_size_limit(limit as u32);
         }
         if next == Phase::Score {
+            // The trees' scores have a long benign tail that a z-score does not capture:
+            // calibrate their class so that the largest baseline score sits at the threshold.
+            let zmax = self.z(Rf::HstAnomaly, self.hst.calib_max);
+            let thr = f64::from(self.cfg.alert_threshold);
+            self.anomaly_scale = if zmax.is_finite() && zmax > thr {
+                (thr / zmax) as f32
+            } else {
+                1.0
+            };
             tracing::info!(
+                anomaly_scale = self.anomaly_scale,
                 packets = self.stats.packets,
-                trained = self.trees.trained(),
+                trained = self.hst.trees.trained(),
                 "detector baseline learnt; scoring"
             );
         }
         self.phase = next;
-    }
-
-    fn learn_ranges(&mut self, x: &[f32; HD]) {
-        for ((lo, hi), &v) in self.lo.iter_mut().zip(&mut self.hi).zip(x) {
-            *lo = lo.min(v);
-            *hi = hi.max(v);
-        }
     }
 
     fn learn_rules(&mut self, rule: &[Option<f64>; NRF]) {
@@ -817,24 +1099,6 @@ impl Detector {
                 w.add(*v);
             }
         }
-    }
-
-    #[inline]
-    fn normalise(&self, x: &[f32; HD]) -> [f32; HD] {
-        let mut out = [0f32; HD];
-        for i in 0..HD {
-            out[i] = (x[i] - self.lo[i]) * self.scale[i];
-        }
-        out
-    }
-
-    /// `-log2` of the trees' mass score, relative to the training size: higher is more
-    /// anomalous.
-    #[inline]
-    fn hst_anomaly(&self, x: &[f32; HD]) -> f64 {
-        let s = self.trees.score(x);
-        let n = self.trees.trained().max(1) as f64 * self.cfg.hst_trees as f64;
-        -((s + 1.0) / n).log2()
     }
 
     #[inline]
@@ -848,42 +1112,10 @@ impl Detector {
         m: &PacketMeta,
         ts: u64,
         rule: &[Option<f64>; NRF],
-        known_src: bool,
-        x: &[f32; HD],
+        class_scores: [f32; NCLASS],
+        x: Option<&[f32; HD]>,
     ) -> Verdict {
-        let mut class_scores = [0f32; NCLASS];
-        for (c, (main, _)) in CLASS_RULES.iter().enumerate() {
-            if let Some(v) = rule[*main as usize] {
-                class_scores[c] = self.z(*main, v).max(0.0) as f32;
-            }
-        }
-        // A host that was there in the baseline and sends SYNs at its usual pace is a client
-        // of the flooded server, not part of the flood.
-        if known_src && let Some(v) = rule[Rf::SynRateFromSrc as usize] {
-            let zs = self.z(Rf::SynRateFromSrc, v).max(0.0) as f32;
-            class_scores[0] = class_scores[0].min(zs);
-        }
-        // A DNS flood needs both the volume and the imbalance; the class score is their
-        // mean so a busy but balanced resolver client does not look like a victim.
-        if let (Some(_), Some(r)) = (
-            rule[Rf::DnsRespRate as usize],
-            rule[Rf::DnsRespReqRatio as usize],
-        ) {
-            let zr = self.z(Rf::DnsRespReqRatio, r).max(0.0) as f32;
-            class_scores[2] = 0.5 * (class_scores[2] + zr);
-        }
-        // A resolver the baseline knew answers what it was asked: only its own imbalance
-        // towards this client makes it a reflector.
-        if known_src && let Some(v) = rule[Rf::DnsPairRatio as usize] {
-            let zp = self.z(Rf::DnsPairRatio, v).max(0.0) as f32;
-            class_scores[2] = class_scores[2].min(zp);
-        }
-        let (best, score) = class_scores.iter().enumerate().fold(
-            (ClassHint::ALL.len() - 1, 0f32),
-            |acc, (i, s)| {
-                if *s > acc.1 { (i, *s) } else { acc }
-            },
-        );
+        let (best, score) = best_class(&class_scores);
         let class_hint = ClassHint::ALL[best];
         let mut alerted = false;
         if score >= self.cfg.alert_threshold {
@@ -905,7 +1137,7 @@ impl Detector {
         score: f32,
         class: ClassHint,
         rule: &[Option<f64>; NRF],
-        x: &[f32; HD],
+        x: Option<&[f32; HD]>,
     ) -> bool {
         let subject = ip_key(if class.about_destination() {
             m.dst
@@ -939,11 +1171,13 @@ impl Detector {
                 });
             }
         }
-        if class == ClassHint::Anomaly {
+        if class == ClassHint::Anomaly
+            && let Some(x) = x
+        {
             // Which of the trees' dimensions moved furthest from the calibration traffic.
             let mut dims: Vec<FeatureDeviation> = (0..HD)
                 .map(|d| {
-                    let w = &self.hst_dims[d];
+                    let w = &self.hst.dims[d];
                     FeatureDeviation {
                         feature: HST_NAMES[d].to_owned(),
                         baseline: w.mean,
@@ -971,35 +1205,76 @@ impl Detector {
         true
     }
 
+    /// Starts loading every table slot the packet with keys `k` will touch, so that the
+    /// cache misses overlap instead of following one another.
+    #[inline]
+    fn prefetch(&self, k: &Keys) {
+        self.flows.prefetch(k.flow_h);
+        self.pairs.prefetch(k.pair_h);
+        self.hosts.prefetch(k.src_h);
+        self.host_ports.prefetch(k.hp[0].1);
+        self.host_ports.prefetch(k.hp[1].1);
+        if k.dst_used {
+            self.hosts.prefetch(k.dst_h);
+        }
+    }
+
+    /// Observes a batch of packets in order, appending one verdict per packet to `out`:
+    /// the same verdicts as [`Detector::observe`] on each in turn, faster, because the table
+    /// slots of the packets a few places ahead are fetched from memory while the current one
+    /// is worked on.
+    pub fn observe_batch(&mut self, pkts: &[PacketMeta], out: &mut Vec<Verdict>) {
+        out.reserve(pkts.len());
+        let mut ahead: [Option<Keys>; BATCH_AHEAD] = std::array::from_fn(|_| None);
+        for (i, m) in pkts.iter().enumerate() {
+            // Packet i's keys sit where packet i + BATCH_AHEAD's go next: take them first.
+            let k = ahead[i % BATCH_AHEAD].take().unwrap_or_else(|| Keys::of(m));
+            if let Some(next) = pkts.get(i + BATCH_AHEAD) {
+                let nk = Keys::of(next);
+                self.prefetch(&nk);
+                ahead[(i + BATCH_AHEAD) % BATCH_AHEAD] = Some(nk);
+            }
+            out.push(self.observe_keyed(m, &k));
+        }
+    }
+
     /// Updates every table with the packet and computes its features.
-    fn update(&mut self, m: &PacketMeta, ts: u64) -> Features {
-        let s = ip_key(m.src);
-        let d = ip_key(m.dst);
+    fn update(&mut self, m: &PacketMeta, k: &Keys, ts: u64) -> Features {
+        let (s, d) = (k.s, k.d);
         let len = f64::from(m.len);
         let tcp = m.is_tcp();
         let udp = m.is_udp();
+        // The parser finds no ports in a non-first fragment.
+        let fragment = (tcp || udp) && m.sport == 0 && m.dport == 0;
         let syn = tcp && m.tcp_flags & flags::SYN != 0 && m.tcp_flags & flags::ACK == 0;
         let synack = tcp && m.tcp_flags & (flags::SYN | flags::ACK) == (flags::SYN | flags::ACK);
         let mut rule: [Option<f64>; NRF] = [None; NRF];
         let mut hst = [0f32; HD];
+        let phase = self.phase;
+        // Disjoint borrows: the flow, pair and host entries stay open side by side.
+        let Detector {
+            cfg,
+            flows,
+            pairs,
+            hosts,
+            host_ports,
+            syn_cm,
+            baseline_pairs,
+            hst: model,
+            rules,
+            anomaly_scale,
+            scan_ns,
+            fanout_ns,
+            burst_gap_ns,
+            ..
+        } = self;
+        let (scan_ns, fanout_ns) = (*scan_ns, *fanout_ns);
 
         // Flow first: its eviction releases established connections of pairs.
-        let (lo, hi, plo, phi, dir) = if (s, m.sport) <= (d, m.dport) {
-            (s, d, m.sport, m.dport, 0u8)
-        } else {
-            (d, s, m.dport, m.sport, 1u8)
-        };
-        let fkey = FlowKey {
-            lo,
-            hi,
-            plo,
-            phi,
-            proto: m.proto,
-        };
-        let pkey = PairKey { lo, hi };
-        let Detector { flows, pairs, .. } = self;
-        let (flow, created) = flows.entry_or_insert(
-            fkey,
+        let dir = k.dir;
+        let (flow, created) = flows.entry_or_insert_hashed(
+            k.flow_h,
+            k.flow,
             ts,
             || FlowState {
                 first_ns: ts,
@@ -1016,8 +1291,18 @@ impl Detector {
             },
         );
         flow.last_ns = ts;
+        flow.pkts = flow.pkts.saturating_add(1);
         flow.size.update(ts, len);
         flow.bytes += u64::from(m.len);
+        // The trees look at a sample of each flow's packets, at a flow whose last score
+        // would alert, and at a flow they have not scored since the calibration began.
+        let scoring = matches!(phase, Phase::Calibrate | Phase::Score);
+        let hot = phase == Phase::Score
+            && flow.hst_score.is_some_and(|a| {
+                let w = &rules[Rf::HstAnomaly as usize];
+                (f64::from(a) - w.mean) / w.std().max(cfg.z_floor) >= f64::from(cfg.alert_threshold)
+            });
+        let need_hst = hst_sampled(flow.pkts) || hot || (scoring && flow.hst_score.is_none());
         let from_initiator = dir == flow.initiator;
         let mut opened = false;
         let mut closed = false;
@@ -1046,25 +1331,26 @@ impl Detector {
         }
         let initiator = flow.initiator;
         let dur = ts.saturating_sub(flow.first_ns) as f64 * 1e-9;
-        let fw1 = flow.size.win[2];
-        hst[14] = flog2p1(flow.size.win[0].w);
-        hst[15] = flog2p1(fw1.w);
-        hst[16] = flog2p1(fw1.mean());
-        hst[17] = flog2p1(fw1.std());
-        hst[18] = flog2p1(dur);
-        hst[19] = flog2p1(flow.bytes as f64);
+        if need_hst {
+            let fw1 = flow.size.win[2];
+            hst[14] = flog2p1(flow.size.win[0].w);
+            hst[15] = flog2p1(fw1.w);
+            hst[16] = flog2p1(fw1.mean());
+            hst[17] = flog2p1(fw1.std());
+            // Rates, not totals: totals only grow with a flow's age.
+            hst[18] = flog2p1(flow.size.win[0].mean());
+            hst[19] = flog2p1(flow.bytes as f64 / dur.max(1.0));
+        }
         if tcp && from_initiator && m.payload_len > 0 {
             rule[Rf::FlowByteRate as usize] = Some(log2p1(flow.bytes as f64 / dur.max(1.0)));
         }
 
         // Pair.
-        let pair_hash = u128::from(hash128(lo, 1)) << 64 | u128::from(hash128(hi, 2));
-        let phase = self.phase;
-        let baseline_pairs = &mut self.baseline_pairs;
         let (pair, pair_created) =
-            self.pairs
-                .entry_or_insert(pkey, ts, PairState::default, |_, _| {});
+            pairs.entry_or_insert_hashed(k.pair_h, k.pair, ts, PairState::default, |_, _| {});
         if pair_created {
+            let pair_hash =
+                u128::from(hash128(k.pair.lo, 1)) << 64 | u128::from(hash128(k.pair.hi, 2));
             pair.novel = match phase {
                 Phase::Ranges => false,
                 _ => !baseline_pairs.contains(pair_hash),
@@ -1084,33 +1370,22 @@ impl Detector {
         if closed {
             pair.established[ii] = pair.established[ii].saturating_sub(1);
         }
-        let b = &mut pair.burst[di];
-        if b.last_pkt_ns == 0 || ts.saturating_sub(b.last_pkt_ns) >= self.burst_gap_ns {
-            if b.last_burst_ns != 0 {
-                let iat = ts.saturating_sub(b.last_burst_ns) as f64 * 1e-9;
-                // Welford over the intervals, turning into an exponentially weighted
-                // average after 16 of them so old behaviour fades; `var` holds the sum of
-                // squared deviations.
-                let n = f64::from(b.bursts.min(16));
-                let dlt = iat - b.mean;
-                b.mean += dlt / n;
-                b.var =
-                    b.var * if b.bursts >= 16 { 15.0 / 16.0 } else { 1.0 } + dlt * (iat - b.mean);
-            }
-            b.bursts = b.bursts.saturating_add(1);
-            b.last_burst_ns = ts;
-        }
-        b.last_pkt_ns = ts;
+        pair.burst[di].packet(ts, *burst_gap_ns, cfg.beacon_min_bursts);
         // Regularity only counts on pairs the baseline did not know: the baseline has its
         // own periodic traffic (health checks, keep-alives, NTP) that is benign by definition.
-        if b.bursts >= self.cfg.beacon_min_bursts && pair.novel {
-            // Sample standard deviation of the intervals (bursts - 1 of them).
-            let sd = (b.var / f64::from(b.bursts.min(17) - 2)).max(0.0).sqrt();
-            rule[Rf::BurstRegularity as usize] =
-                Some((b.mean / (sd + 0.01 * b.mean + 0.001)).max(1e-3).log2());
-            let out = pair.bytes[di] as f64;
-            let inn = pair.bytes[1 - di] as f64;
-            rule[Rf::PairBytesOutIn as usize] = Some(((out + 1.0) / (inn + 1.0)).log2());
+        // Either direction's regularity scores every packet of the pair, so the answers and
+        // the uploads of a beaconing implant score with its check-ins.
+        if pair.novel {
+            let reg = match (pair.burst[0].regularity, pair.burst[1].regularity) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(r) = reg {
+                rule[Rf::BurstRegularity as usize] = Some(f64::from(r));
+                let out = pair.bytes[di] as f64;
+                let inn = pair.bytes[1 - di] as f64;
+                rule[Rf::PairBytesOutIn as usize] = Some(((out + 1.0) / (inn + 1.0)).log2());
+            }
         }
         if udp && m.sport == DNS_PORT {
             let out = pair.bytes[di] as f64;
@@ -1124,21 +1399,31 @@ impl Detector {
         if created {
             rule[Rf::NewPair as usize] = Some(if novel { 1.0 } else { 0.0 });
         }
-        let c = &pair.cov;
-        let pw = &c.dir[di].win;
-        hst[8] = flog2p1(pw[0].w);
-        hst[9] = flog2p1(pw[2].w);
-        hst[10] = flog2p1(pw[3].w);
-        hst[11] = flog2p1(c.magnitude(2));
-        hst[12] = flog2p1(c.radius(2));
-        hst[13] = c.pcc(2) as f32;
+        if need_hst {
+            let c = &pair.cov;
+            let pw = &c.dir[di].win;
+            hst[8] = flog2p1(pw[0].w);
+            hst[9] = flog2p1(pw[2].w);
+            hst[10] = flog2p1(pw[3].w);
+            hst[11] = flog2p1(c.magnitude(2));
+            hst[12] = flog2p1(c.radius(2));
+            hst[13] = c.pcc(2) as f32;
+        }
 
         // Source host.
-        let scan_ns = self.scan_ns;
-        let fanout_ns = self.fanout_ns;
-        let (host, host_created) = self
-            .hosts
-            .entry_or_insert(s, ts, HostState::default, |_, _| {});
+        let (host, host_created) =
+            hosts.entry_or_insert_hashed(k.src_h, s, ts, HostState::default, |_, _| {});
+        if host_created {
+            // Hosts seen in the baseline, in the same Bloom filter as pairs (a disjoint key
+            // space: the low half of a host key is a constant).
+            let host_key = u128::from(hash128(s, 6)) << 64 | 0x686f_7374;
+            host.known = if phase == Phase::Score {
+                baseline_pairs.contains(host_key)
+            } else {
+                baseline_pairs.insert(host_key);
+                true
+            };
+        }
         host.last_ns = ts;
         host.size.update(ts, len);
         // The flow's service port: where lateral movement and scans aim.
@@ -1169,67 +1454,54 @@ impl Detector {
         if udp && m.dport == DNS_PORT {
             host.dns_req_tx.add(ts, RATE_LAMBDA, len);
         }
-        for (i, w) in host.size.win.iter().enumerate() {
-            hst[i] = flog2p1(w.w);
-        }
-        hst[5] = flog2p1(host.size.win[2].mean());
-        hst[6] = flog2p1(host.size.win[3].mean());
-        hst[7] = flog2p1(host.size.win[2].std());
-        let src_counts = (
-            host.ports.estimate(ts, scan_ns),
-            host.hosts.estimate(ts, scan_ns),
-            log2p1(f64::from(host.admin_hosts.estimate(ts, fanout_ns)))
-                + log2p1(f64::from(host.novel_admin_hosts.estimate(ts, fanout_ns))),
-        );
-        // Hosts seen in the baseline, in the same Bloom filter as pairs (a disjoint key
-        // space: the low half of a host key is a constant).
-        let host_key = u128::from(hash128(s, 6)) << 64 | 0x686f_7374;
-        let known_src = if phase == Phase::Score {
-            (syn || udp) && self.baseline_pairs.contains(host_key)
-        } else {
-            if host_created {
-                self.baseline_pairs.insert(host_key);
+        if need_hst {
+            // Not the slowest window: its 100 s half-life is longer than the baseline.
+            for (i, w) in host.size.win[..4].iter().enumerate() {
+                hst[i] = flog2p1(w.w);
             }
-            false
-        };
+            hst[4] = flog2p1(host.size.win[3].std());
+            hst[5] = flog2p1(host.size.win[2].mean());
+            hst[6] = flog2p1(host.size.win[3].mean());
+            hst[7] = flog2p1(host.size.win[2].std());
+        }
+        // A known source while scoring: one that was there in the baseline (a host first
+        // seen while scoring is never known, even after it was evicted and came back).
+        let known_src = phase == Phase::Score && (syn || udp) && host.known;
 
         // Scan and fan-out features belong to the flow's initiator, so its peers' answers
-        // (RSTs to a scanner, replies to a pivot) score with it.
+        // (RSTs to a scanner, replies to a pivot) score with it: the initiator's counts as of
+        // its last packet in the flow.
         if tcp || udp {
-            let (ports, hosts, admins) = if from_initiator {
-                src_counts
-            } else {
-                self.hosts.get(&d).map_or((0.0, 0.0, 0.0), |h| {
-                    (
-                        h.ports.estimate(ts, scan_ns),
-                        h.hosts.estimate(ts, scan_ns),
-                        log2p1(f64::from(h.admin_hosts.estimate(ts, fanout_ns)))
-                            + log2p1(f64::from(h.novel_admin_hosts.estimate(ts, fanout_ns))),
-                    )
-                })
-            };
+            if from_initiator {
+                flow.init_counts = [
+                    host.ports.estimate(ts, scan_ns),
+                    host.hosts.estimate(ts, scan_ns),
+                    (log2p1(f64::from(host.admin_hosts.estimate(ts, fanout_ns)))
+                        + log2p1(f64::from(host.novel_admin_hosts.estimate(ts, fanout_ns))))
+                        as f32,
+                ];
+            }
+            let [ports, hosts_n, admins] = flow.init_counts;
             rule[Rf::PortsBySrc as usize] = Some(log2p1(f64::from(ports)));
-            rule[Rf::HostsBySrc as usize] = Some(log2p1(f64::from(hosts)));
+            rule[Rf::HostsBySrc as usize] = Some(log2p1(f64::from(hosts_n)));
             if admin {
-                rule[Rf::AdminHostsBySrc as usize] = Some(admins);
+                rule[Rf::AdminHostsBySrc as usize] = Some(f64::from(admins));
             }
         }
 
         // Destination host, only where a rule needs it.
         if syn {
-            let c = self.syn_cm.add(ts, d, 1.0);
-            let rate = f64::from(self.syn_cm.rate(c));
+            let c = syn_cm.add(ts, d, 1.0);
+            let rate = f64::from(syn_cm.rate(c));
             rule[Rf::SynRateToDst as usize] = Some(log2p1(rate));
-            let answered = self
-                .hosts
-                .get(&d)
+            let answered = hosts
+                .get_hashed(k.dst_h, &d)
                 .map_or(0.0, |h| h.synack_tx.rate(ts, RATE_LAMBDA));
             rule[Rf::HalfOpenRatio as usize] = Some(((1.0 + rate) / (1.0 + answered)).log2());
         }
         if udp && m.sport == DNS_PORT {
-            let (victim, _) = self
-                .hosts
-                .entry_or_insert(d, ts, HostState::default, |_, _| {});
+            let (victim, _) =
+                hosts.entry_or_insert_hashed(k.dst_h, d, ts, HostState::default, |_, _| {});
             victim.last_ns = victim.last_ns.max(ts);
             victim.dns_resp_rx.add(ts, RATE_LAMBDA, len);
             let resp = victim.dns_resp_rx.rate(ts, RATE_LAMBDA);
@@ -1239,33 +1511,69 @@ impl Detector {
         }
 
         // The initiator's service: rate and fan-out per (initiator host, service port).
-        let (ihost, ohost, iport) = if from_initiator {
-            (s, d, m.dport)
+        let (ohost, (hpk, hph)) = if from_initiator {
+            (d, k.hp[0])
         } else {
-            (d, s, m.sport)
+            (s, k.hp[1])
         };
-        let (hp, _) = self.host_ports.entry_or_insert(
-            HostPortKey {
-                host: ihost,
-                port: iport,
-                proto: m.proto,
-            },
-            ts,
-            HostPortState::default,
-            |_, _| {},
-        );
+        let (hp, _) =
+            host_ports.entry_or_insert_hashed(hph, hpk, ts, HostPortState::default, |_, _| {});
         hp.last_ns = ts;
         hp.pkts.add(ts, RATE_LAMBDA, 1.0);
         if created {
             hp.fanout.insert_hash(ts, fanout_ns, hash128(ohost, 5));
         }
-        hst[20] = flog2p1(hp.pkts.rate(ts, RATE_LAMBDA));
-        hst[21] = flog2p1(f64::from(hp.fanout.estimate(ts, fanout_ns)));
+        let mut x = None;
+        if need_hst {
+            hst[20] = flog2p1(hp.pkts.rate(ts, RATE_LAMBDA));
+            hst[21] = flog2p1(f64::from(hp.fanout.estimate(ts, fanout_ns)));
+            if let Some((a, xn)) = model.process(phase, &hst) {
+                flow.hst_score = Some(a as f32);
+                x = Some(xn);
+            }
+        }
+        if scoring {
+            rule[Rf::HstAnomaly as usize] = flow.hst_score.map(f64::from);
+        }
 
+        let mut class_scores = None;
+        if phase == Phase::Score {
+            let mut cs = class_scores_of(
+                rules,
+                cfg.z_floor,
+                &rule,
+                known_src,
+                *anomaly_scale,
+                cfg.alert_threshold,
+            );
+            let (best, top) = best_class(&cs);
+            if from_initiator {
+                flow.carry = (top, best as u8);
+            } else {
+                // An answer belongs to the exchange its initiator started: it ranks with the
+                // initiator's last packet (a flooded server's SYN-ACKs with the flood), but
+                // below the alert threshold, since that packet already raised the alert.
+                let (carried, c) = flow.carry;
+                let c = usize::from(c).min(NCLASS - 1);
+                let cap = CARRY_CAP * cfg.alert_threshold;
+                cs[c] = cs[c].max(carried.min(cap));
+            }
+            if fragment {
+                // A later fragment is the rest of the datagram its first fragment (which has
+                // the ports) began: it takes that fragment's score.
+                let (carried, c) = pair.frag_carry[di];
+                let c = usize::from(c).min(NCLASS - 1);
+                cs[c] = cs[c].max(carried);
+            } else {
+                let (best, top) = best_class(&cs);
+                pair.frag_carry[di] = (top, best as u8);
+            }
+            class_scores = Some(cs);
+        }
         Features {
             rule,
-            known_src,
-            hst,
+            class_scores,
+            hst: x,
         }
     }
 }

@@ -2,9 +2,13 @@
 //! entries idle longer than the timeout go first; if that frees too little, the least
 //! recently seen eighth goes too, so an insert costs amortised O(1) even under a flood of
 //! new keys (spoofed sources, scans).
+//!
+//! The map is open addressing with linear probing over at least twice as many slots as
+//! entries, each slot holding its hash, key and value inline: a lookup that hits its home
+//! slot touches one place in memory (a `HashMap` touches its control bytes and then the
+//! bucket), and [`BoundedMap::prefetch`] can ask for that place ahead of time.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 
 use super::sketch::mix64;
 
@@ -61,16 +65,54 @@ impl Hasher for FastHasher {
     }
 }
 
+/// The hash a [`BoundedMap`] files `key` under.
+#[inline]
+pub fn hash_key<K: Hash>(key: &K) -> u64 {
+    let mut h = FastHasher::default();
+    key.hash(&mut h);
+    h.finish()
+}
+
+/// Asks the CPU to start loading the cache line at `p` (a hint: it never faults and has no
+/// effect on what the program computes).
+#[inline(always)]
+#[allow(unsafe_code)]
+pub fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has (it is part of the
+        // target's baseline). A prefetch reads nothing the program sees and never faults,
+        // whatever the address, so no pointer validity is required.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// Most cache lines [`BoundedMap::prefetch`] asks for per slot: a core tracks only about a
+/// dozen outstanding misses, and several tables are prefetched per packet.
+pub const PREFETCH_LINES: usize = 16;
+
 /// What a table entry must tell the eviction policy.
 pub trait Stamped {
     /// When the entry was last touched.
     fn last_seen_ns(&self) -> u64;
 }
 
+#[derive(Debug, Clone)]
+struct Slot<K, V> {
+    hash: u64,
+    key: K,
+    val: V,
+}
+
 /// A hash map of at most `capacity` entries with stale-by-time eviction.
 #[derive(Debug)]
 pub struct BoundedMap<K, V> {
-    map: HashMap<K, V, BuildHasherDefault<FastHasher>>,
+    slots: Vec<Option<Slot<K, V>>>,
+    mask: usize,
+    len: usize,
     capacity: usize,
     idle_ns: u64,
     evicted: u64,
@@ -81,8 +123,12 @@ impl<K: Hash + Eq + Copy, V: Stamped> BoundedMap<K, V> {
     /// `idle_ns` are the first to go.
     pub fn new(capacity: usize, idle_ns: u64) -> Self {
         let capacity = capacity.max(8);
+        // At most half full: probe sequences stay short and one always ends in an empty slot.
+        let n = (2 * capacity).next_power_of_two();
         BoundedMap {
-            map: HashMap::with_capacity_and_hasher(capacity, BuildHasherDefault::default()),
+            slots: (0..n).map(|_| None).collect(),
+            mask: n - 1,
+            len: 0,
             capacity,
             idle_ns,
             evicted: 0,
@@ -91,12 +137,12 @@ impl<K: Hash + Eq + Copy, V: Stamped> BoundedMap<K, V> {
 
     /// Entries held.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len == 0
     }
 
     /// Entries evicted so far.
@@ -104,14 +150,51 @@ impl<K: Hash + Eq + Copy, V: Stamped> BoundedMap<K, V> {
         self.evicted
     }
 
+    /// Starts loading the home slot of the key hashed to `hash` (see [`hash_key`]) into the
+    /// cache, so that a lookup a few packets later finds it there.
+    ///
+    /// Every cache line of the slot is asked for (an entry spans several, and the update
+    /// touches most of them), at most [`PREFETCH_LINES`].
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        if let Some(s) = self.slots.get(hash as usize & self.mask) {
+            let p = (s as *const Option<Slot<K, V>>).cast::<u8>();
+            let size = std::mem::size_of::<Option<Slot<K, V>>>();
+            for off in (0..size).step_by(64).take(PREFETCH_LINES) {
+                prefetch(p.wrapping_add(off));
+            }
+        }
+    }
+
+    /// The slot holding `key` (`Ok`), or the empty slot where it would go (`Err`).
+    #[inline]
+    fn find(&self, hash: u64, key: &K) -> Result<usize, usize> {
+        let mut i = hash as usize & self.mask;
+        loop {
+            match &self.slots[i] {
+                None => return Err(i),
+                Some(s) if s.hash == hash && s.key == *key => return Ok(i),
+                Some(_) => i = (i + 1) & self.mask,
+            }
+        }
+    }
+
     /// The entry for `key`.
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.map.get(key)
+        self.get_hashed(hash_key(key), key)
+    }
+
+    /// The entry for `key`, whose [`hash_key`] the caller computed already.
+    #[inline]
+    pub fn get_hashed(&self, hash: u64, key: &K) -> Option<&V> {
+        let i = self.find(hash, key).ok()?;
+        self.slots[i].as_ref().map(|s| &s.val)
     }
 
     /// The entry for `key`, mutable.
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        self.map.get_mut(key)
+        let i = self.find(hash_key(key), key).ok()?;
+        self.slots[i].as_mut().map(|s| &mut s.val)
     }
 
     /// The entry for `key`, created with `make` if absent (after making room; every entry
@@ -124,41 +207,114 @@ impl<K: Hash + Eq + Copy, V: Stamped> BoundedMap<K, V> {
         make: impl FnOnce() -> V,
         on_evict: impl FnMut(K, V),
     ) -> (&mut V, bool) {
-        let mut created = false;
-        if !self.map.contains_key(&key) {
-            if self.map.len() >= self.capacity {
-                self.make_room(now_ns, on_evict);
+        self.entry_or_insert_hashed(hash_key(&key), key, now_ns, make, on_evict)
+    }
+
+    /// [`BoundedMap::entry_or_insert`] for a key whose [`hash_key`] the caller computed
+    /// already (to prefetch its slot, say). `hash` must be `hash_key(&key)`.
+    #[inline]
+    pub fn entry_or_insert_hashed(
+        &mut self,
+        hash: u64,
+        key: K,
+        now_ns: u64,
+        make: impl FnOnce() -> V,
+        on_evict: impl FnMut(K, V),
+    ) -> (&mut V, bool) {
+        debug_assert_eq!(hash, hash_key(&key));
+        let (i, created) = match self.find(hash, &key) {
+            Ok(i) => (i, false),
+            Err(mut i) => {
+                if self.len >= self.capacity {
+                    self.make_room(now_ns, on_evict);
+                    i = match self.find(hash, &key) {
+                        Ok(i) | Err(i) => i,
+                    };
+                }
+                self.len += 1;
+                (i, true)
             }
-            created = true;
+        };
+        // A found slot is full and `make` is not called; otherwise the slot is empty.
+        let s = self.slots[i].get_or_insert_with(|| Slot {
+            hash,
+            key,
+            val: make(),
+        });
+        (&mut s.val, created)
+    }
+
+    /// Empties slot `i` and moves later members of its probe run back so that every key
+    /// stays reachable from its home slot (deletion without tombstones).
+    fn remove_at(&mut self, mut i: usize) -> Option<Slot<K, V>> {
+        let out = self.slots[i].take()?;
+        self.len -= 1;
+        let mut j = i;
+        loop {
+            j = (j + 1) & self.mask;
+            let home = match &self.slots[j] {
+                None => break,
+                Some(s) => s.hash as usize & self.mask,
+            };
+            // The entry at j may stay if its home lies cyclically in (i, j].
+            let stays = if i <= j {
+                i < home && home <= j
+            } else {
+                i < home || home <= j
+            };
+            if !stays {
+                self.slots[i] = self.slots[j].take();
+                i = j;
+            }
         }
-        (self.map.entry(key).or_insert_with(make), created)
+        Some(out)
+    }
+
+    /// Evicts every entry `evict` picks, handing each to `on_evict`.
+    fn evict_where(&mut self, mut evict: impl FnMut(&V) -> bool, on_evict: &mut impl FnMut(K, V)) {
+        let mut i = 0;
+        while i < self.slots.len() {
+            let hit = self.slots[i].as_ref().is_some_and(|s| evict(&s.val));
+            if hit {
+                // A later entry may have moved into slot i: look at it again.
+                if let Some(s) = self.remove_at(i) {
+                    on_evict(s.key, s.val);
+                }
+            } else {
+                i += 1;
+            }
+        }
     }
 
     fn make_room(&mut self, now_ns: u64, mut on_evict: impl FnMut(K, V)) {
-        let before = self.map.len();
+        let before = self.len;
         let cutoff = now_ns.saturating_sub(self.idle_ns);
-        for (k, v) in self.map.extract_if(|_, v| v.last_seen_ns() < cutoff) {
-            on_evict(k, v);
-        }
-        if self.map.len() > self.capacity - self.capacity / 8 {
+        self.evict_where(|v| v.last_seen_ns() < cutoff, &mut on_evict);
+        if self.len > self.capacity - self.capacity / 8 {
             // Not enough was idle: drop the least recently seen eighth.
-            let mut stamps: Vec<u64> = self.map.values().map(Stamped::last_seen_ns).collect();
-            let nth = self.capacity / 8;
+            let mut stamps: Vec<u64> = self
+                .slots
+                .iter()
+                .flatten()
+                .map(|s| s.val.last_seen_ns())
+                .collect();
+            let nth = (self.capacity / 8).min(stamps.len().saturating_sub(1));
             stamps.select_nth_unstable(nth);
             let bound = stamps[nth];
             let mut budget = nth.max(1);
-            for (k, v) in self.map.extract_if(|_, v| {
-                if budget > 0 && v.last_seen_ns() <= bound {
-                    budget -= 1;
-                    true
-                } else {
-                    false
-                }
-            }) {
-                on_evict(k, v);
-            }
+            self.evict_where(
+                |v| {
+                    if budget > 0 && v.last_seen_ns() <= bound {
+                        budget -= 1;
+                        true
+                    } else {
+                        false
+                    }
+                },
+                &mut on_evict,
+            );
         }
-        self.evicted += (before - self.map.len()) as u64;
+        self.evicted += (before - self.len) as u64;
     }
 }
 
@@ -190,6 +346,31 @@ mod tests {
         assert!(m.get(&99_999).is_some());
         assert_eq!(evicted as u64, m.evicted());
         assert_eq!(m.evicted() + m.len() as u64, 100_001);
+    }
+
+    #[test]
+    fn every_key_stays_reachable_through_evictions() {
+        // A tiny table with many collisions: evictions shift probe runs back, and every key
+        // still held must be found, every key evicted must be gone.
+        let mut m: BoundedMap<u32, E> = BoundedMap::new(16, 50);
+        let mut held = std::collections::BTreeSet::new();
+        for i in 0..2_000u32 {
+            let t = u64::from(i);
+            m.entry_or_insert(
+                i * 7,
+                t,
+                || E(t),
+                |k, _| {
+                    held.remove(&k);
+                },
+            );
+            held.insert(i * 7);
+            assert_eq!(m.len(), held.len());
+            for k in &held {
+                assert!(m.get(k).is_some(), "key {k} lost at step {i}");
+            }
+        }
+        assert!(m.get(&0).is_none());
     }
 
     #[test]

@@ -712,3 +712,46 @@ fn vxlan_wrap(inner: &[u8]) -> Vec<u8> {
     f.extend_from_slice(inner);
     f
 }
+
+#[test]
+fn batches_give_the_verdicts_and_alerts_of_one_packet_at_a_time() {
+    // Small tables so that evictions happen inside batches: prefetching ahead must not
+    // change what any packet sees.
+    let cfg = DetectorConfig {
+        baseline_s: 8.0,
+        max_hosts: 256,
+        max_pairs: 256,
+        max_flows: 512,
+        max_host_ports: 256,
+        ..Default::default()
+    };
+    let mut traffic = benign(5, 0, 16);
+    traffic.extend(syn_flood(&mut SplitMix::new(6), 9, 2));
+    traffic.extend(port_scan(&mut SplitMix::new(7), 12, 2));
+    let pkts: Vec<PacketMeta> = sorted(traffic).into_iter().map(|p| p.meta).collect();
+
+    let mut one = Detector::new(cfg.clone()).expect("config");
+    let single: Vec<Verdict> = pkts.iter().map(|m| one.observe(m)).collect();
+    let mut batched = Detector::new(cfg).expect("config");
+    let mut verdicts = Vec::new();
+    // Uneven batch sizes, some shorter than the prefetch distance.
+    let mut rest = &pkts[..];
+    for n in [1usize, 3, 7, 64, 1000].into_iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (b, r) = rest.split_at(n.min(rest.len()));
+        batched.observe_batch(b, &mut verdicts);
+        rest = r;
+    }
+    assert_eq!(verdicts.len(), single.len());
+    assert!(
+        single.iter().any(|v| v.alerted),
+        "the attacks raised no alert"
+    );
+    for (i, (a, b)) in single.iter().zip(&verdicts).enumerate() {
+        assert_eq!(a, b, "packet {i}");
+    }
+    assert_eq!(one.take_alerts(), batched.take_alerts());
+    assert_eq!(one.stats(), batched.stats());
+}
