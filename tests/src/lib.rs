@@ -4,9 +4,9 @@
 #![forbid(unsafe_code)]
 
 pub mod accounting;
+pub mod closed_loop;
 pub mod corpus;
 pub mod counts;
-pub mod closed_loop;
 pub mod daemon;
 pub mod decode;
 pub mod examples;

@@ -53,7 +53,10 @@ fn mirror_mode_blocks_the_flood_at_the_nic_and_nothing_passes_after_the_block() 
         incident_vms(&d, &token)
     );
     // Mirror mode: frames before the block reach production; none after it.
-    assert!(flood.delivered > 0 && flood.delivered < flood.fed, "{flood:?}");
+    assert!(
+        flood.delivered > 0 && flood.delivered < flood.fed,
+        "{flood:?}"
+    );
     assert_eq!(flood.delivered_after_block, 0, "{flood:?}");
     // Benign traffic is untouched by the flood's block.
     let benign = &r.classes["benign"];
@@ -86,5 +89,8 @@ fn redirect_mode_releases_nothing_of_a_scan_once_the_shadow_has_detected_it() {
         benign.delivered as f64 >= 0.99 * benign.fed as f64,
         "{benign:?}"
     );
-    assert_eq!(r.releases, r.classes.values().map(|c| c.released).sum::<u64>());
+    assert_eq!(
+        r.releases,
+        r.classes.values().map(|c| c.released).sum::<u64>()
+    );
 }

@@ -23,8 +23,8 @@ pub mod honeypot;
 pub mod netns;
 pub mod suricata;
 // The only unsafe code of analysis: kill(2) and an AF_PACKET socket.
+pub mod siem;
 #[allow(unsafe_code)]
 pub mod sys;
-pub mod siem;
 pub mod tap;
 pub mod trafficgen;

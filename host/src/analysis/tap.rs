@@ -200,7 +200,7 @@ impl ShadowTap {
             out.replies.extend(replies);
         }
         if frame.redirected() {
-            let src = parse(
+            let addrs = parse(
                 frame.inner,
                 &ParseConfig {
                     vxlan_port: 0,
@@ -208,9 +208,23 @@ impl ShadowTap {
                 },
             )
             .ok()
-            .and_then(|h| h.src_ip());
+            .map(|h| (h.src_ip(), h.dst_ip()));
+            let (src, dst) = addrs.unwrap_or((None, None));
+            // An alert on this frame counts as the verdict even when the frame's own score
+            // stays below the gate's: alerts also come from rate and pattern statistics.
+            let alerted = out
+                .alerts
+                .iter()
+                .filter(|a| Some(a.src) == src)
+                .map(|a| a.score)
+                .reduce(f32::max);
+            let refused = |ip: Option<IpAddr>| ip.is_some_and(|ip| self.blocked.contains(&ip));
             let decision = match (src, verdict) {
-                (Some(ip), _) if self.blocked.contains(&ip) => GateVerdict::BlockedSource,
+                (Some(_), _) if alerted.is_some() => GateVerdict::Detected {
+                    score: alerted.unwrap_or_default(),
+                },
+                // Nothing to or from a refused address passes, as the ACL's block rules.
+                _ if refused(src) || refused(dst) => GateVerdict::BlockedSource,
                 (Some(ip), Some(v)) if !v.learning && v.score >= self.cfg.gate_score => {
                     // A detected attack's later packets never reach production, whatever their
                     // own score.
@@ -225,6 +239,8 @@ impl ShadowTap {
             }
             out.verdict = Some(decision);
         }
+        // An alert's source is refused from now on.
+        self.blocked.extend(out.alerts.iter().map(|a| a.src));
         out
     }
 }

@@ -230,12 +230,14 @@ impl<D: Backend> Controller<D> {
         let wall0 = Instant::now();
         let tenant = caller.tenant()?.to_string();
         let world = World::load(&self.store)?;
-        let (_, shadow, network) = world.shadow(&tenant, &req.shadow).cloned().ok_or_else(|| {
-            ControlError::NotFound {
-                kind: "shadow",
-                name: req.shadow.clone(),
-            }
-        })?;
+        let (_, shadow, network) =
+            world
+                .shadow(&tenant, &req.shadow)
+                .cloned()
+                .ok_or_else(|| ControlError::NotFound {
+                    kind: "shadow",
+                    name: req.shadow.clone(),
+                })?;
         if req.frames.windows(2).any(|w| w[1].at_ns < w[0].at_ns) {
             return Err(ControlError::field(
                 "frames",
@@ -290,7 +292,9 @@ impl<D: Backend> Controller<D> {
             c.fed += 1;
             c.first_ns.get_or_insert(f.at_ns);
             if let Some(k) = payload_key(&f.frame) {
-                truth.entry(k).or_insert_with(|| (f.attack.clone(), f.at_ns));
+                truth
+                    .entry(k)
+                    .or_insert_with(|| (f.attack.clone(), f.at_ns));
             }
         }
         let mut report = LoopReport {
@@ -390,7 +394,8 @@ impl<D: Backend> Controller<D> {
                         .is_some_and(|t| t.vni == shadow.vni);
                 if !to_shadow {
                     if d.copy == 0
-                        && let Some((attack, at_ns)) = payload_key(bytes).and_then(|k| truth.get(&k))
+                        && let Some((attack, at_ns)) =
+                            payload_key(bytes).and_then(|k| truth.get(&k))
                     {
                         let blocked = report.first_block_ns().is_some_and(|b| *at_ns >= b);
                         let c = report.classes.entry(class_name(attack)).or_default();
@@ -473,7 +478,11 @@ impl<D: Backend> Controller<D> {
             if d.copy == 0
                 && let Some((attack, _)) = payload_key(&d.bytes).and_then(|k| truth.get(&k))
             {
-                report.classes.entry(class_name(attack)).or_default().delivered += 1;
+                report
+                    .classes
+                    .entry(class_name(attack))
+                    .or_default()
+                    .delivered += 1;
             }
         }
         if let Some(w) = capture {
