@@ -69,6 +69,11 @@ pub fn network() -> Value {
 /// takes every packet, and a mitigation policy in `auto` mode that blocks on the first
 /// finding; returns the tenant's token.
 pub fn setup(d: &TestDaemon, mode: &str) -> String {
+    setup_with_policy(d, mode, "auto")
+}
+
+/// [`setup`] with the mitigation policy in `policy_mode` (`off`, `propose`, `auto`).
+pub fn setup_with_policy(d: &TestDaemon, mode: &str, policy_mode: &str) -> String {
     let token = d.tenant(TENANT, json!({}));
     let c = d.client(&token);
     c.send("POST", "/v1/networks", &network(), &[])
@@ -88,7 +93,7 @@ pub fn setup(d: &TestDaemon, mode: &str) -> String {
         "PUT",
         "/v1/mitigation-policy",
         &json!({
-            "mode": "auto", "min_severity": 3, "min_findings": 1, "max_rules": 64,
+            "mode": policy_mode, "min_severity": 3, "min_findings": 1, "max_rules": 64,
             "rule_ttl_s": 3600, "incident_window_s": 600
         }),
         &[],

@@ -9,7 +9,8 @@
 //! - hands the inner frame to the built-in detector and collects its alerts;
 //! - answers frames addressed to the shadow's honeypots (the replies stay in the shadow);
 //! - in redirect mode, is the verdict gate: a redirected frame is released to production
-//!   only if its source is not blocked and the detector does not score it as an attack;
+//!   only if neither address is blocked, the pair of addresses has not been detected, and
+//!   the detector does not score it as an attack;
 //!   a source the gate refuses stays refused ([`ShadowTap::block`] adds sources that a
 //!   mitigation or another analysis node named).
 
@@ -48,9 +49,11 @@ pub enum TapError {
 pub enum GateVerdict {
     /// Release it to production.
     Release,
-    /// Keep it from production: its source is blocked.
+    /// Keep it from production: an address of it is blocked, or its pair of addresses was
+    /// detected before.
     BlockedSource,
-    /// Keep it from production: the detector scores it as an attack (its source is blocked
+    /// Keep it from production: the detector scores it as an attack (its pair of addresses
+    /// is refused
     /// from now on).
     Detected {
         /// The detector's score.
@@ -106,6 +109,9 @@ pub struct ShadowTap {
     honeypots: Vec<Honeypot>,
     decap: Decapsulator,
     blocked: HashSet<IpAddr>,
+    /// Address pairs (lower first) the detector named: the gate's verdict is per pair, so a
+    /// production VM an attack touches keeps its other traffic.
+    detected: HashSet<(IpAddr, IpAddr)>,
     stats: TapStats,
 }
 
@@ -134,6 +140,7 @@ impl ShadowTap {
             detector,
             honeypots,
             blocked: HashSet::new(),
+            detected: HashSet::new(),
             stats: TapStats::default(),
         })
     }
@@ -172,6 +179,11 @@ impl ShadowTap {
     /// Sources the gate refuses.
     pub fn blocked(&self) -> impl Iterator<Item = &IpAddr> {
         self.blocked.iter()
+    }
+
+    /// Address pairs the detector named (the gate refuses frames between them).
+    pub fn detected_pairs(&self) -> impl Iterator<Item = &(IpAddr, IpAddr)> {
+        self.detected.iter()
     }
 
     /// Takes one frame the NIC sent toward the shadow, captured at `ts_ns`.
@@ -219,16 +231,22 @@ impl ShadowTap {
                 .map(|a| a.score)
                 .reduce(f32::max);
             let refused = |ip: Option<IpAddr>| ip.is_some_and(|ip| self.blocked.contains(&ip));
+            let pair_detected = match (src, dst) {
+                (Some(a), Some(b)) => self.detected.contains(&pair(a, b)),
+                _ => false,
+            };
             let decision = match (src, verdict) {
                 (Some(_), _) if alerted.is_some() => GateVerdict::Detected {
                     score: alerted.unwrap_or_default(),
                 },
-                // Nothing to or from a refused address passes, as the ACL's block rules.
-                _ if refused(src) || refused(dst) => GateVerdict::BlockedSource,
-                (Some(ip), Some(v)) if !v.learning && v.score >= self.cfg.gate_score => {
+                // Nothing to or from a blocked address passes, as the ACL's block rules.
+                _ if refused(src) || refused(dst) || pair_detected => GateVerdict::BlockedSource,
+                (Some(a), Some(v)) if !v.learning && v.score >= self.cfg.gate_score => {
                     // A detected attack's later packets never reach production, whatever their
                     // own score.
-                    self.blocked.insert(ip);
+                    if let Some(b) = dst {
+                        self.detected.insert(pair(a, b));
+                    }
                     GateVerdict::Detected { score: v.score }
                 }
                 _ => GateVerdict::Release,
@@ -239,10 +257,16 @@ impl ShadowTap {
             }
             out.verdict = Some(decision);
         }
-        // An alert's source is refused from now on.
-        self.blocked.extend(out.alerts.iter().map(|a| a.src));
+        // An alert's pair of addresses is refused from now on.
+        self.detected
+            .extend(out.alerts.iter().map(|a| pair(a.src, a.dst)));
         out
     }
+}
+
+/// A pair of addresses in a fixed order, whichever way the frame goes.
+fn pair(a: IpAddr, b: IpAddr) -> (IpAddr, IpAddr) {
+    if a <= b { (a, b) } else { (b, a) }
 }
 
 #[cfg(test)]

@@ -359,6 +359,14 @@ impl<D: Backend> Controller<D> {
                                 &caller.actor,
                             )?;
                             let wall_ns = t.elapsed().as_nanos() as u64;
+                            // The gate refuses what the NIC now blocks.
+                            for a in r.activations() {
+                                if let Some(ip) =
+                                    a.rule.src.split('/').next().and_then(|s| s.parse().ok())
+                                {
+                                    tap.block(ip);
+                                }
+                            }
                             let fw = self.fw_cycles().saturating_sub(fw0);
                             let active_ns = r
                                 .activations()

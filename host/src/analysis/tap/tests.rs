@@ -141,7 +141,7 @@ fn the_gate_releases_until_a_source_is_blocked_or_detected() {
         &syn(Ipv4Addr::new(198, 51, 100, 1), 1, server, 80),
     );
     assert_eq!(v, GateVerdict::BlockedSource);
-    // A port scan: the detector scores it, the gate withholds it and blocks its source.
+    // A port scan: the detector scores it, the gate withholds it and the pair from then on.
     let mut detected_at = None;
     for p in 0..2000u16 {
         let v = send(
@@ -157,7 +157,10 @@ fn the_gate_releases_until_a_source_is_blocked_or_detected() {
     }
     let first = detected_at.expect("the scan is detected");
     assert!(first < 500, "detected only after {first} probes");
-    assert!(tap.blocked().any(|ip| *ip == IpAddr::V4(attacker)));
+    assert!(tap.detected_pairs().any(|(a, b)| {
+        (*a, *b) == (IpAddr::V4(attacker), IpAddr::V4(server))
+            || (*b, *a) == (IpAddr::V4(attacker), IpAddr::V4(server))
+    }));
     let s = tap.stats();
     assert_eq!(s.released + s.withheld, 200 + 1 + 2000);
     assert_eq!(s.withheld, 1 + 2000 - u64::from(first));
