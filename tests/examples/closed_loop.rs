@@ -99,20 +99,26 @@ fn watch(
             })
             .map_err(|e| anyhow::anyhow!("{e:?}"))??;
     }
-    let incidents = d.client(&token).get("/v1/incidents")?;
-    let mut vms: Vec<String> = incidents
+    // The production VMs Suricata's findings of the class were correlated to.
+    let findings = d.client(&token).get("/v1/findings?limit=100000")?;
+    let mut vms: Vec<String> = findings
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|i| {
-            i["signatures"].as_array().into_iter().flatten().any(|s| {
-                s["signature_id"]
-                    .as_u64()
-                    .is_some_and(|x| expected.contains(&x))
+        .filter(|f| {
+            f["signature_id"]
+                .as_u64()
+                .is_some_and(|x| expected.contains(&x))
+        })
+        .flat_map(|f| {
+            ["src_vm", "dest_vm"].map(|side| {
+                let v = &f["correlation"][side];
+                v["vm"]
+                    .as_str()
+                    .map(|vm| format!("{}/{vm}", v["network"].as_str().unwrap_or("")))
             })
         })
-        .flat_map(|i| i["vms"].as_array().cloned().unwrap_or_default())
-        .filter_map(|v| v.as_str().map(str::to_string))
+        .flatten()
         .collect();
     vms.sort();
     vms.dedup();
@@ -137,9 +143,9 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(7);
     let suricata_bin = suricata::binary();
     println!(
-        "| attack | mode | attack frames | reached production | after the first | detected (ms after first) | block active (ms after first) | in NIC cycles | host work (ms wall) | blocked | VMs in incident |"
+        "| attack | mode | attack frames | reached production | after the first | detected (ms after first) | block active (ms after first) | after detection | in NIC cycles | host work (ms wall) | blocked | VMs in incident |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
     let mut suricata_rows = Vec::new();
     for class in AttackClass::ALL {
         let attack_s = if class == AttackClass::Beaconing {
@@ -179,7 +185,7 @@ fn main() -> anyhow::Result<()> {
             vms.sort();
             vms.dedup();
             println!(
-                "| {} | {mode} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {mode} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 class.name(),
                 c.fed,
                 c.delivered,
@@ -188,6 +194,7 @@ fn main() -> anyhow::Result<()> {
                 active
                     .map(|a| ms(a.saturating_sub(first_ns)))
                     .unwrap_or_else(|| "no block".into()),
+                c.delivered_after_detected,
                 cycles.map(|c| c.to_string()).unwrap_or_default(),
                 host.unwrap_or_default(),
                 blocked.join(" "),
@@ -213,7 +220,7 @@ fn main() -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "| attack | Suricata alerts on the shadow's traffic (sid×count) | class rule fired | first class alert (ms after first attack frame) | VMs in Suricata's incidents |"
+        "| attack | Suricata alerts on the shadow's traffic (sid×count) | class rule fired | first class alert (ms after first attack frame) | production VMs its class findings name |"
     );
     println!("|---|---|---|---:|---|");
     for row in suricata_rows {

@@ -73,6 +73,7 @@ fn redirect_mode_releases_nothing_of_a_scan_once_the_shadow_has_detected_it() {
     let scan = &r.classes["port_scan"];
     assert!(scan.detected_ns.is_some(), "{r:#?}");
     assert_eq!(scan.released_after_detected, 0, "{scan:?}");
+    assert_eq!(scan.delivered_after_detected, 0, "{scan:?}");
     assert!(scan.withheld > 0, "{scan:?}");
     // Production got exactly what the gate released.
     assert!(scan.delivered <= scan.released, "{scan:?}");

@@ -114,6 +114,9 @@ pub struct ClassOutcome {
     pub delivered: u64,
     /// Delivered after the class's first frame was delivered.
     pub delivered_after_first: u64,
+    /// Delivered although they arrived at the NIC after the class was detected in the
+    /// shadow (what the shadow knew but production had not yet acted on).
+    pub delivered_after_detected: u64,
     /// Delivered although they arrived at the NIC when a block rule of the run was already
     /// active (the rule did not cover them).
     pub delivered_after_block: u64,
@@ -409,6 +412,8 @@ impl<D: Backend> Controller<D> {
                         let c = report.classes.entry(class_name(attack)).or_default();
                         c.delivered += 1;
                         c.delivered_after_block += u64::from(blocked);
+                        c.delivered_after_detected +=
+                            u64::from(c.detected_ns.is_some_and(|t| *at_ns >= t));
                     }
                     continue;
                 }
