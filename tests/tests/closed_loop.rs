@@ -95,3 +95,47 @@ fn redirect_mode_releases_nothing_of_a_scan_once_the_shadow_has_detected_it() {
         r.classes.values().map(|c| c.released).sum::<u64>()
     );
 }
+
+#[test]
+fn the_daemon_runs_generated_attacks_through_the_loop_and_refuses_bad_requests() {
+    let d = TestDaemon::start("loop-api");
+    let token = setup(&d, "mirror");
+    let c = d.client(&token);
+    let s = scenario(47, AttackClass::DnsAmplification, BASELINE_S, 3.0);
+    let body = serde_json::json!({
+        "scenario": serde_json::to_value(&s).expect("scenario"),
+        "baseline_s": BASELINE_S,
+        "control_delay_ms": 5.0,
+    });
+    let r = c
+        .send("POST", "/v1/shadows/shop-shadow/loop", &body, &[])
+        .expect("loop");
+    let amp = &r["classes"]["dns_amplification"];
+    assert!(amp["detected_ns"].as_u64().is_some(), "{r}");
+    assert_eq!(amp["delivered_after_block"], 0, "{r}");
+    assert!(amp["delivered"].as_u64() < amp["fed"].as_u64(), "{r}");
+    let ingest = &r["ingests"][0];
+    assert!(
+        ingest["ingested_ns"].as_u64() >= ingest["raised_ns"].as_u64().map(|t| t + 5_000_000),
+        "{r}"
+    );
+    assert_eq!(
+        ingest["report"]["mitigations"][0]["source"], "198.51.100.53",
+        "{r}"
+    );
+    // Bad requests change nothing and say what is wrong.
+    let before = c.get("/v1/mitigations").expect("mitigations");
+    let err = c
+        .send("POST", "/v1/shadows/nope/loop", &body, &[])
+        .expect_err("unknown shadow")
+        .to_string();
+    assert!(err.contains("404"), "{err}");
+    let mut bad = body.clone();
+    bad["scenario"]["benign_pps"] = serde_json::json!(-5.0);
+    let err = c
+        .send("POST", "/v1/shadows/shop-shadow/loop", &bad, &[])
+        .expect_err("bad scenario")
+        .to_string();
+    assert!(err.contains("422") || err.contains("400"), "{err}");
+    assert_eq!(c.get("/v1/mitigations").expect("mitigations"), before);
+}

@@ -19,11 +19,12 @@ use super::{
 };
 use crate::{
     control::{
-        AclEntry, Activation, AlertOutcome, Backend, Caller, CaptureSource, Correlation, Finding,
-        FindingQuery, HeavyHitter, HistoryEntry, Idempotency, Incident, IncidentState,
-        IngestReport, InjectReport, NicStatus, PolicyAction, PortCounters, ProductionVm,
-        ProposeRequest, QuotaExceeded, ShadowRef, SignatureCount, StoredCapture, SyncReport,
-        Teardown, TenantView, TrialRequest, Usage, Versioned, parse_events, parse_timestamp,
+        AclEntry, Activation, AlertOutcome, Backend, Caller, CaptureSource, ClassOutcome,
+        Correlation, Finding, FindingQuery, GeneratedLoop, HeavyHitter, HistoryEntry, Idempotency,
+        Incident, IncidentState, IngestReport, InjectReport, LoopIngest, LoopReport, NicStatus,
+        PolicyAction, PortCounters, ProductionVm, ProposeRequest, QuotaExceeded, ShadowRef,
+        SignatureCount, StoredCapture, SyncReport, Teardown, TenantView, TrialRequest, Usage,
+        Versioned, parse_events, parse_timestamp,
     },
     model::{
         AlertReport, Automation, BlockRule, Capacity, MirrorPolicy, Mitigation, MitigationPolicy,
@@ -777,7 +778,7 @@ impl Modify for BearerAuth {
         list_incidents,
         get_incident, close_incident, get_mitigation_policy, put_mitigation_policy,
         list_mitigations, propose_mitigation, get_mitigation, commit_mitigation,
-        withdraw_mitigation, trial_mitigation
+        withdraw_mitigation, trial_mitigation, shadow_loop
     ),
     components(schemas(Problem, FieldError, QuotaExceeded, Usage, TenantView, CreatedTenant,
         IssuedToken, RollbackRequest, SyncReport, Teardown, AlertOutcome, HistoryEntry,
@@ -785,7 +786,7 @@ impl Modify for BearerAuth {
         PortCounters, Incident, IncidentState, SignatureCount, IncidentDetail, IngestReport,
         PolicyAction, MitigationPolicy, MitigationMode, GroupKey, Mitigation, MitigationState,
         BlockRule, ProposeRequest, MitigationChange, Activation, AclEntry, HeavyHitter, StoredCapture, TrialRequest,
-        TrialReport, Volume, VmVolume))
+        TrialReport, Volume, VmVolume, GeneratedLoop, LoopReport, LoopIngest, ClassOutcome))
 )]
 pub struct ApiDoc;
 
@@ -1097,6 +1098,29 @@ pub async fn withdraw_mitigation<D: Backend>(
             activation: None,
         },
     ))
+}
+
+/// Runs generated traffic (a `shadowctl traffic gen` scenario) through the simulated
+/// production NIC with the shadow's analysis in the loop: copies (or, in redirect mode,
+/// the production frames) reach the shadow's built-in detector, its alerts are ingested as
+/// findings, correlated and acted on by the mitigation policy, which in `auto` mode blocks
+/// in the production NIC's ACL while the traffic still runs. The report counts, per attack
+/// class, what reached production before and after detection and the block.
+#[utoipa::path(post, path = "/v1/shadows/{shadow}/loop", tag = "mitigation",
+    params(("shadow" = String, Path)),
+    request_body = GeneratedLoop,
+    responses((status = 200, body = LoopReport), (status = "4XX", body = Problem)))]
+pub async fn shadow_loop<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path(shadow): Path<String>,
+    body: JsonBody<GeneratedLoop>,
+) -> ApiResult {
+    let v = s
+        .ctl
+        .call(move |c| c.run_generated_loop(&caller, &shadow, body.value))
+        .await??;
+    Ok(json(StatusCode::OK, &v))
 }
 
 /// Tries a block rule over recorded traffic through a scratch simulated NIC: the body is a

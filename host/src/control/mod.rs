@@ -37,7 +37,8 @@ pub use findings::{
 pub use mitigation::{AclEntry, Activation, NIC_AGEING_GRACE_S, ProposeRequest};
 pub use nic::{Backend, InjectReport, NicStatus, PortOutput, TableFill};
 pub use shadow_loop::{
-    ClassOutcome, LoopFrame, LoopIngest, LoopReport, LoopRequest, blocked_sources,
+    ClassOutcome, GeneratedLoop, LoopFrame, LoopIngest, LoopReport, LoopRequest, MAX_LOOP_FRAMES,
+    blocked_sources,
 };
 pub use shadows::{AlertOutcome, Teardown};
 pub use telemetry::{HeavyHitter, flow_hash};

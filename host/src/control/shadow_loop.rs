@@ -27,12 +27,16 @@ use std::{
     time::Instant,
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shadownet_capture::PcapWriter;
 use shadownet_hw::Port;
 use shadownet_sim::{Departure, Sink};
-use shadownet_wire::{ParseConfig, parse, release_frame};
+use shadownet_wire::{
+    EncapParams, EthernetAddress, MAX_ENCAP_OVERHEAD, ParseConfig, TunnelHeader, emit_encap, parse,
+    release_frame,
+};
+use utoipa::ToSchema;
 
 use super::{
     Caller, ControlError, Controller, World,
@@ -45,6 +49,7 @@ use crate::{
         eve::{FindingContext, Shadownet, alert_from_detector},
         honeypot::HoneypotSpec,
         tap::{GateVerdict, ShadowTap, TapConfig},
+        trafficgen::{Label, Scenario, generate},
     },
     model::ShadowMode,
 };
@@ -86,7 +91,7 @@ pub struct LoopRequest {
 }
 
 /// One ingest of findings during the run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct LoopIngest {
     /// NIC time the findings were raised (the latest of the batch), ns from the start.
     pub raised_ns: u64,
@@ -105,7 +110,7 @@ pub struct LoopIngest {
 }
 
 /// Counters per ground-truth class.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, ToSchema)]
 pub struct ClassOutcome {
     /// Frames of the class fed into the NIC.
     pub fed: u64,
@@ -133,7 +138,7 @@ pub struct ClassOutcome {
 }
 
 /// What a run did.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct LoopReport {
     /// The shadow.
     pub shadow: String,
@@ -169,6 +174,33 @@ impl LoopReport {
         self.ingests.iter().find_map(|i| i.active_ns)
     }
 }
+
+/// Generated traffic run through the production NIC with a shadow's analysis in the loop
+/// (`POST /v1/shadows/{shadow}/loop`).
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratedLoop {
+    /// The traffic: `shadowctl traffic gen`'s scenario (seed, duration_s, subnet, hosts,
+    /// benign_pps, attacks, mix). Its internal hosts that are VMs of the shadow's network on
+    /// this NIC send from their VF; traffic to them from elsewhere arrives on the uplink.
+    #[schema(value_type = Object)]
+    pub scenario: Scenario,
+    /// Seconds the built-in detector learns before it scores (default 20).
+    #[serde(default)]
+    pub baseline_s: Option<f64>,
+    /// Detector alert threshold (default the detector's).
+    #[serde(default)]
+    pub alert_threshold: Option<f32>,
+    /// NIC time findings wait before they are ingested, ms (default 0: at once).
+    #[serde(default)]
+    pub control_delay_ms: Option<f64>,
+    /// One-way fabric latency between the NIC and the analysis node, µs (default 5).
+    #[serde(default)]
+    pub fabric_us: Option<f64>,
+}
+
+/// Most frames a generated loop may have.
+pub const MAX_LOOP_FRAMES: usize = 2_000_000;
 
 /// What is pending at a NIC time.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -510,6 +542,116 @@ impl<D: Backend> Controller<D> {
         Ok(report)
     }
 
+    /// Generates `req.scenario` and runs the frames that cross this NIC through the loop:
+    /// frames from a VM of the shadow's network on this NIC enter on its VF (source MAC set
+    /// to the VM's), frames to one enter on the uplink, VXLAN-encapsulated from the
+    /// substrate host of the network's first remote node (or 192.0.2.1), destination MAC
+    /// set to the VM's.
+    pub fn run_generated_loop(
+        &mut self,
+        caller: &Caller,
+        shadow: &str,
+        req: GeneratedLoop,
+    ) -> Result<LoopReport, ControlError> {
+        let tenant = caller.tenant()?.to_string();
+        let world = World::load(&self.store)?;
+        let (_, _, network) =
+            world
+                .shadow(&tenant, shadow)
+                .cloned()
+                .ok_or_else(|| ControlError::NotFound {
+                    kind: "shadow",
+                    name: shadow.to_string(),
+                })?;
+        let local = self
+            .port
+            .local_ipv4
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let mut vms: HashMap<IpAddr, (Port, [u8; 6])> = HashMap::new();
+        let mut edge = None;
+        for n in &network.nodes {
+            let (Ok(ip), Ok(mac)) = (
+                n.ip.parse::<IpAddr>(),
+                n.mac.parse::<shadownet_hw::layout::Mac>(),
+            ) else {
+                continue;
+            };
+            if n.host == local {
+                if let Some(p) = self.port_named(&format!("{}/{}", network.name, n.name)) {
+                    vms.insert(ip, (p, mac.0));
+                }
+            } else if edge.is_none() {
+                edge = n.host.parse::<std::net::Ipv4Addr>().ok();
+            }
+        }
+        if vms.is_empty() {
+            return Err(ControlError::Conflict(format!(
+                "network '{}' has no VM on this NIC: nothing of the traffic would cross it",
+                network.name
+            )));
+        }
+        let edge = edge.unwrap_or(std::net::Ipv4Addr::new(192, 0, 2, 1));
+        let nic_ip = self.port.local_ipv4.ok_or_else(|| {
+            ControlError::Conflict("this NIC has no substrate IPv4 address".into())
+        })?;
+        let frames =
+            generate(&req.scenario).map_err(|e| ControlError::field("scenario", e.to_string()))?;
+        let mut fed = Vec::new();
+        for f in frames {
+            let Some((src, dst)) = ipv4_pair(&f.frame) else {
+                continue;
+            };
+            let attack = match f.label {
+                Label::Benign => None,
+                Label::Attack(c) => Some(c.name().to_string()),
+            };
+            let mut frame = f.frame;
+            let (port, frame) = if let Some((port, mac)) = vms.get(&src) {
+                frame[6..12].copy_from_slice(mac);
+                (*port, frame)
+            } else if let Some((_, mac)) = vms.get(&dst) {
+                frame[0..6].copy_from_slice(mac);
+                (Port::Uplink, vxlan_from(edge, nic_ip, network.vni, &frame)?)
+            } else {
+                continue;
+            };
+            if fed.len() == MAX_LOOP_FRAMES {
+                return Err(ControlError::field(
+                    "scenario",
+                    format!("more than {MAX_LOOP_FRAMES} frames cross this NIC; shorten it"),
+                ));
+            }
+            fed.push(LoopFrame {
+                port,
+                at_ns: f.ts_ns,
+                frame,
+                attack,
+            });
+        }
+        let mut detector = DetectorConfig {
+            baseline_s: req.baseline_s.unwrap_or(20.0),
+            ..DetectorConfig::default()
+        };
+        if let Some(t) = req.alert_threshold {
+            detector.alert_threshold = t;
+        }
+        let gate_score = detector.alert_threshold;
+        self.run_shadow_loop(
+            caller,
+            LoopRequest {
+                shadow: shadow.to_string(),
+                frames: fed,
+                detector,
+                gate_score,
+                fabric_ns: (req.fabric_us.unwrap_or(5.0).max(0.0) * 1000.0) as u64,
+                control_delay_ns: req.control_delay_ms.map(|m| (m.max(0.0) * 1e6) as u64),
+                honeypots: vec![],
+                shadow_capture: None,
+            },
+        )
+    }
+
     fn fw_cycles(&self) -> u64 {
         self.nic
             .device()
@@ -517,6 +659,42 @@ impl<D: Backend> Controller<D> {
             .map(|m| m.firmware_cycles())
             .unwrap_or(0)
     }
+}
+
+/// The IPv4 source and destination of an untagged Ethernet frame.
+fn ipv4_pair(frame: &[u8]) -> Option<(IpAddr, IpAddr)> {
+    if frame.get(12..14)? != [0x08, 0x00] {
+        return None;
+    }
+    let ip = frame.get(14..34)?;
+    Some((
+        IpAddr::from([ip[12], ip[13], ip[14], ip[15]]),
+        IpAddr::from([ip[16], ip[17], ip[18], ip[19]]),
+    ))
+}
+
+/// `inner` in VXLAN from the substrate host `src` to `dst`, as a remote host sends it.
+fn vxlan_from(
+    src: std::net::Ipv4Addr,
+    dst: std::net::Ipv4Addr,
+    vni: u32,
+    inner: &[u8],
+) -> Result<Vec<u8>, ControlError> {
+    let params = EncapParams {
+        src_mac: EthernetAddress([0x02, 0, 0, 0, 0, 0x02]),
+        dst_mac: EthernetAddress([0x02, 0, 0, 0, 0, 0x01]),
+        src_ip: IpAddr::V4(src),
+        dst_ip: IpAddr::V4(dst),
+        udp_src_port: 50_000,
+        udp_dst_port: ParseConfig::default().vxlan_port,
+        ttl: 64,
+        tunnel: TunnelHeader::Vxlan { vni },
+    };
+    let mut out = vec![0u8; inner.len() + MAX_ENCAP_OVERHEAD];
+    let n = emit_encap(&params, inner, &mut out)
+        .map_err(|e| ControlError::field("scenario", format!("encapsulating a frame: {e}")))?;
+    out.truncate(n);
+    Ok(out)
 }
 
 /// The source addresses a report's block rules name.
