@@ -127,6 +127,8 @@ struct Tally {
     alerts_shadow: u64,
     explained: Vec<(String, String)>,
     unexplained: Vec<(String, String)>,
+    /// Files that matched only when analysed a second time.
+    second_analysis: Vec<String>,
 }
 
 #[test]
@@ -189,8 +191,25 @@ fn suricata_through_the_shadow_path_raises_the_same_alerts_as_on_the_captures() 
             .analyse(&shadow_pcap, &work.join("shadow"))
             .unwrap_or_else(|err| panic!("{}: {err}", e.file));
 
-        let a = st::alert_counts(&d_events);
-        let b = st::alert_counts(&s_events);
+        let mut a = st::alert_counts(&d_events);
+        let mut b = st::alert_counts(&s_events);
+        if a != b {
+            // Under load, Suricata's unix-socket mode has been seen to leave out the alerts a
+            // flow raises at its end (2 of 335 files, not reproducible alone): analyse both
+            // once more before calling it a difference, and count that it happened.
+            let again = |server: &PcapServer, pcap: &Path, to: &str| {
+                server
+                    .analyse(pcap, &work.join(to))
+                    .unwrap_or_else(|err| panic!("{}: {err}", e.file))
+            };
+            let a2 = st::alert_counts(&again(&direct, &e.path(), "direct-again"));
+            let b2 = st::alert_counts(&again(&shadow, &shadow_pcap, "shadow-again"));
+            if a2 == b2 {
+                t.second_analysis.push(e.file.clone());
+                a = a2;
+                b = b2;
+            }
+        }
         t.alerts_direct += a.values().sum::<u64>();
         t.alerts_shadow += b.values().sum::<u64>();
         // Everything fed, copied and not lost, on the capture's own clock.
@@ -263,6 +282,14 @@ fn suricata_through_the_shadow_path_raises_the_same_alerts_as_on_the_captures() 
     for (f, why) in &t.unexplained {
         println!("  UNEXPLAINED {f}: {why}");
     }
+    for f in &t.second_analysis {
+        println!("  matched on a second analysis: {f}");
+    }
+    assert!(
+        t.second_analysis.len() <= 3,
+        "too many files match only on a second analysis: {:?}",
+        t.second_analysis
+    );
     assert!(
         t.unexplained.is_empty(),
         "alerts differ without a reason: {:?}",
