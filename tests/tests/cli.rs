@@ -169,3 +169,48 @@ fn the_cli_covers_the_api_with_tables_and_json() {
         "{msg}"
     );
 }
+
+#[test]
+fn shadow_loop_prints_what_reached_production_and_the_blocks() {
+    let d = TestDaemon::start("cli-loop");
+    shadownet_tests::closed_loop::setup(&d, "mirror");
+    let out = ok(
+        &d,
+        &[
+            "shadow",
+            "loop",
+            "shop-shadow",
+            "--seed",
+            "5",
+            "--duration",
+            "14s",
+            "--subnet",
+            "192.168.10.0/24",
+            "--hosts",
+            "8",
+            "--benign-pps",
+            "300",
+            "--attack",
+            "port_scan:start=10,duration=3",
+            "--baseline",
+            "10",
+        ],
+    );
+    assert!(out.contains("CLASS") && out.contains("port_scan"), "{out}");
+    assert!(out.contains("committed m-1 198.51.100.23"), "{out}");
+    // A scenario that does not validate is refused before anything is sent.
+    let err = ctl(
+        &d,
+        &[
+            "shadow",
+            "loop",
+            "shop-shadow",
+            "--hosts",
+            "0",
+            "--baseline",
+            "10",
+        ],
+    )
+    .expect_err("no hosts");
+    assert!(format!("{err:#}").contains("hosts"), "{err:#}");
+}

@@ -297,6 +297,23 @@ pub enum ShadowCmd {
         #[arg(long, default_value_t = 1)]
         sample: u32,
     },
+    /// Run generated traffic through the simulated production NIC with the shadow's
+    /// analysis in the loop (the built-in detector's findings are ingested, correlated and
+    /// acted on by the mitigation policy while the traffic runs); prints per attack class
+    /// what reached production.
+    Loop {
+        /// The shadow.
+        name: String,
+        /// The traffic.
+        #[command(flatten)]
+        traffic: crate::traffic::ScenarioArgs,
+        /// Seconds the detector learns before it scores.
+        #[arg(long, default_value_t = 20.0)]
+        baseline: f64,
+        /// NIC time findings wait before they are ingested, ms.
+        #[arg(long)]
+        control_delay_ms: Option<f64>,
+    },
     /// Replace a shadow's mirror policy with the one in a file.
     Policy {
         /// Name.
@@ -570,6 +587,59 @@ pub fn read_doc(path: &Path) -> anyhow::Result<Value> {
         serde_json::from_str(&text)
             .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), e.line()))
     }
+}
+
+/// A loop report: one row per traffic class, then the block rules made.
+fn loop_table(v: &Value) -> String {
+    let ms = |x: &Value| {
+        x.as_u64()
+            .map(|n| format!("{:.2}", n as f64 / 1e6))
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut rows = Vec::new();
+    if let Some(classes) = v["classes"].as_object() {
+        for (name, c) in classes {
+            let first = c["first_ns"].as_u64().unwrap_or(0);
+            let detected = c["detected_ns"]
+                .as_u64()
+                .map(|t| Value::from(t.saturating_sub(first)));
+            rows.push(vec![
+                name.clone(),
+                c["fed"].to_string(),
+                c["delivered"].to_string(),
+                c["delivered_after_detected"].to_string(),
+                c["delivered_after_block"].to_string(),
+                c["withheld"].to_string(),
+                detected.as_ref().map(ms).unwrap_or_else(|| "-".into()),
+            ]);
+        }
+    }
+    let mut out = table(
+        &[
+            "CLASS",
+            "FED",
+            "DELIVERED",
+            "AFTER DETECTION",
+            "AFTER BLOCK",
+            "WITHHELD",
+            "DETECTED (MS)",
+        ],
+        &rows,
+    );
+    for i in v["ingests"].as_array().into_iter().flatten() {
+        for m in i["report"]["mitigations"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "{} {} {} at {} ms (raised {} ms, host work {} ms)\n",
+                m["action"].as_str().unwrap_or(""),
+                m["mitigation"].as_str().unwrap_or("-"),
+                m["source"].as_str().unwrap_or(""),
+                ms(&i["active_ns"]),
+                ms(&i["raised_ns"]),
+                ms(&i["wall_ns"]),
+            ));
+        }
+    }
+    out
 }
 
 /// A plain text table.
@@ -924,6 +994,25 @@ pub fn run(cmd: ApiCommand, args: &ApiArgs) -> anyhow::Result<String> {
                     &[],
                 )?;
                 (v, Box::new(version_line("shadow")))
+            }
+            ShadowCmd::Loop {
+                name,
+                traffic,
+                baseline,
+                control_delay_ms,
+            } => {
+                let scenario = traffic.scenario()?;
+                let v = c.send(
+                    "POST",
+                    &format!("/v1/shadows/{name}/loop"),
+                    &json!({
+                        "scenario": scenario,
+                        "baseline_s": baseline,
+                        "control_delay_ms": control_delay_ms,
+                    }),
+                    &[],
+                )?;
+                (v, Box::new(loop_table))
             }
             ShadowCmd::Policy { name, file } => {
                 let doc = read_doc(&file)?;

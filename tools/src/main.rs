@@ -130,7 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Traffic(shadowctl::traffic::TrafficCommand::Gen(args)) => {
-            let scenario = args.scenario()?;
+            let scenario = args.traffic.scenario()?;
             let bar = ProgressBar::new((scenario.duration_s * 1e9) as u64);
             bar.set_style(
                 ProgressStyle::with_template("{spinner} {bar:40} {percent:>3}% {msg}")

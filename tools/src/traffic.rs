@@ -34,12 +34,21 @@ pub enum Preset {
     Mixed,
 }
 
-/// `shadowctl traffic gen` options; those given override the scenario file or preset.
+/// `shadowctl traffic gen` options.
 #[derive(Debug, Args)]
 pub struct GenArgs {
     /// Output directory (created if missing).
     #[arg(long)]
     pub out: PathBuf,
+    /// The scenario.
+    #[command(flatten)]
+    pub traffic: ScenarioArgs,
+}
+
+/// A scenario from a file or preset, with options that override its fields (shared by
+/// `traffic gen` and `shadow loop`).
+#[derive(Debug, Args)]
+pub struct ScenarioArgs {
     /// Scenario file (TOML: seed, duration_s, subnet, hosts, benign_pps, `[mix]`, vlan,
     /// `[[attacks]]`).
     #[arg(long, conflicts_with = "preset")]
@@ -106,7 +115,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrafficError + '_ {
     }
 }
 
-impl GenArgs {
+impl ScenarioArgs {
     /// The scenario these options describe.
     pub fn scenario(&self) -> Result<Scenario, TrafficError> {
         let mut s = match (&self.scenario, self.preset) {
