@@ -48,7 +48,20 @@ pub struct TestDaemon {
     pub clock: Arc<AtomicI64>,
     /// The data directory.
     pub data: Scratch,
+    _suricata: SuricataGuard,
     _runtime: tokio::runtime::Runtime,
+}
+
+/// Stops the daemon's Suricata when the daemon goes (a child process outlives the test
+/// otherwise).
+struct SuricataGuard(Handle<SimDevice>);
+
+impl Drop for SuricataGuard {
+    fn drop(&mut self) {
+        if let Ok(Some(node)) = self.0.call_blocking(|c| c.take_suricata()) {
+            node.stop();
+        }
+    }
 }
 
 /// The port configuration of the test NIC.
@@ -117,6 +130,7 @@ impl TestDaemon {
         TestDaemon {
             base: format!("http://{addr}"),
             admin,
+            _suricata: SuricataGuard(ctl.clone()),
             ctl,
             clock,
             data,

@@ -200,10 +200,17 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     std::fs::write(args.data_dir.join("listen.addr"), bound.to_string())
         .with_context(|| format!("writing {}", args.data_dir.join("listen.addr").display()))?;
     tracing::info!(%bound, data = %args.data_dir.display(), token = %token_path.display(), "shadownetd serving /v1/");
-    axum::serve(listener, router(state))
+    let stopper = state.ctl.clone();
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown())
         .await
-        .context("serving the API")?;
+        .context("serving the API");
+    // Suricata is a child process: it would outlive the daemon if not stopped here.
+    if let Ok(Some(node)) = stopper.call(|c| c.take_suricata()).await {
+        let stats = tokio::task::spawn_blocking(move || node.stop()).await;
+        tracing::info!(?stats, "suricata stopped");
+    }
+    served?;
     Ok(())
 }
 

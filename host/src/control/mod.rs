@@ -38,7 +38,7 @@ pub use mitigation::{AclEntry, Activation, NIC_AGEING_GRACE_S, ProposeRequest};
 pub use nic::{Backend, InjectReport, NicStatus, PortOutput, TableFill};
 pub use shadow_loop::{
     ClassOutcome, GeneratedLoop, LoopFrame, LoopIngest, LoopReport, LoopRequest, MAX_LOOP_FRAMES,
-    SuricataLoop, blocked_sources,
+    SURICATA_MAX_SEVERITY, SuricataLoop, blocked_sources,
 };
 pub use shadows::{AlertOutcome, Teardown};
 pub use telemetry::{HeavyHitter, flow_hash};
@@ -293,6 +293,12 @@ impl<D: Device> Controller<D> {
     /// its alerts. A node that failed to start is kept so its status can say why.
     pub fn set_suricata(&mut self, node: crate::analysis::suricata::SuricataNode) {
         self.suricata = Some(node);
+    }
+
+    /// Takes the supervised Suricata away (to stop it on shutdown: a child process outlives
+    /// a daemon that exits without stopping it).
+    pub fn take_suricata(&mut self) -> Option<crate::analysis::suricata::SuricataNode> {
+        self.suricata.take()
     }
 
     /// The supervised Suricata, when there is one.

@@ -22,8 +22,9 @@
 //! Suricata: when the daemon supervises one ([`Controller::set_suricata`]), a generated loop
 //! also writes everything the shadow received to a capture in the daemon's data directory,
 //! has Suricata analyse it after the run, and ingests its alerts as findings of the shadow
-//! ([`SuricataLoop`]). Those findings are correlated and acted on like the detector's, but
-//! after the run: the built-in detector is the only analysis in NIC time.
+//! ([`SuricataLoop`]; alerts of low severity are counted, not ingested). Those findings are
+//! correlated and acted on like the detector's, but after the run: the built-in detector is
+//! the only analysis in NIC time.
 
 use std::{
     cmp::Reverse,
@@ -195,6 +196,9 @@ pub struct SuricataLoop {
     pub alerts: u64,
     /// Alerts per signature id.
     pub alerts_by_sid: BTreeMap<u64, u64>,
+    /// Alerts not ingested because their severity is above [`SURICATA_MAX_SEVERITY`] (the
+    /// bundled rules' protocol logging: HTTP requests, DNS queries, TLS SNI).
+    pub low_severity: u64,
     /// Findings stored from the alerts.
     pub accepted: u64,
     /// Of them, findings correlated to a production VM.
@@ -210,6 +214,12 @@ pub struct SuricataLoop {
     /// Why Suricata's part failed (the run's other results stand).
     pub error: Option<String>,
 }
+
+/// Least urgent Suricata severity the loop ingests (1 high, 2 medium, 3 low). Low-severity
+/// alerts are the bundled rules' `misc-activity` logging of ordinary traffic; ingested, they
+/// would join the incidents of real attacks on the same VM and the mitigation policy, which
+/// blocks every outside source of a qualifying incident, would block ordinary clients.
+pub const SURICATA_MAX_SEVERITY: u64 = 2;
 
 /// Most alerts ingested in one batch.
 const SURICATA_BATCH: usize = 10_000;
@@ -768,6 +778,13 @@ impl<D: Backend> Controller<D> {
                 *out.alerts_by_sid.entry(sid).or_default() += 1;
             }
         }
+        // An alert without a severity is kept: the ingest names what is wrong with it.
+        let (alerts, low): (Vec<Value>, Vec<Value>) = alerts.into_iter().partition(|a| {
+            a.pointer("/alert/severity")
+                .and_then(Value::as_u64)
+                .is_none_or(|s| s <= SURICATA_MAX_SEVERITY)
+        });
+        out.low_severity = low.len() as u64;
         let t = Instant::now();
         let mut incidents = std::collections::BTreeSet::new();
         let mut alerts = alerts.into_iter().peekable();

@@ -13,19 +13,15 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::{
-    PcapServer, RestartPolicy, SuricataConfig, SuricataCounters, SuricataError, SupervisorOptions,
+    PcapServer, RestartPolicy, SupervisorOptions, SuricataConfig, SuricataCounters, SuricataError,
     config::Input, socket::CommandSocket, supervisor::ExitInfo,
 };
 
 /// `HOME_NET` of the daemon's Suricata when none is given: the private and unique-local
 /// ranges overlay networks use. One server analyses every shadow's captures, so it cannot
 /// take one shadow's prefixes.
-pub const DEFAULT_HOME_NET: [&str; 4] = [
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "fc00::/7",
-];
+pub const DEFAULT_HOME_NET: [&str; 4] =
+    ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"];
 
 /// How the daemon's Suricata is run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,11 +78,22 @@ pub struct SuricataStatus {
     pub last_exit: Option<ExitInfo>,
     /// Milliseconds the current process has been running.
     pub uptime_ms: Option<u64>,
-    /// Suricata's own counters now (`dump-counters` on the command socket); `None` when it
-    /// does not answer (see `counters_error`).
+    /// Suricata's own counters: read now with `dump-counters` on the command socket when it
+    /// answers, else those of the last analysis (its final `stats` event). In unix-socket
+    /// mode the engine's counters are synchronised only while a file is analysed, so
+    /// between analyses `dump-counters` is refused ("stats not yet synchronized").
     pub counters: Option<SuricataCounters>,
-    /// Why the counters could not be read.
+    /// `dump-counters` or `last-analysis`.
+    pub counters_source: Option<String>,
+    /// Why `dump-counters` failed.
     pub counters_error: Option<String>,
+    /// Packets decoded over every analysis.
+    pub packets_total: u64,
+    /// Alerts raised over every analysis (`detect.alert`).
+    pub alerts_total: u64,
+    /// Packets dropped before or in the engine over every analysis (kernel drops; 0 for
+    /// capture files unless the engine drops).
+    pub drops_total: u64,
     /// EVE events read: those of the server's own `eve.json` and of every analysis.
     pub eve_events: u64,
     /// Of them, alerts.
@@ -112,7 +119,11 @@ impl SuricataStatus {
             last_exit: None,
             uptime_ms: None,
             counters: None,
+            counters_source: None,
             counters_error: None,
+            packets_total: 0,
+            alerts_total: 0,
+            drops_total: 0,
             eve_events: 0,
             eve_alerts: 0,
             analyses: 0,
@@ -131,6 +142,11 @@ pub struct SuricataNode {
     analyses: u64,
     analysis_events: u64,
     analysis_alerts: u64,
+    /// Counters of the last analysis's final `stats` event.
+    last_counters: Option<SuricataCounters>,
+    packets_total: u64,
+    alerts_total: u64,
+    drops_total: u64,
 }
 
 /// The version `binary -V` prints (`This is Suricata version 7.0.10 RELEASE`).
@@ -168,6 +184,10 @@ impl SuricataNode {
             analyses: 0,
             analysis_events: 0,
             analysis_alerts: 0,
+            last_counters: None,
+            packets_total: 0,
+            alerts_total: 0,
+            drops_total: 0,
         };
         match node.try_start() {
             Ok(()) => tracing::info!(
@@ -250,6 +270,19 @@ impl SuricataNode {
                     .iter()
                     .filter(|e| e.get("event_type").and_then(Value::as_str) == Some("alert"))
                     .count() as u64;
+                // The engine writes one `stats` event when a file is done: its counters
+                // are that file's.
+                if let Some(c) = events
+                    .iter()
+                    .rev()
+                    .find(|e| e.get("event_type").and_then(Value::as_str) == Some("stats"))
+                    .and_then(SuricataCounters::from_eve)
+                {
+                    self.packets_total += c.decoder_pkts;
+                    self.alerts_total += c.alerts;
+                    self.drops_total += c.kernel_drops;
+                    self.last_counters = Some(c);
+                }
                 Ok(events)
             }
             Err(e) => {
@@ -257,6 +290,12 @@ impl SuricataNode {
                 Err(e)
             }
         }
+    }
+
+    /// Stops Suricata (SIGTERM, SIGKILL after the grace period); its final state, when it
+    /// had started.
+    pub fn stop(self) -> Option<super::SupervisorStats> {
+        self.server.map(PcapServer::stop)
     }
 
     /// The node's state, with Suricata's counters read now over the command socket.
@@ -270,6 +309,9 @@ impl SuricataNode {
             eve_events: self.analysis_events,
             eve_alerts: self.analysis_alerts,
             dir: Some(self.options.dir.display().to_string()),
+            packets_total: self.packets_total,
+            alerts_total: self.alerts_total,
+            drops_total: self.drops_total,
             ..SuricataStatus::disabled()
         };
         let Some(server) = &self.server else {
@@ -287,22 +329,30 @@ impl SuricataNode {
         s.eve_alerts += st.alerts;
         if st.running {
             // A short timeout: the status must answer even when Suricata hangs.
-            let dumped = CommandSocket::connect(&sup.config().socket_path(), Duration::from_secs(2))
-                .and_then(|mut c| c.command("dump-counters", None))
-                .and_then(|tree| {
-                    SuricataCounters::from_tree(&tree).ok_or_else(|| {
-                        SuricataError::CommandFailed {
-                            command: "dump-counters".into(),
-                            reply: tree.to_string(),
-                        }
-                    })
-                });
+            let dumped =
+                CommandSocket::connect(&sup.config().socket_path(), Duration::from_secs(2))
+                    .and_then(|mut c| c.command("dump-counters", None))
+                    .and_then(|tree| {
+                        SuricataCounters::from_tree(&tree).ok_or_else(|| {
+                            SuricataError::CommandFailed {
+                                command: "dump-counters".into(),
+                                reply: tree.to_string(),
+                            }
+                        })
+                    });
             match dumped {
-                Ok(c) => s.counters = Some(c),
+                Ok(c) => {
+                    s.counters = Some(c);
+                    s.counters_source = Some("dump-counters".into());
+                }
                 Err(e) => s.counters_error = Some(e.to_string()),
             }
         } else {
             s.counters_error = Some("suricata is not running (restarting)".into());
+        }
+        if s.counters.is_none() && self.last_counters.is_some() {
+            s.counters = self.last_counters;
+            s.counters_source = Some("last-analysis".into());
         }
         s
     }
