@@ -165,10 +165,15 @@ pub fn version(binary: &Path) -> Result<String, SuricataError> {
             reply: format!("{}: {}", out.status, text.trim()),
         });
     }
-    Ok(text
-        .split_once("version ")
+    Ok(parse_version(&text))
+}
+
+/// The version in `suricata -V`'s output (the whole output, trimmed, when it has no
+/// `version ` in it).
+fn parse_version(text: &str) -> String {
+    text.split_once("version ")
         .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_else(|| text.trim().to_string()))
+        .unwrap_or_else(|| text.trim().to_string())
 }
 
 impl SuricataNode {
@@ -355,5 +360,42 @@ impl SuricataNode {
             s.counters_source = Some("last-analysis".into());
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_is_read_from_suricata_v() {
+        assert_eq!(
+            parse_version("This is Suricata version 7.0.10 RELEASE\n"),
+            "7.0.10 RELEASE"
+        );
+        assert_eq!(parse_version(" odd \n"), "odd");
+    }
+
+    #[test]
+    fn a_node_whose_binary_is_missing_says_why_and_analyses_nothing() {
+        let dir = std::env::temp_dir().join(format!("shadownet-node-{}", std::process::id()));
+        let mut node =
+            SuricataNode::start(NodeOptions::new(Path::new("/nonexistent/suricata"), &dir));
+        assert!(!node.is_available());
+        let st = node.status();
+        assert!(st.enabled && !st.running);
+        assert!(
+            st.error
+                .as_deref()
+                .is_some_and(|e| e.contains("/nonexistent/suricata")),
+            "{st:?}"
+        );
+        let err = node
+            .analyse(Path::new("/tmp/x.pcap"), &dir)
+            .expect_err("nothing to analyse with");
+        assert!(err.to_string().contains("not running"), "{err}");
+        assert_eq!(node.status().analyses, 0);
+        assert!(!SuricataStatus::disabled().enabled);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
