@@ -2,7 +2,7 @@
 //! with a clock the test moves; and requests to it through `shadowctl`'s client.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     sync::{
         Arc,
         atomic::{AtomicI64, Ordering},
@@ -12,6 +12,7 @@ use std::{
 use serde_json::{Value, json};
 use shadowctl::client::{Client, ClientError};
 use shadownet_host::{
+    analysis::suricata::{NodeOptions, SuricataNode},
     api::{ApiState, Handle, router},
     control::{Controller, new_token, token_hash},
     driver::{Nic, PortConfig, sim::SimDevice},
@@ -27,6 +28,14 @@ pub const NIC_IP: &str = "10.0.0.1";
 /// This NIC's substrate MAC in the tests.
 pub const NIC_MAC: &str = "02:00:00:00:00:01";
 
+/// What a test daemon runs besides the API.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonOptions {
+    /// Supervise a Suricata with this binary (`shadownetd --suricata-binary`), in
+    /// `<data>/suricata`.
+    pub suricata: Option<PathBuf>,
+}
+
 /// A daemon serving on loopback.
 pub struct TestDaemon {
     /// `http://127.0.0.1:PORT`.
@@ -39,7 +48,20 @@ pub struct TestDaemon {
     pub clock: Arc<AtomicI64>,
     /// The data directory.
     pub data: Scratch,
+    _suricata: SuricataGuard,
     _runtime: tokio::runtime::Runtime,
+}
+
+/// Stops the daemon's Suricata when the daemon goes (a child process outlives the test
+/// otherwise).
+struct SuricataGuard(Handle<SimDevice>);
+
+impl Drop for SuricataGuard {
+    fn drop(&mut self) {
+        if let Ok(Some(node)) = self.0.call_blocking(|c| c.take_suricata()) {
+            node.stop();
+        }
+    }
 }
 
 /// The port configuration of the test NIC.
@@ -60,6 +82,11 @@ impl TestDaemon {
 
     /// Starts a daemon on an existing data directory.
     pub fn start_in(data: Scratch) -> TestDaemon {
+        TestDaemon::start_with(data, DaemonOptions::default())
+    }
+
+    /// Starts a daemon on an existing data directory with `options`.
+    pub fn start_with(data: Scratch, options: DaemonOptions) -> TestDaemon {
         let clock = Arc::new(AtomicI64::new(1_800_000_000_000));
         let c2 = clock.clone();
         let dir = data.path().to_path_buf();
@@ -75,6 +102,11 @@ impl TestDaemon {
             )
             .map_err(|e| e.to_string())?;
             c.set_sim_out(dir.join("sim-out"));
+            if let Some(binary) = options.suricata {
+                let mut o = NodeOptions::new(&binary, &dir.join("suricata"));
+                o.ready_timeout = std::time::Duration::from_secs(30);
+                c.set_suricata(SuricataNode::start(o));
+            }
             Ok(c)
         })
         .unwrap_or_else(|e| panic!("starting the controller: {e}"));
@@ -98,6 +130,7 @@ impl TestDaemon {
         TestDaemon {
             base: format!("http://{addr}"),
             admin,
+            _suricata: SuricataGuard(ctl.clone()),
             ctl,
             clock,
             data,

@@ -777,9 +777,12 @@ fn the_openapi_document_lists_every_route() {
         "/v1/tenants",
         "/v1/alerts",
         "/v1/nic/drift",
+        "/v1/analysis/suricata",
     ] {
         assert!(paths.contains_key(p), "{p} missing");
     }
+    assert!(doc["components"]["schemas"]["SuricataStatus"].is_object());
+    assert!(doc["components"]["schemas"]["SuricataLoop"].is_object());
     assert!(doc["components"]["schemas"]["Network"].is_object());
     assert!(doc["components"]["schemas"]["Problem"].is_object());
 }

@@ -18,13 +18,14 @@ use super::{
     extract::{Auth, JsonBody, QueryArgs, idempotency_key, if_match},
 };
 use crate::{
+    analysis::suricata::{SuricataCounters, SuricataStatus, supervisor::ExitInfo},
     control::{
         AclEntry, Activation, AlertOutcome, Backend, Caller, CaptureSource, ClassOutcome,
         Correlation, Finding, FindingQuery, GeneratedLoop, HeavyHitter, HistoryEntry, Idempotency,
         Incident, IncidentState, IngestReport, InjectReport, LoopIngest, LoopReport, NicStatus,
         PolicyAction, PortCounters, ProductionVm, ProposeRequest, QuotaExceeded, ShadowRef,
-        SignatureCount, StoredCapture, SyncReport, Teardown, TenantView, TrialRequest, Usage,
-        Versioned, parse_events, parse_timestamp,
+        SignatureCount, StoredCapture, SuricataLoop, SyncReport, Teardown, TenantView,
+        TrialRequest, Usage, Versioned, parse_events, parse_timestamp,
     },
     model::{
         AlertReport, Automation, BlockRule, Capacity, MirrorPolicy, Mitigation, MitigationPolicy,
@@ -778,7 +779,7 @@ impl Modify for BearerAuth {
         list_incidents,
         get_incident, close_incident, get_mitigation_policy, put_mitigation_policy,
         list_mitigations, propose_mitigation, get_mitigation, commit_mitigation,
-        withdraw_mitigation, trial_mitigation, shadow_loop
+        withdraw_mitigation, trial_mitigation, shadow_loop, suricata_status
     ),
     components(schemas(Problem, FieldError, QuotaExceeded, Usage, TenantView, CreatedTenant,
         IssuedToken, RollbackRequest, SyncReport, Teardown, AlertOutcome, HistoryEntry,
@@ -786,7 +787,8 @@ impl Modify for BearerAuth {
         PortCounters, Incident, IncidentState, SignatureCount, IncidentDetail, IngestReport,
         PolicyAction, MitigationPolicy, MitigationMode, GroupKey, Mitigation, MitigationState,
         BlockRule, ProposeRequest, MitigationChange, Activation, AclEntry, HeavyHitter, StoredCapture, TrialRequest,
-        TrialReport, Volume, VmVolume, GeneratedLoop, LoopReport, LoopIngest, ClassOutcome))
+        TrialReport, Volume, VmVolume, GeneratedLoop, LoopReport, LoopIngest, ClassOutcome,
+        SuricataLoop, SuricataStatus, SuricataCounters, ExitInfo))
 )]
 pub struct ApiDoc;
 
@@ -1166,5 +1168,20 @@ pub async fn trial_mitigation<D: Backend>(
         .ctl
         .call(move |c| c.trial_mitigation(&caller, &id, source))
         .await??;
+    Ok(json(StatusCode::OK, &v))
+}
+
+/// The daemon's supervised Suricata (`shadownetd --suricata`): whether it runs, its binary
+/// and version, restarts and how the last run ended, Suricata's own counters read now over
+/// its command socket (`dump-counters`: packets, alerts, drops), and the EVE events read.
+/// A daemon without Suricata, or whose Suricata did not start, says so (`enabled`,
+/// `error`).
+#[utoipa::path(get, path = "/v1/analysis/suricata", tag = "analysis",
+    responses((status = 200, body = SuricataStatus), (status = "4XX", body = Problem)))]
+pub async fn suricata_status<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(_caller): Auth,
+) -> ApiResult {
+    let v = s.ctl.call(|c| c.suricata_status()).await?;
     Ok(json(StatusCode::OK, &v))
 }

@@ -195,6 +195,7 @@ pub fn router<D: Backend>(state: ApiState<D>) -> Router {
             axum::routing::put(put_shadow_capture::<D>).layer(DefaultBodyLimit::max(CAPTURE_LIMIT)),
         )
         .route("/shadows/{shadow}/loop", post(shadow_loop::<D>))
+        .route("/analysis/suricata", get(suricata_status::<D>))
         .route("/findings", get(list_findings::<D>))
         .route("/incidents", get(list_incidents::<D>))
         .route("/incidents/{id}", get(get_incident::<D>))

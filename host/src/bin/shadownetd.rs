@@ -12,6 +12,7 @@ use std::{
 use anyhow::{Context, bail};
 use clap::Parser;
 use shadownet_host::{
+    analysis::suricata::{NodeOptions, SuricataNode},
     api::{ApiState, Handle, router},
     control::{Controller, system_clock, token_hash},
     driver::{Nic, PortConfig, sim::SimDevice},
@@ -43,6 +44,18 @@ struct Args {
     /// How often shadows are checked for expiry, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     expiry_interval_ms: u64,
+    /// Supervise a Suricata (unix-socket mode, in `<data-dir>/suricata`) that analyses the
+    /// shadow's traffic of every loop run; its alerts become findings. When it cannot start
+    /// the daemon runs without it and says so in `GET /v1/analysis/suricata`.
+    #[arg(long)]
+    suricata: bool,
+    /// The Suricata binary (implies `--suricata`).
+    #[arg(long)]
+    suricata_binary: Option<PathBuf>,
+    /// Suricata's HOME_NET, comma-separated prefixes (default the private and unique-local
+    /// ranges).
+    #[arg(long, value_delimiter = ',')]
+    suricata_home_net: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -118,6 +131,17 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         IpAddr::V6(a) => port.local_ipv6 = Some(a),
     }
     let data_dir = args.data_dir.clone();
+    let suricata = (args.suricata || args.suricata_binary.is_some()).then(|| {
+        let binary = args
+            .suricata_binary
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("suricata"));
+        let mut o = NodeOptions::new(&binary, &args.data_dir.join("suricata"));
+        if !args.suricata_home_net.is_empty() {
+            o.home_net.clone_from(&args.suricata_home_net);
+        }
+        o
+    });
     let ctl = Handle::spawn(move || -> anyhow::Result<Controller<SimDevice>> {
         let store = Store::open(&data_dir)?;
         let model = NicModel::new(Timing::DEFAULT).context("powering on the simulated NIC")?;
@@ -130,6 +154,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             tracing::warn!(%drift, "the NIC differed from the store; reprogrammed it");
         }
         c.set_sim_out(data_dir.join("sim-out"));
+        if let Some(o) = suricata {
+            // Logs a warning and keeps the reason when Suricata cannot start.
+            c.set_suricata(SuricataNode::start(o));
+        }
         Ok(c)
     })?;
 
@@ -172,10 +200,17 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     std::fs::write(args.data_dir.join("listen.addr"), bound.to_string())
         .with_context(|| format!("writing {}", args.data_dir.join("listen.addr").display()))?;
     tracing::info!(%bound, data = %args.data_dir.display(), token = %token_path.display(), "shadownetd serving /v1/");
-    axum::serve(listener, router(state))
+    let stopper = state.ctl.clone();
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown())
         .await
-        .context("serving the API")?;
+        .context("serving the API");
+    // Suricata is a child process: it would outlive the daemon if not stopped here.
+    if let Ok(Some(node)) = stopper.call(|c| c.take_suricata()).await {
+        let stats = tokio::task::spawn_blocking(move || node.stop()).await;
+        tracing::info!(?stats, "suricata stopped");
+    }
+    served?;
     Ok(())
 }
 

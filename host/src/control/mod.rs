@@ -38,7 +38,7 @@ pub use mitigation::{AclEntry, Activation, NIC_AGEING_GRACE_S, ProposeRequest};
 pub use nic::{Backend, InjectReport, NicStatus, PortOutput, TableFill};
 pub use shadow_loop::{
     ClassOutcome, GeneratedLoop, LoopFrame, LoopIngest, LoopReport, LoopRequest, MAX_LOOP_FRAMES,
-    blocked_sources,
+    SURICATA_MAX_SEVERITY, SuricataLoop, blocked_sources,
 };
 pub use shadows::{AlertOutcome, Teardown};
 pub use telemetry::{HeavyHitter, flow_hash};
@@ -240,6 +240,10 @@ pub struct Controller<D: Device> {
     injections: u64,
     /// What the telemetry ring delivered: heavy hitters for correlation, records to hand on.
     telemetry: telemetry::TelemetryCache,
+    /// The supervised Suricata the loop hands shadow captures to, when the daemon runs one.
+    suricata: Option<crate::analysis::suricata::SuricataNode>,
+    /// Loop runs analysed by Suricata so far (names their directories).
+    suricata_runs: u64,
 }
 
 /// The wall clock in unix milliseconds.
@@ -271,6 +275,8 @@ impl<D: Device> Controller<D> {
             sim_out: None,
             injections: 0,
             telemetry: telemetry::TelemetryCache::default(),
+            suricata: None,
+            suricata_runs: 0,
         };
         let world = World::load(&c.store)?;
         let mut slots = c.slots()?;
@@ -280,6 +286,32 @@ impl<D: Device> Controller<D> {
         c.nic.set_enabled(true, false)?;
         c.compiled = Some(compiled);
         Ok((c, drift))
+    }
+
+    /// Hands the controller a supervised Suricata: from now on the generated loop
+    /// ([`Controller::run_generated_loop`]) has it analyse the shadow's traffic and ingests
+    /// its alerts. A node that failed to start is kept so its status can say why.
+    pub fn set_suricata(&mut self, node: crate::analysis::suricata::SuricataNode) {
+        self.suricata = Some(node);
+    }
+
+    /// Takes the supervised Suricata away (to stop it on shutdown: a child process outlives
+    /// a daemon that exits without stopping it).
+    pub fn take_suricata(&mut self) -> Option<crate::analysis::suricata::SuricataNode> {
+        self.suricata.take()
+    }
+
+    /// The supervised Suricata, when there is one.
+    pub fn suricata(&self) -> Option<&crate::analysis::suricata::SuricataNode> {
+        self.suricata.as_ref()
+    }
+
+    /// The supervised Suricata's state and counters (`GET /v1/analysis/suricata`).
+    pub fn suricata_status(&self) -> crate::analysis::suricata::SuricataStatus {
+        self.suricata.as_ref().map_or_else(
+            crate::analysis::suricata::SuricataStatus::disabled,
+            crate::analysis::suricata::SuricataNode::status,
+        )
     }
 
     /// Sets where the captures of `inject` runs go.

@@ -18,6 +18,13 @@
 //! ingested, so the block becomes active when the measured host work would have finished.
 //! Running once without and once with the delay measured by the first run gives honest
 //! per-packet outcomes (the simulation and the detector are deterministic).
+//!
+//! Suricata: when the daemon supervises one ([`Controller::set_suricata`]), a generated loop
+//! also writes everything the shadow received to a capture in the daemon's data directory,
+//! has Suricata analyse it after the run, and ingests its alerts as findings of the shadow
+//! ([`SuricataLoop`]; alerts of low severity are counted, not ingested). Those findings are
+//! correlated and acted on like the detector's, but after the run: the built-in detector is
+//! the only analysis in NIC time.
 
 use std::{
     cmp::Reverse,
@@ -40,7 +47,7 @@ use utoipa::ToSchema;
 
 use super::{
     Caller, ControlError, Controller, World,
-    findings::{IngestReport, ShadowRef},
+    findings::{IngestReport, PolicyAction, ShadowRef},
     nic::Backend,
 };
 use crate::{
@@ -166,7 +173,56 @@ pub struct LoopReport {
     pub classes: BTreeMap<String, ClassOutcome>,
     /// Wall time of the whole run, ns.
     pub wall_ns: u64,
+    /// What the daemon's supervised Suricata made of the shadow's traffic, when the daemon
+    /// runs one (generated loops only). Its findings are ingested after the run, not in NIC
+    /// time: see [`SuricataLoop`].
+    pub suricata: Option<SuricataLoop>,
 }
+
+/// The supervised Suricata's part in a loop run.
+///
+/// Timing: the built-in detector acts in NIC time, while the traffic runs. Suricata analyses
+/// the capture of everything the shadow received after the run (offline, as one capture
+/// file), and its alerts are ingested then: they are correlated, grouped into incidents and
+/// acted on by the mitigation policy like any finding, but the blocks they make take effect
+/// after the run and are not part of the run's per-class counts.
+#[derive(Clone, Debug, Default, Serialize, ToSchema)]
+pub struct SuricataLoop {
+    /// The capture Suricata analysed (in the daemon's data directory).
+    pub capture: String,
+    /// EVE events Suricata wrote for it.
+    pub events: u64,
+    /// Of them, alerts.
+    pub alerts: u64,
+    /// Alerts per signature id.
+    pub alerts_by_sid: BTreeMap<u64, u64>,
+    /// Alerts not ingested because their severity is above [`SURICATA_MAX_SEVERITY`] (the
+    /// bundled rules' protocol logging: HTTP requests, DNS queries, TLS SNI).
+    pub low_severity: u64,
+    /// Findings stored from the alerts.
+    pub accepted: u64,
+    /// Of them, findings correlated to a production VM.
+    pub correlated: u64,
+    /// Incidents opened or joined.
+    pub incidents: Vec<u64>,
+    /// What the mitigation policy did about them.
+    pub mitigations: Vec<PolicyAction>,
+    /// Wall time of the analysis, ns.
+    pub analysis_ns: u64,
+    /// Wall time of the ingest, ns.
+    pub ingest_ns: u64,
+    /// Why Suricata's part failed (the run's other results stand).
+    pub error: Option<String>,
+}
+
+/// Least urgent Suricata severity the loop ingests (1 high, 2 medium, 3 low). Low-severity
+/// alerts are the bundled rules' `misc-activity` logging of ordinary traffic; ingested, they
+/// would join the incidents of real attacks on the same VM and the mitigation policy, which
+/// blocks every outside source of a qualifying incident, would block ordinary clients.
+pub const SURICATA_MAX_SEVERITY: u64 = 2;
+
+/// Most alerts ingested in one batch.
+const SURICATA_BATCH: usize = 10_000;
 
 impl LoopReport {
     /// NIC time, ns from the start, at which the first block rule was active.
@@ -350,6 +406,7 @@ impl<D: Backend> Controller<D> {
             ingests: Vec::new(),
             classes,
             wall_ns: 0,
+            suricata: None,
         };
 
         let mut due: BinaryHeap<Reverse<(u64, u64, Due)>> = BinaryHeap::new();
@@ -547,6 +604,9 @@ impl<D: Backend> Controller<D> {
     /// to the VM's), frames to one enter on the uplink, VXLAN-encapsulated from the
     /// substrate host of the network's first remote node (or 192.0.2.1), destination MAC
     /// set to the VM's.
+    ///
+    /// With a supervised Suricata the shadow's traffic is then analysed offline and its
+    /// alerts ingested after the run ([`LoopReport::suricata`]).
     pub fn run_generated_loop(
         &mut self,
         caller: &Caller,
@@ -637,7 +697,8 @@ impl<D: Backend> Controller<D> {
             detector.alert_threshold = t;
         }
         let gate_score = detector.alert_threshold;
-        self.run_shadow_loop(
+        let run_dir = self.suricata_run_dir()?;
+        let mut report = self.run_shadow_loop(
             caller,
             LoopRequest {
                 shadow: shadow.to_string(),
@@ -647,9 +708,111 @@ impl<D: Backend> Controller<D> {
                 fabric_ns: (req.fabric_us.unwrap_or(5.0).max(0.0) * 1000.0) as u64,
                 control_delay_ns: req.control_delay_ms.map(|m| (m.max(0.0) * 1e6) as u64),
                 honeypots: vec![],
-                shadow_capture: None,
+                shadow_capture: run_dir.as_ref().map(|d| d.join("shadow.pcap")),
             },
-        )
+        )?;
+        if let Some(dir) = run_dir {
+            report.suricata = Some(self.suricata_after_loop(&tenant, shadow, &dir)?);
+        }
+        Ok(report)
+    }
+
+    /// A fresh directory for the supervised Suricata's analysis of a loop run (the previous
+    /// run's is removed: captures are large); `None` without a running Suricata.
+    fn suricata_run_dir(&mut self) -> Result<Option<PathBuf>, ControlError> {
+        let Some(node) = self.suricata.as_ref().filter(|n| n.is_available()) else {
+            return Ok(None);
+        };
+        let base = node.options().dir.join("loops");
+        if self.suricata_runs > 0 {
+            let old = base.join(format!("run-{}", self.suricata_runs));
+            if let Err(e) = std::fs::remove_dir_all(&old)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %old.display(), error = %e, "removing a previous suricata run");
+            }
+        }
+        self.suricata_runs += 1;
+        let dir = base.join(format!("run-{}", self.suricata_runs));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ControlError::Conflict(format!("{}: {e}", dir.display())))?;
+        Ok(Some(dir))
+    }
+
+    /// Has the supervised Suricata analyse the run's shadow capture in `dir` and ingests its
+    /// alerts as findings of the shadow. An analysis failure is reported, not returned: the
+    /// run's own results stand.
+    fn suricata_after_loop(
+        &mut self,
+        tenant: &str,
+        shadow: &str,
+        dir: &std::path::Path,
+    ) -> Result<SuricataLoop, ControlError> {
+        let capture = dir.join("shadow.pcap");
+        let mut out = SuricataLoop {
+            capture: capture.display().to_string(),
+            ..SuricataLoop::default()
+        };
+        let Some(node) = self.suricata.as_mut() else {
+            out.error = Some("the daemon does not supervise Suricata".into());
+            return Ok(out);
+        };
+        let t = Instant::now();
+        let events = match node.analyse(&capture, &dir.join("eve")) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(shadow, error = %e, "suricata could not analyse the loop's capture");
+                out.error = Some(e.to_string());
+                return Ok(out);
+            }
+        };
+        out.analysis_ns = t.elapsed().as_nanos() as u64;
+        out.events = events.len() as u64;
+        let alerts: Vec<Value> = events
+            .into_iter()
+            .filter(|e| e.get("event_type").and_then(Value::as_str) == Some("alert"))
+            .collect();
+        out.alerts = alerts.len() as u64;
+        for a in &alerts {
+            if let Some(sid) = a.pointer("/alert/signature_id").and_then(Value::as_u64) {
+                *out.alerts_by_sid.entry(sid).or_default() += 1;
+            }
+        }
+        // An alert without a severity is kept: the ingest names what is wrong with it.
+        let (alerts, low): (Vec<Value>, Vec<Value>) = alerts.into_iter().partition(|a| {
+            a.pointer("/alert/severity")
+                .and_then(Value::as_u64)
+                .is_none_or(|s| s <= SURICATA_MAX_SEVERITY)
+        });
+        out.low_severity = low.len() as u64;
+        let t = Instant::now();
+        let mut incidents = std::collections::BTreeSet::new();
+        let mut alerts = alerts.into_iter().peekable();
+        while alerts.peek().is_some() {
+            let batch: Vec<Value> = alerts.by_ref().take(SURICATA_BATCH).collect();
+            let r = match self.ingest_findings(
+                ShadowRef::Name {
+                    tenant: tenant.to_string(),
+                    name: shadow.to_string(),
+                },
+                batch,
+                "suricata",
+            ) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(shadow, error = %e, "ingesting suricata's alerts");
+                    out.error = Some(format!("ingesting suricata's alerts: {e}"));
+                    break;
+                }
+            };
+            out.accepted += r.accepted;
+            out.correlated += r.correlated;
+            incidents.extend(r.incidents);
+            out.mitigations.extend(r.mitigations);
+        }
+        out.incidents = incidents.into_iter().collect();
+        out.ingest_ns = t.elapsed().as_nanos() as u64;
+        Ok(out)
     }
 
     fn fw_cycles(&self) -> u64 {

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// The counters a supervisor exposes. Missing counters read 0.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SuricataCounters {
     /// Seconds the engine has been running (`uptime`).
     pub uptime_s: u64,

@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod counters;
+pub mod node;
 pub mod socket;
 pub mod supervisor;
 pub mod tail;
@@ -31,6 +32,7 @@ use thiserror::Error;
 
 pub use config::{DetectProfile, Input, SuricataConfig};
 pub use counters::SuricataCounters;
+pub use node::{NodeOptions, SuricataNode, SuricataStatus};
 pub use supervisor::{RestartPolicy, Supervisor, SupervisorOptions, SupervisorStats};
 pub use tail::{EveFollower, EveTail, TailStats};
 
@@ -178,8 +180,24 @@ impl PcapServer {
             grace: Duration::from_secs(5),
             ..SupervisorOptions::default()
         };
+        PcapServer::start_with(config, options, Duration::from_secs(60))
+    }
+
+    /// Starts the server with `config` (its input must be [`Input::UnixSocket`]) supervised
+    /// as `options` say, and waits up to `ready` until its socket answers.
+    pub fn start_with(
+        config: SuricataConfig,
+        options: SupervisorOptions,
+        ready: Duration,
+    ) -> Result<PcapServer, SuricataError> {
+        if !matches!(config.input, Input::UnixSocket) {
+            return Err(SuricataError::Config {
+                field: "input".into(),
+                reason: "a capture-file server reads its files from the command socket".into(),
+            });
+        }
         let supervisor = Supervisor::start(config, options, Box::new(|_| {}))?;
-        supervisor.wait_ready(Duration::from_secs(60))?;
+        supervisor.wait_ready(ready)?;
         Ok(PcapServer { supervisor })
     }
 

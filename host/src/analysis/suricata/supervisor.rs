@@ -81,7 +81,7 @@ impl Default for SupervisorOptions {
 }
 
 /// How a run of Suricata ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ExitInfo {
     /// Exit code, when it exited.
     pub code: Option<i32>,
