@@ -365,9 +365,7 @@ impl<D: Backend> Controller<D> {
         };
 
         let (start_ps, cycle_ps) = {
-            let model = self.nic.device().model().ok_or_else(|| {
-                ControlError::Conflict("the loop runs on the simulated NIC only".into())
-            })?;
+            let model = self.sim_model()?;
             let cycle_ps = 1_000_000_000 / u64::from(model.timing().clock_khz.max(1));
             // Arrivals must come after everything the model has seen.
             let start = model.stats().last_event_ps.max(model.last_tx_end_ps()) + 1_000_000;
@@ -427,17 +425,13 @@ impl<D: Backend> Controller<D> {
             if from_input {
                 let f = &req.frames[next];
                 next += 1;
-                let mut model = self.nic.device().model().ok_or_else(|| {
-                    ControlError::Conflict("the loop runs on the simulated NIC only".into())
-                })?;
+                let mut model = self.sim_model()?;
                 model.receive(f.port, &f.frame, start_ps + now_ns * 1000, &mut sink);
             } else if let Some(Reverse((_, _, item))) = due.pop() {
                 match item {
                     Due::Release(bytes) => {
                         report.releases += 1;
-                        let mut model = self.nic.device().model().ok_or_else(|| {
-                            ControlError::Conflict("the loop runs on the simulated NIC only".into())
-                        })?;
+                        let mut model = self.sim_model()?;
                         model.receive(Port::Uplink, &bytes, start_ps + now_ns * 1000, &mut sink);
                     }
                     Due::Ingest(raised_ns) => {
@@ -480,9 +474,7 @@ impl<D: Backend> Controller<D> {
             let departures = std::mem::take(&mut sink.0);
             for d in departures {
                 let wire_ps = {
-                    let model = self.nic.device().model().ok_or_else(|| {
-                        ControlError::Conflict("the loop runs on the simulated NIC only".into())
-                    })?;
+                    let model = self.sim_model()?;
                     model.wire_ps(d.port, d.bytes.len())
                 };
                 let end_ns = (d.start_ps + wire_ps).saturating_sub(start_ps) / 1000;
@@ -571,9 +563,7 @@ impl<D: Backend> Controller<D> {
             }
         }
         {
-            let mut model = self.nic.device().model().ok_or_else(|| {
-                ControlError::Conflict("the loop runs on the simulated NIC only".into())
-            })?;
+            let mut model = self.sim_model()?;
             model.finish(&mut sink);
         }
         for d in std::mem::take(&mut sink.0) {
@@ -813,6 +803,14 @@ impl<D: Backend> Controller<D> {
         out.incidents = incidents.into_iter().collect();
         out.ingest_ns = t.elapsed().as_nanos() as u64;
         Ok(out)
+    }
+
+    /// The simulated NIC's model; the loop needs one.
+    fn sim_model(&self) -> Result<std::cell::RefMut<'_, shadownet_sim::NicModel>, ControlError> {
+        self.nic
+            .device()
+            .model()
+            .ok_or_else(|| ControlError::Conflict("the loop runs on the simulated NIC only".into()))
     }
 
     fn fw_cycles(&self) -> u64 {
