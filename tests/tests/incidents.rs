@@ -1394,3 +1394,53 @@ fn findings_matching_no_production_vm_are_kept_and_say_so() {
     assert_eq!(beacon["src_vm"]["vm"], "web2");
     assert_eq!(beacon["outside"], "192.0.2.80");
 }
+
+#[test]
+fn a_source_is_blocked_on_its_own_findings_not_on_the_incident_it_joined() {
+    let d = TestDaemon::start("incidents-per-source");
+    // Grouped by target: both sources' alerts on web1 make one incident.
+    let mut p = policy("auto", 10, 3600);
+    p["group_by"] = json!(["target"]);
+    let token = setup(&d, p);
+    let events = vec![
+        alert(
+            0,
+            ATTACKER_A,
+            40_000,
+            WEB1,
+            443,
+            2_001,
+            "ET SCAN web1 probe",
+            1,
+        ),
+        alert(
+            100,
+            ATTACKER_B,
+            41_000,
+            WEB1,
+            80,
+            3_001,
+            "ET WEB_SERVER exploit",
+            1,
+        ),
+        alert(
+            200,
+            ATTACKER_A,
+            40_001,
+            WEB1,
+            443,
+            2_001,
+            "ET SCAN web1 probe",
+            1,
+        ),
+    ];
+    ingest(&d, &token, &events);
+    let incidents = d.client(&token).get("/v1/incidents").expect("incidents");
+    let incidents = incidents.as_array().expect("list");
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!(incidents[0]["findings"], 3);
+    // min_findings 2: A has two findings, B one; the incident as a whole has three.
+    let rules = block_rules(&d);
+    assert!(blocks_source(&rules, ATTACKER_A), "{rules:?}");
+    assert!(!blocks_source(&rules, ATTACKER_B), "{rules:?}");
+}

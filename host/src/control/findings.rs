@@ -176,7 +176,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn from_record(r: FindingRecord) -> Result<Finding, ControlError> {
+    pub(super) fn from_record(r: FindingRecord) -> Result<Finding, ControlError> {
         let mut f: Finding = from_json(r.body)?;
         f.seq = r.seq;
         f.incident = r.incident;

@@ -621,7 +621,8 @@ impl<D: Device> Controller<D> {
     }
 
     /// The policy's answer to incidents a batch of findings touched: each outside source of a
-    /// qualifying incident gets a block rule proposed (and, in `auto` mode, committed) unless
+    /// qualifying incident, whose own findings in it pass the thresholds too, gets a block
+    /// rule proposed (and, in `auto` mode, committed) unless
     /// one for it in that network is proposed or active already; allow-listed sources and
     /// commits past `max_rules` are refused and audited.
     pub(super) fn apply_policy(
@@ -639,8 +640,21 @@ impl<D: Device> Controller<D> {
             if !qualifies(&inc, policy) {
                 continue;
             }
+            // With several sources, each must pass the thresholds on its own findings: one
+            // source's alerts must not get another (a false positive that joined the same
+            // incident) blocked.
+            let per_source = if inc.sources.len() > 1 {
+                Some(self.source_stats(tenant, id)?)
+            } else {
+                None
+            };
             let mut changed = false;
             for src in inc.sources.clone() {
+                if let Some(stats) = &per_source
+                    && !stats.get(&src).is_some_and(|s| s.qualifies(policy))
+                {
+                    continue;
+                }
                 let Ok(ip) = src.parse::<std::net::IpAddr>() else {
                     continue;
                 };
@@ -749,6 +763,52 @@ impl<D: Device> Controller<D> {
                 now.mitigations = inc.mitigations.clone();
                 now.refused = inc.refused.clone();
                 self.save_incident(tenant, &now)?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One outside source's findings within an incident.
+#[derive(Debug, Default)]
+struct SourceStats {
+    findings: u64,
+    max_severity: u8,
+    max_score: Option<f64>,
+}
+
+impl SourceStats {
+    /// Whether the source's own findings pass the policy's thresholds.
+    fn qualifies(&self, p: &MitigationPolicy) -> bool {
+        self.max_severity <= p.min_severity
+            && self.findings >= u64::from(p.min_findings)
+            && (p.min_score <= 0.0 || self.max_score.is_none_or(|s| s >= p.min_score))
+    }
+}
+
+impl<D: Device> Controller<D> {
+    /// Per outside source, what the findings of incident `id` say about it.
+    fn source_stats(
+        &self,
+        tenant: &str,
+        id: u64,
+    ) -> Result<std::collections::HashMap<String, SourceStats>, ControlError> {
+        let mut out: std::collections::HashMap<String, SourceStats> = Default::default();
+        for r in self.store.findings(tenant, None, None, usize::MAX)? {
+            if r.incident != Some(id) {
+                continue;
+            }
+            let f = super::Finding::from_record(r)?;
+            let s = out
+                .entry(f.correlation.outside.clone())
+                .or_insert(SourceStats {
+                    max_severity: u8::MAX,
+                    ..SourceStats::default()
+                });
+            s.findings += 1;
+            s.max_severity = s.max_severity.min(f.severity);
+            if let Some(score) = f.score {
+                s.max_score = Some(s.max_score.map_or(score, |m| m.max(score)));
             }
         }
         Ok(out)
