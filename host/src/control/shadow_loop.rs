@@ -110,7 +110,9 @@ pub struct LoopIngest {
     /// Cycles the NIC's embedded cores spent on the table commands of the ingest.
     pub firmware_cycles: u64,
     /// NIC time the block rules of the ingest were active, ns from the start: the ingest's
-    /// NIC time plus its wall time and firmware cycles.
+    /// NIC time when findings were held back by the host work
+    /// ([`LoopRequest::control_delay_ns`]), else the ingest's NIC time plus its own wall time
+    /// and firmware cycles.
     pub active_ns: Option<u64>,
     /// What the ingest did.
     pub report: IngestReport,
@@ -454,10 +456,14 @@ impl<D: Backend> Controller<D> {
                                 }
                             }
                             let fw = self.fw_cycles().saturating_sub(fw0);
-                            let active_ns = r
-                                .activations()
-                                .next()
-                                .map(|_| now_ns + wall_ns + fw * cycle_ps / 1000);
+                            // Held back by the host work already (a second run), the rule is
+                            // in the NIC from this NIC time on; otherwise it would be after
+                            // this ingest's own host work.
+                            let active_ns =
+                                r.activations().next().map(|_| match req.control_delay_ns {
+                                    Some(_) => now_ns,
+                                    None => now_ns + wall_ns + fw * cycle_ps / 1000,
+                                });
                             report.ingests.push(LoopIngest {
                                 raised_ns,
                                 ingested_ns: now_ns,
