@@ -600,16 +600,7 @@ impl Honeypot {
         let mut c = conn;
         let mut out = Vec::new();
         if service.speaks_first && !c.answered {
-            c.answered = true;
-            out.push(self.segment(
-                peer,
-                ports,
-                c.snd_nxt,
-                c.rcv_nxt,
-                tcp::flags::PSH | tcp::flags::ACK,
-                &service.banner,
-            ));
-            c.snd_nxt = c.snd_nxt.wrapping_add(service.banner.len() as u32);
+            out.push(self.banner(peer, ports, &mut c, &service.banner));
         }
         if !payload.is_empty() {
             if seq != c.rcv_nxt {
@@ -630,16 +621,7 @@ impl Honeypot {
             );
             c.rcv_nxt = c.rcv_nxt.wrapping_add(payload.len() as u32);
             if !c.answered {
-                c.answered = true;
-                out.push(self.segment(
-                    peer,
-                    ports,
-                    c.snd_nxt,
-                    c.rcv_nxt,
-                    tcp::flags::PSH | tcp::flags::ACK,
-                    &service.banner,
-                ));
-                c.snd_nxt = c.snd_nxt.wrapping_add(service.banner.len() as u32);
+                out.push(self.banner(peer, ports, &mut c, &service.banner));
             } else {
                 out.push(self.segment(peer, ports, c.snd_nxt, c.rcv_nxt, tcp::flags::ACK, &[]));
             }
@@ -715,6 +697,21 @@ impl Honeypot {
         eat(&key.port.to_be_bytes());
         eat(&peer_isn.to_be_bytes());
         (h ^ (h >> 32)) as u32
+    }
+
+    /// The service's banner on connection `c`, which then counts as answered.
+    fn banner(&self, peer: &Peer, ports: (u16, u16), c: &mut Conn, banner: &[u8]) -> Vec<u8> {
+        c.answered = true;
+        let seg = self.segment(
+            peer,
+            ports,
+            c.snd_nxt,
+            c.rcv_nxt,
+            tcp::flags::PSH | tcp::flags::ACK,
+            banner,
+        );
+        c.snd_nxt = c.snd_nxt.wrapping_add(banner.len() as u32);
+        seg
     }
 
     fn segment(

@@ -371,15 +371,7 @@ impl<D: Device> Controller<D> {
         id: &str,
     ) -> Result<(Versioned<Mitigation>, Activation), ControlError> {
         let mut world = World::load(&self.store)?;
-        let (version, mut m) = world
-            .tenants
-            .get(tenant)
-            .and_then(|t| t.mitigations.get(id))
-            .cloned()
-            .ok_or_else(|| ControlError::NotFound {
-                kind: "mitigation",
-                name: id.to_string(),
-            })?;
+        let (version, mut m) = world.mitigation(tenant, id)?;
         if m.state != MitigationState::Proposed {
             return Err(ControlError::Conflict(format!(
                 "mitigation {id} is {:?}; only a proposed one can be committed",
@@ -540,15 +532,7 @@ impl<D: Device> Controller<D> {
         to: MitigationState,
     ) -> Result<(Versioned<Mitigation>, SyncReport), ControlError> {
         let mut world = World::load(&self.store)?;
-        let (version, mut m) = world
-            .tenants
-            .get(tenant)
-            .and_then(|t| t.mitigations.get(id))
-            .cloned()
-            .ok_or_else(|| ControlError::NotFound {
-                kind: "mitigation",
-                name: id.to_string(),
-            })?;
+        let (version, mut m) = world.mitigation(tenant, id)?;
         if !matches!(m.state, MitigationState::Proposed | MitigationState::Active) {
             return Err(ControlError::Conflict(format!(
                 "mitigation {id} is already {:?}",

@@ -141,6 +141,18 @@ impl World {
         self.tenants.get(tenant)?.shadows.get(name)
     }
 
+    /// A tenant's mitigation and its version.
+    pub fn mitigation(&self, tenant: &str, id: &str) -> Result<(u64, Mitigation), ControlError> {
+        self.tenants
+            .get(tenant)
+            .and_then(|t| t.mitigations.get(id))
+            .cloned()
+            .ok_or_else(|| ControlError::NotFound {
+                kind: "mitigation",
+                name: id.to_string(),
+            })
+    }
+
     /// Inserts or replaces a shadow.
     pub fn put_shadow(&mut self, tenant: &str, shadow: Shadow, version: u64, captured: Network) {
         if let Some(t) = self.tenants.get_mut(tenant) {
