@@ -736,20 +736,7 @@ impl Datapath {
         if let Some(meta) = t.shadow.filter(|m| m.flags & SHADOW_FLAG_RELEASED != 0) {
             return self.release(frame, outer, t.vni, meta, cx);
         }
-        let inner = outer
-            .inner_frame(frame)
-            .ok_or(DropReason::MalformedTunnel)?;
-        let parsed = match cx.inner {
-            Some(p) => *p,
-            None => shadownet_wire::parse(inner, &NO_TUNNELS),
-        };
-        let h = match parsed {
-            Ok(h) => h,
-            Err(e) => {
-                cx.event(Event::stage(Stage::Parse).note(e.name()));
-                return Err(DropReason::MalformedTunnel);
-            }
-        };
+        let (inner, h) = cx.inner_headers(outer, frame)?;
         let net = self.network(t.vni, cx)?;
         let target = match h.l3 {
             L3::Ipv4 | L3::Ipv6 => h.dst,
@@ -806,20 +793,7 @@ impl Datapath {
         meta: ShadowMetadata,
         cx: &mut FrameContext<'_>,
     ) -> Result<OutFrame, DropReason> {
-        let inner = outer
-            .inner_frame(frame)
-            .ok_or(DropReason::MalformedTunnel)?;
-        let parsed = match cx.inner {
-            Some(p) => *p,
-            None => shadownet_wire::parse(inner, &NO_TUNNELS),
-        };
-        let h = match parsed {
-            Ok(h) => h,
-            Err(e) => {
-                cx.event(Event::stage(Stage::Parse).note(e.name()));
-                return Err(DropReason::MalformedTunnel);
-            }
-        };
+        let (inner, h) = cx.inner_headers(outer, frame)?;
         let session = meta.session;
         let redirect_session = (session as usize) < NUM_SESSIONS && {
             let s = self.sessions.get(session);
@@ -1240,6 +1214,30 @@ struct FrameContext<'a> {
 }
 
 impl FrameContext<'_> {
+    /// A tunnel's inner frame and its headers (the read-ahead's parse when it made one); a
+    /// missing or unparsable inner frame is a malformed tunnel.
+    #[inline]
+    fn inner_headers<'f>(
+        &mut self,
+        outer: &Headers,
+        frame: &'f [u8],
+    ) -> Result<(&'f [u8], Headers), DropReason> {
+        let inner = outer
+            .inner_frame(frame)
+            .ok_or(DropReason::MalformedTunnel)?;
+        let parsed = match self.inner {
+            Some(p) => *p,
+            None => shadownet_wire::parse(inner, &NO_TUNNELS),
+        };
+        match parsed {
+            Ok(h) => Ok((inner, h)),
+            Err(e) => {
+                self.event(Event::stage(Stage::Parse).note(e.name()));
+                Err(DropReason::MalformedTunnel)
+            }
+        }
+    }
+
     #[inline]
     fn event(&mut self, e: Event) {
         if let Some(ev) = self.events.as_mut() {
