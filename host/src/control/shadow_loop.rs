@@ -292,20 +292,29 @@ impl Sink for Collect {
     }
 }
 
+/// A frame's tunnel VNI (if tunnelled) and the production frame it carries (itself when not
+/// tunnelled).
+fn unwrap_tunnel(frame: &[u8]) -> Option<(Option<u32>, &[u8])> {
+    let h = parse(frame, &ParseConfig::default()).ok()?;
+    match h.tunnel {
+        Some(t) => Some((Some(t.vni), h.inner_frame(frame)?)),
+        None => Some((None, frame)),
+    }
+}
+
 /// The part of a production frame that survives the NIC unchanged: from the IP header on
 /// (MACs are rewritten on delivery, tunnels added or removed).
-fn payload_key(frame: &[u8]) -> Option<u64> {
+fn l3_key(production: &[u8]) -> Option<u64> {
     use std::hash::{Hash, Hasher};
-    let cfg = ParseConfig::default();
-    let h = parse(frame, &cfg).ok()?;
-    let inner = match h.tunnel {
-        Some(_) => h.inner_frame(frame)?,
-        None => frame,
-    };
-    let l3 = inner.get(14..)?;
+    let l3 = production.get(14..)?;
     let mut s = std::collections::hash_map::DefaultHasher::new();
     l3.hash(&mut s);
     Some(s.finish())
+}
+
+/// [`l3_key`] of the production frame `frame` is or carries.
+fn payload_key(frame: &[u8]) -> Option<u64> {
+    unwrap_tunnel(frame).and_then(|(_, inner)| l3_key(inner))
 }
 
 fn class_name(attack: &Option<String>) -> String {
@@ -485,15 +494,16 @@ impl<D: Backend> Controller<D> {
                 };
                 let end_ns = (d.start_ps + wire_ps).saturating_sub(start_ps) / 1000;
                 let bytes = &d.bytes;
+                // Parsed once: whether it is the shadow's, and the production frame inside.
+                let unwrapped = unwrap_tunnel(bytes);
+                let truth_of = unwrapped
+                    .and_then(|(_, inner)| l3_key(inner))
+                    .and_then(|k| truth.get(&k));
                 let to_shadow = d.port == Port::Uplink
-                    && parse(bytes, &ParseConfig::default())
-                        .ok()
-                        .and_then(|h| h.tunnel)
-                        .is_some_and(|t| t.vni == shadow.vni);
+                    && unwrapped.is_some_and(|(vni, _)| vni == Some(shadow.vni));
                 if !to_shadow {
                     if d.copy == 0
-                        && let Some((attack, at_ns)) =
-                            payload_key(bytes).and_then(|k| truth.get(&k))
+                        && let Some((attack, at_ns)) = truth_of
                     {
                         let blocked = report.first_block_ns().is_some_and(|b| *at_ns >= b);
                         let c = report.classes.entry(class_name(attack)).or_default();
@@ -506,16 +516,13 @@ impl<D: Backend> Controller<D> {
                 }
                 report.shadow_frames += 1;
                 let at_shadow_ns = end_ns + req.fabric_ns;
-                let attack = payload_key(bytes)
-                    .and_then(|k| truth.get(&k))
-                    .and_then(|(a, _)| a.clone());
+                let attack = truth_of.and_then(|(a, _)| a.clone());
                 let t = Instant::now();
                 let Ok(seen) = tap.observe_encapsulated(epoch_ns + at_shadow_ns, bytes) else {
                     continue;
                 };
                 if let Some(w) = capture.as_mut()
-                    && let Ok(h) = parse(bytes, &ParseConfig::default())
-                    && let Some(inner) = h.inner_frame(bytes)
+                    && let Some((_, inner)) = unwrapped
                 {
                     w.write(epoch_ns + at_shadow_ns, inner)
                         .map_err(|e| ControlError::Conflict(format!("shadow capture: {e}")))?;
