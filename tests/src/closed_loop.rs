@@ -6,22 +6,18 @@
 //! the traffic generator uses (`.10` up, MACs as the generator makes them) and a remote
 //! node `edge` on the substrate host `10.0.0.2` through which outside traffic arrives.
 
-use std::{collections::HashMap, net::Ipv4Addr, path::Path};
+use std::{net::Ipv4Addr, path::Path};
 
 use serde_json::{Value, json};
 use shadownet_host::{
     analysis::{
         detector::DetectorConfig,
-        trafficgen::{AttackClass, AttackSpec, Label, LabelledFrame, Scenario, generate},
+        trafficgen::{AttackClass, AttackSpec, Scenario},
     },
-    control::{Caller, LoopFrame, LoopReport, LoopRequest},
+    control::{Caller, LoopReport, LoopRequest},
 };
-use shadownet_hw::Port;
 
-use crate::{
-    daemon::{NIC_IP, NIC_MAC, TestDaemon},
-    packet::vxlan,
-};
+use crate::daemon::{NIC_IP, NIC_MAC, TestDaemon};
 
 /// The production network's VNI.
 pub const VNI: u32 = 100;
@@ -130,50 +126,6 @@ pub fn scenario(seed: u64, class: AttackClass, baseline_s: f64, attack_s: f64) -
     }
 }
 
-fn ipv4_pair(frame: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
-    if frame.get(12..14)? != [0x08, 0x00] {
-        return None;
-    }
-    let ip = frame.get(14..34)?;
-    Some((
-        Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
-        Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
-    ))
-}
-
-/// The frames of `frames` that cross this NIC, on the port they arrive on: from a VM's VF
-/// when a VM sends it, else from the uplink (VXLAN from the edge host) when a VM receives
-/// it. Frames between two outside parties, and non-IPv4 frames, do not cross it.
-pub fn to_nic(frames: &[LabelledFrame], vf_of: &HashMap<Ipv4Addr, Port>) -> Vec<LoopFrame> {
-    frames
-        .iter()
-        .filter_map(|f| {
-            let (src, dst) = ipv4_pair(&f.frame)?;
-            let attack = match f.label {
-                Label::Benign => None,
-                Label::Attack(c) => Some(c.name().to_string()),
-            };
-            if let Some(port) = vf_of.get(&src) {
-                Some(LoopFrame {
-                    port: *port,
-                    at_ns: f.ts_ns,
-                    frame: f.frame.clone(),
-                    attack,
-                })
-            } else if vf_of.contains_key(&dst) {
-                Some(LoopFrame {
-                    port: Port::Uplink,
-                    at_ns: f.ts_ns,
-                    frame: vxlan(EDGE_HOST, NIC_IP, VNI, &f.frame),
-                    attack,
-                })
-            } else {
-                None
-            }
-        })
-        .collect()
-}
-
 /// The loop's detector: the built-in one with a baseline of `baseline_s`.
 pub fn detector(baseline_s: f64) -> DetectorConfig {
     DetectorConfig {
@@ -190,27 +142,22 @@ pub fn run(
     control_delay_ns: Option<u64>,
     shadow_capture: Option<&Path>,
 ) -> LoopReport {
-    let frames: Vec<LabelledFrame> = generate(scenario).expect("scenario").collect();
+    let scenario = scenario.clone();
     let capture = shadow_capture.map(Path::to_path_buf);
     d.ctl
         .call_blocking(move |c| {
-            let vf_of: HashMap<Ipv4Addr, Port> = (0..HOSTS)
-                .filter_map(|i| {
-                    let ip = vm_ip(i);
-                    c.port_named(&format!("shop/vm{}", ip.octets()[3]))
-                        .map(|p| (ip, p))
-                })
-                .collect();
             let caller = Caller {
                 tenant: Some(TENANT.into()),
                 admin: false,
                 actor: format!("tenant:{TENANT}"),
             };
+            // The daemon's own mapping of generated traffic onto the NIC's ports.
+            let frames = c.generated_frames(&caller, SHADOW, &scenario)?;
             c.run_shadow_loop(
                 &caller,
                 LoopRequest {
                     shadow: SHADOW.into(),
-                    frames: to_nic(&frames, &vf_of),
+                    frames,
                     detector: detector(baseline_s),
                     gate_score: 6.5,
                     fabric_ns: 5_000,

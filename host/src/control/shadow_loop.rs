@@ -602,20 +602,17 @@ impl<D: Backend> Controller<D> {
         Ok(report)
     }
 
-    /// Generates `req.scenario` and runs the frames that cross this NIC through the loop:
+    /// The frames of `scenario` that cross this NIC, on the port each arrives on:
     /// frames from a VM of the shadow's network on this NIC enter on its VF (source MAC set
     /// to the VM's), frames to one enter on the uplink, VXLAN-encapsulated from the
     /// substrate host of the network's first remote node (or 192.0.2.1), destination MAC
     /// set to the VM's.
-    ///
-    /// With a supervised Suricata the shadow's traffic is then analysed offline and its
-    /// alerts ingested after the run ([`LoopReport::suricata`]).
-    pub fn run_generated_loop(
-        &mut self,
+    pub fn generated_frames(
+        &self,
         caller: &Caller,
         shadow: &str,
-        req: GeneratedLoop,
-    ) -> Result<LoopReport, ControlError> {
+        scenario: &Scenario,
+    ) -> Result<Vec<LoopFrame>, ControlError> {
         let tenant = caller.tenant()?.to_string();
         let world = World::load(&self.store)?;
         let (_, _, network) =
@@ -659,7 +656,7 @@ impl<D: Backend> Controller<D> {
             ControlError::Conflict("this NIC has no substrate IPv4 address".into())
         })?;
         let frames =
-            generate(&req.scenario).map_err(|e| ControlError::field("scenario", e.to_string()))?;
+            generate(scenario).map_err(|e| ControlError::field("scenario", e.to_string()))?;
         let mut fed = Vec::new();
         for f in frames {
             let Some((src, dst)) = ipv4_pair(&f.frame) else {
@@ -692,6 +689,22 @@ impl<D: Backend> Controller<D> {
                 attack,
             });
         }
+        Ok(fed)
+    }
+
+    /// Generates `req.scenario` and runs the frames that cross this NIC
+    /// ([`Controller::generated_frames`]) through the loop.
+    ///
+    /// With a supervised Suricata the shadow's traffic is then analysed offline and its
+    /// alerts ingested after the run ([`LoopReport::suricata`]).
+    pub fn run_generated_loop(
+        &mut self,
+        caller: &Caller,
+        shadow: &str,
+        req: GeneratedLoop,
+    ) -> Result<LoopReport, ControlError> {
+        let tenant = caller.tenant()?.to_string();
+        let fed = self.generated_frames(caller, shadow, &req.scenario)?;
         let mut detector = DetectorConfig {
             baseline_s: req.baseline_s.unwrap_or(20.0),
             ..DetectorConfig::default()
