@@ -260,6 +260,17 @@ pub struct GeneratedLoop {
 /// Most frames a generated loop may have.
 pub const MAX_LOOP_FRAMES: usize = 2_000_000;
 
+/// What the loop does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Feed the next input frame.
+    Input,
+    /// Handle the earliest pending release or ingest.
+    Due,
+    /// Let the NIC send what it still holds.
+    Finish,
+}
+
 /// What is pending at a NIC time.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Due {
@@ -427,13 +438,20 @@ impl<D: Backend> Controller<D> {
         loop {
             let input_at = req.frames.get(next).map(|f| f.at_ns);
             let due_at = due.peek().map(|Reverse((t, _, _))| *t);
-            let (now_ns, from_input) = match (input_at, due_at) {
-                (None, None) => break,
-                (Some(i), Some(d)) if d < i => (d, false),
-                (Some(i), _) => (i, true),
-                (None, Some(d)) => (d, false),
+            let (now_ns, step) = match (input_at, due_at) {
+                (None, None) => (0, Step::Finish),
+                (Some(i), Some(d)) if d < i => (d, Step::Due),
+                (Some(i), _) => (i, Step::Input),
+                (None, Some(d)) => (d, Step::Due),
             };
-            if from_input {
+            if step == Step::Finish {
+                // Nothing left to feed: what the NIC still holds leaves now, and goes through
+                // the same accounting below (it may raise findings or releases).
+                self.sim_model()?.finish(&mut sink);
+                if sink.0.is_empty() {
+                    break;
+                }
+            } else if step == Step::Input {
                 let f = &req.frames[next];
                 next += 1;
                 let mut model = self.sim_model()?;
@@ -573,21 +591,6 @@ impl<D: Backend> Controller<D> {
                         Due::Ingest(at_shadow_ns),
                     )));
                 }
-            }
-        }
-        {
-            let mut model = self.sim_model()?;
-            model.finish(&mut sink);
-        }
-        for d in std::mem::take(&mut sink.0) {
-            if d.copy == 0
-                && let Some((attack, _)) = payload_key(&d.bytes).and_then(|k| truth.get(&k))
-            {
-                report
-                    .classes
-                    .entry(class_name(attack))
-                    .or_default()
-                    .delivered += 1;
             }
         }
         if let Some(w) = capture {
