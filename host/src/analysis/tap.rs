@@ -10,9 +10,8 @@
 //! - answers frames addressed to the shadow's honeypots (the replies stay in the shadow);
 //! - in redirect mode, is the verdict gate: a redirected frame is released to production
 //!   only if neither address is blocked, the pair of addresses has not been detected, and
-//!   the detector does not score it as an attack;
-//!   a source the gate refuses stays refused ([`ShadowTap::block`] adds sources that a
-//!   mitigation or another analysis node named).
+//!   the detector does not score it as an attack; what the gate refuses stays refused
+//!   ([`ShadowTap::block`] adds addresses that a mitigation or another analysis node named).
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -53,8 +52,7 @@ pub enum GateVerdict {
     /// detected before.
     BlockedSource,
     /// Keep it from production: the detector scores it as an attack (its pair of addresses
-    /// is refused
-    /// from now on).
+    /// is refused from now on).
     Detected {
         /// The detector's score.
         score: f32,
