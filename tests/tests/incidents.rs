@@ -1444,3 +1444,41 @@ fn a_source_is_blocked_on_its_own_findings_not_on_the_incident_it_joined() {
     assert!(blocks_source(&rules, ATTACKER_A), "{rules:?}");
     assert!(!blocks_source(&rules, ATTACKER_B), "{rules:?}");
 }
+
+#[test]
+fn between_production_vms_the_flows_initiator_is_blocked_not_the_vm_that_answered() {
+    let d = TestDaemon::start("incidents-lateral");
+    let token = setup(&d, policy("auto", 10, 3600));
+    // web1 sweeps db1's admin ports. Suricata 7 names an answer's flow in `flow.src_ip` (the
+    // initiator) and marks the packet `to_client`; the built-in detector writes the same.
+    let mut answer = alert(0, DB1, 22, WEB1, 51_000, 2_010, "lateral answer", 1);
+    answer["direction"] = json!("to_client");
+    answer["flow"] = json!({"src_ip": WEB1, "src_port": 51_000, "dest_ip": DB1, "dest_port": 22});
+    // Only `direction` (an older sensor): still the answer's destination started the flow.
+    let mut bare = alert(100, DB1, 3389, WEB1, 51_001, 2_010, "lateral answer", 1);
+    bare["direction"] = json!("to_client");
+    // The sweep itself, as the initiator sent it.
+    let probe = alert(200, WEB1, 51_002, DB1, 5985, 2_011, "lateral probe", 1);
+    ingest(&d, &token, &[answer, bare, probe]);
+
+    let all = d.client(&token).get("/v1/findings").expect("findings");
+    let all = all.as_array().expect("list");
+    assert_eq!(all.len(), 3);
+    for f in all {
+        let c = &f["correlation"];
+        assert_eq!(c["ours"], "both", "{c}");
+        assert_eq!(c["outside"], WEB1, "{c}");
+        assert_eq!(c["target"], DB1, "{c}");
+        assert!(
+            c["note"]
+                .as_str()
+                .is_some_and(|n| n.contains("from production VM web1 to production VM db1")),
+            "{c}"
+        );
+    }
+    let incidents = d.client(&token).get("/v1/incidents").expect("incidents");
+    assert_eq!(incidents[0]["sources"], json!([WEB1]), "{incidents}");
+    let rules = block_rules(&d);
+    assert!(blocks_source(&rules, WEB1), "{rules:?}");
+    assert!(!blocks_source(&rules, DB1), "{rules:?}");
+}

@@ -113,8 +113,9 @@ pub struct Correlation {
     pub dest_vm: Option<ProductionVm>,
     /// Which side is production: `src`, `dest`, `both` or `none`.
     pub ours: String,
-    /// The outside party (the side that is not production; the source when both or neither
-    /// are): what a block rule would name.
+    /// The outside party (the side that is not production; when both or neither are, the
+    /// flow's initiator as the event gives it, else the packet's source): what a block rule
+    /// would name.
     pub outside: String,
     /// The production address attacked (the other side).
     pub target: String,
@@ -744,13 +745,27 @@ fn correlate(
     };
     let src_vm = vm_of(&f.src_ip);
     let dest_vm = vm_of(&f.dest_ip);
+    // When both sides are production (or neither is), the address to act on is the one that
+    // started the flow, not the sender of the packet that alerted: an answer of a swept VM
+    // must not make that VM the attacker.
+    let reply = packet_is_reply(f);
+    let (first, second) = if reply {
+        (&f.dest_ip, &f.src_ip)
+    } else {
+        (&f.src_ip, &f.dest_ip)
+    };
     let (ours, outside, target) = match (&src_vm, &dest_vm) {
         (None, Some(_)) => ("dest", &f.src_ip, &f.dest_ip),
         (Some(_), None) => ("src", &f.dest_ip, &f.src_ip),
-        (Some(_), Some(_)) => ("both", &f.src_ip, &f.dest_ip),
-        (None, None) => ("none", &f.src_ip, &f.dest_ip),
+        (Some(_), Some(_)) => ("both", first, second),
+        (None, None) => ("none", first, second),
     };
     let name = |v: &Option<ProductionVm>| v.as_ref().map(|v| v.vm.clone()).unwrap_or_default();
+    let (initiator_vm, responder_vm) = if reply {
+        (&dest_vm, &src_vm)
+    } else {
+        (&src_vm, &dest_vm)
+    };
     let note = match ours {
         "dest" => format!(
             "{} attacks production VM {} from outside",
@@ -763,9 +778,14 @@ fn correlate(
             f.dest_ip
         ),
         "both" => format!(
-            "between production VMs {} and {} (lateral)",
-            name(&src_vm),
-            name(&dest_vm)
+            "from production VM {} to production VM {} (lateral{})",
+            name(initiator_vm),
+            name(responder_vm),
+            if reply {
+                "; the alert was on an answer"
+            } else {
+                ""
+            }
         ),
         _ => format!(
             "neither {} nor {} is a node of network '{}' version {}",
@@ -785,6 +805,26 @@ fn correlate(
         note,
         heavy_hitter: None,
     };
+}
+
+/// Whether the alerting packet went from the flow's responder to its initiator, by what the
+/// event says about the flow: Suricata 7 names the flow's own endpoints in `flow.src_ip` /
+/// `flow.dest_ip` (the initiator first) and the packet's in `direction` (`to_client` for an
+/// answer). Without either, the packet is taken to come from the initiator.
+fn packet_is_reply(f: &Finding) -> bool {
+    let flow_src = f
+        .event
+        .get("flow")
+        .and_then(|x| x.get("src_ip"))
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<IpAddr>().ok());
+    let packet_src = f.src_ip.parse::<IpAddr>().ok();
+    let packet_dst = f.dest_ip.parse::<IpAddr>().ok();
+    match flow_src {
+        Some(a) if Some(a) == packet_dst && packet_src != packet_dst => true,
+        Some(a) if Some(a) == packet_src => false,
+        _ => f.event.get("direction").and_then(Value::as_str) == Some("to_client"),
+    }
 }
 
 /// Query of `GET /v1/findings`.
