@@ -14,7 +14,7 @@ use shadownet_host::{
         detector::DetectorConfig,
         trafficgen::{AttackClass, AttackSpec, Scenario},
     },
-    control::{Caller, LoopReport, LoopRequest},
+    control::{Caller, LoopFrame, LoopReport, LoopRequest},
 };
 
 use crate::daemon::{NIC_IP, NIC_MAC, TestDaemon};
@@ -70,6 +70,16 @@ pub fn setup(d: &TestDaemon, mode: &str) -> String {
 
 /// [`setup`] with the mitigation policy in `policy_mode` (`off`, `propose`, `auto`).
 pub fn setup_with_policy(d: &TestDaemon, mode: &str, policy_mode: &str) -> String {
+    setup_shadow(d, mode, policy_mode, json!([]))
+}
+
+/// [`setup_with_policy`] with the shadow's `analysis_nodes`.
+pub fn setup_shadow(
+    d: &TestDaemon,
+    mode: &str,
+    policy_mode: &str,
+    analysis_nodes: Value,
+) -> String {
     let token = d.tenant(TENANT, json!({}));
     let c = d.client(&token);
     c.send("POST", "/v1/networks", &network(), &[])
@@ -80,7 +90,8 @@ pub fn setup_with_policy(d: &TestDaemon, mode: &str, policy_mode: &str) -> Strin
         &json!({
             "name": SHADOW, "network": "shop", "ttl_s": 86_400, "mode": mode,
             "collector": {"ip": "10.0.0.50", "mac": "02:00:00:00:00:50"},
-            "policy": {"rules": [{"direction": "both"}]}
+            "policy": {"rules": [{"direction": "both"}]},
+            "analysis_nodes": analysis_nodes,
         }),
         &[],
     )
@@ -142,6 +153,26 @@ pub fn run(
     control_delay_ns: Option<u64>,
     shadow_capture: Option<&Path>,
 ) -> LoopReport {
+    run_with(
+        d,
+        scenario,
+        baseline_s,
+        control_delay_ns,
+        shadow_capture,
+        |_| {},
+    )
+}
+
+/// [`run`] with `extra` changing the frames the daemon mapped onto the NIC's ports before
+/// they are fed (frames must stay in arrival order).
+pub fn run_with(
+    d: &TestDaemon,
+    scenario: &Scenario,
+    baseline_s: f64,
+    control_delay_ns: Option<u64>,
+    shadow_capture: Option<&Path>,
+    extra: impl FnOnce(&mut Vec<LoopFrame>) + Send + 'static,
+) -> LoopReport {
     let scenario = scenario.clone();
     let capture = shadow_capture.map(Path::to_path_buf);
     d.ctl
@@ -152,7 +183,8 @@ pub fn run(
                 actor: format!("tenant:{TENANT}"),
             };
             // The daemon's own mapping of generated traffic onto the NIC's ports.
-            let frames = c.generated_frames(&caller, SHADOW, &scenario)?;
+            let mut frames = c.generated_frames(&caller, SHADOW, &scenario)?;
+            extra(&mut frames);
             c.run_shadow_loop(
                 &caller,
                 LoopRequest {

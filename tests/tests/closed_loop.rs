@@ -139,3 +139,89 @@ fn the_daemon_runs_generated_attacks_through_the_loop_and_refuses_bad_requests()
     assert!(err.contains("422") || err.contains("400"), "{err}");
     assert_eq!(c.get("/v1/mitigations").expect("mitigations"), before);
 }
+
+#[test]
+fn a_vm_probing_the_shadows_honeypot_is_answered_in_the_shadow_and_quarantined() {
+    use shadownet_hw::Port;
+    use shadownet_tests::{
+        closed_loop::{run_with, setup_shadow, vm_ip},
+        packet::Builder,
+    };
+    const DECOY: &str = "192.168.10.99";
+    let d = TestDaemon::start("loop-honeypot");
+    let token = setup_shadow(
+        &d,
+        "mirror",
+        "auto",
+        serde_json::json!([{
+            "name": "decoy", "kind": "honeypot", "ip": DECOY,
+            "endpoint": {"ip": "10.0.0.51", "mac": "02:00:00:00:00:51"},
+            "services": [{"protocol": "tcp", "port": 22}, {"protocol": "tcp", "port": 80}]
+        }]),
+    );
+    // Benign background only; the detector is still learning when the run ends, so every
+    // finding of the run is the honeypot's.
+    let mut s = scenario(53, AttackClass::PortScan, BASELINE_S, 1.0);
+    s.attacks.clear();
+    s.duration_s = 6.0;
+    let vm12 = vm_ip(2);
+    let o = vm12.octets();
+    let vm12_mac = [0x02, 0x5e, o[0], o[1], o[2], o[3]];
+    // Findings wait 100 ms of NIC time for the host work, so the whole sweep (40 ms) reaches
+    // the decoy before vm12 is blocked.
+    let r = run_with(&d, &s, BASELINE_S, Some(100_000_000), None, move |frames| {
+        let port = frames
+            .iter()
+            .find(|f| f.port != Port::Uplink && f.frame[6..12] == vm12_mac)
+            .map(|f| f.port)
+            .expect("vm12 sends in the background traffic");
+        // vm12 sweeps its subnet and finds the decoy: SYNs to two open and two closed ports,
+        // as production addresses them (to the gateway's MAC: production has no such VM).
+        for (k, dport) in [22u16, 80, 445, 3389].into_iter().enumerate() {
+            frames.push(shadownet_host::control::LoopFrame {
+                port,
+                at_ns: 2_000_000_000 + k as u64 * 10_000_000,
+                frame: Builder::tcp(&vm12.to_string(), DECOY, 40_000 + k as u16, dport)
+                    .macs(vm12_mac, [0x02, 0, 0, 0, 0, 1])
+                    .flags(0x02)
+                    .build(),
+                attack: Some("decoy_probe".into()),
+            });
+        }
+        frames.sort_by_key(|f| f.at_ns);
+    });
+    assert_eq!(r.alerts, 0, "the detector only learnt: {r:#?}");
+    assert_eq!(r.honeypot_interactions, 4, "{r:#?}");
+    // SYN-ACKs from the open ports, RSTs from the closed ones; they stay in the shadow.
+    assert_eq!(r.honeypot_replies, 4, "{r:#?}");
+    // Four probes within a second: one alert (one a second per peer, decoy and signature).
+    assert_eq!(r.honeypot_alerts, 1, "{r:#?}");
+    let probe = &r.classes["decoy_probe"];
+    assert!(probe.detected_ns.is_some(), "{probe:?}");
+    assert_eq!(
+        blocked_sources(&r),
+        vec![std::net::IpAddr::V4(vm12)],
+        "{r:#?}"
+    );
+
+    let findings = d.client(&token).get("/v1/findings").expect("findings");
+    let f = &findings[0];
+    assert_eq!(f["signature_id"], 9_200_001, "{findings}");
+    assert_eq!(f["correlation"]["outside"], vm12.to_string(), "{f}");
+    assert_eq!(f["correlation"]["target"], DECOY, "{f}");
+    assert!(
+        f["correlation"]["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("production VM vm12 probed honeypot 'decoy'")),
+        "{f}"
+    );
+    assert_eq!(
+        f["event"]["alert"]["metadata"]["shadownet"]["honeypot"], "decoy",
+        "{f}"
+    );
+    // vm12 is quarantined: its background traffic after the block no longer reaches
+    // production (without a block every benign frame is delivered: see the tests above;
+    // vm12's is the only block rule).
+    let benign = &r.classes["benign"];
+    assert!(benign.delivered < benign.fed, "{benign:?}");
+}

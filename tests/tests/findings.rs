@@ -12,6 +12,7 @@ use shadownet_host::analysis::{
         self, EveBody, EveEvent, EveRecord, FindingContext, FlowBuilder, Shadownet,
         TrafficDirection,
     },
+    honeypot::{Interaction, InteractionKind},
     siem::{EveFileSink, EventSink, FileConfig},
 };
 use shadownet_tests::{corpus_dir, repo_root, scratch::Scratch, tools};
@@ -99,6 +100,55 @@ fn our_events() -> Vec<EveEvent> {
             .packet(t0 + 1_000, 1400, false)
             .alerted();
         out.push(fb.to_eve(&ctx(), "timeout").expect("flow"));
+    }
+    // A honeypot's alerts: ARP, ping, probe, connection and data (with payload_printable);
+    // a close raises none.
+    let decoy = std::net::Ipv4Addr::new(10, 1, 0, 99);
+    for (kind, protocol, port) in [
+        (InteractionKind::ArpRequest, 0u8, 0u16),
+        (InteractionKind::Ping, 1, 0),
+        (InteractionKind::SynProbe { open: false }, 6, 445),
+        (InteractionKind::Connected, 6, 22),
+        (
+            InteractionKind::Data {
+                len: 9,
+                head: b"GET /\r\n\x00".to_vec(),
+            },
+            6,
+            80,
+        ),
+        (InteractionKind::UdpProbe { open: true }, 17, 53),
+        (InteractionKind::Closed, 6, 22),
+    ] {
+        let i = Interaction {
+            at_ns: t0 + 7_000,
+            peer: std::net::Ipv4Addr::new(10, 1, 0, 7),
+            peer_port: if protocol == 0 || protocol == 1 {
+                0
+            } else {
+                41_000
+            },
+            port,
+            protocol,
+            kind: kind.clone(),
+        };
+        let e = eve::alert_from_honeypot(&i, "decoy", decoy, &ctx()).expect("alert");
+        if kind == InteractionKind::Closed {
+            assert!(e.is_none(), "a close raises no alert");
+            continue;
+        }
+        let e = e.expect("an alert");
+        let v = e.to_value();
+        assert_eq!(v["alert"]["source"]["ip"], "10.1.0.7", "{v}");
+        assert_eq!(v["alert"]["target"]["ip"], "10.1.0.99", "{v}");
+        assert_eq!(
+            v["alert"]["metadata"]["shadownet"]["honeypot"], "decoy",
+            "{v}"
+        );
+        if let InteractionKind::Data { .. } = kind {
+            assert_eq!(v["payload_printable"], "GET /...", "{v}");
+        }
+        out.push(e);
     }
     out.push(eve::decode_anomaly(t0, &ctx(), "decoder.ipv4.trunc_pkt"));
     let stats = DetectorStats {

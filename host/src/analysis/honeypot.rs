@@ -117,6 +117,29 @@ impl Service {
     }
 }
 
+/// What the well-known service on `transport`/`port` says and whether it speaks first: the
+/// default of a honeypot service configured without a banner. `None` for ports with no
+/// well-known banner (the service then listens and acknowledges, and says nothing).
+pub fn well_known_banner(transport: Transport, port: u16) -> Option<(&'static [u8], bool)> {
+    const HTTP: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nContent-Type: text/html\r\nContent-Length: 0\r\n\r\n";
+    Some(match (transport, port) {
+        (Transport::Tcp, 21) => (b"220 (vsFTPd 3.0.3)\r\n", true),
+        (Transport::Tcp, 22) => (b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n", true),
+        (Transport::Tcp, 23) => (b"\xff\xfd\x18\xff\xfd\x20\xff\xfd\x23\xff\xfd\x27", true),
+        (Transport::Tcp, 25 | 587) => (b"220 mail.internal ESMTP Postfix (Debian/GNU)\r\n", true),
+        (Transport::Tcp, 110) => (b"+OK Dovecot (Debian) ready.\r\n", true),
+        (Transport::Tcp, 143) => (b"* OK [CAPABILITY IMAP4rev1] Dovecot (Debian) ready.\r\n", true),
+        (Transport::Tcp, 80 | 8000 | 8080 | 8443 | 443) => (HTTP, false),
+        (Transport::Tcp, 3306) => (
+            b"\x4a\x00\x00\x00\x0a8.0.36\x00\x08\x00\x00\x00\x41\x42\x43\x44\x45\x46\x47\x48\x00\xff\xf7\x2d\x02\x00\xff\xdf\x15\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x49\x4a\x4b\x4c\x4d\x4e\x4f\x50\x51\x52\x53\x54\x00caching_sha2_password\x00",
+            true,
+        ),
+        (Transport::Tcp, 5432) => (b"N", false),
+        (Transport::Tcp, 6379) => (b"-NOAUTH Authentication required.\r\n", false),
+        _ => return None,
+    })
+}
+
 /// A decoy host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HoneypotSpec {
@@ -333,7 +356,10 @@ impl Honeypot {
                     self.stats.malformed += 1;
                     return Vec::new();
                 };
-                if dst != self.spec.ip || h.eth_dst.0 != self.spec.mac {
+                // By address only: the overlay delivers by (VNI, address), and a mirrored
+                // copy keeps the MAC production addressed it to (its gateway's, for an
+                // address production does not have).
+                if dst != self.spec.ip {
                     self.stats.not_for_us += 1;
                     return Vec::new();
                 }

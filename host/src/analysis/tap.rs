@@ -14,7 +14,7 @@
 //!   ([`ShadowTap::block`] adds addresses that a mitigation or another analysis node named).
 
 use std::collections::HashSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use shadownet_wire::{ParseConfig, parse};
 
@@ -161,11 +161,15 @@ impl ShadowTap {
         &self.detector
     }
 
-    /// The honeypots' interactions so far, taken.
-    pub fn take_interactions(&mut self) -> Vec<Interaction> {
+    /// The honeypots' interactions so far, taken, each with the address of the honeypot it
+    /// was with.
+    pub fn take_interactions(&mut self) -> Vec<(Ipv4Addr, Interaction)> {
         self.honeypots
             .iter_mut()
-            .flat_map(|h| h.take_interactions())
+            .flat_map(|h| {
+                let ip = h.spec().ip;
+                h.take_interactions().into_iter().map(move |i| (ip, i))
+            })
             .collect()
     }
 

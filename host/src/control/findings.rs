@@ -37,7 +37,7 @@ use super::{
 use crate::{
     driver::Device,
     model::{
-        Network, Shadow, ShadowState,
+        HONEYPOT_KIND, Network, Shadow, ShadowState,
         mitigation::{GroupKey, MitigationPolicy},
         validate::FieldError,
     },
@@ -766,6 +766,49 @@ fn correlate(
     } else {
         (&src_vm, &dest_vm)
     };
+    // A rule that names the attack's source and target (Suricata's `alert.source` and
+    // `alert.target`; a honeypot's alerts) is taken at its word: a production VM that probes
+    // a decoy is the party to act on, not the decoy.
+    let decoy = |ip: &str| {
+        shadow.spec.analysis_nodes.iter().find(|a| {
+            a.kind == HONEYPOT_KIND
+                && a.ip.as_deref().and_then(|x| x.parse::<IpAddr>().ok()) == ip.parse().ok()
+        })
+    };
+    if let Some((source, victim)) = named_source_and_target(f) {
+        let source_vm = if source == f.src_ip {
+            &src_vm
+        } else {
+            &dest_vm
+        };
+        let note = match (source_vm, decoy(&victim)) {
+            (Some(vm), Some(d)) => format!(
+                "production VM {} probed honeypot '{}' ({victim})",
+                vm.vm, d.name
+            ),
+            (None, Some(d)) => format!("{source} probed honeypot '{}' ({victim})", d.name),
+            (Some(vm), None) => format!(
+                "production VM {} is the source of the attack on {victim}, as the rule names it",
+                vm.vm
+            ),
+            (None, None) => format!("{source} attacks {victim}, as the rule names it"),
+        };
+        let outside = source.clone();
+        f.correlation = Correlation {
+            network: captured.name.clone(),
+            network_version: shadow.network_version,
+            vni: live_vni,
+            matched: src_vm.is_some() || dest_vm.is_some(),
+            ours: ours.into(),
+            outside,
+            target: victim,
+            src_vm,
+            dest_vm,
+            note,
+            heavy_hitter: None,
+        };
+        return;
+    }
     let note = match ours {
         "dest" => format!(
             "{} attacks production VM {} from outside",
@@ -824,6 +867,25 @@ fn packet_is_reply(f: &Finding) -> bool {
         Some(a) if Some(a) == packet_dst && packet_src != packet_dst => true,
         Some(a) if Some(a) == packet_src => false,
         _ => f.event.get("direction").and_then(Value::as_str) == Some("to_client"),
+    }
+}
+
+/// The attack's source and target as the alert's rule names them (`alert.source.ip`,
+/// `alert.target.ip`), when both are there and are the packet's two addresses.
+fn named_source_and_target(f: &Finding) -> Option<(String, String)> {
+    let alert = f.event.get("alert")?;
+    let ip = |k: &str| alert.get(k)?.get("ip")?.as_str()?.parse::<IpAddr>().ok();
+    let (source, target) = (ip("source")?, ip("target")?);
+    let (src, dst) = (
+        f.src_ip.parse::<IpAddr>().ok()?,
+        f.dest_ip.parse::<IpAddr>().ok()?,
+    );
+    if (source, target) == (src, dst) {
+        Some((f.src_ip.clone(), f.dest_ip.clone()))
+    } else if (source, target) == (dst, src) {
+        Some((f.dest_ip.clone(), f.src_ip.clone()))
+    } else {
+        None
     }
 }
 

@@ -16,6 +16,7 @@
 
 mod error;
 mod findings;
+mod honeypots;
 mod mitigation;
 mod nic;
 mod shadow_loop;

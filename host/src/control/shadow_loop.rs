@@ -29,7 +29,7 @@
 use std::{
     cmp::Reverse,
     collections::{BTreeMap, BinaryHeap, HashMap},
-    net::IpAddr,
+    net::{IpAddr, Ipv4Addr},
     path::PathBuf,
     time::Instant,
 };
@@ -53,9 +53,11 @@ use super::{
 use crate::{
     analysis::{
         detector::DetectorConfig,
-        eve::{FindingContext, Shadownet, alert_from_detector},
+        eve::{
+            FindingContext, Shadownet, alert_from_detector, alert_from_honeypot, honeypot_signature,
+        },
         honeypot::HoneypotSpec,
-        tap::{GateVerdict, ShadowTap, TapConfig},
+        tap::{GateVerdict, ShadowTap, TapConfig, TapError},
         trafficgen::{Label, Scenario, generate},
     },
     model::ShadowMode,
@@ -90,7 +92,8 @@ pub struct LoopRequest {
     pub fabric_ns: u64,
     /// NIC time findings wait before they are ingested (see the module's documentation).
     pub control_delay_ns: Option<u64>,
-    /// Honeypots in the shadow.
+    /// Honeypots in the shadow besides its `honeypot` analysis nodes (which the run always
+    /// deploys).
     pub honeypots: Vec<HoneypotSpec>,
     /// Where to write the shadow's traffic, decapsulated, as the analysis nodes saw it (a
     /// pcap for Suricata).
@@ -167,8 +170,13 @@ pub struct LoopReport {
     pub alerts: u64,
     /// Redirect mode: releases fed back into the NIC.
     pub releases: u64,
-    /// Honeypot replies.
+    /// Honeypot replies (they stay in the shadow).
     pub honeypot_replies: u64,
+    /// Exchanges with the honeypots (probes, connections, data, closes).
+    pub honeypot_interactions: u64,
+    /// Alerts the honeypots raised (one a second per peer, decoy and signature at most),
+    /// ingested as findings like the detector's.
+    pub honeypot_alerts: u64,
     /// Ingests, in order.
     pub ingests: Vec<LoopIngest>,
     /// Per ground-truth class (`benign` or the attack class).
@@ -256,6 +264,10 @@ pub struct GeneratedLoop {
     #[serde(default)]
     pub fabric_us: Option<f64>,
 }
+
+/// A honeypot raises one alert a second at most per peer, decoy and signature (a scan of a
+/// thousand ports is a thousand interactions, not a thousand findings).
+const HONEYPOT_ALERT_INTERVAL_NS: u64 = 1_000_000_000;
 
 /// Most frames a generated loop may have.
 pub const MAX_LOOP_FRAMES: usize = 2_000_000;
@@ -358,13 +370,38 @@ impl<D: Backend> Controller<D> {
             ));
         }
         let detector = req.detector.clone();
+        // The shadow's own honeypot nodes, then any the request adds.
+        let decoys = super::honeypots::decoys(&tenant, &shadow);
+        let mut decoy_names: HashMap<Ipv4Addr, String> =
+            decoys.iter().map(|d| (d.spec.ip, d.name.clone())).collect();
+        for h in &req.honeypots {
+            if decoy_names.contains_key(&h.ip) {
+                return Err(ControlError::field(
+                    "honeypots",
+                    format!(
+                        "{} is already a honeypot node of shadow '{}'",
+                        h.ip, shadow.name
+                    ),
+                ));
+            }
+            decoy_names.insert(h.ip, format!("honeypot {}", h.ip));
+        }
         let mut tap = ShadowTap::new(TapConfig {
             vni: shadow.vni,
             detector: detector.clone(),
-            honeypots: req.honeypots.clone(),
+            honeypots: decoys
+                .into_iter()
+                .map(|d| d.spec)
+                .chain(req.honeypots.iter().cloned())
+                .collect(),
             gate_score: req.gate_score,
         })
-        .map_err(|e| ControlError::field("detector", e.to_string()))?;
+        .map_err(|e| match e {
+            TapError::Honeypot { .. } => ControlError::field("honeypots", e.to_string()),
+            _ => ControlError::field("detector", e.to_string()),
+        })?;
+        // Last honeypot alert per (peer, decoy, signature), NIC ns: one a second at most.
+        let mut decoy_alerted: HashMap<(Ipv4Addr, Ipv4Addr, u64), u64> = HashMap::new();
         let ctx = FindingContext {
             in_iface: Some(format!("shadow-{}", shadow.name)),
             shadownet: Shadownet {
@@ -423,6 +460,8 @@ impl<D: Backend> Controller<D> {
             alerts: 0,
             releases: 0,
             honeypot_replies: 0,
+            honeypot_interactions: 0,
+            honeypot_alerts: 0,
             ingests: Vec::new(),
             classes,
             wall_ns: 0,
@@ -546,6 +585,30 @@ impl<D: Backend> Controller<D> {
                         .map_err(|e| ControlError::Conflict(format!("shadow capture: {e}")))?;
                 }
                 report.honeypot_replies += seen.replies.len() as u64;
+                let mut raised = false;
+                for (decoy, i) in tap.take_interactions() {
+                    report.honeypot_interactions += 1;
+                    let Some((sid, ..)) = honeypot_signature(&i.kind) else {
+                        continue;
+                    };
+                    let last = decoy_alerted
+                        .entry((i.peer, decoy, sid))
+                        .or_insert(u64::MAX);
+                    if *last != u64::MAX && at_shadow_ns < *last + HONEYPOT_ALERT_INTERVAL_NS {
+                        continue;
+                    }
+                    *last = at_shadow_ns;
+                    let name = decoy_names.get(&decoy).map_or("honeypot", String::as_str);
+                    if let Some(e) = alert_from_honeypot(&i, name, decoy, &ctx)
+                        .map_err(|e| ControlError::Conflict(format!("finding: {e}")))?
+                    {
+                        report.honeypot_alerts += 1;
+                        let c = report.classes.entry(class_name(&attack)).or_default();
+                        c.detected_ns.get_or_insert(at_shadow_ns);
+                        findings.push((at_shadow_ns, e.to_value()));
+                        raised = true;
+                    }
+                }
                 let tap_ns = t.elapsed().as_nanos() as u64;
                 if let Some(v) = seen.verdict {
                     let c = report.classes.entry(class_name(&attack)).or_default();
@@ -573,16 +636,17 @@ impl<D: Backend> Controller<D> {
                         }
                     }
                 }
-                if !seen.alerts.is_empty() {
-                    for a in &seen.alerts {
-                        report.alerts += 1;
-                        let truth_class = class_name(&attack);
-                        let c = report.classes.entry(truth_class).or_default();
-                        c.detected_ns.get_or_insert(at_shadow_ns);
-                        let e = alert_from_detector(a, &ctx, None)
-                            .map_err(|e| ControlError::Conflict(format!("finding: {e}")))?;
-                        findings.push((at_shadow_ns, e.to_value()));
-                    }
+                for a in &seen.alerts {
+                    report.alerts += 1;
+                    let truth_class = class_name(&attack);
+                    let c = report.classes.entry(truth_class).or_default();
+                    c.detected_ns.get_or_insert(at_shadow_ns);
+                    let e = alert_from_detector(a, &ctx, None)
+                        .map_err(|e| ControlError::Conflict(format!("finding: {e}")))?;
+                    findings.push((at_shadow_ns, e.to_value()));
+                    raised = true;
+                }
+                if raised {
                     let delay = req.control_delay_ns.unwrap_or(0);
                     due_seq += 1;
                     due.push(Reverse((

@@ -195,6 +195,7 @@ pub fn shop_shadow() -> Shadow {
                     mac: "02:00:00:00:00:50".into(),
                 },
                 ip: None,
+                services: vec![],
             }],
             exclude_nodes: vec!["web1".into()],
         },

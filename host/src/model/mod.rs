@@ -11,7 +11,7 @@
 pub mod compile;
 pub mod diff;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod mitigation;
 pub mod validate;
 
@@ -384,6 +384,31 @@ pub struct AnalysisNode {
     /// one the node receives only what the shadow's session sends to it as collector.
     #[serde(default)]
     pub ip: Option<String>,
+    /// For kind `honeypot` (a decoy at `ip`, which must be IPv4): what listens on it. A
+    /// honeypot without services still answers ARP and pings, and refuses every port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<HoneypotService>,
+}
+
+/// The kind of analysis node that is a decoy host answering probes in the shadow (R7).
+pub const HONEYPOT_KIND: &str = "honeypot";
+
+/// One listening service of a honeypot analysis node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoneypotService {
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// The port it listens on.
+    pub port: u16,
+    /// What it says (sent on connection for services that speak first, otherwise in answer
+    /// to the first request); absent: a plausible banner for well-known ports (SSH, FTP,
+    /// SMTP, HTTP, Redis, MySQL, ...), else nothing.
+    #[serde(default)]
+    pub banner: Option<String>,
+    /// Whether it talks first; absent: as the well-known service on that port does.
+    #[serde(default)]
+    pub speaks_first: Option<bool>,
 }
 
 /// The granular mirror policy of a shadow.

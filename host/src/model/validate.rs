@@ -26,10 +26,13 @@ use shadownet_hw::{
 use utoipa::ToSchema;
 
 use super::{
-    Automation, Endpoint, MirrorDirection, MirrorRule, Network, NextHop, SecurityRule, ShadowSpec,
-    Tenant,
+    AnalysisNode, Automation, Endpoint, HONEYPOT_KIND, MirrorDirection, MirrorRule, Network,
+    NextHop, SecurityRule, ShadowSpec, Tenant,
 };
-use crate::entries::{self, RuleFields};
+use crate::{
+    analysis::honeypot::MAX_BANNER,
+    entries::{self, RuleFields},
+};
 
 /// One problem with a document.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
@@ -146,6 +149,72 @@ impl Errors {
             Ok(())
         } else {
             Err(self.0)
+        }
+    }
+}
+
+/// A honeypot node's own rules: an IPv4 decoy address and well-formed services; services on
+/// any other kind of node are a mistake, not something to ignore.
+fn honeypot(e: &mut Errors, at: &str, a: &AnalysisNode) {
+    if a.kind != HONEYPOT_KIND {
+        if !a.services.is_empty() {
+            e.push(
+                join(at, "services"),
+                format!(
+                    "services are for '{HONEYPOT_KIND}' nodes; this node's kind is '{}'",
+                    a.kind
+                ),
+            );
+        }
+        return;
+    }
+    match a.ip.as_deref().map(entries::parse_ip) {
+        None => e.push(
+            join(at, "ip"),
+            "a honeypot needs the overlay address it answers on",
+        ),
+        Some(Ok(IpAddr::V6(ip))) => e.push(
+            join(at, "ip"),
+            format!("{ip}: honeypots answer on IPv4 addresses only"),
+        ),
+        Some(Ok(IpAddr::V4(ip)))
+            if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() =>
+        {
+            e.push(
+                join(at, "ip"),
+                format!("{ip} cannot be a host's address (unspecified, broadcast or multicast)"),
+            );
+        }
+        // A malformed address is reported by the common checks.
+        _ => {}
+    }
+    let mut seen = BTreeSet::new();
+    for (k, svc) in a.services.iter().enumerate() {
+        let sat = format!("{at}/services/{k}");
+        if !matches!(svc.protocol.as_str(), "tcp" | "udp") {
+            e.push(
+                join(&sat, "protocol"),
+                format!("'{}' is not tcp or udp", svc.protocol),
+            );
+        }
+        if svc.port == 0 {
+            e.push(join(&sat, "port"), "port 0 cannot be listened on");
+        } else if !seen.insert((svc.protocol.as_str(), svc.port)) {
+            e.push(
+                join(&sat, "port"),
+                format!("{}/{} is listed twice", svc.protocol, svc.port),
+            );
+        }
+        if let Some(b) = &svc.banner
+            && b.len() > MAX_BANNER
+        {
+            e.push(
+                join(&sat, "banner"),
+                format!(
+                    "the banner is {} bytes; at most {MAX_BANNER} (one segment)",
+                    b.len()
+                ),
+            );
         }
     }
 }
@@ -767,6 +836,7 @@ fn shadow_spec(e: &mut Errors, spec: &ShadowSpec, production: Option<&Network>) 
                 );
             }
         }
+        honeypot(e, &at, a);
     }
     let mut excluded = BTreeSet::new();
     for (i, x) in spec.exclude_nodes.iter().enumerate() {

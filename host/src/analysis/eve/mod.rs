@@ -17,12 +17,15 @@
 mod community_id;
 mod time;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 
-use super::detector::{Alert, ClassHint, DetectorStats, FeatureDeviation};
+use super::{
+    detector::{Alert, ClassHint, DetectorStats, FeatureDeviation},
+    honeypot::{Interaction, InteractionKind},
+};
 
 pub use community_id::community_id_v1;
 pub use time::{format_timestamp, to_rfc3339};
@@ -127,6 +130,12 @@ pub struct Shadownet {
     /// The features that moved, most deviant first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub explanation: Vec<FeatureDeviation>,
+    /// For a honeypot's alert: the decoy's analysis-node name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub honeypot: Option<String>,
+    /// For a honeypot's alert: what the peer did, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interaction: Option<String>,
 }
 
 /// `alert.metadata`: rule metadata (Suricata writes `key: [values]`) and shadownet's
@@ -702,6 +711,143 @@ pub fn alert_from_detector(
         e.flow_id = Some(flow_id(cid, start));
     }
     Ok(e)
+}
+
+/// The honeypots' generator id (next to the detector's [`DETECTOR_GID`]).
+pub const HONEYPOT_GID: u32 = 9200;
+
+/// Signature id, message, Suricata classification and severity of a honeypot interaction;
+/// `None` for what needs no alert of its own (a close after a connection already alerted).
+/// Nothing legitimate talks to a decoy: a probe is severity 2, a completed connection or
+/// data severity 1. An ARP request alone is severity 3 (hosts ARP for addresses for benign
+/// reasons too).
+pub fn honeypot_signature(kind: &InteractionKind) -> Option<(u64, &'static str, &'static str, u8)> {
+    const PROBE: (u64, &str, &str) = (
+        9_200_001,
+        "SHADOWNET HONEYPOT probe of a decoy",
+        "Detection of a Network Scan",
+    );
+    Some(match kind {
+        InteractionKind::ArpRequest => (PROBE.0, PROBE.1, PROBE.2, 3),
+        InteractionKind::Ping
+        | InteractionKind::SynProbe { .. }
+        | InteractionKind::UdpProbe { .. }
+        | InteractionKind::StrayTcp => (PROBE.0, PROBE.1, PROBE.2, 2),
+        InteractionKind::Connected => (
+            9_200_002,
+            "SHADOWNET HONEYPOT connection to a decoy",
+            "Attempted Information Leak",
+            1,
+        ),
+        InteractionKind::Data { .. } => (
+            9_200_003,
+            "SHADOWNET HONEYPOT data sent to a decoy",
+            "Misc Attack",
+            1,
+        ),
+        InteractionKind::Closed => return None,
+    })
+}
+
+/// An EVE `alert` for an interaction with honeypot `name` at `decoy`: the peer is the
+/// packet's source and is named as the attack's source (`alert.source`), the decoy as its
+/// target, so correlation blocks the peer even when it is a production VM. Data shows its
+/// first bytes in `payload_printable`. `None` for interactions that raise no alert
+/// ([`honeypot_signature`]).
+pub fn alert_from_honeypot(
+    i: &Interaction,
+    name: &str,
+    decoy: Ipv4Addr,
+    ctx: &FindingContext,
+) -> Result<Option<EveEvent>, EveError> {
+    let Some((sid, signature, category, severity)) = honeypot_signature(&i.kind) else {
+        return Ok(None);
+    };
+    let mut ext = ctx.shadownet.clone();
+    ext.honeypot = Some(name.to_string());
+    ext.interaction = Some(interaction_words(&i.kind, i.protocol, i.port));
+    let mut extra = Map::new();
+    let endpoint = |ip: Ipv4Addr, port: u16| {
+        let mut m = Map::new();
+        m.insert("ip".into(), ip.to_string().into());
+        if matches!(i.protocol, 6 | 17) {
+            m.insert("port".into(), port.into());
+        }
+        Value::Object(m)
+    };
+    extra.insert("source".into(), endpoint(i.peer, i.peer_port));
+    extra.insert("target".into(), endpoint(decoy, i.port));
+    let info = AlertInfo {
+        action: "allowed".into(),
+        gid: HONEYPOT_GID,
+        signature_id: sid,
+        rev: 1,
+        signature: signature.into(),
+        category: Some(category.into()),
+        severity,
+        metadata: Some(AlertMetadata {
+            shadownet: Some(ext),
+            rule: Map::new(),
+        }),
+        extra,
+    };
+    let mut e = EveEvent::new(format_timestamp(i.at_ns), EveBody::Alert(info));
+    ctx.stamp(&mut e);
+    // ARP has no IP protocol; its tuple is the addresses alone.
+    let (proto, sport, dport) = match i.protocol {
+        0 => (0, 0, 0),
+        // ICMP echo request: type 8, code 0.
+        1 => (1, 8, 0),
+        p => (p, i.peer_port, i.port),
+    };
+    if proto == 0 {
+        e.src_ip = Some(i.peer.to_string());
+        e.dest_ip = Some(decoy.to_string());
+    } else {
+        set_tuple(
+            &mut e,
+            ctx.community_id_seed,
+            IpAddr::V4(i.peer),
+            sport,
+            IpAddr::V4(decoy),
+            dport,
+            proto,
+        )?;
+    }
+    e.extra.insert("direction".into(), "to_server".into());
+    if let InteractionKind::Data { head, .. } = &i.kind {
+        let printable: String = head
+            .iter()
+            .map(|&b| {
+                if b.is_ascii_graphic() || b == b' ' {
+                    char::from(b)
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        e.extra.insert("payload_printable".into(), printable.into());
+    }
+    Ok(Some(e))
+}
+
+/// What a peer did to a decoy, for people.
+fn interaction_words(kind: &InteractionKind, protocol: u8, port: u16) -> String {
+    let t = if protocol == 17 { "udp" } else { "tcp" };
+    match kind {
+        InteractionKind::ArpRequest => "ARP request for the decoy's address".into(),
+        InteractionKind::Ping => "ICMP echo request".into(),
+        InteractionKind::SynProbe { open: true } => format!("SYN to open port tcp/{port}"),
+        InteractionKind::SynProbe { open: false } => format!("SYN to closed port tcp/{port}"),
+        InteractionKind::UdpProbe { open } => format!(
+            "datagram to {} port udp/{port}",
+            if *open { "open" } else { "closed" }
+        ),
+        InteractionKind::StrayTcp => format!("TCP segment outside any connection to tcp/{port}"),
+        InteractionKind::Connected => format!("connection to tcp/{port} completed"),
+        InteractionKind::Data { len, .. } => format!("{len} bytes of data to {t}/{port}"),
+        InteractionKind::Closed => format!("connection to tcp/{port} closed"),
+    }
 }
 
 /// TCP flow state as EVE names it.

@@ -193,6 +193,8 @@ fn honeypots_answer_inside_the_shadow() {
         .expect("observed");
     assert_eq!(o.replies.len(), 1);
     assert!(o.verdict.is_none(), "a mirrored copy needs no verdict");
-    assert_eq!(tap.take_interactions().len(), 1);
+    let seen = tap.take_interactions();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].0, hp_ip, "the interaction names its honeypot");
     assert_eq!(tap.stats().honeypot_replies, 1);
 }

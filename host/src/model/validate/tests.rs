@@ -1,6 +1,7 @@
 use super::*;
 use crate::model::{
-    AnalysisNode, Dhcp, NextHop, Route, RuleAction, RuleDirection, Subnet,
+    AnalysisNode, Dhcp, Endpoint, HoneypotService, NextHop, Route, RuleAction, RuleDirection,
+    Subnet,
     fixtures::{mirror_rule, rule, shop, shop_shadow},
 };
 
@@ -492,10 +493,86 @@ fn shadow_specs() {
                 kind: String::new(),
                 endpoint: s.analysis_nodes[0].endpoint.clone(),
                 ip: None,
+                services: vec![],
             })
         },
         "analysis_nodes/1/name",
         "analysis node 'ids' is defined twice",
+    );
+    let honeypot = |ip: Option<&str>, services: Vec<HoneypotService>| AnalysisNode {
+        name: "decoy".into(),
+        kind: "honeypot".into(),
+        endpoint: Endpoint {
+            ip: "10.0.0.51".into(),
+            mac: "02:00:00:00:00:51".into(),
+        },
+        ip: ip.map(str::to_string),
+        services,
+    };
+    let svc = |protocol: &str, port: u16, banner: Option<String>| HoneypotService {
+        protocol: protocol.into(),
+        port,
+        banner,
+        speaks_first: None,
+    };
+    check(
+        &|s| s.analysis_nodes.push(honeypot(None, vec![])),
+        "analysis_nodes/1/ip",
+        "a honeypot needs the overlay address",
+    );
+    check(
+        &|s| s.analysis_nodes.push(honeypot(Some("fd00::9"), vec![])),
+        "analysis_nodes/1/ip",
+        "IPv4 addresses only",
+    );
+    check(
+        &|s| {
+            s.analysis_nodes.push(honeypot(
+                Some("192.168.10.99"),
+                vec![svc("tcp", 22, None), svc("sctp", 9, None)],
+            ))
+        },
+        "analysis_nodes/1/services/1/protocol",
+        "'sctp' is not tcp or udp",
+    );
+    check(
+        &|s| {
+            s.analysis_nodes.push(honeypot(
+                Some("192.168.10.99"),
+                vec![svc("tcp", 22, None), svc("tcp", 22, None)],
+            ))
+        },
+        "analysis_nodes/1/services/1/port",
+        "tcp/22 is listed twice",
+    );
+    check(
+        &|s| {
+            s.analysis_nodes
+                .push(honeypot(Some("192.168.10.99"), vec![svc("udp", 0, None)]))
+        },
+        "analysis_nodes/1/services/0/port",
+        "port 0",
+    );
+    check(
+        &|s| {
+            s.analysis_nodes.push(honeypot(
+                Some("192.168.10.99"),
+                vec![svc("tcp", 80, Some("x".repeat(2000)))],
+            ))
+        },
+        "analysis_nodes/1/services/0/banner",
+        "2000 bytes",
+    );
+    let mut good = shop_shadow().spec;
+    good.analysis_nodes.push(honeypot(
+        Some("192.168.10.99"),
+        vec![svc("tcp", 22, None), svc("udp", 22, Some("hi".into()))],
+    ));
+    assert_eq!(validate_shadow_spec(&good, &prod), Ok(()));
+    check(
+        &|s| s.analysis_nodes[0].services.push(svc("tcp", 22, None)),
+        "analysis_nodes/0/services",
+        "services are for 'honeypot' nodes",
     );
     check(
         &|s| s.name = Some("Shadow!".into()),
