@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accounting;
+pub mod cli;
 pub mod closed_loop;
 pub mod corpus;
 pub mod counts;

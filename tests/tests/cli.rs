@@ -1,36 +1,11 @@
 //! `shadowctl`'s API commands against a running daemon: what they print, with and without
 //! `--json`, and how they report the daemon's problems.
 
-use clap::Parser;
-use shadowctl::apicli::{ApiArgs, ApiCommand, run};
-use shadownet_tests::{daemon::TestDaemon, repo_root};
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    api: ApiArgs,
-    #[command(subcommand)]
-    cmd: ApiCommand,
-}
-
-fn ctl(d: &TestDaemon, args: &[&str]) -> anyhow::Result<String> {
-    let mut argv = vec![
-        "shadowctl",
-        "--api",
-        &d.base,
-        "--token",
-        &d.admin,
-        "--tenant",
-        "acme",
-    ];
-    argv.extend_from_slice(args);
-    let cli = Cli::try_parse_from(argv).map_err(|e| anyhow::anyhow!("{e}"))?;
-    run(cli.cmd, &cli.api)
-}
-
-fn ok(d: &TestDaemon, args: &[&str]) -> String {
-    ctl(d, args).unwrap_or_else(|e| panic!("shadowctl {}: {e:#}", args.join(" ")))
-}
+use shadownet_tests::{
+    cli::{ctl, ok},
+    daemon::TestDaemon,
+    repo_root,
+};
 
 #[test]
 fn the_cli_covers_the_api_with_tables_and_json() {

@@ -13,6 +13,7 @@ use std::{
 use serde_json::{Value, json};
 use shadownet_host::analysis::trafficgen::AttackClass;
 use shadownet_tests::{
+    cli::ok,
     closed_loop::{scenario, setup},
     daemon::{DaemonOptions, TestDaemon},
     scratch::Scratch,
@@ -77,6 +78,12 @@ fn the_daemon_supervises_suricata_and_its_alerts_become_correlated_findings() {
     );
     assert_eq!(st["restarts"], 0, "{st}");
     let pid = st["pid"].as_u64().expect("a pid");
+    let out = ok(&d, &["analysis", "suricata"]);
+    assert!(
+        out.starts_with(&format!("suricata: running, pid {pid}, version 7")),
+        "{out}"
+    );
+    assert!(out.contains("starts 1, restarts 0"), "{out}");
 
     // A port scan through the loop: Suricata's alerts come back with the report and as
     // findings of the shadow correlated to the scanned VM.
@@ -198,6 +205,11 @@ fn the_daemon_supervises_suricata_and_its_alerts_become_correlated_findings() {
     };
     assert_ne!(st["pid"].as_u64(), Some(pid), "{st}");
     assert_eq!(st["last_exit"]["signal"], 9, "{st}");
+    let out = ok(&d, &["analysis", "suricata"]);
+    assert!(
+        out.contains("restarts 1; last exit: signal 9 after"),
+        "{out}"
+    );
     // Another scanner: the first is blocked in the NIC now, so none of its frames would
     // reach the shadow.
     let r = d

@@ -12,6 +12,7 @@ use shadownet_hw::{
     layout::acl::{AclRule, Verdict},
 };
 use shadownet_tests::{
+    cli::{ctl, ok},
     daemon::{NIC_IP, TestDaemon, raw, status_of, two_tier},
     packet::{Builder, arp_request, mac, vxlan},
 };
@@ -913,34 +914,6 @@ fn bad_findings_are_refused_and_change_nothing() {
     );
 }
 
-#[derive(clap::Parser)]
-struct Cli {
-    #[command(flatten)]
-    api: shadowctl::apicli::ApiArgs,
-    #[command(subcommand)]
-    cmd: shadowctl::apicli::ApiCommand,
-}
-
-fn ctl(d: &TestDaemon, args: &[&str]) -> anyhow::Result<String> {
-    use clap::Parser;
-    let mut argv = vec![
-        "shadowctl",
-        "--api",
-        &d.base,
-        "--token",
-        &d.admin,
-        "--tenant",
-        "acme",
-    ];
-    argv.extend_from_slice(args);
-    let cli = Cli::try_parse_from(argv).map_err(|e| anyhow::anyhow!("{e}"))?;
-    shadowctl::apicli::run(cli.cmd, &cli.api)
-}
-
-fn ok(d: &TestDaemon, args: &[&str]) -> String {
-    ctl(d, args).unwrap_or_else(|e| panic!("shadowctl {}: {e:#}", args.join(" ")))
-}
-
 #[test]
 fn the_cli_lists_findings_incidents_and_drives_mitigations() {
     let d = TestDaemon::start("incidents-cli");
@@ -995,6 +968,12 @@ fn the_cli_lists_findings_incidents_and_drives_mitigations() {
 
     let out = ok(&d, &["mitigation", "policy"]);
     assert!(out.starts_with("mode propose"), "{out}");
+    // This daemon runs without Suricata, and says so.
+    let out = ok(&d, &["analysis", "suricata"]);
+    assert_eq!(
+        out,
+        "suricata: not supervised (the daemon does not supervise Suricata (start it with --suricata))\n"
+    );
     let out = ok(&d, &["mitigation", "list"]);
     assert!(
         out.contains("m-1") && out.contains("proposed") && out.contains("203.0.113.7/32"),

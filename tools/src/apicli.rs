@@ -400,6 +400,13 @@ pub enum NicCmd {
     },
 }
 
+/// The daemon's analysis nodes.
+#[derive(Subcommand, Debug)]
+pub enum AnalysisCmd {
+    /// The supervised Suricata: running or why not, version, restarts, last exit, counters.
+    Suricata,
+}
+
 /// Findings from shadows' analysis nodes.
 #[derive(Subcommand, Debug)]
 pub enum FindingCmd {
@@ -543,6 +550,9 @@ pub enum ApiCommand {
     /// The NIC.
     #[command(subcommand)]
     Nic(NicCmd),
+    /// The daemon's analysis nodes (Suricata).
+    #[command(subcommand)]
+    Analysis(AnalysisCmd),
     /// Findings from shadows, correlated to production.
     #[command(subcommand)]
     Finding(FindingCmd),
@@ -587,6 +597,74 @@ pub fn read_doc(path: &Path) -> anyhow::Result<Value> {
         serde_json::from_str(&text)
             .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), e.line()))
     }
+}
+
+/// `GET /v1/analysis/suricata` for people: one line of state, then what it has done.
+fn suricata_text(v: &Value) -> String {
+    let n = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let mut out = if v["enabled"] != true {
+        format!("suricata: not supervised ({})\n", s(v, "/error"))
+    } else if v["running"] == true {
+        format!(
+            "suricata: running, pid {}, version {}, up {:.1} s\n",
+            s(v, "/pid"),
+            s(v, "/version"),
+            n("/uptime_ms") as f64 / 1000.0
+        )
+    } else {
+        format!("suricata: not running ({})\n", s(v, "/error"))
+    };
+    if v["enabled"] != true {
+        return out;
+    }
+    out.push_str(&format!(
+        "binary {}, directory {}\nstarts {}, restarts {}",
+        s(v, "/binary"),
+        s(v, "/dir"),
+        n("/starts"),
+        n("/restarts")
+    ));
+    if let Some(x) = v.get("last_exit").filter(|x| !x.is_null()) {
+        let how = match (x["code"].as_i64(), x["signal"].as_i64()) {
+            (Some(code), _) => format!("exit code {code}"),
+            (None, Some(sig)) => format!("signal {sig}"),
+            _ => "unknown".into(),
+        };
+        out.push_str(&format!(
+            "; last exit: {how} after {:.1} s{}",
+            x["ran_ms"].as_u64().unwrap_or(0) as f64 / 1000.0,
+            if x["requested"] == true {
+                " (asked to stop)"
+            } else {
+                ""
+            }
+        ));
+    }
+    out.push('\n');
+    out.push_str(&format!(
+        "analyses {}, packets {}, alerts {}, drops {}, EVE events read {} ({} alerts)\n",
+        n("/analyses"),
+        n("/packets_total"),
+        n("/alerts_total"),
+        n("/drops_total"),
+        n("/eve_events"),
+        n("/eve_alerts")
+    ));
+    match v.get("counters").filter(|c| !c.is_null()) {
+        Some(c) => out.push_str(&format!(
+            "counters ({}): decoded {} packets, {} invalid, {} alerts, {} flows\n",
+            s(v, "/counters_source"),
+            c["decoder_pkts"],
+            c["decoder_invalid"],
+            c["alerts"],
+            c["flows_total"]
+        )),
+        None if !v["counters_error"].is_null() => {
+            out.push_str(&format!("counters: {}\n", s(v, "/counters_error")));
+        }
+        None => {}
+    }
+    out
 }
 
 /// A loop report: one row per traffic class, then the block rules made.
@@ -1131,6 +1209,9 @@ pub fn run(cmd: ApiCommand, args: &ApiArgs) -> anyhow::Result<String> {
                 )
             }),
         ),
+        ApiCommand::Analysis(AnalysisCmd::Suricata) => {
+            (c.get("/v1/analysis/suricata")?, Box::new(suricata_text))
+        }
         ApiCommand::Nic(n) => match n {
             NicCmd::Status => (
                 c.get("/v1/nic")?,
