@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # Passes every test of the workspace on a fresh machine: installs what the tests need when it
-# is missing (tshark, as root, from Debian), then checks formatting, lints and the API docs, and
-# runs every test with external tools required (a test that needs tshark fails, not skips,
-# without it), and the README's main job (the daemon, driven through shadowctl).
+# is missing (tshark, Suricata 7, rsyslog; as root, from Debian), then checks formatting, lints
+# and the API docs, and runs every test with external tools required (a test that needs tshark
+# fails, not skips, without it), and the README's main job (the daemon, driven through
+# shadowctl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '==> %s\n' "$*"; }
 
-need_tshark() {
-    command -v tshark >/dev/null 2>&1 && return 0
+# need CMD PACKAGE WHY: installs Debian's PACKAGE (as root) when CMD is not on the PATH or
+# in /usr/sbin.
+need() {
+    command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] && return 0
     if [ "$(id -u)" != 0 ]; then
-        echo "tools/test.sh: tshark is missing and this is not root; install it (apt-get install tshark) and rerun" >&2
+        echo "tools/test.sh: $1 is missing and this is not root; install it (apt-get install $2) and rerun" >&2
         exit 1
     fi
-    say "installing tshark"
+    say "installing $2 ($3)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq tshark >/dev/null
+    apt-get install -y -qq "$2" >/dev/null
 }
 
 need_suricata() {
@@ -37,21 +40,9 @@ need_suricata() {
     apt-get install -y -qq -t bookworm-backports suricata >/dev/null
 }
 
-need_rsyslog() {
-    command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] && return 0
-    if [ "$(id -u)" != 0 ]; then
-        echo "tools/test.sh: rsyslogd is missing and this is not root; install it (apt-get install rsyslog) and rerun" >&2
-        exit 1
-    fi
-    say "installing rsyslog (the SIEM export tests send to it)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq rsyslog >/dev/null
-}
-
-need_tshark
+need tshark tshark "the decoding tests check our frames with it"
 need_suricata
-need_rsyslog
+need rsyslogd rsyslog "the SIEM export tests send to it"
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
