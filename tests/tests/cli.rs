@@ -188,4 +188,40 @@ fn shadow_loop_prints_what_reached_production_and_the_blocks() {
     )
     .expect_err("no hosts");
     assert!(format!("{err:#}").contains("hosts"), "{err:#}");
+
+    // A recording stored with the shadow and replayed through the loop.
+    let pcap = repo_root().join("examples/two-tier-web1.pcap");
+    let pcap = pcap.to_str().expect("path");
+    let out = ok(&d, &["shadow", "capture", "shop-shadow", "rec", pcap]);
+    assert!(
+        out.starts_with("capture rec stored with shadow shop-shadow ("),
+        "{out}"
+    );
+    let err = ctl(
+        &d,
+        &[
+            "shadow",
+            "loop",
+            "shop-shadow",
+            "--artefact",
+            "rec",
+            "--attack",
+            "port_scan",
+        ],
+    )
+    .expect_err("generated or recorded, not both");
+    assert!(
+        format!("{err:#}").contains("cannot be used with"),
+        "{err:#}"
+    );
+    // web1's recording (192.168.10.0/24, the shop network's prefix) replays as unlabelled
+    // traffic; nothing of it is an attack, so nothing is blocked.
+    let out = ok(&d, &["shadow", "loop", "shop-shadow", "--artefact", "rec"]);
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("unlabelled"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert!(cols[1].parse::<u64>().is_ok_and(|n| n > 0), "{out}");
+    assert_eq!(cols[1], cols[2], "every frame delivered: {out}");
 }

@@ -225,3 +225,121 @@ fn a_vm_probing_the_shadows_honeypot_is_answered_in_the_shadow_and_quarantined()
     let benign = &r.classes["benign"];
     assert!(benign.delivered < benign.fed, "{benign:?}");
 }
+
+#[test]
+fn a_recorded_capture_stored_with_the_shadow_replays_through_the_loop() {
+    use serde_json::Value;
+    use shadownet_capture::PcapWriter;
+    use shadownet_host::analysis::trafficgen::generate;
+    use shadownet_tests::{daemon::raw, scratch::Scratch};
+    let d = TestDaemon::start("loop-capture");
+    let token = setup(&d, "mirror");
+    let c = d.client(&token);
+    // The recording: a port scan on benign background, as a capture file (no labels).
+    let s = scenario(43, AttackClass::PortScan, BASELINE_S, 5.0);
+    let dir = Scratch::new("loop-capture-pcap");
+    let path = dir.path().join("scan.pcap");
+    let mut w = PcapWriter::create(&path, 65_535).expect("pcap");
+    let mut written = 0u64;
+    for f in generate(&s).expect("scenario") {
+        w.write(1_795_000_000_000_000_000 + f.ts_ns, &f.frame)
+            .expect("frame");
+        written += 1;
+    }
+    w.finish().expect("finish");
+    let capture = std::fs::read(&path).expect("read back");
+    let (status, _, stored) = raw(
+        &d.base,
+        "PUT",
+        "/v1/shadows/shop-shadow/captures/scan",
+        Some(&token),
+        Some("application/vnd.tcpdump.pcap"),
+        &capture,
+    );
+    assert_eq!(status, 201, "{stored}");
+
+    let body = serde_json::json!({"artefact": "scan", "baseline_s": BASELINE_S});
+    let r = c
+        .send("POST", "/v1/shadows/shop-shadow/loop", &body, &[])
+        .expect("loop over the capture");
+    let all = &r["classes"]["unlabelled"];
+    // Every frame of the generated capture is from or to a VM of this NIC.
+    assert_eq!(all["fed"], written, "{r}");
+    assert_eq!(r["frames"], written, "{r}");
+    assert!(r["alerts"].as_u64() > Some(0), "{r}");
+    assert!(all["detected_ns"].as_u64().is_some(), "{r}");
+    let committed: Vec<Value> = r["ingests"]
+        .as_array()
+        .expect("ingests")
+        .iter()
+        .flat_map(|i| {
+            i["report"]["mitigations"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|m| m["action"] == "committed")
+        .collect();
+    assert!(
+        committed.iter().any(|m| m["source"] == "198.51.100.23"),
+        "{r}"
+    );
+
+    // Bad requests say what is wrong and change nothing.
+    let before = c.get("/v1/mitigations").expect("mitigations");
+    for (bad, code, text) in [
+        (
+            serde_json::json!({"artefact": "scan", "scenario": serde_json::to_value(&s).expect("s")}),
+            "422",
+            "exactly one of 'scenario', 'artefact' and 'pcap'",
+        ),
+        (serde_json::json!({}), "422", "exactly one"),
+        (
+            serde_json::json!({"artefact": "nope"}),
+            "404",
+            "shop-shadow/nope",
+        ),
+        // A file on the daemon's host needs the admin token.
+        (
+            serde_json::json!({"pcap": path.display().to_string()}),
+            "403",
+            "admin token",
+        ),
+    ] {
+        let err = c
+            .send("POST", "/v1/shadows/shop-shadow/loop", &bad, &[])
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains(code) && err.contains(text), "{bad}: {err}");
+    }
+    // A capture none of whose frames would cross this NIC.
+    let mut w = PcapWriter::create(&path, 65_535).expect("pcap");
+    w.write(
+        1,
+        &shadownet_tests::packet::Builder::udp("10.9.9.1", "10.9.9.2", 1, 2).build(),
+    )
+    .expect("frame");
+    w.finish().expect("finish");
+    raw(
+        &d.base,
+        "PUT",
+        "/v1/shadows/shop-shadow/captures/elsewhere",
+        Some(&token),
+        Some("application/vnd.tcpdump.pcap"),
+        &std::fs::read(&path).expect("read"),
+    );
+    let err = c
+        .send(
+            "POST",
+            "/v1/shadows/shop-shadow/loop",
+            &serde_json::json!({"artefact": "elsewhere"}),
+            &[],
+        )
+        .expect_err("nothing to replay")
+        .to_string();
+    assert!(
+        err.contains("none of its 1 frames would cross this NIC"),
+        "{err}"
+    );
+    assert_eq!(c.get("/v1/mitigations").expect("mitigations"), before);
+}

@@ -304,15 +304,29 @@ pub enum ShadowCmd {
     Loop {
         /// The shadow.
         name: String,
-        /// The traffic.
+        /// The traffic, generated.
         #[command(flatten)]
         traffic: crate::traffic::ScenarioArgs,
+        /// The traffic, recorded: a capture stored with the shadow (`shadow capture`),
+        /// replayed at its own timing instead of generated traffic.
+        #[arg(long, conflicts_with_all = ["scenario", "preset", "attacks"])]
+        artefact: Option<String>,
         /// Seconds the detector learns before it scores.
         #[arg(long, default_value_t = 20.0)]
         baseline: f64,
         /// NIC time findings wait before they are ingested, ms.
         #[arg(long)]
         control_delay_ms: Option<f64>,
+    },
+    /// Store a recording (pcap or pcapng) with a shadow, replacing one of the same name: what
+    /// `shadow loop --artefact` replays and `mitigation trial --artefact` tries rules on.
+    Capture {
+        /// The shadow.
+        name: String,
+        /// The recording's name.
+        capture: String,
+        /// The capture file.
+        file: PathBuf,
     },
     /// Replace a shadow's mirror policy with the one in a file.
     Policy {
@@ -1076,21 +1090,45 @@ pub fn run(cmd: ApiCommand, args: &ApiArgs) -> anyhow::Result<String> {
             ShadowCmd::Loop {
                 name,
                 traffic,
+                artefact,
                 baseline,
                 control_delay_ms,
             } => {
-                let scenario = traffic.scenario()?;
-                let v = c.send(
-                    "POST",
-                    &format!("/v1/shadows/{name}/loop"),
-                    &json!({
-                        "scenario": scenario,
-                        "baseline_s": baseline,
-                        "control_delay_ms": control_delay_ms,
-                    }),
-                    &[],
-                )?;
+                let mut body = json!({
+                    "baseline_s": baseline,
+                    "control_delay_ms": control_delay_ms,
+                });
+                match artefact {
+                    Some(a) => body["artefact"] = json!(a),
+                    None => body["scenario"] = json!(traffic.scenario()?),
+                }
+                let v = c.send("POST", &format!("/v1/shadows/{name}/loop"), &body, &[])?;
                 (v, Box::new(loop_table))
+            }
+            ShadowCmd::Capture {
+                name,
+                capture,
+                file,
+            } => {
+                let data =
+                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let v = c.put_bytes(
+                    &format!("/v1/shadows/{name}/captures/{capture}"),
+                    "application/vnd.tcpdump.pcap",
+                    &data,
+                )?;
+                (
+                    v,
+                    Box::new(|v| {
+                        format!(
+                            "capture {} stored with shadow {} ({} bytes, {})\n",
+                            s(v, "/name"),
+                            s(v, "/shadow"),
+                            s(v, "/bytes"),
+                            s(v, "/format")
+                        )
+                    }),
+                )
             }
             ShadowCmd::Policy { name, file } => {
                 let doc = read_doc(&file)?;

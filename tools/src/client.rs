@@ -163,7 +163,27 @@ impl Client {
         content_type: &str,
         body: &[u8],
     ) -> Result<Value, ClientError> {
-        let (url, r) = self.request("POST", path);
+        self.bytes("POST", path, content_type, body)
+    }
+
+    /// PUT raw bytes.
+    pub fn put_bytes(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<Value, ClientError> {
+        self.bytes("PUT", path, content_type, body)
+    }
+
+    fn bytes(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<Value, ClientError> {
+        let (url, r) = self.request(method, path);
         Self::finish(&url, r.set("Content-Type", content_type).send_bytes(body))
     }
 }

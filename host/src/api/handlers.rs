@@ -1102,12 +1102,14 @@ pub async fn withdraw_mitigation<D: Backend>(
     ))
 }
 
-/// Runs generated traffic (a `shadowctl traffic gen` scenario) through the simulated
-/// production NIC with the shadow's analysis in the loop: copies (or, in redirect mode,
-/// the production frames) reach the shadow's built-in detector, its alerts are ingested as
-/// findings, correlated and acted on by the mitigation policy, which in `auto` mode blocks
-/// in the production NIC's ACL while the traffic still runs. The report counts, per attack
-/// class, what reached production before and after detection and the block.
+/// Runs generated traffic (a `shadowctl traffic gen` scenario) or a recorded capture (an
+/// artefact of the shadow, or with the admin token a file on the daemon's host) through the
+/// simulated production NIC with the shadow's analysis in the loop: copies (or, in redirect
+/// mode, the production frames) reach the shadow's built-in detector and honeypots, their
+/// alerts are ingested as findings, correlated and acted on by the mitigation policy, which
+/// in `auto` mode blocks in the production NIC's ACL while the traffic still runs. The
+/// report counts, per attack class (`unlabelled` for a capture), what reached production
+/// before and after detection and the block.
 #[utoipa::path(post, path = "/v1/shadows/{shadow}/loop", tag = "mitigation",
     params(("shadow" = String, Path)),
     request_body = GeneratedLoop,

@@ -39,7 +39,7 @@ pub use mitigation::{AclEntry, Activation, NIC_AGEING_GRACE_S, ProposeRequest};
 pub use nic::{Backend, InjectReport, NicStatus, PortOutput, TableFill};
 pub use shadow_loop::{
     ClassOutcome, GeneratedLoop, LoopFrame, LoopIngest, LoopReport, LoopRequest, MAX_LOOP_FRAMES,
-    SURICATA_MAX_SEVERITY, SuricataLoop, blocked_sources,
+    SURICATA_MAX_SEVERITY, SuricataLoop, UNLABELLED, blocked_sources,
 };
 pub use shadows::{AlertOutcome, Teardown};
 pub use telemetry::{HeavyHitter, flow_hash};

@@ -49,6 +49,7 @@ use super::{
     Caller, ControlError, Controller, World,
     findings::{IngestReport, PolicyAction, ShadowRef},
     nic::Backend,
+    trial::CaptureSource,
 };
 use crate::{
     analysis::{
@@ -246,11 +247,23 @@ impl LoopReport {
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratedLoop {
-    /// The traffic: `shadowctl traffic gen`'s scenario (seed, duration_s, subnet, hosts,
-    /// benign_pps, attacks, mix). Its internal hosts that are VMs of the shadow's network on
-    /// this NIC send from their VF; traffic to them from elsewhere arrives on the uplink.
-    #[schema(value_type = Object)]
-    pub scenario: Scenario,
+    /// The traffic, generated: `shadowctl traffic gen`'s scenario (seed, duration_s, subnet,
+    /// hosts, benign_pps, attacks, mix). Its internal hosts that are VMs of the shadow's
+    /// network on this NIC send from their VF; traffic to them from elsewhere arrives on the
+    /// uplink. Exactly one of `scenario`, `artefact` and `pcap`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub scenario: Option<Scenario>,
+    /// The traffic, recorded: a capture stored with the shadow
+    /// (`PUT /v1/shadows/{shadow}/captures/{name}`), replayed at its own timing; frames
+    /// enter where production would take them in (the sending VM's VF, else the uplink).
+    /// Its frames carry no ground truth: the report counts them as class `unlabelled`.
+    #[serde(default)]
+    pub artefact: Option<String>,
+    /// The traffic, recorded: a pcap/pcapng file on the daemon's host (admin token only),
+    /// replayed like `artefact`.
+    #[serde(default)]
+    pub pcap: Option<String>,
     /// Seconds the built-in detector learns before it scores (default 20).
     #[serde(default)]
     pub baseline_s: Option<f64>,
@@ -264,6 +277,9 @@ pub struct GeneratedLoop {
     #[serde(default)]
     pub fabric_us: Option<f64>,
 }
+
+/// The report's class of a recorded capture's frames (they carry no ground truth).
+pub const UNLABELLED: &str = "unlabelled";
 
 /// A honeypot raises one alert a second at most per peer, decoy and signature (a scan of a
 /// thousand ports is a thousand interactions, not a thousand findings).
@@ -771,7 +787,35 @@ impl<D: Backend> Controller<D> {
         req: GeneratedLoop,
     ) -> Result<LoopReport, ControlError> {
         let tenant = caller.tenant()?.to_string();
-        let fed = self.generated_frames(caller, shadow, &req.scenario)?;
+        let source = match (req.scenario, req.artefact, req.pcap) {
+            (Some(s), None, None) => Ok(s),
+            (None, Some(a), None) => Err(CaptureSource::Artefact(a)),
+            (None, None, Some(p)) => Err(CaptureSource::Path(p.into())),
+            _ => {
+                return Err(ControlError::field(
+                    "body",
+                    "name exactly one of 'scenario', 'artefact' and 'pcap'",
+                ));
+            }
+        };
+        let fed = match source {
+            Ok(scenario) => self.generated_frames(caller, shadow, &scenario)?,
+            Err(capture) => {
+                let (mut frames, read) = self.captured_frames(caller, shadow, capture)?;
+                if frames.is_empty() {
+                    return Err(ControlError::field(
+                        "capture",
+                        format!(
+                            "none of its {read} frames would cross this NIC (no IP frame from or to a VM of the shadow's network on it)"
+                        ),
+                    ));
+                }
+                for f in &mut frames {
+                    f.attack = Some(UNLABELLED.into());
+                }
+                frames
+            }
+        };
         let mut detector = DetectorConfig {
             baseline_s: req.baseline_s.unwrap_or(20.0),
             ..DetectorConfig::default()

@@ -93,6 +93,8 @@ struct Fed {
     frame: Vec<u8>,
     meta: PacketMeta,
     len: u64,
+    /// The capture's timestamp, ns since the epoch.
+    ts_ns: u64,
 }
 
 type FlowKey = (IpAddr, IpAddr, u8, u16, u16);
@@ -202,37 +204,8 @@ impl<D: Device> Controller<D> {
                     name: m.network.clone(),
                 })?,
         };
-        let (path, label, _tmp) = match source {
-            CaptureSource::Path(p) => {
-                if !caller.admin {
-                    return Err(ControlError::Forbidden(
-                        "naming a file on the daemon's host needs the admin token; upload the capture instead".into(),
-                    ));
-                }
-                (p.clone(), p.display().to_string(), None)
-            }
-            CaptureSource::Bytes(b) => {
-                let p = self.scratch_capture(&b)?;
-                (p.clone(), "uploaded capture".to_string(), Some(TempFile(p)))
-            }
-            CaptureSource::Artefact(name) => {
-                let shadow = m.shadow.clone().ok_or_else(|| {
-                    ControlError::field(
-                        "artefact",
-                        "this mitigation names no shadow to take an artefact from",
-                    )
-                })?;
-                let data = self
-                    .store
-                    .artefact(kind::SHADOW, &object_id(&tenant, &shadow), &name)?
-                    .ok_or_else(|| ControlError::NotFound {
-                        kind: "capture artefact",
-                        name: format!("{shadow}/{name}"),
-                    })?;
-                let p = self.scratch_capture(&data)?;
-                (p.clone(), format!("artefact:{name}"), Some(TempFile(p)))
-            }
-        };
+        let (path, label, _tmp) =
+            self.open_capture(caller, &tenant, m.shadow.as_deref(), source)?;
         let findings: Vec<Finding> = match &m.shadow {
             Some(s)
                 if self
@@ -371,6 +344,90 @@ impl<D: Device> Controller<D> {
         Ok(report)
     }
 
+    /// The file to read a capture from, a label for reports, and the scratch copy to remove
+    /// when done (uploads and artefacts of `shadow`; a file on the daemon's host needs the
+    /// admin token).
+    fn open_capture(
+        &mut self,
+        caller: &Caller,
+        tenant: &str,
+        shadow: Option<&str>,
+        source: CaptureSource,
+    ) -> Result<(PathBuf, String, Option<TempFile>), ControlError> {
+        Ok(match source {
+            CaptureSource::Path(p) => {
+                if !caller.admin {
+                    return Err(ControlError::Forbidden(
+                        "naming a file on the daemon's host needs the admin token; upload the capture instead".into(),
+                    ));
+                }
+                let label = p.display().to_string();
+                (p, label, None)
+            }
+            CaptureSource::Bytes(b) => {
+                let p = self.scratch_capture(&b)?;
+                (p.clone(), "uploaded capture".to_string(), Some(TempFile(p)))
+            }
+            CaptureSource::Artefact(name) => {
+                let shadow = shadow.ok_or_else(|| {
+                    ControlError::field(
+                        "artefact",
+                        "this mitigation names no shadow to take an artefact from",
+                    )
+                })?;
+                let data = self
+                    .store
+                    .artefact(kind::SHADOW, &object_id(tenant, shadow), &name)?
+                    .ok_or_else(|| ControlError::NotFound {
+                        kind: "capture artefact",
+                        name: format!("{shadow}/{name}"),
+                    })?;
+                let p = self.scratch_capture(&data)?;
+                (p.clone(), format!("artefact:{name}"), Some(TempFile(p)))
+            }
+        })
+    }
+
+    /// A recorded capture as loop input: each frame enters the NIC where production would
+    /// take it in (the sending VM's VF, else the uplink, VXLAN from the source's host), at
+    /// its capture time relative to the first frame. Frames that would not cross this NIC
+    /// are left out. Returns the frames and how many the capture held.
+    pub(super) fn captured_frames(
+        &mut self,
+        caller: &Caller,
+        shadow: &str,
+        source: CaptureSource,
+    ) -> Result<(Vec<super::LoopFrame>, u64), ControlError> {
+        let tenant = caller.tenant()?.to_string();
+        let world = World::load(&self.store)?;
+        let (_, _, network) =
+            world
+                .shadow(&tenant, shadow)
+                .ok_or_else(|| ControlError::NotFound {
+                    kind: "shadow",
+                    name: shadow.to_string(),
+                })?;
+        let network = network.clone();
+        let (path, _, _tmp) = self.open_capture(caller, &tenant, Some(shadow), source)?;
+        let (frames, fed, _) = frames_to_feed(&path, &network, &self.port)?;
+        let t0 = fed.first().map_or(0, |f| f.ts_ns);
+        let mut last = 0;
+        let out = fed
+            .into_iter()
+            .map(|f| {
+                // Captures can step back in time (merged files); arrivals cannot.
+                last = f.ts_ns.saturating_sub(t0).max(last);
+                super::LoopFrame {
+                    port: f.port,
+                    at_ns: last,
+                    frame: f.frame,
+                    attack: None,
+                }
+            })
+            .collect();
+        Ok((out, frames))
+    }
+
     /// Writes an uploaded or stored capture to a scratch file the capture reader can open.
     fn scratch_capture(&mut self, data: &[u8]) -> Result<PathBuf, ControlError> {
         let dir = self.sim_out.clone().unwrap_or_else(std::env::temp_dir);
@@ -438,7 +495,9 @@ fn frames_to_feed(
     let (mut frames, mut skipped) = (0u64, 0u64);
     let mut out = Vec::new();
     while let Some(rec) = r.next_into(&mut buf) {
-        rec.map_err(|e| ControlError::field("capture", e.to_string()))?;
+        let ts_ns = rec
+            .map_err(|e| ControlError::field("capture", e.to_string()))?
+            .timestamp_ns;
         frames += 1;
         if frames > MAX_TRIAL_FRAMES {
             return Err(ControlError::field(
@@ -466,6 +525,7 @@ fn frames_to_feed(
                 len: inner.len() as u64,
                 frame: inner,
                 meta,
+                ts_ns,
             });
             continue;
         }
@@ -516,6 +576,7 @@ fn frames_to_feed(
             len: inner.len() as u64,
             frame,
             meta,
+            ts_ns,
         });
     }
     Ok((frames, out, skipped))
