@@ -96,8 +96,8 @@ pub struct LoopRequest {
     /// Honeypots in the shadow besides its `honeypot` analysis nodes (which the run always
     /// deploys).
     pub honeypots: Vec<HoneypotSpec>,
-    /// Where to write the shadow's traffic, decapsulated, as the analysis nodes saw it (a
-    /// pcap for Suricata).
+    /// Where to write the shadow's traffic, decapsulated, as the analysis nodes saw it, with
+    /// the honeypots' answers (a pcap for Suricata).
     pub shadow_capture: Option<PathBuf>,
 }
 
@@ -356,8 +356,21 @@ fn payload_key(frame: &[u8]) -> Option<u64> {
     unwrap_tunnel(frame).and_then(|(_, inner)| l3_key(inner))
 }
 
-fn class_name(attack: &Option<String>) -> String {
-    attack.clone().unwrap_or_else(|| "benign".to_string())
+fn class_name(attack: Option<&String>) -> &str {
+    attack.map_or("benign", String::as_str)
+}
+
+/// The report's counters of a frame's class, allocating its name only the first time (this
+/// runs for every frame).
+fn class_entry<'a>(
+    classes: &'a mut BTreeMap<String, ClassOutcome>,
+    attack: Option<&String>,
+) -> &'a mut ClassOutcome {
+    let name = class_name(attack);
+    if !classes.contains_key(name) {
+        classes.insert(name.to_string(), ClassOutcome::default());
+    }
+    classes.get_mut(name).expect("inserted above")
 }
 
 impl<D: Backend> Controller<D> {
@@ -452,7 +465,7 @@ impl<D: Backend> Controller<D> {
         let mut truth: HashMap<u64, (Option<String>, u64)> = HashMap::new();
         let mut classes: BTreeMap<String, ClassOutcome> = BTreeMap::new();
         for f in &req.frames {
-            let c = classes.entry(class_name(&f.attack)).or_default();
+            let c = class_entry(&mut classes, f.attack.as_ref());
             c.fed += 1;
             c.first_ns.get_or_insert(f.at_ns);
             if let Some(k) = payload_key(&f.frame) {
@@ -579,7 +592,7 @@ impl<D: Backend> Controller<D> {
                         && let Some((attack, at_ns)) = truth_of
                     {
                         let blocked = report.first_block_ns().is_some_and(|b| *at_ns >= b);
-                        let c = report.classes.entry(class_name(attack)).or_default();
+                        let c = class_entry(&mut report.classes, attack.as_ref());
                         c.delivered += 1;
                         c.delivered_after_block += u64::from(blocked);
                         c.delivered_after_detected +=
@@ -589,7 +602,7 @@ impl<D: Backend> Controller<D> {
                 }
                 report.shadow_frames += 1;
                 let at_shadow_ns = end_ns + req.fabric_ns;
-                let attack = truth_of.and_then(|(a, _)| a.clone());
+                let attack = truth_of.and_then(|(a, _)| a.as_ref());
                 let t = Instant::now();
                 let Ok(seen) = tap.observe_encapsulated(epoch_ns + at_shadow_ns, bytes) else {
                     continue;
@@ -597,8 +610,12 @@ impl<D: Backend> Controller<D> {
                 if let Some(w) = capture.as_mut()
                     && let Some((_, inner)) = unwrapped
                 {
-                    w.write(epoch_ns + at_shadow_ns, inner)
-                        .map_err(|e| ControlError::Conflict(format!("shadow capture: {e}")))?;
+                    // The decoys' answers are part of what the shadow carried: Suricata sees
+                    // both directions of an exchange with a honeypot.
+                    for f in std::iter::once(inner).chain(seen.replies.iter().map(Vec::as_slice)) {
+                        w.write(epoch_ns + at_shadow_ns, f)
+                            .map_err(|e| ControlError::Conflict(format!("shadow capture: {e}")))?;
+                    }
                 }
                 report.honeypot_replies += seen.replies.len() as u64;
                 let mut raised = false;
@@ -619,7 +636,7 @@ impl<D: Backend> Controller<D> {
                         .map_err(|e| ControlError::Conflict(format!("finding: {e}")))?
                     {
                         report.honeypot_alerts += 1;
-                        let c = report.classes.entry(class_name(&attack)).or_default();
+                        let c = class_entry(&mut report.classes, attack);
                         c.detected_ns.get_or_insert(at_shadow_ns);
                         findings.push((at_shadow_ns, e.to_value()));
                         raised = true;
@@ -627,7 +644,7 @@ impl<D: Backend> Controller<D> {
                 }
                 let tap_ns = t.elapsed().as_nanos() as u64;
                 if let Some(v) = seen.verdict {
-                    let c = report.classes.entry(class_name(&attack)).or_default();
+                    let c = class_entry(&mut report.classes, attack);
                     match v {
                         GateVerdict::Release => {
                             c.released += 1;
@@ -654,8 +671,7 @@ impl<D: Backend> Controller<D> {
                 }
                 for a in &seen.alerts {
                     report.alerts += 1;
-                    let truth_class = class_name(&attack);
-                    let c = report.classes.entry(truth_class).or_default();
+                    let c = class_entry(&mut report.classes, attack);
                     c.detected_ns.get_or_insert(at_shadow_ns);
                     let e = alert_from_detector(a, &ctx, None)
                         .map_err(|e| ControlError::Conflict(format!("finding: {e}")))?;
