@@ -745,27 +745,13 @@ fn correlate(
     };
     let src_vm = vm_of(&f.src_ip);
     let dest_vm = vm_of(&f.dest_ip);
-    // When both sides are production (or neither is), the address to act on is the one that
-    // started the flow, not the sender of the packet that alerted: an answer of a swept VM
-    // must not make that VM the attacker.
-    let reply = packet_is_reply(f);
-    let (first, second) = if reply {
-        (&f.dest_ip, &f.src_ip)
-    } else {
-        (&f.src_ip, &f.dest_ip)
-    };
-    let (ours, outside, target) = match (&src_vm, &dest_vm) {
-        (None, Some(_)) => ("dest", &f.src_ip, &f.dest_ip),
-        (Some(_), None) => ("src", &f.dest_ip, &f.src_ip),
-        (Some(_), Some(_)) => ("both", first, second),
-        (None, None) => ("none", first, second),
+    let ours = match (&src_vm, &dest_vm) {
+        (None, Some(_)) => "dest",
+        (Some(_), None) => "src",
+        (Some(_), Some(_)) => "both",
+        (None, None) => "none",
     };
     let name = |v: &Option<ProductionVm>| v.as_ref().map(|v| v.vm.clone()).unwrap_or_default();
-    let (initiator_vm, responder_vm) = if reply {
-        (&dest_vm, &src_vm)
-    } else {
-        (&src_vm, &dest_vm)
-    };
     // A rule that names the attack's source and target (Suricata's `alert.source` and
     // `alert.target`; a honeypot's alerts) is taken at its word: a production VM that probes
     // a decoy is the party to act on, not the decoy.
@@ -775,7 +761,7 @@ fn correlate(
                 && a.ip.as_deref().and_then(|x| x.parse::<IpAddr>().ok()) == ip.parse().ok()
         })
     };
-    if let Some((source, victim)) = named_source_and_target(f) {
+    let (outside, target, note) = if let Some((source, victim)) = named_source_and_target(f) {
         let source_vm = if source == f.src_ip {
             &src_vm
         } else {
@@ -793,47 +779,57 @@ fn correlate(
             ),
             (None, None) => format!("{source} attacks {victim}, as the rule names it"),
         };
-        let outside = source.clone();
-        f.correlation = Correlation {
-            network: captured.name.clone(),
-            network_version: shadow.network_version,
-            vni: live_vni,
-            matched: src_vm.is_some() || dest_vm.is_some(),
-            ours: ours.into(),
-            outside,
-            target: victim,
-            src_vm,
-            dest_vm,
-            note,
-            heavy_hitter: None,
-        };
-        return;
-    }
-    let note = match ours {
-        "dest" => format!(
-            "{} attacks production VM {} from outside",
-            f.src_ip,
-            name(&dest_vm)
-        ),
-        "src" => format!(
-            "production VM {} talks to outside address {}",
-            name(&src_vm),
-            f.dest_ip
-        ),
-        "both" => format!(
-            "from production VM {} to production VM {} (lateral{})",
-            name(initiator_vm),
-            name(responder_vm),
-            if reply {
-                "; the alert was on an answer"
-            } else {
-                ""
+        (source, victim, note)
+    } else {
+        match ours {
+            "dest" => (
+                f.src_ip.clone(),
+                f.dest_ip.clone(),
+                format!(
+                    "{} attacks production VM {} from outside",
+                    f.src_ip,
+                    name(&dest_vm)
+                ),
+            ),
+            "src" => (
+                f.dest_ip.clone(),
+                f.src_ip.clone(),
+                format!(
+                    "production VM {} talks to outside address {}",
+                    name(&src_vm),
+                    f.dest_ip
+                ),
+            ),
+            // When both sides are production (or neither is), the address to act on is the
+            // one that started the flow, not the sender of the packet that alerted: an answer
+            // of a swept VM must not make that VM the attacker.
+            _ => {
+                let reply = packet_is_reply(f);
+                let ((initiator, initiator_vm), (responder, responder_vm)) = if reply {
+                    ((&f.dest_ip, &dest_vm), (&f.src_ip, &src_vm))
+                } else {
+                    ((&f.src_ip, &src_vm), (&f.dest_ip, &dest_vm))
+                };
+                let note = if ours == "both" {
+                    format!(
+                        "from production VM {} to production VM {} (lateral{})",
+                        name(initiator_vm),
+                        name(responder_vm),
+                        if reply {
+                            "; the alert was on an answer"
+                        } else {
+                            ""
+                        }
+                    )
+                } else {
+                    format!(
+                        "neither {} nor {} is a node of network '{}' version {}",
+                        f.src_ip, f.dest_ip, captured.name, shadow.network_version
+                    )
+                };
+                (initiator.clone(), responder.clone(), note)
             }
-        ),
-        _ => format!(
-            "neither {} nor {} is a node of network '{}' version {}",
-            f.src_ip, f.dest_ip, captured.name, shadow.network_version
-        ),
+        }
     };
     f.correlation = Correlation {
         network: captured.name.clone(),
@@ -841,8 +837,8 @@ fn correlate(
         vni: live_vni,
         matched: src_vm.is_some() || dest_vm.is_some(),
         ours: ours.into(),
-        outside: outside.clone(),
-        target: target.clone(),
+        outside,
+        target,
         src_vm,
         dest_vm,
         note,
