@@ -6,6 +6,9 @@
 //!
 //! - decapsulates them and counts mirror loss from sequence gaps (the shared
 //!   [`Decapsulator`] of the offline shadow path);
+//! - analyses a frame between two VMs of the NIC once: the NIC copies it twice (leaving one
+//!   VM, entering the other), and the second copy would double that traffic in the
+//!   detector's statistics ([`Observed::duplicate`]);
 //! - hands the inner frame to the built-in detector and collects its alerts;
 //! - answers frames addressed to the shadow's honeypots (the replies stay in the shadow);
 //! - in redirect mode, is the verdict gate: a redirected frame is released to production
@@ -13,10 +16,11 @@
 //!   the detector does not score it as an attack; what the gate refuses stays refused
 //!   ([`ShadowTap::block`] adds addresses that a mitigation or another analysis node named).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr};
 
-use shadownet_wire::{ParseConfig, parse};
+use shadownet_wire::{ParseConfig, SHADOW_DIRECTION_FROM_VM, SHADOW_DIRECTION_TO_VM, parse};
 
 use super::decap::{DecapOptions, DecapStats, Decapsulator, ShadowFrame};
 
@@ -68,7 +72,15 @@ pub struct Observed {
     pub replies: Vec<Vec<u8>>,
     /// For a redirected frame: the gate's decision.
     pub verdict: Option<GateVerdict>,
+    /// The frame is the second mirror copy of one production frame (its copy in the other
+    /// direction came within [`DUPLICATE_WINDOW_NS`]): it was not analysed again.
+    pub duplicate: bool,
 }
+
+/// How far apart the two copies of one frame (leaving a VM of the NIC, entering another)
+/// may reach the tap and still be recognised as one: the NIC makes both in one pass, but
+/// its mirror queue may hold them apart.
+pub const DUPLICATE_WINDOW_NS: u64 = 10_000_000;
 
 /// Configuration of a shadow's tap.
 #[derive(Debug, Clone)]
@@ -98,6 +110,48 @@ pub struct TapStats {
     pub withheld: u64,
     /// Honeypot replies generated.
     pub honeypot_replies: u64,
+    /// Second copies of a frame between two VMs of the NIC, not analysed again.
+    pub duplicates: u64,
+}
+
+/// Recent mirror copies by their inner frame's hash, to pair the two copies of a frame that
+/// went from one VM of the NIC to another.
+#[derive(Default)]
+struct CopyPairs {
+    /// Hash → (direction of the copy, when it came).
+    waiting: HashMap<u64, (u8, u64)>,
+    /// Arrival order, for expiry.
+    order: VecDeque<(u64, u64)>,
+}
+
+impl CopyPairs {
+    /// Whether this copy (direction `dir`, at `ts_ns`) is the second of a pair; else it
+    /// waits for its partner.
+    fn is_second(&mut self, inner: &[u8], dir: u8, ts_ns: u64) -> bool {
+        while let Some(&(t, h)) = self.order.front() {
+            if ts_ns.saturating_sub(t) <= DUPLICATE_WINDOW_NS {
+                break;
+            }
+            self.order.pop_front();
+            if self.waiting.get(&h).is_some_and(|&(_, w)| w == t) {
+                self.waiting.remove(&h);
+            }
+        }
+        let mut hasher = std::hash::DefaultHasher::new();
+        inner.hash(&mut hasher);
+        let h = hasher.finish();
+        match self.waiting.get(&h) {
+            Some(&(d, _)) if d != dir => {
+                self.waiting.remove(&h);
+                true
+            }
+            _ => {
+                self.waiting.insert(h, (dir, ts_ns));
+                self.order.push_back((ts_ns, h));
+                false
+            }
+        }
+    }
 }
 
 /// The analysis side of one shadow.
@@ -110,6 +164,7 @@ pub struct ShadowTap {
     /// Address pairs (lower first) the detector named: the gate's verdict is per pair, so a
     /// production VM an attack touches keeps its other traffic.
     detected: HashSet<(IpAddr, IpAddr)>,
+    pairs: CopyPairs,
     stats: TapStats,
 }
 
@@ -139,6 +194,7 @@ impl ShadowTap {
             honeypots,
             blocked: HashSet::new(),
             detected: HashSet::new(),
+            pairs: CopyPairs::default(),
             stats: TapStats::default(),
         })
     }
@@ -202,6 +258,15 @@ impl ShadowTap {
     /// sequence is not accounted here.
     pub fn observe_decapsulated(&mut self, ts_ns: u64, frame: &ShadowFrame<'_>) -> Observed {
         let mut out = Observed::default();
+        if let Some(m) = frame.meta
+            && !frame.redirected()
+            && (m.direction == SHADOW_DIRECTION_TO_VM || m.direction == SHADOW_DIRECTION_FROM_VM)
+            && self.pairs.is_second(frame.inner, m.direction, ts_ns)
+        {
+            self.stats.duplicates += 1;
+            out.duplicate = true;
+            return out;
+        }
         // Malformed inner frames are counted by the detector; the gate still decides.
         let verdict = self
             .detector

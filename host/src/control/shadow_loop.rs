@@ -167,6 +167,9 @@ pub struct LoopReport {
     pub shadow_frames: u64,
     /// Mirror loss the tap counted (sequence gaps).
     pub shadow_lost: u64,
+    /// Of the frames toward the shadow, second copies of a frame between two VMs of this NIC
+    /// (one leaving, one entering): analysed and captured once.
+    pub shadow_duplicates: u64,
     /// Detector alerts raised.
     pub alerts: u64,
     /// Redirect mode: releases fed back into the NIC.
@@ -486,6 +489,7 @@ impl<D: Backend> Controller<D> {
             frames: req.frames.len() as u64,
             shadow_frames: 0,
             shadow_lost: 0,
+            shadow_duplicates: 0,
             alerts: 0,
             releases: 0,
             honeypot_replies: 0,
@@ -607,6 +611,11 @@ impl<D: Backend> Controller<D> {
                 let Ok(seen) = tap.observe_encapsulated(epoch_ns + at_shadow_ns, bytes) else {
                     continue;
                 };
+                if seen.duplicate {
+                    // The second copy of a frame between two VMs: analysed once, captured once.
+                    report.shadow_duplicates += 1;
+                    continue;
+                }
                 if let Some(w) = capture.as_mut()
                     && let Some((_, inner)) = unwrapped
                 {

@@ -4,8 +4,8 @@ use super::*;
 use crate::analysis::honeypot::Service;
 use crate::analysis::trafficgen::packet::{Endpoint, IpFields, TcpFields, tcp_frame};
 use shadownet_wire::{
-    EncapParams, EthernetAddress, SHADOW_DIRECTION_TO_VM, SHADOW_FLAG_REDIRECTED, ShadowMetadata,
-    TunnelHeader, emit_encap, tcp,
+    EncapParams, EthernetAddress, SHADOW_DIRECTION_FROM_VM, SHADOW_DIRECTION_TO_VM,
+    SHADOW_FLAG_REDIRECTED, ShadowMetadata, TunnelHeader, emit_encap, tcp,
 };
 
 const SHADOW_VNI: u32 = 0xF0_0001;
@@ -36,6 +36,10 @@ fn syn(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
 }
 
 fn encap(inner: &[u8], vni: u32, sequence: u32, flags: u8) -> Vec<u8> {
+    encap_dir(inner, vni, sequence, flags, SHADOW_DIRECTION_TO_VM)
+}
+
+fn encap_dir(inner: &[u8], vni: u32, sequence: u32, flags: u8, direction: u8) -> Vec<u8> {
     let params = EncapParams {
         src_mac: EthernetAddress([2, 0, 0, 0, 1, 1]),
         dst_mac: EthernetAddress([2, 0, 0, 0, 1, 2]),
@@ -48,7 +52,7 @@ fn encap(inner: &[u8], vni: u32, sequence: u32, flags: u8) -> Vec<u8> {
             vni,
             shadow: Some(ShadowMetadata {
                 session: 3,
-                direction: SHADOW_DIRECTION_TO_VM,
+                direction,
                 flags,
                 sequence,
                 original_len: inner.len() as u16,
@@ -197,4 +201,57 @@ fn honeypots_answer_inside_the_shadow() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].0, hp_ip, "the interaction names its honeypot");
     assert_eq!(tap.stats().honeypot_replies, 1);
+}
+
+#[test]
+fn a_frame_between_two_vms_of_the_nic_is_analysed_once() {
+    let mut tap = ShadowTap::new(config(6.5)).expect("tap");
+    let a = syn(
+        Ipv4Addr::new(10, 0, 0, 1),
+        1234,
+        Ipv4Addr::new(10, 0, 0, 2),
+        80,
+    );
+    let b = syn(
+        Ipv4Addr::new(10, 0, 0, 1),
+        1235,
+        Ipv4Addr::new(10, 0, 0, 2),
+        80,
+    );
+    let mut seq = 0;
+    let mut copy = |tap: &mut ShadowTap, ts: u64, inner: &[u8], dir: u8, flags: u8| {
+        seq += 1;
+        tap.observe_encapsulated(ts, &encap_dir(inner, SHADOW_VNI, seq, flags, dir))
+            .expect("copy")
+            .duplicate
+    };
+    // Leaving the first VM, then entering the second: the second copy is the same frame.
+    assert!(!copy(&mut tap, 1_000, &a, SHADOW_DIRECTION_FROM_VM, 0));
+    assert!(copy(&mut tap, 3_000, &a, SHADOW_DIRECTION_TO_VM, 0));
+    // Another frame; the same bytes leaving twice (a retransmission) before the first
+    // arrival's copy: still one analysis per copy pair.
+    assert!(!copy(&mut tap, 4_000, &b, SHADOW_DIRECTION_TO_VM, 0));
+    assert!(!copy(&mut tap, 5_000, &a, SHADOW_DIRECTION_FROM_VM, 0));
+    assert!(!copy(&mut tap, 6_000, &a, SHADOW_DIRECTION_FROM_VM, 0));
+    assert!(copy(&mut tap, 7_000, &a, SHADOW_DIRECTION_TO_VM, 0));
+    // Two copies in one direction are two frames (a repeated frame from outside).
+    assert!(!copy(&mut tap, 8_000, &b, SHADOW_DIRECTION_TO_VM, 0));
+    // Copies further apart than the window are not paired.
+    let late = 8_000 + DUPLICATE_WINDOW_NS + 1;
+    assert!(!copy(&mut tap, late, &b, SHADOW_DIRECTION_FROM_VM, 0));
+    // Redirected frames are never copies of one another: the NIC sends each once.
+    assert!(!copy(
+        &mut tap,
+        late + 1,
+        &b,
+        SHADOW_DIRECTION_TO_VM,
+        SHADOW_FLAG_REDIRECTED
+    ));
+    let s = tap.stats();
+    assert_eq!(s.duplicates, 2, "{s:?}");
+    assert_eq!(
+        tap.detector().stats().packets,
+        7,
+        "all but the two second copies"
+    );
 }
