@@ -358,6 +358,7 @@ impl Datapath {
             lookups: &ahead.lookups,
             inner: ahead.inner.as_ref(),
             events,
+            flow: None,
         };
         let h = match ahead.parsed() {
             Ok(h) => h,
@@ -701,7 +702,7 @@ impl Datapath {
             dest.substrate_mac,
             TunnelHeader::Vxlan { vni: net.vni },
             self.config.parse.vxlan_port,
-            h,
+            cx.flow(h),
             frame,
         )?;
         self.make_copy(egress_mirror, Direction::FromVm, &net, h, frame, d, cx);
@@ -852,7 +853,7 @@ impl Datapath {
                         dest.substrate_mac,
                         TunnelHeader::Vxlan { vni: net.vni },
                         self.config.parse.vxlan_port,
-                        &h,
+                        cx.flow(&h),
                         inner,
                     )?;
                     cx.event(Event::stage(Stage::Encap).note("released: vxlan to substrate"));
@@ -1014,8 +1015,9 @@ impl Datapath {
                 self.config.parse.geneve_port,
             ),
         };
+        let flow = cx.flow(h);
         let out = self
-            .encapsulate(&dst_ip, dst_mac, tunnel, port, h, &frame[..len])
+            .encapsulate(&dst_ip, dst_mac, tunnel, port, flow, &frame[..len])
             .map_err(|r| match r {
                 DropReason::NoSubstrateAddress if !redirected => {
                     DropReason::MirrorNoSubstrateAddress
@@ -1136,14 +1138,15 @@ impl Datapath {
         }
     }
 
-    /// Wraps `inner` in Ethernet/IP/UDP/tunnel toward `dst_ip`.
+    /// Wraps `inner` in Ethernet/IP/UDP/tunnel toward `dst_ip`; `flow` is the inner headers'
+    /// [`flow_hash`].
     fn encapsulate(
         &mut self,
         dst_ip: &[u8; 16],
         dst_mac: [u8; 6],
         tunnel: TunnelHeader,
         udp_port: u16,
-        h: &Headers,
+        flow: u32,
         inner: &[u8],
     ) -> Result<Vec<u8>, DropReason> {
         if is_v4_mapped(dst_ip)
@@ -1163,7 +1166,7 @@ impl Datapath {
                 self.config.local_mac.0,
                 v4(&src),
                 v4(dst_ip),
-                flow_entropy_port(flow_hash(h)),
+                flow_entropy_port(flow),
                 udp_port,
                 OUTER_TTL,
                 &tunnel,
@@ -1184,7 +1187,7 @@ impl Datapath {
             dst_mac: EthernetAddress(dst_mac),
             src_ip: src,
             dst_ip: dst,
-            udp_src_port: flow_entropy_port(flow_hash(h)),
+            udp_src_port: flow_entropy_port(flow),
             udp_dst_port: udp_port,
             ttl: OUTER_TTL,
             tunnel,
@@ -1211,9 +1214,19 @@ struct FrameContext<'a> {
     /// The read-ahead's parse of a tunnel's inner frame, if it made one.
     inner: Option<&'a Result<Headers, ParseError>>,
     events: Option<&'a mut Vec<Event>>,
+    /// The flow hash of the headers the frame's encapsulations carry, once computed: every
+    /// frame the NIC builds from one received frame carries the same headers (its own, or
+    /// its tunnel's inner frame's), so production frame and copy share it.
+    flow: Option<u32>,
 }
 
 impl FrameContext<'_> {
+    /// [`flow_hash`] of `h`, the headers every encapsulation of this frame carries.
+    #[inline]
+    fn flow(&mut self, h: &Headers) -> u32 {
+        *self.flow.get_or_insert_with(|| flow_hash(h))
+    }
+
     /// A tunnel's inner frame and its headers (the read-ahead's parse when it made one); a
     /// missing or unparsable inner frame is a malformed tunnel.
     #[inline]

@@ -87,7 +87,12 @@ pub(crate) fn push_ipv4(
             }
         }
     }
-    out.extend_from_slice(&h[..42 + tunnel_len]);
+    // Two fixed lengths, so that the copy is a few moves rather than a call.
+    if tunnel_len == 8 {
+        out.extend_from_slice(&h[..50]);
+    } else {
+        out.extend_from_slice(&h[..MAX_LEN]);
+    }
     true
 }
 
