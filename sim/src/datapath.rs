@@ -508,11 +508,12 @@ impl Datapath {
     /// The mirror filter's winning rule (slot and action) for VM `v`, direction `dir` and
     /// the headers `h`, without counting.
     fn mirror_rule(&mut self, v: u16, dir: Direction, h: &Headers) -> Option<(u32, MirrorAction)> {
-        let key = PacketKey::new(&h.src, &h.dst, h.protocol, h.ports(), dir);
         self.tables
             .mirror_filters
             .classifier()
-            .lookup(v as u32, &key)
+            .lookup_with(v as u32, || {
+                PacketKey::new(&h.src, &h.dst, h.protocol, h.ports(), dir)
+            })
             .map(|r| (r.slot, r.action))
     }
 
@@ -557,12 +558,13 @@ impl Datapath {
         dir: Direction,
         cx: &mut FrameContext<'_>,
     ) -> Result<(), DropReason> {
-        let key = PacketKey::new(&h.src, &h.dst, h.protocol, h.ports(), dir);
         let hit = self
             .tables
             .acl
             .classifier()
-            .lookup(net.vni, &key)
+            .lookup_with(net.vni, || {
+                PacketKey::new(&h.src, &h.dst, h.protocol, h.ports(), dir)
+            })
             .map(|r| (r.slot, r.action));
         self.counters.lookup(TableId::Acl, hit.is_some());
         match hit {
