@@ -231,6 +231,7 @@ pub struct BufPool {
 
 impl BufPool {
     /// An empty buffer with room for `len` bytes.
+    #[inline(always)]
     pub fn get(&mut self, len: usize) -> Vec<u8> {
         let mut b = self.free.pop().unwrap_or_default();
         b.clear();
@@ -239,6 +240,7 @@ impl BufPool {
     }
 
     /// Returns a buffer for reuse.
+    #[inline(always)]
     pub fn put(&mut self, b: Vec<u8>) {
         if self.free.len() < 4096 {
             self.free.push(b);
@@ -298,6 +300,7 @@ fn parse_drop(layer: Layer) -> DropReason {
 /// Flow hash of the inner headers, for the outer UDP source port (ECMP entropy): the same
 /// flow always gets the same port, different flows spread. The telemetry ring's heavy-hitter
 /// records name flows by it.
+#[inline(always)]
 pub fn flow_hash(h: &Headers) -> u32 {
     let word = |b: &[u8; 16], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
     let (sp, dp) = h.ports().unwrap_or((0, 0));
@@ -383,6 +386,7 @@ impl Datapath {
     /// same), the map key and the likely shadow-map key (to be read ahead, see
     /// [`ReadAhead`]), and the mirror filter's rule for a VM's frame. Changes nothing the
     /// pipeline observes.
+    #[inline(always)]
     pub fn read_ahead(
         &mut self,
         port: Port,
@@ -416,6 +420,7 @@ impl Datapath {
         );
     }
 
+    #[inline(always)]
     fn lookups_ahead(
         &mut self,
         port: Port,
@@ -431,17 +436,7 @@ impl Datapath {
         let Ok(h) = parsed else {
             return;
         };
-        let vni_lookup = |vni_id: u32| {
-            let key = vni::key_words(vni_id);
-            Some(match previous_vni {
-                Some(p) if p.key() == &key => *p,
-                _ => {
-                    let mut p = Prefetched::new(key);
-                    self.tables.vni.resolve(&mut p);
-                    p
-                }
-            })
-        };
+        let vni_lookup = |vni_id: u32| Some(self.vni_ahead(vni_id, previous_vni));
         match port {
             Port::Vport(v) => {
                 let Some(vport) = self.tables.vport(v) else {
@@ -479,8 +474,24 @@ impl Datapath {
         }
     }
 
+    /// The VNI look-up of `vni_id`, taken from `previous` (the frame before's) when it is
+    /// the same.
+    #[inline(always)]
+    fn vni_ahead(&self, vni_id: u32, previous: Option<&Prefetched>) -> Prefetched {
+        let key = vni::key_words(vni_id);
+        match previous {
+            Some(p) if p.key() == &key => *p,
+            _ => {
+                let mut p = Prefetched::new(key);
+                self.tables.vni.resolve(&mut p);
+                p
+            }
+        }
+    }
+
     /// Reads the tags of the map and shadow-map buckets a frame will look in, so that they
     /// are on their way to the cache; returns a value that depends on them.
+    #[inline(always)]
     pub fn touch_tags(&self, ahead: &ReadAhead) -> u32 {
         let l = &ahead.lookups;
         let mut acc = 0;
@@ -495,6 +506,7 @@ impl Datapath {
 
     /// Makes a frame's map and shadow-map look-ups (their tags read ahead by then), which
     /// reads the entries' lines.
+    #[inline(always)]
     pub fn resolve(&self, ahead: &mut ReadAhead) {
         let l = &mut ahead.lookups;
         if let Some(p) = &mut l.map {
@@ -507,6 +519,7 @@ impl Datapath {
 
     /// The mirror filter's winning rule (slot and action) for VM `v`, direction `dir` and
     /// the headers `h`, without counting.
+    #[inline(always)]
     fn mirror_rule(&mut self, v: u16, dir: Direction, h: &Headers) -> Option<(u32, MirrorAction)> {
         self.tables
             .mirror_filters
@@ -529,6 +542,7 @@ impl Datapath {
         }
     }
 
+    #[inline(always)]
     fn network(&mut self, vni_id: u32, cx: &mut FrameContext<'_>) -> Result<Network, DropReason> {
         let words = self
             .tables
@@ -551,6 +565,7 @@ impl Datapath {
         })
     }
 
+    #[inline(always)]
     fn acl(
         &mut self,
         net: &Network,
@@ -604,6 +619,7 @@ impl Datapath {
         }
     }
 
+    #[inline(always)]
     fn map_lookup(
         &mut self,
         vni_id: u32,
@@ -876,6 +892,7 @@ impl Datapath {
     }
 
     /// The mirror filter's verdict for VM `v` in direction `dir`, after sampling.
+    #[inline(always)]
     fn mirror_filter(
         &mut self,
         v: u16,
@@ -935,6 +952,7 @@ impl Datapath {
 
     /// Where a copy for `session` of a packet toward `dst` goes: the shadow node standing in
     /// for the destination, or the session's collector.
+    #[inline(always)]
     fn shadow_target(
         &mut self,
         copy: u8,
@@ -969,6 +987,7 @@ impl Datapath {
 
     /// Builds the encapsulated copy (or redirected frame) for a session.
     /// Builds the encapsulated frame a shadow receives: a copy, or a redirected frame.
+    #[inline(always)]
     fn shadow_frame(
         &mut self,
         b: ShadowBound,
@@ -1040,6 +1059,7 @@ impl Datapath {
     }
 
     /// In redirect mode the production frame goes to the shadow instead of production.
+    #[inline(always)]
     fn redirect(
         &mut self,
         hit: &Option<MirrorHit>,
@@ -1083,6 +1103,7 @@ impl Datapath {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn make_copy(
         &mut self,
         hit: Option<MirrorHit>,
@@ -1142,6 +1163,7 @@ impl Datapath {
 
     /// Wraps `inner` in Ethernet/IP/UDP/tunnel toward `dst_ip`; `flow` is the inner headers'
     /// [`flow_hash`].
+    #[inline(always)]
     fn encapsulate(
         &mut self,
         dst_ip: &[u8; 16],
@@ -1224,9 +1246,16 @@ struct FrameContext<'a> {
 
 impl FrameContext<'_> {
     /// [`flow_hash`] of `h`, the headers every encapsulation of this frame carries.
-    #[inline]
+    #[inline(always)]
     fn flow(&mut self, h: &Headers) -> u32 {
-        *self.flow.get_or_insert_with(|| flow_hash(h))
+        match self.flow {
+            Some(f) => f,
+            None => {
+                let f = flow_hash(h);
+                self.flow = Some(f);
+                f
+            }
+        }
     }
 
     /// A tunnel's inner frame and its headers (the read-ahead's parse when it made one); a

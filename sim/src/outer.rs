@@ -17,7 +17,7 @@ const MAX_LEN: usize = 14 + 20 + 8 + geneve::HEADER_LEN + ShadowMetadata::OPTION
 /// Appends to `out` the outer headers of a tunnel over IPv4 carrying `inner_len` bytes;
 /// returns false, appending nothing, when the parameters are outside the fixed layout.
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[inline(always)]
 pub(crate) fn push_ipv4(
     out: &mut Vec<u8>,
     dst_mac: [u8; 6],

@@ -82,7 +82,7 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
-    #[inline]
+    #[inline(always)]
     fn insert(&mut self, dep: Departure, wire: u64) -> u32 {
         let slot = Slot { dep, wire };
         match self.free.pop() {

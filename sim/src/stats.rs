@@ -106,7 +106,7 @@ impl Default for Histogram {
 
 impl Histogram {
     /// Records one latency.
-    #[inline]
+    #[inline(always)]
     pub fn record(&mut self, cycles: u64) {
         if cycles < EXACT {
             self.exact[cycles as usize] += 1;
@@ -214,7 +214,7 @@ impl RunStats {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn transmitted(
         &mut self,
         class: Class,

@@ -225,7 +225,7 @@ impl<A: RuleAction> Classifier<A> {
 
     /// [`Classifier::lookup`] with the packet's key built by `key` only when `scope` has
     /// rules to compare it with (a table without rules for the scope costs no key).
-    #[inline]
+    #[inline(always)]
     pub fn lookup_with(
         &self,
         scope: u32,
