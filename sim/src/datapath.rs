@@ -114,6 +114,7 @@ impl<T> Default for Two<T> {
 
 impl<T> Two<T> {
     /// Adds an item; a third one is a logic error.
+    #[inline(always)]
     pub fn push(&mut self, t: T) {
         match self.items.iter_mut().find(|x| x.is_none()) {
             Some(slot) => *slot = Some(t),
@@ -122,6 +123,7 @@ impl<T> Two<T> {
     }
 
     /// Number of items.
+    #[inline(always)]
     pub fn len(&self) -> usize {
         self.items.iter().filter(|x| x.is_some()).count()
     }
@@ -137,6 +139,7 @@ impl<T> Two<T> {
     }
 
     /// Takes the items out, leaving none.
+    #[inline(always)]
     pub fn take_all(&mut self) -> impl Iterator<Item = T> + '_ {
         self.items.iter_mut().filter_map(Option::take)
     }

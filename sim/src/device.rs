@@ -677,7 +677,9 @@ impl NicModel {
             // The trace shows each packet's transmissions after its own events.
             in_batch && !tracing,
         );
-        self.drain(sink);
+        if self.sched.has_output() {
+            self.drain(sink);
+        }
     }
 
     /// Frames fully received, in time order: the same as [`NicModel::receive`] for each, but

@@ -369,6 +369,12 @@ impl Scheduler {
         }
     }
 
+    /// Whether there are released transmissions or drops for the model to drain.
+    #[inline(always)]
+    pub(crate) fn has_output(&self) -> bool {
+        !self.released.is_empty() || !self.drops.is_empty()
+    }
+
     /// Picoseconds per cycle.
     pub fn cycle_ps(&self) -> u64 {
         self.cycle
