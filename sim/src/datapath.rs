@@ -114,6 +114,7 @@ impl<T> Default for Two<T> {
 
 impl<T> Two<T> {
     /// Adds an item; a third one is a logic error.
+    #[inline(always)]
     pub fn push(&mut self, t: T) {
         match self.items.iter_mut().find(|x| x.is_none()) {
             Some(slot) => *slot = Some(t),
@@ -122,6 +123,7 @@ impl<T> Two<T> {
     }
 
     /// Number of items.
+    #[inline(always)]
     pub fn len(&self) -> usize {
         self.items.iter().filter(|x| x.is_some()).count()
     }
@@ -137,6 +139,7 @@ impl<T> Two<T> {
     }
 
     /// Takes the items out, leaving none.
+    #[inline(always)]
     pub fn take_all(&mut self) -> impl Iterator<Item = T> + '_ {
         self.items.iter_mut().filter_map(Option::take)
     }
@@ -231,6 +234,7 @@ pub struct BufPool {
 
 impl BufPool {
     /// An empty buffer with room for `len` bytes.
+    #[inline(always)]
     pub fn get(&mut self, len: usize) -> Vec<u8> {
         let mut b = self.free.pop().unwrap_or_default();
         b.clear();
@@ -239,6 +243,7 @@ impl BufPool {
     }
 
     /// Returns a buffer for reuse.
+    #[inline(always)]
     pub fn put(&mut self, b: Vec<u8>) {
         if self.free.len() < 4096 {
             self.free.push(b);
@@ -298,6 +303,7 @@ fn parse_drop(layer: Layer) -> DropReason {
 /// Flow hash of the inner headers, for the outer UDP source port (ECMP entropy): the same
 /// flow always gets the same port, different flows spread. The telemetry ring's heavy-hitter
 /// records name flows by it.
+#[inline(always)]
 pub fn flow_hash(h: &Headers) -> u32 {
     let word = |b: &[u8; 16], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
     let (sp, dp) = h.ports().unwrap_or((0, 0));
@@ -358,6 +364,7 @@ impl Datapath {
             lookups: &ahead.lookups,
             inner: ahead.inner.as_ref(),
             events,
+            flow: None,
         };
         let h = match ahead.parsed() {
             Ok(h) => h,
@@ -382,6 +389,7 @@ impl Datapath {
     /// same), the map key and the likely shadow-map key (to be read ahead, see
     /// [`ReadAhead`]), and the mirror filter's rule for a VM's frame. Changes nothing the
     /// pipeline observes.
+    #[inline(always)]
     pub fn read_ahead(
         &mut self,
         port: Port,
@@ -415,6 +423,7 @@ impl Datapath {
         );
     }
 
+    #[inline(always)]
     fn lookups_ahead(
         &mut self,
         port: Port,
@@ -430,17 +439,7 @@ impl Datapath {
         let Ok(h) = parsed else {
             return;
         };
-        let vni_lookup = |vni_id: u32| {
-            let key = vni::key_words(vni_id);
-            Some(match previous_vni {
-                Some(p) if p.key() == &key => *p,
-                _ => {
-                    let mut p = Prefetched::new(key);
-                    self.tables.vni.resolve(&mut p);
-                    p
-                }
-            })
-        };
+        let vni_lookup = |vni_id: u32| Some(self.vni_ahead(vni_id, previous_vni));
         match port {
             Port::Vport(v) => {
                 let Some(vport) = self.tables.vport(v) else {
@@ -478,8 +477,24 @@ impl Datapath {
         }
     }
 
+    /// The VNI look-up of `vni_id`, taken from `previous` (the frame before's) when it is
+    /// the same.
+    #[inline(always)]
+    fn vni_ahead(&self, vni_id: u32, previous: Option<&Prefetched>) -> Prefetched {
+        let key = vni::key_words(vni_id);
+        match previous {
+            Some(p) if p.key() == &key => *p,
+            _ => {
+                let mut p = Prefetched::new(key);
+                self.tables.vni.resolve(&mut p);
+                p
+            }
+        }
+    }
+
     /// Reads the tags of the map and shadow-map buckets a frame will look in, so that they
     /// are on their way to the cache; returns a value that depends on them.
+    #[inline(always)]
     pub fn touch_tags(&self, ahead: &ReadAhead) -> u32 {
         let l = &ahead.lookups;
         let mut acc = 0;
@@ -494,6 +509,7 @@ impl Datapath {
 
     /// Makes a frame's map and shadow-map look-ups (their tags read ahead by then), which
     /// reads the entries' lines.
+    #[inline(always)]
     pub fn resolve(&self, ahead: &mut ReadAhead) {
         let l = &mut ahead.lookups;
         if let Some(p) = &mut l.map {
@@ -506,12 +522,14 @@ impl Datapath {
 
     /// The mirror filter's winning rule (slot and action) for VM `v`, direction `dir` and
     /// the headers `h`, without counting.
+    #[inline(always)]
     fn mirror_rule(&mut self, v: u16, dir: Direction, h: &Headers) -> Option<(u32, MirrorAction)> {
-        let key = PacketKey::new(&h.src, &h.dst, h.protocol, h.ports(), dir);
         self.tables
             .mirror_filters
             .classifier()
-            .lookup(v as u32, &key)
+            .lookup_with(v as u32, || {
+                PacketKey::new(&h.src, &h.dst, h.protocol, h.ports(), dir)
+            })
             .map(|r| (r.slot, r.action))
     }
 
@@ -527,6 +545,7 @@ impl Datapath {
         }
     }
 
+    #[inline(always)]
     fn network(&mut self, vni_id: u32, cx: &mut FrameContext<'_>) -> Result<Network, DropReason> {
         let words = self
             .tables
@@ -549,6 +568,7 @@ impl Datapath {
         })
     }
 
+    #[inline(always)]
     fn acl(
         &mut self,
         net: &Network,
@@ -556,12 +576,13 @@ impl Datapath {
         dir: Direction,
         cx: &mut FrameContext<'_>,
     ) -> Result<(), DropReason> {
-        let key = PacketKey::new(&h.src, &h.dst, h.protocol, h.ports(), dir);
         let hit = self
             .tables
             .acl
             .classifier()
-            .lookup(net.vni, &key)
+            .lookup_with(net.vni, || {
+                PacketKey::new(&h.src, &h.dst, h.protocol, h.ports(), dir)
+            })
             .map(|r| (r.slot, r.action));
         self.counters.lookup(TableId::Acl, hit.is_some());
         match hit {
@@ -601,6 +622,7 @@ impl Datapath {
         }
     }
 
+    #[inline(always)]
     fn map_lookup(
         &mut self,
         vni_id: u32,
@@ -701,7 +723,7 @@ impl Datapath {
             dest.substrate_mac,
             TunnelHeader::Vxlan { vni: net.vni },
             self.config.parse.vxlan_port,
-            h,
+            cx.flow(h),
             frame,
         )?;
         self.make_copy(egress_mirror, Direction::FromVm, &net, h, frame, d, cx);
@@ -852,7 +874,7 @@ impl Datapath {
                         dest.substrate_mac,
                         TunnelHeader::Vxlan { vni: net.vni },
                         self.config.parse.vxlan_port,
-                        &h,
+                        cx.flow(&h),
                         inner,
                     )?;
                     cx.event(Event::stage(Stage::Encap).note("released: vxlan to substrate"));
@@ -873,6 +895,7 @@ impl Datapath {
     }
 
     /// The mirror filter's verdict for VM `v` in direction `dir`, after sampling.
+    #[inline(always)]
     fn mirror_filter(
         &mut self,
         v: u16,
@@ -932,6 +955,7 @@ impl Datapath {
 
     /// Where a copy for `session` of a packet toward `dst` goes: the shadow node standing in
     /// for the destination, or the session's collector.
+    #[inline(always)]
     fn shadow_target(
         &mut self,
         copy: u8,
@@ -966,6 +990,7 @@ impl Datapath {
 
     /// Builds the encapsulated copy (or redirected frame) for a session.
     /// Builds the encapsulated frame a shadow receives: a copy, or a redirected frame.
+    #[inline(always)]
     fn shadow_frame(
         &mut self,
         b: ShadowBound,
@@ -1014,8 +1039,9 @@ impl Datapath {
                 self.config.parse.geneve_port,
             ),
         };
+        let flow = cx.flow(h);
         let out = self
-            .encapsulate(&dst_ip, dst_mac, tunnel, port, h, &frame[..len])
+            .encapsulate(&dst_ip, dst_mac, tunnel, port, flow, &frame[..len])
             .map_err(|r| match r {
                 DropReason::NoSubstrateAddress if !redirected => {
                     DropReason::MirrorNoSubstrateAddress
@@ -1036,6 +1062,7 @@ impl Datapath {
     }
 
     /// In redirect mode the production frame goes to the shadow instead of production.
+    #[inline(always)]
     fn redirect(
         &mut self,
         hit: &Option<MirrorHit>,
@@ -1079,6 +1106,7 @@ impl Datapath {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn make_copy(
         &mut self,
         hit: Option<MirrorHit>,
@@ -1136,14 +1164,16 @@ impl Datapath {
         }
     }
 
-    /// Wraps `inner` in Ethernet/IP/UDP/tunnel toward `dst_ip`.
+    /// Wraps `inner` in Ethernet/IP/UDP/tunnel toward `dst_ip`; `flow` is the inner headers'
+    /// [`flow_hash`].
+    #[inline(always)]
     fn encapsulate(
         &mut self,
         dst_ip: &[u8; 16],
         dst_mac: [u8; 6],
         tunnel: TunnelHeader,
         udp_port: u16,
-        h: &Headers,
+        flow: u32,
         inner: &[u8],
     ) -> Result<Vec<u8>, DropReason> {
         if is_v4_mapped(dst_ip)
@@ -1163,7 +1193,7 @@ impl Datapath {
                 self.config.local_mac.0,
                 v4(&src),
                 v4(dst_ip),
-                flow_entropy_port(flow_hash(h)),
+                flow_entropy_port(flow),
                 udp_port,
                 OUTER_TTL,
                 &tunnel,
@@ -1184,7 +1214,7 @@ impl Datapath {
             dst_mac: EthernetAddress(dst_mac),
             src_ip: src,
             dst_ip: dst,
-            udp_src_port: flow_entropy_port(flow_hash(h)),
+            udp_src_port: flow_entropy_port(flow),
             udp_dst_port: udp_port,
             ttl: OUTER_TTL,
             tunnel,
@@ -1211,9 +1241,26 @@ struct FrameContext<'a> {
     /// The read-ahead's parse of a tunnel's inner frame, if it made one.
     inner: Option<&'a Result<Headers, ParseError>>,
     events: Option<&'a mut Vec<Event>>,
+    /// The flow hash of the headers the frame's encapsulations carry, once computed: every
+    /// frame the NIC builds from one received frame carries the same headers (its own, or
+    /// its tunnel's inner frame's), so production frame and copy share it.
+    flow: Option<u32>,
 }
 
 impl FrameContext<'_> {
+    /// [`flow_hash`] of `h`, the headers every encapsulation of this frame carries.
+    #[inline(always)]
+    fn flow(&mut self, h: &Headers) -> u32 {
+        match self.flow {
+            Some(f) => f,
+            None => {
+                let f = flow_hash(h);
+                self.flow = Some(f);
+                f
+            }
+        }
+    }
+
     /// A tunnel's inner frame and its headers (the read-ahead's parse when it made one); a
     /// missing or unparsable inner frame is a malformed tunnel.
     #[inline]

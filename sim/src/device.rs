@@ -677,7 +677,9 @@ impl NicModel {
             // The trace shows each packet's transmissions after its own events.
             in_batch && !tracing,
         );
-        self.drain(sink);
+        if self.sched.has_output() {
+            self.drain(sink);
+        }
     }
 
     /// Frames fully received, in time order: the same as [`NicModel::receive`] for each, but
@@ -731,17 +733,40 @@ impl NicModel {
             self.late_drop(&d);
         }
         self.sched.drops.clear();
+        if self.sched.released.is_empty() {
+            return;
+        }
         let tracing = self.trace.is_some() && self.dp.config.trace;
-        for i in 0..self.sched.released.len() {
-            let slot = self.sched.released[i];
-            let tx = Transmitted::of(
-                self.sched.in_flight.departure(slot),
-                self.sched.in_flight.wire_ps(slot),
-            );
-            self.depart(&tx, tracing);
-            sink.transmit(self.sched.in_flight.departure(slot));
-            let bytes = self.sched.in_flight.remove(slot);
-            self.dp.pool.put(bytes);
+        if tracing {
+            for i in 0..self.sched.released.len() {
+                let slot = self.sched.released[i];
+                let tx = Transmitted::of(
+                    self.sched.in_flight.departure(slot),
+                    self.sched.in_flight.wire_ps(slot),
+                );
+                self.depart(&tx, true);
+                sink.transmit(self.sched.in_flight.departure(slot));
+                let bytes = self.sched.in_flight.remove(slot);
+                self.dp.pool.put(bytes);
+            }
+        } else {
+            // The same accounting as `depart`, read in place from the in-flight slot (the
+            // fields of the model it touches are disjoint): no record is copied per frame.
+            let cycle = self.sched.cycle_ps();
+            let sched = &mut self.sched;
+            for &slot in &sched.released {
+                let dep = sched.in_flight.departure(slot);
+                count_departure(
+                    &mut self.dp.counters,
+                    &mut self.stats,
+                    dep,
+                    sched.in_flight.wire_ps(slot),
+                    cycle,
+                );
+                sink.transmit(dep);
+                let bytes = sched.in_flight.remove(slot);
+                self.dp.pool.put(bytes);
+            }
         }
         self.sched.released.clear();
     }
@@ -818,35 +843,11 @@ impl NicModel {
     /// Counts and traces (when `tracing`) a transmission, before the sink receives it.
     fn depart(&mut self, tx: &Transmitted, tracing: bool) {
         let mirror = tx.queue == Queue::Mirror;
-        if mirror {
-            self.dp.counters.port(
-                tx.port,
-                PortCounter::TxMirrorPackets,
-                PortCounter::TxMirrorBytes,
-                tx.len,
-            );
-        } else {
-            self.dp.counters.port(
-                tx.port,
-                PortCounter::TxPackets,
-                PortCounter::TxBytes,
-                tx.len,
-            );
-        }
-        if let (Some(s), true) = (tx.session, mirror) {
-            self.dp.counters.session(s, SessionCounter::TxPackets, 1);
-            self.dp
-                .counters
-                .session(s, SessionCounter::TxBytes, tx.len as u64);
-        }
-        let cycle = self.sched.cycle_ps();
-        self.stats.transmitted(
-            Class::of_frame(tx.ingress_port, tx.port, tx.queue, tx.session),
-            mirror,
-            tx.port,
-            tx.len,
-            (tx.start_ps - tx.ingress_ps) / cycle,
-            tx.start_ps + tx.wire_ps,
+        count_transmission(
+            &mut self.dp.counters,
+            &mut self.stats,
+            tx,
+            self.sched.cycle_ps(),
         );
         if tracing {
             let q = Event::stage(Stage::Queue);
@@ -953,6 +954,56 @@ impl NicModel {
     pub fn wire_ps(&self, port: Port, len: usize) -> u64 {
         self.sched.wire_ps(port, len)
     }
+}
+
+/// Counts a transmission in the port and session counters and the run statistics.
+#[inline(always)]
+fn count_transmission(
+    counters: &mut crate::counters::Counters,
+    stats: &mut RunStats,
+    tx: &Transmitted,
+    cycle: u64,
+) {
+    let mirror = tx.queue == Queue::Mirror;
+    if mirror {
+        counters.port(
+            tx.port,
+            PortCounter::TxMirrorPackets,
+            PortCounter::TxMirrorBytes,
+            tx.len,
+        );
+    } else {
+        counters.port(
+            tx.port,
+            PortCounter::TxPackets,
+            PortCounter::TxBytes,
+            tx.len,
+        );
+    }
+    if let (Some(s), true) = (tx.session, mirror) {
+        counters.session(s, SessionCounter::TxPackets, 1);
+        counters.session(s, SessionCounter::TxBytes, tx.len as u64);
+    }
+    stats.transmitted(
+        Class::of_frame(tx.ingress_port, tx.port, tx.queue, tx.session),
+        mirror,
+        tx.port,
+        tx.len,
+        (tx.start_ps - tx.ingress_ps) / cycle,
+        tx.start_ps + tx.wire_ps,
+    );
+}
+
+/// [`count_transmission`] of a departure still in its in-flight slot.
+#[inline(always)]
+fn count_departure(
+    counters: &mut crate::counters::Counters,
+    stats: &mut RunStats,
+    dep: &Departure,
+    wire_ps: u64,
+    cycle: u64,
+) {
+    count_transmission(counters, stats, &Transmitted::of(dep, wire_ps), cycle);
 }
 
 /// Writes every register's reset value, then what the model itself reports (capabilities,

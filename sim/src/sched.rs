@@ -82,6 +82,7 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
+    #[inline(always)]
     fn insert(&mut self, dep: Departure, wire: u64) -> u32 {
         let slot = Slot { dep, wire };
         match self.free.pop() {
@@ -366,6 +367,12 @@ impl Scheduler {
             released: Vec::new(),
             drops: Vec::new(),
         }
+    }
+
+    /// Whether there are released transmissions or drops for the model to drain.
+    #[inline(always)]
+    pub(crate) fn has_output(&self) -> bool {
+        !self.released.is_empty() || !self.drops.is_empty()
     }
 
     /// Picoseconds per cycle.

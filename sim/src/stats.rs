@@ -106,6 +106,7 @@ impl Default for Histogram {
 
 impl Histogram {
     /// Records one latency.
+    #[inline(always)]
     pub fn record(&mut self, cycles: u64) {
         if cycles < EXACT {
             self.exact[cycles as usize] += 1;
@@ -213,6 +214,7 @@ impl RunStats {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn transmitted(
         &mut self,
         class: Class,
@@ -232,12 +234,19 @@ impl RunStats {
             self.tx_bytes += len as u64;
             self.primary_latency.record(latency_cycles);
             if self.tx_by_port.is_empty() {
-                self.tx_by_port = vec![0; Port::COUNT];
+                self.first_by_port();
             }
-            self.tx_by_port[port.index()] += 1;
+            if let Some(n) = self.tx_by_port.get_mut(port.index()) {
+                *n += 1;
+            }
         }
         self.last_tx_end_ps = self.last_tx_end_ps.max(end_ps);
         self.last_event_ps = self.last_event_ps.max(end_ps);
+    }
+
+    #[cold]
+    fn first_by_port(&mut self) {
+        self.tx_by_port = vec![0; Port::COUNT];
     }
 
     /// Simulated time from the first arrival to the end of the last transmission (ps).

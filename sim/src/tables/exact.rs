@@ -83,7 +83,7 @@ impl ExactStore {
     }
 
     /// The value stored for `key`, taken from `ahead` when it looked up the same key.
-    #[inline]
+    #[inline(always)]
     pub fn get_prefetched(&self, key: &Key, ahead: Option<&Prefetched>) -> Option<&Value> {
         match ahead {
             // Only the slots are needed (each view of table memory costs a few checks).
@@ -92,13 +92,12 @@ impl ExactStore {
                 slot: Some(slot),
                 ..
             }) if k == key => slot.map(|i| &self.slots.as_slice()[i].value),
-            Some(p) if p.key == *key => {
-                let memory = self.memory();
-                memory
-                    .find_hashed(key, p.hash)
-                    .map(|i| &memory.slots[i].value)
-            }
-            _ => self.get(key),
+            Some(p) if p.key == *key => self
+                .find_hashed(key, p.hash)
+                .map(|i| &self.slots.as_slice()[i].value),
+            _ => self
+                .find_hashed(key, exact::hash(key))
+                .map(|i| &self.slots.as_slice()[i].value),
         }
     }
 
@@ -111,9 +110,29 @@ impl ExactStore {
 
     /// Finds the slot of `p`'s key (its tags should be cached by then): the key's own line
     /// is read on the way, and [`ExactStore::get_prefetched`] needs no search.
-    #[inline]
+    #[inline(always)]
     pub fn resolve(&self, p: &mut Prefetched) {
-        p.slot = Some(self.memory().find_hashed(&p.key, p.hash));
+        p.slot = Some(self.find_hashed(&p.key, p.hash));
+    }
+
+    /// [`Memory::find_hashed`] (the same search, way by way), inlined into the pipeline's
+    /// look-ups: across the crate boundary it stayed a call.
+    #[inline(always)]
+    fn find_hashed(&self, key: &Key, h: u64) -> Option<usize> {
+        let (b0, b1) = exact::buckets(h, self.buckets_log2);
+        let t = exact::tag(h);
+        let tags = self.tags.as_slice();
+        let slots = self.slots.as_slice();
+        for b in [b0, b1] {
+            let first = b as usize * WAYS;
+            let bucket = tags.get(first..first + WAYS)?;
+            for (way, &slot_tag) in bucket.iter().enumerate() {
+                if slot_tag == t && slots.get(first + way).is_some_and(|s| &s.key == key) {
+                    return Some(first + way);
+                }
+            }
+        }
+        None
     }
 
     /// Slot holding `key`.
@@ -156,5 +175,37 @@ impl ExactStore {
             self.access().table.clear();
         }
         self.occupancy = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pipeline's search finds the slot the hardware-format reference finds, for keys
+    /// present (including ones displaced to their second bucket) and absent, in a table
+    /// filled to where buckets hold several tags.
+    #[test]
+    fn the_search_is_the_reference() {
+        let mut store = ExactStore::new(TableId::Vni);
+        let key = |i: u32| -> Key { [i.wrapping_mul(0x9E37_79B9), i, 0, 0, 0, 0] };
+        let mut inserted = 0u32;
+        for i in 0..3_000u32 {
+            if store.access().table.insert(&key(i), &[i; 8]).is_ok() {
+                inserted += 1;
+            }
+        }
+        assert!(inserted > 1_000, "only {inserted} keys went in");
+        for i in 0..6_000u32 {
+            let k = key(i);
+            let reference = store.memory().find(&k);
+            assert_eq!(store.find_hashed(&k, exact::hash(&k)), reference, "key {i}");
+            let expected = reference.map(|s| &store.slot(s).value);
+            let mut p = Prefetched::new(k);
+            store.resolve(&mut p);
+            assert_eq!(store.get_prefetched(&k, Some(&p)), expected);
+            assert_eq!(store.get_prefetched(&k, None), expected);
+            assert_eq!(store.get(&k), expected);
+        }
     }
 }

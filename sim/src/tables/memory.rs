@@ -28,7 +28,7 @@ impl<T: Pod> TableMemory<T> {
     }
 
     /// The elements.
-    #[inline]
+    #[inline(always)]
     pub fn as_slice(&self) -> &[T] {
         &bytemuck::cast_slice(&self.map[..])[..self.len]
     }

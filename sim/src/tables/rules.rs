@@ -220,14 +220,33 @@ impl<A: RuleAction> Classifier<A> {
     /// The winning rule for a packet in `scope`.
     #[inline]
     pub fn lookup(&self, scope: u32, key: &PacketKey) -> Option<&CompiledRule<A>> {
+        self.lookup_with(scope, || *key)
+    }
+
+    /// [`Classifier::lookup`] with the packet's key built by `key` only when `scope` has
+    /// rules to compare it with (a table without rules for the scope costs no key).
+    #[inline(always)]
+    pub fn lookup_with(
+        &self,
+        scope: u32,
+        key: impl FnOnce() -> PacketKey,
+    ) -> Option<&CompiledRule<A>> {
+        let list = self.rules_of(scope);
+        if list.is_empty() {
+            return None;
+        }
+        let key = key();
+        list.iter().find(|r| r.matches(&key))
+    }
+
+    #[inline]
+    fn rules_of(&self, scope: u32) -> &[CompiledRule<A>] {
         let own = match self.dense.get(scope as usize) {
             Some(list) => list.as_ref(),
             None if scope < DENSE_SCOPES || self.by_scope.is_empty() => None,
             None => self.by_scope.get(&scope),
         };
         own.unwrap_or(&self.any_scope)
-            .iter()
-            .find(|r| r.matches(key))
     }
 }
 
