@@ -105,6 +105,8 @@ impl TestDaemon {
             if let Some(binary) = options.suricata {
                 let mut o = NodeOptions::new(&binary, &dir.join("suricata"));
                 o.ready_timeout = std::time::Duration::from_secs(30);
+                // A failed start is tried again on the next analysis request, not 30 s later.
+                o.retry_start_after = std::time::Duration::ZERO;
                 c.set_suricata(SuricataNode::start(o));
             }
             Ok(c)

@@ -238,10 +238,13 @@ fn the_daemon_supervises_suricata_and_its_alerts_become_correlated_findings() {
 
 #[test]
 fn a_daemon_whose_suricata_cannot_start_runs_without_it_and_says_so() {
+    // The binary is not there at start; it is installed later.
+    let bin_dir = Scratch::new("daemon-no-suricata-bin");
+    let later = bin_dir.path().join("suricata");
     let d = TestDaemon::start_with(
         Scratch::new("daemon-no-suricata"),
         DaemonOptions {
-            suricata: Some("/nonexistent/suricata".into()),
+            suricata: Some(later.clone()),
         },
     );
     let st = status(&d);
@@ -250,9 +253,10 @@ fn a_daemon_whose_suricata_cannot_start_runs_without_it_and_says_so() {
     assert!(
         st["error"]
             .as_str()
-            .is_some_and(|e| e.contains("/nonexistent/suricata")),
+            .is_some_and(|e| e.contains(&*later.to_string_lossy())),
         "{st}"
     );
+    assert_eq!(st["start_attempts"], 1, "{st}");
     // The loop still runs, with the built-in detector only.
     let token = setup(&d, "mirror");
     let r = d
@@ -266,6 +270,34 @@ fn a_daemon_whose_suricata_cannot_start_runs_without_it_and_says_so() {
         .expect("loop");
     assert!(r["suricata"].is_null(), "{r}");
     assert!(r["classes"]["port_scan"]["fed"].as_u64() > Some(0), "{r}");
+    assert_eq!(status(&d)["start_attempts"], 2, "the loop tried again");
+
+    // Installed since: the next loop starts it and has it analyse the shadow's traffic.
+    if let Some(bin) = binary() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(
+            &later,
+            format!("#!/bin/sh\nexec {} \"$@\"\n", bin.display()),
+        )
+        .expect("install");
+        std::fs::set_permissions(&later, std::fs::Permissions::from_mode(0o755))
+            .expect("executable");
+        let r = d
+            .client(&token)
+            .send(
+                "POST",
+                "/v1/shadows/shop-shadow/loop",
+                &loop_body(64, None),
+                &[],
+            )
+            .expect("loop");
+        assert!(r["suricata"]["error"].is_null(), "{r}");
+        assert!(r["suricata"]["events"].as_u64() > Some(0), "{r}");
+        let st = status(&d);
+        assert_eq!(st["running"], true, "{st}");
+        assert!(st["error"].is_null(), "{st}");
+        assert_eq!(st["start_attempts"], 3, "{st}");
+    }
 
     // A daemon not asked to supervise Suricata says that.
     let plain = TestDaemon::start("daemon-without-suricata");

@@ -872,9 +872,12 @@ impl<D: Backend> Controller<D> {
     /// A fresh directory for the supervised Suricata's analysis of a loop run (the previous
     /// run's is removed: captures are large); `None` without a running Suricata.
     fn suricata_run_dir(&mut self) -> Result<Option<PathBuf>, ControlError> {
-        let Some(node) = self.suricata.as_ref().filter(|n| n.is_available()) else {
+        let Some(node) = self.suricata.as_mut() else {
             return Ok(None);
         };
+        if !node.retry_start_if_due() {
+            return Ok(None);
+        }
         let base = node.options().dir.join("loops");
         if self.suricata_runs > 0 {
             let old = base.join(format!("run-{}", self.suricata_runs));

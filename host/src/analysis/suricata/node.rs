@@ -5,7 +5,7 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use serde::Serialize;
@@ -39,6 +39,9 @@ pub struct NodeOptions {
     pub backoff_initial: Duration,
     /// Longest delay before a restart.
     pub backoff_max: Duration,
+    /// After a failed start (binary missing, configuration rejected, not ready in time), how
+    /// long until the next analysis request tries again.
+    pub retry_start_after: Duration,
 }
 
 impl NodeOptions {
@@ -51,6 +54,7 @@ impl NodeOptions {
             ready_timeout: Duration::from_secs(60),
             backoff_initial: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
+            retry_start_after: Duration::from_secs(30),
         }
     }
 }
@@ -102,6 +106,9 @@ pub struct SuricataStatus {
     pub analyses: u64,
     /// The server's directory.
     pub dir: Option<String>,
+    /// Attempts to start the server: after a failed start, an analysis request tries again
+    /// every `retry_start_after` (30 s).
+    pub start_attempts: u64,
 }
 
 impl SuricataStatus {
@@ -128,6 +135,7 @@ impl SuricataStatus {
             eve_alerts: 0,
             analyses: 0,
             dir: None,
+            start_attempts: 0,
         }
     }
 }
@@ -147,6 +155,9 @@ pub struct SuricataNode {
     packets_total: u64,
     alerts_total: u64,
     drops_total: u64,
+    /// Attempts to start the server, and when the last one was made.
+    start_attempts: u64,
+    last_attempt: Instant,
 }
 
 /// The version `binary -V` prints (`This is Suricata version 7.0.10 RELEASE`).
@@ -193,6 +204,8 @@ impl SuricataNode {
             packets_total: 0,
             alerts_total: 0,
             drops_total: 0,
+            start_attempts: 0,
+            last_attempt: Instant::now(),
         };
         match node.try_start() {
             Ok(()) => tracing::info!(
@@ -213,7 +226,37 @@ impl SuricataNode {
         node
     }
 
+    /// After a failed start, tries again once `retry_start_after` has passed since the last
+    /// attempt (a binary installed since, a configuration fixed); returns whether the server
+    /// is there now.
+    pub fn retry_start_if_due(&mut self) -> bool {
+        if self.server.is_some() {
+            return true;
+        }
+        if self.last_attempt.elapsed() < self.options.retry_start_after {
+            return false;
+        }
+        match self.try_start() {
+            Ok(()) => {
+                tracing::info!(
+                    attempts = self.start_attempts,
+                    version = self.version.as_deref().unwrap_or("?"),
+                    "suricata analysis node running after a failed start"
+                );
+                self.error = None;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, attempts = self.start_attempts, "suricata still not available");
+                self.error = Some(e.to_string());
+                false
+            }
+        }
+    }
+
     fn try_start(&mut self) -> Result<(), SuricataError> {
+        self.start_attempts += 1;
+        self.last_attempt = Instant::now();
         self.version = Some(version(&self.options.binary)?);
         let config = SuricataConfig::new(
             &self.options.dir,
@@ -317,6 +360,7 @@ impl SuricataNode {
             packets_total: self.packets_total,
             alerts_total: self.alerts_total,
             drops_total: self.drops_total,
+            start_attempts: self.start_attempts,
             ..SuricataStatus::disabled()
         };
         let Some(server) = &self.server else {
