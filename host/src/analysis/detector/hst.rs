@@ -33,6 +33,37 @@ impl SplitMix {
 const SPLIT_OFFSET: f32 = 4.0;
 const SPLIT_STEP: f32 = 1.0 / 8192.0;
 
+/// Most dimensions of a point.
+pub const MAX_DIMS: usize = 64;
+
+/// A point's coordinates on the grid of the splits: the largest `q` whose split point
+/// `q · 2^-13 - 4` is at most the coordinate, so that a node compares two integers (and
+/// exactly as it would compare the coordinate with its split point). A missing coordinate
+/// counts as 0, NaN as +∞.
+struct Grid([i32; MAX_DIMS]);
+
+impl Grid {
+    #[inline]
+    fn of(x: &[f32], dims: usize) -> Grid {
+        let zero = (SPLIT_OFFSET / SPLIT_STEP) as i32;
+        let mut g = [zero; MAX_DIMS];
+        for (q, &v) in g.iter_mut().zip(x).take(dims) {
+            *q = if v.is_nan() {
+                i32::MAX
+            } else {
+                // `v / 2^-13` is exact (a power of two); `as` truncates towards zero and
+                // saturates (far-out coordinates stay beyond every split), and one step
+                // down makes the floor (`f32::floor` is a library call on baseline x86_64).
+                let t = v / SPLIT_STEP;
+                let i = t as i32;
+                let floor = if (i as f32) > t { i - 1 } else { i };
+                floor.saturating_add(zero)
+            };
+        }
+        Grid(g)
+    }
+}
+
 /// One tree node: the mass that fell into it, and (for internal nodes) the dimension and
 /// the quantised split point (`split · 2^-13 - 4`) of its half-spaces.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -103,9 +134,9 @@ pub struct HsTrees {
 }
 
 impl HsTrees {
-    /// `trees` trees of depth `depth` (1..=16) over `dims` dimensions (at least 1).
+    /// `trees` trees of depth `depth` (1..=16) over `dims` dimensions (1..=64).
     pub fn new(dims: usize, trees: usize, depth: u32, seed: u64) -> Self {
-        let dims = dims.clamp(1, usize::from(u16::MAX));
+        let dims = dims.clamp(1, MAX_DIMS);
         let depth = depth.clamp(1, 16);
         let trees = trees.max(1);
         // Levels 0..=depth in rows of blocks of BLOCK_LEVELS levels, 8 times as many blocks
@@ -175,17 +206,16 @@ impl HsTrees {
         self.size_limit = limit.max(1);
     }
 
-    /// Whether `x` lies in the right half-space of `node` (a missing coordinate counts as
-    /// 0).
+    /// Whether the point lies in the right half-space of `node`: its coordinate, on the
+    /// grid of the splits, at or above the split.
     #[inline]
-    fn goes_right(node: Node, x: &[f32]) -> bool {
-        let v = x.get(usize::from(node.dim)).copied().unwrap_or(0.0);
-        // Not `v >= split`: NaN goes left, as it always did.
-        !(v < node.split_point())
+    fn goes_right(node: Node, x: &Grid) -> bool {
+        x.0[usize::from(node.dim) % MAX_DIMS] >= i32::from(node.split)
     }
 
     /// Adds `x` to the reference mass profile of every tree.
     pub fn learn(&mut self, x: &[f32]) {
+        let x = &Grid::of(x, self.dims);
         for tree in self.blocks.chunks_exact_mut(self.blocks_per_tree) {
             let mut pos = Pos::default();
             for _ in 0..self.depth {
@@ -212,6 +242,7 @@ impl HsTrees {
     /// descent ends (a leaf, or the first node lighter than the size limit). High for
     /// points in dense regions of the baseline, low for anomalies.
     pub fn score(&self, x: &[f32]) -> f64 {
+        let x = &Grid::of(x, self.dims);
         let mut total = 0u64;
         for tree in self.blocks.chunks_exact(self.blocks_per_tree) {
             let (mass, depth) = self.descend(tree, x);
@@ -227,7 +258,7 @@ impl HsTrees {
     /// branches follow the block pattern and predict well, so the descents of successive
     /// trees overlap in the CPU.
     #[inline]
-    fn descend(&self, tree: &[Block], x: &[f32]) -> (u32, u32) {
+    fn descend(&self, tree: &[Block], x: &Grid) -> (u32, u32) {
         let (depth, limit) = (self.depth, self.size_limit);
         let right = |n: Node| usize::from(Self::goes_right(n, x));
         let mut block = 0;
@@ -296,6 +327,7 @@ mod tests {
 
     /// The score of one tree descended on its own, the way the paper defines it.
     fn serial_score(h: &HsTrees, x: &[f32]) -> f64 {
+        let x = &Grid::of(x, h.dims);
         let mut total = 0u64;
         for tree in h.blocks.chunks_exact(h.blocks_per_tree) {
             let mut pos = Pos::default();
@@ -350,6 +382,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_grid_compares_like_the_split_points() {
+        let mut rng = SplitMix::new(5);
+        for _ in 0..100_000 {
+            let v = rng.next_f32() * 7.0 - 3.5;
+            let split = (rng.next_u64() % 65_536) as u16;
+            let node = Node {
+                mass: 0,
+                dim: 0,
+                split,
+            };
+            let p = node.split_point();
+            // The coordinate itself, a split point, and its neighbours.
+            for v in [v, p, p.next_up(), p.next_down()] {
+                assert_eq!(
+                    HsTrees::goes_right(node, &Grid::of(&[v], 1)),
+                    v >= p,
+                    "{v} vs {p}"
+                );
+            }
+        }
+        assert!(HsTrees::goes_right(
+            Node {
+                mass: 0,
+                dim: 0,
+                split: u16::MAX
+            },
+            &Grid::of(&[f32::NAN], 1)
+        ));
     }
 
     #[test]
