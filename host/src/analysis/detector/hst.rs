@@ -378,7 +378,11 @@ mod tests {
                 h.set_size_limit(limit);
                 for _ in 0..200 {
                     let p = [rng.next_f32() * 1.4 - 0.2, rng.next_f32(), rng.next_f32()];
-                    assert_eq!(h.score(&p), serial_score(&h, &p), "depth {depth} limit {limit}");
+                    assert_eq!(
+                        h.score(&p),
+                        serial_score(&h, &p),
+                        "depth {depth} limit {limit}"
+                    );
                 }
             }
         }
