@@ -13,17 +13,34 @@ pub const LAMBDAS: [f64; 5] = [5.0, 3.0, 1.0, 0.1, 0.01];
 pub const NL: usize = LAMBDAS.len();
 
 /// `2^(-λ dt)` for every λ of [`LAMBDAS`]; `dt` in seconds, never negative.
-///
-/// Three `exp2` calls instead of five: `2^(-5dt)` and `2^(-3dt)` are powers of `2^(-dt)`.
 #[inline]
 pub fn decays(dt: f64) -> [f64; NL] {
+    decays_of(&LAMBDAS, dt)
+}
+
+/// `2^(-λ dt)` for every λ of `lambdas`; `dt` in seconds, never negative.
+///
+/// One `exp2` serves λ = 1, 3 and 5 (`2^(-5dt)` and `2^(-3dt)` are powers of `2^(-dt)`);
+/// every other λ costs its own.
+#[inline]
+pub fn decays_of<const N: usize>(lambdas: &[f64; N], dt: f64) -> [f64; N] {
     if dt <= 0.0 {
-        return [1.0; NL];
+        return [1.0; N];
     }
     let d1 = (-dt).exp2();
     let d2 = d1 * d1;
     let d3 = d2 * d1;
-    [d3 * d2, d3, d1, (-0.1 * dt).exp2(), (-0.01 * dt).exp2()]
+    lambdas.map(|l| {
+        if l == 1.0 {
+            d1
+        } else if l == 3.0 {
+            d3
+        } else if l == 5.0 {
+            d3 * d2
+        } else {
+            (-l * dt).exp2()
+        }
+    })
 }
 
 /// One damped window: decayed weight, linear sum and squared sum.
@@ -62,22 +79,33 @@ impl Window {
     }
 }
 
-/// Damped statistics of one stream of values (for example packet sizes of one host) in the
-/// windows of [`LAMBDAS`].
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct DampedStats {
-    /// One window per λ of [`LAMBDAS`].
-    pub win: [Window; NL],
+/// Damped statistics of one stream of values (for example packet sizes of one host) in `N`
+/// windows, one per decay factor of the `lambdas` the caller passes to every update (the
+/// same ones each time; [`LAMBDAS`] by default). A table keeps only the windows its
+/// features read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DampedStats<const N: usize = NL> {
+    /// One window per λ.
+    pub win: [Window; N],
     last_ns: u64,
 }
 
-impl DampedStats {
+impl<const N: usize> Default for DampedStats<N> {
+    fn default() -> Self {
+        DampedStats {
+            win: [Window::default(); N],
+            last_ns: 0,
+        }
+    }
+}
+
+impl<const N: usize> DampedStats<N> {
     /// Decays to `ts_ns` (a timestamp before the last one is treated as the same instant, so
     /// reordered packets never inflate the sums) and adds `x`. Returns the decay factors
     /// used, for callers that keep related sums in step.
     #[inline]
-    pub fn update(&mut self, ts_ns: u64, x: f64) -> [f64; NL] {
-        let d = self.decay_to(ts_ns);
+    pub fn update(&mut self, ts_ns: u64, x: f64, lambdas: &[f64; N]) -> [f64; N] {
+        let d = self.decay_to(ts_ns, lambdas);
         for win in &mut self.win {
             win.w += 1.0;
             win.ls += x;
@@ -88,12 +116,12 @@ impl DampedStats {
 
     /// Decays the sums to `ts_ns` without adding anything.
     #[inline]
-    pub fn decay_to(&mut self, ts_ns: u64) -> [f64; NL] {
+    pub fn decay_to(&mut self, ts_ns: u64, lambdas: &[f64; N]) -> [f64; N] {
         let dt = ts_ns.saturating_sub(self.last_ns) as f64 * 1e-9;
         let d = if self.last_ns == 0 {
-            [1.0; NL]
+            [1.0; N]
         } else {
-            decays(dt)
+            decays_of(lambdas, dt)
         };
         self.apply(d, ts_ns);
         d
@@ -102,7 +130,7 @@ impl DampedStats {
     /// Multiplies the sums by the factors `d` that take them to `ts_ns` (computed by a caller
     /// whose own clock is in step with this one).
     #[inline]
-    fn apply(&mut self, d: [f64; NL], ts_ns: u64) {
+    fn apply(&mut self, d: [f64; N], ts_ns: u64) {
         for (win, f) in self.win.iter_mut().zip(d) {
             win.w *= f;
             win.ls *= f;
@@ -159,28 +187,40 @@ impl DampedCounter {
 ///
 /// When a value arrives on one direction, its residual (value minus that direction's mean)
 /// is multiplied by the other direction's last residual; the products and their count decay
-/// like the 1D sums.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct DampedCov {
+/// like the 1D sums. `N` windows, one per λ of the `lambdas` every update is given.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DampedCov<const N: usize = NL> {
     /// The 1D statistics of direction 0 and direction 1.
-    pub dir: [DampedStats; 2],
-    sr: [f64; NL],
-    w3: [f64; NL],
-    last_res: [[f64; NL]; 2],
+    pub dir: [DampedStats<N>; 2],
+    sr: [f64; N],
+    w3: [f64; N],
+    last_res: [[f64; N]; 2],
     last_ns: u64,
 }
 
-impl DampedCov {
+impl<const N: usize> Default for DampedCov<N> {
+    fn default() -> Self {
+        DampedCov {
+            dir: [DampedStats::default(); 2],
+            sr: [0.0; N],
+            w3: [0.0; N],
+            last_res: [[0.0; N]; 2],
+            last_ns: 0,
+        }
+    }
+}
+
+impl<const N: usize> DampedCov<N> {
     /// Adds `x` on direction `d` (0 or 1; anything else counts as 1) at `ts_ns`.
     #[inline]
-    pub fn update(&mut self, ts_ns: u64, d: usize, x: f64) {
+    pub fn update(&mut self, ts_ns: u64, d: usize, x: f64, lambdas: &[f64; N]) {
         let d = d.min(1);
         let other = 1 - d;
         let dt = ts_ns.saturating_sub(self.last_ns) as f64 * 1e-9;
         let f = if self.last_ns == 0 {
-            [1.0; NL]
+            [1.0; N]
         } else {
-            decays(dt)
+            decays_of(lambdas, dt)
         };
         self.last_ns = self.last_ns.max(ts_ns);
         // Both directions are only ever touched here, so their clocks equal this one and
@@ -201,7 +241,7 @@ impl DampedCov {
         }
     }
 
-    /// Approximate covariance between the directions in window `i` of [`LAMBDAS`].
+    /// Approximate covariance between the directions in window `i`.
     #[inline]
     pub fn cov(&self, i: usize) -> f64 {
         match self.w3.get(i) {
@@ -261,7 +301,7 @@ mod tests {
         let s = series();
         let mut d = DampedStats::default();
         for &(t, x) in &s {
-            d.update(t, x);
+            d.update(t, x, &LAMBDAS);
         }
         let now = s.last().map(|p| p.0).unwrap_or(0);
         for (i, lambda) in LAMBDAS.iter().enumerate() {
@@ -293,6 +333,25 @@ mod tests {
     }
 
     #[test]
+    fn fewer_windows_keep_the_same_sums() {
+        // A table that keeps only some windows gets exactly the sums the full set has in
+        // those windows.
+        const SOME: [f64; 3] = [5.0, 1.0, 0.1];
+        let mut all = DampedCov::default();
+        let mut some = DampedCov::<3>::default();
+        for (k, &(t, x)) in series().iter().enumerate() {
+            all.update(t, k % 3 % 2, x, &LAMBDAS);
+            some.update(t, k % 3 % 2, x, &SOME);
+        }
+        for (j, i) in [0, 2, 3].into_iter().enumerate() {
+            assert_eq!(some.dir[0].win[j], all.dir[0].win[i]);
+            assert_eq!(some.dir[1].win[j], all.dir[1].win[i]);
+            assert_eq!(some.cov(j), all.cov(i));
+            assert_eq!(some.pcc(j), all.pcc(i));
+        }
+    }
+
+    #[test]
     fn counter_rate_settles_at_the_true_rate() {
         let mut c = DampedCounter::default();
         // 1000 per second for 20 s with λ = 1.
@@ -318,7 +377,7 @@ mod tests {
             } else {
                 x
             };
-            c.update(t, d, x);
+            c.update(t, d, x, &LAMBDAS);
             hist.push((t, d, x));
         }
         let now = hist.last().map(|h| h.0).unwrap_or(0);

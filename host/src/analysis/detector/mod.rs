@@ -4,7 +4,7 @@
 //! [`Detector::observe_frame`] for frames) and keeps, in fixed memory:
 //!
 //! - AfterImage-style damped statistics (Kitsune, NDSS 2018) of packet sizes and rates in
-//!   five windows (λ = 5, 3, 1, 0.1, 0.01 per second, see [`damped`]) per source host, per
+//!   the windows the features read (of λ = 5, 3, 1, 0.1 per second, see [`damped`]) per source host, per
 //!   host pair (both directions, with their covariance and correlation), per flow
 //!   (5-tuple), and per initiator host and service port (with its fan-out);
 //! - sketches ([`sketch`]): a decayed count-min with heavy hitters for SYNs per destination,
@@ -450,7 +450,7 @@ fn flog2p1(x: f64) -> f32 {
 #[derive(Debug, Clone, Default)]
 struct HostState {
     last_ns: u64,
-    size: DampedStats,
+    size: DampedStats<4>,
     ports: WindowedHll,
     hosts: WindowedHll,
     admin_hosts: WindowedHll,
@@ -469,6 +469,16 @@ impl Stamped for HostState {
         self.last_ns
     }
 }
+
+/// Windows (decay factors per second, see [`damped`]) of the packet sizes of a host: what
+/// the trees read. Not the slowest of [`damped::LAMBDAS`]: its 100 s half-life is longer
+/// than the baseline.
+const HOST_LAMBDAS: [f64; 4] = [5.0, 3.0, 1.0, 0.1];
+/// Windows of a pair's two directions (the trees read all three, and the covariance of the
+/// λ = 1 window).
+const PAIR_LAMBDAS: [f64; 3] = [5.0, 1.0, 0.1];
+/// Windows of a flow's packet sizes.
+const FLOW_LAMBDAS: [f64; 2] = [5.0, 1.0];
 
 /// Intervals between bursts a direction of a pair remembers.
 const IAT_RING: usize = 16;
@@ -539,7 +549,7 @@ fn median(v: &mut [f32]) -> f32 {
 #[derive(Debug, Clone, Default)]
 struct PairState {
     last_ns: u64,
-    cov: DampedCov,
+    cov: DampedCov<3>,
     bytes: [u64; 2],
     established: [u32; 2],
     burst: [Burst; 2],
@@ -561,7 +571,7 @@ impl Stamped for PairState {
 struct FlowState {
     first_ns: u64,
     last_ns: u64,
-    size: DampedStats,
+    size: DampedStats<2>,
     bytes: u64,
     initiator: u8,
     syn: bool,
@@ -1292,7 +1302,7 @@ impl Detector {
         );
         flow.last_ns = ts;
         flow.pkts = flow.pkts.saturating_add(1);
-        flow.size.update(ts, len);
+        flow.size.update(ts, len, &FLOW_LAMBDAS);
         flow.bytes += u64::from(m.len);
         // The trees look at a sample of each flow's packets, at a flow whose last score
         // would alert, and at a flow they have not scored since the calibration began.
@@ -1332,7 +1342,7 @@ impl Detector {
         let initiator = flow.initiator;
         let dur = ts.saturating_sub(flow.first_ns) as f64 * 1e-9;
         if need_hst {
-            let fw1 = flow.size.win[2];
+            let fw1 = flow.size.win[1];
             hst[14] = flog2p1(flow.size.win[0].w);
             hst[15] = flog2p1(fw1.w);
             hst[16] = flog2p1(fw1.mean());
@@ -1360,7 +1370,7 @@ impl Detector {
             }
         }
         pair.last_ns = ts;
-        pair.cov.update(ts, usize::from(dir), len);
+        pair.cov.update(ts, usize::from(dir), len, &PAIR_LAMBDAS);
         let di = usize::from(dir);
         pair.bytes[di] += u64::from(m.len);
         let ii = usize::from(initiator);
@@ -1403,11 +1413,11 @@ impl Detector {
             let c = &pair.cov;
             let pw = &c.dir[di].win;
             hst[8] = flog2p1(pw[0].w);
-            hst[9] = flog2p1(pw[2].w);
-            hst[10] = flog2p1(pw[3].w);
-            hst[11] = flog2p1(c.magnitude(2));
-            hst[12] = flog2p1(c.radius(2));
-            hst[13] = c.pcc(2) as f32;
+            hst[9] = flog2p1(pw[1].w);
+            hst[10] = flog2p1(pw[2].w);
+            hst[11] = flog2p1(c.magnitude(1));
+            hst[12] = flog2p1(c.radius(1));
+            hst[13] = c.pcc(1) as f32;
         }
 
         // Source host.
@@ -1425,7 +1435,7 @@ impl Detector {
             };
         }
         host.last_ns = ts;
-        host.size.update(ts, len);
+        host.size.update(ts, len, &HOST_LAMBDAS);
         // The flow's service port: where lateral movement and scans aim.
         let service = if from_initiator { m.dport } else { m.sport };
         let admin = ADMIN_PORTS.contains(&service);
@@ -1455,8 +1465,7 @@ impl Detector {
             host.dns_req_tx.add(ts, RATE_LAMBDA, len);
         }
         if need_hst {
-            // Not the slowest window: its 100 s half-life is longer than the baseline.
-            for (i, w) in host.size.win[..4].iter().enumerate() {
+            for (i, w) in host.size.win.iter().enumerate() {
                 hst[i] = flog2p1(w.w);
             }
             hst[4] = flog2p1(host.size.win[3].std());

@@ -90,6 +90,40 @@ pub fn prefetch<T>(p: *const T) {
     let _ = p;
 }
 
+/// Asks the kernel to back the whole 2 MiB pages inside `len` bytes from `p` with huge
+/// pages (Linux transparent huge pages; a hint that changes nothing the program computes).
+///
+/// A table of tens of megabytes in 4 KiB pages needs a page walk for nearly every lookup,
+/// and the walk misses the cache too; with 2 MiB pages the TLB covers far more of it. Call
+/// it before the memory is first touched: the pages are then faulted in huge.
+#[allow(unsafe_code)]
+pub fn advise_huge_pages(p: *const u8, len: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = (p as usize).next_multiple_of(HUGE);
+        let end = (p as usize).saturating_add(len) / HUGE * HUGE;
+        if end > start {
+            // SAFETY: [start, end) lies inside the `len` bytes at `p` (rounded inwards to
+            // whole huge pages), which the caller's allocation owns. MADV_HUGEPAGE only
+            // changes how the kernel backs those pages: it never changes their contents,
+            // their mapping or their validity, so no reference to them is affected. Failure
+            // (a kernel without transparent huge pages) leaves the memory as it was.
+            let rc = unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE)
+            };
+            if rc != 0 {
+                tracing::debug!(
+                    error = %std::io::Error::last_os_error(),
+                    "no huge pages for a detector table"
+                );
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (p, len);
+}
+
 /// Most cache lines [`BoundedMap::prefetch`] asks for per slot: a core tracks only about a
 /// dozen outstanding misses, and several tables are prefetched per packet.
 pub const PREFETCH_LINES: usize = 16;
@@ -125,8 +159,14 @@ impl<K: Hash + Eq + Copy, V: Stamped> BoundedMap<K, V> {
         let capacity = capacity.max(8);
         // At most half full: probe sequences stay short and one always ends in an empty slot.
         let n = (2 * capacity).next_power_of_two();
+        let mut slots: Vec<Option<Slot<K, V>>> = Vec::with_capacity(n);
+        advise_huge_pages(
+            slots.as_ptr().cast(),
+            n * std::mem::size_of::<Option<Slot<K, V>>>(),
+        );
+        slots.resize_with(n, || None);
         BoundedMap {
-            slots: (0..n).map(|_| None).collect(),
+            slots,
             mask: n - 1,
             len: 0,
             capacity,
