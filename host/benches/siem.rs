@@ -35,6 +35,7 @@ fn alert(i: u64) -> Alert {
             observed: 900.0,
             z: 20.0,
         }],
+        answer: false,
     }
 }
 

@@ -93,6 +93,8 @@ fn our_events() -> Vec<EveEvent> {
                 observed: 4000.0,
                 z: 17.25,
             }],
+            // The reflector's answers: the flow's initiator is the victim.
+            answer: class == ClassHint::DnsAmplification,
         };
         out.push(eve::alert_from_detector(&a, &ctx(), Some(t0)).expect("alert"));
         let mut fb = FlowBuilder::new(ip(src), sport, ip(dst), dport, proto, t0);

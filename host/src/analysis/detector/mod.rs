@@ -279,6 +279,9 @@ pub struct Alert {
     pub dport: u16,
     /// The features that moved, most deviant first.
     pub explanation: Vec<FeatureDeviation>,
+    /// The packet went from its flow's responder to the flow's initiator (an answer): the
+    /// initiator is `dst`, which is what correlation must act on.
+    pub answer: bool,
 }
 
 /// Counters of what the detector has seen.
@@ -749,6 +752,8 @@ struct Features {
     class_scores: Option<[f32; NCLASS]>,
     /// The trees' normalised input, when they looked at this packet while scoring.
     hst: Option<[f32; HD]>,
+    /// The packet answers its flow's initiator.
+    answer: bool,
 }
 
 /// The half-space trees with the feature ranges that map their input into the unit cube and
@@ -1045,7 +1050,7 @@ impl Detector {
             }
             Phase::Score => {
                 let cs = f.class_scores.unwrap_or([0.0; NCLASS]);
-                self.score(m, ts, &f.rule, cs, f.hst.as_ref())
+                self.score(m, ts, &f, cs)
             }
         }
     }
@@ -1121,15 +1126,14 @@ impl Detector {
         &mut self,
         m: &PacketMeta,
         ts: u64,
-        rule: &[Option<f64>; NRF],
+        f: &Features,
         class_scores: [f32; NCLASS],
-        x: Option<&[f32; HD]>,
     ) -> Verdict {
         let (best, score) = best_class(&class_scores);
         let class_hint = ClassHint::ALL[best];
         let mut alerted = false;
         if score >= self.cfg.alert_threshold {
-            alerted = self.raise(m, ts, score, class_hint, rule, x);
+            alerted = self.raise(m, ts, score, class_hint, f);
         }
         Verdict {
             learning: false,
@@ -1146,9 +1150,9 @@ impl Detector {
         ts: u64,
         score: f32,
         class: ClassHint,
-        rule: &[Option<f64>; NRF],
-        x: Option<&[f32; HD]>,
+        f: &Features,
     ) -> bool {
+        let (rule, x) = (&f.rule, f.hst.as_ref());
         let subject = ip_key(if class.about_destination() {
             m.dst
         } else {
@@ -1211,6 +1215,7 @@ impl Detector {
             sport: m.sport,
             dport: m.dport,
             explanation,
+            answer: f.answer,
         });
         true
     }
@@ -1583,6 +1588,7 @@ impl Detector {
             rule,
             class_scores,
             hst: x,
+            answer: !from_initiator,
         }
     }
 }

@@ -710,6 +710,27 @@ pub fn alert_from_detector(
     if let (Some(cid), Some(start)) = (&e.community_id, flow_start_ns) {
         e.flow_id = Some(flow_id(cid, start));
     }
+    // As Suricata 7 writes it: the packet's direction, and for an answer the flow's own
+    // endpoints (initiator first), which correlation acts on.
+    e.extra.insert(
+        "direction".into(),
+        if alert.answer {
+            "to_client"
+        } else {
+            "to_server"
+        }
+        .into(),
+    );
+    if alert.answer {
+        let mut flow = Map::new();
+        flow.insert("src_ip".into(), alert.dst.to_string().into());
+        flow.insert("dest_ip".into(), alert.src.to_string().into());
+        if matches!(alert.proto, 6 | 17 | 132) {
+            flow.insert("src_port".into(), alert.dport.into());
+            flow.insert("dest_port".into(), alert.sport.into());
+        }
+        e.extra.insert("flow".into(), Value::Object(flow));
+    }
     Ok(e)
 }
 

@@ -42,6 +42,7 @@ fn syn_alert(score: f32) -> Alert {
             observed: 9000.0,
             z: 31.5,
         }],
+        answer: false,
     }
 }
 
@@ -84,6 +85,21 @@ fn detector_alert_becomes_an_eve_alert() {
     let back = EveEvent::from_value(v.clone()).expect("reads back");
     assert_eq!(back, e);
     assert_eq!(back.shadownet().and_then(|s| s.score), Some(30.0));
+    assert_eq!(v["direction"], "to_server");
+    assert!(v.get("flow").is_none(), "{v}");
+    // An alert on an answer names the flow as its initiator started it, as Suricata 7 does.
+    let answer = Alert {
+        answer: true,
+        ..syn_alert(30.0)
+    };
+    let v = alert_from_detector(&answer, &ctx(), None)
+        .expect("alert")
+        .to_value();
+    assert_eq!(v["direction"], "to_client");
+    assert_eq!(v["flow"]["src_ip"], "66.35.250.204");
+    assert_eq!(v["flow"]["src_port"], 80);
+    assert_eq!(v["flow"]["dest_ip"], "128.232.110.120");
+    assert_eq!(v["flow"]["dest_port"], 34855);
 }
 
 #[test]
