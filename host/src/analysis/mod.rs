@@ -22,8 +22,9 @@ pub mod eve;
 pub mod honeypot;
 pub mod netns;
 pub mod suricata;
-// The only unsafe code of analysis: kill(2) and an AF_PACKET socket.
 pub mod siem;
+// The unsafe code of analysis: kill(2) and an AF_PACKET socket here, and in the detector's
+// tables a prefetch hint and madvise(MADV_HUGEPAGE) (`detector::table`), each fenced.
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod tap;
