@@ -343,3 +343,17 @@ fn a_recorded_capture_stored_with_the_shadow_replays_through_the_loop() {
     );
     assert_eq!(c.get("/v1/mitigations").expect("mitigations"), before);
 }
+
+#[test]
+fn lateral_movement_blocks_the_sweeping_vm_not_the_vms_that_answer() {
+    let s = scenario(7, AttackClass::LateralMovement, BASELINE_S, 8.0);
+    let d = TestDaemon::start("loop-lateral");
+    setup(&d, "mirror");
+    let r = run(&d, &s, BASELINE_S, Some(5_000_000), None);
+    let lateral = &r.classes["lateral_movement"];
+    assert!(lateral.detected_ns.is_some(), "{r:#?}");
+    // The generator's sweeper is the last internal host; the swept VMs answer it.
+    let sweeper: std::net::IpAddr =
+        shadownet_tests::closed_loop::vm_ip(shadownet_tests::closed_loop::HOSTS - 1).into();
+    assert_eq!(blocked_sources(&r), vec![sweeper], "{r:#?}");
+}

@@ -21,8 +21,8 @@ pub mod detector;
 pub mod eve;
 pub mod honeypot;
 pub mod netns;
-pub mod suricata;
 pub mod siem;
+pub mod suricata;
 // The unsafe code of analysis: kill(2) and an AF_PACKET socket here, and in the detector's
 // tables a prefetch hint and madvise(MADV_HUGEPAGE) (`detector::table`), each fenced.
 #[allow(unsafe_code)]
