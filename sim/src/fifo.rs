@@ -62,6 +62,27 @@ impl<T: Copy + Default> Fifo<T> {
         }
     }
 
+    /// The record `i` places from the front.
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> Option<&T> {
+        if i < self.len() {
+            self.buf.get(self.head.wrapping_add(i) & self.mask)
+        } else {
+            None
+        }
+    }
+
+    /// The record `i` places from the front, to change it in place.
+    #[inline]
+    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        if i < self.len() {
+            let at = self.head.wrapping_add(i) & self.mask;
+            self.buf.get_mut(at)
+        } else {
+            None
+        }
+    }
+
     /// Removes and returns the first record if `pred` holds for it: one look at the front
     /// instead of two for a `front` then a `pop_front`.
     #[inline]

@@ -158,6 +158,9 @@ struct Decided {
     slot: u32,
 }
 
+/// The slot of a copy refused at the mirror queue's door behind queued copies.
+const REFUSED: u32 = u32::MAX;
+
 /// Cursor of production frames not yet started.
 const WAITING: usize = 0;
 /// Cursor of production transmissions a pending copy may have to avoid.
@@ -177,10 +180,13 @@ struct Egress {
     /// Production frames decided, for the waiting, intervals and release cursors.
     production: Ring<Produced, 3>,
     primary_waiting_bytes: u64,
-    /// Copies at the mirror queue's door, admission not yet decidable.
-    arrivals: Fifo<PendingCopy>,
-    /// Copies admitted, start not yet decided.
-    queue: Fifo<PendingCopy>,
+    /// Copies made for this port, in arrival order: the first `queued` admitted to the mirror
+    /// queue (start not yet decided), the rest at its door (admission not yet decidable).
+    /// Admitting a copy moves the boundary, not the record; a copy refused while others are
+    /// queued stays, marked [`REFUSED`], until the decisions reach it.
+    copies: Fifo<PendingCopy>,
+    /// How many of `copies` are in the mirror queue.
+    queued: usize,
     queue_bytes: u64,
     /// Copies decided, for the started and release cursors.
     decided: Ring<Decided, 2>,
@@ -202,8 +208,8 @@ impl Egress {
             primary_free: 0,
             production: Ring::default(),
             primary_waiting_bytes: 0,
-            arrivals: Fifo::default(),
-            queue: Fifo::default(),
+            copies: Fifo::default(),
+            queued: 0,
             queue_bytes: 0,
             decided: Ring::default(),
             started_bytes: 0,
@@ -215,7 +221,17 @@ impl Egress {
     }
 
     fn mirror_pending(&self) -> bool {
-        !self.queue.is_empty() || !self.arrivals.is_empty()
+        !self.copies.is_empty()
+    }
+
+    /// The undecided head of the mirror queue (never a refused mark once `advance_port` has
+    /// run: it decides past them).
+    fn queue_head(&self) -> Option<&PendingCopy> {
+        if self.queued > 0 {
+            self.copies.front()
+        } else {
+            None
+        }
     }
 
     /// Whether no decided transmission waits to be released.
@@ -512,7 +528,7 @@ impl Scheduler {
                 },
                 wire,
             );
-            self.ports[p].arrivals.push_back(PendingCopy {
+            self.ports[p].copies.push_back(PendingCopy {
                 ready,
                 wire,
                 len: len as u32,
@@ -659,7 +675,12 @@ impl Scheduler {
         loop {
             // Decide every queued copy whose place on the wire is known by now.
             e.head_lb = None;
-            while let Some(&c) = e.queue.front() {
+            while let Some(&c) = e.queue_head() {
+                if c.slot == REFUSED {
+                    e.copies.drop_front();
+                    e.queued -= 1;
+                    continue;
+                }
                 let s0 = (c.ready.max(e.mirror_free)).div_ceil(cycle) * cycle;
                 while e
                     .production
@@ -671,7 +692,8 @@ impl Scheduler {
                     e.head_lb = Some(s);
                     break;
                 }
-                e.queue.drop_front();
+                e.copies.drop_front();
+                e.queued -= 1;
                 e.queue_bytes -= c.len as u64;
                 e.mirror_free = s + c.wire;
                 e.started_bytes += c.len as u64;
@@ -691,8 +713,8 @@ impl Scheduler {
             }
             // Admit arrivals while it is known which queued copies have started by then: an
             // undecided head that could start before an arrival blocks it.
-            let had_head = !e.queue.is_empty();
-            while let Some(&a) = e.arrivals.front() {
+            let had_head = e.queued > 0;
+            while let Some(&a) = e.copies.get(e.queued) {
                 let r = a.ready;
                 if e.head_lb.is_some_and(|lb| lb <= r) {
                     break;
@@ -700,7 +722,6 @@ impl Scheduler {
                 while let Some(d) = e.decided.pop_front_if(STARTED, |d| d.start <= r) {
                     e.started_bytes -= d.len as u64;
                 }
-                e.arrivals.drop_front();
                 let len = a.len as u64;
                 if e.started_bytes + e.queue_bytes + len > mirror_cap {
                     let dep = frames.departure(a.slot);
@@ -716,13 +737,22 @@ impl Scheduler {
                     });
                     // The frame is gone: its buffer is not worth recycling on this rare path.
                     frames.remove(a.slot);
+                    if e.queued == 0 {
+                        e.copies.drop_front();
+                    } else if let Some(mark) = e.copies.get_mut(e.queued) {
+                        *mark = PendingCopy {
+                            slot: REFUSED,
+                            ..PendingCopy::default()
+                        };
+                        e.queued += 1;
+                    }
                 } else {
                     e.queue_bytes += len;
-                    e.queue.push_back(a);
+                    e.queued += 1;
                 }
             }
             // A copy admitted into an empty queue is a new head to decide.
-            if had_head || e.queue.is_empty() {
+            if had_head || e.queued == 0 {
                 break;
             }
         }
@@ -737,12 +767,12 @@ impl Scheduler {
         }
         // Nothing undecided can start before the watermark: release everything earlier.
         let mut watermark = horizon;
-        if let Some(head) = e.queue.front() {
+        if let Some(head) = e.queue_head() {
             // The head will start at or after its lower bound (unknown production frames
             // can only push it later).
             watermark = watermark.min(e.head_lb.unwrap_or(head.ready));
         }
-        if let Some(a) = e.arrivals.front() {
+        if let Some(a) = e.copies.get(e.queued) {
             watermark = watermark.min(a.ready);
         }
         while let Some(slot) = e.release_before(watermark) {
@@ -752,7 +782,7 @@ impl Scheduler {
         // end (its decision also unblocks the arrivals behind it), or passing the first
         // transmission still held back.
         let mut wake = u64::MAX;
-        if let Some(head) = e.queue.front() {
+        if let Some(head) = e.queue_head() {
             wake = e.head_lb.unwrap_or(head.ready).saturating_add(head.wire);
         }
         if let Some((start, _, _)) = e.first_to_release() {
