@@ -330,7 +330,7 @@ mod tests {
             } else if x % 5 == 2 {
                 assert_eq!(ring.pop_front_if(k, |_| true), reference[k].pop_front());
             } else if x % 5 == 3 {
-                let even = |v: &u64| v % 2 == 0;
+                let even = |v: &u64| v.is_multiple_of(2);
                 let expected = reference[k].front().copied().filter(even);
                 if expected.is_some() {
                     reference[k].pop_front();
