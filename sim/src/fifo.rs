@@ -53,12 +53,33 @@ impl<T: Copy + Default> Fifo<T> {
     }
 
     /// The last record.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn back(&self) -> Option<&T> {
         if self.is_empty() {
             None
         } else {
             self.buf.get(self.tail.wrapping_sub(1) & self.mask)
+        }
+    }
+
+    /// The record `i` places from the front.
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> Option<&T> {
+        if i < self.len() {
+            self.buf.get(self.head.wrapping_add(i) & self.mask)
+        } else {
+            None
+        }
+    }
+
+    /// The record `i` places from the front, to change it in place.
+    #[inline]
+    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        if i < self.len() {
+            let at = self.head.wrapping_add(i) & self.mask;
+            self.buf.get_mut(at)
+        } else {
+            None
         }
     }
 
@@ -113,9 +134,128 @@ impl<T: Copy + Default> Fifo<T> {
     }
 }
 
+/// One ring of records read by `N` independent cursors, each a FIFO of its own: a record is
+/// written once and each reader pops it when its own condition holds (the scheduler's
+/// production frames are waited on, avoided by copies and released, each at a different
+/// time). A record's place is reused once every cursor has passed it. The same
+/// power-of-two ring and free-running counters as [`Fifo`].
+#[derive(Clone, Debug)]
+pub(crate) struct Ring<T, const N: usize> {
+    /// The ring; its length is 0 or a power of two.
+    buf: Vec<T>,
+    /// `buf.len() - 1` (wrapping).
+    mask: usize,
+    /// Counter of each cursor's first record.
+    heads: [usize; N],
+    /// Counter one past the last record.
+    tail: usize,
+}
+
+impl<T, const N: usize> Default for Ring<T, N> {
+    fn default() -> Self {
+        Ring {
+            buf: Vec::new(),
+            mask: usize::MAX,
+            heads: [0; N],
+            tail: 0,
+        }
+    }
+}
+
+impl<T: Copy + Default, const N: usize> Ring<T, N> {
+    /// Whether cursor `k` has no record.
+    #[inline]
+    pub(crate) fn is_empty(&self, k: usize) -> bool {
+        self.heads[k] == self.tail
+    }
+
+    /// Cursor `k`'s first record.
+    #[inline]
+    pub(crate) fn front(&self, k: usize) -> Option<&T> {
+        if self.is_empty(k) {
+            None
+        } else {
+            self.buf.get(self.heads[k] & self.mask)
+        }
+    }
+
+    /// Cursor `k`'s last record (the ring's last, when `k` has any).
+    #[inline]
+    pub(crate) fn back(&self, k: usize) -> Option<&T> {
+        if self.is_empty(k) {
+            None
+        } else {
+            self.buf.get(self.tail.wrapping_sub(1) & self.mask)
+        }
+    }
+
+    /// Moves cursor `k` past its first record if `pred` holds for it.
+    #[inline]
+    pub(crate) fn pop_front_if(&mut self, k: usize, pred: impl FnOnce(&T) -> bool) -> Option<T> {
+        let first = *self.front(k)?;
+        if !pred(&first) {
+            return None;
+        }
+        self.heads[k] = self.heads[k].wrapping_add(1);
+        Some(first)
+    }
+
+    /// Moves cursor `k` past its first record, which the caller has just looked at.
+    #[inline]
+    pub(crate) fn drop_front(&mut self, k: usize) {
+        debug_assert!(!self.is_empty(k));
+        self.heads[k] = self.heads[k].wrapping_add(1);
+    }
+
+    /// Records still held for some cursor.
+    #[inline]
+    fn held(&self) -> usize {
+        self.heads
+            .iter()
+            .map(|&h| self.tail.wrapping_sub(h))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Appends a record for every cursor.
+    #[inline]
+    pub(crate) fn push_back(&mut self, record: T) {
+        if self.held() == self.buf.len() {
+            self.grow();
+        }
+        let at = self.tail & self.mask;
+        self.buf[at] = record;
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Cursor `k`'s records, first to last.
+    #[inline]
+    pub(crate) fn iter(&self, k: usize) -> impl Iterator<Item = &T> {
+        let (head, mask) = (self.heads[k], self.mask);
+        let len = self.tail.wrapping_sub(head);
+        (0..len).map(move |i| &self.buf[head.wrapping_add(i) & mask])
+    }
+
+    #[cold]
+    fn grow(&mut self) {
+        let held = self.held();
+        let oldest = self.tail.wrapping_sub(held);
+        let capacity = (self.buf.len() * 2).max(8);
+        let mut buf = Vec::with_capacity(capacity);
+        buf.extend((0..held).map(|i| self.buf[oldest.wrapping_add(i) & self.mask]));
+        buf.resize(capacity, T::default());
+        self.buf = buf;
+        self.mask = capacity - 1;
+        for h in &mut self.heads {
+            *h = h.wrapping_sub(oldest);
+        }
+        self.tail = held;
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Fifo;
+    use super::{Fifo, Ring};
     use std::collections::VecDeque;
 
     #[test]
@@ -170,5 +310,46 @@ mod tests {
             assert_eq!(fifo.pop_front_if(|_| true), Some(i));
         }
         assert!(fifo.is_empty());
+    }
+
+    #[test]
+    fn ring_cursors_behave_like_vecdeques() {
+        let mut ring = Ring::<u64, 3>::default();
+        let mut reference: [VecDeque<u64>; 3] = Default::default();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for step in 0..100_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = (x >> 32) as usize % 3;
+            if x % 5 < 2 {
+                ring.push_back(step);
+                for r in &mut reference {
+                    r.push_back(step);
+                }
+            } else if x % 5 == 2 {
+                assert_eq!(ring.pop_front_if(k, |_| true), reference[k].pop_front());
+            } else if x % 5 == 3 {
+                let even = |v: &u64| v.is_multiple_of(2);
+                let expected = reference[k].front().copied().filter(even);
+                if expected.is_some() {
+                    reference[k].pop_front();
+                }
+                assert_eq!(ring.pop_front_if(k, even), expected);
+            } else if ring.front(k).is_some() {
+                ring.drop_front(k);
+                reference[k].pop_front();
+            }
+            for (k, r) in reference.iter().enumerate() {
+                assert_eq!(ring.front(k), r.front());
+                assert_eq!(ring.back(k), r.back());
+                assert_eq!(ring.is_empty(k), r.is_empty());
+            }
+            if step % 997 == 0 {
+                for (k, r) in reference.iter().enumerate() {
+                    assert!(ring.iter(k).eq(r.iter()));
+                }
+            }
+        }
     }
 }

@@ -24,7 +24,7 @@ use shadownet_hw::{
 use crate::{
     counters::Counters,
     datapath::{OutFrame, Two},
-    fifo::Fifo,
+    fifo::{Fifo, Ring},
     sessions::Sessions,
 };
 
@@ -136,89 +136,65 @@ struct PendingCopy {
     slot: u32,
 }
 
-/// A decided transmission: the slot of its frame, ordered by (start, seq).
+/// A production frame decided (its start is known when it is queued), written once and read
+/// by three cursors of [`Egress::production`]: [`WAITING`] (queue occupancy until it starts),
+/// [`INTERVALS`] (wire time a pending copy may have to avoid) and [`RELEASE`].
 #[derive(Clone, Copy, Default)]
-struct Queued {
+struct Produced {
     start: u64,
+    end: u64,
     seq: u64,
+    len: u32,
     slot: u32,
 }
 
-impl Queued {
-    fn key(&self) -> (u64, u64) {
-        (self.start, self.seq)
-    }
+/// A copy whose start is decided, written once and read by two cursors of
+/// [`Egress::decided`]: [`STARTED`] (mirror queue occupancy until it starts) and [`COPY_RELEASE`].
+#[derive(Clone, Copy, Default)]
+struct Decided {
+    start: u64,
+    seq: u64,
+    len: u32,
+    slot: u32,
 }
 
-/// Decided transmissions of a port, released in (start, seq) order. Production frames are
-/// decided in start order, and so are copies (each starts after the previous copy ends), but
-/// a copy may fill a gap before production frames decided earlier: two queues, merged as they
-/// are released.
-#[derive(Default)]
-struct Reorder {
-    production: Fifo<Queued>,
-    copies: Fifo<Queued>,
-}
+/// The slot of a copy refused at the mirror queue's door behind queued copies.
+const REFUSED: u32 = u32::MAX;
 
-impl Reorder {
-    fn push_production(&mut self, item: Queued) {
-        debug_assert!(self.production.back().is_none_or(|b| b.key() < item.key()));
-        self.production.push_back(item);
-    }
-
-    fn push_copy(&mut self, item: Queued) {
-        debug_assert!(self.copies.back().is_none_or(|b| b.key() < item.key()));
-        self.copies.push_back(item);
-    }
-
-    /// The first decided transmission, and whether it is a copy.
-    fn front(&self) -> Option<(Queued, bool)> {
-        match (self.production.front(), self.copies.front()) {
-            (Some(p), Some(c)) if c.key() < p.key() => Some((*c, true)),
-            (Some(p), _) => Some((*p, false)),
-            (None, c) => c.map(|c| (*c, true)),
-        }
-    }
-
-    fn pop_before(&mut self, watermark: u64) -> Option<Queued> {
-        let (first, copy) = self.front().filter(|(x, _)| x.start < watermark)?;
-        if copy {
-            self.copies.drop_front();
-        } else {
-            self.production.drop_front();
-        }
-        Some(first)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.production.is_empty() && self.copies.is_empty()
-    }
-}
+/// Cursor of production frames not yet started.
+const WAITING: usize = 0;
+/// Cursor of production transmissions a pending copy may have to avoid.
+const INTERVALS: usize = 1;
+/// Cursor of copies decided but not started.
+const STARTED: usize = 0;
+/// Cursor of production frames not yet released.
+const RELEASE: usize = 2;
+/// Cursor of decided copies not yet released.
+const COPY_RELEASE: usize = 1;
 
 /// One egress port's queues and wire.
 struct Egress {
     byte_ps: u64,
     /// End of the last production transmission.
     primary_free: u64,
-    /// Production frames decided but not started: (start, len).
-    primary_waiting: Fifo<(u64, u32)>,
+    /// Production frames decided, for the waiting, intervals and release cursors.
+    production: Ring<Produced, 3>,
     primary_waiting_bytes: u64,
-    /// Production transmissions (start, end) a pending copy may have to avoid.
-    intervals: Fifo<(u64, u64)>,
-    /// Copies at the mirror queue's door, admission not yet decidable.
-    arrivals: Fifo<PendingCopy>,
-    /// Copies admitted, start not yet decided.
-    queue: Fifo<PendingCopy>,
+    /// Copies made for this port, in arrival order: the first `queued` admitted to the mirror
+    /// queue (start not yet decided), the rest at its door (admission not yet decidable).
+    /// Admitting a copy moves the boundary, not the record; a copy refused while others are
+    /// queued stays, marked [`REFUSED`], until the decisions reach it.
+    copies: Fifo<PendingCopy>,
+    /// How many of `copies` are in the mirror queue.
+    queued: usize,
     queue_bytes: u64,
-    /// Copies decided but not started: (start, len).
-    started: Fifo<(u64, u32)>,
+    /// Copies decided, for the started and release cursors.
+    decided: Ring<Decided, 2>,
     started_bytes: u64,
     /// End of the last copy's transmission.
     mirror_free: u64,
     /// Lower bound on the start of the undecided queue head.
     head_lb: Option<u64>,
-    /// Decided transmissions, released in start order once nothing can start before them.
-    reorder: Reorder,
     active: bool,
     /// Below this horizon nothing of this port can be decided or released: `advance` skips
     /// it. New frames reset it to 0.
@@ -230,31 +206,76 @@ impl Egress {
         Egress {
             byte_ps,
             primary_free: 0,
-            primary_waiting: Fifo::default(),
+            production: Ring::default(),
             primary_waiting_bytes: 0,
-            intervals: Fifo::default(),
-            arrivals: Fifo::default(),
-            queue: Fifo::default(),
+            copies: Fifo::default(),
+            queued: 0,
             queue_bytes: 0,
-            started: Fifo::default(),
+            decided: Ring::default(),
             started_bytes: 0,
             mirror_free: 0,
             head_lb: None,
-            reorder: Reorder::default(),
             active: false,
             wake: 0,
         }
     }
 
     fn mirror_pending(&self) -> bool {
-        !self.queue.is_empty() || !self.arrivals.is_empty()
+        !self.copies.is_empty()
+    }
+
+    /// The undecided head of the mirror queue (never a refused mark once `advance_port` has
+    /// run: it decides past them).
+    fn queue_head(&self) -> Option<&PendingCopy> {
+        if self.queued > 0 {
+            self.copies.front()
+        } else {
+            None
+        }
+    }
+
+    /// Whether no decided transmission waits to be released.
+    fn nothing_to_release(&self) -> bool {
+        self.production.is_empty(RELEASE) && self.decided.is_empty(COPY_RELEASE)
+    }
+
+    /// The first decided transmission not yet released, in (start, seq) order — production
+    /// frames are decided in start order and so are copies, but a copy may fill a gap before
+    /// production frames decided earlier: the two are merged here — and whether it is a copy.
+    fn first_to_release(&self) -> Option<(u64, u32, bool)> {
+        match (
+            self.production.front(RELEASE),
+            self.decided.front(COPY_RELEASE),
+        ) {
+            (Some(p), Some(c)) if (c.start, c.seq) < (p.start, p.seq) => {
+                Some((c.start, c.slot, true))
+            }
+            (Some(p), _) => Some((p.start, p.slot, false)),
+            (None, c) => c.map(|c| (c.start, c.slot, true)),
+        }
+    }
+
+    /// Releases the first decided transmission if it starts before `watermark`.
+    fn release_before(&mut self, watermark: u64) -> Option<u32> {
+        let (_, slot, copy) = self
+            .first_to_release()
+            .filter(|&(start, ..)| start < watermark)?;
+        if copy {
+            self.decided.drop_front(COPY_RELEASE);
+        } else {
+            self.production.drop_front(RELEASE);
+        }
+        Some(slot)
     }
 
     /// Earliest start at or after `s0` (on a cycle edge) of a copy of wire time `d` that
     /// overlaps no production transmission.
     fn earliest_gap(&self, s0: u64, d: u64, cycle: u64) -> u64 {
         let mut s = s0;
-        for &(ps, pe) in self.intervals.iter() {
+        for &Produced {
+            start: ps, end: pe, ..
+        } in self.production.iter(INTERVALS)
+        {
             if pe <= s {
                 continue;
             }
@@ -507,7 +528,7 @@ impl Scheduler {
                 },
                 wire,
             );
-            self.ports[p].arrivals.push_back(PendingCopy {
+            self.ports[p].copies.push_back(PendingCopy {
                 ready,
                 wire,
                 len: len as u32,
@@ -576,8 +597,8 @@ impl Scheduler {
         let wire = self.wire_ps(frame.port, len);
         let cap = self.timing.primary_queue_bytes as u64;
         let e = &mut self.ports[p];
-        while let Some((_, l)) = e.primary_waiting.pop_front_if(|&(start, _)| start <= ready) {
-            e.primary_waiting_bytes -= l as u64;
+        while let Some(w) = e.production.pop_front_if(WAITING, |w| w.start <= ready) {
+            e.primary_waiting_bytes -= w.len as u64;
         }
         if e.primary_waiting_bytes + len as u64 > cap {
             self.drops.push(LateDrop {
@@ -595,9 +616,7 @@ impl Scheduler {
         let start = ready.max(e.primary_free);
         let end = start + wire;
         e.primary_free = end;
-        e.primary_waiting.push_back((start, len as u32));
         e.primary_waiting_bytes += len as u64;
-        e.intervals.push_back((start, end));
         let slot = self.in_flight.insert(
             Departure {
                 packet,
@@ -610,9 +629,16 @@ impl Scheduler {
             wire,
         );
         self.seq += 1;
-        e.reorder.push_production(Queued {
+        debug_assert!(
+            e.production
+                .back(RELEASE)
+                .is_none_or(|b| (b.start, b.seq) < (start, self.seq))
+        );
+        e.production.push_back(Produced {
             start,
+            end,
             seq: self.seq,
+            len: len as u32,
             slot,
         });
         self.activate(p);
@@ -631,7 +657,7 @@ impl Scheduler {
             }
             self.advance_port(p, horizon, last_admit);
             let e = &mut self.ports[p];
-            if e.reorder.is_empty() && !e.mirror_pending() {
+            if e.nothing_to_release() && !e.mirror_pending() {
                 e.active = false;
                 self.active.swap_remove(i);
             } else {
@@ -649,39 +675,53 @@ impl Scheduler {
         loop {
             // Decide every queued copy whose place on the wire is known by now.
             e.head_lb = None;
-            while let Some(&c) = e.queue.front() {
+            while let Some(&c) = e.queue_head() {
+                if c.slot == REFUSED {
+                    e.copies.drop_front();
+                    e.queued -= 1;
+                    continue;
+                }
                 let s0 = (c.ready.max(e.mirror_free)).div_ceil(cycle) * cycle;
-                while e.intervals.pop_front_if(|&(_, pe)| pe <= s0).is_some() {}
+                while e
+                    .production
+                    .pop_front_if(INTERVALS, |i| i.end <= s0)
+                    .is_some()
+                {}
                 let s = e.earliest_gap(s0, c.wire, cycle);
                 if s.saturating_add(c.wire) > horizon {
                     e.head_lb = Some(s);
                     break;
                 }
-                e.queue.drop_front();
+                e.copies.drop_front();
+                e.queued -= 1;
                 e.queue_bytes -= c.len as u64;
                 e.mirror_free = s + c.wire;
-                e.started.push_back((s, c.len));
                 e.started_bytes += c.len as u64;
                 frames.slot_mut(c.slot).dep.start_ps = s;
                 self.seq += 1;
-                e.reorder.push_copy(Queued {
+                debug_assert!(
+                    e.decided
+                        .back(COPY_RELEASE)
+                        .is_none_or(|b| (b.start, b.seq) < (s, self.seq))
+                );
+                e.decided.push_back(Decided {
                     start: s,
                     seq: self.seq,
+                    len: c.len,
                     slot: c.slot,
                 });
             }
             // Admit arrivals while it is known which queued copies have started by then: an
             // undecided head that could start before an arrival blocks it.
-            let had_head = !e.queue.is_empty();
-            while let Some(&a) = e.arrivals.front() {
+            let had_head = e.queued > 0;
+            while let Some(&a) = e.copies.get(e.queued) {
                 let r = a.ready;
                 if e.head_lb.is_some_and(|lb| lb <= r) {
                     break;
                 }
-                while let Some((_, l)) = e.started.pop_front_if(|&(start, _)| start <= r) {
-                    e.started_bytes -= l as u64;
+                while let Some(d) = e.decided.pop_front_if(STARTED, |d| d.start <= r) {
+                    e.started_bytes -= d.len as u64;
                 }
-                e.arrivals.drop_front();
                 let len = a.len as u64;
                 if e.started_bytes + e.queue_bytes + len > mirror_cap {
                     let dep = frames.departure(a.slot);
@@ -697,13 +737,22 @@ impl Scheduler {
                     });
                     // The frame is gone: its buffer is not worth recycling on this rare path.
                     frames.remove(a.slot);
+                    if e.queued == 0 {
+                        e.copies.drop_front();
+                    } else if let Some(mark) = e.copies.get_mut(e.queued) {
+                        *mark = PendingCopy {
+                            slot: REFUSED,
+                            ..PendingCopy::default()
+                        };
+                        e.queued += 1;
+                    }
                 } else {
                     e.queue_bytes += len;
-                    e.queue.push_back(a);
+                    e.queued += 1;
                 }
             }
             // A copy admitted into an empty queue is a new head to decide.
-            if had_head || e.queue.is_empty() {
+            if had_head || e.queued == 0 {
                 break;
             }
         }
@@ -711,33 +760,33 @@ impl Scheduler {
             // Copies not yet made cannot start before `copy_bound`.
             let keep_from = e.mirror_free.max(copy_bound);
             while e
-                .intervals
-                .pop_front_if(|&(_, pe)| pe <= keep_from)
+                .production
+                .pop_front_if(INTERVALS, |i| i.end <= keep_from)
                 .is_some()
             {}
         }
         // Nothing undecided can start before the watermark: release everything earlier.
         let mut watermark = horizon;
-        if let Some(head) = e.queue.front() {
+        if let Some(head) = e.queue_head() {
             // The head will start at or after its lower bound (unknown production frames
             // can only push it later).
             watermark = watermark.min(e.head_lb.unwrap_or(head.ready));
         }
-        if let Some(a) = e.arrivals.front() {
+        if let Some(a) = e.copies.get(e.queued) {
             watermark = watermark.min(a.ready);
         }
-        while let Some(q) = e.reorder.pop_before(watermark) {
-            self.released.push(q.slot);
+        while let Some(slot) = e.release_before(watermark) {
+            self.released.push(slot);
         }
         // The next horizon at which this port can progress: the undecided head's earliest
         // end (its decision also unblocks the arrivals behind it), or passing the first
         // transmission still held back.
         let mut wake = u64::MAX;
-        if let Some(head) = e.queue.front() {
+        if let Some(head) = e.queue_head() {
             wake = e.head_lb.unwrap_or(head.ready).saturating_add(head.wire);
         }
-        if let Some((q, _)) = e.reorder.front() {
-            wake = wake.min(q.start + 1);
+        if let Some((start, _, _)) = e.first_to_release() {
+            wake = wake.min(start + 1);
         }
         e.wake = wake;
     }
