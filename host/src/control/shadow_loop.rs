@@ -140,7 +140,8 @@ pub struct ClassOutcome {
     pub delivered_after_block: u64,
     /// NIC time of the class's first frame, ns from the start.
     pub first_ns: Option<u64>,
-    /// NIC time the first detector alert about the class's frames reached the shadow.
+    /// NIC time the first alert (the detector's or a honeypot's) about the class's frames
+    /// reached the shadow.
     pub detected_ns: Option<u64>,
     /// Redirect mode: frames of the class the gate kept from production.
     pub withheld: u64,
