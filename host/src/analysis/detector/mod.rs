@@ -26,6 +26,7 @@
 //! idle entries are evicted first, then the least recently seen ones ([`table`]).
 
 pub mod damped;
+pub mod fastmath;
 pub mod hst;
 mod meta;
 pub mod sketch;
@@ -433,10 +434,11 @@ const HST_NAMES: [&str; HD] = [
     "hostport_fanout",
 ];
 
-/// `log2(1 + x)`.
+/// `log2(1 + x)`, negative `x` counting as 0; absolute error below `3e-9`
+/// ([`fastmath::log2_1p`]).
 #[inline]
 fn log2p1(x: f64) -> f64 {
-    x.max(0.0).ln_1p() * core::f64::consts::LOG2_E
+    fastmath::log2_1p(x)
 }
 
 /// A fast monotone approximation of `log2(1 + x)` for `x ≥ 0` (error below 0.09): the
@@ -535,7 +537,7 @@ fn regularity(iat: &[f32]) -> f32 {
         *x = (*x - med).abs();
     }
     let mad = median(&mut v[..n]);
-    (med / (mad + 0.01 * med + 0.001)).max(1e-3).log2()
+    fastmath::log2_pos(f64::from((med / (mad + 0.01 * med + 0.001)).max(1e-3))) as f32
 }
 
 /// Median of a short slice (reorders it).
@@ -805,7 +807,7 @@ impl HstModel {
     fn anomaly(&self, x: &[f32; HD]) -> f64 {
         let s = self.trees.score(x);
         let n = self.trees.trained().max(1) as f64 * self.ntrees;
-        -((s + 1.0) / n).log2()
+        -fastmath::log2_pos((s + 1.0) / n)
     }
 
     /// Learns or scores the raw feature vector `raw` as `phase` asks: the anomaly score and
@@ -1399,13 +1401,14 @@ impl Detector {
                 rule[Rf::BurstRegularity as usize] = Some(f64::from(r));
                 let out = pair.bytes[di] as f64;
                 let inn = pair.bytes[1 - di] as f64;
-                rule[Rf::PairBytesOutIn as usize] = Some(((out + 1.0) / (inn + 1.0)).log2());
+                rule[Rf::PairBytesOutIn as usize] =
+                    Some(fastmath::log2_pos((out + 1.0) / (inn + 1.0)));
             }
         }
         if udp && m.sport == DNS_PORT {
             let out = pair.bytes[di] as f64;
             let inn = pair.bytes[1 - di] as f64;
-            rule[Rf::DnsPairRatio as usize] = Some(((out + 1.0) / (inn + 64.0)).log2());
+            rule[Rf::DnsPairRatio as usize] = Some(fastmath::log2_pos((out + 1.0) / (inn + 64.0)));
         }
         if tcp {
             rule[Rf::OpenConnsPair as usize] = Some(log2p1(f64::from(pair.established[ii])));

@@ -41,6 +41,13 @@ impl Default for Hll {
     }
 }
 
+/// `2^-r` exactly, straight into the exponent bits (a register's rank is at most 59, so
+/// the result is a normal `f32`); `exp2` would be a library call for the same value.
+#[inline]
+fn pow2_neg(r: u8) -> f32 {
+    f32::from_bits((127 - u32::from(r.min(126))) << 23)
+}
+
 impl Hll {
     /// Adds an already hashed item. Returns whether a register changed (a probably new item).
     #[inline]
@@ -56,7 +63,7 @@ impl Hll {
             if *r == 0 {
                 self.zeros -= 1;
             }
-            self.inv_sum += (-f32::from(rank)).exp2() - (-f32::from(*r)).exp2();
+            self.inv_sum += pow2_neg(rank) - pow2_neg(*r);
             *r = rank;
             true
         } else {
@@ -293,6 +300,13 @@ impl Bloom {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pow2_neg_is_exact() {
+        for r in 0..=64u8 {
+            assert_eq!(pow2_neg(r), (-f32::from(r)).exp2(), "2^-{r}");
+        }
+    }
 
     #[test]
     fn hll_within_error_bounds() {
