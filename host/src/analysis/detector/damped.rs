@@ -284,10 +284,6 @@ impl<const N: usize> DampedCov<N> {
 mod tests {
     use super::*;
 
-    fn close(a: f64, b: f64) -> bool {
-        (a - b).abs() <= 1e-9 * (1.0 + a.abs().max(b.abs()))
-    }
-
     /// Agreement of the recurrence with a batch computation that uses the std `exp2`: the
     /// recurrence's factors come from [`exp2_neg`] (relative error below `1e-7` with the
     /// powers), and a sum carries the error of every factor applied since each term
