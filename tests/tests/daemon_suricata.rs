@@ -34,6 +34,13 @@ fn loop_body(seed: u64, attacker: Option<&str>) -> Value {
     })
 }
 
+/// `POST /v1/shadows/shop-shadow/loop` as the tenant; the report.
+fn run_loop(d: &TestDaemon, token: &str, body: &Value) -> Value {
+    d.client(token)
+        .send("POST", "/v1/shadows/shop-shadow/loop", body, &[])
+        .unwrap_or_else(|e| panic!("loop: {e}"))
+}
+
 fn status(d: &TestDaemon) -> Value {
     d.admin()
         .get("/v1/analysis/suricata")
@@ -87,15 +94,7 @@ fn the_daemon_supervises_suricata_and_its_alerts_become_correlated_findings() {
 
     // A port scan through the loop: Suricata's alerts come back with the report and as
     // findings of the shadow correlated to the scanned VM.
-    let r = d
-        .client(&token)
-        .send(
-            "POST",
-            "/v1/shadows/shop-shadow/loop",
-            &loop_body(61, None),
-            &[],
-        )
-        .expect("loop");
+    let r = run_loop(&d, &token, &loop_body(61, None));
     let su = &r["suricata"];
     assert!(su["error"].is_null(), "{su}");
     let expected = expected_sids(AttackClass::PortScan);
@@ -212,15 +211,7 @@ fn the_daemon_supervises_suricata_and_its_alerts_become_correlated_findings() {
     );
     // Another scanner: the first is blocked in the NIC now, so none of its frames would
     // reach the shadow.
-    let r = d
-        .client(&token)
-        .send(
-            "POST",
-            "/v1/shadows/shop-shadow/loop",
-            &loop_body(62, Some("198.51.100.24")),
-            &[],
-        )
-        .expect("loop after the restart");
+    let r = run_loop(&d, &token, &loop_body(62, Some("198.51.100.24")));
     let su = &r["suricata"];
     assert!(su["error"].is_null(), "{su}");
     assert!(su["events"].as_u64() > Some(0), "{su}");
@@ -259,15 +250,7 @@ fn a_daemon_whose_suricata_cannot_start_runs_without_it_and_says_so() {
     assert_eq!(st["start_attempts"], 1, "{st}");
     // The loop still runs, with the built-in detector only.
     let token = setup(&d, "mirror");
-    let r = d
-        .client(&token)
-        .send(
-            "POST",
-            "/v1/shadows/shop-shadow/loop",
-            &loop_body(63, None),
-            &[],
-        )
-        .expect("loop");
+    let r = run_loop(&d, &token, &loop_body(63, None));
     assert!(r["suricata"].is_null(), "{r}");
     assert!(r["classes"]["port_scan"]["fed"].as_u64() > Some(0), "{r}");
     assert_eq!(status(&d)["start_attempts"], 2, "the loop tried again");
@@ -282,15 +265,7 @@ fn a_daemon_whose_suricata_cannot_start_runs_without_it_and_says_so() {
         .expect("install");
         std::fs::set_permissions(&later, std::fs::Permissions::from_mode(0o755))
             .expect("executable");
-        let r = d
-            .client(&token)
-            .send(
-                "POST",
-                "/v1/shadows/shop-shadow/loop",
-                &loop_body(64, None),
-                &[],
-            )
-            .expect("loop");
+        let r = run_loop(&d, &token, &loop_body(64, None));
         assert!(r["suricata"]["error"].is_null(), "{r}");
         assert!(r["suricata"]["events"].as_u64() > Some(0), "{r}");
         let st = status(&d);
