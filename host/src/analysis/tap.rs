@@ -17,14 +17,17 @@
 //!   ([`ShadowTap::block`] adds addresses that a mitigation or another analysis node named).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasherDefault;
 use std::net::{IpAddr, Ipv4Addr};
 
 use shadownet_wire::{ParseConfig, SHADOW_DIRECTION_FROM_VM, SHADOW_DIRECTION_TO_VM, parse};
 
 use super::decap::{DecapOptions, DecapStats, Decapsulator, ShadowFrame};
 
-use super::detector::{Alert, Detector, DetectorConfig, DetectorError};
+use super::detector::{
+    Alert, Detector, DetectorConfig, DetectorError,
+    table::{FastHasher, hash_key},
+};
 use super::honeypot::{Honeypot, HoneypotError, HoneypotSpec, Interaction};
 
 /// Errors of the tap.
@@ -119,7 +122,7 @@ pub struct TapStats {
 #[derive(Default)]
 struct CopyPairs {
     /// Hash → (direction of the copy, when it came).
-    waiting: HashMap<u64, (u8, u64)>,
+    waiting: HashMap<u64, (u8, u64), BuildHasherDefault<FastHasher>>,
     /// Arrival order, for expiry.
     order: VecDeque<(u64, u64)>,
 }
@@ -137,9 +140,7 @@ impl CopyPairs {
                 self.waiting.remove(&h);
             }
         }
-        let mut hasher = std::hash::DefaultHasher::new();
-        inner.hash(&mut hasher);
-        let h = hasher.finish();
+        let h = hash_key(&inner);
         match self.waiting.get(&h) {
             Some(&(d, _)) if d != dir => {
                 self.waiting.remove(&h);
