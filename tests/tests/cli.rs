@@ -1,9 +1,11 @@
 //! `shadowctl`'s API commands against a running daemon: what they print, with and without
 //! `--json`, and how they report the daemon's problems.
 
+use shadowctl::traffic::generate_files;
+use shadownet_host::analysis::trafficgen::Scenario;
 use shadownet_tests::{
     cli::{ctl, ok},
-    daemon::TestDaemon,
+    daemon::{TestDaemon, raw},
     repo_root,
 };
 
@@ -148,7 +150,7 @@ fn the_cli_covers_the_api_with_tables_and_json() {
 #[test]
 fn shadow_loop_prints_what_reached_production_and_the_blocks() {
     let d = TestDaemon::start("cli-loop");
-    shadownet_tests::closed_loop::setup(&d, "mirror");
+    let token = shadownet_tests::closed_loop::setup(&d, "mirror");
     let out = ok(
         &d,
         &[
@@ -224,4 +226,130 @@ fn shadow_loop_prints_what_reached_production_and_the_blocks() {
     let cols: Vec<&str> = row.split_whitespace().collect();
     assert!(cols[1].parse::<u64>().is_ok_and(|n| n > 0), "{out}");
     assert_eq!(cols[1], cols[2], "every frame delivered: {out}");
+
+    // A generated capture stored with its labels replays with ground truth: per class.
+    let gen_dir = d.data.join("gen");
+    // What `shadowctl traffic gen` with these options writes.
+    let scenario = Scenario {
+        seed: 5,
+        duration_s: 14.0,
+        subnet: "192.168.10.0/24".into(),
+        hosts: 8,
+        benign_pps: 300.0,
+        attacks: vec!["port_scan:start=10,duration=3".parse().expect("attack")],
+        ..Scenario::default()
+    };
+    generate_files(&scenario, &gen_dir, &mut |_, _| {}).expect("traffic gen");
+    let traffic = gen_dir.join("traffic.pcap");
+    let labels = gen_dir.join("labels.csv");
+    let (traffic, labels) = (
+        traffic.to_str().expect("path"),
+        labels.to_str().expect("path"),
+    );
+    // Labels that do not describe the capture are refused before anything is stored,
+    // naming what is wrong.
+    let err = ctl(
+        &d,
+        &[
+            "shadow",
+            "capture",
+            "shop-shadow",
+            "rec2",
+            pcap,
+            "--labels",
+            labels,
+        ],
+    )
+    .expect_err("labels of another capture");
+    assert!(format!("{err:#}").contains("rows, but"), "{err:#}");
+    let text = std::fs::read_to_string(gen_dir.join("labels.csv")).expect("labels");
+    let broken = text.replacen(",attack,port_scan,", ",attack,ddos,", 1);
+    let broken_path = d.data.join("broken.csv");
+    std::fs::write(&broken_path, &broken).expect("write");
+    let err = ctl(
+        &d,
+        &[
+            "shadow",
+            "capture",
+            "shop-shadow",
+            "gen",
+            traffic,
+            "--labels",
+            broken_path.to_str().expect("path"),
+        ],
+    )
+    .expect_err("unknown class");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("broken.csv") && msg.contains("line ") && msg.contains("`ddos`"),
+        "{msg}"
+    );
+    // The API checks the same on its own: 422 with the line, 404 without the capture.
+    let put_labels = |capture: &str, body: &[u8]| {
+        raw(
+            &d.base,
+            "PUT",
+            &format!("/v1/shadows/shop-shadow/captures/{capture}/labels"),
+            Some(&token),
+            Some("text/csv"),
+            body,
+        )
+    };
+    let (status, _, problem) = put_labels("rec", text.as_bytes());
+    assert_eq!(status, 422, "{problem}");
+    assert!(
+        problem.to_string().contains("frames; capture 'rec' has"),
+        "{problem}"
+    );
+    let (status, _, problem) = put_labels("gen", text.as_bytes());
+    assert_eq!(status, 404, "capture gen not stored yet: {problem}");
+    ok(&d, &["shadow", "capture", "shop-shadow", "gen", traffic]);
+    let (status, _, problem) = put_labels("gen", broken.as_bytes());
+    assert_eq!(status, 422, "{problem}");
+    assert!(problem.to_string().contains("line "), "{problem}");
+    let out = ok(
+        &d,
+        &[
+            "shadow",
+            "capture",
+            "shop-shadow",
+            "gen",
+            traffic,
+            "--labels",
+            labels,
+        ],
+    );
+    assert!(
+        out.contains("labels: ") && out.contains("port_scan "),
+        "{out}"
+    );
+    let out = ok(
+        &d,
+        &[
+            "shadow",
+            "loop",
+            "shop-shadow",
+            "--artefact",
+            "gen",
+            "--baseline",
+            "10",
+        ],
+    );
+    assert!(!out.contains("unlabelled"), "{out}");
+    let row = |class: &str| -> Vec<u64> {
+        out.lines()
+            .find(|l| l.starts_with(class))
+            .unwrap_or_else(|| panic!("no {class} row: {out}"))
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|c| c.parse().ok())
+            .collect()
+    };
+    assert!(row("port_scan")[0] > 0, "{out}");
+    assert!(row("benign")[0] > 0, "{out}");
+    // The same capture stored again without labels replays unlabelled: stale ground truth
+    // is dropped with the capture it described.
+    ok(&d, &["shadow", "capture", "shop-shadow", "gen", traffic]);
+    let out = ok(&d, &["shadow", "loop", "shop-shadow", "--artefact", "gen"]);
+    assert!(out.contains("unlabelled"), "{out}");
 }

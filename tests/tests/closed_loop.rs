@@ -4,7 +4,10 @@
 //! mode lets attack packets through until the block is active and none after; redirect mode
 //! lets none through once the shadow's verdict is in.
 
-use shadownet_host::{analysis::trafficgen::AttackClass, control::blocked_sources};
+use shadownet_host::{
+    analysis::trafficgen::{AttackClass, LABELS_HEADER, label_line},
+    control::blocked_sources,
+};
 use shadownet_tests::{
     closed_loop::{control_delay_ns, run, scenario, setup},
     daemon::TestDaemon,
@@ -241,12 +244,17 @@ fn a_recorded_capture_stored_with_the_shadow_replays_through_the_loop() {
     let path = dir.path().join("scan.pcap");
     let mut w = PcapWriter::create(&path, 65_535).expect("pcap");
     let mut written = 0u64;
+    let mut labels = format!("{LABELS_HEADER}\n");
     for f in generate(&s).expect("scenario") {
         w.write(1_795_000_000_000_000_000 + f.ts_ns, &f.frame)
             .expect("frame");
         written += 1;
+        labels += &label_line(written, 1_795_000_000_000_000_000, &f);
+        labels.push('\n');
     }
     w.finish().expect("finish");
+    let labels_path = dir.path().join("labels.csv");
+    std::fs::write(&labels_path, &labels).expect("labels");
     let capture = std::fs::read(&path).expect("read back");
     let (status, _, stored) = raw(
         &d.base,
@@ -305,6 +313,11 @@ fn a_recorded_capture_stored_with_the_shadow_replays_through_the_loop() {
             "403",
             "admin token",
         ),
+        (
+            serde_json::json!({"artefact": "scan", "labels": labels_path.display().to_string()}),
+            "422",
+            "only with 'pcap'",
+        ),
     ] {
         let err = c
             .send("POST", "/v1/shadows/shop-shadow/loop", &bad, &[])
@@ -312,6 +325,29 @@ fn a_recorded_capture_stored_with_the_shadow_replays_through_the_loop() {
             .to_string();
         assert!(err.contains(code) && err.contains(text), "{bad}: {err}");
     }
+    // The file with its ground truth, as the admin: counted per class.
+    let admin = shadowctl::client::Client::new(
+        &d.base,
+        Some(d.admin.clone()),
+        Some(shadownet_tests::closed_loop::TENANT.to_string()),
+    );
+    let r = admin
+        .send(
+            "POST",
+            "/v1/shadows/shop-shadow/loop",
+            &serde_json::json!({
+                "pcap": path.display().to_string(),
+                "labels": labels_path.display().to_string(),
+                "baseline_s": BASELINE_S,
+            }),
+            &[],
+        )
+        .expect("labelled replay");
+    let classes = r["classes"].as_object().expect("classes");
+    assert!(!classes.contains_key("unlabelled"), "{r}");
+    let fed = |c: &str| r["classes"][c]["fed"].as_u64().unwrap_or(0);
+    assert!(fed("port_scan") > 0 && fed("benign") > 0, "{r}");
+    assert_eq!(fed("port_scan") + fed("benign"), written, "{r}");
     // A capture none of whose frames would cross this NIC.
     let mut w = PcapWriter::create(&path, 65_535).expect("pcap");
     w.write(

@@ -4,8 +4,10 @@
 
 use std::process::Command;
 
-use shadowctl::traffic::{EPOCH_NS, LABELS_HEADER, generate_files, label_line};
-use shadownet_host::analysis::trafficgen::{Scenario, generate};
+use shadowctl::traffic::{EPOCH_NS, generate_files};
+use shadownet_host::analysis::trafficgen::{
+    LABELS_HEADER, Label, Scenario, generate, label_line, parse_labels,
+};
 use shadownet_tests::{scratch::Scratch, tools};
 
 fn scenario() -> Scenario {
@@ -31,9 +33,12 @@ fn files_are_deterministic_and_labels_match_the_generator() {
     let frames: Vec<_> = generate(&s).expect("valid").collect();
     assert_eq!(frames.len() as u64, a.total.frames);
     for (i, (line, f)) in lines.zip(&frames).enumerate() {
-        assert_eq!(line, label_line(i as u64 + 1, f));
+        assert_eq!(line, label_line(i as u64 + 1, EPOCH_NS, f));
     }
     assert_eq!(labels.lines().count(), frames.len() + 1);
+    // What a replay reads back is the generator's ground truth, frame by frame.
+    let truth: Vec<Label> = frames.iter().map(|f| f.label).collect();
+    assert_eq!(parse_labels(&labels).expect("labels.csv parses"), truth);
     let back: Scenario =
         serde_json::from_slice(&read(&a.scenario)).expect("scenario.json reads back");
     assert_eq!(back, s);

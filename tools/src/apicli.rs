@@ -327,6 +327,10 @@ pub enum ShadowCmd {
         capture: String,
         /// The capture file.
         file: PathBuf,
+        /// Its ground truth (`labels.csv` of `traffic gen`, one row per frame): the loop
+        /// then reports the replay per attack class.
+        #[arg(long)]
+        labels: Option<PathBuf>,
     },
     /// Replace a shadow's mirror policy with the one in a file.
     Policy {
@@ -1109,24 +1113,45 @@ pub fn run(cmd: ApiCommand, args: &ApiArgs) -> anyhow::Result<String> {
                 name,
                 capture,
                 file,
+                labels,
             } => {
                 let data =
                     std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-                let v = c.put_bytes(
+                // Checked before anything is stored: labels that do not describe the capture
+                // change nothing.
+                let labels = labels.map(|p| check_labels(&p, &file)).transpose()?;
+                let mut v = c.put_bytes(
                     &format!("/v1/shadows/{name}/captures/{capture}"),
                     "application/vnd.tcpdump.pcap",
                     &data,
                 )?;
+                if let Some(l) = labels {
+                    v["labels"] = c.put_bytes(
+                        &format!("/v1/shadows/{name}/captures/{capture}/labels"),
+                        "text/csv",
+                        &l,
+                    )?;
+                }
                 (
                     v,
                     Box::new(|v| {
-                        format!(
+                        let mut out = format!(
                             "capture {} stored with shadow {} ({} bytes, {})\n",
                             s(v, "/name"),
                             s(v, "/shadow"),
                             s(v, "/bytes"),
                             s(v, "/format")
-                        )
+                        );
+                        if let Some(per) = v["labels"]["per_label"].as_object() {
+                            let counts: Vec<String> =
+                                per.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                            out += &format!(
+                                "labels: {} frames ({})\n",
+                                s(v, "/labels/frames"),
+                                counts.join(", ")
+                            );
+                        }
+                        out
                     }),
                 )
             }
@@ -1985,4 +2010,30 @@ fn mitigation_cmd(c: &Client, cmd: MitigationCmd) -> anyhow::Result<(Value, Rend
             Box::new(mitigation_change),
         ),
     })
+}
+
+/// Reads a labels file and checks it against the capture it goes with (one row per frame),
+/// naming the file and line of what is wrong.
+fn check_labels(labels: &Path, capture: &Path) -> anyhow::Result<Vec<u8>> {
+    let data = std::fs::read(labels).with_context(|| format!("reading {}", labels.display()))?;
+    let text = std::str::from_utf8(&data)
+        .with_context(|| format!("{}: not UTF-8 text", labels.display()))?;
+    let rows = shadownet_host::analysis::trafficgen::parse_labels(text)
+        .with_context(|| labels.display().to_string())?;
+    let mut r = shadownet_capture::CaptureReader::open(capture)
+        .with_context(|| format!("reading {}", capture.display()))?;
+    let (mut buf, mut frames) = (Vec::new(), 0usize);
+    while let Some(rec) = r.next_into(&mut buf) {
+        rec.with_context(|| capture.display().to_string())?;
+        frames += 1;
+    }
+    if rows.len() != frames {
+        bail!(
+            "{}: {} rows, but {} has {frames} frames (labels go with the capture they were written with)",
+            labels.display(),
+            rows.len(),
+            capture.display()
+        );
+    }
+    Ok(data)
 }

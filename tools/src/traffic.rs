@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use shadownet_capture::{CaptureError, PcapWriter};
 use shadownet_host::analysis::trafficgen::{
-    AttackSpec, Label, LabelledFrame, Scenario, TrafficGenError, generate, parse_seconds,
+    AttackSpec, LABELS_HEADER, Scenario, TrafficGenError, generate, label_line, parse_seconds,
 };
 
 /// Capture timestamps start here (2024-01-01T00:00:00Z), so tools show plausible dates;
@@ -207,26 +207,6 @@ impl GenSummary {
     }
 }
 
-/// The header of `labels.csv`. `frame` is 1-based, as Wireshark numbers frames;
-/// `timestamp` is the capture's timestamp (seconds since the epoch, nanosecond digits).
-pub const LABELS_HEADER: &str = "frame,timestamp,label,attack_class,flow,benign_class";
-
-/// One line of `labels.csv`.
-pub fn label_line(index: u64, f: &LabelledFrame) -> String {
-    let ts = EPOCH_NS + f.ts_ns;
-    let (label, class) = match f.label {
-        Label::Benign => ("benign", ""),
-        Label::Attack(c) => ("attack", c.name()),
-    };
-    format!(
-        "{index},{}.{:09},{label},{class},{},{}",
-        ts / 1_000_000_000,
-        ts % 1_000_000_000,
-        f.flow,
-        f.benign_class.map_or("", |b| b.name())
-    )
-}
-
 /// Generates `s` into `out`; `progress` is called now and then with the simulated time
 /// reached (ns) and the frames written.
 pub fn generate_files(
@@ -253,7 +233,7 @@ pub fn generate_files(
     let mut per_benign_class: BTreeMap<String, Count> = BTreeMap::new();
     for (i, f) in frames.enumerate() {
         w.write(EPOCH_NS + f.ts_ns, &f.frame)?;
-        writeln!(l, "{}", label_line(i as u64 + 1, &f)).map_err(io(&labels))?;
+        writeln!(l, "{}", label_line(i as u64 + 1, EPOCH_NS, &f)).map_err(io(&labels))?;
         let n = f.frame.len() as u64;
         for c in [
             Some(&mut total),

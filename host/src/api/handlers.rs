@@ -24,8 +24,8 @@ use crate::{
         Correlation, Finding, FindingQuery, GeneratedLoop, HeavyHitter, HistoryEntry, Idempotency,
         Incident, IncidentState, IngestReport, InjectReport, LoopIngest, LoopReport, NicStatus,
         PolicyAction, PortCounters, ProductionVm, ProposeRequest, QuotaExceeded, ShadowRef,
-        SignatureCount, StoredCapture, SuricataLoop, SyncReport, Teardown, TenantView,
-        TrialRequest, Usage, Versioned, parse_events, parse_timestamp,
+        SignatureCount, StoredCapture, StoredLabels, SuricataLoop, SyncReport, Teardown,
+        TenantView, TrialRequest, Usage, Versioned, parse_events, parse_timestamp,
     },
     model::{
         AlertReport, Automation, BlockRule, Capacity, MirrorPolicy, Mitigation, MitigationPolicy,
@@ -775,7 +775,7 @@ impl Modify for BearerAuth {
         list_shadows, get_shadow, delete_shadow, complete_shadow, shadow_capacity,
         shadow_policy, shadow_history, shadow_diff, shadow_rollback, put_automation,
         list_automations, delete_automation, report_alert, audit, nic_status, nic_drift,
-        nic_resync, nic_reset, sim_inject, ingest_findings, put_shadow_capture, list_findings,
+        nic_resync, nic_reset, sim_inject, ingest_findings, put_shadow_capture, put_shadow_capture_labels, list_findings,
         list_incidents,
         get_incident, close_incident, get_mitigation_policy, put_mitigation_policy,
         list_mitigations, propose_mitigation, get_mitigation, commit_mitigation,
@@ -786,7 +786,7 @@ impl Modify for BearerAuth {
         NicStatus, InjectReport, Change, AuditRecord, Finding, Correlation, ProductionVm,
         PortCounters, Incident, IncidentState, SignatureCount, IncidentDetail, IngestReport,
         PolicyAction, MitigationPolicy, MitigationMode, GroupKey, Mitigation, MitigationState,
-        BlockRule, ProposeRequest, MitigationChange, Activation, AclEntry, HeavyHitter, StoredCapture, TrialRequest,
+        BlockRule, ProposeRequest, MitigationChange, Activation, AclEntry, HeavyHitter, StoredCapture, StoredLabels, TrialRequest,
         TrialReport, Volume, VmVolume, GeneratedLoop, LoopReport, LoopIngest, ClassOutcome,
         SuricataLoop, SuricataStatus, SuricataCounters, ExitInfo))
 )]
@@ -878,6 +878,27 @@ pub async fn put_shadow_capture<D: Backend>(
     let v = s
         .ctl
         .call(move |c| c.store_shadow_capture(&caller, &shadow, &name, &body))
+        .await??;
+    Ok(json(StatusCode::CREATED, &v))
+}
+
+/// Stores the ground truth of a capture stored with the shadow (`labels.csv` of
+/// `shadowctl traffic gen`, one row per frame of the capture): a loop replaying the capture
+/// (`POST /v1/shadows/{shadow}/loop` with `{"artefact": NAME}`) then reports per attack
+/// class. Storing the capture again drops its labels.
+#[utoipa::path(put, path = "/v1/shadows/{shadow}/captures/{name}/labels", tag = "findings",
+    params(("shadow" = String, Path), ("name" = String, Path)),
+    request_body(content = String, content_type = "text/csv"),
+    responses((status = 201, body = StoredLabels), (status = "4XX", body = Problem)))]
+pub async fn put_shadow_capture_labels<D: Backend>(
+    State(s): State<ApiState<D>>,
+    Auth(caller): Auth,
+    Path((shadow, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    let v = s
+        .ctl
+        .call(move |c| c.store_shadow_capture_labels(&caller, &shadow, &name, &body))
         .await??;
     Ok(json(StatusCode::CREATED, &v))
 }

@@ -194,6 +194,11 @@ pub fn router<D: Backend>(state: ApiState<D>) -> Router {
             "/shadows/{shadow}/captures/{name}",
             axum::routing::put(put_shadow_capture::<D>).layer(DefaultBodyLimit::max(CAPTURE_LIMIT)),
         )
+        .route(
+            "/shadows/{shadow}/captures/{name}/labels",
+            axum::routing::put(put_shadow_capture_labels::<D>)
+                .layer(DefaultBodyLimit::max(CAPTURE_LIMIT)),
+        )
         .route("/shadows/{shadow}/loop", post(shadow_loop::<D>))
         .route("/analysis/suricata", get(suricata_status::<D>))
         .route("/findings", get(list_findings::<D>))

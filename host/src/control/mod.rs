@@ -43,7 +43,7 @@ pub use shadow_loop::{
 };
 pub use shadows::{AlertOutcome, Teardown};
 pub use telemetry::{HeavyHitter, flow_hash};
-pub use trial::{CaptureSource, StoredCapture, TrialRequest};
+pub use trial::{CaptureSource, StoredCapture, StoredLabels, TrialRequest};
 pub use world::World;
 
 use crate::{

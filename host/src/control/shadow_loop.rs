@@ -49,7 +49,7 @@ use super::{
     Caller, ControlError, Controller, World,
     findings::{IngestReport, PolicyAction, ShadowRef},
     nic::Backend,
-    trial::CaptureSource,
+    trial::{CaptureSource, LabelsSource},
 };
 use crate::{
     analysis::{
@@ -261,13 +261,18 @@ pub struct GeneratedLoop {
     /// The traffic, recorded: a capture stored with the shadow
     /// (`PUT /v1/shadows/{shadow}/captures/{name}`), replayed at its own timing; frames
     /// enter where production would take them in (the sending VM's VF, else the uplink).
-    /// Its frames carry no ground truth: the report counts them as class `unlabelled`.
+    /// With labels stored for it (`PUT /v1/shadows/{shadow}/captures/{name}/labels`) the
+    /// report counts its frames per attack class; without, as class `unlabelled`.
     #[serde(default)]
     pub artefact: Option<String>,
     /// The traffic, recorded: a pcap/pcapng file on the daemon's host (admin token only),
     /// replayed like `artefact`.
     #[serde(default)]
     pub pcap: Option<String>,
+    /// With `pcap`: its ground truth, a `labels.csv` file on the daemon's host (one row
+    /// per frame, as `shadowctl traffic gen` writes it).
+    #[serde(default)]
+    pub labels: Option<String>,
     /// Seconds the built-in detector learns before it scores (default 20).
     #[serde(default)]
     pub baseline_s: Option<f64>,
@@ -813,10 +818,20 @@ impl<D: Backend> Controller<D> {
         req: GeneratedLoop,
     ) -> Result<LoopReport, ControlError> {
         let tenant = caller.tenant()?.to_string();
+        if req.labels.is_some() && req.pcap.is_none() {
+            return Err(ControlError::field(
+                "labels",
+                "only with 'pcap' (a stored capture's labels are stored with it)",
+            ));
+        }
         let source = match (req.scenario, req.artefact, req.pcap) {
             (Some(s), None, None) => Ok(s),
-            (None, Some(a), None) => Err(CaptureSource::Artefact(a)),
-            (None, None, Some(p)) => Err(CaptureSource::Path(p.into())),
+            (None, Some(a), None) => Err((CaptureSource::Artefact(a), LabelsSource::Stored)),
+            (None, None, Some(p)) => Err((
+                CaptureSource::Path(p.into()),
+                req.labels
+                    .map_or(LabelsSource::None, |l| LabelsSource::Path(l.into())),
+            )),
             _ => {
                 return Err(ControlError::field(
                     "body",
@@ -826,8 +841,8 @@ impl<D: Backend> Controller<D> {
         };
         let fed = match source {
             Ok(scenario) => self.generated_frames(caller, shadow, &scenario)?,
-            Err(capture) => {
-                let (mut frames, read) = self.captured_frames(caller, shadow, capture)?;
+            Err((capture, labels)) => {
+                let (frames, read) = self.captured_frames(caller, shadow, capture, labels)?;
                 if frames.is_empty() {
                     return Err(ControlError::field(
                         "capture",
@@ -835,9 +850,6 @@ impl<D: Backend> Controller<D> {
                             "none of its {read} frames would cross this NIC (no IP frame from or to a VM of the shadow's network on it)"
                         ),
                     ));
-                }
-                for f in &mut frames {
-                    f.attack = Some(UNLABELLED.into());
                 }
                 frames
             }

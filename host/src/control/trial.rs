@@ -25,7 +25,7 @@ use utoipa::ToSchema;
 
 use super::{Caller, ControlError, Controller, World, findings::Finding, kind, object_id, to_json};
 use crate::{
-    analysis::detector::PacketMeta,
+    analysis::{detector::PacketMeta, trafficgen::Label},
     driver::{Device, Nic, PortConfig, sim::SimDevice},
     model::{
         Mitigation, MitigationState, Network,
@@ -75,6 +75,35 @@ pub struct StoredCapture {
     pub format: String,
 }
 
+/// Ground truth stored with a capture of a shadow (`labels.csv` of `shadowctl traffic gen`).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct StoredLabels {
+    /// The shadow.
+    pub shadow: String,
+    /// The capture the labels describe.
+    pub capture: String,
+    /// Frames labelled (every frame of the capture).
+    pub frames: u64,
+    /// Frames per label (`benign` or the attack class).
+    pub per_label: BTreeMap<String, u64>,
+}
+
+/// The artefact a stored capture's labels are kept under. A capture's name is one segment
+/// of the request path, so it never contains `/` and never collides with this.
+fn labels_artefact(capture: &str) -> String {
+    format!("{capture}/labels")
+}
+
+/// Where a replay's ground truth comes from.
+pub(super) enum LabelsSource {
+    /// None: the frames are counted as `unlabelled`.
+    None,
+    /// The labels stored with the capture artefact, if it has any.
+    Stored,
+    /// A labels file on the daemon's host (admin only, like the capture it goes with).
+    Path(PathBuf),
+}
+
 /// The capture format by its magic number, if it is one.
 fn capture_format(data: &[u8]) -> Option<&'static str> {
     match data.get(..4)? {
@@ -89,6 +118,8 @@ fn capture_format(data: &[u8]) -> Option<&'static str> {
 
 /// One frame as it would enter the NIC.
 struct Fed {
+    /// The frame's number in the capture, from 1 (as its labels file numbers it).
+    index: u64,
     port: Port,
     frame: Vec<u8>,
     meta: PacketMeta,
@@ -144,6 +175,8 @@ impl<D: Device> Controller<D> {
         }
         self.store.transact(|tx| {
             tx.put_artefact(kind::SHADOW, &oid, name, data)?;
+            // Ground truth of the capture this one replaces does not describe it.
+            tx.delete_artefact(kind::SHADOW, &oid, &labels_artefact(name))?;
             tx.audit(
                 Some(&tenant),
                 &caller.actor,
@@ -158,6 +191,84 @@ impl<D: Device> Controller<D> {
             name: name.to_string(),
             bytes: len,
             format: format.into(),
+        })
+    }
+
+    /// Stores the ground truth of a capture stored with a shadow (`labels.csv` as
+    /// `shadowctl traffic gen` writes it: one row per frame of the capture): a loop
+    /// replaying the capture then reports per attack class instead of `unlabelled`.
+    /// Replaces earlier labels of the capture; storing the capture again drops them.
+    /// Counted against `max_stored_bytes`, audited (`shadow.capture_labels`).
+    pub fn store_shadow_capture_labels(
+        &mut self,
+        caller: &Caller,
+        shadow: &str,
+        capture: &str,
+        data: &[u8],
+    ) -> Result<StoredLabels, ControlError> {
+        let tenant = caller.tenant()?.to_string();
+        let text = std::str::from_utf8(data)
+            .map_err(|e| ControlError::field("body", format!("labels are not UTF-8 text: {e}")))?;
+        let labels = crate::analysis::trafficgen::parse_labels(text)
+            .map_err(|e| ControlError::field("body", format!("labels {e}")))?;
+        let oid = object_id(&tenant, shadow);
+        {
+            let world = World::load(&self.store)?;
+            if world.shadow(&tenant, shadow).is_none() {
+                return Err(ControlError::NotFound {
+                    kind: "shadow",
+                    name: shadow.to_string(),
+                });
+            }
+        }
+        // The capture must be there, and have exactly one row per frame.
+        let (path, _, _tmp) = self.open_capture(
+            caller,
+            &tenant,
+            Some(shadow),
+            CaptureSource::Artefact(capture.to_string()),
+        )?;
+        let frames = count_frames(&path)?;
+        if frames != labels.len() as u64 {
+            return Err(ControlError::field(
+                "body",
+                format!(
+                    "labels name {} frames; capture '{capture}' has {frames}",
+                    labels.len()
+                ),
+            ));
+        }
+        let name = labels_artefact(capture);
+        let old = self
+            .store
+            .artefacts(kind::SHADOW, &oid)?
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, size)| size);
+        let len = data.len() as u64;
+        if len > old {
+            self.check_stored_bytes(&tenant, len - old)?;
+        }
+        let mut per_label = BTreeMap::new();
+        for l in &labels {
+            *per_label.entry(l.name().to_string()).or_insert(0u64) += 1;
+        }
+        self.store.transact(|tx| {
+            tx.put_artefact(kind::SHADOW, &oid, &name, data)?;
+            tx.audit(
+                Some(&tenant),
+                &caller.actor,
+                "shadow.capture_labels",
+                &oid,
+                &serde_json::json!({"capture": capture, "frames": frames, "per_label": per_label}),
+            )?;
+            Ok(())
+        })?;
+        Ok(StoredLabels {
+            shadow: shadow.to_string(),
+            capture: capture.to_string(),
+            frames,
+            per_label,
         })
     }
 
@@ -392,11 +503,15 @@ impl<D: Device> Controller<D> {
     /// take it in (the sending VM's VF, else the uplink, VXLAN from the source's host), at
     /// its capture time relative to the first frame. Frames that would not cross this NIC
     /// are left out. Returns the frames and how many the capture held.
+    ///
+    /// With ground truth (`labels`), each frame's class is its label's (`None` for benign
+    /// frames); without, every frame is [`super::UNLABELLED`].
     pub(super) fn captured_frames(
         &mut self,
         caller: &Caller,
         shadow: &str,
         source: CaptureSource,
+        labels: LabelsSource,
     ) -> Result<(Vec<super::LoopFrame>, u64), ControlError> {
         let tenant = caller.tenant()?.to_string();
         let world = World::load(&self.store)?;
@@ -408,8 +523,42 @@ impl<D: Device> Controller<D> {
                     name: shadow.to_string(),
                 })?;
         let network = network.clone();
+        let labels = match (labels, &source) {
+            (LabelsSource::None, _) => None,
+            (LabelsSource::Stored, CaptureSource::Artefact(name)) => {
+                let text = self.store.artefact(
+                    kind::SHADOW,
+                    &object_id(&tenant, shadow),
+                    &labels_artefact(name),
+                )?;
+                text.map(|t| read_labels(&t, &format!("labels of capture '{name}'")))
+                    .transpose()?
+            }
+            (LabelsSource::Stored, _) => None,
+            (LabelsSource::Path(p), _) => {
+                if !caller.admin {
+                    return Err(ControlError::Forbidden(
+                        "naming a file on the daemon's host needs the admin token".into(),
+                    ));
+                }
+                let data = std::fs::read(&p)
+                    .map_err(|e| ControlError::field("labels", format!("{}: {e}", p.display())))?;
+                Some(read_labels(&data, &p.display().to_string())?)
+            }
+        };
         let (path, _, _tmp) = self.open_capture(caller, &tenant, Some(shadow), source)?;
         let (frames, fed, _) = frames_to_feed(&path, &network, &self.port)?;
+        if let Some(l) = &labels
+            && l.len() as u64 != frames
+        {
+            return Err(ControlError::field(
+                "labels",
+                format!(
+                    "the labels name {} frames; the capture has {frames}",
+                    l.len()
+                ),
+            ));
+        }
         let t0 = fed.first().map_or(0, |f| f.ts_ns);
         let mut last = 0;
         let out = fed
@@ -417,11 +566,18 @@ impl<D: Device> Controller<D> {
             .map(|f| {
                 // Captures can step back in time (merged files); arrivals cannot.
                 last = f.ts_ns.saturating_sub(t0).max(last);
+                let attack = match &labels {
+                    None => Some(super::UNLABELLED.to_string()),
+                    Some(l) => match l.get((f.index - 1) as usize) {
+                        Some(Label::Attack(c)) => Some(c.name().to_string()),
+                        _ => None,
+                    },
+                };
                 super::LoopFrame {
                     port: f.port,
                     at_ns: last,
                     frame: f.frame,
-                    attack: None,
+                    attack,
                 }
             })
             .collect();
@@ -440,6 +596,27 @@ impl<D: Device> Controller<D> {
             .map_err(|e| ControlError::Conflict(format!("{}: {e}", p.display())))?;
         Ok(p)
     }
+}
+
+/// A labels file's rows, or a 4xx naming `what` and the line that is wrong.
+fn read_labels(data: &[u8], what: &str) -> Result<Vec<Label>, ControlError> {
+    let text = std::str::from_utf8(data)
+        .map_err(|e| ControlError::field("labels", format!("{what}: not UTF-8 text: {e}")))?;
+    crate::analysis::trafficgen::parse_labels(text)
+        .map_err(|e| ControlError::field("labels", format!("{what}: {e}")))
+}
+
+/// Frames in a capture file.
+fn count_frames(path: &Path) -> Result<u64, ControlError> {
+    let mut r = shadownet_capture::CaptureReader::open(path)
+        .map_err(|e| ControlError::field("capture", e.to_string()))?;
+    let mut buf = Vec::new();
+    let mut n = 0u64;
+    while let Some(rec) = r.next_into(&mut buf) {
+        rec.map_err(|e| ControlError::field("capture", e.to_string()))?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Removes a scratch capture when the trial is done.
@@ -521,6 +698,7 @@ fn frames_to_feed(
                 inner[6..12].copy_from_slice(&m);
             }
             out.push(Fed {
+                index: frames,
                 port: Port::Vport(vf),
                 len: inner.len() as u64,
                 frame: inner,
@@ -572,6 +750,7 @@ fn frames_to_feed(
         };
         frame.truncate(n);
         out.push(Fed {
+            index: frames,
             port: Port::Uplink,
             len: inner.len() as u64,
             frame,

@@ -41,6 +41,7 @@
 
 mod app;
 mod flows;
+mod labels;
 pub(crate) mod packet;
 mod rng;
 mod scenario;
@@ -53,6 +54,7 @@ use std::{
     collections::{BinaryHeap, HashMap, VecDeque},
 };
 
+pub use labels::{LABELS_HEADER, LabelsError, label_line, parse_labels};
 pub use scenario::{AttackClass, AttackSpec, BenignClass, BenignMix, Scenario, parse_seconds};
 
 use flows::{Plan, Source, Topology};
