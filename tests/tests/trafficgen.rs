@@ -4,9 +4,11 @@
 
 use std::process::Command;
 
-use shadowctl::traffic::{EPOCH_NS, generate_files};
-use shadownet_host::analysis::trafficgen::{
-    LABELS_HEADER, Label, Scenario, generate, label_line, parse_labels,
+use shadowctl::traffic::{EPOCH_NS, evaluate_files, generate_files};
+use shadownet_host::analysis::{
+    detector::DetectorConfig,
+    quality::Evaluator,
+    trafficgen::{AttackClass, LABELS_HEADER, Label, Scenario, generate, label_line, parse_labels},
 };
 use shadownet_tests::{scratch::Scratch, tools};
 
@@ -122,4 +124,57 @@ fn tshark_decodes_every_frame_and_agrees_with_the_labels() {
             .unwrap_or(0.0);
         ts >= EPOCH_NS as f64 / 1e9
     }));
+}
+
+#[test]
+fn eval_of_the_files_is_the_detector_on_the_generated_frames() {
+    let dir = Scratch::new("trafficgen-eval");
+    let s = Scenario {
+        duration_s: 40.0,
+        benign_pps: 300.0,
+        attacks: vec![
+            "port_scan:start=25,duration=5".parse().expect("spec"),
+            "syn_flood:start=32,duration=4".parse().expect("spec"),
+        ],
+        ..Scenario::default()
+    };
+    let sum = generate_files(&s, dir.path(), &mut |_, _| {}).expect("gen");
+    let cfg = DetectorConfig {
+        baseline_s: 20.0,
+        ..DetectorConfig::default()
+    };
+    let from_files =
+        evaluate_files(&sum.pcap, &sum.labels, cfg.clone(), &mut |_| {}).expect("eval");
+    // The same frames scored in memory, stamped as the capture stamps them.
+    let mut ev = Evaluator::new(cfg).expect("config");
+    for f in generate(&s).expect("scenario") {
+        ev.frame(EPOCH_NS + f.ts_ns, &f.frame, f.label);
+    }
+    assert_eq!(from_files.evaluation, ev.finish());
+    let e = &from_files.evaluation;
+    assert_eq!(e.frames, sum.total.frames);
+    let scan = &e.classes[&AttackClass::PortScan];
+    assert!(scan.auc.is_some_and(|a| a > 0.95), "{e:?}");
+    assert!(scan.first_detection_s.is_some_and(|t| t < 2.0), "{e:?}");
+    let table = from_files.render();
+    assert!(
+        table.contains("port_scan") && table.contains("syn_flood"),
+        "{table}"
+    );
+
+    // Labels that are not this capture's, or do not parse, are refused with the file.
+    let text = std::fs::read_to_string(&sum.labels).expect("labels");
+    let short = dir.path().join("short.csv");
+    let cut: Vec<&str> = text.lines().take(100).collect();
+    std::fs::write(&short, cut.join("\n")).expect("write");
+    let err = evaluate_files(&sum.pcap, &short, DetectorConfig::default(), &mut |_| {})
+        .expect_err("99 rows")
+        .to_string();
+    assert!(err.contains("short.csv: 99 rows"), "{err}");
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, text.replacen(",benign,", ",bogus,", 1)).expect("write");
+    let err = evaluate_files(&sum.pcap, &bad, DetectorConfig::default(), &mut |_| {})
+        .expect_err("bad label")
+        .to_string();
+    assert!(err.contains("bad.csv: line 2: label \"bogus\""), "{err}");
 }

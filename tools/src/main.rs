@@ -99,10 +99,24 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("shadowctl: {e:#}");
+            eprintln!("shadowctl: {}", report(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, leaving out a cause whose text the message already has (many
+/// errors name their cause in their own message, which `{:#}` would print twice).
+fn report(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -140,6 +154,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 shadowctl::traffic::generate_files(&scenario, &args.out, &mut |ts, frames| {
                     bar.set_position(ts);
                     bar.set_message(format!("{frames} frames"));
+                });
+            bar.finish_and_clear();
+            let summary = summary?;
+            if cli.api.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&summary).context("serialising the summary")?
+                );
+            } else {
+                print!("{}", summary.render());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Traffic(shadowctl::traffic::TrafficCommand::Eval(args)) => {
+            let mut cfg = shadownet_host::analysis::detector::DetectorConfig {
+                baseline_s: args.baseline,
+                ..Default::default()
+            };
+            if let Some(t) = args.threshold {
+                cfg.alert_threshold = t;
+            }
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            let summary =
+                shadowctl::traffic::evaluate_files(&args.pcap, &args.labels, cfg, &mut |n| {
+                    bar.set_message(format!("{n} frames scored"));
+                    bar.tick();
                 });
             bar.finish_and_clear();
             let summary = summary?;

@@ -11,9 +11,12 @@ use std::{
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use shadownet_capture::{CaptureError, PcapWriter};
+use shadownet_capture::{CaptureError, CaptureReader, PcapWriter};
+use shadownet_host::analysis::detector::DetectorConfig;
+use shadownet_host::analysis::quality::{Evaluation, Evaluator};
 use shadownet_host::analysis::trafficgen::{
-    AttackSpec, LABELS_HEADER, Scenario, TrafficGenError, generate, label_line, parse_seconds,
+    AttackSpec, LABELS_HEADER, LabelsError, Scenario, TrafficGenError, generate, label_line,
+    parse_labels, parse_seconds,
 };
 
 /// Capture timestamps start here (2024-01-01T00:00:00Z), so tools show plausible dates;
@@ -25,6 +28,27 @@ pub const EPOCH_NS: u64 = 1_704_067_200 * 1_000_000_000;
 pub enum TrafficCommand {
     /// Generate labelled traffic: DIR/traffic.pcap, DIR/labels.csv, DIR/scenario.json.
     Gen(GenArgs),
+    /// Score a labelled capture with the built-in detector and report its quality: ROC AUC
+    /// per attack class, false-positive and detection rates at the alert threshold, time
+    /// to the first detection.
+    Eval(EvalArgs),
+}
+
+/// `shadowctl traffic eval` options.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The capture (pcap or pcapng).
+    #[arg(long)]
+    pub pcap: PathBuf,
+    /// Its ground truth: `labels.csv` as `traffic gen` writes it, one row per frame.
+    #[arg(long)]
+    pub labels: PathBuf,
+    /// Seconds the detector learns before it scores (from the first frame).
+    #[arg(long, default_value_t = 60.0)]
+    pub baseline: f64,
+    /// Alert threshold the rates are measured at (default the detector's).
+    #[arg(long)]
+    pub threshold: Option<f32>,
 }
 
 /// Presets.
@@ -89,7 +113,7 @@ fn parse_attack(s: &str) -> Result<AttackSpec, String> {
     s.parse().map_err(|e: TrafficGenError| e.to_string())
 }
 
-/// Why `traffic gen` failed.
+/// Why `traffic gen` or `traffic eval` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TrafficError {
     /// The scenario is invalid.
@@ -103,9 +127,32 @@ pub enum TrafficError {
         /// The error.
         source: std::io::Error,
     },
-    /// Writing the capture.
+    /// Reading or writing a capture.
     #[error(transparent)]
     Capture(#[from] CaptureError),
+    /// A labels file does not parse.
+    #[error("{}: {problem}", path.display())]
+    Labels {
+        /// The file.
+        path: PathBuf,
+        /// The line and what is wrong with it.
+        problem: LabelsError,
+    },
+    /// A labels file does not have one row per frame of its capture.
+    #[error("{}: {rows} rows, but {} has {frames} frames (labels go with the capture they were written with)", labels.display(), pcap.display())]
+    LabelCount {
+        /// The labels file.
+        labels: PathBuf,
+        /// Its rows.
+        rows: usize,
+        /// The capture.
+        pcap: PathBuf,
+        /// Its frames.
+        frames: String,
+    },
+    /// The detector's configuration is refused.
+    #[error("{0}")]
+    Detector(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrafficError + '_ {
@@ -155,6 +202,111 @@ impl ScenarioArgs {
         s.validate()?;
         Ok(s)
     }
+}
+
+/// What `traffic eval` measured, and on what.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalSummary {
+    /// The capture.
+    pub pcap: PathBuf,
+    /// Its labels.
+    pub labels: PathBuf,
+    /// Seconds of baseline.
+    pub baseline_s: f64,
+    /// The figures.
+    pub evaluation: Evaluation,
+}
+
+impl EvalSummary {
+    /// The quality table.
+    pub fn render(&self) -> String {
+        let e = &self.evaluation;
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "{} frames: {} while learning ({} s), {} unread; threshold {}",
+            e.frames, e.learning, self.baseline_s, e.unread, e.threshold
+        );
+        let _ = writeln!(
+            t,
+            "benign: {} scored, {} false positives ({:.4}%)",
+            e.benign_scored,
+            e.false_positives,
+            100.0 * e.false_positive_rate()
+        );
+        let _ = writeln!(
+            t,
+            "  {:<20} {:>9} {:>8} {:>10} {:>16}",
+            "class", "scored", "AUC", "detected", "first detected"
+        );
+        for (c, q) in &e.classes {
+            let auc = q.auc.map_or("-".to_string(), |a| format!("{a:.4}"));
+            let first = q
+                .first_detection_s
+                .map_or("never".to_string(), |s| format!("after {s:.3} s"));
+            let _ = writeln!(
+                t,
+                "  {:<20} {:>9} {auc:>8} {:>9.1}% {first:>16}",
+                c.name(),
+                q.scored,
+                100.0 * q.detected as f64 / q.scored.max(1) as f64
+            );
+        }
+        if e.classes.is_empty() {
+            let _ = writeln!(t, "  (no attack frames after the baseline)");
+        }
+        t
+    }
+}
+
+/// Scores the capture at `pcap` with its labels at `labels` (see [`Evaluator`]);
+/// `progress` is called now and then with the frames read.
+pub fn evaluate_files(
+    pcap: &Path,
+    labels: &Path,
+    cfg: DetectorConfig,
+    progress: &mut dyn FnMut(u64),
+) -> Result<EvalSummary, TrafficError> {
+    let text = std::fs::read_to_string(labels).map_err(io(labels))?;
+    let truth = parse_labels(&text).map_err(|problem| TrafficError::Labels {
+        path: labels.to_path_buf(),
+        problem,
+    })?;
+    let baseline_s = cfg.baseline_s;
+    let mut ev = Evaluator::new(cfg).map_err(|e| TrafficError::Detector(e.to_string()))?;
+    let mut r = CaptureReader::open(pcap)?;
+    let mut buf = Vec::new();
+    let mut n = 0usize;
+    while let Some(rec) = r.next_into(&mut buf) {
+        let ts = rec?.timestamp_ns;
+        let Some(label) = truth.get(n) else {
+            return Err(TrafficError::LabelCount {
+                labels: labels.to_path_buf(),
+                rows: truth.len(),
+                pcap: pcap.to_path_buf(),
+                frames: format!("more than {}", truth.len()),
+            });
+        };
+        ev.frame(ts, &buf, *label);
+        n += 1;
+        if n.is_multiple_of(4096) {
+            progress(n as u64);
+        }
+    }
+    if n != truth.len() {
+        return Err(TrafficError::LabelCount {
+            labels: labels.to_path_buf(),
+            rows: truth.len(),
+            pcap: pcap.to_path_buf(),
+            frames: n.to_string(),
+        });
+    }
+    Ok(EvalSummary {
+        pcap: pcap.to_path_buf(),
+        labels: labels.to_path_buf(),
+        baseline_s,
+        evaluation: ev.finish(),
+    })
 }
 
 /// Frames and bytes of one label.

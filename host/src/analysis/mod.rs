@@ -14,6 +14,9 @@
 //!   shadow metadata and mirror-loss accounting, for offline analysis.
 //! - [`eve`]: findings as Suricata EVE JSON (alert, flow, anomaly, stats) with Community
 //!   IDs, and a lossless reader of Suricata's own `eve.json`.
+//! - [`quality`]: the detector's quality on labelled traffic (ROC AUC per attack class,
+//!   false-positive and detection rates at the threshold), as `shadowctl traffic eval`
+//!   reports it.
 //! - [`siem`]: exporters of EVE events: NDJSON files, syslog (RFC 5424 over TCP) and ECS.
 
 pub mod decap;
@@ -21,6 +24,7 @@ pub mod detector;
 pub mod eve;
 pub mod honeypot;
 pub mod netns;
+pub mod quality;
 pub mod siem;
 pub mod suricata;
 // The unsafe code of analysis: kill(2) and an AF_PACKET socket here, and in the detector's
