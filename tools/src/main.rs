@@ -11,6 +11,23 @@ use shadownet_host::driver::{Nic, sim::SimDevice};
 use shadownet_hw::{block_type, timing::Timing};
 use shadownet_sim::{NicModel, run::Pacing};
 
+/// `print!` that returns the write's error instead of panicking (a closed pipe, as with
+/// `shadowctl ... | head`, ends the command quietly; see [`main`]).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `println!` that returns the write's error, like [`out!`].
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "shadowctl",
@@ -98,6 +115,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // The reader of the output went away (`| head`): nothing more to say to anyone.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("shadowctl: {}", report(&e));
             ExitCode::FAILURE
@@ -122,7 +148,7 @@ fn report(e: &anyhow::Error) -> String {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Api(cmd) => {
-            print!("{}", shadowctl::apicli::run(cmd, &cli.api)?);
+            out!("{}", shadowctl::apicli::run(cmd, &cli.api)?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Device(cmd) => {
@@ -158,12 +184,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bar.finish_and_clear();
             let summary = summary?;
             if cli.api.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&summary).context("serialising the summary")?
-                );
+                )?;
             } else {
-                print!("{}", summary.render());
+                out!("{}", summary.render())?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -188,12 +214,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bar.finish_and_clear();
             let summary = summary?;
             if cli.api.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&summary).context("serialising the summary")?
-                );
+                )?;
             } else {
-                print!("{}", summary.render());
+                out!("{}", summary.render())?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -231,21 +257,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bar.finish_and_clear();
             let summary = summary?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&summary).context("serialising the summary")?
-                );
+                )?;
             } else {
-                print!("{}", summary.render());
-                println!(
+                out!("{}", summary.render())?;
+                outln!(
                     "  summary                {}",
                     out.join("summary.json").display()
-                );
+                )?;
                 if trace {
-                    println!(
+                    outln!(
                         "  trace                  {}",
                         out.join("trace.jsonl").display()
-                    );
+                    )?;
                 }
             }
             Ok(if summary.accounting.balanced {
@@ -259,31 +285,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let nic = Nic::open(SimDevice::new(model)).context("opening the simulated NIC")?;
             let id = nic.identify();
             let (major, minor, patch) = id.version;
-            println!("shadownet NIC (simulated: {})", id.simulated());
-            println!(
+            outln!("shadownet NIC (simulated: {})", id.simulated())?;
+            outln!(
                 "  contract version {major}.{minor}.{patch}, build {:#010x}",
                 id.build_id
-            );
-            println!("  capabilities {:#010x}", id.caps);
-            println!(
+            )?;
+            outln!("  capabilities {:#010x}", id.caps)?;
+            outln!(
                 "  {} VF ports, {} mirror sessions, {} MHz pipeline clock, uplink {} Gbit/s",
                 id.num_vports,
                 id.num_sessions,
                 id.clock_khz as f64 / 1000.0,
                 id.uplink_gbps
-            );
-            println!("  register blocks:");
+            )?;
+            outln!("  register blocks:")?;
             for b in &id.blocks {
                 let name = block_type::name(b.block_type).unwrap_or("?");
                 let state = if b.version == 0 { " (reserved)" } else { "" };
-                println!(
+                outln!(
                     "    {:#07x} {name:<15} version {}{state}",
-                    b.offset, b.version
-                );
+                    b.offset,
+                    b.version
+                )?;
             }
-            println!("  tables:");
+            outln!("  tables:")?;
             for (t, cap) in &id.capacities {
-                println!("    {:<14} {cap:>9} slots", t.name());
+                outln!("    {:<14} {cap:>9} slots", t.name())?;
             }
             Ok(ExitCode::SUCCESS)
         }
