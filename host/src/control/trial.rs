@@ -207,18 +207,21 @@ impl<D: Device> Controller<D> {
         data: &[u8],
     ) -> Result<StoredLabels, ControlError> {
         let tenant = caller.tenant()?.to_string();
-        let text = std::str::from_utf8(data)
-            .map_err(|e| ControlError::field("body", format!("labels are not UTF-8 text: {e}")))?;
-        let labels = crate::analysis::trafficgen::parse_labels(text)
-            .map_err(|e| ControlError::field("body", format!("labels {e}")))?;
+        let labels = read_labels(data, "body", "labels")?;
         let oid = object_id(&tenant, shadow);
         {
             let world = World::load(&self.store)?;
-            if world.shadow(&tenant, shadow).is_none() {
-                return Err(ControlError::NotFound {
-                    kind: "shadow",
-                    name: shadow.to_string(),
-                });
+            let (_, s, _) =
+                world
+                    .shadow(&tenant, shadow)
+                    .ok_or_else(|| ControlError::NotFound {
+                        kind: "shadow",
+                        name: shadow.to_string(),
+                    })?;
+            if s.state != crate::model::ShadowState::Active {
+                return Err(ControlError::Conflict(format!(
+                    "shadow '{shadow}' is being torn down; it takes no more captures"
+                )));
             }
         }
         // The capture must be there, and have exactly one row per frame.
@@ -531,7 +534,7 @@ impl<D: Device> Controller<D> {
                     &object_id(&tenant, shadow),
                     &labels_artefact(name),
                 )?;
-                text.map(|t| read_labels(&t, &format!("labels of capture '{name}'")))
+                text.map(|t| read_labels(&t, "labels", &format!("labels of capture '{name}'")))
                     .transpose()?
             }
             (LabelsSource::Stored, _) => None,
@@ -543,7 +546,7 @@ impl<D: Device> Controller<D> {
                 }
                 let data = std::fs::read(&p)
                     .map_err(|e| ControlError::field("labels", format!("{}: {e}", p.display())))?;
-                Some(read_labels(&data, &p.display().to_string())?)
+                Some(read_labels(&data, "labels", &p.display().to_string())?)
             }
         };
         let (path, _, _tmp) = self.open_capture(caller, &tenant, Some(shadow), source)?;
@@ -598,12 +601,13 @@ impl<D: Device> Controller<D> {
     }
 }
 
-/// A labels file's rows, or a 4xx naming `what` and the line that is wrong.
-fn read_labels(data: &[u8], what: &str) -> Result<Vec<Label>, ControlError> {
+/// A labels file's rows, or a 4xx on the request's `field` naming `what` and the line that
+/// is wrong.
+fn read_labels(data: &[u8], field: &str, what: &str) -> Result<Vec<Label>, ControlError> {
     let text = std::str::from_utf8(data)
-        .map_err(|e| ControlError::field("labels", format!("{what}: not UTF-8 text: {e}")))?;
+        .map_err(|e| ControlError::field(field, format!("{what}: not UTF-8 text: {e}")))?;
     crate::analysis::trafficgen::parse_labels(text)
-        .map_err(|e| ControlError::field("labels", format!("{what}: {e}")))
+        .map_err(|e| ControlError::field(field, format!("{what}: {e}")))
 }
 
 /// Frames in a capture file.
