@@ -352,4 +352,24 @@ fn shadow_loop_prints_what_reached_production_and_the_blocks() {
     ok(&d, &["shadow", "capture", "shop-shadow", "gen", traffic]);
     let out = ok(&d, &["shadow", "loop", "shop-shadow", "--artefact", "gen"]);
     assert!(out.contains("unlabelled"), "{out}");
+    // The admin can name the files on the daemon's host instead.
+    let out = ok(
+        &d,
+        &[
+            "shadow",
+            "loop",
+            "shop-shadow",
+            "--pcap",
+            traffic,
+            "--labels",
+            labels,
+        ],
+    );
+    assert!(
+        !out.contains("unlabelled") && out.contains("port_scan"),
+        "{out}"
+    );
+    let err = ctl(&d, &["shadow", "loop", "shop-shadow", "--labels", labels])
+        .expect_err("labels need a pcap");
+    assert!(format!("{err:#}").contains("--pcap"), "{err:#}");
 }

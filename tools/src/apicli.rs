@@ -311,6 +311,12 @@ pub enum ShadowCmd {
         /// replayed at its own timing instead of generated traffic.
         #[arg(long, conflicts_with_all = ["scenario", "preset", "attacks"])]
         artefact: Option<String>,
+        /// The traffic, recorded: a capture file on the daemon's host (admin token only).
+        #[arg(long, conflicts_with_all = ["scenario", "preset", "attacks", "artefact"])]
+        pcap: Option<String>,
+        /// With `--pcap`: its ground truth, a labels.csv on the daemon's host.
+        #[arg(long, requires = "pcap")]
+        labels: Option<String>,
         /// Seconds the detector learns before it scores.
         #[arg(long, default_value_t = 20.0)]
         baseline: f64,
@@ -1095,6 +1101,8 @@ pub fn run(cmd: ApiCommand, args: &ApiArgs) -> anyhow::Result<String> {
                 name,
                 traffic,
                 artefact,
+                pcap,
+                labels,
                 baseline,
                 control_delay_ms,
             } => {
@@ -1102,9 +1110,15 @@ pub fn run(cmd: ApiCommand, args: &ApiArgs) -> anyhow::Result<String> {
                     "baseline_s": baseline,
                     "control_delay_ms": control_delay_ms,
                 });
-                match artefact {
-                    Some(a) => body["artefact"] = json!(a),
-                    None => body["scenario"] = json!(traffic.scenario()?),
+                match (artefact, pcap) {
+                    (Some(a), _) => body["artefact"] = json!(a),
+                    (None, Some(p)) => {
+                        body["pcap"] = json!(p);
+                        if let Some(l) = labels {
+                            body["labels"] = json!(l);
+                        }
+                    }
+                    (None, None) => body["scenario"] = json!(traffic.scenario()?),
                 }
                 let v = c.send("POST", &format!("/v1/shadows/{name}/loop"), &body, &[])?;
                 (v, Box::new(loop_table))
