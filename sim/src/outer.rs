@@ -1,5 +1,5 @@
-//! Outer headers of the tunnels the NIC originates over an IPv4 substrate, written straight
-//! into the frame buffer.
+//! Outer headers of the tunnels the NIC originates over an IPv4 substrate, written in a fixed
+//! layout and copied into the frame at one of two fixed lengths.
 //!
 //! [`shadownet_wire::emit_encap_headers`] is the reference: it handles both families and
 //! checks its arguments, field by field through the wire views. Every frame the model sends
@@ -12,14 +12,29 @@
 use shadownet_wire::{ShadowMetadata, TunnelHeader, geneve};
 
 /// Ethernet + IPv4 + UDP + Geneve with the shadow option: the longest IPv4 outer header.
-const MAX_LEN: usize = 14 + 20 + 8 + geneve::HEADER_LEN + ShadowMetadata::OPTION_LEN;
+pub(crate) const MAX_LEN: usize = 14 + 20 + 8 + geneve::HEADER_LEN + ShadowMetadata::OPTION_LEN;
 
-/// Appends to `out` the outer headers of a tunnel over IPv4 carrying `inner_len` bytes;
-/// returns false, appending nothing, when the parameters are outside the fixed layout.
+/// Ethernet + IPv4 + UDP + VXLAN.
+pub(crate) const VXLAN_LEN: usize = 14 + 20 + 8 + 8;
+
+/// Copies the `len` bytes of outer headers [`ipv4_header`] wrote into the start of `out`:
+/// one of two fixed lengths, so that the copy is a few moves rather than a call.
+#[inline(always)]
+pub(crate) fn put(out: &mut [u8], h: &[u8; MAX_LEN], len: usize) {
+    if len == VXLAN_LEN {
+        out[..VXLAN_LEN].copy_from_slice(&h[..VXLAN_LEN]);
+    } else {
+        out[..MAX_LEN].copy_from_slice(h);
+    }
+}
+
+/// Writes into `h` (all zeros) the outer headers of a tunnel over IPv4 carrying
+/// `inner_len` bytes and returns their length, [`VXLAN_LEN`] or [`MAX_LEN`]; returns `None`,
+/// writing nothing, when the parameters are outside the fixed layout.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(crate) fn push_ipv4(
-    out: &mut Vec<u8>,
+pub(crate) fn ipv4_header(
+    h: &mut [u8; MAX_LEN],
     dst_mac: [u8; 6],
     src_mac: [u8; 6],
     src: [u8; 4],
@@ -29,7 +44,7 @@ pub(crate) fn push_ipv4(
     ttl: u8,
     tunnel: &TunnelHeader,
     inner_len: usize,
-) -> bool {
+) -> Option<usize> {
     let (vni, tunnel_len) = match tunnel {
         TunnelHeader::Vxlan { vni } => (*vni, 8),
         TunnelHeader::Geneve { vni, shadow: None } => (*vni, geneve::HEADER_LEN),
@@ -41,9 +56,8 @@ pub(crate) fn push_ipv4(
     let udp_len = 8 + tunnel_len + inner_len;
     let ip_len = 20 + udp_len;
     if vni > geneve::VNI_MAX || ip_len > u16::MAX as usize {
-        return false;
+        return None;
     }
-    let mut h = [0u8; MAX_LEN];
     h[0..6].copy_from_slice(&dst_mac);
     h[6..12].copy_from_slice(&src_mac);
     h[12] = 0x08;
@@ -87,13 +101,7 @@ pub(crate) fn push_ipv4(
             }
         }
     }
-    // Two fixed lengths, so that the copy is a few moves rather than a call.
-    if tunnel_len == 8 {
-        out.extend_from_slice(&h[..50]);
-    } else {
-        out.extend_from_slice(&h[..MAX_LEN]);
-    }
-    true
+    Some(14 + 20 + 8 + tunnel_len)
 }
 
 #[cfg(test)]
@@ -151,26 +159,31 @@ mod tests {
             let mut reference = [0u8; MAX_ENCAP_OVERHEAD];
             let n = emit_encap_headers(&params, &inner, &mut reference).expect("in range");
             prop_assert_eq!(n, encap_overhead(&params));
-            let mut fast = Vec::new();
-            prop_assert!(push_ipv4(
-                &mut fast, macs.1, macs.0, addrs.0, addrs.1, ports.0, ports.1, ttl, &tunnel,
+            let mut h = [0u8; MAX_LEN];
+            let len = ipv4_header(
+                &mut h, macs.1, macs.0, addrs.0, addrs.1, ports.0, ports.1, ttl, &tunnel,
                 inner_len,
-            ));
-            prop_assert_eq!(&fast[..], &reference[..n]);
+            );
+            prop_assert_eq!(len, Some(n));
+            let mut fast = vec![0xAA; n + 3];
+            put(&mut fast, &h, n);
+            prop_assert_eq!(&fast[..n], &reference[..n]);
         }
     }
 
     #[test]
     fn outside_the_layout_nothing_is_written() {
-        let mut out = Vec::new();
+        let mut h = [0u8; MAX_LEN];
         let big_vni = TunnelHeader::Vxlan { vni: 1 << 24 };
         let vxlan = TunnelHeader::Vxlan { vni: 1 };
-        assert!(!push_ipv4(
-            &mut out, [0; 6], [0; 6], [0; 4], [0; 4], 1, 2, 64, &big_vni, 10
-        ));
-        assert!(!push_ipv4(
-            &mut out, [0; 6], [0; 6], [0; 4], [0; 4], 1, 2, 64, &vxlan, 65_500
-        ));
-        assert!(out.is_empty());
+        assert_eq!(
+            ipv4_header(&mut h, [1; 6], [1; 6], [1; 4], [1; 4], 1, 2, 64, &big_vni, 10),
+            None
+        );
+        assert_eq!(
+            ipv4_header(&mut h, [1; 6], [1; 6], [1; 4], [1; 4], 1, 2, 64, &vxlan, 65_500),
+            None
+        );
+        assert_eq!(h, [0; MAX_LEN]);
     }
 }

@@ -61,7 +61,7 @@ struct Tally {
 }
 
 impl Sink for Tally {
-    fn transmit(&mut self, d: &Departure) {
+    fn transmit(&mut self, d: &Departure, _: &[u8]) {
         *self
             .classes
             .entry(Class::of(d.ingress_port, &d.frame))
