@@ -240,6 +240,8 @@ pub struct Datapath {
     pub counters: Counters,
     /// The bytes of the frames built and not yet transmitted or dropped.
     pub frames: Frames,
+    /// Outer headers prepared per mirror session.
+    outer: crate::outer::Cache,
 }
 
 /// The network a frame belongs to, as the VNI table says.
@@ -306,6 +308,7 @@ impl Datapath {
             config: RunningConfig::RESET,
             counters: Counters::default(),
             frames: Frames::new(),
+            outer: crate::outer::Cache::default(),
         }
     }
 
@@ -696,6 +699,7 @@ impl Datapath {
         // Production's frame first: a packet production cannot send (no substrate address,
         // over the MTU) is not copied either — the shadow sees what production sends.
         let out = self.encapsulate(
+            None,
             &dest.substrate_ip,
             dest.substrate_mac,
             TunnelHeader::Vxlan { vni: net.vni },
@@ -847,6 +851,7 @@ impl Datapath {
                 }
                 None => {
                     let buf = self.encapsulate(
+                        None,
                         &dest.substrate_ip,
                         dest.substrate_mac,
                         TunnelHeader::Vxlan { vni: net.vni },
@@ -1018,7 +1023,15 @@ impl Datapath {
         };
         let flow = cx.flow(h);
         let out = self
-            .encapsulate(&dst_ip, dst_mac, tunnel, port, flow, &frame[..len])
+            .encapsulate(
+                Some(session),
+                &dst_ip,
+                dst_mac,
+                tunnel,
+                port,
+                flow,
+                &frame[..len],
+            )
             .map_err(|r| match r {
                 DropReason::NoSubstrateAddress if !redirected => {
                     DropReason::MirrorNoSubstrateAddress
@@ -1142,10 +1155,15 @@ impl Datapath {
     }
 
     /// Wraps `inner` in Ethernet/IP/UDP/tunnel toward `dst_ip`; `flow` is the inner headers'
-    /// [`flow_hash`].
+    /// [`flow_hash`]. The outer header of a copy or redirect (`session` given) comes from
+    /// the one prepared for its session; a production frame's is built for it (production
+    /// destinations are too many for prepared headers to pay: a cache of 4,096 of them,
+    /// direct-mapped, cost more in look-ups and misses than it saved, measured).
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn encapsulate(
         &mut self,
+        session: Option<u16>,
         dst_ip: &[u8; 16],
         dst_mac: [u8; 6],
         tunnel: TunnelHeader,
@@ -1162,8 +1180,29 @@ impl Datapath {
             if total > self.config.uplink_mtu as usize {
                 return Err(DropReason::MtuExceeded);
             }
-            let mut h = [0u8; crate::outer::MAX_LEN];
             let v4 = |b: &[u8; 16]| [b[12], b[13], b[14], b[15]];
+            // A copy's or redirect's header from its session's prepared one.
+            if let Some(session) = session
+                && total - 14 <= u16::MAX as usize
+            {
+                let (kind, vni, shadow) = crate::outer::Key::tunnel(&tunnel);
+                let key = crate::outer::Key {
+                    dst_mac,
+                    src_mac: self.config.local_mac.0,
+                    src: v4(&src),
+                    dst: v4(dst_ip),
+                    udp_dst_port: udp_port,
+                    vni,
+                    kind,
+                };
+                if let Some(p) = self.outer.get(session, &key, OUTER_TTL) {
+                    let (buf, out) = self.frames.alloc(total);
+                    p.write(out, inner.len(), flow_entropy_port(flow), shadow);
+                    out[p.len()..].copy_from_slice(inner);
+                    return Ok(buf);
+                }
+            }
+            let mut h = [0u8; crate::outer::MAX_LEN];
             if let Some(header_len) = crate::outer::ipv4_header(
                 &mut h,
                 dst_mac,
