@@ -107,7 +107,11 @@ impl Frames {
         let reuse_current = self.chunks[self.current as usize].live == 0
             && self.chunks[self.current as usize].bytes.len() >= len;
         if !reuse_current {
-            let next = match self.free.iter().position(|&i| self.chunks[i as usize].bytes.len() >= len) {
+            let next = match self
+                .free
+                .iter()
+                .position(|&i| self.chunks[i as usize].bytes.len() >= len)
+            {
                 Some(k) => self.free.swap_remove(k),
                 None => {
                     self.chunks.push(Chunk::new(len.max(CHUNK)));

@@ -365,7 +365,11 @@ mod tests {
         let mut out = [0u8; MAX_LEN];
         p.write(&mut out, 0, 1, None);
         assert_eq!(out[30..34], [10, 253, 0, 4]);
-        assert!(cache.get(shadownet_hw::NUM_SESSIONS as u16, &key, 64).is_none());
+        assert!(
+            cache
+                .get(shadownet_hw::NUM_SESSIONS as u16, &key, 64)
+                .is_none()
+        );
         let too_wide = Key {
             vni: 1 << 24,
             ..key
@@ -381,11 +385,15 @@ mod tests {
         let big_vni = TunnelHeader::Vxlan { vni: 1 << 24 };
         let vxlan = TunnelHeader::Vxlan { vni: 1 };
         assert_eq!(
-            ipv4_header(&mut h, [1; 6], [1; 6], [1; 4], [1; 4], 1, 2, 64, &big_vni, 10),
+            ipv4_header(
+                &mut h, [1; 6], [1; 6], [1; 4], [1; 4], 1, 2, 64, &big_vni, 10
+            ),
             None
         );
         assert_eq!(
-            ipv4_header(&mut h, [1; 6], [1; 6], [1; 4], [1; 4], 1, 2, 64, &vxlan, 65_500),
+            ipv4_header(
+                &mut h, [1; 6], [1; 6], [1; 4], [1; 4], 1, 2, 64, &vxlan, 65_500
+            ),
             None
         );
         assert_eq!(h, [0; MAX_LEN]);
