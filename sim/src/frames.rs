@@ -168,6 +168,12 @@ impl Frames {
         }
     }
 
+    /// Frames allocated and not yet freed: none once a run has finished (every frame built
+    /// was transmitted or dropped).
+    pub fn live(&self) -> usize {
+        self.chunks.iter().map(|c| c.live as usize).sum()
+    }
+
     /// Bytes the arena holds in all its chunks, used or not.
     pub fn capacity(&self) -> usize {
         self.chunks.iter().map(|c| c.bytes.len()).sum()
@@ -198,10 +204,12 @@ mod tests {
                 f.free(buf);
             }
         }
+        assert_eq!(f.live(), live.len());
         for (buf, len, fill) in live {
             assert_eq!(f.bytes(buf), &vec![fill; len][..]);
             f.free(buf);
         }
+        assert_eq!(f.live(), 0);
         // 40 frames of at most 1.5 KB fit in one chunk: the arena did not grow beyond two.
         assert!(f.capacity() <= 2 * CHUNK, "{} bytes", f.capacity());
     }
