@@ -310,12 +310,12 @@ struct Out {
 }
 
 impl Sink for Collect {
-    fn transmit(&mut self, d: &Departure) {
+    fn transmit(&mut self, d: &Departure, bytes: &[u8]) {
         self.0.push(Out {
             ingress_ps: d.ingress_ps,
             port: d.frame.port,
             copy: d.frame.copy,
-            bytes: d.frame.bytes.clone(),
+            bytes: bytes.to_vec(),
         });
     }
 }

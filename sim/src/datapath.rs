@@ -44,6 +44,7 @@ use shadownet_wire::{
 use crate::{
     config::RunningConfig,
     counters::Counters,
+    frames::{FrameBuf, Frames},
     sessions::Sessions,
     tables::{PacketKey, Prefetched, Tables},
     trace::{Event, Stage},
@@ -82,8 +83,9 @@ pub struct OutFrame {
     pub session: Option<u16>,
     /// 0 for the production frame, 1.. for copies.
     pub copy: u8,
-    /// The bytes.
-    pub bytes: Vec<u8>,
+    /// Where its bytes are in the frame arena ([`Datapath::frames`]); the sink receives them
+    /// with the departure.
+    pub buf: FrameBuf,
 }
 
 /// A mirror copy the pipeline could not make.
@@ -226,31 +228,6 @@ struct MirrorRuleAhead {
     rule: Option<(u32, MirrorAction)>,
 }
 
-/// Recycled frame buffers, so steady-state forwarding allocates nothing.
-#[derive(Default)]
-pub struct BufPool {
-    free: Vec<Vec<u8>>,
-}
-
-impl BufPool {
-    /// An empty buffer with room for `len` bytes.
-    #[inline(always)]
-    pub fn get(&mut self, len: usize) -> Vec<u8> {
-        let mut b = self.free.pop().unwrap_or_default();
-        b.clear();
-        b.reserve(len);
-        b
-    }
-
-    /// Returns a buffer for reuse.
-    #[inline(always)]
-    pub fn put(&mut self, b: Vec<u8>) {
-        if self.free.len() < 4096 {
-            self.free.push(b);
-        }
-    }
-}
-
 /// Tables, sessions, configuration and counters: the state the data path reads and counts.
 pub struct Datapath {
     /// Every table.
@@ -261,8 +238,10 @@ pub struct Datapath {
     pub config: RunningConfig,
     /// Counters.
     pub counters: Counters,
-    /// Frame buffers.
-    pub pool: BufPool,
+    /// The bytes of the frames built and not yet transmitted or dropped.
+    pub frames: Frames,
+    /// Outer headers prepared per mirror session.
+    outer: crate::outer::Cache,
 }
 
 /// The network a frame belongs to, as the VNI table says.
@@ -328,7 +307,8 @@ impl Datapath {
             sessions: Sessions::default(),
             config: RunningConfig::RESET,
             counters: Counters::default(),
-            pool: BufPool::default(),
+            frames: Frames::new(),
+            outer: crate::outer::Cache::default(),
         }
     }
 
@@ -534,14 +514,14 @@ impl Datapath {
     }
 
     fn unchanged(&mut self, port: Port, frame: &[u8]) -> OutFrame {
-        let mut bytes = self.pool.get(frame.len());
-        bytes.extend_from_slice(frame);
+        let (buf, bytes) = self.frames.alloc(frame.len());
+        bytes.copy_from_slice(frame);
         OutFrame {
             port,
             queue: Queue::Primary,
             session: None,
             copy: 0,
-            bytes,
+            buf,
         }
     }
 
@@ -719,6 +699,7 @@ impl Datapath {
         // Production's frame first: a packet production cannot send (no substrate address,
         // over the MTU) is not copied either — the shadow sees what production sends.
         let out = self.encapsulate(
+            None,
             &dest.substrate_ip,
             dest.substrate_mac,
             TunnelHeader::Vxlan { vni: net.vni },
@@ -733,7 +714,7 @@ impl Datapath {
             queue: Queue::Primary,
             session: None,
             copy: 0,
-            bytes: out,
+            buf: out,
         })
     }
 
@@ -869,7 +850,8 @@ impl Datapath {
                     self.unchanged(Port::Vport(b), inner)
                 }
                 None => {
-                    let bytes = self.encapsulate(
+                    let buf = self.encapsulate(
+                        None,
                         &dest.substrate_ip,
                         dest.substrate_mac,
                         TunnelHeader::Vxlan { vni: net.vni },
@@ -883,7 +865,7 @@ impl Datapath {
                         queue: Queue::Primary,
                         session: None,
                         copy: 0,
-                        bytes,
+                        buf,
                     }
                 }
             },
@@ -998,7 +980,7 @@ impl Datapath {
         h: &Headers,
         frame: &[u8],
         cx: &mut FrameContext<'_>,
-    ) -> Result<Vec<u8>, DropReason> {
+    ) -> Result<FrameBuf, DropReason> {
         let ShadowBound {
             copy,
             session,
@@ -1041,7 +1023,15 @@ impl Datapath {
         };
         let flow = cx.flow(h);
         let out = self
-            .encapsulate(&dst_ip, dst_mac, tunnel, port, flow, &frame[..len])
+            .encapsulate(
+                Some(session),
+                &dst_ip,
+                dst_mac,
+                tunnel,
+                port,
+                flow,
+                &frame[..len],
+            )
             .map_err(|r| match r {
                 DropReason::NoSubstrateAddress if !redirected => {
                     DropReason::MirrorNoSubstrateAddress
@@ -1096,12 +1086,12 @@ impl Datapath {
             self.counters
                 .session(session, SessionCounter::Redirected, 1);
         }
-        Some(built.map(|bytes| OutFrame {
+        Some(built.map(|buf| OutFrame {
             port: Port::Uplink,
             queue: Queue::Primary,
             session: Some(session),
             copy: 0,
-            bytes,
+            buf,
         }))
     }
 
@@ -1143,15 +1133,15 @@ impl Datapath {
             redirected: false,
         };
         match self.shadow_frame(bound, net, h, frame, cx) {
-            Ok(bytes) => {
+            Ok(buf) => {
                 self.counters
-                    .session(session, SessionCounter::CopyBytes, bytes.len() as u64);
+                    .session(session, SessionCounter::CopyBytes, buf.len() as u64);
                 d.copies.push(OutFrame {
                     port: Port::Uplink,
                     queue: Queue::Mirror,
                     session: Some(session),
                     copy,
-                    bytes,
+                    buf,
                 });
             }
             Err(reason) => {
@@ -1165,17 +1155,22 @@ impl Datapath {
     }
 
     /// Wraps `inner` in Ethernet/IP/UDP/tunnel toward `dst_ip`; `flow` is the inner headers'
-    /// [`flow_hash`].
+    /// [`flow_hash`]. The outer header of a copy or redirect (`session` given) comes from
+    /// the one prepared for its session; a production frame's is built for it (production
+    /// destinations are too many for prepared headers to pay: a cache of 4,096 of them,
+    /// direct-mapped, cost more in look-ups and misses than it saved, measured).
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn encapsulate(
         &mut self,
+        session: Option<u16>,
         dst_ip: &[u8; 16],
         dst_mac: [u8; 6],
         tunnel: TunnelHeader,
         udp_port: u16,
         flow: u32,
         inner: &[u8],
-    ) -> Result<Vec<u8>, DropReason> {
+    ) -> Result<FrameBuf, DropReason> {
         if is_v4_mapped(dst_ip)
             && let Some(src) = self.config.local_ipv4
         {
@@ -1185,10 +1180,31 @@ impl Datapath {
             if total > self.config.uplink_mtu as usize {
                 return Err(DropReason::MtuExceeded);
             }
-            let mut out = self.pool.get(total);
             let v4 = |b: &[u8; 16]| [b[12], b[13], b[14], b[15]];
-            if crate::outer::push_ipv4(
-                &mut out,
+            // A copy's or redirect's header from its session's prepared one.
+            if let Some(session) = session
+                && total - 14 <= u16::MAX as usize
+            {
+                let (kind, vni, shadow) = crate::outer::Key::tunnel(&tunnel);
+                let key = crate::outer::Key {
+                    dst_mac,
+                    src_mac: self.config.local_mac.0,
+                    src: v4(&src),
+                    dst: v4(dst_ip),
+                    udp_dst_port: udp_port,
+                    vni,
+                    kind,
+                };
+                if let Some(p) = self.outer.get(session, &key, OUTER_TTL) {
+                    let (buf, out) = self.frames.alloc(total);
+                    p.write(out, inner.len(), flow_entropy_port(flow), shadow);
+                    out[p.len()..].copy_from_slice(inner);
+                    return Ok(buf);
+                }
+            }
+            let mut h = [0u8; crate::outer::MAX_LEN];
+            if let Some(header_len) = crate::outer::ipv4_header(
+                &mut h,
                 dst_mac,
                 self.config.local_mac.0,
                 v4(&src),
@@ -1199,10 +1215,11 @@ impl Datapath {
                 &tunnel,
                 inner.len(),
             ) {
-                out.extend_from_slice(inner);
-                return Ok(out);
+                let (buf, out) = self.frames.alloc(total);
+                crate::outer::put(out, &h, header_len);
+                out[header_len..].copy_from_slice(inner);
+                return Ok(buf);
             }
-            self.pool.put(out);
         }
         let dst = ip_from_bytes(*dst_ip);
         let src = self
@@ -1227,10 +1244,10 @@ impl Datapath {
         // Only a datagram over 64 KiB fails here (the MTU check bounds the rest).
         let header_len = emit_encap_headers(&params, inner, &mut headers)
             .map_err(|_| DropReason::MtuExceeded)?;
-        let mut out = self.pool.get(total);
-        out.extend_from_slice(&headers[..header_len]);
-        out.extend_from_slice(inner);
-        Ok(out)
+        let (buf, out) = self.frames.alloc(header_len + inner.len());
+        out[..header_len].copy_from_slice(&headers[..header_len]);
+        out[header_len..].copy_from_slice(inner);
+        Ok(buf)
     }
 }
 

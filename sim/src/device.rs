@@ -105,22 +105,24 @@ impl Transmitted {
             queue: f.queue,
             session: f.session,
             copy: f.copy,
-            len: f.bytes.len(),
+            len: f.buf.len(),
         }
     }
 }
 
 /// Receives the frames the NIC transmits.
 pub trait Sink {
-    /// A frame starts leaving `port` at `start_ps`.
-    fn transmit(&mut self, departure: &Departure);
+    /// A frame, `bytes`, starts leaving its port (`departure.frame.port`) at
+    /// `departure.start_ps`. The bytes live in the model's frame arena: a sink that keeps them
+    /// copies them.
+    fn transmit(&mut self, departure: &Departure, bytes: &[u8]);
 }
 
 /// A sink that only counts (the counters already do).
 pub struct Discard;
 
 impl Sink for Discard {
-    fn transmit(&mut self, _: &Departure) {}
+    fn transmit(&mut self, _: &Departure, _: &[u8]) {}
 }
 
 /// The simulated NIC.
@@ -308,6 +310,8 @@ impl NicModel {
         self.dp.counters.clear();
         self.dp.config = crate::config::RunningConfig::RESET;
         self.sched = Scheduler::new(self.timing);
+        // The frames in the old scheduler's queues are gone with it.
+        self.dp.frames.clear();
         self.reset_count += 1;
         let regs = self.bar.device_view();
         // The host's RESET command and its completion survive the reset.
@@ -745,9 +749,10 @@ impl NicModel {
                     self.sched.in_flight.wire_ps(slot),
                 );
                 self.depart(&tx, true);
-                sink.transmit(self.sched.in_flight.departure(slot));
-                let bytes = self.sched.in_flight.remove(slot);
-                self.dp.pool.put(bytes);
+                let dep = self.sched.in_flight.departure(slot);
+                sink.transmit(dep, self.dp.frames.bytes(dep.frame.buf));
+                let buf = self.sched.in_flight.remove(slot);
+                self.dp.frames.free(buf);
             }
         } else {
             // The same accounting as `depart`, read in place from the in-flight slot (the
@@ -763,15 +768,16 @@ impl NicModel {
                     sched.in_flight.wire_ps(slot),
                     cycle,
                 );
-                sink.transmit(dep);
-                let bytes = sched.in_flight.remove(slot);
-                self.dp.pool.put(bytes);
+                sink.transmit(dep, self.dp.frames.bytes(dep.frame.buf));
+                let buf = sched.in_flight.remove(slot);
+                self.dp.frames.free(buf);
             }
         }
         self.sched.released.clear();
     }
 
     fn late_drop(&mut self, d: &LateDrop) {
+        self.dp.frames.free(d.buf);
         if let Some(s) = d.session {
             let kind = if d.reason == DropReason::MirrorPoliced {
                 SessionCounter::Policed

@@ -6,6 +6,7 @@
 //! - [`dma`]: host memory the device reaches by DMA (the command ring lives there);
 //! - [`datapath`]: what happens to each frame (parse, classify, ACL, map, mirror filter,
 //!   shadow map, encapsulation);
+//! - [`frames`]: the bytes of the frames it builds, in an arena, until they leave;
 //! - [`sched`]: when it happens (FIFOs, pipeline cycles, egress queues, policers, the egress
 //!   scheduler that keeps mirroring from delaying production);
 //! - [`tables`]: table memory and the table commands;
@@ -28,6 +29,7 @@ pub mod device;
 pub mod dma;
 mod fifo;
 pub mod flash;
+pub mod frames;
 mod outer;
 pub mod run;
 pub mod sched;

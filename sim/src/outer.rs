@@ -1,5 +1,5 @@
-//! Outer headers of the tunnels the NIC originates over an IPv4 substrate, written straight
-//! into the frame buffer.
+//! Outer headers of the tunnels the NIC originates over an IPv4 substrate, written in a fixed
+//! layout and copied into the frame at one of two fixed lengths.
 //!
 //! [`shadownet_wire::emit_encap_headers`] is the reference: it handles both families and
 //! checks its arguments, field by field through the wire views. Every frame the model sends
@@ -12,14 +12,29 @@
 use shadownet_wire::{ShadowMetadata, TunnelHeader, geneve};
 
 /// Ethernet + IPv4 + UDP + Geneve with the shadow option: the longest IPv4 outer header.
-const MAX_LEN: usize = 14 + 20 + 8 + geneve::HEADER_LEN + ShadowMetadata::OPTION_LEN;
+pub(crate) const MAX_LEN: usize = 14 + 20 + 8 + geneve::HEADER_LEN + ShadowMetadata::OPTION_LEN;
 
-/// Appends to `out` the outer headers of a tunnel over IPv4 carrying `inner_len` bytes;
-/// returns false, appending nothing, when the parameters are outside the fixed layout.
+/// Ethernet + IPv4 + UDP + VXLAN.
+pub(crate) const VXLAN_LEN: usize = 14 + 20 + 8 + 8;
+
+/// Copies the `len` bytes of outer headers [`ipv4_header`] wrote into the start of `out`:
+/// one of two fixed lengths, so that the copy is a few moves rather than a call.
+#[inline(always)]
+pub(crate) fn put(out: &mut [u8], h: &[u8; MAX_LEN], len: usize) {
+    if len == VXLAN_LEN {
+        out[..VXLAN_LEN].copy_from_slice(&h[..VXLAN_LEN]);
+    } else {
+        out[..MAX_LEN].copy_from_slice(h);
+    }
+}
+
+/// Writes into `h` (all zeros) the outer headers of a tunnel over IPv4 carrying
+/// `inner_len` bytes and returns their length, [`VXLAN_LEN`] or [`MAX_LEN`]; returns `None`,
+/// writing nothing, when the parameters are outside the fixed layout.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(crate) fn push_ipv4(
-    out: &mut Vec<u8>,
+pub(crate) fn ipv4_header(
+    h: &mut [u8; MAX_LEN],
     dst_mac: [u8; 6],
     src_mac: [u8; 6],
     src: [u8; 4],
@@ -29,7 +44,7 @@ pub(crate) fn push_ipv4(
     ttl: u8,
     tunnel: &TunnelHeader,
     inner_len: usize,
-) -> bool {
+) -> Option<usize> {
     let (vni, tunnel_len) = match tunnel {
         TunnelHeader::Vxlan { vni } => (*vni, 8),
         TunnelHeader::Geneve { vni, shadow: None } => (*vni, geneve::HEADER_LEN),
@@ -41,9 +56,8 @@ pub(crate) fn push_ipv4(
     let udp_len = 8 + tunnel_len + inner_len;
     let ip_len = 20 + udp_len;
     if vni > geneve::VNI_MAX || ip_len > u16::MAX as usize {
-        return false;
+        return None;
     }
-    let mut h = [0u8; MAX_LEN];
     h[0..6].copy_from_slice(&dst_mac);
     h[6..12].copy_from_slice(&src_mac);
     h[12] = 0x08;
@@ -87,13 +101,163 @@ pub(crate) fn push_ipv4(
             }
         }
     }
-    // Two fixed lengths, so that the copy is a few moves rather than a call.
-    if tunnel_len == 8 {
-        out.extend_from_slice(&h[..50]);
-    } else {
-        out.extend_from_slice(&h[..MAX_LEN]);
+    Some(14 + 20 + 8 + tunnel_len)
+}
+
+/// What a prepared outer header is for: every input of [`ipv4_header`] but the per-frame
+/// ones (the inner length, the entropy port, the shadow metadata's values) and the TTL,
+/// which is the NIC's constant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Key {
+    pub(crate) dst_mac: [u8; 6],
+    pub(crate) src_mac: [u8; 6],
+    pub(crate) src: [u8; 4],
+    pub(crate) dst: [u8; 4],
+    pub(crate) udp_dst_port: u16,
+    pub(crate) vni: u32,
+    /// 0: VXLAN, 1: Geneve without options, 2: Geneve with the shadow option.
+    pub(crate) kind: u8,
+}
+
+impl Key {
+    /// The tunnel kind of `tunnel` as [`Key::kind`], its VNI and its shadow metadata.
+    #[inline(always)]
+    pub(crate) fn tunnel(tunnel: &TunnelHeader) -> (u8, u32, Option<&ShadowMetadata>) {
+        match tunnel {
+            TunnelHeader::Vxlan { vni } => (0, *vni, None),
+            TunnelHeader::Geneve { vni, shadow: None } => (1, *vni, None),
+            TunnelHeader::Geneve {
+                vni,
+                shadow: Some(m),
+            } => (2, *vni, Some(m)),
+        }
     }
-    true
+}
+
+/// An outer header prepared once for a destination, tunnel and source ([`Key`]): the fixed
+/// layout of [`ipv4_header`] with the per-frame fields left to [`Prepared::write`] — the
+/// IPv4 total length and checksum, the UDP source port and length, the shadow option's data.
+#[derive(Clone, Debug)]
+pub(crate) struct Prepared {
+    key: Key,
+    h: [u8; MAX_LEN],
+    len: usize,
+    /// Ones'-complement sum, not folded, of the IPv4 header's words but the total length
+    /// and the checksum.
+    sum: u32,
+}
+
+impl Prepared {
+    /// The header for `key` with TTL `ttl`; `None` outside the fixed layout (a VNI over 24
+    /// bits).
+    pub(crate) fn new(key: Key, ttl: u8) -> Option<Prepared> {
+        let vni = key.vni;
+        let tunnel = match key.kind {
+            0 => TunnelHeader::Vxlan { vni },
+            1 => TunnelHeader::Geneve { vni, shadow: None },
+            _ => TunnelHeader::Geneve {
+                vni,
+                shadow: Some(ShadowMetadata {
+                    session: 0,
+                    direction: 0,
+                    flags: 0,
+                    sequence: 0,
+                    original_len: 0,
+                }),
+            },
+        };
+        let mut h = [0u8; MAX_LEN];
+        let len = ipv4_header(
+            &mut h,
+            key.dst_mac,
+            key.src_mac,
+            key.src,
+            key.dst,
+            0,
+            key.udp_dst_port,
+            ttl,
+            &tunnel,
+            0,
+        )?;
+        for at in [16, 24, 38] {
+            h[at] = 0;
+            h[at + 1] = 0;
+        }
+        let sum = (14..34)
+            .step_by(2)
+            .map(|i| u32::from(u16::from_be_bytes([h[i], h[i + 1]])))
+            .sum();
+        Some(Prepared { key, h, len, sum })
+    }
+
+    /// What it was prepared for.
+    #[inline(always)]
+    pub(crate) fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// Its length: [`VXLAN_LEN`] or [`MAX_LEN`].
+    #[inline(always)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Writes the header into the start of `out` for a frame of `inner_len` bytes whose
+    /// IPv4 total length (`len() - 14 + inner_len`) the caller checked fits 16 bits; the
+    /// same bytes as [`ipv4_header`].
+    #[inline(always)]
+    pub(crate) fn write(
+        &self,
+        out: &mut [u8],
+        inner_len: usize,
+        udp_src_port: u16,
+        shadow: Option<&ShadowMetadata>,
+    ) {
+        put(out, &self.h, self.len);
+        let udp_len = (self.len - 14 - 20 + inner_len) as u16;
+        let ip_len = udp_len + 20;
+        let mut sum = self.sum + u32::from(ip_len);
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        out[16..18].copy_from_slice(&ip_len.to_be_bytes());
+        out[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        out[34..36].copy_from_slice(&udp_src_port.to_be_bytes());
+        out[38..40].copy_from_slice(&udp_len.to_be_bytes());
+        if let Some(m) = shadow
+            && self.len == MAX_LEN
+        {
+            out[54..66].copy_from_slice(&m.to_data());
+        }
+    }
+}
+
+/// Outer headers prepared per mirror session: a session's copies mostly go to one shadow
+/// node, so its last header is nearly always the next one. An entry is used only for the
+/// exact [`Key`] it was prepared for, so a reprogrammed shadow-map entry, session or port
+/// address simply misses and is prepared again: nothing needs invalidating.
+pub(crate) struct Cache {
+    sessions: Vec<Option<Prepared>>,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache {
+            sessions: vec![None; shadownet_hw::NUM_SESSIONS],
+        }
+    }
+}
+
+impl Cache {
+    /// The prepared header for `key` in `session`'s slot, prepared on a miss; `None` for a
+    /// session number out of range or a key outside the fixed layout.
+    #[inline(always)]
+    pub(crate) fn get(&mut self, session: u16, key: &Key, ttl: u8) -> Option<&Prepared> {
+        let slot = self.sessions.get_mut(session as usize)?;
+        if slot.as_ref().is_none_or(|p| p.key() != key) {
+            *slot = Prepared::new(*key, ttl);
+        }
+        slot.as_ref()
+    }
 }
 
 #[cfg(test)]
@@ -151,26 +315,87 @@ mod tests {
             let mut reference = [0u8; MAX_ENCAP_OVERHEAD];
             let n = emit_encap_headers(&params, &inner, &mut reference).expect("in range");
             prop_assert_eq!(n, encap_overhead(&params));
-            let mut fast = Vec::new();
-            prop_assert!(push_ipv4(
-                &mut fast, macs.1, macs.0, addrs.0, addrs.1, ports.0, ports.1, ttl, &tunnel,
+            let mut h = [0u8; MAX_LEN];
+            let len = ipv4_header(
+                &mut h, macs.1, macs.0, addrs.0, addrs.1, ports.0, ports.1, ttl, &tunnel,
                 inner_len,
-            ));
-            prop_assert_eq!(&fast[..], &reference[..n]);
+            );
+            prop_assert_eq!(len, Some(n));
+            let mut fast = vec![0xAA; n + 3];
+            put(&mut fast, &h, n);
+            prop_assert_eq!(&fast[..n], &reference[..n]);
+            // The prepared header, written for this frame, is the same again.
+            let (kind, vni, shadow) = Key::tunnel(&tunnel);
+            let key = Key {
+                dst_mac: macs.1,
+                src_mac: macs.0,
+                src: addrs.0,
+                dst: addrs.1,
+                udp_dst_port: ports.1,
+                vni,
+                kind,
+            };
+            let prepared = Prepared::new(key, ttl).expect("in range");
+            prop_assert_eq!(prepared.len(), n);
+            let mut again = vec![0x55; n + 3];
+            prepared.write(&mut again, inner_len, ports.0, shadow);
+            prop_assert_eq!(&again[..n], &reference[..n]);
         }
     }
 
     #[test]
+    fn a_session_slot_is_prepared_again_for_another_key() {
+        let key = Key {
+            dst_mac: [2, 0, 0, 0, 0, 3],
+            src_mac: [2, 0, 0, 0, 0, 1],
+            src: [10, 255, 0, 1],
+            dst: [10, 253, 0, 3],
+            udp_dst_port: 6081,
+            vni: 9001,
+            kind: 2,
+        };
+        let mut cache = Cache::default();
+        assert_eq!(cache.get(1, &key, 64).map(|p| *p.key()), Some(key));
+        let moved = Key {
+            dst: [10, 253, 0, 4],
+            ..key
+        };
+        let p = cache.get(1, &moved, 64).expect("in layout");
+        assert_eq!(p.key(), &moved);
+        let mut out = [0u8; MAX_LEN];
+        p.write(&mut out, 0, 1, None);
+        assert_eq!(out[30..34], [10, 253, 0, 4]);
+        assert!(
+            cache
+                .get(shadownet_hw::NUM_SESSIONS as u16, &key, 64)
+                .is_none()
+        );
+        let too_wide = Key {
+            vni: 1 << 24,
+            ..key
+        };
+        assert!(cache.get(1, &too_wide, 64).is_none());
+        // The slot holds the last key asked for, or nothing: never a stale header.
+        assert_eq!(cache.get(1, &key, 64).map(|p| *p.key()), Some(key));
+    }
+
+    #[test]
     fn outside_the_layout_nothing_is_written() {
-        let mut out = Vec::new();
+        let mut h = [0u8; MAX_LEN];
         let big_vni = TunnelHeader::Vxlan { vni: 1 << 24 };
         let vxlan = TunnelHeader::Vxlan { vni: 1 };
-        assert!(!push_ipv4(
-            &mut out, [0; 6], [0; 6], [0; 4], [0; 4], 1, 2, 64, &big_vni, 10
-        ));
-        assert!(!push_ipv4(
-            &mut out, [0; 6], [0; 6], [0; 4], [0; 4], 1, 2, 64, &vxlan, 65_500
-        ));
-        assert!(out.is_empty());
+        assert_eq!(
+            ipv4_header(
+                &mut h, [1; 6], [1; 6], [1; 4], [1; 4], 1, 2, 64, &big_vni, 10
+            ),
+            None
+        );
+        assert_eq!(
+            ipv4_header(
+                &mut h, [1; 6], [1; 6], [1; 4], [1; 4], 1, 2, 64, &vxlan, 65_500
+            ),
+            None
+        );
+        assert_eq!(h, [0; MAX_LEN]);
     }
 }

@@ -135,14 +135,14 @@ impl PcapSink {
 }
 
 impl Sink for PcapSink {
-    fn transmit(&mut self, d: &Departure) {
+    fn transmit(&mut self, d: &Departure, bytes: &[u8]) {
         if self.error.is_some() {
             return;
         }
         let port = d.frame.port;
         let result = self
             .writer(port)
-            .and_then(|w| w.write(d.start_ps / 1000, &d.frame.bytes));
+            .and_then(|w| w.write(d.start_ps / 1000, bytes));
         match result {
             Ok(()) => *self.counts.entry(port).or_default() += 1,
             Err(e) => self.error = Some(e),

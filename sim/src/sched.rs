@@ -25,6 +25,7 @@ use crate::{
     counters::Counters,
     datapath::{OutFrame, Two},
     fifo::{Fifo, Ring},
+    frames::FrameBuf,
     sessions::Sessions,
 };
 
@@ -64,6 +65,8 @@ pub struct LateDrop {
     pub reason: DropReason,
     /// Frame length.
     pub len: usize,
+    /// The frame's bytes, to be freed.
+    pub(crate) buf: FrameBuf,
 }
 
 /// A frame between the pipeline's output and the wire, with its wire time.
@@ -119,10 +122,10 @@ impl InFlight {
         self.slot(i).wire
     }
 
-    /// Frees a slot and hands back its frame's buffer for reuse.
-    pub(crate) fn remove(&mut self, i: u32) -> Vec<u8> {
+    /// Frees a slot and hands back its frame's bytes, to be freed.
+    pub(crate) fn remove(&mut self, i: u32) -> FrameBuf {
         self.free.push(i);
-        std::mem::take(&mut self.slot_mut(i).dep.frame.bytes)
+        self.slot(i).dep.frame.buf
     }
 }
 
@@ -470,7 +473,7 @@ impl Scheduler {
             self.catch_up();
         }
         if let Some(frame) = primary {
-            let beats = self.timing.beats(frame.bytes.len() as u32) as u64;
+            let beats = self.timing.beats(frame.buf.len() as u32) as u64;
             // A redirected frame is built by the mirror engine (shadow map, encapsulation)
             // and then queued as production.
             let ready = if frame.session.is_some() {
@@ -485,7 +488,7 @@ impl Scheduler {
             self.enqueue_primary(packet, ingress_port, ingress, ready, frame);
         }
         for frame in copies.take_all() {
-            let len = frame.bytes.len();
+            let len = frame.buf.len();
             let beats = self.timing.beats(len as u32) as u64;
             let write = (admit + self.mirror_latency).max(self.mirror_output_free);
             let ready = write + beats * self.cycle;
@@ -501,6 +504,7 @@ impl Scheduler {
                 at_ps: ready,
                 reason,
                 len,
+                buf: frame.buf,
             };
             if !self.policers[session as usize].conform(
                 cfg.policer_mbps,
@@ -593,7 +597,7 @@ impl Scheduler {
         frame: OutFrame,
     ) {
         let p = frame.port.index();
-        let len = frame.bytes.len();
+        let len = frame.buf.len();
         let wire = self.wire_ps(frame.port, len);
         let cap = self.timing.primary_queue_bytes as u64;
         let e = &mut self.ports[p];
@@ -610,6 +614,7 @@ impl Scheduler {
                 at_ps: ready,
                 reason: DropReason::PrimaryQueueFull,
                 len,
+                buf: frame.buf,
             });
             return;
         }
@@ -734,9 +739,8 @@ impl Scheduler {
                         at_ps: r,
                         reason: DropReason::MirrorQueueFull,
                         len: len as usize,
+                        buf: frames.remove(a.slot),
                     });
-                    // The frame is gone: its buffer is not worth recycling on this rare path.
-                    frames.remove(a.slot);
                     if e.queued == 0 {
                         e.copies.drop_front();
                     } else if let Some(mark) = e.copies.get_mut(e.queued) {

@@ -80,7 +80,7 @@ pub struct Sent {
 pub struct Collect(pub Vec<Sent>);
 
 impl Sink for Collect {
-    fn transmit(&mut self, d: &Departure) {
+    fn transmit(&mut self, d: &Departure, bytes: &[u8]) {
         self.0.push(Sent {
             port: d.frame.port,
             mirror: d.frame.queue == Queue::Mirror,
@@ -88,7 +88,7 @@ impl Sink for Collect {
             start_ps: d.start_ps,
             ingress_ps: d.ingress_ps,
             packet: d.packet,
-            bytes: d.frame.bytes.clone(),
+            bytes: bytes.to_vec(),
         });
     }
 }

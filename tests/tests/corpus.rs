@@ -61,7 +61,7 @@ struct Tally {
 }
 
 impl Sink for Tally {
-    fn transmit(&mut self, d: &Departure) {
+    fn transmit(&mut self, d: &Departure, _: &[u8]) {
         *self
             .classes
             .entry(Class::of(d.ingress_port, &d.frame))
@@ -111,6 +111,13 @@ fn run_one(lab: &mut Lab, entry: &Entry, port: Port, pacing: Pacing) -> Result<O
         }
     };
     assert_eq!(reports.len(), 1, "one report per input");
+    // Every frame the model built left or was dropped, and either way gave its bytes back.
+    let held = lab.model().dp.frames.live();
+    if held != 0 {
+        return Err(format!(
+            "{held} frames still held in the frame arena after the run"
+        ));
+    }
     let after = lab.counts();
     Ok(Outcome {
         report: reports.into_iter().next().expect("one report"),

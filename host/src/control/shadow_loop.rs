@@ -330,12 +330,12 @@ struct Sent {
 struct Collect(Vec<Sent>);
 
 impl Sink for Collect {
-    fn transmit(&mut self, d: &Departure) {
+    fn transmit(&mut self, d: &Departure, bytes: &[u8]) {
         self.0.push(Sent {
             port: d.frame.port,
             copy: d.frame.copy,
             start_ps: d.start_ps,
-            bytes: d.frame.bytes.clone(),
+            bytes: bytes.to_vec(),
         });
     }
 }

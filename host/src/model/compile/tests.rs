@@ -449,12 +449,9 @@ fn invalid_documents_are_reported_with_their_place() {
 struct Collect(Vec<(Port, bool, Vec<u8>)>);
 
 impl Sink for Collect {
-    fn transmit(&mut self, d: &Departure) {
-        self.0.push((
-            d.frame.port,
-            d.frame.queue == Queue::Mirror,
-            d.frame.bytes.clone(),
-        ));
+    fn transmit(&mut self, d: &Departure, bytes: &[u8]) {
+        self.0
+            .push((d.frame.port, d.frame.queue == Queue::Mirror, bytes.to_vec()));
     }
 }
 

@@ -1,0 +1,271 @@
+//! The bytes of the frames the NIC builds, between the data path that builds them and the
+//! sink that receives them: a byte arena in fixed-size chunks, each frame a [`FrameBuf`]
+//! view into it.
+//!
+//! A frame is written once, at its exact length, where the arena's current chunk has room;
+//! the scheduler and the in-flight records move only the 12-byte view, and the departure
+//! frees it. A chunk counts the frames it holds and is reused as soon as the last one is
+//! freed — at once when it is the chunk being filled, so that with a few frames in flight
+//! the same chunk is rewritten and stays in the cache. Frames leave roughly in the order
+//! they were built, so a chunk empties soon after the next one starts filling; a frame held
+//! long (a copy waiting for a gap) keeps only its own chunk.
+
+/// Bytes per chunk: a few hundred minimum-size frames, and the largest jumbo frame. A frame
+/// longer than this gets a chunk of its own length.
+const CHUNK: usize = 64 * 1024;
+
+/// Where a frame's bytes are in [`Frames`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameBuf {
+    chunk: u32,
+    offset: u32,
+    len: u32,
+}
+
+impl FrameBuf {
+    /// The frame's length in bytes.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the frame has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+struct Chunk {
+    bytes: Box<[u8]>,
+    /// Bytes handed out from the start.
+    used: usize,
+    /// Frames handed out and not yet freed.
+    live: u32,
+}
+
+impl Chunk {
+    fn new(size: usize) -> Chunk {
+        Chunk {
+            bytes: vec![0; size].into_boxed_slice(),
+            used: 0,
+            live: 0,
+        }
+    }
+}
+
+/// The frame arena (see the module documentation).
+pub struct Frames {
+    chunks: Vec<Chunk>,
+    /// Chunks holding no frame, other than the current one.
+    free: Vec<u32>,
+    /// The chunk being filled.
+    current: u32,
+}
+
+impl Default for Frames {
+    fn default() -> Self {
+        Frames::new()
+    }
+}
+
+impl Frames {
+    /// An arena with one empty chunk.
+    pub fn new() -> Frames {
+        Frames {
+            chunks: vec![Chunk::new(CHUNK)],
+            free: Vec::new(),
+            current: 0,
+        }
+    }
+
+    /// A new frame of exactly `len` bytes (their contents unspecified: the caller writes
+    /// every byte), and where it is.
+    #[inline(always)]
+    pub fn alloc(&mut self, len: usize) -> (FrameBuf, &mut [u8]) {
+        let current = self.current;
+        let c = &self.chunks[current as usize];
+        if len > c.bytes.len() - c.used {
+            return self.alloc_in_next(len);
+        }
+        let c = &mut self.chunks[current as usize];
+        let offset = c.used;
+        c.used = offset + len;
+        c.live += 1;
+        let buf = FrameBuf {
+            chunk: current,
+            offset: offset as u32,
+            len: len as u32,
+        };
+        (buf, &mut c.bytes[offset..offset + len])
+    }
+
+    /// [`Frames::alloc`] when the current chunk has no room: the next chunk is an empty one
+    /// big enough (the current one itself when it holds nothing), or a new one.
+    #[cold]
+    #[inline(never)]
+    fn alloc_in_next(&mut self, len: usize) -> (FrameBuf, &mut [u8]) {
+        let reuse_current = self.chunks[self.current as usize].live == 0
+            && self.chunks[self.current as usize].bytes.len() >= len;
+        if !reuse_current {
+            let next = match self
+                .free
+                .iter()
+                .position(|&i| self.chunks[i as usize].bytes.len() >= len)
+            {
+                Some(k) => self.free.swap_remove(k),
+                None => {
+                    self.chunks.push(Chunk::new(len.max(CHUNK)));
+                    (self.chunks.len() - 1) as u32
+                }
+            };
+            if self.chunks[self.current as usize].live == 0 {
+                self.free.push(self.current);
+            }
+            self.current = next;
+        }
+        let current = self.current;
+        let c = &mut self.chunks[current as usize];
+        c.used = len;
+        c.live += 1;
+        let buf = FrameBuf {
+            chunk: current,
+            offset: 0,
+            len: len as u32,
+        };
+        (buf, &mut c.bytes[..len])
+    }
+
+    /// The bytes of `buf`.
+    #[inline(always)]
+    pub fn bytes(&self, buf: FrameBuf) -> &[u8] {
+        let start = buf.offset as usize;
+        &self.chunks[buf.chunk as usize].bytes[start..start + buf.len as usize]
+    }
+
+    /// Frees `buf`, which must not be used again.
+    #[inline(always)]
+    pub fn free(&mut self, buf: FrameBuf) {
+        let c = &mut self.chunks[buf.chunk as usize];
+        c.live -= 1;
+        if c.live == 0 {
+            if buf.chunk == self.current {
+                c.used = 0;
+            } else {
+                self.free.push(buf.chunk);
+            }
+        }
+    }
+
+    /// Forgets every frame (a reset of the NIC, whose queues are gone): every chunk is free.
+    pub fn clear(&mut self) {
+        self.free.clear();
+        for (i, c) in self.chunks.iter_mut().enumerate() {
+            c.used = 0;
+            c.live = 0;
+            if i as u32 != self.current {
+                self.free.push(i as u32);
+            }
+        }
+    }
+
+    /// Frames allocated and not yet freed: none once a run has finished (every frame built
+    /// was transmitted or dropped).
+    pub fn live(&self) -> usize {
+        self.chunks.iter().map(|c| c.live as usize).sum()
+    }
+
+    /// Bytes the arena holds in all its chunks, used or not.
+    pub fn capacity(&self) -> usize {
+        self.chunks.iter().map(|c| c.bytes.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(frames: &mut Frames, len: usize, fill: u8) -> FrameBuf {
+        let (buf, bytes) = frames.alloc(len);
+        bytes.fill(fill);
+        buf
+    }
+
+    #[test]
+    fn frames_keep_their_bytes_while_others_come_and_go() {
+        let mut f = Frames::new();
+        let mut live = std::collections::VecDeque::new();
+        // Far more bytes than a chunk, freed in order with up to 40 frames in flight.
+        for i in 0..20_000u32 {
+            let len = 60 + (i as usize * 37) % 1500;
+            live.push_back((frame(&mut f, len, i as u8), len, i as u8));
+            if live.len() > 40 {
+                let (buf, len, fill) = live.pop_front().expect("non-empty");
+                assert_eq!(f.bytes(buf), &vec![fill; len][..]);
+                f.free(buf);
+            }
+        }
+        assert_eq!(f.live(), live.len());
+        for (buf, len, fill) in live {
+            assert_eq!(f.bytes(buf), &vec![fill; len][..]);
+            f.free(buf);
+        }
+        assert_eq!(f.live(), 0);
+        // 40 frames of at most 1.5 KB fit in one chunk: the arena did not grow beyond two.
+        assert!(f.capacity() <= 2 * CHUNK, "{} bytes", f.capacity());
+    }
+
+    #[test]
+    fn the_current_chunk_is_rewritten_once_empty() {
+        let mut f = Frames::new();
+        let a = frame(&mut f, 100, 1);
+        f.free(a);
+        let b = frame(&mut f, 100, 2);
+        assert_eq!(a, b);
+        assert_eq!(f.bytes(b), &[2; 100][..]);
+    }
+
+    #[test]
+    fn a_frame_held_long_keeps_only_its_chunk() {
+        let mut f = Frames::new();
+        let held = frame(&mut f, 1000, 7);
+        for i in 0..10_000u32 {
+            let b = frame(&mut f, 1500, i as u8);
+            f.free(b);
+        }
+        assert_eq!(f.bytes(held), &[7; 1000][..]);
+        assert!(f.capacity() <= 2 * CHUNK, "{} bytes", f.capacity());
+        f.free(held);
+    }
+
+    #[test]
+    fn frames_longer_than_a_chunk_get_their_own() {
+        let mut f = Frames::new();
+        let small = frame(&mut f, 10, 1);
+        let big = frame(&mut f, 3 * CHUNK, 2);
+        let after = frame(&mut f, 10, 3);
+        assert_eq!(f.bytes(small), &[1; 10][..]);
+        assert_eq!(f.bytes(big).len(), 3 * CHUNK);
+        assert!(f.bytes(big).iter().all(|&b| b == 2));
+        assert_eq!(f.bytes(after), &[3; 10][..]);
+        for b in [small, big, after] {
+            f.free(b);
+        }
+        let empty = frame(&mut f, 0, 0);
+        assert!(empty.is_empty());
+        assert_eq!(f.bytes(empty), &[] as &[u8]);
+    }
+
+    #[test]
+    fn clear_frees_every_chunk() {
+        let mut f = Frames::new();
+        for _ in 0..100 {
+            frame(&mut f, 1500, 0);
+        }
+        let before = f.capacity();
+        f.clear();
+        for _ in 0..100 {
+            frame(&mut f, 1500, 0);
+        }
+        assert_eq!(f.capacity(), before);
+    }
+}
