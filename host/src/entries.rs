@@ -97,6 +97,8 @@ pub(crate) struct RuleFields {
     pub sport: PortRange,
     /// Destination ports.
     pub dport: PortRange,
+    /// Only TCP connection attempts (SYN without ACK).
+    pub tcp_syn: bool,
 }
 
 impl RuleFields {
@@ -118,6 +120,7 @@ impl RuleFields {
             dst: self.dst,
             sport: self.sport,
             dport: self.dport,
+            tcp_syn: self.tcp_syn,
         };
         rule.validate()
             .map_err(|e| format!("{e}; this rule could never match"))?;

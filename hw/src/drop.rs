@@ -55,6 +55,8 @@ pub enum DropReason {
     ReleaseUnauthorized = 20,
     /// A release naming a session that is not an enabled redirect-mode session.
     ReleaseNotRedirect = 21,
+    /// An ACL rule with verdict police matched and its token bucket was empty.
+    AclPoliced = 22,
     /// The mirror filter names a disabled session.
     MirrorSessionDisabled = 32,
     /// The session's policer had no tokens for the copy.
@@ -74,7 +76,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in code order.
-    pub const ALL: [DropReason; 27] = [
+    pub const ALL: [DropReason; 28] = [
         DropReason::DeviceDisabled,
         DropReason::UnsupportedLinkType,
         DropReason::MalformedL2,
@@ -96,6 +98,7 @@ impl DropReason {
         DropReason::UnsupportedTunnelPayload,
         DropReason::ReleaseUnauthorized,
         DropReason::ReleaseNotRedirect,
+        DropReason::AclPoliced,
         DropReason::MirrorSessionDisabled,
         DropReason::MirrorPoliced,
         DropReason::MirrorQueueFull,
@@ -146,6 +149,7 @@ impl DropReason {
             DropReason::UnsupportedTunnelPayload => "unsupported_tunnel_payload",
             DropReason::ReleaseUnauthorized => "release_unauthorized",
             DropReason::ReleaseNotRedirect => "release_not_redirect",
+            DropReason::AclPoliced => "acl_policed",
             DropReason::MirrorSessionDisabled => "mirror_session_disabled",
             DropReason::MirrorPoliced => "mirror_policed",
             DropReason::MirrorQueueFull => "mirror_queue_full",

@@ -34,7 +34,7 @@ use shadownet_hw::{
     table::TableId,
 };
 use shadownet_wire::{
-    EncapParams, EthernetAddress, L3, Layer, MAX_ENCAP_OVERHEAD, ParseConfig, ParseError,
+    EncapParams, EthernetAddress, L3, L4, Layer, MAX_ENCAP_OVERHEAD, ParseConfig, ParseError,
     ShadowMetadata, TunnelHeader, TunnelKind, emit_encap_headers, encap_overhead,
     flow_entropy_port,
     geneve::{SHADOW_FLAG_REDIRECTED, SHADOW_FLAG_RELEASED, SHADOW_FLAG_TRUNCATED},
@@ -242,6 +242,8 @@ pub struct Datapath {
     pub frames: Frames,
     /// Outer headers prepared per mirror session.
     outer: crate::outer::Cache,
+    /// When the frame being processed was admitted (ps): the clock of the ACL's police rules.
+    pub admitted_ps: u64,
 }
 
 /// The network a frame belongs to, as the VNI table says.
@@ -309,6 +311,7 @@ impl Datapath {
             counters: Counters::default(),
             frames: Frames::new(),
             outer: crate::outer::Cache::default(),
+            admitted_ps: 0,
         }
     }
 
@@ -508,7 +511,7 @@ impl Datapath {
             .mirror_filters
             .classifier()
             .lookup_with(v as u32, || {
-                PacketKey::new(&h.src, &h.dst, h.protocol, h.ports(), dir)
+                PacketKey::new(&h.src, &h.dst, h.protocol, h.ports(), dir, is_syn(h))
             })
             .map(|r| (r.slot, r.action))
     }
@@ -561,25 +564,35 @@ impl Datapath {
             .acl
             .classifier()
             .lookup_with(net.vni, || {
-                PacketKey::new(&h.src, &h.dst, h.protocol, h.ports(), dir)
+                PacketKey::new(&h.src, &h.dst, h.protocol, h.ports(), dir, is_syn(h))
             })
             .map(|r| (r.slot, r.action));
         self.counters.lookup(TableId::Acl, hit.is_some());
         match hit {
             Some((slot, a)) => {
-                let deny = a.verdict == Verdict::Deny;
+                let (verdict, outcome) = match a.verdict {
+                    Verdict::Allow => ("allow", Ok(())),
+                    Verdict::Deny => ("deny", Err(DropReason::AclDeny)),
+                    Verdict::Police { rate_pps, burst } => {
+                        if self
+                            .tables
+                            .acl
+                            .police(slot, rate_pps, burst, self.admitted_ps)
+                        {
+                            ("police: pass", Ok(()))
+                        } else {
+                            ("police: drop", Err(DropReason::AclPoliced))
+                        }
+                    }
+                };
                 cx.event(Event::rule(
                     Stage::Acl,
                     TableId::Acl,
                     slot,
                     a.rule_id,
-                    if deny { "deny" } else { "allow" },
+                    verdict,
                 ));
-                if deny {
-                    Err(DropReason::AclDeny)
-                } else {
-                    Ok(())
-                }
+                outcome
             }
             None => {
                 let deny = match dir {
@@ -1308,4 +1321,12 @@ impl FrameContext<'_> {
             ev.push(e);
         }
     }
+}
+
+/// Whether `h` is a TCP connection attempt (SYN set, ACK clear): what rules limited to
+/// connection attempts match.
+#[inline]
+fn is_syn(h: &Headers) -> bool {
+    use shadownet_wire::tcp::flags::{ACK, SYN};
+    matches!(h.l4, L4::Tcp { flags, .. } if flags & (SYN | ACK) == SYN)
 }

@@ -636,6 +636,7 @@ impl NicModel {
             }
         };
         self.events.clear();
+        self.dp.admitted_ps = admit;
         let mut decision = self.dp.process(
             port,
             frame,

@@ -786,3 +786,103 @@ fn the_openapi_document_lists_every_route() {
     assert!(doc["components"]["schemas"]["Network"].is_object());
     assert!(doc["components"]["schemas"]["Problem"].is_object());
 }
+
+#[test]
+fn a_rate_limited_security_rule_polices_new_connections_in_the_nic() {
+    use shadownet_capture::PcapWriter;
+    use shadownet_host::reconcile::read_back;
+    use shadownet_hw::{counters::drop_reason, drop::DropReason, layout::acl::Verdict};
+    use shadownet_tests::packet::{Builder, mac};
+    use shadownet_wire::tcp::flags::{ACK, PSH, SYN};
+
+    let d = TestDaemon::start("cp-rate-limit");
+    let token = d.tenant("acme", json!({}));
+    let acme = d.client(&token);
+    let mut net = two_tier("shop", 5001);
+    // web1 and web2 may open at most 100 database connections a second (10 back to back).
+    net["security_groups"][0]["rules"]
+        .as_array_mut()
+        .expect("rules")
+        .push(
+            json!({"direction": "from_node", "protocol": "tcp", "ports": "5432",
+            "action": "allow", "priority": 300, "connections_only": true,
+            "rate_limit": {"pps": 100, "burst": 10}}),
+        );
+    acme.send("POST", "/v1/networks", &net, &[])
+        .expect("network");
+    let tables = d
+        .ctl
+        .call_blocking(|c| read_back(c.nic()))
+        .expect("controller")
+        .expect("read back");
+    let police: Vec<_> = tables
+        .acl
+        .values()
+        .filter(|r| {
+            r.action.verdict
+                == Verdict::Police {
+                    rate_pps: 100,
+                    burst: 10,
+                }
+        })
+        .collect();
+    assert_eq!(police.len(), 2, "one per member node: {police:?}");
+    assert!(police.iter().all(|r| r.matches.tcp_syn));
+    // A rate limit on a protocol without connections is refused, naming the field.
+    let mut bad = net.clone();
+    bad["name"] = json!("shop2");
+    bad["vni"] = json!(5002);
+    bad["security_groups"][0]["rules"][2]["protocol"] = json!("udp");
+    let err = acme
+        .send("POST", "/v1/networks", &bad, &[])
+        .expect_err("udp connections");
+    assert_eq!(status_of(&err), 422);
+    assert!(
+        err.to_string()
+            .contains("security_groups/0/rules/2/connections_only"),
+        "{err}"
+    );
+
+    // web1 opens 50 connections a millisecond apart, each followed by a data segment.
+    let capture = d.data.join("connections.pcap");
+    let mut w = PcapWriter::create(&capture, 65_535).expect("pcap");
+    let base = 1_700_000_000_000_000_000u64;
+    for i in 0..50u64 {
+        let seg = |flags| {
+            Builder::tcp("192.168.10.11", "192.168.10.21", 40_000 + i as u16, 5432)
+                .macs(mac(0x11), mac(0x21))
+                .flags(flags)
+                .build()
+        };
+        w.write(base + i * 1_000_000, &seg(SYN)).expect("syn");
+        w.write(base + i * 1_000_000 + 500_000, &seg(ACK | PSH))
+            .expect("data");
+    }
+    w.finish().expect("finish");
+    let bytes = std::fs::read(&capture).expect("capture");
+    let before = d
+        .ctl
+        .call_blocking(|c| c.nic().snapshot_counters())
+        .expect("controller")
+        .expect("counters");
+    d.admin()
+        .send_bytes(
+            "/v1/sim/inject?port=web1",
+            "application/vnd.tcpdump.pcap",
+            &bytes,
+        )
+        .expect("injected");
+    let after = d
+        .ctl
+        .call_blocking(|c| c.nic().snapshot_counters())
+        .expect("controller")
+        .expect("counters");
+    let policed = after.get(drop_reason(DropReason::AclPoliced))
+        - before.get(drop_reason(DropReason::AclPoliced));
+    // The burst of 10, then one token every 10 ms over the 49 ms that follow: 4 more.
+    assert_eq!(policed, 50 - 14, "only connection attempts are policed");
+    assert_eq!(
+        after.get(drop_reason(DropReason::AclDeny)),
+        before.get(drop_reason(DropReason::AclDeny))
+    );
+}

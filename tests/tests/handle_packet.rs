@@ -26,7 +26,7 @@ use shadownet_tests::{
 };
 use shadownet_wire::{
     SHADOW_DIRECTION_FROM_VM, SHADOW_DIRECTION_TO_VM, SHADOW_FLAG_REDIRECTED,
-    SHADOW_FLAG_TRUNCATED, ShadowMetadata, TunnelKind,
+    SHADOW_FLAG_TRUNCATED, ShadowMetadata, TunnelKind, tcp,
 };
 
 const VF0: Port = Port::Vport(0);
@@ -478,6 +478,55 @@ fn acl_deny_drops_counts_and_makes_no_copy() {
     // Other ports pass.
     let sent = lab.send(VF0, &Builder::tcp(WEB1, DB1, 40_000, 80).build());
     assert_eq!(sent.len(), 2);
+}
+
+#[test]
+fn acl_police_rate_limits_connection_attempts_only() {
+    let mut lab = Lab::new();
+    // At most 5 back to back, then 1,000 new SSH connections a second.
+    let syn_only = RuleMatch {
+        tcp_syn: true,
+        ..match_port(6, 22, 22)
+    };
+    let police = Verdict::Police {
+        rate_pps: 1000,
+        burst: 5,
+    };
+    lab.nic
+        .write_acl(0, &acl(10, police, 7, syn_only))
+        .expect("acl");
+    let syn = |sport| {
+        Builder::tcp(WEB1, DB1, sport, 22)
+            .flags(tcp::flags::SYN)
+            .build()
+    };
+    // 20 attempts a microsecond apart: the burst passes, the rest is policed.
+    let passed: usize = (0..20)
+        .map(|i| production(&lab.send(VF0, &syn(40_000 + i))).len())
+        .sum();
+    assert_eq!(passed, 5);
+    let c = lab.counts();
+    assert_eq!(c.drop(DropReason::AclPoliced), 15);
+    assert_eq!(c.port(VF0, PortCounter::RxDrops), 15);
+    assert_eq!(c.drops(), [(DropReason::AclPoliced, 15)]);
+    // Segments of established connections (ACK set) are not connection attempts: the
+    // rule does not see them, however empty its bucket.
+    let ack = Builder::tcp(WEB1, DB1, 40_000, 22)
+        .flags(tcp::flags::ACK | tcp::flags::PSH)
+        .build();
+    assert_eq!(production(&lab.send(VF0, &ack)).len(), 1);
+    // 3 ms later the bucket has 3 tokens again.
+    lab.now_ps += 3_000_000_000;
+    let passed: usize = (0..5)
+        .map(|i| production(&lab.send(VF0, &syn(41_000 + i))).len())
+        .sum();
+    assert_eq!(passed, 3);
+    // Writing the slot again fills its bucket.
+    lab.nic
+        .write_acl(0, &acl(10, police, 7, syn_only))
+        .expect("acl");
+    assert_eq!(production(&lab.send(VF0, &syn(42_000))).len(), 1);
+    assert_eq!(lab.counts().drop(DropReason::AclPoliced), 17);
 }
 
 #[test]

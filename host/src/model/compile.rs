@@ -539,12 +539,17 @@ impl Builder<'_> {
                     dst: None,
                     sport: shadownet_hw::layout::PortRange::ANY,
                     dport: ports,
+                    tcp_syn: r.connections_only,
                 };
                 let action = AclAction {
                     priority: r.priority,
-                    verdict: match r.action {
-                        RuleAction::Allow => Verdict::Allow,
-                        RuleAction::Deny => Verdict::Deny,
+                    verdict: match (r.action, r.rate_limit) {
+                        (RuleAction::Allow, Some(l)) => Verdict::Police {
+                            rate_pps: l.pps,
+                            burst: l.burst(),
+                        },
+                        (RuleAction::Allow, None) => Verdict::Allow,
+                        (RuleAction::Deny, _) => Verdict::Deny,
                     },
                     rule_id: 0,
                 };
@@ -591,6 +596,7 @@ impl Builder<'_> {
                 dst: to,
                 sport: shadownet_hw::layout::PortRange::ANY,
                 dport,
+                tcp_syn: false,
             };
             let Ok(matches) = fields.scoped(Some(n.vni)) else {
                 continue;
@@ -641,6 +647,7 @@ impl Builder<'_> {
                     dst: None,
                     sport: shadownet_hw::layout::PortRange::ANY,
                     dport: shadownet_hw::layout::PortRange::ANY,
+                    tcp_syn: false,
                 };
                 let action = AclAction {
                     priority: u16::MAX,
@@ -820,6 +827,7 @@ impl Builder<'_> {
                 dst,
                 sport,
                 dport,
+                tcp_syn: false,
             };
             let targets: Vec<(&str, u16)> = match &r.node {
                 Some(name) => vports

@@ -45,6 +45,8 @@ pub fn rule(
         ports: Some(ports.into()),
         action,
         priority,
+        rate_limit: None,
+        connections_only: false,
     }
 }
 

@@ -208,6 +208,32 @@ pub struct SecurityRule {
     /// Higher wins; 0 to 65535.
     #[serde(default = "default_priority")]
     pub priority: u16,
+    /// With `allow`: let at most this through (the NIC polices it), the rest is dropped
+    /// and counted as `acl_policed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Only TCP connection attempts (SYN without ACK) match; needs protocol `tcp`. With a
+    /// rate limit: new connections a second, whatever the established ones carry.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub connections_only: bool,
+}
+
+/// A security rule's rate limit: a token bucket in the NIC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Packets a second let through once the burst is spent; at least 1.
+    pub pps: u32,
+    /// Packets let through back to back; at least 1 (default: one second's worth).
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+impl RateLimit {
+    /// The burst, defaulted.
+    pub fn burst(&self) -> u32 {
+        self.burst.unwrap_or(self.pps).max(1)
+    }
 }
 
 fn default_priority() -> u16 {

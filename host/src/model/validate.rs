@@ -27,7 +27,7 @@ use utoipa::ToSchema;
 
 use super::{
     AnalysisNode, Automation, Endpoint, HONEYPOT_KIND, MirrorDirection, MirrorRule, Network,
-    NextHop, SecurityRule, ShadowSpec, Tenant,
+    NextHop, RuleAction, SecurityRule, ShadowSpec, Tenant,
 };
 use crate::{
     analysis::honeypot::MAX_BANNER,
@@ -244,6 +244,8 @@ struct ParsedRule {
     remote: Option<Prefix>,
     ports: PortRange,
     priority: u16,
+    /// Only TCP connection attempts.
+    connections_only: bool,
 }
 
 fn prefix_covers(outer: Option<Prefix>, inner: Option<Prefix>) -> bool {
@@ -264,6 +266,7 @@ impl ParsedRule {
             && prefix_covers(self.remote, other.remote)
             && self.ports.lo <= other.ports.lo
             && other.ports.hi <= self.ports.hi
+            && (!self.connections_only || other.connections_only)
     }
 }
 
@@ -651,7 +654,37 @@ fn security_rule(
         Some(s) => e.ok(join(at, "ports"), entries::parse_ports(s)),
         None => Some(PortRange::ANY),
     };
+    if let Some(l) = &r.rate_limit {
+        if r.action != RuleAction::Allow {
+            e.push(
+                join(at, "rate_limit"),
+                "a rate limit lets traffic through up to a rate: it needs action 'allow'",
+            );
+        }
+        if l.pps == 0 {
+            e.push(
+                join(at, "rate_limit/pps"),
+                "0 packets a second lets nothing through; use action 'deny'",
+            );
+        }
+        if l.burst == Some(0) {
+            e.push(
+                join(at, "rate_limit/burst"),
+                "a burst of 0 packets lets nothing through; leave it out for one second's worth",
+            );
+        }
+    }
     let (protocol, remote, ports) = (protocol?, remote?, ports?);
+    if r.connections_only && protocol != Some(6) {
+        e.push(
+            join(at, "connections_only"),
+            format!(
+                "connection attempts are TCP: needs protocol 'tcp', not '{}'",
+                r.protocol.as_deref().unwrap_or("any")
+            ),
+        );
+        return None;
+    }
     if !ports.is_any() && !entries::protocol_has_ports(protocol) {
         e.push(
             join(at, "ports"),
@@ -668,6 +701,7 @@ fn security_rule(
         remote,
         ports,
         priority: r.priority,
+        connections_only: r.connections_only,
     })
 }
 
@@ -721,6 +755,7 @@ fn mirror_rule(e: &mut Errors, at: &str, r: &MirrorRule, nodes: Option<&BTreeSet
             dst,
             sport,
             dport,
+            tcp_syn: false,
         };
         if let Err(m) = fields.scoped(None) {
             let field = if sport.is_any() && dport.is_any() {

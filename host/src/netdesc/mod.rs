@@ -967,6 +967,7 @@ impl Compiler<'_> {
             dst,
             sport,
             dport,
+            tcp_syn: false,
         };
         self.ok(line, what, fields.scoped(scope))
     }

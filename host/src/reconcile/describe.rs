@@ -136,7 +136,7 @@ fn matches(m: &RuleMatch, scope: &str) -> String {
             .unwrap_or_else(|| "any".to_string())
     };
     format!(
-        "{scope} {} {}{} proto {} src {} dst {} sport {} dport {}",
+        "{scope} {} {}{} proto {}{} src {} dst {} sport {} dport {}",
         m.scope
             .map(|s| s.to_string())
             .unwrap_or_else(|| "any".to_string()),
@@ -153,6 +153,7 @@ fn matches(m: &RuleMatch, scope: &str) -> String {
         m.protocol
             .map(|p| p.to_string())
             .unwrap_or_else(|| "any".to_string()),
+        if m.tcp_syn { " syn" } else { "" },
         prefix(m.src),
         prefix(m.dst),
         ports(m.sport),
@@ -165,8 +166,11 @@ impl Describe for AclRule {
         format!(
             "{} priority {} rule {}: {}",
             match self.action.verdict {
-                Verdict::Allow => "allow",
-                Verdict::Deny => "deny",
+                Verdict::Allow => "allow".to_string(),
+                Verdict::Deny => "deny".to_string(),
+                Verdict::Police { rate_pps, burst } => {
+                    format!("police {rate_pps} pps burst {burst}")
+                }
             },
             self.action.priority,
             self.action.rule_id,

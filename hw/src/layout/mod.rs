@@ -76,6 +76,11 @@ pub enum LayoutError {
     VportOutOfRange(u16),
     /// A mirror session number beyond the device's sessions.
     SessionOutOfRange(u16),
+    /// An ACL police rule with a rate or burst of zero packets (it would drop everything;
+    /// deny says that).
+    PoliceZero(&'static str),
+    /// A rule limited to TCP connection attempts whose protocol is not TCP.
+    SynNeedsTcp,
 }
 
 impl core::error::Error for LayoutError {}
@@ -111,6 +116,12 @@ impl core::fmt::Display for LayoutError {
             }
             LayoutError::VportOutOfRange(v) => write!(f, "vport {v} does not exist"),
             LayoutError::SessionOutOfRange(s) => write!(f, "mirror session {s} does not exist"),
+            LayoutError::SynNeedsTcp => {
+                f.write_str("a rule for TCP connection attempts needs protocol 6 (tcp)")
+            }
+            LayoutError::PoliceZero(what) => {
+                write!(f, "a police rule's {what} must be at least one packet")
+            }
         }
     }
 }

@@ -9,7 +9,8 @@
 //! | 37     | destination prefix length on the 128-bit form (0 = any)                |
 //! | 38     | IP protocol                                                            |
 //! | 39     | flags: 0x01 scope any, 0x02 protocol any, 0x04 toward the VM,          |
-//! |        | 0x08 from the VM, 0x30 family (0x00 any, 0x10 IPv4, 0x20 IPv6)         |
+//! |        | 0x08 from the VM, 0x30 family (0x00 any, 0x10 IPv4, 0x20 IPv6),        |
+//! |        | 0x40 TCP connection attempts only (SYN set, ACK clear; protocol 6)     |
 //! | 40..44 | source port range lo, hi (u16 LE each)                                 |
 //! | 44..48 | destination port range lo, hi (u16 LE each)                            |
 //!
@@ -47,7 +48,8 @@ const FLAG_FROM_VM: u8 = 0x08;
 const FAMILY_MASK: u8 = 0x30;
 const FAMILY_V4: u8 = 0x10;
 const FAMILY_V6: u8 = 0x20;
-const FLAGS_DEFINED: u8 = 0x3F;
+const FLAG_TCP_SYN: u8 = 0x40;
+const FLAGS_DEFINED: u8 = 0x7F;
 
 /// Direction of a packet relative to the VM whose port it crosses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -129,6 +131,8 @@ pub struct RuleMatch {
     pub sport: PortRange,
     /// Destination ports.
     pub dport: PortRange,
+    /// Only TCP segments with SYN set and ACK clear (connection attempts); needs protocol 6.
+    pub tcp_syn: bool,
 }
 
 impl RuleMatch {
@@ -142,6 +146,7 @@ impl RuleMatch {
         dst: None,
         sport: PortRange::ANY,
         dport: PortRange::ANY,
+        tcp_syn: false,
     };
 
     /// The family the rule really applies to, taking the prefixes into account; `Err` when
@@ -166,6 +171,9 @@ impl RuleMatch {
     /// Checks the rule can be stored.
     pub fn validate(&self) -> Result<(), LayoutError> {
         self.effective_family()?;
+        if self.tcp_syn && self.protocol != Some(6) {
+            return Err(LayoutError::SynNeedsTcp);
+        }
         Ok(())
     }
 
@@ -247,6 +255,7 @@ impl RuleMatch {
             dst: prefix(field::DST, field::DST_LEN)?,
             sport: PortRange::new(get_u16(b, field::SPORT_LO), get_u16(b, field::SPORT_HI))?,
             dport: PortRange::new(get_u16(b, field::DPORT_LO), get_u16(b, field::DPORT_HI))?,
+            tcp_syn: flags & FLAG_TCP_SYN != 0,
         };
         rule.validate()?;
         Ok(rule)
@@ -282,6 +291,9 @@ impl RuleMatch {
             b[field::DST].copy_from_slice(&ip_to_bytes(p.addr()));
             b[field::DST_LEN] = p.wire_len();
         }
+        if self.tcp_syn {
+            flags |= FLAG_TCP_SYN;
+        }
         b[field::FLAGS] = flags;
         put_u16(b, field::SPORT_LO, self.sport.lo);
         put_u16(b, field::SPORT_HI, self.sport.hi);
@@ -304,6 +316,7 @@ mod tests {
             dst: Some("192.168.1.0/24".parse().expect("valid")),
             sport: PortRange::ANY,
             dport: PortRange::new(80, 443).expect("valid"),
+            tcp_syn: false,
         }
     }
 
@@ -326,10 +339,34 @@ mod tests {
     #[test]
     fn round_trips() {
         let mut b = [0u8; LEN];
-        for rule in [sample(), RuleMatch::ANY] {
+        let syn = RuleMatch {
+            tcp_syn: true,
+            ..sample()
+        };
+        for rule in [sample(), RuleMatch::ANY, syn] {
             rule.emit(&mut b);
             assert_eq!(RuleMatch::parse(&b, true), Ok(rule));
         }
+        syn.emit(&mut b);
+        assert_eq!(b[39], FLAG_TO_VM | FLAG_TCP_SYN);
+    }
+
+    #[test]
+    fn connection_attempts_need_tcp() {
+        let mut b = [0u8; LEN];
+        RuleMatch {
+            tcp_syn: true,
+            ..sample()
+        }
+        .emit(&mut b);
+        b[38] = 17;
+        assert_eq!(RuleMatch::parse(&b, true), Err(LayoutError::SynNeedsTcp));
+        let udp = RuleMatch {
+            protocol: Some(17),
+            tcp_syn: true,
+            ..sample()
+        };
+        assert_eq!(udp.validate(), Err(LayoutError::SynNeedsTcp));
     }
 
     #[test]

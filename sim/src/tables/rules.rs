@@ -88,16 +88,20 @@ pub struct PacketKey {
     pub ipv4: bool,
     /// Direction relative to the VM.
     pub direction: Direction,
+    /// A TCP connection attempt (SYN set, ACK clear).
+    pub syn: bool,
 }
 
 impl PacketKey {
-    /// Builds the key from wire-form addresses.
+    /// Builds the key from wire-form addresses; `syn` says the packet is a TCP connection
+    /// attempt.
     pub fn new(
         src: &[u8; 16],
         dst: &[u8; 16],
         protocol: u8,
         ports: Option<(u16, u16)>,
         direction: Direction,
+        syn: bool,
     ) -> PacketKey {
         PacketKey {
             src: u128::from_be_bytes(*src),
@@ -106,6 +110,38 @@ impl PacketKey {
             ports,
             ipv4: shadownet_hw::layout::is_v4_mapped(src),
             direction,
+            syn,
+        }
+    }
+}
+
+/// A police rule's token bucket, kept as time: `credit_ps` is the picoseconds of refill the
+/// bucket holds (one token is `1e12 / rate` ps of it), so refilling is one subtraction and
+/// nothing is lost to rounding between packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Bucket {
+    credit_ps: u64,
+    /// When the credit was last brought up to date; `None` for a full bucket never used.
+    last_ps: Option<u64>,
+}
+
+impl Bucket {
+    const FULL: Bucket = Bucket {
+        credit_ps: u64::MAX,
+        last_ps: None,
+    };
+
+    fn take(&mut self, rate_pps: u32, burst: u32, now_ps: u64) -> bool {
+        let token = 1_000_000_000_000 / u64::from(rate_pps.max(1));
+        let full = token.saturating_mul(u64::from(burst.max(1)));
+        let refill = self.last_ps.map_or(u64::MAX, |t| now_ps.saturating_sub(t));
+        self.credit_ps = self.credit_ps.saturating_add(refill).min(full);
+        self.last_ps = Some(self.last_ps.map_or(now_ps, |t| t.max(now_ps)));
+        if self.credit_ps >= token {
+            self.credit_ps -= token;
+            true
+        } else {
+            false
         }
     }
 }
@@ -129,6 +165,7 @@ pub struct CompiledRule<A> {
     sport: (u16, u16),
     dport: (u16, u16),
     needs_ports: bool,
+    syn_only: bool,
 }
 
 fn prefix_bits(p: Option<Prefix>) -> (u128, u128) {
@@ -167,6 +204,7 @@ impl<A: RuleAction> CompiledRule<A> {
             sport: (m.sport.lo, m.sport.hi),
             dport: (m.dport.lo, m.dport.hi),
             needs_ports: !(m.sport.is_any() && m.dport.is_any()),
+            syn_only: m.tcp_syn,
         }
     }
 
@@ -186,7 +224,7 @@ impl<A: RuleAction> CompiledRule<A> {
             Direction::FromVm => self.from_vm,
         };
         let family_ok = if k.ipv4 { self.v4 } else { self.v6 };
-        if !(dir_ok && family_ok) {
+        if !(dir_ok && family_ok) || (self.syn_only && !k.syn) {
             return false;
         }
         if self.needs_ports {
@@ -265,6 +303,8 @@ pub struct RuleTable<A> {
     /// Per-slot count of packets the rule matched, for 1-in-N sampling; reset when the slot
     /// is written.
     matched: Vec<u64>,
+    /// Per-slot token bucket of police rules; refilled to full when the slot is written.
+    buckets: Vec<Bucket>,
     occupancy: u32,
     classifier: Option<Classifier<A>>,
 }
@@ -277,6 +317,7 @@ impl<A: RuleAction> RuleTable<A> {
             table,
             slots: vec![None; n],
             matched: vec![0; n],
+            buckets: vec![Bucket::FULL; n],
             occupancy: 0,
             classifier: None,
         }
@@ -310,6 +351,7 @@ impl<A: RuleAction> RuleTable<A> {
             value: *value,
         });
         self.matched[i] = 0;
+        self.buckets[i] = Bucket::FULL;
         if !replaced {
             self.occupancy += 1;
         }
@@ -324,6 +366,7 @@ impl<A: RuleAction> RuleTable<A> {
         if existed {
             self.occupancy -= 1;
             self.matched[i] = 0;
+            self.buckets[i] = Bucket::FULL;
             self.classifier = None;
         }
         existed
@@ -333,6 +376,7 @@ impl<A: RuleAction> RuleTable<A> {
     pub fn clear(&mut self) {
         self.slots.iter_mut().for_each(|s| *s = None);
         self.matched.iter_mut().for_each(|m| *m = 0);
+        self.buckets.iter_mut().for_each(|b| *b = Bucket::FULL);
         self.occupancy = 0;
         self.classifier = None;
     }
@@ -362,6 +406,12 @@ impl<A: RuleAction> RuleTable<A> {
         let before = *m;
         *m += 1;
         before
+    }
+
+    /// Takes a token from the bucket of the police rule in `slot` (`rate_pps` tokens a
+    /// second, `burst` at most) for a packet admitted at `now_ps`; whether there was one.
+    pub fn police(&mut self, slot: u32, rate_pps: u32, burst: u32, now_ps: u64) -> bool {
+        self.buckets[slot as usize].take(rate_pps, burst, now_ps)
     }
 
     fn compile(&self) -> Classifier<A> {
@@ -427,7 +477,7 @@ mod tests {
         dir: Direction,
     ) -> PacketKey {
         let b = |s: &str| ip_to_bytes(s.parse().expect("literal"));
-        PacketKey::new(&b(src), &b(dst), proto, ports, dir)
+        PacketKey::new(&b(src), &b(dst), proto, ports, dir, false)
     }
 
     #[test]
@@ -512,6 +562,7 @@ mod tests {
             dst: None,
             sport: PortRange::ANY,
             dport: PortRange::new(53, 53).expect("valid"),
+            tcp_syn: false,
         };
         t.write(0, rule, action(1, Verdict::Allow, 1), &w, &w);
         let c = t.classifier();

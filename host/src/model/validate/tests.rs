@@ -335,6 +335,60 @@ fn security_rules() {
 }
 
 #[test]
+fn rate_limited_rules() {
+    let at = "security_groups/0/rules/2";
+    let limited = |proto: &str, action, pps, burst, connections_only| SecurityRule {
+        rate_limit: Some(crate::model::RateLimit { pps, burst }),
+        connections_only,
+        ..rule(RuleDirection::ToNode, proto, None, "443", action, 200)
+    };
+    let mut n = shop();
+    n.security_groups[0]
+        .rules
+        .push(limited("tcp", RuleAction::Allow, 200, None, true));
+    assert_eq!(validate_network(&n), Ok(()));
+    let push = |r: SecurityRule| move |n: &mut Network| n.security_groups[0].rules.push(r);
+    network_error(
+        push(limited("tcp", RuleAction::Deny, 200, None, false)),
+        &format!("{at}/rate_limit"),
+        "needs action 'allow'",
+    );
+    network_error(
+        push(limited("tcp", RuleAction::Allow, 0, None, false)),
+        &format!("{at}/rate_limit/pps"),
+        "use action 'deny'",
+    );
+    network_error(
+        push(limited("tcp", RuleAction::Allow, 10, Some(0), false)),
+        &format!("{at}/rate_limit/burst"),
+        "lets nothing through",
+    );
+    network_error(
+        push(limited("udp", RuleAction::Allow, 10, None, true)),
+        &format!("{at}/connections_only"),
+        "needs protocol 'tcp', not 'udp'",
+    );
+    // A rule for connection attempts covers no more than them: a broader rule after it at
+    // a lower priority still matches the rest.
+    let mut n = shop();
+    n.security_groups[0].rules.extend([
+        limited("tcp", RuleAction::Allow, 200, None, true),
+        SecurityRule {
+            priority: 100,
+            ..rule(
+                RuleDirection::ToNode,
+                "tcp",
+                None,
+                "443",
+                RuleAction::Allow,
+                100,
+            )
+        },
+    ]);
+    assert_eq!(validate_network(&n), Ok(()));
+}
+
+#[test]
 fn routes_and_services() {
     fn route(prefix: &'static str, next_hop: NextHop) -> impl FnOnce(&mut Network) {
         move |n: &mut Network| {
