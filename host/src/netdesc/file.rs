@@ -255,6 +255,8 @@ pub enum AclActionDesc {
     Allow,
     /// Deny.
     Deny,
+    /// Allow up to `rate_pps` (after `burst` back to back); drop the rest.
+    Police,
 }
 
 /// `[[acl]]`
@@ -275,8 +277,15 @@ pub struct AclDesc {
     pub src_ports: Option<String>,
     /// Destination ports.
     pub dst_ports: Option<String>,
-    /// allow or deny.
+    /// allow, deny or police.
     pub action: AclActionDesc,
     /// Priority (higher wins).
     pub priority: u16,
+    /// police: packets a second let through.
+    pub rate_pps: Option<u32>,
+    /// police: packets let through back to back (default one second's worth).
+    pub burst: Option<u32>,
+    /// Only TCP connection attempts (SYN without ACK); needs protocol tcp.
+    #[serde(default)]
+    pub connections_only: bool,
 }

@@ -836,6 +836,7 @@ impl Compiler<'_> {
                 &d.dst,
                 &d.src_ports,
                 &d.dst_ports,
+                false,
             ) else {
                 continue;
             };
@@ -917,8 +918,37 @@ impl Compiler<'_> {
                 &d.dst,
                 &d.src_ports,
                 &d.dst_ports,
+                d.connections_only,
             ) else {
                 continue;
+            };
+            let verdict = match (d.action, d.rate_pps, d.burst) {
+                (file::AclActionDesc::Police, Some(rate_pps @ 1..), burst) if burst != Some(0) => {
+                    Verdict::Police {
+                        rate_pps,
+                        burst: burst.unwrap_or(rate_pps),
+                    }
+                }
+                (file::AclActionDesc::Police, _, _) => {
+                    self.problem(
+                        line,
+                        format!(
+                            "{what}: action police needs rate_pps of at least 1 (and a burst, if given, of at least 1)"
+                        ),
+                    );
+                    continue;
+                }
+                (_, None, None) => match d.action {
+                    file::AclActionDesc::Deny => Verdict::Deny,
+                    _ => Verdict::Allow,
+                },
+                _ => {
+                    self.problem(
+                        line,
+                        format!("{what}: rate_pps and burst go with action police"),
+                    );
+                    continue;
+                }
             };
             self.plan.acl.push((
                 slot as u32,
@@ -926,10 +956,7 @@ impl Compiler<'_> {
                     matches,
                     action: AclAction {
                         priority: d.priority,
-                        verdict: match d.action {
-                            file::AclActionDesc::Allow => Verdict::Allow,
-                            file::AclActionDesc::Deny => Verdict::Deny,
-                        },
+                        verdict,
                         rule_id: line.unwrap_or(0) as u32,
                     },
                 },
@@ -950,6 +977,7 @@ impl Compiler<'_> {
         dst: &Option<String>,
         src_ports: &Option<String>,
         dst_ports: &Option<String>,
+        tcp_syn: bool,
     ) -> Option<RuleMatch> {
         let protocol = self.parse_protocol(line, protocol)?;
         let src = self.parse_prefix(line, &format!("{what}: src"), src)?;
@@ -967,7 +995,7 @@ impl Compiler<'_> {
             dst,
             sport,
             dport,
-            tcp_syn: false,
+            tcp_syn,
         };
         self.ok(line, what, fields.scoped(scope))
     }

@@ -269,3 +269,63 @@ vm = "a"
     assert_eq!(ps.len(), 1, "only the root problem: {ps:#?}");
     assert!(ps[0].message.contains("network 'nope' is not defined"));
 }
+
+#[test]
+fn acl_police_rules_and_their_mistakes() {
+    let ok = format!(
+        r#"{BASE}
+[[acl]]
+network = "n"
+direction = "to_vm"
+protocol = "tcp"
+dst_ports = "80"
+connections_only = true
+action = "police"
+rate_pps = 200
+priority = 10
+"#
+    );
+    let plan = compile(&ok).expect("valid");
+    let rule = &plan.acl[0].1;
+    assert_eq!(
+        rule.action.verdict,
+        Verdict::Police {
+            rate_pps: 200,
+            burst: 200
+        }
+    );
+    assert!(rule.matches.tcp_syn);
+    let bad = format!(
+        r#"{BASE}
+[[acl]]
+network = "n"
+action = "police"
+priority = 10
+
+[[acl]]
+network = "n"
+action = "deny"
+rate_pps = 5
+priority = 10
+
+[[acl]]
+network = "n"
+protocol = "udp"
+connections_only = true
+action = "deny"
+priority = 10
+"#
+    );
+    let ps = problems(&bad);
+    for (needle, line) in [
+        ("action police needs rate_pps", 15),
+        ("rate_pps and burst go with action police", 20),
+        ("TCP connection attempts needs protocol 6", 26),
+    ] {
+        assert!(
+            ps.iter()
+                .any(|p| p.message.contains(needle) && p.line == Some(line)),
+            "missing '{needle}' at line {line} in {ps:#?}"
+        );
+    }
+}
