@@ -247,82 +247,67 @@ impl HsTrees {
     /// forest is larger than a core's L2 cache) overlap instead of following one another
     /// down each tree. The sum is of integers, so the order changes nothing.
     pub fn score(&self, x: &[f32]) -> f64 {
+        const DONE: usize = usize::MAX;
         let x = &Grid::of(x, self.dims);
+        let (depth, limit) = (self.depth, self.size_limit);
+        // The side taken is computed, not branched on (it is as good as random, and a
+        // mispredicted branch per level cost more than the rest of the step); the branches
+        // left follow the block pattern and predict well.
+        let right = |n: Node| usize::from(Self::goes_right(n, x));
         let bpt = self.blocks_per_tree;
+        // Block rows of a tree: a descent ends within this many turns.
+        let rows = (depth + 1).div_ceil(BLOCK_LEVELS);
         let mut total = 0u64;
         for group in self.blocks.chunks(bpt * SIDE_BY_SIDE) {
             let trees = group.len() / bpt;
-            // Per tree of the group: the block it reads next and its depth there, or
-            // `None` once its descent has ended.
-            let mut at: [Option<(usize, u32)>; SIDE_BY_SIDE] = [Some((0, 0)); SIDE_BY_SIDE];
-            for a in at.iter_mut().skip(trees) {
-                *a = None;
+            // Per tree of the group: the block (index in `group`) it reads next, or DONE.
+            // Every tree still descending is at the same depth `d` at the start of a turn.
+            let mut next = [DONE; SIDE_BY_SIDE];
+            for (t, b) in next.iter_mut().enumerate().take(trees) {
+                *b = t * bpt;
             }
-            loop {
-                let mut any = false;
-                for (t, a) in at.iter().enumerate() {
-                    if let Some((block, _)) = *a
-                        && let Some(b) = group.get(t * bpt + block)
-                    {
-                        super::table::prefetch(b);
-                        any = true;
+            let mut d = 0;
+            for _ in 0..rows {
+                for &b in &next[..trees] {
+                    if b != DONE {
+                        super::table::prefetch(group.as_ptr().wrapping_add(b));
                     }
                 }
-                if !any {
-                    break;
-                }
-                for (t, a) in at.iter_mut().enumerate() {
-                    if let Some((block, d)) = *a {
-                        let tree = group.get(t * bpt..(t + 1) * bpt).unwrap_or(&[]);
-                        match self.step(tree, block, d, x) {
-                            Ok((mass, depth)) => {
-                                total += u64::from(mass) << depth;
-                                *a = None;
-                            }
-                            Err(next) => *a = Some(next),
-                        }
+                for (t, slot) in next[..trees].iter_mut().enumerate() {
+                    let bi = *slot;
+                    if bi == DONE {
+                        continue;
                     }
+                    *slot = DONE;
+                    let base = t * bpt;
+                    // A block past the tree's end (never, while the depth checks hold) ends
+                    // the descent with no mass, as a missing node would.
+                    let Some(b) = group.get(bi).filter(|_| bi < base + bpt) else {
+                        continue;
+                    };
+                    let n = b.0[0];
+                    if d == depth || n.mass < limit {
+                        total += u64::from(n.mass) << d;
+                        continue;
+                    }
+                    let at = 1 + right(n);
+                    let n = b.0[at];
+                    if d + 1 == depth || n.mass < limit {
+                        total += u64::from(n.mass) << (d + 1);
+                        continue;
+                    }
+                    let at = 2 * at + 1 + right(n);
+                    let n = b.0[at & 7];
+                    if d + 2 == depth || n.mass < limit {
+                        total += u64::from(n.mass) << (d + 2);
+                        continue;
+                    }
+                    *slot = base + 8 * (bi - base) + 1 + 2 * (at - 3) + right(n);
                 }
+                d += 3;
             }
         }
         total as f64
-    }
-
-    /// One turn of a scoring descent in `tree`: the three levels of block `block`, whose
-    /// root is at depth `d`. `Ok` with the mass and depth of the node where the descent
-    /// ends, or `Err` with the block and depth where it goes on.
-    ///
-    /// The side taken is computed, not branched on (it is as good as random, and a
-    /// mispredicted branch per level cost more than the rest of the step); the branches
-    /// left follow the block pattern and predict well.
-    #[inline]
-    fn step(
-        &self,
-        tree: &[Block],
-        block: usize,
-        d: u32,
-        x: &Grid,
-    ) -> Result<(u32, u32), (usize, u32)> {
-        let (depth, limit) = (self.depth, self.size_limit);
-        let right = |n: Node| usize::from(Self::goes_right(n, x));
-        let Some(b) = tree.get(block) else {
-            return Ok((0, d));
-        };
-        let n = b.0[0];
-        if d == depth || n.mass < limit {
-            return Ok((n.mass, d));
-        }
-        let at = 1 + right(n);
-        let n = b.0[at];
-        if d + 1 == depth || n.mass < limit {
-            return Ok((n.mass, d + 1));
-        }
-        let at = 2 * at + 1 + right(n);
-        let n = b.0[at & 7];
-        if d + 2 == depth || n.mass < limit {
-            return Ok((n.mass, d + 2));
-        }
-        Err((8 * block + 1 + 2 * (at - 3) + right(n), d + 3))
     }
 }
 
