@@ -48,50 +48,101 @@ fn pow2_neg(r: u8) -> f32 {
     f32::from_bits((127 - u32::from(r.min(126))) << 23)
 }
 
+/// Adds an already hashed item to the registers `reg` with their harmonic sum `inv_sum`
+/// and count of empty registers `zeros`. Returns whether a register changed.
+#[inline]
+fn insert_into(reg: &mut [u8; HLL_REGISTERS], inv_sum: &mut f32, zeros: &mut u8, h: u64) -> bool {
+    let idx = (h >> (64 - HLL_BITS)) as usize;
+    // Rank of the first one bit in the remaining 58 bits (1-based), capped.
+    let rest = (h << HLL_BITS) | (1 << (HLL_BITS - 1));
+    let rank = (rest.leading_zeros() + 1) as u8;
+    let Some(r) = reg.get_mut(idx) else {
+        return false;
+    };
+    if rank > *r {
+        if *r == 0 {
+            *zeros -= 1;
+        }
+        *inv_sum += pow2_neg(rank) - pow2_neg(*r);
+        *r = rank;
+        true
+    } else {
+        false
+    }
+}
+
+/// The HyperLogLog estimate from the harmonic sum and the number of empty registers, with
+/// the small-range (linear counting) correction.
+#[inline]
+fn estimate_of(inv_sum: f32, zeros: u8) -> f32 {
+    let m = HLL_REGISTERS as f32;
+    let alpha = 0.709; // α₆₄
+    let raw = alpha * m * m / inv_sum;
+    if raw <= 2.5 * m && zeros > 0 {
+        m * (m / f32::from(zeros)).ln()
+    } else {
+        raw
+    }
+}
+
 impl Hll {
     /// Adds an already hashed item. Returns whether a register changed (a probably new item).
     #[inline]
     pub fn insert_hash(&mut self, h: u64) -> bool {
-        let idx = (h >> (64 - HLL_BITS)) as usize;
-        // Rank of the first one bit in the remaining 58 bits (1-based), capped.
-        let rest = (h << HLL_BITS) | (1 << (HLL_BITS - 1));
-        let rank = (rest.leading_zeros() + 1) as u8;
-        let Some(r) = self.reg.get_mut(idx) else {
-            return false;
-        };
-        if rank > *r {
-            if *r == 0 {
-                self.zeros -= 1;
-            }
-            self.inv_sum += pow2_neg(rank) - pow2_neg(*r);
-            *r = rank;
-            true
-        } else {
-            false
-        }
+        insert_into(&mut self.reg, &mut self.inv_sum, &mut self.zeros, h)
     }
 
     /// Estimated number of distinct items, with the small-range (linear counting) correction.
     #[inline]
     pub fn estimate(&self) -> f32 {
-        let m = HLL_REGISTERS as f32;
-        let alpha = 0.709; // α₆₄
-        let raw = alpha * m * m / self.inv_sum;
-        if raw <= 2.5 * m && self.zeros > 0 {
-            m * (m / f32::from(self.zeros)).ln()
-        } else {
-            raw
-        }
+        estimate_of(self.inv_sum, self.zeros)
+    }
+}
+
+/// The registers of a [`WindowedHll`], kept apart from its summary: they change only when
+/// an item is added (a flow's first packet), while the estimate, which most packets read,
+/// lives in the summary. See [`WindowedHll`] for when they are valid.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(align(64))]
+pub struct HllRegisters([u8; HLL_REGISTERS]);
+
+impl Default for HllRegisters {
+    fn default() -> Self {
+        HllRegisters([0; HLL_REGISTERS])
     }
 }
 
 /// A distinct counter over a tumbling window: the estimate is the larger of the current
 /// window's and the previous window's, so it never drops to zero right after a rotation.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+///
+/// This is the summary of a [`Hll`] whose registers ([`HllRegisters`]) the caller keeps
+/// elsewhere and passes to [`WindowedHll::insert_hash`]: the harmonic sum, the number of
+/// empty registers and the current estimate (kept up to date on every change, so reading
+/// it costs no logarithm). While the summary has every register empty the registers
+/// themselves are not read and may hold anything (an earlier owner's counts): the first
+/// insert clears them. So a fresh summary can take over registers without clearing them,
+/// and a rotation does not touch them.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WindowedHll {
-    cur: Hll,
-    prev_est: f32,
     start_ns: u64,
+    inv_sum: f32,
+    /// The current window's estimate (what [`Hll::estimate`] would say of the registers).
+    est: f32,
+    prev_est: f32,
+    zeros: u8,
+}
+
+impl Default for WindowedHll {
+    fn default() -> Self {
+        let empty = Hll::default();
+        WindowedHll {
+            start_ns: 0,
+            inv_sum: empty.inv_sum,
+            est: empty.estimate(),
+            prev_est: 0.0,
+            zeros: empty.zeros,
+        }
+    }
 }
 
 impl WindowedHll {
@@ -100,21 +151,26 @@ impl WindowedHll {
     fn roll(&mut self, ts_ns: u64, window_ns: u64) {
         let age = ts_ns.saturating_sub(self.start_ns);
         if age >= window_ns {
-            self.prev_est = if age < 2 * window_ns {
-                self.cur.estimate()
-            } else {
-                0.0
+            let prev_est = if age < 2 * window_ns { self.est } else { 0.0 };
+            *self = WindowedHll {
+                start_ns: ts_ns,
+                prev_est,
+                ..WindowedHll::default()
             };
-            self.cur = Hll::default();
-            self.start_ns = ts_ns;
         }
     }
 
-    /// Adds an already hashed item at `ts_ns`.
+    /// Adds an already hashed item at `ts_ns` to the counter whose registers are `regs`.
     #[inline]
-    pub fn insert_hash(&mut self, ts_ns: u64, window_ns: u64, h: u64) {
+    pub fn insert_hash(&mut self, regs: &mut HllRegisters, ts_ns: u64, window_ns: u64, h: u64) {
         self.roll(ts_ns, window_ns);
-        self.cur.insert_hash(h);
+        if usize::from(self.zeros) == HLL_REGISTERS {
+            // Empty: the registers may be stale (see the type's docs).
+            regs.0 = [0; HLL_REGISTERS];
+        }
+        if insert_into(&mut regs.0, &mut self.inv_sum, &mut self.zeros, h) {
+            self.est = estimate_of(self.inv_sum, self.zeros);
+        }
     }
 
     /// Distinct items in the current (or, if larger, the previous) window as of `ts_ns`.
@@ -124,9 +180,9 @@ impl WindowedHll {
         if age >= 2 * window_ns {
             0.0
         } else if age >= window_ns {
-            self.cur.estimate()
+            self.est
         } else {
-            self.cur.estimate().max(self.prev_est)
+            self.est.max(self.prev_est)
         }
     }
 }
@@ -339,14 +395,45 @@ mod tests {
     fn windowed_hll_forgets_old_windows() {
         let w = 10_000_000_000;
         let mut h = WindowedHll::default();
+        let mut regs = HllRegisters::default();
         for i in 0..500u64 {
-            h.insert_hash(1 + i * 1_000_000, w, mix64(i));
+            h.insert_hash(&mut regs, 1 + i * 1_000_000, w, mix64(i));
         }
         assert!(h.estimate(1_000_000_000, w) > 350.0);
         // In the next window the previous count is still reported, two windows later not.
-        h.insert_hash(12_000_000_000, w, mix64(1));
+        h.insert_hash(&mut regs, 12_000_000_000, w, mix64(1));
         assert!(h.estimate(12_000_000_000, w) > 350.0);
         assert_eq!(h.estimate(40_000_000_000, w), 0.0);
+    }
+
+    #[test]
+    fn windowed_hll_ignores_stale_registers() {
+        // Registers another counter left behind give the same counts as clean ones: a
+        // new entry of a table takes over its slot's registers without clearing them.
+        let w = 10_000_000_000;
+        let mut stale = HllRegisters::default();
+        let mut other = WindowedHll::default();
+        for i in 0..3_000u64 {
+            other.insert_hash(&mut stale, 1, w, mix64(i ^ 0x5555));
+        }
+        let (mut a, mut b) = (WindowedHll::default(), WindowedHll::default());
+        let mut clean = HllRegisters::default();
+        for i in 0..40u64 {
+            let t = 1 + i * 700_000_000;
+            a.insert_hash(&mut stale, t, w, mix64(i));
+            b.insert_hash(&mut clean, t, w, mix64(i));
+            assert_eq!(a, b);
+            assert_eq!(stale, clean);
+            assert_eq!(a.estimate(t, w), b.estimate(t, w));
+        }
+        // Within one window, the cached estimate is what a whole counter's registers give.
+        let (mut c, mut regs, mut h) = (WindowedHll::default(), stale, Hll::default());
+        for i in 0..200u64 {
+            c.insert_hash(&mut regs, 5, w, mix64(i));
+            h.insert_hash(mix64(i));
+            assert_eq!(c.estimate(5, w), h.estimate());
+        }
+        assert_eq!(regs.0, h.reg);
     }
 
     #[test]

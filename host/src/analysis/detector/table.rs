@@ -134,17 +134,29 @@ pub trait Stamped {
     fn last_seen_ns(&self) -> u64;
 }
 
+/// A slot starts on a cache line and lays out the key, its hash and then the value in
+/// declaration order, so that the fields a value declares first share the first lines
+/// with the key: a lookup that reads only those touches only those lines.
 #[derive(Debug, Clone)]
+#[repr(C, align(64))]
 struct Slot<K, V> {
-    hash: u64,
     key: K,
+    hash: u64,
     val: V,
 }
 
 /// A hash map of at most `capacity` entries with stale-by-time eviction.
+///
+/// Each entry has a hot part `V`, inline in its slot, and an optional cold part `C` in a
+/// parallel array at the same index, for state that few packets touch (the registers of
+/// a distinct counter, say): the cold part is neither prefetched nor written when an entry
+/// is made, so it costs memory traffic only to the packets that use it. A new entry's cold
+/// part holds whatever an earlier entry of that slot left there (or `C::default()`): the
+/// hot part must say whether it is valid.
 #[derive(Debug)]
-pub struct BoundedMap<K, V> {
+pub struct BoundedMap<K, V, C = ()> {
     slots: Vec<Option<Slot<K, V>>>,
+    cold: Vec<C>,
     mask: usize,
     len: usize,
     capacity: usize,
@@ -152,7 +164,7 @@ pub struct BoundedMap<K, V> {
     evicted: u64,
 }
 
-impl<K: Hash + Eq + Copy, V: Stamped> BoundedMap<K, V> {
+impl<K: Hash + Eq + Copy, V: Stamped, C: Default + Clone> BoundedMap<K, V, C> {
     /// A table for at most `capacity` (at least 8) entries, where entries idle for
     /// `idle_ns` are the first to go.
     pub fn new(capacity: usize, idle_ns: u64) -> Self {
@@ -165,8 +177,12 @@ impl<K: Hash + Eq + Copy, V: Stamped> BoundedMap<K, V> {
             n * std::mem::size_of::<Option<Slot<K, V>>>(),
         );
         slots.resize_with(n, || None);
+        let mut cold: Vec<C> = Vec::with_capacity(n);
+        advise_huge_pages(cold.as_ptr().cast(), n * std::mem::size_of::<C>());
+        cold.resize(n, C::default());
         BoundedMap {
             slots,
+            cold,
             mask: n - 1,
             len: 0,
             capacity,
@@ -174,6 +190,9 @@ impl<K: Hash + Eq + Copy, V: Stamped> BoundedMap<K, V> {
             evicted: 0,
         }
     }
+
+    /// Bytes of one slot (key, hash and hot part, rounded up to whole cache lines).
+    pub const SLOT_BYTES: usize = std::mem::size_of::<Option<Slot<K, V>>>();
 
     /// Entries held.
     pub fn len(&self) -> usize {
@@ -193,14 +212,13 @@ impl<K: Hash + Eq + Copy, V: Stamped> BoundedMap<K, V> {
     /// Starts loading the home slot of the key hashed to `hash` (see [`hash_key`]) into the
     /// cache, so that a lookup a few packets later finds it there.
     ///
-    /// Every cache line of the slot is asked for (an entry spans several, and the update
-    /// touches most of them), at most [`PREFETCH_LINES`].
+    /// Every cache line of the slot's hot part is asked for (an entry spans several, and
+    /// the update touches most of them), at most [`PREFETCH_LINES`]; the cold part is not.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
         if let Some(s) = self.slots.get(hash as usize & self.mask) {
             let p = (s as *const Option<Slot<K, V>>).cast::<u8>();
-            let size = std::mem::size_of::<Option<Slot<K, V>>>();
-            for off in (0..size).step_by(64).take(PREFETCH_LINES) {
+            for off in (0..Self::SLOT_BYTES).step_by(64).take(PREFETCH_LINES) {
                 prefetch(p.wrapping_add(off));
             }
         }
@@ -261,6 +279,21 @@ impl<K: Hash + Eq + Copy, V: Stamped> BoundedMap<K, V> {
         make: impl FnOnce() -> V,
         on_evict: impl FnMut(K, V),
     ) -> (&mut V, bool) {
+        let (v, _, created) = self.entry_with_cold(hash, key, now_ns, make, on_evict);
+        (v, created)
+    }
+
+    /// [`BoundedMap::entry_or_insert_hashed`] that also hands out the entry's cold part
+    /// (left as the slot's last entry had it when the entry is new; see [`BoundedMap`]).
+    #[inline]
+    pub fn entry_with_cold(
+        &mut self,
+        hash: u64,
+        key: K,
+        now_ns: u64,
+        make: impl FnOnce() -> V,
+        on_evict: impl FnMut(K, V),
+    ) -> (&mut V, &mut C, bool) {
         debug_assert_eq!(hash, hash_key(&key));
         let (i, created) = match self.find(hash, &key) {
             Ok(i) => (i, false),
@@ -277,11 +310,12 @@ impl<K: Hash + Eq + Copy, V: Stamped> BoundedMap<K, V> {
         };
         // A found slot is full and `make` is not called; otherwise the slot is empty.
         let s = self.slots[i].get_or_insert_with(|| Slot {
-            hash,
             key,
+            hash,
             val: make(),
         });
-        (&mut s.val, created)
+        // `cold` has one element per slot (both are `n` long), so `i` is in range.
+        (&mut s.val, &mut self.cold[i], created)
     }
 
     /// Empties slot `i` and moves later members of its probe run back so that every key
@@ -304,6 +338,7 @@ impl<K: Hash + Eq + Copy, V: Stamped> BoundedMap<K, V> {
             };
             if !stays {
                 self.slots[i] = self.slots[j].take();
+                self.cold.swap(i, j);
                 i = j;
             }
         }
