@@ -2,7 +2,9 @@
 //! before measuring), over a realistic mix: many clients to a few servers with handshakes,
 //! data and closes, DNS, plus a spoofed SYN flood and a port scan mixed in, so that the
 //! tables churn and the sketches work. Measured on pre-parsed `PacketMeta` records and on
-//! raw Ethernet frames (the parser stage included), and in batches (`observe_batch`). The
+//! raw Ethernet frames (the parser stage included), and in batches (`observe_batch`), after a
+//! baseline at a hundredth of the scored rate (the flood regime) and, in batches, after one at
+//! the same rate (`observe_batch_steady`, the steady regime). The
 //! time measured is the benchmark thread's CPU time, not wall-clock time: the machine is
 //! shared, and the target is packets per second on one core.
 
@@ -157,7 +159,8 @@ fn frame(m: &PacketMeta) -> Vec<u8> {
     f
 }
 
-/// A detector past its baseline (10 s of the mix at 0.1 Mpps).
+/// A detector past its baseline (10 s of the mix at 0.01 Mpps): the scored traffic, 100 times
+/// denser, looks like a flood to it, so the trees flag most flows (the flood regime).
 fn trained() -> Detector {
     let cfg = DetectorConfig {
         baseline_s: 10.0,
@@ -172,6 +175,26 @@ fn trained() -> Detector {
     }
     assert!(det.is_scoring());
     det
+}
+
+/// A detector whose baseline is the same mix at the same rate as the scored traffic (2 s at
+/// 1 Mpps): the steady regime, where the trees flag few flows. Returns the detector and the
+/// simulated time its baseline ended.
+fn trained_steady() -> (Detector, u64) {
+    let cfg = DetectorConfig {
+        baseline_s: 2.0,
+        ..DetectorConfig::default()
+    };
+    let mut det = Detector::new(cfg).expect("valid config");
+    let warm = mix(2_100_000, 1);
+    let end = warm.last().map_or(0, |m| m.ts_ns);
+    let mut verdicts = Vec::with_capacity(256);
+    for chunk in warm.chunks(256) {
+        verdicts.clear();
+        det.observe_batch(chunk, &mut verdicts);
+    }
+    assert!(det.is_scoring());
+    (det, end)
 }
 
 /// Nanoseconds this thread has spent on a CPU (`/proc/thread-self/schedstat`), if the
@@ -247,6 +270,36 @@ fn bench(c: &mut Criterion) {
             })
         })
     });
+
+    let (mut det, end) = trained_steady();
+    // The same mix continues after the baseline (its own seed restarts the flows; the rate
+    // and the shape are the baseline's).
+    let mut offset = end + 1_000 - start;
+    g.bench_function("observe_batch_steady", |b| {
+        b.iter_custom(|iters| {
+            on_cpu(iters, || {
+                let mut acc = 0f32;
+                for chunk in pkts.chunks(256) {
+                    batch.clear();
+                    batch.extend(chunk.iter().map(|m| PacketMeta {
+                        ts_ns: m.ts_ns + offset,
+                        ..*m
+                    }));
+                    verdicts.clear();
+                    det.observe_batch(&batch, &mut verdicts);
+                    acc += verdicts.iter().map(|v| v.score).sum::<f32>();
+                }
+                offset += N as u64 * 1_000;
+                det.take_alerts();
+                acc
+            })
+        })
+    });
+    let st = det.stats();
+    eprintln!(
+        "steady regime: {} packets, {} alerts raised ({} suppressed by the per-subject limit)",
+        st.packets, st.alerts, st.alerts_suppressed
+    );
 
     let mut det = trained();
     let mut offset = 0u64;
