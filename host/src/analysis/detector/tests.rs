@@ -321,29 +321,6 @@ fn sorted(mut v: Vec<P>) -> Vec<P> {
     v
 }
 
-/// Area under the ROC curve of `pos` against `neg` (ties count half).
-fn auc(pos: &[f32], neg: &[f32]) -> f64 {
-    let mut all: Vec<(f32, bool)> = pos
-        .iter()
-        .map(|&s| (s, true))
-        .chain(neg.iter().map(|&s| (s, false)))
-        .collect();
-    all.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (mut rank_sum, mut i) = (0.0, 0);
-    while i < all.len() {
-        let mut j = i;
-        while j < all.len() && all[j].0 == all[i].0 {
-            j += 1;
-        }
-        let avg = (i + j + 1) as f64 / 2.0;
-        rank_sum += all[i..j].iter().filter(|p| p.1).count() as f64 * avg;
-        i = j;
-    }
-    let np = pos.len() as f64;
-    let nn = neg.len() as f64;
-    (rank_sum - np * (np + 1.0) / 2.0) / (np * nn)
-}
-
 struct Run {
     attack_scores: Vec<f32>,
     attack_hints: Vec<ClassHint>,
@@ -403,7 +380,8 @@ fn count(h: &[ClassHint]) -> Vec<(ClassHint, usize)> {
 
 fn check_class(name: &str, f: AttackGen, secs: u64, class: ClassHint, min_auc: f64) {
     let r = run(Some(f), secs);
-    let a = auc(&r.attack_scores, &r.benign_scores);
+    let a =
+        crate::analysis::quality::roc_auc(&r.attack_scores, &r.benign_scores).unwrap_or(f64::NAN);
     let hinted =
         r.attack_hints.iter().filter(|h| **h == class).count() as f64 / r.attack_hints.len() as f64;
     let thr = DetectorConfig::default().alert_threshold;
