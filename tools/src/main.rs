@@ -131,6 +131,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// A command's summary: as JSON with `--json`, else as the table `rendered`.
+fn print_summary(
+    json: bool,
+    summary: &impl serde::Serialize,
+    rendered: String,
+) -> anyhow::Result<()> {
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(summary).context("serialising the summary")?
+        )?;
+    } else {
+        out!("{rendered}")?;
+    }
+    Ok(())
+}
+
 /// The error and its causes, leaving out a cause whose text the message already has (many
 /// errors name their cause in their own message, which `{:#}` would print twice).
 fn report(e: &anyhow::Error) -> String {
@@ -183,14 +200,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 });
             bar.finish_and_clear();
             let summary = summary?;
-            if cli.api.json {
-                outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&summary).context("serialising the summary")?
-                )?;
-            } else {
-                out!("{}", summary.render())?;
-            }
+            print_summary(cli.api.json, &summary, summary.render())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Traffic(shadowctl::traffic::TrafficCommand::Eval(args)) => {
@@ -213,14 +223,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 });
             bar.finish_and_clear();
             let summary = summary?;
-            if cli.api.json {
-                outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&summary).context("serialising the summary")?
-                )?;
-            } else {
-                out!("{}", summary.render())?;
-            }
+            print_summary(cli.api.json, &summary, summary.render())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim(SimCommand::Run {

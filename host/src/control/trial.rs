@@ -149,30 +149,10 @@ impl<D: Device> Controller<D> {
                 "not a pcap or pcapng capture (no capture magic number)",
             ));
         };
-        let world = World::load(&self.store)?;
-        let (_, s, _) = world
-            .shadow(&tenant, shadow)
-            .ok_or_else(|| ControlError::NotFound {
-                kind: "shadow",
-                name: shadow.to_string(),
-            })?;
-        if s.state != crate::model::ShadowState::Active {
-            return Err(ControlError::Conflict(format!(
-                "shadow '{shadow}' is being torn down; it takes no more captures"
-            )));
-        }
+        self.check_active_shadow(&tenant, shadow)?;
         let oid = object_id(&tenant, shadow);
-        // A replacement frees what it replaces.
-        let old = self
-            .store
-            .artefacts(kind::SHADOW, &oid)?
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map_or(0, |(_, size)| size);
         let len = data.len() as u64;
-        if len > old {
-            self.check_stored_bytes(&tenant, len - old)?;
-        }
+        self.check_artefact_room(&tenant, &oid, name, len)?;
         self.store.transact(|tx| {
             tx.put_artefact(kind::SHADOW, &oid, name, data)?;
             // Ground truth of the capture this one replaces does not describe it.
@@ -194,6 +174,44 @@ impl<D: Device> Controller<D> {
         })
     }
 
+    /// The shadow exists and takes captures (it is not being torn down).
+    fn check_active_shadow(&self, tenant: &str, shadow: &str) -> Result<(), ControlError> {
+        let world = World::load(&self.store)?;
+        let (_, s, _) = world
+            .shadow(tenant, shadow)
+            .ok_or_else(|| ControlError::NotFound {
+                kind: "shadow",
+                name: shadow.to_string(),
+            })?;
+        if s.state != crate::model::ShadowState::Active {
+            return Err(ControlError::Conflict(format!(
+                "shadow '{shadow}' is being torn down; it takes no more captures"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether `len` bytes stored as artefact `name` of object `oid` fit the tenant's
+    /// `max_stored_bytes` (a replacement frees what it replaces).
+    fn check_artefact_room(
+        &self,
+        tenant: &str,
+        oid: &str,
+        name: &str,
+        len: u64,
+    ) -> Result<(), ControlError> {
+        let old = self
+            .store
+            .artefacts(kind::SHADOW, oid)?
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, size)| size);
+        if len > old {
+            self.check_stored_bytes(tenant, len - old)?;
+        }
+        Ok(())
+    }
+
     /// Stores the ground truth of a capture stored with a shadow (`labels.csv` as
     /// `shadowctl traffic gen` writes it: one row per frame of the capture): a loop
     /// replaying the capture then reports per attack class instead of `unlabelled`.
@@ -209,21 +227,7 @@ impl<D: Device> Controller<D> {
         let tenant = caller.tenant()?.to_string();
         let labels = read_labels(data, "body", "labels")?;
         let oid = object_id(&tenant, shadow);
-        {
-            let world = World::load(&self.store)?;
-            let (_, s, _) =
-                world
-                    .shadow(&tenant, shadow)
-                    .ok_or_else(|| ControlError::NotFound {
-                        kind: "shadow",
-                        name: shadow.to_string(),
-                    })?;
-            if s.state != crate::model::ShadowState::Active {
-                return Err(ControlError::Conflict(format!(
-                    "shadow '{shadow}' is being torn down; it takes no more captures"
-                )));
-            }
-        }
+        self.check_active_shadow(&tenant, shadow)?;
         // The capture must be there, and have exactly one row per frame.
         let (path, _, _tmp) = self.open_capture(
             caller,
@@ -242,16 +246,7 @@ impl<D: Device> Controller<D> {
             ));
         }
         let name = labels_artefact(capture);
-        let old = self
-            .store
-            .artefacts(kind::SHADOW, &oid)?
-            .into_iter()
-            .find(|(n, _)| *n == name)
-            .map_or(0, |(_, size)| size);
-        let len = data.len() as u64;
-        if len > old {
-            self.check_stored_bytes(&tenant, len - old)?;
-        }
+        self.check_artefact_room(&tenant, &oid, &name, data.len() as u64)?;
         let mut per_label = BTreeMap::new();
         for l in &labels {
             *per_label.entry(l.name().to_string()).or_insert(0u64) += 1;
