@@ -1667,10 +1667,9 @@ mod tests {
         Some(frames)
     }
 
-    /// Runs the parser over every Ethernet frame of the shared capture corpus (real traffic
-    /// from suricata-verify and tcpdump) when it is present next to the repository.
-    #[test]
-    fn corpus_never_panics() {
+    /// The bytes of every file of the shared capture corpus (`SHADOWNET_CORPUS`, else
+    /// `../shared/corpus` next to the repository); `None`, said on stderr, when it is absent.
+    fn corpus_captures() -> Option<Vec<Vec<u8>>> {
         let dir = std::env::var_os("SHADOWNET_CORPUS")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| {
@@ -1678,15 +1677,27 @@ mod tests {
             });
         let Ok(entries) = std::fs::read_dir(&dir) else {
             std::eprintln!("corpus not found at {}, skipped", dir.display());
+            return None;
+        };
+        Some(
+            entries
+                .flatten()
+                .filter_map(|e| std::fs::read(e.path()).ok())
+                .collect(),
+        )
+    }
+
+    /// Runs the parser over every Ethernet frame of the shared capture corpus (real traffic
+    /// from suricata-verify and tcpdump) when it is present next to the repository.
+    #[test]
+    fn corpus_never_panics() {
+        let Some(captures) = corpus_captures() else {
             return;
         };
         let (mut frames, mut ok, mut tunnels, mut shadow) = (0usize, 0usize, 0usize, 0usize);
         let mut errors = [0usize; ParseError::COUNT];
-        for entry in entries.flatten() {
-            let Ok(data) = std::fs::read(entry.path()) else {
-                continue;
-            };
-            let Some(list) = pcap_ethernet_frames(&data) else {
+        for data in &captures {
+            let Some(list) = pcap_ethernet_frames(data) else {
                 continue;
             };
             for f in list {
@@ -1769,21 +1780,12 @@ mod tests {
     /// each configuration.
     #[test]
     fn the_fast_path_agrees_on_every_corpus_frame() {
-        let dir = std::env::var_os("SHADOWNET_CORPUS")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| {
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
-            });
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            std::eprintln!("corpus not found at {}, skipped", dir.display());
+        let Some(captures) = corpus_captures() else {
             return;
         };
         let (mut frames, mut fast) = (0usize, 0usize);
-        for entry in entries.flatten() {
-            let Ok(data) = std::fs::read(entry.path()) else {
-                continue;
-            };
-            let Some(list) = pcap_ethernet_frames(&data) else {
+        for data in &captures {
+            let Some(list) = pcap_ethernet_frames(data) else {
                 continue;
             };
             for f in list {
