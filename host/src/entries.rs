@@ -128,6 +128,59 @@ impl RuleFields {
     }
 }
 
+/// The packets two rule matches both cover, as one match; `None` when no packet is covered by
+/// both. (A TCP connection-attempt match narrows the other side to TCP.)
+pub(crate) fn intersect_matches(a: &RuleMatch, b: &RuleMatch) -> Option<RuleMatch> {
+    fn both<T: Copy + PartialEq>(x: Option<T>, y: Option<T>) -> Option<Option<T>> {
+        match (x, y) {
+            (Some(x), Some(y)) if x != y => None,
+            (x, y) => Some(x.or(y)),
+        }
+    }
+    fn narrower(x: Option<Prefix>, y: Option<Prefix>) -> Option<Option<Prefix>> {
+        match (x, y) {
+            (Some(x), Some(y)) => (x.addr().is_ipv4() == y.addr().is_ipv4() && x.overlaps(&y))
+                .then_some(Some(if x.len() >= y.len() { x } else { y })),
+            (x, y) => Some(x.or(y)),
+        }
+    }
+    fn ports(x: PortRange, y: PortRange) -> Option<PortRange> {
+        let (lo, hi) = (x.lo.max(y.lo), x.hi.min(y.hi));
+        (lo <= hi).then_some(PortRange { lo, hi })
+    }
+    let direction = match (a.direction, b.direction) {
+        (DirectionMatch::Both, d) | (d, DirectionMatch::Both) => d,
+        (x, y) if x == y => x,
+        _ => return None,
+    };
+    let family = match (a.family, b.family) {
+        (Family::Any, f) | (f, Family::Any) => f,
+        (x, y) if x == y => x,
+        _ => return None,
+    };
+    let tcp_syn = a.tcp_syn || b.tcp_syn;
+    let mut protocol = both(a.protocol, b.protocol)?;
+    if tcp_syn {
+        if protocol.is_some_and(|p| p != 6) {
+            return None;
+        }
+        protocol = Some(6);
+    }
+    let m = RuleMatch {
+        scope: both(a.scope, b.scope)?,
+        direction,
+        family,
+        protocol,
+        src: narrower(a.src, b.src)?,
+        dst: narrower(a.dst, b.dst)?,
+        sport: ports(a.sport, b.sport)?,
+        dport: ports(a.dport, b.dport)?,
+        tcp_syn,
+    };
+    m.validate().ok()?;
+    Some(m)
+}
+
 /// This NIC's substrate address of the overlay address's family, falling back to the other
 /// family (the map only records where the VM lives).
 pub(crate) fn local_substrate(port: &PortConfig, overlay: IpAddr) -> IpAddr {

@@ -9,7 +9,7 @@ use shadownet_host::{
     control::blocked_sources,
 };
 use shadownet_tests::{
-    closed_loop::{control_delay_ns, run, scenario, setup},
+    closed_loop::{control_delay_ns, run, run_with, scenario, setup},
     daemon::TestDaemon,
 };
 
@@ -65,6 +65,78 @@ fn mirror_mode_blocks_the_flood_at_the_nic_and_nothing_passes_after_the_block() 
     let benign = &r.classes["benign"];
     assert_eq!(benign.delivered, benign.fed, "{benign:?}");
     assert!(r.shadow_frames > 0 && r.shadow_lost == 0, "{r:#?}");
+}
+
+#[test]
+fn a_spoofed_syn_flood_is_rate_limited_at_the_nic_instead_of_blocked_source_by_source() {
+    // Every SYN from a different random source: no block by source can stop it.
+    let mut s = scenario(53, AttackClass::SynFlood, BASELINE_S, 5.0);
+    s.attacks[0].attacker = None;
+    let attack = s.attacks[0].clone();
+    let d = TestDaemon::start("loop-spoofed-flood");
+    let token = setup(&d, "mirror");
+    // The generator records the server's SYN-ACKs whether or not its SYN got through;
+    // production would not answer a SYN the NIC dropped. Feed the flood's SYNs only, so
+    // what the class delivers is what the limit let through.
+    let r = run_with(&d, &s, BASELINE_S, None, None, |frames| {
+        frames.retain(|f| {
+            f.attack.as_deref() != Some("syn_flood") || f.port == shadownet_hw::Port::Uplink
+        })
+    });
+    let flood = &r.classes["syn_flood"];
+    assert!(flood.detected_ns.is_some(), "{r:#?}");
+    let active = r.first_block_ns().expect("a mitigation became active");
+    // One rate limit toward the attacked VM, connection attempts to its port only; no
+    // source blocked.
+    let rules: Vec<_> = r
+        .ingests
+        .iter()
+        .flat_map(|i| i.report.activations())
+        .map(|a| a.rule.clone())
+        .collect();
+    assert_eq!(rules.len(), 1, "{rules:#?}");
+    let rule = &rules[0];
+    let limit = rule.rate_limit.expect("a rate limit, not a block");
+    assert_eq!(rule.src, "0.0.0.0/0");
+    assert!(rule.connections_only, "{rule:?}");
+    assert_eq!(rule.protocol.as_deref(), Some("tcp"));
+    let target = rule.dst.clone().expect("the attacked VM");
+    assert!(
+        incident_vms(&d, &token)
+            .iter()
+            .any(|v| format!("shop/vm{}", target.rsplit('.').next().unwrap_or("")) == *v),
+        "{target} {:?}",
+        incident_vms(&d, &token)
+    );
+    // The limit is far below the flood's rate, above the target's normal connection rate.
+    assert!(
+        f64::from(limit.pps) < attack.rate_pps / 4.0,
+        "{limit:?} vs {} pps",
+        attack.rate_pps
+    );
+    // After the limit is active, at most its rate (and burst) of the flood gets through:
+    // the flood lasts 5 s from its start; the limit was active before its end.
+    let flood_end_ns = flood.first_ns.expect("fed") + 5_000_000_000;
+    assert!(active < flood_end_ns, "{r:#?}");
+    let allowed = f64::from(limit.pps) * (flood_end_ns - active) as f64 / 1e9
+        + f64::from(limit.burst.unwrap_or(limit.pps));
+    assert!(
+        (flood.delivered_after_block as f64) <= allowed + 1.0,
+        "{} delivered after the limit, {allowed:.0} allowed; {flood:?}",
+        flood.delivered_after_block
+    );
+    eprintln!(
+        "spoofed SYN flood: limit {} /s burst {:?}; {} SYNs fed, {} delivered, {} after the \
+         limit ({allowed:.0} allowed)",
+        limit.pps, limit.burst, flood.fed, flood.delivered, flood.delivered_after_block
+    );
+    assert!(flood.delivered < flood.fed / 2, "{flood:?}");
+    // Benign traffic: what does not open connections to that port is untouched.
+    let benign = &r.classes["benign"];
+    assert!(
+        benign.delivered as f64 >= 0.98 * benign.fed as f64,
+        "{benign:?}"
+    );
 }
 
 #[test]

@@ -1461,3 +1461,107 @@ fn between_production_vms_the_flows_initiator_is_blocked_not_the_vm_that_answere
     assert!(blocks_source(&rules, WEB1), "{rules:?}");
     assert!(!blocks_source(&rules, DB1), "{rules:?}");
 }
+
+/// A rate limit proposed by hand: bad ones refused with the field at fault and nothing
+/// stored; a good one commits as policed twins of the rules that let its traffic in (the
+/// bastion's ssh allow and the network's default), never above the ssh deny.
+#[test]
+fn rate_limits_are_checked_and_commit_as_policed_twins_of_the_allowing_rules() {
+    let d = TestDaemon::start("incidents-rate-limit");
+    let token = setup(&d, policy("propose", 8, 600));
+    let c = d.client(&token);
+    let limit = json!({
+        "src": "0.0.0.0/0", "dst": WEB1, "protocol": "tcp", "dst_ports": "22",
+        "connections_only": true, "rate_limit": {"pps": 100, "burst": 10}
+    });
+    let with = |field: &str, v: Value| {
+        let mut r = limit.clone();
+        match v {
+            Value::Null => {
+                r.as_object_mut().expect("object").remove(field);
+            }
+            v => r[field] = v,
+        }
+        r
+    };
+    let bad = [
+        (with("dst", Value::Null), "rule/dst"),
+        (with("dst", json!("10.1.1.1")), "rule/dst"),
+        (with("protocol", json!("udp")), "rule/connections_only"),
+        (with("rate_limit", json!({"pps": 0})), "rule/rate_limit/pps"),
+        (with("rate_limit", Value::Null), "rule/src"),
+    ];
+    for (rule, path) in bad {
+        let e = c
+            .send(
+                "POST",
+                "/v1/mitigations",
+                &json!({"network": "shop", "rule": rule}),
+                &[],
+            )
+            .expect_err("refused");
+        assert_eq!(status_of(&e), 422, "{rule}: {e}");
+        let shadowctl::client::ClientError::Problem(p) = &e else {
+            panic!("{e}")
+        };
+        let paths: Vec<&str> = p.body["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .filter_map(|e| e["path"].as_str())
+            .collect();
+        assert!(paths.contains(&path), "{path} in {}", p.body);
+    }
+    assert_eq!(c.get("/v1/mitigations").expect("mitigations"), json!([]));
+
+    let m = c
+        .send(
+            "POST",
+            "/v1/mitigations",
+            &json!({"network": "shop", "rule": limit}),
+            &[],
+        )
+        .expect("propose");
+    let id = m["object"]["id"].as_str().expect("id").to_string();
+    let done = c
+        .send(
+            "POST",
+            &format!("/v1/mitigations/{id}/commit"),
+            &json!({}),
+            &[],
+        )
+        .expect("commit");
+    let entries = done["activation"]["acl"].as_array().expect("entries");
+    assert_eq!(entries.len(), 2, "{done}");
+    let t = d
+        .ctl
+        .call_blocking(|c| read_back(c.nic()))
+        .expect("controller")
+        .expect("read back");
+    let mut policed: Vec<(u16, Option<String>)> = t
+        .acl
+        .values()
+        .filter(|r| {
+            matches!(
+                r.action.verdict,
+                Verdict::Police {
+                    rate_pps: 100,
+                    burst: 10
+                }
+            )
+        })
+        .map(|r| (r.action.priority, r.matches.src.map(|p| p.to_string())))
+        .collect();
+    policed.sort();
+    assert_eq!(
+        policed,
+        [(0, None), (201, Some("10.9.0.0/16".to_string()))],
+        "{t:?}"
+    );
+    // The ssh deny (priority 100) is still there and above the default's twin.
+    assert!(
+        t.acl
+            .values()
+            .any(|r| r.action.verdict == Verdict::Deny && r.action.priority == 100)
+    );
+}

@@ -484,11 +484,21 @@ pub enum MitigationCmd {
         #[arg(long)]
         file: Option<PathBuf>,
     },
-    /// Propose a block rule by hand.
+    /// Propose a block rule (or, with --rate-limit, a rate limit) by hand.
     Propose {
-        /// Source address or prefix to block.
+        /// Source address or prefix to block (`0.0.0.0/0` for every source: rate limits only).
         #[arg(long)]
         src: String,
+        /// Only traffic toward this address or prefix of the network (required with
+        /// --rate-limit).
+        #[arg(long)]
+        dst: Option<String>,
+        /// Only TCP connection attempts (SYN without ACK); needs --protocol tcp.
+        #[arg(long)]
+        connections_only: bool,
+        /// Police instead of block: PPS or PPS/BURST packets let through.
+        #[arg(long, value_parser = parse_rate_limit)]
+        rate_limit: Option<(u32, Option<u32>)>,
         /// The production network (taken from --shadow or --incident when absent).
         #[arg(long)]
         network: Option<String>,
@@ -586,6 +596,19 @@ pub enum ApiCommand {
     /// Mitigation policy and block rules.
     #[command(subcommand)]
     Mitigation(MitigationCmd),
+}
+
+/// A rate limit `PPS` or `PPS/BURST` (packets a second; burst in packets).
+pub fn parse_rate_limit(s: &str) -> Result<(u32, Option<u32>), String> {
+    let num = |x: &str, what: &str| {
+        x.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("'{x}' in '{s}' is not a number of {what}"))
+    };
+    match s.split_once('/') {
+        Some((pps, burst)) => Ok((num(pps, "packets a second")?, Some(num(burst, "packets")?))),
+        None => Ok((num(s, "packets a second")?, None)),
+    }
 }
 
 /// Parses `90`, `90s`, `30m`, `2h`, `7d` into seconds.
@@ -1840,11 +1863,20 @@ fn mitigation_table(v: &Value) -> String {
             .map(|m| {
                 let o = &m["object"];
                 let mut rule = s(o, "/rule/src");
+                if !o["rule"]["dst"].is_null() {
+                    rule.push_str(&format!(" to {}", s(o, "/rule/dst")));
+                }
                 if !o["rule"]["protocol"].is_null() {
                     rule.push_str(&format!(" {}", s(o, "/rule/protocol")));
                 }
                 if !o["rule"]["dst_ports"].is_null() {
                     rule.push_str(&format!(" port {}", s(o, "/rule/dst_ports")));
+                }
+                if o["rule"]["connections_only"] == true {
+                    rule.push_str(" connections");
+                }
+                if !o["rule"]["rate_limit"].is_null() {
+                    rule.push_str(&format!(" <= {}/s", s(o, "/rule/rate_limit/pps")));
                 }
                 let trial = if o["last_trial"].is_null() {
                     "-".into()
@@ -1950,7 +1982,8 @@ fn mitigation_cmd(c: &Client, cmd: MitigationCmd) -> anyhow::Result<(Value, Rend
                     let o = &v["object"];
                     format!(
                         "mode {}; an incident qualifies at severity <= {}, {} findings, score >= {}\n\
-                         allow-list: {}; at most {} rules, each for {}s; incidents group by {} within {}s (version {})\n",
+                         allow-list: {}; at most {} rules, each for {}s; incidents group by {} within {}s (version {})\n\
+                         floods from >= {} sources at one target: rate limit at {} x the target's baseline, >= {}/s\n",
                         s(o, "/mode"),
                         s(o, "/min_severity"),
                         s(o, "/min_findings"),
@@ -1961,12 +1994,18 @@ fn mitigation_cmd(c: &Client, cmd: MitigationCmd) -> anyhow::Result<(Value, Rend
                         list(o, "/group_by"),
                         s(o, "/incident_window_s"),
                         s(v, "/version"),
+                        s(o, "/flood_min_sources"),
+                        s(o, "/flood_headroom"),
+                        s(o, "/flood_min_pps"),
                     )
                 }),
             )
         }
         MitigationCmd::Propose {
             src,
+            dst,
+            connections_only,
+            rate_limit,
             network,
             shadow,
             incident,
@@ -1975,11 +2014,15 @@ fn mitigation_cmd(c: &Client, cmd: MitigationCmd) -> anyhow::Result<(Value, Rend
             ttl,
             reason,
         } => {
+            let rate_limit = rate_limit.map(|(pps, burst)| json!({"pps": pps, "burst": burst}));
             let v = c.send(
                 "POST",
                 "/v1/mitigations",
                 &json!({
-                    "rule": {"src": src, "protocol": protocol, "dst_ports": dst_ports},
+                    "rule": {
+                        "src": src, "protocol": protocol, "dst_ports": dst_ports, "dst": dst,
+                        "connections_only": connections_only, "rate_limit": rate_limit,
+                    },
                     "network": network, "shadow": shadow, "incident": incident,
                     "ttl_s": ttl, "reason": reason,
                 }),
@@ -1989,8 +2032,13 @@ fn mitigation_cmd(c: &Client, cmd: MitigationCmd) -> anyhow::Result<(Value, Rend
                 v,
                 Box::new(|v| {
                     format!(
-                        "mitigation {} proposed: block {} in network {}\n",
+                        "mitigation {} proposed: {} {} in network {}\n",
                         s(v, "/object/id"),
+                        if v["object"]["rule"]["rate_limit"].is_null() {
+                            "block"
+                        } else {
+                            "rate-limit"
+                        },
                         s(v, "/object/rule/src"),
                         s(v, "/object/network")
                     )

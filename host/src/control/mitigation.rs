@@ -21,13 +21,16 @@ use super::{
 use crate::{
     driver::Device,
     model::{
-        BlockRule, Mitigation, MitigationPolicy, MitigationState,
+        BlockRule, Mitigation, MitigationPolicy, MitigationState, RateLimit,
         mitigation::{MitigationMode, validate_block_rule, validate_policy},
     },
     reconcile::Describe,
     store::Expect,
 };
-use shadownet_hw::{layout::acl::AclRule, table::TableId};
+use shadownet_hw::{
+    layout::{Prefix, acl::AclRule},
+    table::TableId,
+};
 
 /// How long after the store-driven expiry the NIC's own ageing deletes a block rule: the
 /// daemon's timer is the first line (audited, versioned); the firmware is the second, for
@@ -94,8 +97,8 @@ pub struct Activation {
     pub incident: Option<u64>,
     /// What it blocks.
     pub rule: BlockRule,
-    /// The ACL entries it occupies (one for traffic from the source, and one to it when the
-    /// rule names no ports).
+    /// The ACL entries it occupies (a block: one for traffic from the source, and one to it
+    /// when the rule names no ports; a rate limit: one policed twin per rule it sits above).
     pub acl: Vec<AclEntry>,
     /// The NIC's table generation after programming (`GET /v1/nic` `generation`).
     pub nic_generation: u32,
@@ -237,11 +240,25 @@ impl<D: Device> Controller<D> {
                 ));
             }
         }
-        if world.network(&tenant, &network).is_none() {
+        let Some((_, net)) = world.network(&tenant, &network) else {
             return Err(ControlError::NotFound {
                 kind: "network",
                 name: network,
             });
+        };
+        if let Some(Ok(dst)) = req.rule.dst_prefix()
+            && !net.prefixes.iter().any(|p| {
+                crate::entries::parse_prefix(p)
+                    .is_ok_and(|p| p.addr().is_ipv4() == dst.addr().is_ipv4() && p.overlaps(&dst))
+            })
+        {
+            return Err(ControlError::field(
+                "rule/dst",
+                format!(
+                    "{dst} is outside network '{network}' ({}): the rule would match nothing",
+                    net.prefixes.join(", ")
+                ),
+            ));
         }
         let policy = self.policy_of(&tenant)?;
         if let Some(ttl) = req.ttl_s
@@ -624,121 +641,33 @@ impl<D: Device> Controller<D> {
             if !qualifies(&inc, policy) {
                 continue;
             }
-            // With several sources, each must pass the thresholds on its own findings: one
-            // source's alerts must not get another (a false positive that joined the same
-            // incident) blocked.
-            let per_source = if inc.sources.len() > 1 {
-                Some(self.source_stats(tenant, id)?)
-            } else {
-                None
-            };
             let mut changed = false;
-            for src in inc.sources.clone() {
-                if let Some(stats) = &per_source
-                    && !stats.get(&src).is_some_and(|s| s.qualifies(policy))
-                {
-                    continue;
-                }
-                let Ok(ip) = src.parse::<std::net::IpAddr>() else {
-                    continue;
+            // A flood from many sources at one target is answered by a rate limit alone:
+            // blocking its sources one by one would spend the ACL on addresses that are
+            // likely spoofed, and would not stop the next ones.
+            if let Some(rule) = self.flood_rate_limit(tenant, policy, &inc)? {
+                let src = format!("{} sources", inc.sources.len());
+                changed |= self.answer(tenant, policy, &mut inc, &src, rule, &mut out)?;
+            } else {
+                // With several sources, each must pass the thresholds on its own findings:
+                // one source's alerts must not get another (a false positive that joined the
+                // same incident) blocked.
+                let per_source = if inc.sources.len() > 1 {
+                    Some(self.source_stats(tenant, id)?)
+                } else {
+                    None
                 };
-                let rule = BlockRule {
-                    src: shadownet_hw::layout::Prefix::host(ip).to_string(),
-                    protocol: None,
-                    dst_ports: None,
-                };
-                let world = World::load(&self.store)?;
-                let existing = world.tenants.get(tenant).and_then(|t| {
-                    t.mitigations.values().find(|(_, m)| {
-                        m.network == inc.network
-                            && m.rule == rule
-                            && matches!(
-                                m.state,
-                                MitigationState::Proposed | MitigationState::Active
-                            )
-                    })
-                });
-                let action = |a: &str, m: Option<String>, d: String| PolicyAction {
-                    incident: id,
-                    source: src.clone(),
-                    action: a.into(),
-                    mitigation: m,
-                    detail: d,
-                    activation: None,
-                };
-                if let Some(a) = allow_listed(policy, &rule) {
-                    if !inc
-                        .refused
-                        .iter()
-                        .any(|r| r.starts_with(&format!("{src}:")))
+                for src in inc.sources.clone() {
+                    if let Some(stats) = &per_source
+                        && !stats.get(&src).is_some_and(|s| s.qualifies(policy))
                     {
-                        let detail = format!("source {src} overlaps allow-listed prefix {a}");
-                        self.audit_refusal(
-                            tenant,
-                            "policy",
-                            &inc.network,
-                            &rule,
-                            "allow_list",
-                            &detail,
-                        )?;
-                        inc.refused.push(format!("{src}: allow-listed ({a})"));
-                        changed = true;
-                        out.push(action("refused", None, detail));
-                    }
-                    continue;
-                }
-                let m = match existing {
-                    Some((_, m)) if m.state == MitigationState::Active => continue,
-                    Some((_, m)) if policy.mode != MitigationMode::Auto => {
-                        let _ = m;
                         continue;
                     }
-                    Some((_, m)) => m.id.clone(),
-                    None => {
-                        let m = self.new_mitigation(
-                            tenant,
-                            "policy",
-                            Mitigation {
-                                id: String::new(),
-                                network: inc.network.clone(),
-                                shadow: inc.shadows.first().cloned(),
-                                incident: Some(id),
-                                rule: rule.clone(),
-                                state: MitigationState::Proposed,
-                                origin: "policy".into(),
-                                reason: format!(
-                                    "incident {id}: {} findings, severity {}{}",
-                                    inc.findings,
-                                    inc.max_severity,
-                                    inc.max_score
-                                        .map(|s| format!(", score {s:.2}"))
-                                        .unwrap_or_default()
-                                ),
-                                ttl_s: policy.rule_ttl_s,
-                                created_at_ms: self.now_ms(),
-                                committed_at_ms: None,
-                                expires_at_ms: None,
-                                last_trial: None,
-                            },
-                        )?;
-                        inc.mitigations.push(m.object.id.clone());
-                        changed = true;
-                        out.push(action("proposed", Some(m.object.id.clone()), String::new()));
-                        m.object.id
-                    }
-                };
-                if policy.mode == MitigationMode::Auto {
-                    match self.commit_as(tenant, "policy", &m) {
-                        Ok((_, a)) => {
-                            let mut act = action("committed", Some(m), String::new());
-                            act.activation = Some(a);
-                            out.push(act);
-                        }
-                        Err(e @ (ControlError::Quota(_) | ControlError::Conflict(_))) => {
-                            out.push(action("refused", Some(m), e.to_string()))
-                        }
-                        Err(e) => return Err(e),
-                    }
+                    let Ok(ip) = src.parse::<std::net::IpAddr>() else {
+                        continue;
+                    };
+                    let rule = BlockRule::block(Prefix::host(ip).to_string());
+                    changed |= self.answer(tenant, policy, &mut inc, &src, rule, &mut out)?;
                 }
             }
             if changed {
@@ -750,6 +679,221 @@ impl<D: Device> Controller<D> {
             }
         }
         Ok(out)
+    }
+}
+
+impl<D: Device> Controller<D> {
+    /// Proposes `rule` for incident `inc` (and commits it in `auto` mode), unless the same
+    /// rule (for a rate limit: the same traffic, whatever the rate) is proposed or active
+    /// already in that network, or the allow-list refuses it. `source` names what the rule
+    /// answers in the policy's report. Whether the incident changed.
+    fn answer(
+        &mut self,
+        tenant: &str,
+        policy: &MitigationPolicy,
+        inc: &mut Incident,
+        source: &str,
+        rule: BlockRule,
+        out: &mut Vec<PolicyAction>,
+    ) -> Result<bool, ControlError> {
+        let id = inc.id;
+        let mut changed = false;
+        let same = |a: &BlockRule, b: &BlockRule| {
+            if a.is_rate_limit() && b.is_rate_limit() {
+                BlockRule {
+                    rate_limit: None,
+                    ..a.clone()
+                } == BlockRule {
+                    rate_limit: None,
+                    ..b.clone()
+                }
+            } else {
+                a == b
+            }
+        };
+        let world = World::load(&self.store)?;
+        let existing = world.tenants.get(tenant).and_then(|t| {
+            t.mitigations.values().find(|(_, m)| {
+                m.network == inc.network
+                    && same(&m.rule, &rule)
+                    && matches!(m.state, MitigationState::Proposed | MitigationState::Active)
+            })
+        });
+        let action = |a: &str, m: Option<String>, d: String| PolicyAction {
+            incident: id,
+            source: source.to_string(),
+            action: a.into(),
+            mitigation: m,
+            detail: d,
+            activation: None,
+        };
+        if let Some(a) = allow_listed(policy, &rule) {
+            if !inc
+                .refused
+                .iter()
+                .any(|r| r.starts_with(&format!("{source}:")))
+            {
+                let detail = format!("source {source} overlaps allow-listed prefix {a}");
+                self.audit_refusal(tenant, "policy", &inc.network, &rule, "allow_list", &detail)?;
+                inc.refused.push(format!("{source}: allow-listed ({a})"));
+                changed = true;
+                out.push(action("refused", None, detail));
+            }
+            return Ok(changed);
+        }
+        let m = match existing {
+            Some((_, m)) if m.state == MitigationState::Active => return Ok(changed),
+            Some(_) if policy.mode != MitigationMode::Auto => return Ok(changed),
+            Some((_, m)) => m.id.clone(),
+            None => {
+                let what = match &rule.rate_limit {
+                    Some(l) => format!(
+                        "; a flood from {} sources at {}: rate limit {} packets/s",
+                        inc.sources.len(),
+                        rule.dst.as_deref().unwrap_or("?"),
+                        l.pps
+                    ),
+                    None => String::new(),
+                };
+                let m = self.new_mitigation(
+                    tenant,
+                    "policy",
+                    Mitigation {
+                        id: String::new(),
+                        network: inc.network.clone(),
+                        shadow: inc.shadows.first().cloned(),
+                        incident: Some(id),
+                        rule: rule.clone(),
+                        state: MitigationState::Proposed,
+                        origin: "policy".into(),
+                        reason: format!(
+                            "incident {id}: {} findings, severity {}{}{what}",
+                            inc.findings,
+                            inc.max_severity,
+                            inc.max_score
+                                .map(|s| format!(", score {s:.2}"))
+                                .unwrap_or_default()
+                        ),
+                        ttl_s: policy.rule_ttl_s,
+                        created_at_ms: self.now_ms(),
+                        committed_at_ms: None,
+                        expires_at_ms: None,
+                        last_trial: None,
+                    },
+                )?;
+                inc.mitigations.push(m.object.id.clone());
+                changed = true;
+                out.push(action("proposed", Some(m.object.id.clone()), String::new()));
+                m.object.id
+            }
+        };
+        if policy.mode == MitigationMode::Auto {
+            match self.commit_as(tenant, "policy", &m) {
+                Ok((_, a)) => {
+                    let mut act = action("committed", Some(m), String::new());
+                    act.activation = Some(a);
+                    out.push(act);
+                }
+                Err(e @ (ControlError::Quota(_) | ControlError::Conflict(_))) => {
+                    out.push(action("refused", Some(m), e.to_string()))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(changed)
+    }
+
+    /// A rate limit answering incident `inc` when it is a flood from many sources at one
+    /// target: at least `flood_min_sources` distinct sources (spoofed, or too many to block one
+    /// by one; each one's findings rarely qualify on their own), or a SYN flood finding whose
+    /// source sends under a tenth of the flood (the detector raises one alert per target and
+    /// interval, so a spoofed flood names few sources). The limit names the target,
+    /// the protocol and destination port most of the incident's findings toward it carry, and
+    /// for a SYN flood (the detector's class) only connection attempts. Its rate is the
+    /// target's baseline rate of connection attempts (the detector's explanation) times
+    /// `flood_headroom`, at least `flood_min_pps`; the burst a tenth of a second of it.
+    fn flood_rate_limit(
+        &self,
+        tenant: &str,
+        policy: &MitigationPolicy,
+        inc: &Incident,
+    ) -> Result<Option<BlockRule>, ControlError> {
+        let [target] = inc.targets.as_slice() else {
+            return Ok(None);
+        };
+        if policy.flood_min_sources == 0 {
+            return Ok(None);
+        }
+        let Ok(target_ip) = target.parse::<std::net::IpAddr>() else {
+            return Ok(None);
+        };
+        let mut distributed = inc.sources.len() >= policy.flood_min_sources as usize;
+        let mut traffic: std::collections::BTreeMap<(String, Option<u16>), u64> =
+            Default::default();
+        let (mut syn_flood, mut baseline) = (false, None::<f64>);
+        for r in self.store.findings(tenant, None, None, usize::MAX)? {
+            if r.incident != Some(inc.id) {
+                continue;
+            }
+            let f = super::Finding::from_record(r)?;
+            if f.dest_ip != *target {
+                continue;
+            }
+            let proto = f.proto.as_deref().unwrap_or("").to_ascii_lowercase();
+            *traffic.entry((proto, f.dest_port)).or_default() += 1;
+            let ext = &f.event["alert"]["metadata"]["shadownet"];
+            if ext["class"] == "syn_flood" {
+                syn_flood = true;
+                let feature = |name: &str, what: &str| {
+                    ext["explanation"].as_array().and_then(|e| {
+                        e.iter()
+                            .find(|d| d["feature"] == name)
+                            .and_then(|d| d[what].as_f64())
+                            .filter(|v| v.is_finite() && *v >= 0.0)
+                    })
+                };
+                if let Some(b) = feature("syn_rate_to_dst_per_s", "baseline") {
+                    baseline = Some(baseline.map_or(b, |x: f64| x.max(b)));
+                }
+                // The source the alert names sends under a tenth of the flood: the flood
+                // comes from many (or spoofed) sources, however few the findings name.
+                if let (Some(to_dst), Some(from_src)) = (
+                    feature("syn_rate_to_dst_per_s", "observed"),
+                    feature("syn_rate_from_src_per_s", "observed"),
+                ) && from_src * 10.0 < to_dst
+                {
+                    distributed = true;
+                }
+            }
+        }
+        if !distributed {
+            return Ok(None);
+        }
+        let Some(((proto, port), _)) = traffic.into_iter().max_by_key(|(_, c)| *c) else {
+            return Ok(None);
+        };
+        let protocol = crate::entries::parse_protocol(&proto).ok().flatten();
+        let with_ports = matches!(protocol, Some(6) | Some(17));
+        let pps = baseline
+            .map_or(0.0, |b| b * policy.flood_headroom)
+            .max(f64::from(policy.flood_min_pps))
+            .min(f64::from(u32::MAX)) as u32;
+        Ok(Some(BlockRule {
+            src: if target_ip.is_ipv4() {
+                "0.0.0.0/0"
+            } else {
+                "::/0"
+            }
+            .into(),
+            protocol: protocol.map(|_| proto.clone()),
+            dst_ports: port.filter(|_| with_ports).map(|p| p.to_string()),
+            dst: Some(target.clone()),
+            connections_only: syn_flood && protocol == Some(6),
+            rate_limit: Some(RateLimit {
+                pps,
+                burst: Some((pps / 10).max(1)),
+            }),
+        }))
     }
 }
 
@@ -807,8 +951,13 @@ fn qualifies(inc: &Incident, p: &MitigationPolicy) -> bool {
         && (p.min_score <= 0.0 || inc.max_score.is_none_or(|s| s >= p.min_score))
 }
 
-/// The allow-listed prefix a rule's source overlaps, if any.
+/// The allow-listed prefix a block rule's source overlaps, if any. A rate limit is not
+/// refused: it blocks no source, it polices what reaches one destination (allow-listed
+/// sources included).
 fn allow_listed(p: &MitigationPolicy, rule: &BlockRule) -> Option<String> {
+    if rule.is_rate_limit() {
+        return None;
+    }
     let src = rule.src_prefix().ok()?;
     p.allow_list.iter().find_map(|a| {
         let a = crate::entries::parse_prefix(a).ok()?;

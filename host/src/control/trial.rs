@@ -805,6 +805,7 @@ fn run_scratch(
     let ids = [
         drop_reason(DropReason::AclDeny),
         drop_reason(DropReason::AclDefaultDeny),
+        drop_reason(DropReason::AclPoliced),
     ];
     let acl_drops = |nic: &mut Nic<SimDevice>| -> Result<u64, ControlError> {
         let s = nic.snapshot_counters()?;
@@ -812,14 +813,19 @@ fn run_scratch(
     };
     let mut last = acl_drops(&mut nic)?;
     let mut out = Vec::with_capacity(fed.len());
-    // 10 µs apart: far slower than line rate, so no frame waits on another.
+    // At the capture's own pace (a rate limit's verdict depends on it), kept in time order
+    // and at least 10 ns apart. Only ACL drops are counted, so frames waiting on one
+    // another change nothing.
+    let first_ns = fed.first().map_or(0, |f| f.ts_ns);
     let mut t = 1_000_000u64;
     for f in fed {
+        let at = 1_000_000u64.saturating_add(f.ts_ns.saturating_sub(first_ns).saturating_mul(1000));
+        t = at.max(t);
         {
             let mut m = nic.device().model();
             m.receive(f.port, &f.frame, t, &mut Discard);
         }
-        t += 10_000_000;
+        t += 10_000;
         let now = acl_drops(&mut nic)?;
         out.push(now > last);
         last = now;

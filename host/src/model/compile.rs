@@ -317,6 +317,39 @@ struct Builder<'p> {
     invalid: Vec<FieldError>,
 }
 
+/// The rule fields a mitigation names (source, destination, protocol, ports, connection
+/// attempts), in both directions; `None` when a field does not parse (validation refuses
+/// such a rule before it is stored, so this only keeps compile total).
+fn mitigation_fields(m: &Mitigation) -> Option<RuleFields> {
+    let src = m.rule.src_prefix().ok()?;
+    let dst = m.rule.dst_prefix().transpose().ok()?;
+    let protocol = m
+        .rule
+        .protocol
+        .as_deref()
+        .map_or(Ok(None), entries::parse_protocol)
+        .ok()?;
+    let dport = m
+        .rule
+        .dst_ports
+        .as_deref()
+        .map_or(
+            Ok(shadownet_hw::layout::PortRange::ANY),
+            entries::parse_ports,
+        )
+        .ok()?;
+    Some(RuleFields {
+        direction: DirectionMatch::Both,
+        protocol,
+        // Every source (a rate limit's `0.0.0.0/0`) is no source constraint, of either family.
+        src: (!src.is_empty()).then_some(src),
+        dst,
+        sport: shadownet_hw::layout::PortRange::ANY,
+        dport,
+        tcp_syn: m.rule.connections_only,
+    })
+}
+
 fn count(counts: &mut BTreeMap<String, u32>, tenant: &str) {
     *counts.entry(tenant.to_string()).or_default() += 1;
 }
@@ -568,36 +601,24 @@ impl Builder<'_> {
         let Some(n) = networks.iter().find(|n| n.name == m.network) else {
             return;
         };
-        let (Ok(src), Ok(protocol), Ok(dport)) = (
-            m.rule.src_prefix(),
-            m.rule
-                .protocol
-                .as_deref()
-                .map_or(Ok(None), entries::parse_protocol),
-            m.rule.dst_ports.as_deref().map_or(
-                Ok(shadownet_hw::layout::PortRange::ANY),
-                entries::parse_ports,
-            ),
-        ) else {
+        let Some(fields) = mitigation_fields(m) else {
             return;
         };
         let path = format!("{t}/{}/mitigations/{}", n.name, m.id);
         // From the source, and (without ports, which would name the other side's ports) to
-        // it: a blocked address neither reaches the network nor hears from it.
-        let mut sides = vec![("src", Some(src), None)];
-        if m.rule.dst_ports.is_none() {
-            sides.push(("dst", None, Some(src)));
+        // it: a blocked address neither reaches the network (or `dst`) nor hears from it.
+        let mut sides = vec![("src", fields)];
+        if m.rule.dst_ports.is_none() && !m.rule.connections_only {
+            sides.push((
+                "dst",
+                RuleFields {
+                    src: fields.dst,
+                    dst: fields.src,
+                    ..fields
+                },
+            ));
         }
-        for (side, from, to) in sides {
-            let fields = RuleFields {
-                direction: DirectionMatch::Both,
-                protocol,
-                src: from,
-                dst: to,
-                sport: shadownet_hw::layout::PortRange::ANY,
-                dport,
-                tcp_syn: false,
-            };
+        for (side, fields) in sides {
             let Ok(matches) = fields.scoped(Some(n.vni)) else {
                 continue;
             };
@@ -616,6 +637,104 @@ impl Builder<'_> {
                 },
             });
         }
+    }
+
+    /// A committed rate limit. The NIC's ACL takes one rule per packet, and a policing rule
+    /// lets conforming packets through, so a rate limit placed above the network's rules
+    /// would let through traffic they deny. Instead, every rule of the network that lets
+    /// matching traffic in (an allow, or a looser police) gets a policed twin narrowed to the
+    /// limit's traffic, one priority above it: the twin takes exactly the packets its original
+    /// would have taken, and rules above both still win. The network's default, when it
+    /// allows, gets a twin at priority 0. A twin whose priority another overlapping rule
+    /// shares with a different verdict (a deny the original may have lost to in slot order,
+    /// or one the twin would tie with) could change which rule wins: the limit is refused
+    /// then, naming that rule. Must run after every other entry of the network is pushed.
+    fn rate_limit(&mut self, t: &str, networks: &[&Network], m: &Mitigation) {
+        let Some(limit) = m.rule.rate_limit else {
+            return;
+        };
+        let Some(n) = networks.iter().find(|n| n.name == m.network) else {
+            return;
+        };
+        let Some(fields) = mitigation_fields(m) else {
+            return;
+        };
+        let Ok(scope) = (RuleFields {
+            direction: DirectionMatch::ToVm,
+            ..fields
+        })
+        .scoped(Some(n.vni)) else {
+            return;
+        };
+        let path = format!("{t}/{}/mitigations/{}", n.name, m.id);
+        let allows = |v: Verdict| matches!(v, Verdict::Allow | Verdict::Police { .. });
+        // (what the twin copies, its priority, the region, the original's own limit)
+        let mut admits: Vec<(String, Option<u16>, _, Option<u32>)> = Vec::new();
+        for p in &self.acl {
+            if p.value.matches.scope != Some(n.vni) || !allows(p.value.action.verdict) {
+                continue;
+            }
+            if let Some(region) = entries::intersect_matches(&p.value.matches, &scope) {
+                let own = match p.value.action.verdict {
+                    Verdict::Police { rate_pps, .. } => Some(rate_pps),
+                    _ => None,
+                };
+                admits.push((p.entry.clone(), Some(p.value.action.priority), region, own));
+            }
+        }
+        if n.default_to_node == RuleAction::Allow {
+            admits.push(("default".into(), None, scope, None));
+        }
+        let mut twins = Vec::new();
+        for (original, priority, region, own) in admits {
+            let Some(twin_priority) = priority.map_or(Some(0), |p| p.checked_add(1)) else {
+                self.invalid.push(FieldError::new(
+                    &path,
+                    format!(
+                        "the rate limit cannot be placed above {original}: it is at priority 65535 already"
+                    ),
+                ));
+                continue;
+            };
+            let clash = self.acl.iter().find(|q| {
+                q.value.matches.scope == Some(n.vni)
+                    && !allows(q.value.action.verdict)
+                    && (Some(q.value.action.priority) == priority
+                        || q.value.action.priority == twin_priority)
+                    && entries::intersect_matches(&q.value.matches, &region).is_some()
+            });
+            if let Some(q) = clash {
+                self.invalid.push(FieldError::new(
+                    &path,
+                    format!(
+                        "the rate limit would sit at priority {twin_priority} above {original}, \
+                         where {} (priority {}, {:?}) overlaps it: which of the two wins \
+                         would depend on table slots; move that rule's priority by one",
+                        q.path, q.value.action.priority, q.value.action.verdict
+                    ),
+                ));
+                continue;
+            }
+            let rate_pps = own.map_or(limit.pps, |o| o.min(limit.pps));
+            twins.push(Pending {
+                tenant: t.to_string(),
+                entry: format!("{path}@{original}"),
+                rule: path.clone(),
+                path: path.clone(),
+                value: AclRule {
+                    matches: region,
+                    action: AclAction {
+                        priority: twin_priority,
+                        verdict: Verdict::Police {
+                            rate_pps,
+                            burst: limit.burst(),
+                        },
+                        rule_id: 0,
+                    },
+                },
+            });
+        }
+        self.acl.extend(twins);
     }
 
     fn drop_routes(&mut self, t: &str, n: &Network) {
@@ -1018,8 +1137,12 @@ pub fn compile(
                 .unwrap_or(captured);
             b.shadow(ts.tenant, s, captured, live)?;
         }
-        for m in &ts.blocks {
+        // Blocks first: rate limits are placed relative to every other rule.
+        for m in ts.blocks.iter().filter(|m| !m.rule.is_rate_limit()) {
             b.block(ts.tenant, &ts.networks, m);
+        }
+        for m in ts.blocks.iter().filter(|m| m.rule.is_rate_limit()) {
+            b.rate_limit(ts.tenant, &ts.networks, m);
         }
     }
     if !b.invalid.is_empty() {

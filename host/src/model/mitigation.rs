@@ -65,6 +65,15 @@ pub struct MitigationPolicy {
     pub incident_window_s: u64,
     /// What makes findings the same incident (any one of these keys in common).
     pub group_by: Vec<GroupKey>,
+    /// A qualifying incident with one target and at least this many distinct sources (a
+    /// spoofed or distributed flood, which blocks by source cannot stop) gets a rate limit
+    /// toward the target proposed. 0: never.
+    pub flood_min_sources: u32,
+    /// The rate limit's rate: the target's baseline rate (the detector's, for a SYN flood)
+    /// times this.
+    pub flood_headroom: f64,
+    /// The least rate a flood's rate limit lets through, packets a second.
+    pub flood_min_pps: u32,
 }
 
 impl Default for MitigationPolicy {
@@ -79,6 +88,9 @@ impl Default for MitigationPolicy {
             rule_ttl_s: 3600,
             incident_window_s: 300,
             group_by: vec![GroupKey::Source, GroupKey::Target, GroupKey::Signature],
+            flood_min_sources: 8,
+            flood_headroom: 4.0,
+            flood_min_pps: 50,
         }
     }
 }
@@ -129,6 +141,21 @@ pub fn validate_policy(p: &MitigationPolicy) -> Result<(), Vec<FieldError>> {
             ));
         }
     }
+    if !p.flood_headroom.is_finite() || p.flood_headroom < 1.0 {
+        errs.push(FieldError::new(
+            "flood_headroom",
+            format!(
+                "{} is not a finite number of at least 1 (the limit would cut normal traffic)",
+                p.flood_headroom
+            ),
+        ));
+    }
+    if p.flood_min_pps == 0 {
+        errs.push(FieldError::new(
+            "flood_min_pps",
+            "0 packets a second would let nothing through",
+        ));
+    }
     if p.group_by.is_empty() {
         errs.push(FieldError::new(
             "group_by",
@@ -146,11 +173,15 @@ pub fn validate_policy(p: &MitigationPolicy) -> Result<(), Vec<FieldError>> {
     if errs.is_empty() { Ok(()) } else { Err(errs) }
 }
 
-/// What a block rule matches: traffic from `src` inside the network's VNI.
+/// What a mitigation rule matches: traffic from `src` inside the network's VNI (and, with
+/// `dst`, toward that address only). Without `rate_limit` the rule blocks; with it, the rule
+/// polices: of what the network's own rules let through toward `dst`, at most the rate
+/// passes (a flood from many or spoofed sources, where no single source can be blocked).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlockRule {
-    /// Source prefix blocked (`203.0.113.7/32`, or an address for a single host).
+    /// Source prefix (`203.0.113.7/32`, or an address for a single host; `0.0.0.0/0` or
+    /// `::/0` for every source, which only a rate limit may name).
     pub src: String,
     /// `tcp`, `udp`, `icmp`, a number, or absent for every protocol.
     #[serde(default)]
@@ -158,19 +189,54 @@ pub struct BlockRule {
     /// Destination ports (`22`, `8000-8100`; tcp or udp only), absent for all.
     #[serde(default)]
     pub dst_ports: Option<String>,
+    /// Destination inside the network (an address or a prefix): only traffic toward it.
+    /// Required with `rate_limit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst: Option<String>,
+    /// Only TCP connection attempts (SYN without ACK); needs protocol `tcp`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub connections_only: bool,
+    /// Police instead of block: packets a second (and burst) let through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<crate::model::RateLimit>,
 }
 
 impl BlockRule {
+    /// A rule blocking every packet from `src` (an address or a prefix).
+    pub fn block(src: impl Into<String>) -> BlockRule {
+        BlockRule {
+            src: src.into(),
+            protocol: None,
+            dst_ports: None,
+            dst: None,
+            connections_only: false,
+            rate_limit: None,
+        }
+    }
+
     /// The source as a prefix (a bare address is a host prefix).
     pub fn src_prefix(&self) -> Result<shadownet_hw::layout::Prefix, String> {
-        if self.src.contains('/') {
-            entries::parse_prefix(&self.src)
-        } else {
-            self.src
-                .parse::<std::net::IpAddr>()
-                .map(shadownet_hw::layout::Prefix::host)
-                .map_err(|_| format!("'{}' is neither an address nor a prefix", self.src))
-        }
+        address_or_prefix(&self.src)
+    }
+
+    /// The destination as a prefix, when the rule names one.
+    pub fn dst_prefix(&self) -> Option<Result<shadownet_hw::layout::Prefix, String>> {
+        self.dst.as_deref().map(address_or_prefix)
+    }
+
+    /// Whether the rule polices (a rate limit) rather than blocks.
+    pub fn is_rate_limit(&self) -> bool {
+        self.rate_limit.is_some()
+    }
+}
+
+fn address_or_prefix(s: &str) -> Result<shadownet_hw::layout::Prefix, String> {
+    if s.contains('/') {
+        entries::parse_prefix(s)
+    } else {
+        s.parse::<std::net::IpAddr>()
+            .map(shadownet_hw::layout::Prefix::host)
+            .map_err(|_| format!("'{s}' is neither an address nor a prefix"))
     }
 }
 
@@ -196,6 +262,58 @@ pub fn validate_block_rule(r: &BlockRule, at: &str) -> Vec<FieldError> {
                 format!("{at}dst_ports"),
                 "ports need protocol tcp or udp",
             ));
+        }
+    }
+    let dst = match r.dst_prefix() {
+        Some(Err(e)) => {
+            errs.push(FieldError::new(format!("{at}dst"), e));
+            None
+        }
+        Some(Ok(p)) => Some(p),
+        None => None,
+    };
+    if let (Ok(src), Some(dst)) = (r.src_prefix(), dst)
+        && src.addr().is_ipv4() != dst.addr().is_ipv4()
+    {
+        errs.push(FieldError::new(
+            format!("{at}dst"),
+            format!("'{dst}' and the source '{src}' are of different address families"),
+        ));
+    }
+    if r.connections_only && proto != Some(6) {
+        errs.push(FieldError::new(
+            format!("{at}connections_only"),
+            "connection attempts are TCP: needs protocol 'tcp'",
+        ));
+    }
+    match &r.rate_limit {
+        Some(l) => {
+            if l.pps == 0 {
+                errs.push(FieldError::new(
+                    format!("{at}rate_limit/pps"),
+                    "0 packets a second lets nothing through; block instead (leave rate_limit out)",
+                ));
+            }
+            if l.burst == Some(0) {
+                errs.push(FieldError::new(
+                    format!("{at}rate_limit/burst"),
+                    "a burst of 0 packets lets nothing through; leave it out for one second's worth",
+                ));
+            }
+            if r.dst.is_none() {
+                errs.push(FieldError::new(
+                    format!("{at}dst"),
+                    "a rate limit polices traffic toward one destination: name it",
+                ));
+            }
+        }
+        None => {
+            if r.src_prefix().is_ok_and(|p| p.is_empty()) {
+                errs.push(FieldError::new(
+                    format!("{at}src"),
+                    "blocking every source cuts the network off; name a narrower prefix or add a rate_limit",
+                ));
+            }
         }
     }
     errs

@@ -1,13 +1,17 @@
 use std::path::Path;
 
-use shadownet_hw::{Port, layout::rule::DirectionMatch, timing::Timing};
+use shadownet_hw::{
+    Port,
+    layout::rule::{DirectionMatch, RuleMatch},
+    timing::Timing,
+};
 use shadownet_sim::{Departure, NicModel, Sink, datapath::Queue};
 
 use super::*;
 use crate::{
     driver::{Nic, sim::SimDevice},
     model::{
-        MirrorRule, NextHop, Route,
+        BlockRule, MirrorRule, NextHop, Route,
         fixtures::{mirror_rule, port, rule, shop, shop_shadow},
     },
 };
@@ -551,4 +555,250 @@ fn a_compiled_plan_mirrors_per_the_policy_in_the_simulated_nic() {
     );
     assert_eq!(out.iter().filter(|(_, m, _)| *m).count(), 0, "{out:?}");
     assert_eq!(out.iter().filter(|(_, m, _)| !m).count(), 1, "{out:?}");
+}
+
+fn rate_limit(id: &str, dst: &str, ports: &str, pps: u32, burst: u32) -> Mitigation {
+    Mitigation {
+        id: id.into(),
+        network: "shop".into(),
+        shadow: None,
+        incident: None,
+        rule: BlockRule {
+            src: "0.0.0.0/0".into(),
+            protocol: Some("tcp".into()),
+            dst_ports: Some(ports.into()),
+            dst: Some(dst.into()),
+            connections_only: true,
+            rate_limit: Some(crate::model::RateLimit {
+                pps,
+                burst: Some(burst),
+            }),
+        },
+        state: super::super::MitigationState::Active,
+        origin: "test".into(),
+        reason: String::new(),
+        ttl_s: 60,
+        created_at_ms: 0,
+        committed_at_ms: None,
+        expires_at_ms: None,
+        last_trial: None,
+    }
+}
+
+fn compile_with(networks: &[Network], blocks: &[Mitigation]) -> Result<Compiled, CompileError> {
+    let mut ts = state(networks, &[]);
+    ts.blocks = blocks.iter().collect();
+    compile(&port(), &[ts], &mut SlotAllocator::default())
+}
+
+/// `frame` as a TCP connection attempt (SYN, no ACK), in VXLAN from db1's host (10.0.0.2)
+/// to this NIC in shop's VNI: traffic toward a local VM from outside.
+fn syn_from_fabric(src: [u8; 4], dst: [u8; 4], dport: u16, dst_mac: [u8; 6]) -> Vec<u8> {
+    let mut inner = frame([2, 0, 0, 0, 0, 0x99], src, dst, 6, dport);
+    inner[0..6].copy_from_slice(&dst_mac);
+    inner[14 + 20 + 13] = 0x02;
+    let udp_len = 8 + 8 + inner.len();
+    let total = 20 + udp_len;
+    let mut ip = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1,
+        0x40,
+        0,
+        64,
+        17,
+        0,
+        0,
+        10,
+        0,
+        0,
+        2,
+        10,
+        0,
+        0,
+        1,
+    ];
+    let sum = ip
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum::<u32>();
+    let sum = !((sum & 0xFFFF) + (sum >> 16)) as u16;
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&50000u16.to_be_bytes());
+    f.extend_from_slice(&4789u16.to_be_bytes());
+    f.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0x08, 0, 0, 0]);
+    f.extend_from_slice(&(5001u32 << 8).to_be_bytes());
+    f.extend_from_slice(&inner);
+    f
+}
+
+#[test]
+fn a_rate_limit_polices_only_what_the_networks_rules_let_through() {
+    // ssh to web1: shop denies it (priority 100) but from 10.9.0.0/16 (allow, 200); https is
+    // allowed by the network's default.
+    let networks = [shop()];
+    let limits = [
+        rate_limit("m-1", "192.168.10.11", "22", 5, 2),
+        rate_limit("m-2", "192.168.10.11", "443", 5, 3),
+    ];
+    let plan = compile_with(&networks, &limits).expect("valid").plan;
+    let policed: Vec<_> = plan
+        .acl
+        .iter()
+        .filter(|(_, r)| matches!(r.action.verdict, Verdict::Police { .. }))
+        .map(|(_, r)| r)
+        .collect();
+    // ssh: a twin of the 10.9/16 allow one priority above it, and one of the default at 0;
+    // https: only the default's (no rule of shop names 443).
+    assert_eq!(policed.len(), 3, "{policed:#?}");
+    let ssh_allow = policed
+        .iter()
+        .find(|r| r.action.priority == 201)
+        .expect("the allow's twin");
+    assert_eq!(
+        ssh_allow.matches.src,
+        Some("10.9.0.0/16".parse().expect("prefix"))
+    );
+    assert_eq!(
+        ssh_allow.matches.dst,
+        Some("192.168.10.11/32".parse().expect("prefix"))
+    );
+    assert!(ssh_allow.matches.tcp_syn);
+    assert_eq!(ssh_allow.matches.direction, DirectionMatch::ToVm);
+    assert_eq!(
+        policed.iter().filter(|r| r.action.priority == 0).count(),
+        2,
+        "{policed:#?}"
+    );
+
+    let model = NicModel::new(Timing::DEFAULT).expect("default timing");
+    let mut nic = Nic::open(SimDevice::new(model)).expect("the simulated NIC opens");
+    plan.apply(&mut nic, false).expect("programmed");
+    let web1_mac = [2, 0, 0, 0, 0x10, 0x11];
+    let mut now = 0u64;
+    let mut delivered = |src: [u8; 4], dport: u16, n: usize| {
+        let mut got = 0;
+        for _ in 0..n {
+            // 10 microseconds apart: far faster than 5 a second, so only the burst passes.
+            now += 10_000_000;
+            let mut sink = Collect::default();
+            let mut model = nic.device().model();
+            model.receive(
+                Port::Uplink,
+                &syn_from_fabric(src, [192, 168, 10, 11], dport, web1_mac),
+                now,
+                &mut sink,
+            );
+            model.finish(&mut sink);
+            got += sink
+                .0
+                .iter()
+                .filter(|(p, m, _)| *p == Port::Vport(0) && !m)
+                .count();
+        }
+        got
+    };
+    // Allowed ssh is policed to its burst; ssh the network denies stays denied (a rate
+    // limit placed above every rule would have let its burst through).
+    assert_eq!(delivered([10, 9, 1, 1], 22, 10), 2);
+    assert_eq!(delivered([203, 0, 113, 9], 22, 10), 0);
+    // https from anywhere: policed to its own burst.
+    assert_eq!(delivered([203, 0, 113, 9], 443, 10), 3);
+    // Other ports are untouched.
+    assert_eq!(delivered([203, 0, 113, 9], 80, 10), 10);
+}
+
+#[test]
+fn a_rate_limit_that_would_tie_with_a_deny_is_refused_naming_it() {
+    let mut n = shop();
+    // A deny at 201 overlapping the 10.9/16 allow's twin: which wins would depend on slots.
+    n.security_groups[0].rules.push(rule(
+        RuleDirection::ToNode,
+        "tcp",
+        Some("10.9.5.0/24"),
+        "22",
+        RuleAction::Deny,
+        201,
+    ));
+    let err =
+        compile_with(&[n], &[rate_limit("m-1", "192.168.10.11", "22", 5, 2)]).expect_err("refused");
+    let CompileError::Invalid(es) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(es.len(), 1, "{es:?}");
+    assert_eq!(es[0].path, "acme/shop/mitigations/m-1");
+    assert!(
+        es[0].message.contains("security_groups/default/rules/2"),
+        "{es:?}"
+    );
+}
+
+#[test]
+fn rule_matches_intersect_field_by_field() {
+    use crate::entries::intersect_matches;
+    let p = |s: &str| Some(s.parse::<Prefix>().expect("prefix"));
+    let a = RuleMatch {
+        scope: Some(7),
+        direction: DirectionMatch::Both,
+        protocol: Some(6),
+        src: p("10.0.0.0/8"),
+        dport: shadownet_hw::layout::PortRange { lo: 20, hi: 30 },
+        ..RuleMatch::ANY
+    };
+    let b = RuleMatch {
+        scope: Some(7),
+        direction: DirectionMatch::ToVm,
+        src: p("10.1.0.0/16"),
+        dst: p("192.168.1.1/32"),
+        dport: shadownet_hw::layout::PortRange { lo: 25, hi: 80 },
+        tcp_syn: true,
+        protocol: Some(6),
+        ..RuleMatch::ANY
+    };
+    let both = intersect_matches(&a, &b).expect("overlap");
+    assert_eq!(both.scope, Some(7));
+    assert_eq!(both.direction, DirectionMatch::ToVm);
+    assert_eq!(both.src, p("10.1.0.0/16"));
+    assert_eq!(both.dst, p("192.168.1.1/32"));
+    assert_eq!(
+        both.dport,
+        shadownet_hw::layout::PortRange { lo: 25, hi: 30 }
+    );
+    assert!(both.tcp_syn);
+    assert_eq!(intersect_matches(&b, &a), Some(both));
+    // Disjoint in any one field: nothing in common.
+    for other in [
+        RuleMatch {
+            scope: Some(8),
+            ..a
+        },
+        RuleMatch {
+            direction: DirectionMatch::FromVm,
+            ..a
+        },
+        RuleMatch {
+            src: p("11.0.0.0/8"),
+            ..a
+        },
+        RuleMatch {
+            dport: shadownet_hw::layout::PortRange { lo: 81, hi: 90 },
+            ..a
+        },
+        RuleMatch {
+            protocol: Some(17),
+            ..a
+        },
+        RuleMatch {
+            src: p("2001:db8::/32"),
+            ..a
+        },
+    ] {
+        assert_eq!(intersect_matches(&other, &b), None, "{other:?}");
+    }
 }
