@@ -465,3 +465,43 @@ fn lateral_movement_blocks_the_sweeping_vm_not_the_vms_that_answer() {
         shadownet_tests::closed_loop::vm_ip(shadownet_tests::closed_loop::HOSTS - 1).into();
     assert_eq!(blocked_sources(&r), vec![sweeper], "{r:#?}");
 }
+
+/// A loop run takes the controller for as long as it runs; `GET`s are answered between its
+/// steps (with what it has stored so far), not after it.
+#[test]
+fn reads_are_answered_while_a_loop_runs() {
+    let d = TestDaemon::start("loop-reads");
+    let token = setup(&d, "mirror");
+    // A scan detected a few seconds in, then a minute more of traffic.
+    let s = scenario(59, AttackClass::PortScan, BASELINE_S, 60.0);
+    let body = serde_json::json!({
+        "scenario": serde_json::to_value(&s).expect("scenario"),
+        "baseline_s": BASELINE_S,
+    });
+    let looping = d.client(&token);
+    let run = std::thread::spawn(move || {
+        looping
+            .send("POST", "/v1/shadows/shop-shadow/loop", &body, &[])
+            .expect("loop")
+    });
+    let c = d.client(&token);
+    let mut seen_during_the_run = None;
+    while !run.is_finished() {
+        let incidents = c.get("/v1/incidents").expect("incidents");
+        if !run.is_finished() && incidents.as_array().is_some_and(|a| !a.is_empty()) {
+            seen_during_the_run = Some(incidents);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let report = run.join().expect("the loop's client");
+    let seen = seen_during_the_run.expect("an incident the run opened, read while it ran");
+    assert_eq!(seen[0]["vms"], serde_json::json!(["shop/vm11"]), "{seen}");
+    // The run went on after that read and finished normally.
+    assert!(
+        report["classes"]["port_scan"]["detected_ns"]
+            .as_u64()
+            .is_some(),
+        "{report}"
+    );
+}

@@ -61,7 +61,7 @@ impl<D: Backend> FromRequestParts<ApiState<D>> for Auth {
         let token = token.to_string();
         let tenant = state
             .ctl
-            .call(move |c| c.authenticate(&token))
+            .read(move |c| c.authenticate(&token))
             .await?
             .map_err(Problem::from)?
             .ok_or_else(|| Problem::unauthorized("the token is not valid"))?;

@@ -151,7 +151,7 @@ pub async fn list_tenants<D: Backend>(
     State(s): State<ApiState<D>>,
     Auth(caller): Auth,
 ) -> ApiResult {
-    let v = s.ctl.call(move |c| c.list_tenants(&caller)).await??;
+    let v = s.ctl.read(move |c| c.list_tenants(&caller)).await??;
     Ok(json(StatusCode::OK, &v))
 }
 
@@ -164,7 +164,7 @@ pub async fn get_tenant<D: Backend>(
     Auth(caller): Auth,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let v = s.ctl.call(move |c| c.get_tenant(&caller, &name)).await??;
+    let v = s.ctl.read(move |c| c.get_tenant(&caller, &name)).await??;
     Ok(json(StatusCode::OK, &v))
 }
 
@@ -233,7 +233,7 @@ pub async fn list_networks<D: Backend>(
     State(s): State<ApiState<D>>,
     Auth(caller): Auth,
 ) -> ApiResult {
-    let v = s.ctl.call(move |c| c.list_networks(&caller)).await??;
+    let v = s.ctl.read(move |c| c.list_networks(&caller)).await??;
     Ok(json(StatusCode::OK, &v))
 }
 
@@ -250,7 +250,7 @@ pub async fn get_network<D: Backend>(
     let version = QueryArgs::parse(q.as_deref()).number("version")?;
     let v = s
         .ctl
-        .call(move |c| c.get_network(&caller, &name, version))
+        .read(move |c| c.get_network(&caller, &name, version))
         .await??;
     Ok(with_version(StatusCode::OK, &v))
 }
@@ -365,7 +365,7 @@ pub async fn network_history<D: Backend>(
 ) -> ApiResult {
     let v = s
         .ctl
-        .call(move |c| c.network_history(&caller, &name))
+        .read(move |c| c.network_history(&caller, &name))
         .await??;
     Ok(json(StatusCode::OK, &v))
 }
@@ -450,7 +450,7 @@ pub async fn list_shadows<D: Backend>(
     State(s): State<ApiState<D>>,
     Auth(caller): Auth,
 ) -> ApiResult {
-    let v = s.ctl.call(move |c| c.list_shadows(&caller)).await??;
+    let v = s.ctl.read(move |c| c.list_shadows(&caller)).await??;
     Ok(json(StatusCode::OK, &v))
 }
 
@@ -467,7 +467,7 @@ pub async fn get_shadow<D: Backend>(
     let version = QueryArgs::parse(q.as_deref()).number("version")?;
     let v = s
         .ctl
-        .call(move |c| c.get_shadow(&caller, &name, version))
+        .read(move |c| c.get_shadow(&caller, &name, version))
         .await??;
     Ok(with_version(StatusCode::OK, &v))
 }
@@ -550,7 +550,7 @@ pub async fn shadow_history<D: Backend>(
 ) -> ApiResult {
     let v = s
         .ctl
-        .call(move |c| c.shadow_history(&caller, &name))
+        .read(move |c| c.shadow_history(&caller, &name))
         .await??;
     Ok(json(StatusCode::OK, &v))
 }
@@ -612,7 +612,7 @@ pub async fn list_automations<D: Backend>(
     State(s): State<ApiState<D>>,
     Auth(caller): Auth,
 ) -> ApiResult {
-    let v = s.ctl.call(move |c| c.list_automations(&caller)).await??;
+    let v = s.ctl.read(move |c| c.list_automations(&caller)).await??;
     Ok(json(StatusCode::OK, &v))
 }
 
@@ -659,7 +659,7 @@ pub async fn audit<D: Backend>(
         .number::<usize>("limit")?
         .unwrap_or(100)
         .min(10_000);
-    let v = s.ctl.call(move |c| c.audit_log(&caller, limit)).await??;
+    let v = s.ctl.read(move |c| c.audit_log(&caller, limit)).await??;
     Ok(json(StatusCode::OK, &v))
 }
 
@@ -933,7 +933,7 @@ pub async fn list_findings<D: Backend>(
     };
     let v = s
         .ctl
-        .call(move |c| c.list_findings(&caller, &query))
+        .read(move |c| c.list_findings(&caller, &query))
         .await??;
     Ok(json(StatusCode::OK, &v))
 }
@@ -945,7 +945,7 @@ pub async fn list_incidents<D: Backend>(
     State(s): State<ApiState<D>>,
     Auth(caller): Auth,
 ) -> ApiResult {
-    let v = s.ctl.call(move |c| c.list_incidents(&caller)).await??;
+    let v = s.ctl.read(move |c| c.list_incidents(&caller)).await??;
     Ok(json(StatusCode::OK, &v))
 }
 
@@ -973,7 +973,7 @@ pub async fn get_incident<D: Backend>(
     Path(id): Path<String>,
 ) -> ApiResult {
     let id = incident_id(&id)?;
-    let (incident, findings) = s.ctl.call(move |c| c.get_incident(&caller, id)).await??;
+    let (incident, findings) = s.ctl.read(move |c| c.get_incident(&caller, id)).await??;
     Ok(json(StatusCode::OK, &IncidentDetail { incident, findings }))
 }
 
@@ -1000,7 +1000,7 @@ pub async fn get_mitigation_policy<D: Backend>(
 ) -> ApiResult {
     let v = s
         .ctl
-        .call(move |c| c.get_mitigation_policy(&caller))
+        .read(move |c| c.get_mitigation_policy(&caller))
         .await??;
     Ok(with_version(StatusCode::OK, &v))
 }
@@ -1028,7 +1028,7 @@ pub async fn list_mitigations<D: Backend>(
     State(s): State<ApiState<D>>,
     Auth(caller): Auth,
 ) -> ApiResult {
-    let v = s.ctl.call(move |c| c.list_mitigations(&caller)).await??;
+    let v = s.ctl.read(move |c| c.list_mitigations(&caller)).await??;
     Ok(json(StatusCode::OK, &v))
 }
 
@@ -1059,7 +1059,7 @@ pub async fn get_mitigation<D: Backend>(
 ) -> ApiResult {
     let v = s
         .ctl
-        .call(move |c| c.get_mitigation(&caller, &id))
+        .read(move |c| c.get_mitigation(&caller, &id))
         .await??;
     Ok(with_version(StatusCode::OK, &v))
 }

@@ -9,6 +9,8 @@
 //!
 //! The controller runs on its own thread (the NIC and the store are used by one thread at a
 //! time, in the order requests arrive); handlers send it closures and await the answer.
+//! Reads (`GET`s of stored objects) may also run while a long operation such as a loop run
+//! is between its steps; changes wait for it.
 
 mod extract;
 mod handlers;
@@ -26,15 +28,13 @@ pub use extract::TENANT_HEADER;
 pub use handlers::ApiDoc;
 pub use problem::Problem;
 
-use crate::control::{Backend, Controller};
+use crate::control::{Backend, Controller, Job};
 
 /// Largest request body accepted, in bytes (captures sent to the simulator excepted).
 pub const BODY_LIMIT: usize = 1 << 20;
 
 /// Largest capture accepted by `POST /v1/sim/inject`.
 pub const CAPTURE_LIMIT: usize = 64 << 20;
-
-type Job<D> = Box<dyn FnOnce(&mut Controller<D>) + Send>;
 
 /// A handle on the controller's thread.
 pub struct Handle<D: Backend> {
@@ -60,7 +60,7 @@ impl<D: Backend> Handle<D> {
         thread::Builder::new()
             .name("controller".into())
             .spawn(move || {
-                let mut c = match make() {
+                let c = match make() {
                     Ok(c) => {
                         let _ = ready_tx.send(Ok(()));
                         c
@@ -70,9 +70,7 @@ impl<D: Backend> Handle<D> {
                         return;
                     }
                 };
-                while let Ok(job) = rx.recv() {
-                    job(&mut c);
-                }
+                c.serve(rx);
             })
             .expect("spawning the controller thread");
         match ready_rx.recv() {
@@ -89,9 +87,24 @@ impl<D: Backend> Handle<D> {
     ) -> Result<T, Problem> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.tx
-            .send(Box::new(move |c| {
+            .send(Job::Change(Box::new(move |c| {
                 let _ = tx.send(f(c));
-            }))
+            })))
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())
+    }
+
+    /// Runs `f`, which only reads, on the controller and returns its result: also while a
+    /// long operation (a loop run) is between its steps.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Controller<D>) -> T + Send + 'static,
+    ) -> Result<T, Problem> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Job::Read(Box::new(move |c| {
+                let _ = tx.send(f(c));
+            })))
             .map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())
     }
@@ -103,9 +116,9 @@ impl<D: Backend> Handle<D> {
     ) -> Result<T, Problem> {
         let (tx, rx) = mpsc::channel();
         self.tx
-            .send(Box::new(move |c| {
+            .send(Job::Change(Box::new(move |c| {
                 let _ = tx.send(f(c));
-            }))
+            })))
             .map_err(|_| stopped())?;
         rx.recv().map_err(|_| stopped())
     }

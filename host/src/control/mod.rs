@@ -245,6 +245,30 @@ pub struct Controller<D: Device> {
     suricata: Option<crate::analysis::suricata::SuricataNode>,
     /// Loop runs analysed by Suricata so far (names their directories).
     suricata_runs: u64,
+    /// Requests for the controller's thread, when it has one ([`Controller::serve`]).
+    inbox: Option<Inbox<D>>,
+}
+
+/// A change: runs with the controller to itself.
+pub type ChangeJob<D> = Box<dyn FnOnce(&mut Controller<D>) + Send>;
+
+/// A read: runs with shared access, also between the steps of a long operation.
+pub type ReadJob<D> = Box<dyn FnOnce(&Controller<D>) + Send>;
+
+/// Work for the controller's thread.
+pub enum Job<D: Device> {
+    /// Changes state (or needs the NIC to itself): runs in arrival order, never inside
+    /// another job.
+    Change(ChangeJob<D>),
+    /// Reads the store only: may run while a long operation (a loop run) is between steps.
+    Read(ReadJob<D>),
+}
+
+/// The requests waiting for the controller's thread, and the changes that arrived while a
+/// long operation was serving reads (they run after it, in order).
+struct Inbox<D: Device> {
+    rx: std::sync::mpsc::Receiver<Job<D>>,
+    deferred: std::cell::RefCell<std::collections::VecDeque<ChangeJob<D>>>,
 }
 
 /// The wall clock in unix milliseconds.
@@ -278,6 +302,7 @@ impl<D: Device> Controller<D> {
             telemetry: telemetry::TelemetryCache::default(),
             suricata: None,
             suricata_runs: 0,
+            inbox: None,
         };
         let world = World::load(&c.store)?;
         let mut slots = c.slots()?;
@@ -287,6 +312,45 @@ impl<D: Device> Controller<D> {
         c.nic.set_enabled(true, false)?;
         c.compiled = Some(compiled);
         Ok((c, drift))
+    }
+
+    /// Runs requests from `rx` until every sender is gone: changes one at a time in arrival
+    /// order, reads too — and reads also while a long operation is between its steps (see
+    /// [`Controller::serve_reads`]), so that a loop run of a minute does not hold up every
+    /// `GET` for that minute. Changes that arrive meanwhile run after it, in order.
+    pub fn serve(mut self, rx: std::sync::mpsc::Receiver<Job<D>>) {
+        self.inbox = Some(Inbox {
+            rx,
+            deferred: Default::default(),
+        });
+        loop {
+            let Some(inbox) = &self.inbox else { return };
+            let deferred = inbox.deferred.borrow_mut().pop_front();
+            let job = match deferred {
+                Some(f) => Job::Change(f),
+                None => match inbox.rx.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                },
+            };
+            match job {
+                Job::Change(f) => f(&mut self),
+                Job::Read(f) => f(&self),
+            }
+        }
+    }
+
+    /// Serves the reads waiting now and sets aside the changes (they run after the current
+    /// job). Long operations call this between their steps; the store they have written by
+    /// then is what the reads see.
+    pub(crate) fn serve_reads(&self) {
+        let Some(inbox) = &self.inbox else { return };
+        while let Ok(job) = inbox.rx.try_recv() {
+            match job {
+                Job::Read(f) => f(self),
+                Job::Change(f) => inbox.deferred.borrow_mut().push_back(f),
+            }
+        }
     }
 
     /// Hands the controller a supervised Suricata: from now on the generated loop

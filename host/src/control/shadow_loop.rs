@@ -340,6 +340,9 @@ impl Sink for Collect {
     }
 }
 
+/// Loop steps (frames fed, findings ingested, …) between two turns for waiting reads.
+const READS_EVERY: u64 = 256;
+
 /// A frame's tunnel VNI (if tunnelled) and the production frame it carries (itself when not
 /// tunnelled).
 fn unwrap_tunnel(frame: &[u8]) -> Option<(Option<u32>, &[u8])> {
@@ -513,7 +516,14 @@ impl<D: Backend> Controller<D> {
         let mut sink = Collect::default();
         let mut release_buf = vec![0u8; 16 * 1024];
         let mut next = 0usize;
+        let mut steps = 0u64;
         loop {
+            steps += 1;
+            if steps.is_multiple_of(READS_EVERY) {
+                // A run can take a minute: `GET`s waiting for the controller are answered
+                // between its steps (what the run has stored so far is what they see).
+                self.serve_reads();
+            }
             let input_at = req.frames.get(next).map(|f| f.at_ns);
             let due_at = due.peek().map(|Reverse((t, _, _))| *t);
             let (now_ns, step) = match (input_at, due_at) {
@@ -553,7 +563,7 @@ impl<D: Backend> Controller<D> {
                             )?;
                             let wall_ns = t.elapsed().as_nanos() as u64;
                             // The gate refuses what the NIC now blocks.
-                            for a in r.activations() {
+                            for a in r.activations().filter(|a| !a.rule.is_rate_limit()) {
                                 if let Some(ip) =
                                     a.rule.src.split('/').next().and_then(|s| s.parse().ok())
                                 {
@@ -1042,6 +1052,7 @@ pub fn blocked_sources(report: &LoopReport) -> Vec<IpAddr> {
         .ingests
         .iter()
         .flat_map(|i| i.report.activations())
+        .filter(|a| !a.rule.is_rate_limit())
         .filter_map(|a| a.rule.src.split('/').next()?.parse().ok())
         .collect()
 }
