@@ -1044,6 +1044,50 @@ fn the_cli_lists_findings_incidents_and_drives_mitigations() {
         out,
         "mitigation m-2 proposed: block 192.0.2.0/24 in network shop\n"
     );
+    let out = ok(
+        &d,
+        &[
+            "mitigation",
+            "propose",
+            "--src",
+            "0.0.0.0/0",
+            "--dst",
+            WEB1,
+            "--network",
+            "shop",
+            "--protocol",
+            "tcp",
+            "--dst-ports",
+            "443",
+            "--connections-only",
+            "--rate-limit",
+            "200/20",
+        ],
+    );
+    assert_eq!(
+        out,
+        "mitigation m-3 proposed: rate-limit 0.0.0.0/0 in network shop\n"
+    );
+    let out = ok(&d, &["mitigation", "list"]);
+    assert!(
+        out.contains("0.0.0.0/0 to 192.168.10.11 tcp port 443 connections <= 200/s"),
+        "{out}"
+    );
+    let e = ctl(
+        &d,
+        &[
+            "mitigation",
+            "propose",
+            "--src",
+            "0.0.0.0/0",
+            "--network",
+            "shop",
+            "--rate-limit",
+            "200/x",
+        ],
+    )
+    .expect_err("a bad rate");
+    assert!(format!("{e:#}").contains("'x' in '200/x'"), "{e:#}");
     let out = ok(&d, &["incident", "close", "2"]);
     assert_eq!(out, "incident 2 closed\n");
 }
