@@ -349,8 +349,11 @@ impl<D: Device> Controller<D> {
         with.push(&candidate);
 
         let (frames, fed, skipped) = frames_to_feed(&path, &network, &self.port)?;
-        let base = run_scratch(&self.port, &tenant, &network, &others, &fed)?;
-        let cand = run_scratch(&self.port, &tenant, &network, &with, &fed)?;
+        // A capture of a million frames replays for a while: reads waiting for the
+        // controller are answered in between.
+        let between = || self.serve_reads();
+        let base = run_scratch(&self.port, &tenant, &network, &others, &fed, &between)?;
+        let cand = run_scratch(&self.port, &tenant, &network, &with, &fed, &between)?;
 
         let named = |k: &FlowKey| -> bool { findings.iter().any(|f| finding_names(f, k)) };
         let mut report = TrialReport {
@@ -778,13 +781,15 @@ fn innermost(frame: &[u8], cfg: &ParseConfig) -> Option<(Vec<u8>, PacketMeta)> {
 }
 
 /// Programs a scratch simulated NIC with one network and block rules, feeds it the frames,
-/// and says for each whether its ACL dropped it.
+/// and says for each whether its ACL dropped it. `between` is called every few thousand
+/// frames.
 fn run_scratch(
     port: &PortConfig,
     tenant: &str,
     net: &Network,
     blocks: &[&Mitigation],
     fed: &[Fed],
+    between: &dyn Fn(),
 ) -> Result<Vec<bool>, ControlError> {
     let scratch = |e: String| ControlError::Conflict(format!("the scratch NIC: {e}"));
     let model = NicModel::new(Timing::DEFAULT).map_err(|e| scratch(e.to_string()))?;
@@ -818,7 +823,10 @@ fn run_scratch(
     // another change nothing.
     let first_ns = fed.first().map_or(0, |f| f.ts_ns);
     let mut t = 1_000_000u64;
-    for f in fed {
+    for (i, f) in fed.iter().enumerate() {
+        if i % 4096 == 4095 {
+            between();
+        }
         let at = 1_000_000u64.saturating_add(f.ts_ns.saturating_sub(first_ns).saturating_mul(1000));
         t = at.max(t);
         {
