@@ -316,7 +316,7 @@ impl<D: Device> Controller<D> {
 
     /// Runs requests from `rx` until every sender is gone: changes one at a time in arrival
     /// order, reads too — and reads also while a long operation is between its steps (see
-    /// [`Controller::serve_reads`]), so that a loop run of a minute does not hold up every
+    /// `serve_reads`), so that a loop run of a minute does not hold up every
     /// `GET` for that minute. Changes that arrive meanwhile run after it, in order.
     pub fn serve(mut self, rx: std::sync::mpsc::Receiver<Job<D>>) {
         self.inbox = Some(Inbox {
