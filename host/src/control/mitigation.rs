@@ -642,33 +642,30 @@ impl<D: Device> Controller<D> {
                 continue;
             }
             let mut changed = false;
-            // A flood from many sources at one target is answered by a rate limit alone:
-            // blocking its sources one by one would spend the ACL on addresses that are
-            // likely spoofed, and would not stop the next ones.
-            if let Some(rule) = self.flood_rate_limit(tenant, policy, &inc)? {
-                let src = format!("{} sources", inc.sources.len());
-                changed |= self.answer(tenant, policy, &mut inc, &src, rule, &mut out)?;
-            } else {
-                // With several sources, each must pass the thresholds on its own findings:
-                // one source's alerts must not get another (a false positive that joined the
-                // same incident) blocked.
-                let per_source = if inc.sources.len() > 1 {
-                    Some(self.source_stats(tenant, id)?)
-                } else {
-                    None
-                };
-                for src in inc.sources.clone() {
-                    if let Some(stats) = &per_source
-                        && !stats.get(&src).is_some_and(|s| s.qualifies(policy))
-                    {
-                        continue;
-                    }
-                    let Ok(ip) = src.parse::<std::net::IpAddr>() else {
-                        continue;
-                    };
-                    let rule = BlockRule::block(Prefix::host(ip).to_string());
+            // Each source must pass the thresholds on its own findings: one source's alerts
+            // must not get another (a false positive that joined the same incident) blocked,
+            // and a SYN-flood alert's incidental source is not blocked at all.
+            let stats = self.source_stats(tenant, id)?;
+            let blockable: Vec<String> = inc
+                .sources
+                .iter()
+                .filter(|s| stats.get(*s).is_some_and(|x| x.qualifies(policy)))
+                .cloned()
+                .collect();
+            if blockable.is_empty() {
+                // A flood from many (or spoofed) sources none of which qualifies on its own
+                // is answered by a rate limit toward its target.
+                if let Some(rule) = self.flood_rate_limit(tenant, policy, &inc)? {
+                    let src = format!("{} sources", inc.sources.len());
                     changed |= self.answer(tenant, policy, &mut inc, &src, rule, &mut out)?;
                 }
+            }
+            for src in blockable {
+                let Ok(ip) = src.parse::<std::net::IpAddr>() else {
+                    continue;
+                };
+                let rule = BlockRule::block(Prefix::host(ip).to_string());
+                changed |= self.answer(tenant, policy, &mut inc, &src, rule, &mut out)?;
             }
             if changed {
                 // Reload: a commit may have marked it mitigated meanwhile.
@@ -803,10 +800,10 @@ impl<D: Device> Controller<D> {
         Ok(changed)
     }
 
-    /// A rate limit answering incident `inc` when it is a flood from many sources at one
-    /// target: at least `flood_min_sources` distinct sources (spoofed, or too many to block one
-    /// by one; each one's findings rarely qualify on their own), or a SYN flood finding whose
-    /// source sends under a tenth of the flood (the detector raises one alert per target and
+    /// A rate limit answering incident `inc` (none of whose sources qualifies for a block on
+    /// its own) when it is a flood from many sources at one target: at least
+    /// `flood_min_sources` distinct sources, or a SYN-flood finding whose source is
+    /// incidental (`incidental_source`: the detector raises one alert per target and
     /// interval, so a spoofed flood names few sources). The limit names the target,
     /// the protocol and destination port most of the incident's findings toward it carry, and
     /// for a SYN flood (the detector's class) only connection attempts. Its rate is the
@@ -841,29 +838,14 @@ impl<D: Device> Controller<D> {
             }
             let proto = f.proto.as_deref().unwrap_or("").to_ascii_lowercase();
             *traffic.entry((proto, f.dest_port)).or_default() += 1;
-            let ext = &f.event["alert"]["metadata"]["shadownet"];
-            if ext["class"] == "syn_flood" {
+            if is_syn_flood(&f) {
                 syn_flood = true;
-                let feature = |name: &str, what: &str| {
-                    ext["explanation"].as_array().and_then(|e| {
-                        e.iter()
-                            .find(|d| d["feature"] == name)
-                            .and_then(|d| d[what].as_f64())
-                            .filter(|v| v.is_finite() && *v >= 0.0)
-                    })
-                };
-                if let Some(b) = feature("syn_rate_to_dst_per_s", "baseline") {
+                if let Some(b) = explained(&f, "syn_rate_to_dst_per_s", "baseline") {
                     baseline = Some(baseline.map_or(b, |x: f64| x.max(b)));
                 }
-                // The source the alert names sends under a tenth of the flood: the flood
-                // comes from many (or spoofed) sources, however few the findings name.
-                if let (Some(to_dst), Some(from_src)) = (
-                    feature("syn_rate_to_dst_per_s", "observed"),
-                    feature("syn_rate_from_src_per_s", "observed"),
-                ) && from_src * 10.0 < to_dst
-                {
-                    distributed = true;
-                }
+                // The flood comes from many (or spoofed) sources, however few the findings
+                // name.
+                distributed |= incidental_source(&f);
             }
         }
         if !distributed {
@@ -915,7 +897,8 @@ impl SourceStats {
 }
 
 impl<D: Device> Controller<D> {
-    /// Per outside source, what the findings of incident `id` say about it.
+    /// Per outside source, what the findings of incident `id` say about it (findings whose
+    /// source is incidental left out).
     fn source_stats(
         &self,
         tenant: &str,
@@ -927,6 +910,9 @@ impl<D: Device> Controller<D> {
                 continue;
             }
             let f = super::Finding::from_record(r)?;
+            if incidental_source(&f) {
+                continue;
+            }
             let s = out
                 .entry(f.correlation.outside.clone())
                 .or_insert(SourceStats {
@@ -941,6 +927,36 @@ impl<D: Device> Controller<D> {
         }
         Ok(out)
     }
+}
+
+/// Whether a finding is the built-in detector's SYN-flood alert.
+fn is_syn_flood(f: &super::Finding) -> bool {
+    f.event["alert"]["metadata"]["shadownet"]["class"] == "syn_flood"
+}
+
+/// A feature of the detector's explanation of a finding: its `baseline` or `observed` value.
+fn explained(f: &super::Finding, feature: &str, what: &str) -> Option<f64> {
+    f.event["alert"]["metadata"]["shadownet"]["explanation"]
+        .as_array()?
+        .iter()
+        .find(|d| d["feature"] == feature)?[what]
+        .as_f64()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+}
+
+/// Whether a finding names its source only by accident: a SYN-flood alert is about the
+/// flooded destination, raised on whichever packet tipped the rate over, and when that
+/// packet's source sends under a tenth of the flood it is not the flood's source (a client,
+/// or one of many spoofed addresses). Such a finding counts toward no source's block.
+fn incidental_source(f: &super::Finding) -> bool {
+    is_syn_flood(f)
+        && matches!(
+            (
+                explained(f, "syn_rate_to_dst_per_s", "observed"),
+                explained(f, "syn_rate_from_src_per_s", "observed"),
+            ),
+            (Some(to_dst), Some(from_src)) if from_src * 10.0 < to_dst
+        )
 }
 
 /// Whether an incident passes the policy's thresholds.
