@@ -122,6 +122,16 @@ impl InFlight {
         self.slot(i).wire
     }
 
+    /// Frees the slot of a released transmission and hands back its departure and wire time
+    /// (ps), valid until the next insert: one look-up for the departure's accounting and
+    /// the slot's freeing.
+    #[inline(always)]
+    pub(crate) fn take(&mut self, i: u32) -> (&Departure, u64) {
+        self.free.push(i);
+        let slot = &self.slots[i as usize];
+        (&slot.dep, slot.wire)
+    }
+
     /// Frees a slot and hands back its frame's bytes, to be freed.
     pub(crate) fn remove(&mut self, i: u32) -> FrameBuf {
         self.free.push(i);
@@ -331,7 +341,9 @@ pub struct Scheduler {
     mirror_latency: u64,
     lookahead: u64,
     mirror_max_wire: u64,
-    pipeline_free: u64,
+    /// The cycle the pipeline input is free from (kept in cycles: admission is on a cycle
+    /// edge, so the wait is a difference of cycle numbers, not a division).
+    pipeline_free_cycle: u64,
     output_free: u64,
     mirror_output_free: u64,
     last_admit: u64,
@@ -376,7 +388,7 @@ impl Scheduler {
             // A copy longer than this could overlap a production frame the scheduler cannot
             // yet see when it must decide (see the module docs).
             mirror_max_wire: timing.mirror_max_wire_cycles() as u64 * cycle,
-            pipeline_free: 0,
+            pipeline_free_cycle: 0,
             output_free: 0,
             mirror_output_free: 0,
             last_admit: 0,
@@ -431,9 +443,11 @@ impl Scheduler {
         if self.rx_bytes[p] + len as u64 > self.timing.rx_fifo_bytes as u64 {
             return Err(DropReason::RxFifoOverflow);
         }
-        let admit = (arrival.div_ceil(self.cycle) * self.cycle).max(self.pipeline_free);
+        let edge = arrival.div_ceil(self.cycle);
+        let admit_cycle = edge.max(self.pipeline_free_cycle);
+        let admit = admit_cycle * self.cycle;
         let beats = self.timing.beats(len as u32) as u64;
-        self.pipeline_free = admit + beats * self.cycle;
+        self.pipeline_free_cycle = admit_cycle + beats;
         if admit > arrival {
             self.rx[p].push_back((admit, len as u32));
             self.rx_bytes[p] += len as u64;
@@ -444,10 +458,8 @@ impl Scheduler {
         }
         counters.pipeline(PipelineCounter::Admitted, 1);
         counters.pipeline(PipelineCounter::BusyCycles, beats);
-        counters.pipeline(
-            PipelineCounter::RxWaitCycles,
-            (admit - arrival) / self.cycle,
-        );
+        // `(admit - arrival) / cycle`: the arrival is at most a cycle before its edge.
+        counters.pipeline(PipelineCounter::RxWaitCycles, admit_cycle - edge);
         self.last_admit = admit;
         Ok(admit)
     }

@@ -81,7 +81,8 @@ impl Class {
 /// Distribution of latencies in cycles: exact below 4096 cycles, power-of-two buckets above.
 #[derive(Clone, Debug)]
 pub struct Histogram {
-    exact: Vec<u64>,
+    /// Boxed array, not `Vec`: indexing it below [`EXACT`] needs no bounds check.
+    exact: Box<[u64; EXACT as usize]>,
     log: [u64; 64],
     count: u64,
     sum: u128,
@@ -94,7 +95,7 @@ const EXACT: u64 = 4096;
 impl Default for Histogram {
     fn default() -> Self {
         Histogram {
-            exact: vec![0; EXACT as usize],
+            exact: Box::new([0; EXACT as usize]),
             log: [0; 64],
             count: 0,
             sum: 0,
@@ -108,15 +109,30 @@ impl Histogram {
     /// Records one latency.
     #[inline(always)]
     pub fn record(&mut self, cycles: u64) {
+        self.bucket(cycles);
+        self.count += 1;
+        self.sum += cycles as u128;
+        self.min = self.min.min(cycles);
+        self.max = self.max.max(cycles);
+    }
+
+    /// Counts one latency in its bucket only; the count, sum and extremes come with
+    /// [`Histogram::absorb`] of a [`Summary`] that saw the same latencies.
+    #[inline(always)]
+    fn bucket(&mut self, cycles: u64) {
         if cycles < EXACT {
             self.exact[cycles as usize] += 1;
         } else {
             self.log[63 - cycles.leading_zeros() as usize] += 1;
         }
-        self.count += 1;
-        self.sum += cycles as u128;
-        self.min = self.min.min(cycles);
-        self.max = self.max.max(cycles);
+    }
+
+    /// Adds the count, sum and extremes of latencies already counted in their buckets.
+    fn absorb(&mut self, s: &Summary) {
+        self.count += s.count;
+        self.sum += s.sum;
+        self.min = self.min.min(s.min);
+        self.max = self.max.max(s.max);
     }
 
     /// Number of latencies recorded.
@@ -255,6 +271,95 @@ impl RunStats {
             .max(self.last_event_ps)
             .saturating_sub(self.first_arrival_ps.unwrap_or(0))
     }
+
+    /// Counts a production transmission of the departures being tallied in `t` (see
+    /// [`Tally`]): its latency bucket and port here, the sums in `t`.
+    #[inline(always)]
+    pub(crate) fn tally_primary(
+        &mut self,
+        t: &mut Tally,
+        class: Class,
+        port: Port,
+        len: usize,
+        latency_cycles: u64,
+        end_ps: u64,
+    ) {
+        self.classes[class as usize] += 1;
+        t.primary.add(len, latency_cycles);
+        self.primary_latency.bucket(latency_cycles);
+        if self.tx_by_port.is_empty() {
+            self.first_by_port();
+        }
+        if let Some(n) = self.tx_by_port.get_mut(port.index()) {
+            *n += 1;
+        }
+        t.last_end = t.last_end.max(end_ps);
+    }
+
+    /// Counts a mirror copy's transmission of the departures being tallied in `t`.
+    #[inline(always)]
+    pub(crate) fn tally_mirror(&mut self, t: &mut Tally, len: usize, latency_cycles: u64, end_ps: u64) {
+        t.mirror.add(len, latency_cycles);
+        self.mirror_latency.bucket(latency_cycles);
+        t.last_end = t.last_end.max(end_ps);
+    }
+
+    /// Adds what `t` summed over a run of transmissions: the same totals as
+    /// [`RunStats::transmitted`] for each of them.
+    pub(crate) fn absorb(&mut self, t: &Tally) {
+        self.classes[Class::MirroredToShadow as usize] += t.mirror.count;
+        self.mirror_frames += t.mirror.count;
+        self.mirror_bytes += t.mirror.bytes;
+        self.mirror_latency.absorb(&t.mirror);
+        self.tx_frames += t.primary.count;
+        self.tx_bytes += t.primary.bytes;
+        self.primary_latency.absorb(&t.primary);
+        self.last_tx_end_ps = self.last_tx_end_ps.max(t.last_end);
+        self.last_event_ps = self.last_event_ps.max(t.last_end);
+    }
+}
+
+/// Frames, bytes and latency extremes of one queue's transmissions in a [`Tally`].
+#[derive(Clone, Copy)]
+pub(crate) struct Summary {
+    count: u64,
+    bytes: u64,
+    sum: u128,
+    min: u64,
+    max: u64,
+}
+
+impl Default for Summary {
+    fn default() -> Self {
+        Summary {
+            count: 0,
+            bytes: 0,
+            sum: 0,
+            min: u64::MAX,
+            max: 0,
+        }
+    }
+}
+
+impl Summary {
+    #[inline(always)]
+    fn add(&mut self, len: usize, cycles: u64) {
+        self.count += 1;
+        self.bytes += len as u64;
+        self.sum += cycles as u128;
+        self.min = self.min.min(cycles);
+        self.max = self.max.max(cycles);
+    }
+}
+
+/// Running sums over the departures of one drain, kept in locals (registers) while the
+/// departures are counted and added to [`RunStats`] once: per transmission the statistics
+/// then cost a bucket increment, not a read-modify-write of every total in memory.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Tally {
+    primary: Summary,
+    mirror: Summary,
+    last_end: u64,
 }
 
 #[cfg(test)]
