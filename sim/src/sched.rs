@@ -301,6 +301,13 @@ impl Egress {
     }
 }
 
+/// A port's receive FIFO: when each frame waiting in it is admitted, and their bytes.
+#[derive(Default)]
+struct RxFifo {
+    fifo: Fifo<(u64, u32)>,
+    bytes: u64,
+}
+
 #[derive(Clone, Copy, Default)]
 struct Policer {
     /// Tokens in micro-bits: a rate of R Mbit/s adds R micro-bits per picosecond.
@@ -347,8 +354,7 @@ pub struct Scheduler {
     output_free: u64,
     mirror_output_free: u64,
     last_admit: u64,
-    rx: Vec<Fifo<(u64, u32)>>,
-    rx_bytes: Vec<u64>,
+    rx: Vec<RxFifo>,
     ports: Vec<Egress>,
     active: Vec<usize>,
     policers: Vec<Policer>,
@@ -392,8 +398,7 @@ impl Scheduler {
             output_free: 0,
             mirror_output_free: 0,
             last_admit: 0,
-            rx: (0..Port::COUNT).map(|_| Fifo::default()).collect(),
-            rx_bytes: vec![0; Port::COUNT],
+            rx: (0..Port::COUNT).map(|_| RxFifo::default()).collect(),
             ports,
             active: Vec::new(),
             policers: vec![Policer::default(); NUM_SESSIONS],
@@ -435,12 +440,11 @@ impl Scheduler {
         arrival: u64,
         counters: &mut Counters,
     ) -> Result<u64, DropReason> {
-        let p = port.index();
-        let fifo = &mut self.rx[p];
-        while let Some((_, l)) = fifo.pop_front_if(|&(admit, _)| admit <= arrival) {
-            self.rx_bytes[p] -= l as u64;
+        let rx = &mut self.rx[port.index()];
+        while let Some((_, l)) = rx.fifo.pop_front_if(|&(admit, _)| admit <= arrival) {
+            rx.bytes -= l as u64;
         }
-        if self.rx_bytes[p] + len as u64 > self.timing.rx_fifo_bytes as u64 {
+        if rx.bytes + len as u64 > self.timing.rx_fifo_bytes as u64 {
             return Err(DropReason::RxFifoOverflow);
         }
         let edge = arrival.div_ceil(self.cycle);
@@ -449,11 +453,11 @@ impl Scheduler {
         let beats = self.timing.beats(len as u32) as u64;
         self.pipeline_free_cycle = admit_cycle + beats;
         if admit > arrival {
-            self.rx[p].push_back((admit, len as u32));
-            self.rx_bytes[p] += len as u64;
+            rx.fifo.push_back((admit, len as u32));
+            rx.bytes += len as u64;
             counters.max(
                 shadownet_hw::counters::pipeline(PipelineCounter::RxFifoHighWater),
-                self.rx_bytes[p],
+                rx.bytes,
             );
         }
         counters.pipeline(PipelineCounter::Admitted, 1);
@@ -527,12 +531,13 @@ impl Scheduler {
                 self.drops.push(drop(DropReason::MirrorPoliced));
                 continue;
             }
-            let wire = self.wire_ps(frame.port, len);
+            let p = frame.port.index();
+            let e = &mut self.ports[p];
+            let wire = self.timing.wire_bytes(len as u32) as u64 * e.byte_ps;
             if wire > self.mirror_max_wire {
                 self.drops.push(drop(DropReason::MirrorOversize));
                 continue;
             }
-            let p = frame.port.index();
             let slot = self.in_flight.insert(
                 Departure {
                     packet,
@@ -544,13 +549,17 @@ impl Scheduler {
                 },
                 wire,
             );
-            self.ports[p].copies.push_back(PendingCopy {
+            e.copies.push_back(PendingCopy {
                 ready,
                 wire,
                 len: len as u32,
                 slot,
             });
-            self.activate(p);
+            e.wake = 0;
+            if !e.active {
+                e.active = true;
+                self.active.push(p);
+            }
         }
         if defer {
             self.deferred_admit = Some(self.last_admit);
@@ -592,14 +601,6 @@ impl Scheduler {
         }
     }
 
-    fn activate(&mut self, p: usize) {
-        self.ports[p].wake = 0;
-        if !self.ports[p].active {
-            self.ports[p].active = true;
-            self.active.push(p);
-        }
-    }
-
     fn enqueue_primary(
         &mut self,
         packet: u64,
@@ -610,9 +611,9 @@ impl Scheduler {
     ) {
         let p = frame.port.index();
         let len = frame.buf.len();
-        let wire = self.wire_ps(frame.port, len);
         let cap = self.timing.primary_queue_bytes as u64;
         let e = &mut self.ports[p];
+        let wire = self.timing.wire_bytes(len as u32) as u64 * e.byte_ps;
         while let Some(w) = e.production.pop_front_if(WAITING, |w| w.start <= ready) {
             e.primary_waiting_bytes -= w.len as u64;
         }
@@ -658,7 +659,12 @@ impl Scheduler {
             len: len as u32,
             slot,
         });
-        self.activate(p);
+        // Active: `advance` visits the port (and wakes it, whatever its horizon).
+        e.wake = 0;
+        if !e.active {
+            e.active = true;
+            self.active.push(p);
+        }
     }
 
     /// Decides what can be decided with every production frame ready before `horizon`
