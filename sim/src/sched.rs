@@ -522,7 +522,9 @@ impl Scheduler {
                 len,
                 buf: frame.buf,
             };
-            if !self.policers[session as usize].conform(
+            // An unpoliced session (rate 0) conforms without its policer being looked up.
+            if cfg.policer_mbps != 0
+                && !self.policers[session as usize].conform(
                 cfg.policer_mbps,
                 cfg.policer_burst,
                 ready,
@@ -578,15 +580,11 @@ impl Scheduler {
             [p] => Some(*p),
             _ => return false,
         };
-        for frame in primary.into_iter().chain(copies.iter()) {
+        let mut by_port = |frame: &OutFrame| {
             let q = frame.port.index();
-            match port {
-                None => port = Some(q),
-                Some(p) if p == q => {}
-                Some(_) => return false,
-            }
-        }
-        true
+            *port.get_or_insert(q) == q
+        };
+        primary.is_none_or(&mut by_port) && copies.iter().all(by_port)
     }
 
     /// Decides and releases what dispatching would have by now if it had not been deferred.
