@@ -702,7 +702,15 @@ impl Scheduler {
                     e.queued -= 1;
                     continue;
                 }
-                let s0 = (c.ready.max(e.mirror_free)).div_ceil(cycle) * cycle;
+                // A copy is ready on a cycle edge (admission, the mirror engine's latency and
+                // its beats are whole cycles): only the end of the previous copy needs
+                // rounding up to one.
+                debug_assert!(c.ready.is_multiple_of(cycle));
+                let s0 = if c.ready >= e.mirror_free {
+                    c.ready
+                } else {
+                    e.mirror_free.div_ceil(cycle) * cycle
+                };
                 while e
                     .production
                     .pop_front_if(INTERVALS, |i| i.end <= s0)
