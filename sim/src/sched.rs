@@ -525,11 +525,12 @@ impl Scheduler {
             // An unpoliced session (rate 0) conforms without its policer being looked up.
             if cfg.policer_mbps != 0
                 && !self.policers[session as usize].conform(
-                cfg.policer_mbps,
-                cfg.policer_burst,
-                ready,
-                len,
-            ) {
+                    cfg.policer_mbps,
+                    cfg.policer_burst,
+                    ready,
+                    len,
+                )
+            {
                 self.drops.push(drop(DropReason::MirrorPoliced));
                 continue;
             }

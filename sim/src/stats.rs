@@ -148,7 +148,10 @@ impl Histogram {
         if self.big_count > 0 {
             self.big_max
         } else {
-            self.exact.iter().rposition(|&n| n > 0).map_or(0, |c| c as u64)
+            self.exact
+                .iter()
+                .rposition(|&n| n > 0)
+                .map_or(0, |c| c as u64)
         }
     }
 
@@ -314,7 +317,13 @@ impl RunStats {
 
     /// Counts a mirror copy's transmission of the departures being tallied in `t`.
     #[inline(always)]
-    pub(crate) fn tally_mirror(&mut self, t: &mut Tally, len: usize, latency_cycles: u64, end_ps: u64) {
+    pub(crate) fn tally_mirror(
+        &mut self,
+        t: &mut Tally,
+        len: usize,
+        latency_cycles: u64,
+        end_ps: u64,
+    ) {
         t.mirror_frames += 1;
         t.mirror_bytes += len as u64;
         self.mirror_latency.record(latency_cycles);
