@@ -34,7 +34,7 @@ use crate::{
     datapath::{Datapath, Queue, ReadAhead},
     dma::{DmaEngine, DmaSpace},
     sched::{Departure, LateDrop, Scheduler},
-    stats::{Class, RunStats},
+    stats::{Class, RunStats, Tally},
     trace::{Event, Record, Stage, TraceWriter},
 };
 
@@ -757,22 +757,40 @@ impl NicModel {
             }
         } else {
             // The same accounting as `depart`, read in place from the in-flight slot (the
-            // fields of the model it touches are disjoint): no record is copied per frame.
+            // fields of the model it touches are disjoint): no record is copied per frame, and
+            // the run statistics' totals are summed in locals and added once.
             let cycle = self.sched.cycle_ps();
             let sched = &mut self.sched;
+            let counters = &mut self.dp.counters;
+            let stats = &mut self.stats;
+            let mut tally = Tally::default();
             for &slot in &sched.released {
-                let dep = sched.in_flight.departure(slot);
-                count_departure(
-                    &mut self.dp.counters,
-                    &mut self.stats,
-                    dep,
-                    sched.in_flight.wire_ps(slot),
-                    cycle,
-                );
-                sink.transmit(dep, self.dp.frames.bytes(dep.frame.buf));
-                let buf = sched.in_flight.remove(slot);
-                self.dp.frames.free(buf);
+                let (dep, wire) = sched.in_flight.take(slot);
+                let f = &dep.frame;
+                let len = f.buf.len();
+                let cycles = (dep.start_ps - dep.ingress_ps) / cycle;
+                let end = dep.start_ps + wire;
+                if f.queue == Queue::Mirror {
+                    counters.port(
+                        f.port,
+                        PortCounter::TxMirrorPackets,
+                        PortCounter::TxMirrorBytes,
+                        len,
+                    );
+                    if let Some(s) = f.session {
+                        counters.session(s, SessionCounter::TxPackets, 1);
+                        counters.session(s, SessionCounter::TxBytes, len as u64);
+                    }
+                    stats.tally_mirror(&mut tally, len, cycles, end);
+                } else {
+                    counters.port(f.port, PortCounter::TxPackets, PortCounter::TxBytes, len);
+                    let class = Class::of_frame(dep.ingress_port, f.port, f.queue, f.session);
+                    stats.tally_primary(&mut tally, class, f.port, len, cycles, end);
+                }
+                sink.transmit(dep, self.dp.frames.bytes(f.buf));
+                self.dp.frames.free(f.buf);
             }
+            stats.absorb(&tally);
         }
         self.sched.released.clear();
     }
@@ -999,18 +1017,6 @@ fn count_transmission(
         (tx.start_ps - tx.ingress_ps) / cycle,
         tx.start_ps + tx.wire_ps,
     );
-}
-
-/// [`count_transmission`] of a departure still in its in-flight slot.
-#[inline(always)]
-fn count_departure(
-    counters: &mut crate::counters::Counters,
-    stats: &mut RunStats,
-    dep: &Departure,
-    wire_ps: u64,
-    cycle: u64,
-) {
-    count_transmission(counters, stats, &Transmitted::of(dep, wire_ps), cycle);
 }
 
 /// Writes every register's reset value, then what the model itself reports (capabilities,

@@ -149,6 +149,10 @@ pub(crate) struct Ring<T, const N: usize> {
     heads: [usize; N],
     /// Counter one past the last record.
     tail: usize,
+    /// A counter at or before every cursor's head: a lower bound, not updated when cursors
+    /// move, so that a push compares with it instead of taking the minimum over the
+    /// cursors; only a ring that looks full recomputes it.
+    oldest: usize,
 }
 
 impl<T, const N: usize> Default for Ring<T, N> {
@@ -158,6 +162,7 @@ impl<T, const N: usize> Default for Ring<T, N> {
             mask: usize::MAX,
             heads: [0; N],
             tail: 0,
+            oldest: 0,
         }
     }
 }
@@ -220,8 +225,8 @@ impl<T: Copy + Default, const N: usize> Ring<T, N> {
     /// Appends a record for every cursor.
     #[inline]
     pub(crate) fn push_back(&mut self, record: T) {
-        if self.held() == self.buf.len() {
-            self.grow();
+        if self.tail.wrapping_sub(self.oldest) == self.buf.len() {
+            self.make_room();
         }
         let at = self.tail & self.mask;
         self.buf[at] = record;
@@ -234,6 +239,15 @@ impl<T: Copy + Default, const N: usize> Ring<T, N> {
         let (head, mask) = (self.heads[k], self.mask);
         let len = self.tail.wrapping_sub(head);
         (0..len).map(move |i| &self.buf[head.wrapping_add(i) & mask])
+    }
+
+    /// The ring looks full by the lower bound: recomputes it, and grows when it is full.
+    #[cold]
+    fn make_room(&mut self) {
+        self.oldest = self.tail.wrapping_sub(self.held());
+        if self.tail.wrapping_sub(self.oldest) == self.buf.len() {
+            self.grow();
+        }
     }
 
     #[cold]
@@ -250,6 +264,7 @@ impl<T: Copy + Default, const N: usize> Ring<T, N> {
             *h = h.wrapping_sub(oldest);
         }
         self.tail = held;
+        self.oldest = 0;
     }
 }
 

@@ -122,6 +122,16 @@ impl InFlight {
         self.slot(i).wire
     }
 
+    /// Frees the slot of a released transmission and hands back its departure and wire time
+    /// (ps), valid until the next insert: one look-up for the departure's accounting and
+    /// the slot's freeing.
+    #[inline(always)]
+    pub(crate) fn take(&mut self, i: u32) -> (&Departure, u64) {
+        self.free.push(i);
+        let slot = &self.slots[i as usize];
+        (&slot.dep, slot.wire)
+    }
+
     /// Frees a slot and hands back its frame's bytes, to be freed.
     pub(crate) fn remove(&mut self, i: u32) -> FrameBuf {
         self.free.push(i);
@@ -291,6 +301,13 @@ impl Egress {
     }
 }
 
+/// A port's receive FIFO: when each frame waiting in it is admitted, and their bytes.
+#[derive(Default)]
+struct RxFifo {
+    fifo: Fifo<(u64, u32)>,
+    bytes: u64,
+}
+
 #[derive(Clone, Copy, Default)]
 struct Policer {
     /// Tokens in micro-bits: a rate of R Mbit/s adds R micro-bits per picosecond.
@@ -331,12 +348,13 @@ pub struct Scheduler {
     mirror_latency: u64,
     lookahead: u64,
     mirror_max_wire: u64,
-    pipeline_free: u64,
+    /// The cycle the pipeline input is free from (kept in cycles: admission is on a cycle
+    /// edge, so the wait is a difference of cycle numbers, not a division).
+    pipeline_free_cycle: u64,
     output_free: u64,
     mirror_output_free: u64,
     last_admit: u64,
-    rx: Vec<Fifo<(u64, u32)>>,
-    rx_bytes: Vec<u64>,
+    rx: Vec<RxFifo>,
     ports: Vec<Egress>,
     active: Vec<usize>,
     policers: Vec<Policer>,
@@ -376,12 +394,11 @@ impl Scheduler {
             // A copy longer than this could overlap a production frame the scheduler cannot
             // yet see when it must decide (see the module docs).
             mirror_max_wire: timing.mirror_max_wire_cycles() as u64 * cycle,
-            pipeline_free: 0,
+            pipeline_free_cycle: 0,
             output_free: 0,
             mirror_output_free: 0,
             last_admit: 0,
-            rx: (0..Port::COUNT).map(|_| Fifo::default()).collect(),
-            rx_bytes: vec![0; Port::COUNT],
+            rx: (0..Port::COUNT).map(|_| RxFifo::default()).collect(),
             ports,
             active: Vec::new(),
             policers: vec![Policer::default(); NUM_SESSIONS],
@@ -423,31 +440,30 @@ impl Scheduler {
         arrival: u64,
         counters: &mut Counters,
     ) -> Result<u64, DropReason> {
-        let p = port.index();
-        let fifo = &mut self.rx[p];
-        while let Some((_, l)) = fifo.pop_front_if(|&(admit, _)| admit <= arrival) {
-            self.rx_bytes[p] -= l as u64;
+        let rx = &mut self.rx[port.index()];
+        while let Some((_, l)) = rx.fifo.pop_front_if(|&(admit, _)| admit <= arrival) {
+            rx.bytes -= l as u64;
         }
-        if self.rx_bytes[p] + len as u64 > self.timing.rx_fifo_bytes as u64 {
+        if rx.bytes + len as u64 > self.timing.rx_fifo_bytes as u64 {
             return Err(DropReason::RxFifoOverflow);
         }
-        let admit = (arrival.div_ceil(self.cycle) * self.cycle).max(self.pipeline_free);
+        let edge = arrival.div_ceil(self.cycle);
+        let admit_cycle = edge.max(self.pipeline_free_cycle);
+        let admit = admit_cycle * self.cycle;
         let beats = self.timing.beats(len as u32) as u64;
-        self.pipeline_free = admit + beats * self.cycle;
+        self.pipeline_free_cycle = admit_cycle + beats;
         if admit > arrival {
-            self.rx[p].push_back((admit, len as u32));
-            self.rx_bytes[p] += len as u64;
+            rx.fifo.push_back((admit, len as u32));
+            rx.bytes += len as u64;
             counters.max(
                 shadownet_hw::counters::pipeline(PipelineCounter::RxFifoHighWater),
-                self.rx_bytes[p],
+                rx.bytes,
             );
         }
         counters.pipeline(PipelineCounter::Admitted, 1);
         counters.pipeline(PipelineCounter::BusyCycles, beats);
-        counters.pipeline(
-            PipelineCounter::RxWaitCycles,
-            (admit - arrival) / self.cycle,
-        );
+        // `(admit - arrival) / cycle`: the arrival is at most a cycle before its edge.
+        counters.pipeline(PipelineCounter::RxWaitCycles, admit_cycle - edge);
         self.last_admit = admit;
         Ok(admit)
     }
@@ -506,21 +522,25 @@ impl Scheduler {
                 len,
                 buf: frame.buf,
             };
-            if !self.policers[session as usize].conform(
-                cfg.policer_mbps,
-                cfg.policer_burst,
-                ready,
-                len,
-            ) {
+            // An unpoliced session (rate 0) conforms without its policer being looked up.
+            if cfg.policer_mbps != 0
+                && !self.policers[session as usize].conform(
+                    cfg.policer_mbps,
+                    cfg.policer_burst,
+                    ready,
+                    len,
+                )
+            {
                 self.drops.push(drop(DropReason::MirrorPoliced));
                 continue;
             }
-            let wire = self.wire_ps(frame.port, len);
+            let p = frame.port.index();
+            let e = &mut self.ports[p];
+            let wire = self.timing.wire_bytes(len as u32) as u64 * e.byte_ps;
             if wire > self.mirror_max_wire {
                 self.drops.push(drop(DropReason::MirrorOversize));
                 continue;
             }
-            let p = frame.port.index();
             let slot = self.in_flight.insert(
                 Departure {
                     packet,
@@ -532,13 +552,17 @@ impl Scheduler {
                 },
                 wire,
             );
-            self.ports[p].copies.push_back(PendingCopy {
+            e.copies.push_back(PendingCopy {
                 ready,
                 wire,
                 len: len as u32,
                 slot,
             });
-            self.activate(p);
+            e.wake = 0;
+            if !e.active {
+                e.active = true;
+                self.active.push(p);
+            }
         }
         if defer {
             self.deferred_admit = Some(self.last_admit);
@@ -557,15 +581,11 @@ impl Scheduler {
             [p] => Some(*p),
             _ => return false,
         };
-        for frame in primary.into_iter().chain(copies.iter()) {
+        let mut by_port = |frame: &OutFrame| {
             let q = frame.port.index();
-            match port {
-                None => port = Some(q),
-                Some(p) if p == q => {}
-                Some(_) => return false,
-            }
-        }
-        true
+            *port.get_or_insert(q) == q
+        };
+        primary.is_none_or(&mut by_port) && copies.iter().all(by_port)
     }
 
     /// Decides and releases what dispatching would have by now if it had not been deferred.
@@ -580,14 +600,6 @@ impl Scheduler {
         }
     }
 
-    fn activate(&mut self, p: usize) {
-        self.ports[p].wake = 0;
-        if !self.ports[p].active {
-            self.ports[p].active = true;
-            self.active.push(p);
-        }
-    }
-
     fn enqueue_primary(
         &mut self,
         packet: u64,
@@ -598,9 +610,9 @@ impl Scheduler {
     ) {
         let p = frame.port.index();
         let len = frame.buf.len();
-        let wire = self.wire_ps(frame.port, len);
         let cap = self.timing.primary_queue_bytes as u64;
         let e = &mut self.ports[p];
+        let wire = self.timing.wire_bytes(len as u32) as u64 * e.byte_ps;
         while let Some(w) = e.production.pop_front_if(WAITING, |w| w.start <= ready) {
             e.primary_waiting_bytes -= w.len as u64;
         }
@@ -646,7 +658,12 @@ impl Scheduler {
             len: len as u32,
             slot,
         });
-        self.activate(p);
+        // Active: `advance` visits the port (and wakes it, whatever its horizon).
+        e.wake = 0;
+        if !e.active {
+            e.active = true;
+            self.active.push(p);
+        }
     }
 
     /// Decides what can be decided with every production frame ready before `horizon`
@@ -686,7 +703,15 @@ impl Scheduler {
                     e.queued -= 1;
                     continue;
                 }
-                let s0 = (c.ready.max(e.mirror_free)).div_ceil(cycle) * cycle;
+                // A copy is ready on a cycle edge (admission, the mirror engine's latency and
+                // its beats are whole cycles): only the end of the previous copy needs
+                // rounding up to one.
+                debug_assert!(c.ready.is_multiple_of(cycle));
+                let s0 = if c.ready >= e.mirror_free {
+                    c.ready
+                } else {
+                    e.mirror_free.div_ceil(cycle) * cycle
+                };
                 while e
                     .production
                     .pop_front_if(INTERVALS, |i| i.end <= s0)

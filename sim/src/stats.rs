@@ -79,14 +79,20 @@ impl Class {
 }
 
 /// Distribution of latencies in cycles: exact below 4096 cycles, power-of-two buckets above.
+///
+/// Recording a latency below 4096 cycles (nearly all of them) is one bucket increment: the
+/// count, sum and extremes of those are computed from the exact buckets when asked for, and
+/// only the latencies above keep running totals.
 #[derive(Clone, Debug)]
 pub struct Histogram {
-    exact: Vec<u64>,
+    /// Boxed array, not `Vec`: indexing it below [`EXACT`] needs no bounds check.
+    exact: Box<[u64; EXACT as usize]>,
     log: [u64; 64],
-    count: u64,
-    sum: u128,
-    min: u64,
-    max: u64,
+    /// Latencies of [`EXACT`] cycles or more: how many, their sum and extremes.
+    big_count: u64,
+    big_sum: u128,
+    big_min: u64,
+    big_max: u64,
 }
 
 const EXACT: u64 = 4096;
@@ -94,12 +100,12 @@ const EXACT: u64 = 4096;
 impl Default for Histogram {
     fn default() -> Self {
         Histogram {
-            exact: vec![0; EXACT as usize],
+            exact: Box::new([0; EXACT as usize]),
             log: [0; 64],
-            count: 0,
-            sum: 0,
-            min: u64::MAX,
-            max: 0,
+            big_count: 0,
+            big_sum: 0,
+            big_min: u64::MAX,
+            big_max: 0,
         }
     }
 }
@@ -111,45 +117,73 @@ impl Histogram {
         if cycles < EXACT {
             self.exact[cycles as usize] += 1;
         } else {
-            self.log[63 - cycles.leading_zeros() as usize] += 1;
+            self.record_big(cycles);
         }
-        self.count += 1;
-        self.sum += cycles as u128;
-        self.min = self.min.min(cycles);
-        self.max = self.max.max(cycles);
+    }
+
+    fn record_big(&mut self, cycles: u64) {
+        self.log[63 - cycles.leading_zeros() as usize] += 1;
+        self.big_count += 1;
+        self.big_sum += cycles as u128;
+        self.big_min = self.big_min.min(cycles);
+        self.big_max = self.big_max.max(cycles);
     }
 
     /// Number of latencies recorded.
     pub fn count(&self) -> u64 {
-        self.count
+        self.exact.iter().sum::<u64>() + self.big_count
     }
 
     /// Smallest latency (0 when empty).
     pub fn min(&self) -> u64 {
-        if self.count == 0 { 0 } else { self.min }
+        match self.exact.iter().position(|&n| n > 0) {
+            Some(c) => c as u64,
+            None if self.big_count > 0 => self.big_min,
+            None => 0,
+        }
     }
 
     /// Largest latency.
     pub fn max(&self) -> u64 {
-        self.max
+        if self.big_count > 0 {
+            self.big_max
+        } else {
+            self.exact
+                .iter()
+                .rposition(|&n| n > 0)
+                .map_or(0, |c| c as u64)
+        }
+    }
+
+    /// Sum of the latencies recorded.
+    fn sum(&self) -> u128 {
+        let exact: u128 = self
+            .exact
+            .iter()
+            .enumerate()
+            .map(|(c, &n)| c as u128 * n as u128)
+            .sum();
+        exact + self.big_sum
     }
 
     /// Mean latency.
     pub fn mean(&self) -> f64 {
-        if self.count == 0 {
+        let count = self.count();
+        if count == 0 {
             0.0
         } else {
-            self.sum as f64 / self.count as f64
+            self.sum() as f64 / count as f64
         }
     }
 
     /// The latency at or below which `q` (0..=1) of the samples lie; above 4096 cycles,
     /// the upper edge of the power-of-two bucket.
     pub fn quantile(&self, q: f64) -> u64 {
-        if self.count == 0 {
+        let count = self.count();
+        if count == 0 {
             return 0;
         }
-        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        let rank = ((q * count as f64).ceil() as u64).clamp(1, count);
         let mut seen = 0;
         for (c, &n) in self.exact.iter().enumerate() {
             seen += n;
@@ -160,10 +194,10 @@ impl Histogram {
         for (b, &n) in self.log.iter().enumerate() {
             seen += n;
             if seen >= rank {
-                return ((1u128 << (b + 1)) - 1).min(self.max as u128) as u64;
+                return ((1u128 << (b + 1)) - 1).min(self.big_max as u128) as u64;
             }
         }
-        self.max
+        self.max()
     }
 }
 
@@ -255,6 +289,69 @@ impl RunStats {
             .max(self.last_event_ps)
             .saturating_sub(self.first_arrival_ps.unwrap_or(0))
     }
+
+    /// Counts a production transmission of the departures being tallied in `t` (see
+    /// [`Tally`]): its latency bucket, class and port here, frames and bytes in `t`.
+    #[inline(always)]
+    pub(crate) fn tally_primary(
+        &mut self,
+        t: &mut Tally,
+        class: Class,
+        port: Port,
+        len: usize,
+        latency_cycles: u64,
+        end_ps: u64,
+    ) {
+        self.classes[class as usize] += 1;
+        t.tx_frames += 1;
+        t.tx_bytes += len as u64;
+        self.primary_latency.record(latency_cycles);
+        if self.tx_by_port.is_empty() {
+            self.first_by_port();
+        }
+        if let Some(n) = self.tx_by_port.get_mut(port.index()) {
+            *n += 1;
+        }
+        t.last_end = t.last_end.max(end_ps);
+    }
+
+    /// Counts a mirror copy's transmission of the departures being tallied in `t`.
+    #[inline(always)]
+    pub(crate) fn tally_mirror(
+        &mut self,
+        t: &mut Tally,
+        len: usize,
+        latency_cycles: u64,
+        end_ps: u64,
+    ) {
+        t.mirror_frames += 1;
+        t.mirror_bytes += len as u64;
+        self.mirror_latency.record(latency_cycles);
+        t.last_end = t.last_end.max(end_ps);
+    }
+
+    /// Adds what `t` summed over a run of transmissions: the same totals as
+    /// [`RunStats::transmitted`] for each of them.
+    pub(crate) fn absorb(&mut self, t: &Tally) {
+        self.classes[Class::MirroredToShadow as usize] += t.mirror_frames;
+        self.mirror_frames += t.mirror_frames;
+        self.mirror_bytes += t.mirror_bytes;
+        self.tx_frames += t.tx_frames;
+        self.tx_bytes += t.tx_bytes;
+        self.last_tx_end_ps = self.last_tx_end_ps.max(t.last_end);
+        self.last_event_ps = self.last_event_ps.max(t.last_end);
+    }
+}
+
+/// Running sums over the departures of one drain, kept in locals (registers) while the
+/// departures are counted and added to [`RunStats`] once.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Tally {
+    tx_frames: u64,
+    tx_bytes: u64,
+    mirror_frames: u64,
+    mirror_bytes: u64,
+    last_end: u64,
 }
 
 #[cfg(test)]
@@ -274,5 +371,34 @@ mod tests {
         h.record(10_000);
         assert_eq!(h.quantile(1.0), 10_000);
         assert!((h.mean() - (5050.0 + 10_000.0) / 101.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn totals_match_the_latencies_recorded() {
+        let empty = Histogram::default();
+        assert_eq!((empty.count(), empty.min(), empty.max()), (0, 0, 0));
+        assert_eq!(empty.mean(), 0.0);
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for big_every in [0u64, 1, 7] {
+            let mut h = Histogram::default();
+            let mut seen = Vec::new();
+            for i in 0..5_000u64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let c = if big_every > 0 && i % big_every == 0 {
+                    4096 + x % 1_000_000
+                } else {
+                    x % 4096
+                };
+                h.record(c);
+                seen.push(c);
+            }
+            let sum: u128 = seen.iter().map(|&c| c as u128).sum();
+            assert_eq!(h.count(), seen.len() as u64);
+            assert_eq!(h.min(), *seen.iter().min().expect("samples"));
+            assert_eq!(h.max(), *seen.iter().max().expect("samples"));
+            assert_eq!(h.mean(), sum as f64 / seen.len() as f64);
+        }
     }
 }
