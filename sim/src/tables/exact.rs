@@ -115,10 +115,22 @@ impl ExactStore {
         p.slot = Some(self.find_hashed(&p.key, p.hash));
     }
 
-    /// [`Memory::find_hashed`] (the same search, way by way), inlined into the pipeline's
-    /// look-ups: across the crate boundary it stayed a call.
+    /// [`ExactStore::touch_tags`] for a key whose hash `h` is known.
     #[inline(always)]
-    fn find_hashed(&self, key: &Key, h: u64) -> Option<usize> {
+    pub fn touch_tags_hashed(&self, h: u64) -> u32 {
+        exact::touch_tags(self.tags.as_slice(), self.buckets_log2, h)
+    }
+
+    /// The value in `slot` (a slot [`ExactStore::find_hashed`] returned).
+    #[inline(always)]
+    pub fn value(&self, slot: usize) -> &Value {
+        &self.slots.as_slice()[slot].value
+    }
+
+    /// [`Memory::find_hashed`] (the same search, way by way), inlined into the pipeline's
+    /// look-ups: across the crate boundary it stayed a call. `h` is [`exact::hash`] of `key`.
+    #[inline(always)]
+    pub fn find_hashed(&self, key: &Key, h: u64) -> Option<usize> {
         let (b0, b1) = exact::buckets(h, self.buckets_log2);
         let t = exact::tag(h);
         let tags = self.tags.as_slice();

@@ -23,7 +23,7 @@ use shadownet_hw::{
 };
 
 pub use exact::{ExactStore, Prefetched};
-pub use rules::{Classifier, CompiledRule, PacketKey, RuleAction, RuleTable};
+pub use rules::{Classifier, CompiledRule, PacketKey, RuleAction, RuleAnswer, RuleTable};
 
 /// A KEY or VALUE register window.
 pub type Window = [u32; WINDOW_WORDS];
