@@ -848,17 +848,18 @@ impl NicModel {
         }
         let mut acc = 0u32;
         let n = plans.len();
+        let probes = self.dp.probes();
         for i in 0..n + AHEAD {
             if let Some(p) = plans.get(i) {
                 acc ^= match p.route {
-                    Route::Fast => self.dp.touch_plan(p),
+                    Route::Fast => probes.touch(p),
                     Route::General(k) => self.dp.touch_tags(&ahead[k as usize]),
                     Route::Late => 0,
                 };
             }
             if let Some(p) = i.checked_sub(AHEAD).and_then(|j| plans.get_mut(j)) {
                 match p.route {
-                    Route::Fast => self.dp.resolve_plan(p),
+                    Route::Fast => probes.resolve(p),
                     Route::General(k) => self.dp.resolve(&mut ahead[k as usize]),
                     Route::Late => {}
                 }

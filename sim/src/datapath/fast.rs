@@ -47,7 +47,8 @@ use shadownet_wire::{
 use super::{Datapath, NO_TUNNELS, OUTER_TTL, OutFrame, Queue, Two, flow_mix};
 use crate::{
     counters::Counters,
-    tables::{PacketKey, RuleAnswer},
+    sessions::Sessions,
+    tables::{ExactView, PacketKey, RuleAnswer},
 };
 
 /// Bytes 8..12 of an IPv4-mapped address as a key word (key words are little-endian).
@@ -104,6 +105,17 @@ pub(crate) struct PortLane {
     mirror: Quick<MirrorAction>,
     /// [`exact::hash`]'s state after the map key's words but the address's last.
     map_prefix: u64,
+    /// For a mirror rule that copies every frame of the port: what its copies need.
+    copy: Option<CopyLane>,
+}
+
+/// What the copies of a mirror rule need, worked out once: its session takes the fast lane
+/// (enabled, mirror mode), the shadow-map key's hash state before the address's last word,
+/// and the outer tunnel header's length.
+#[derive(Clone, Copy, Debug)]
+struct CopyLane {
+    shadow_prefix: u64,
+    tunnel_len: usize,
 }
 
 impl PortLane {
@@ -115,6 +127,7 @@ impl PortLane {
         acl: Quick::NoRule,
         mirror: Quick::NoRule,
         map_prefix: 0,
+        copy: None,
     };
 }
 
@@ -355,14 +368,44 @@ impl Datapath {
         for w in &map_key(vport.vni, [0; 4])[..4] {
             prefix = exact::hash_word(prefix, *w);
         }
+        // A rule copying every frame to a session the lane cannot serve sends them all down
+        // the general path.
+        let mut copies_ok = true;
+        if let Quick::Always(_, a) = mirror
+            && a.verdict == MirrorVerdict::Mirror
+        {
+            lane.copy = self.copy_lane(&a, vport.vni);
+            copies_ok = lane.copy.is_some();
+        }
         // A VNI outside the fixed outer layout takes the general path.
-        lane.usable = !net.shadow && !acl_drops_all && vport.vni <= geneve::VNI_MAX;
+        lane.usable = !net.shadow && !acl_drops_all && copies_ok && vport.vni <= geneve::VNI_MAX;
         lane.vni = vport.vni;
         lane.deny_from_vm = net.default_deny_from_vm;
         lane.acl = acl;
         lane.mirror = mirror;
         lane.map_prefix = prefix;
         lane
+    }
+
+    /// What copies by mirror rule action `a` of frames in network `vni_id` need, or `None`
+    /// when its session is not one the lane serves (out of range, disabled, redirect).
+    #[inline(always)]
+    fn copy_lane(&self, a: &MirrorAction, vni_id: u32) -> Option<CopyLane> {
+        if a.session as usize >= NUM_SESSIONS {
+            return None;
+        }
+        let cfg = self.sessions.get(a.session);
+        if !cfg.enabled || cfg.mode != Mode::Mirror {
+            return None;
+        }
+        let mut prefix = exact::HASH_START;
+        for w in &shadow_key(a.session, vni_id, [0; 4])[..5] {
+            prefix = exact::hash_word(prefix, *w);
+        }
+        Some(CopyLane {
+            shadow_prefix: prefix,
+            tunnel_len: tunnel_len(cfg.encap),
+        })
     }
 
     /// Stage 1 for one frame received on `port`: writes its plan into `out` and returns
@@ -422,28 +465,27 @@ impl Datapath {
         if UDP_OUTER + 8 + len > mtu {
             return false;
         }
+        let dst_word = u32::from_le_bytes(p.dst);
         let mut wants_copy = false;
         let mut shadow_hash = 0;
         if let Some((_, a)) = mirror.filter(|(_, a)| a.verdict == MirrorVerdict::Mirror) {
-            let s = a.session;
-            if s as usize >= NUM_SESSIONS {
-                return false;
-            }
-            let cfg = self.sessions.get(s);
-            if !cfg.enabled || cfg.mode != Mode::Mirror {
-                return false;
-            }
+            let copy = match (lane.mirror, lane.copy) {
+                (Quick::Always(..), Some(c)) => c,
+                _ => match self.copy_lane(&a, lane.vni) {
+                    Some(c) => c,
+                    None => return false,
+                },
+            };
             let inner = match a.truncate {
                 Some(t) if (t as usize) < len => t as usize,
                 _ => len,
             };
-            if UDP_OUTER + tunnel_len(cfg.encap) + inner > mtu {
+            if UDP_OUTER + copy.tunnel_len + inner > mtu {
                 return false;
             }
             wants_copy = true;
-            shadow_hash = exact::hash(&shadow_key(s, lane.vni, p.dst));
+            shadow_hash = exact::hash_finish(exact::hash_word(copy.shadow_prefix, dst_word));
         }
-        let dst_word = u32::from_le_bytes(p.dst);
         *out = Plan {
             route: Route::Fast,
             vni: lane.vni,
@@ -469,59 +511,14 @@ impl Datapath {
         true
     }
 
-    /// Stage 2a: reads the tags of the buckets a fast-lane frame will look in (see
-    /// [`Datapath::touch_tags`]).
+    /// The look-ups of stage 2, for a batch.
     #[inline(always)]
-    pub(crate) fn touch_plan(&self, p: &Plan) -> u32 {
-        let mut acc = self.tables.map.touch_tags_hashed(p.map_hash);
-        if p.wants_copy {
-            acc ^= self.tables.shadow_map.touch_tags_hashed(p.shadow_hash);
+    pub(crate) fn probes(&self) -> Probes<'_> {
+        Probes {
+            map: self.tables.map.view(),
+            shadow_map: self.tables.shadow_map.view(),
+            sessions: &self.sessions,
         }
-        acc
-    }
-
-    /// Stage 2b: makes a fast-lane frame's look-ups; one that turns out uncommon goes to the
-    /// general path ([`Route::Late`]).
-    #[inline(always)]
-    pub(crate) fn resolve_plan(&self, p: &mut Plan) {
-        let Some(slot) = self
-            .tables
-            .map
-            .find_hashed(&map_key(p.vni, p.dst), p.map_hash)
-        else {
-            p.route = Route::Late;
-            return;
-        };
-        let dest = map::MapWords::read(self.tables.map.value(slot));
-        if dest.shadow || dest.local_vport.is_some() || !is_v4_mapped(&dest.substrate_ip) {
-            p.route = Route::Late;
-            return;
-        }
-        p.substrate = v4_of(&dest.substrate_ip);
-        p.substrate_mac = dest.substrate_mac;
-        if !p.wants_copy {
-            return;
-        }
-        let Some((_, a)) = p.mirror else { return };
-        let key = shadow_key(a.session, p.vni, p.dst);
-        let (ip, mac, vni_id) = match self.tables.shadow_map.find_hashed(&key, p.shadow_hash) {
-            Some(slot) => {
-                let v = shadow_map::ShadowMapWords::read(self.tables.shadow_map.value(slot));
-                p.shadow_hit = true;
-                (v.substrate_ip, v.substrate_mac, v.shadow_vni)
-            }
-            None => {
-                let s = self.sessions.get(a.session);
-                (ip_to_bytes(s.collector_ip), s.collector_mac.0, s.shadow_vni)
-            }
-        };
-        if !is_v4_mapped(&ip) || vni_id > geneve::VNI_MAX {
-            p.route = Route::Late;
-            return;
-        }
-        p.shadow_ip = v4_of(&ip);
-        p.shadow_mac = mac;
-        p.shadow_vni = vni_id;
     }
 
     /// Stage 3: the decision for a fast-lane frame the scheduler admitted — the same as
@@ -535,17 +532,19 @@ impl Datapath {
         frame: &[u8],
         n: &mut FastCounts,
     ) -> Option<(OutFrame, Two<OutFrame>)> {
-        let src = v4_of(&self.config.local_ipv4?);
+        // Field by field: the prepared header stays borrowed while the rest is written.
+        let config = &self.config;
+        let src = v4_of(&config.local_ipv4?);
         let entropy = flow_entropy_port(p.flow);
         let mut h = [0u8; crate::outer::MAX_LEN];
         let header_len = crate::outer::ipv4_header(
             &mut h,
             p.substrate_mac,
-            self.config.local_mac.0,
+            config.local_mac.0,
             src,
             p.substrate,
             entropy,
-            self.config.parse.vxlan_port,
+            config.parse.vxlan_port,
             OUTER_TTL,
             &TunnelHeader::Vxlan { vni: p.vni },
             frame.len(),
@@ -553,8 +552,22 @@ impl Datapath {
         // The copy's header is looked up before anything is counted or built.
         let copy = match p.mirror {
             Some((slot, a)) if p.wants_copy => {
-                let c = self.copy_header(p, a.session, a.truncate, src, frame.len())?;
-                Some((slot, a, c))
+                let encap = self.sessions.get(a.session).encap;
+                let (kind, udp_dst_port) = match encap {
+                    Encap::Vxlan => (0, config.parse.vxlan_port),
+                    Encap::Geneve => (2, config.parse.geneve_port),
+                };
+                let key = crate::outer::Key {
+                    dst_mac: p.shadow_mac,
+                    src_mac: config.local_mac.0,
+                    src,
+                    dst: p.shadow_ip,
+                    udp_dst_port,
+                    vni: p.shadow_vni,
+                    kind,
+                };
+                let prepared = self.outer.get(a.session, &key, OUTER_TTL)?;
+                Some((slot, a, prepared))
             }
             _ => None,
         };
@@ -581,7 +594,7 @@ impl Datapath {
             buf,
         };
         let mut copies = Two::default();
-        if let Some((slot, a, c)) = copy {
+        if let Some((slot, a, prepared)) = copy {
             let session = a.session;
             let nth = self.tables.mirror_filters.count_match(slot);
             if !nth.is_multiple_of(a.sample_one_in as u64) {
@@ -594,7 +607,25 @@ impl Datapath {
                 } else {
                     n.shadow_misses += 1;
                 }
-                let buf = self.fast_copy(session, &c, entropy, frame);
+                let len = match a.truncate {
+                    Some(t) if (t as usize) < frame.len() => t as usize,
+                    _ => frame.len(),
+                };
+                let sequence = self.sessions.next_sequence(session);
+                let meta = ShadowMetadata {
+                    session,
+                    direction: Direction::FromVm.code(),
+                    flags: if len < frame.len() {
+                        geneve::SHADOW_FLAG_TRUNCATED
+                    } else {
+                        0
+                    },
+                    sequence,
+                    original_len: frame.len().min(u16::MAX as usize) as u16,
+                };
+                let (buf, out) = self.frames.alloc(prepared.len() + len);
+                prepared.write(out, len, entropy, Some(&meta));
+                out[prepared.len()..].copy_from_slice(&frame[..len]);
                 self.counters
                     .session(session, SessionCounter::CopyBytes, buf.len() as u64);
                 copies.push(OutFrame {
@@ -608,84 +639,74 @@ impl Datapath {
         }
         Some((primary, copies))
     }
-
-    /// What a fast-lane frame's copy for `session` needs of its outer header: its session's
-    /// prepared header (`None` outside the fixed layout), the inner length and the tunnel
-    /// kind.
-    #[inline(always)]
-    fn copy_header(
-        &mut self,
-        p: &Plan,
-        session: u16,
-        truncate: Option<u16>,
-        src: [u8; 4],
-        frame_len: usize,
-    ) -> Option<CopyHeader> {
-        let encap = self.sessions.get(session).encap;
-        let len = match truncate {
-            Some(t) if (t as usize) < frame_len => t as usize,
-            _ => frame_len,
-        };
-        let (kind, udp_dst_port) = match encap {
-            Encap::Vxlan => (0, self.config.parse.vxlan_port),
-            Encap::Geneve => (2, self.config.parse.geneve_port),
-        };
-        let key = crate::outer::Key {
-            dst_mac: p.shadow_mac,
-            src_mac: self.config.local_mac.0,
-            src,
-            dst: p.shadow_ip,
-            udp_dst_port,
-            vni: p.shadow_vni,
-            kind,
-        };
-        let prepared = self.outer.get(session, &key, OUTER_TTL)?.clone();
-        Some(CopyHeader {
-            prepared,
-            len,
-            geneve: encap == Encap::Geneve,
-        })
-    }
-
-    /// The copy of a fast-lane frame for `session`, written from the session's prepared
-    /// header ([`Datapath::copy_header`] made it ready).
-    #[inline(always)]
-    fn fast_copy(
-        &mut self,
-        session: u16,
-        c: &CopyHeader,
-        entropy: u16,
-        frame: &[u8],
-    ) -> crate::frames::FrameBuf {
-        let sequence = self.sessions.next_sequence(session);
-        let flags = if c.len < frame.len() {
-            geneve::SHADOW_FLAG_TRUNCATED
-        } else {
-            0
-        };
-        let meta = ShadowMetadata {
-            session,
-            direction: Direction::FromVm.code(),
-            flags,
-            sequence,
-            original_len: frame.len().min(u16::MAX as usize) as u16,
-        };
-        let inner = &frame[..c.len];
-        let prepared = &c.prepared;
-        let (buf, out) = self.frames.alloc(prepared.len() + c.len);
-        prepared.write(out, c.len, entropy, c.geneve.then_some(&meta));
-        out[prepared.len()..].copy_from_slice(inner);
-        buf
-    }
 }
 
-/// A fast-lane copy's outer header (its session's prepared one), inner length and tunnel
-/// kind.
-#[derive(Clone, Debug)]
-struct CopyHeader {
-    prepared: crate::outer::Prepared,
-    len: usize,
-    geneve: bool,
+/// Stage 2 of the fast lane for a batch: its look-ups in table memory viewed once.
+pub(crate) struct Probes<'a> {
+    map: ExactView<'a>,
+    shadow_map: ExactView<'a>,
+    sessions: &'a Sessions,
+}
+
+impl Probes<'_> {
+    /// Stage 2a: reads the tags of the buckets a fast-lane frame will look in (see
+    /// [`Datapath::touch_tags`]).
+    #[inline(always)]
+    pub(crate) fn touch(&self, p: &Plan) -> u32 {
+        let mut acc = self.map.touch_tags(p.map_hash);
+        if p.wants_copy {
+            acc ^= self.shadow_map.touch_tags(p.shadow_hash);
+        }
+        acc
+    }
+
+    /// Stage 2b: makes a fast-lane frame's look-ups; one that turns out uncommon goes to the
+    /// general path ([`Route::Late`]).
+    #[inline(always)]
+    pub(crate) fn resolve(&self, p: &mut Plan) {
+        let found = self
+            .map
+            .find(&map_key(p.vni, p.dst), p.map_hash)
+            .and_then(|slot| self.map.value(slot));
+        let Some(value) = found else {
+            p.route = Route::Late;
+            return;
+        };
+        let dest = map::MapWords::read(value);
+        if dest.shadow || dest.local_vport.is_some() || !is_v4_mapped(&dest.substrate_ip) {
+            p.route = Route::Late;
+            return;
+        }
+        p.substrate = v4_of(&dest.substrate_ip);
+        p.substrate_mac = dest.substrate_mac;
+        if !p.wants_copy {
+            return;
+        }
+        let Some((_, a)) = p.mirror else { return };
+        let key = shadow_key(a.session, p.vni, p.dst);
+        let found = self
+            .shadow_map
+            .find(&key, p.shadow_hash)
+            .and_then(|slot| self.shadow_map.value(slot));
+        let (ip, mac, vni_id) = match found {
+            Some(value) => {
+                let v = shadow_map::ShadowMapWords::read(value);
+                p.shadow_hit = true;
+                (v.substrate_ip, v.substrate_mac, v.shadow_vni)
+            }
+            None => {
+                let s = self.sessions.get(a.session);
+                (ip_to_bytes(s.collector_ip), s.collector_mac.0, s.shadow_vni)
+            }
+        };
+        if !is_v4_mapped(&ip) || vni_id > geneve::VNI_MAX {
+            p.route = Route::Late;
+            return;
+        }
+        p.shadow_ip = v4_of(&ip);
+        p.shadow_mac = mac;
+        p.shadow_vni = vni_id;
+    }
 }
 
 #[cfg(test)]

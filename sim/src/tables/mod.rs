@@ -22,7 +22,7 @@ use shadownet_hw::{
     table::TableId,
 };
 
-pub use exact::{ExactStore, Prefetched};
+pub use exact::{ExactStore, ExactView, Prefetched};
 pub use rules::{Classifier, CompiledRule, PacketKey, RuleAction, RuleAnswer, RuleTable};
 
 /// A KEY or VALUE register window.
