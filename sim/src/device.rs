@@ -827,12 +827,16 @@ impl NicModel {
     fn receive_batch_fast(&mut self, batch: &[Arrival<'_>], sink: &mut dyn Sink) {
         const AHEAD: usize = 24;
         let mut ahead = std::mem::take(&mut self.read_ahead);
-        let mut plans = std::mem::take(&mut self.plans);
-        plans.clear();
-        plans.resize(batch.len(), Plan::GENERAL);
+        let mut records = std::mem::take(&mut self.plans);
+        // Each frame's plan is written by the plan stage (route first); the records stay
+        // between batches.
+        if records.len() < batch.len() {
+            records.resize(batch.len(), Plan::GENERAL);
+        }
         // Read-aheads are written in place (they are a few hundred bytes each) and kept
         // between batches.
         let mut general = 0usize;
+        let plans = &mut records[..batch.len()];
         for (a, plan) in batch.iter().zip(plans.iter_mut()) {
             if self.dp.plan(a.port, a.frame, plan) {
                 continue;
@@ -890,7 +894,7 @@ impl NicModel {
         self.sched.catch_up();
         self.drain(sink);
         self.read_ahead = ahead;
-        self.plans = plans;
+        self.plans = records;
     }
 
     /// Ends a run: everything queued is transmitted (or dropped) and released to `sink`.

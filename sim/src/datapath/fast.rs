@@ -47,7 +47,6 @@ use shadownet_wire::{
 use super::{Datapath, NO_TUNNELS, OUTER_TTL, OutFrame, Queue, Two, flow_mix};
 use crate::{
     counters::Counters,
-    sessions::Sessions,
     tables::{ExactView, PacketKey, RuleAnswer},
 };
 
@@ -116,6 +115,17 @@ pub(crate) struct PortLane {
 struct CopyLane {
     shadow_prefix: u64,
     tunnel_len: usize,
+    /// The session's collector, where copies go that the shadow map has no node for;
+    /// `None` outside the fixed outer layout (IPv6, a VNI over 24 bits).
+    collector: Option<Target>,
+}
+
+/// A copy's outer destination: IPv4 address, MAC and shadow VNI.
+#[derive(Clone, Copy, Debug, Default)]
+struct Target {
+    ip: [u8; 4],
+    mac: [u8; 6],
+    vni: u32,
 }
 
 impl PortLane {
@@ -166,11 +176,11 @@ pub(crate) struct Plan {
     /// The production frame's outer destination (resolved).
     substrate: [u8; 4],
     substrate_mac: [u8; 6],
-    /// The copy's outer destination and VNI (resolved), and whether the shadow map had it.
+    /// The copy's outer destination (the session's collector until the shadow map has a
+    /// node for it), whether that is in the fixed layout, and whether the shadow map had it.
+    shadow: Target,
+    shadow_ok: bool,
     shadow_hit: bool,
-    shadow_ip: [u8; 4],
-    shadow_mac: [u8; 6],
-    shadow_vni: u32,
 }
 
 impl Plan {
@@ -187,10 +197,13 @@ impl Plan {
         shadow_hash: 0,
         substrate: [0; 4],
         substrate_mac: [0; 6],
+        shadow: Target {
+            ip: [0; 4],
+            mac: [0; 6],
+            vni: 0,
+        },
+        shadow_ok: false,
         shadow_hit: false,
-        shadow_ip: [0; 4],
-        shadow_mac: [0; 6],
-        shadow_vni: 0,
     };
 }
 
@@ -320,17 +333,19 @@ impl Datapath {
         true
     }
 
-    /// The fast lane's answers for VF port `v` in this batch.
+    /// Makes sure the fast lane's answers for VF port `v` are those of this batch;
+    /// whether the port has any (it is in range).
     #[inline(always)]
-    fn port_lane(&mut self, v: u16) -> Option<PortLane> {
+    fn refresh_port(&mut self, v: u16) -> bool {
         let epoch = self.fast.epoch;
-        let lane = *self.fast.ports.get(v as usize)?;
-        if lane.epoch == epoch {
-            return Some(lane);
+        match self.fast.ports.get(v as usize) {
+            Some(lane) if lane.epoch == epoch => true,
+            Some(_) => {
+                self.fast.ports[v as usize] = self.work_out_port(v);
+                true
+            }
+            None => false,
         }
-        let lane = self.work_out_port(v);
-        self.fast.ports[v as usize] = lane;
-        Some(lane)
     }
 
     #[cold]
@@ -402,9 +417,17 @@ impl Datapath {
         for w in &shadow_key(a.session, vni_id, [0; 4])[..5] {
             prefix = exact::hash_word(prefix, *w);
         }
+        let collector = ip_to_bytes(cfg.collector_ip);
         Some(CopyLane {
             shadow_prefix: prefix,
             tunnel_len: tunnel_len(cfg.encap),
+            collector: (is_v4_mapped(&collector) && cfg.shadow_vni <= geneve::VNI_MAX).then(|| {
+                Target {
+                    ip: v4_of(&collector),
+                    mac: cfg.collector_mac.0,
+                    vni: cfg.shadow_vni,
+                }
+            }),
         })
     }
 
@@ -419,9 +442,14 @@ impl Datapath {
         let Some(p) = parse_plain(frame, &NO_TUNNELS) else {
             return false;
         };
-        let Some(lane) = self.port_lane(v).filter(|l| l.usable) else {
+        if !self.refresh_port(v) {
             return false;
-        };
+        }
+        // From here on only reads: the port's answers stay borrowed.
+        let lane = &self.fast.ports[v as usize];
+        if !lane.usable {
+            return false;
+        }
         let ports = p.ports();
         let key = || {
             PacketKey::new(
@@ -437,13 +465,10 @@ impl Datapath {
             Quick::NoRule => false,
             Quick::Always(..) => true,
             Quick::Walk => {
-                let hit = self
-                    .tables
-                    .acl
-                    .classifier()
-                    .lookup_with(lane.vni, key)
-                    .map(|r| r.action.verdict);
-                match hit {
+                let Some(c) = self.tables.acl.compiled() else {
+                    return false;
+                };
+                match c.lookup_with(lane.vni, key).map(|r| r.action.verdict) {
                     Some(Verdict::Allow) => true,
                     None if !lane.deny_from_vm => false,
                     _ => return false,
@@ -453,12 +478,12 @@ impl Datapath {
         let mirror = match lane.mirror {
             Quick::NoRule => None,
             Quick::Always(slot, a) => Some((slot, a)),
-            Quick::Walk => self
-                .tables
-                .mirror_filters
-                .classifier()
-                .lookup_with(v as u32, key)
-                .map(|r| (r.slot, r.action)),
+            Quick::Walk => {
+                let Some(c) = self.tables.mirror_filters.compiled() else {
+                    return false;
+                };
+                c.lookup_with(v as u32, key).map(|r| (r.slot, r.action))
+            }
         };
         let len = frame.len();
         let mtu = (self.config.uplink_mtu as usize).min(u16::MAX as usize + 14);
@@ -485,29 +510,29 @@ impl Datapath {
             }
             wants_copy = true;
             shadow_hash = exact::hash_finish(exact::hash_word(copy.shadow_prefix, dst_word));
+            out.shadow = copy.collector.unwrap_or_default();
+            out.shadow_ok = copy.collector.is_some();
+            out.shadow_hit = false;
         }
-        *out = Plan {
-            route: Route::Fast,
-            vni: lane.vni,
-            dst: p.dst,
-            flow: flow_mix(
-                V4_MAPPED_WORD,
-                u32::from_le_bytes(p.src),
-                V4_MAPPED_WORD,
-                dst_word,
-                ports,
-                p.protocol,
-            ),
-            acl_hit,
-            mirror,
-            wants_copy,
-            map_hash: exact::hash_finish(exact::hash_word(
-                exact::hash_word(lane.map_prefix, dst_word),
-                0,
-            )),
-            shadow_hash,
-            ..Plan::GENERAL
-        };
+        out.route = Route::Fast;
+        out.vni = lane.vni;
+        out.dst = p.dst;
+        out.flow = flow_mix(
+            V4_MAPPED_WORD,
+            u32::from_le_bytes(p.src),
+            V4_MAPPED_WORD,
+            dst_word,
+            ports,
+            p.protocol,
+        );
+        out.acl_hit = acl_hit;
+        out.mirror = mirror;
+        out.wants_copy = wants_copy;
+        out.map_hash = exact::hash_finish(exact::hash_word(
+            exact::hash_word(lane.map_prefix, dst_word),
+            0,
+        ));
+        out.shadow_hash = shadow_hash;
         true
     }
 
@@ -517,7 +542,6 @@ impl Datapath {
         Probes {
             map: self.tables.map.view(),
             shadow_map: self.tables.shadow_map.view(),
-            sessions: &self.sessions,
         }
     }
 
@@ -558,12 +582,12 @@ impl Datapath {
                     Encap::Geneve => (2, config.parse.geneve_port),
                 };
                 let key = crate::outer::Key {
-                    dst_mac: p.shadow_mac,
+                    dst_mac: p.shadow.mac,
                     src_mac: config.local_mac.0,
                     src,
-                    dst: p.shadow_ip,
+                    dst: p.shadow.ip,
                     udp_dst_port,
-                    vni: p.shadow_vni,
+                    vni: p.shadow.vni,
                     kind,
                 };
                 let prepared = self.outer.get(a.session, &key, OUTER_TTL)?;
@@ -645,7 +669,6 @@ impl Datapath {
 pub(crate) struct Probes<'a> {
     map: ExactView<'a>,
     shadow_map: ExactView<'a>,
-    sessions: &'a Sessions,
 }
 
 impl Probes<'_> {
@@ -668,16 +691,16 @@ impl Probes<'_> {
             .map
             .find(&map_key(p.vni, p.dst), p.map_hash)
             .and_then(|slot| self.map.value(slot));
-        let Some(value) = found else {
+        let Some(w) = found else {
             p.route = Route::Late;
             return;
         };
-        let dest = map::MapWords::read(value);
-        if dest.shadow || dest.local_vport.is_some() || !is_v4_mapped(&dest.substrate_ip) {
+        let dest = map::MapWords::read(w);
+        if dest.shadow || dest.local_vport.is_some() || !v4_mapped_words(w) {
             p.route = Route::Late;
             return;
         }
-        p.substrate = v4_of(&dest.substrate_ip);
+        p.substrate = w[3].to_le_bytes();
         p.substrate_mac = dest.substrate_mac;
         if !p.wants_copy {
             return;
@@ -688,25 +711,30 @@ impl Probes<'_> {
             .shadow_map
             .find(&key, p.shadow_hash)
             .and_then(|slot| self.shadow_map.value(slot));
-        let (ip, mac, vni_id) = match found {
-            Some(value) => {
-                let v = shadow_map::ShadowMapWords::read(value);
+        match found {
+            Some(w) => {
+                let v = shadow_map::ShadowMapWords::read(w);
                 p.shadow_hit = true;
-                (v.substrate_ip, v.substrate_mac, v.shadow_vni)
+                p.shadow = Target {
+                    ip: w[3].to_le_bytes(),
+                    mac: v.substrate_mac,
+                    vni: v.shadow_vni,
+                };
+                p.shadow_ok = v4_mapped_words(w) && v.shadow_vni <= geneve::VNI_MAX;
             }
-            None => {
-                let s = self.sessions.get(a.session);
-                (ip_to_bytes(s.collector_ip), s.collector_mac.0, s.shadow_vni)
-            }
-        };
-        if !is_v4_mapped(&ip) || vni_id > geneve::VNI_MAX {
-            p.route = Route::Late;
-            return;
+            None => {}
         }
-        p.shadow_ip = v4_of(&ip);
-        p.shadow_mac = mac;
-        p.shadow_vni = vni_id;
+        if !p.shadow_ok {
+            p.route = Route::Late;
+        }
     }
+}
+
+/// Whether the address in the first four value words (the map's and the shadow map's
+/// substrate address) is IPv4-mapped.
+#[inline(always)]
+fn v4_mapped_words(w: &exact::Value) -> bool {
+    w[0] == 0 && w[1] == 0 && w[2] == V4_MAPPED_WORD
 }
 
 #[cfg(test)]

@@ -448,6 +448,13 @@ impl<A: RuleAction> RuleTable<A> {
         self.classifier.as_ref().expect("compiled just above")
     }
 
+    /// The classifier if it is compiled for the current rules (after
+    /// [`RuleTable::classifier`], until the next change).
+    #[inline(always)]
+    pub fn compiled(&self) -> Option<&Classifier<A>> {
+        self.classifier.as_ref()
+    }
+
     #[cold]
     fn recompile(&mut self) {
         self.classifier = Some(self.compile());
