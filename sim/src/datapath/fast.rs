@@ -209,7 +209,7 @@ impl Plan {
 
 /// Counters of fast-lane frames, accumulated over a batch and added once
 /// ([`FastCounts::flush`]): the same totals as counting each frame.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct FastCounts {
     /// Frames decided (each a VPORT, VNI and MAP hit).
     decided: u64,
@@ -219,13 +219,42 @@ pub(crate) struct FastCounts {
     mirror_misses: u64,
     shadow_hits: u64,
     shadow_misses: u64,
+    /// Copies made and their bytes, by session.
+    copies: [(u64, u64); NUM_SESSIONS],
     /// Received frames and bytes of `rx_port`, not yet counted.
     rx_port: Option<Port>,
     rx_packets: u64,
     rx_bytes: u64,
 }
 
+impl Default for FastCounts {
+    fn default() -> Self {
+        FastCounts {
+            decided: 0,
+            acl_hits: 0,
+            acl_misses: 0,
+            mirror_hits: 0,
+            mirror_misses: 0,
+            shadow_hits: 0,
+            shadow_misses: 0,
+            copies: [(0, 0); NUM_SESSIONS],
+            rx_port: None,
+            rx_packets: 0,
+            rx_bytes: 0,
+        }
+    }
+}
+
 impl FastCounts {
+    /// Counts a copy of `len` bytes made for `session` (a session number in range).
+    #[inline(always)]
+    fn copied(&mut self, session: u16, len: usize) {
+        if let Some(c) = self.copies.get_mut(session as usize) {
+            c.0 += 1;
+            c.1 += len as u64;
+        }
+    }
+
     /// Counts a frame received on `port` (of any route).
     #[inline(always)]
     pub(crate) fn received(&mut self, port: Port, len: usize, counters: &mut Counters) {
@@ -267,7 +296,27 @@ impl FastCounts {
         );
         add(TableId::ShadowMap, TableCounter::Hits, self.shadow_hits);
         add(TableId::ShadowMap, TableCounter::Misses, self.shadow_misses);
+        for (s, &(copies, bytes)) in self.copies.iter().enumerate() {
+            if copies > 0 {
+                counters.session(s as u16, SessionCounter::Copies, copies);
+                counters.session(s as u16, SessionCounter::CopyBytes, bytes);
+            }
+        }
         *self = FastCounts::default();
+    }
+}
+
+/// Copies `src` into `dst` (the same length). Minimum-size frames, the common case, are
+/// copied with fixed-size moves instead of a call to `memcpy`.
+#[inline(always)]
+fn copy_frame(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    if (32..=64).contains(&n) && dst.len() == n {
+        // Two overlapping halves of 32 bytes cover any length from 32 to 64.
+        dst[..32].copy_from_slice(&src[..32]);
+        dst[n - 32..].copy_from_slice(&src[n - 32..]);
+    } else {
+        dst.copy_from_slice(src);
     }
 }
 
@@ -609,7 +658,7 @@ impl Datapath {
         // Production's frame first, as on the general path (the arena's order).
         let (buf, out) = self.frames.alloc(header_len + frame.len());
         crate::outer::put(out, &h, header_len);
-        out[header_len..].copy_from_slice(frame);
+        copy_frame(&mut out[header_len..], frame);
         let primary = OutFrame {
             port: Port::Uplink,
             queue: Queue::Primary,
@@ -625,7 +674,6 @@ impl Datapath {
                 self.counters
                     .session(session, SessionCounter::SampledOut, 1);
             } else {
-                self.counters.session(session, SessionCounter::Copies, 1);
                 if p.shadow_hit {
                     n.shadow_hits += 1;
                 } else {
@@ -649,9 +697,8 @@ impl Datapath {
                 };
                 let (buf, out) = self.frames.alloc(prepared.len() + len);
                 prepared.write(out, len, entropy, Some(&meta));
-                out[prepared.len()..].copy_from_slice(&frame[..len]);
-                self.counters
-                    .session(session, SessionCounter::CopyBytes, buf.len() as u64);
+                copy_frame(&mut out[prepared.len()..], &frame[..len]);
+                n.copied(session, buf.len());
                 copies.push(OutFrame {
                     port: Port::Uplink,
                     queue: Queue::Mirror,
