@@ -825,7 +825,6 @@ impl NicModel {
     /// slots are), then each frame in turn through the scheduler's admission, its decision
     /// and dispatch. Counters of fast-lane frames are added once at the end.
     fn receive_batch_fast(&mut self, batch: &[Arrival<'_>], sink: &mut dyn Sink) {
-        const AHEAD: usize = 24;
         let mut ahead = std::mem::take(&mut self.read_ahead);
         let mut records = std::mem::take(&mut self.plans);
         // Each frame's plan is written by the plan stage (route first); the records stay
@@ -833,43 +832,9 @@ impl NicModel {
         if records.len() < batch.len() {
             records.resize(batch.len(), Plan::GENERAL);
         }
-        // Read-aheads are written in place (they are a few hundred bytes each) and kept
-        // between batches.
-        let mut general = 0usize;
         let plans = &mut records[..batch.len()];
-        for (a, plan) in batch.iter().zip(plans.iter_mut()) {
-            if self.dp.plan(a.port, a.frame, plan) {
-                continue;
-            }
-            if ahead.len() <= general {
-                ahead.push(ReadAhead::default());
-            }
-            let (done, todo) = ahead.split_at_mut(general);
-            self.dp
-                .read_ahead(a.port, a.frame, done.last(), &mut todo[0]);
-            plan.route = Route::General(general as u32);
-            general += 1;
-        }
-        let mut acc = 0u32;
-        let n = plans.len();
-        let probes = self.dp.probes();
-        for i in 0..n + AHEAD {
-            if let Some(p) = plans.get(i) {
-                acc ^= match p.route {
-                    Route::Fast => probes.touch(p),
-                    Route::General(k) => self.dp.touch_tags(&ahead[k as usize]),
-                    Route::Late => 0,
-                };
-            }
-            if let Some(p) = i.checked_sub(AHEAD).and_then(|j| plans.get_mut(j)) {
-                match p.route {
-                    Route::Fast => probes.resolve(p),
-                    Route::General(k) => self.dp.resolve(&mut ahead[k as usize]),
-                    Route::Late => {}
-                }
-            }
-        }
-        std::hint::black_box(acc);
+        self.plan_stage(batch, plans, &mut ahead);
+        self.probe_stage(plans, &mut ahead);
         let mut counts = FastCounts::default();
         for (a, plan) in batch.iter().zip(plans.iter()) {
             match plan.route {
@@ -895,6 +860,61 @@ impl NicModel {
         self.drain(sink);
         self.read_ahead = ahead;
         self.plans = records;
+    }
+
+    /// Stage 1 of a batch (see [`NicModel::receive_batch_fast`]): every frame's plan, or
+    /// its read-ahead for the general path. A loop of its own: the stages' code kept apart
+    /// compiles tighter than one loop body holding all of them.
+    #[inline(never)]
+    fn plan_stage(
+        &mut self,
+        batch: &[Arrival<'_>],
+        plans: &mut [Plan],
+        ahead: &mut Vec<ReadAhead>,
+    ) {
+        // Read-aheads are written in place (they are a few hundred bytes each) and kept
+        // between batches.
+        let mut general = 0usize;
+        for (a, plan) in batch.iter().zip(plans.iter_mut()) {
+            if self.dp.plan(a.port, a.frame, plan) {
+                continue;
+            }
+            if ahead.len() <= general {
+                ahead.push(ReadAhead::default());
+            }
+            let (done, todo) = ahead.split_at_mut(general);
+            self.dp
+                .read_ahead(a.port, a.frame, done.last(), &mut todo[0]);
+            plan.route = Route::General(general as u32);
+            general += 1;
+        }
+    }
+
+    /// Stage 2 of a batch: every frame's look-ups, software-pipelined (the tags of the
+    /// frame `AHEAD` places on are read while a frame's slots are).
+    #[inline(never)]
+    fn probe_stage(&self, plans: &mut [Plan], ahead: &mut [ReadAhead]) {
+        const AHEAD: usize = 24;
+        let mut acc = 0u32;
+        let n = plans.len();
+        let probes = self.dp.probes();
+        for i in 0..n + AHEAD {
+            if let Some(p) = plans.get(i) {
+                acc ^= match p.route {
+                    Route::Fast => probes.touch(p),
+                    Route::General(k) => self.dp.touch_tags(&ahead[k as usize]),
+                    Route::Late => 0,
+                };
+            }
+            if let Some(p) = i.checked_sub(AHEAD).and_then(|j| plans.get_mut(j)) {
+                match p.route {
+                    Route::Fast => probes.resolve(p),
+                    Route::General(k) => self.dp.resolve(&mut ahead[k as usize]),
+                    Route::Late => {}
+                }
+            }
+        }
+        std::hint::black_box(acc);
     }
 
     /// Ends a run: everything queued is transmitted (or dropped) and released to `sink`.
