@@ -113,11 +113,24 @@ pub(crate) struct PortLane {
 /// and the outer tunnel header's length.
 #[derive(Clone, Copy, Debug)]
 struct CopyLane {
+    /// The copy as plans carry it.
+    copy: PlanCopy,
     shadow_prefix: u64,
     tunnel_len: usize,
     /// The session's collector, where copies go that the shadow map has no node for;
     /// `None` outside the fixed outer layout (IPv6, a VNI over 24 bits).
     collector: Option<Target>,
+}
+
+/// A copy a mirror rule asks for, as a plan carries it: the rule's slot (its match count
+/// samples), the session, truncation, sampling, and the tunnel (Geneve or VXLAN).
+#[derive(Clone, Copy, Debug)]
+struct PlanCopy {
+    slot: u32,
+    session: u16,
+    truncate: Option<u16>,
+    sample_one_in: u32,
+    geneve: bool,
 }
 
 /// A copy's outer destination: IPv4 address, MAC and shadow VNI.
@@ -167,10 +180,10 @@ pub(crate) struct Plan {
     flow: u32,
     /// The ACL's allow rule matched (else no rule did, and the network allows).
     acl_hit: bool,
-    /// The winning mirror rule (slot, action), if any.
-    mirror: Option<(u32, MirrorAction)>,
-    /// The rule asks for a copy.
-    wants_copy: bool,
+    /// A mirror rule matched.
+    mirror_hit: bool,
+    /// The copy it asks for, if any.
+    copy: Option<PlanCopy>,
     map_hash: u64,
     shadow_hash: u64,
     /// The production frame's outer destination (resolved).
@@ -191,8 +204,8 @@ impl Plan {
         dst: [0; 4],
         flow: 0,
         acl_hit: false,
-        mirror: None,
-        wants_copy: false,
+        mirror_hit: false,
+        copy: None,
         map_hash: 0,
         shadow_hash: 0,
         substrate: [0; 4],
@@ -435,10 +448,10 @@ impl Datapath {
         // A rule copying every frame to a session the lane cannot serve sends them all down
         // the general path.
         let mut copies_ok = true;
-        if let Quick::Always(_, a) = mirror
+        if let Quick::Always(slot, a) = mirror
             && a.verdict == MirrorVerdict::Mirror
         {
-            lane.copy = self.copy_lane(&a, vport.vni);
+            lane.copy = self.copy_lane(slot, &a, vport.vni);
             copies_ok = lane.copy.is_some();
         }
         // A VNI outside the fixed outer layout takes the general path.
@@ -454,7 +467,7 @@ impl Datapath {
     /// What copies by mirror rule action `a` of frames in network `vni_id` need, or `None`
     /// when its session is not one the lane serves (out of range, disabled, redirect).
     #[inline(always)]
-    fn copy_lane(&self, a: &MirrorAction, vni_id: u32) -> Option<CopyLane> {
+    fn copy_lane(&self, slot: u32, a: &MirrorAction, vni_id: u32) -> Option<CopyLane> {
         if a.session as usize >= NUM_SESSIONS {
             return None;
         }
@@ -468,6 +481,13 @@ impl Datapath {
         }
         let collector = ip_to_bytes(cfg.collector_ip);
         Some(CopyLane {
+            copy: PlanCopy {
+                slot,
+                session: a.session,
+                truncate: a.truncate,
+                sample_one_in: a.sample_one_in,
+                geneve: cfg.encap == Encap::Geneve,
+            },
             shadow_prefix: prefix,
             tunnel_len: tunnel_len(cfg.encap),
             collector: (is_v4_mapped(&collector) && cfg.shadow_vni <= geneve::VNI_MAX).then(|| {
@@ -524,7 +544,9 @@ impl Datapath {
                 }
             }
         };
-        let mirror = match lane.mirror {
+        // The copy a mirror rule asks for: the port's own when one rule copies all its
+        // frames, else worked out for the rule this frame matched.
+        let rule = match lane.mirror {
             Quick::NoRule => None,
             Quick::Always(slot, a) => Some((slot, a)),
             Quick::Walk => {
@@ -540,27 +562,30 @@ impl Datapath {
             return false;
         }
         let dst_word = u32::from_le_bytes(p.dst);
-        let mut wants_copy = false;
-        let mut shadow_hash = 0;
-        if let Some((_, a)) = mirror.filter(|(_, a)| a.verdict == MirrorVerdict::Mirror) {
-            let copy = match (lane.mirror, lane.copy) {
-                (Quick::Always(..), Some(c)) => c,
-                _ => match self.copy_lane(&a, lane.vni) {
-                    Some(c) => c,
+        let mut copy = None;
+        if let Some((slot, a)) = rule.filter(|(_, a)| a.verdict == MirrorVerdict::Mirror) {
+            let walked;
+            let c = match &lane.copy {
+                Some(c) if matches!(lane.mirror, Quick::Always(..)) => c,
+                _ => match self.copy_lane(slot, &a, lane.vni) {
+                    Some(c) => {
+                        walked = c;
+                        &walked
+                    }
                     None => return false,
                 },
             };
-            let inner = match a.truncate {
+            let inner = match c.copy.truncate {
                 Some(t) if (t as usize) < len => t as usize,
                 _ => len,
             };
-            if UDP_OUTER + copy.tunnel_len + inner > mtu {
+            if UDP_OUTER + c.tunnel_len + inner > mtu {
                 return false;
             }
-            wants_copy = true;
-            shadow_hash = exact::hash_finish(exact::hash_word(copy.shadow_prefix, dst_word));
-            out.shadow = copy.collector.unwrap_or_default();
-            out.shadow_ok = copy.collector.is_some();
+            copy = Some(c.copy);
+            out.shadow_hash = exact::hash_finish(exact::hash_word(c.shadow_prefix, dst_word));
+            out.shadow = c.collector.unwrap_or_default();
+            out.shadow_ok = c.collector.is_some();
             out.shadow_hit = false;
         }
         out.route = Route::Fast;
@@ -575,13 +600,12 @@ impl Datapath {
             p.protocol,
         );
         out.acl_hit = acl_hit;
-        out.mirror = mirror;
-        out.wants_copy = wants_copy;
+        out.mirror_hit = rule.is_some();
+        out.copy = copy;
         out.map_hash = exact::hash_finish(exact::hash_word(
             exact::hash_word(lane.map_prefix, dst_word),
             0,
         ));
-        out.shadow_hash = shadow_hash;
         true
     }
 
@@ -623,12 +647,12 @@ impl Datapath {
             frame.len(),
         )?;
         // The copy's header is looked up before anything is counted or built.
-        let copy = match p.mirror {
-            Some((slot, a)) if p.wants_copy => {
-                let encap = self.sessions.get(a.session).encap;
-                let (kind, udp_dst_port) = match encap {
-                    Encap::Vxlan => (0, config.parse.vxlan_port),
-                    Encap::Geneve => (2, config.parse.geneve_port),
+        let copy = match p.copy {
+            Some(c) => {
+                let (kind, udp_dst_port) = if c.geneve {
+                    (2, config.parse.geneve_port)
+                } else {
+                    (0, config.parse.vxlan_port)
                 };
                 let key = crate::outer::Key {
                     dst_mac: p.shadow.mac,
@@ -639,10 +663,9 @@ impl Datapath {
                     vni: p.shadow.vni,
                     kind,
                 };
-                let prepared = self.outer.get(a.session, &key, OUTER_TTL)?;
-                Some((slot, a, prepared))
+                Some((c, self.outer.get(c.session, &key, OUTER_TTL)?))
             }
-            _ => None,
+            None => None,
         };
         n.decided += 1;
         if p.acl_hit {
@@ -650,7 +673,7 @@ impl Datapath {
         } else {
             n.acl_misses += 1;
         }
-        if p.mirror.is_some() {
+        if p.mirror_hit {
             n.mirror_hits += 1;
         } else {
             n.mirror_misses += 1;
@@ -667,10 +690,10 @@ impl Datapath {
             buf,
         };
         let mut copies = Two::default();
-        if let Some((slot, a, prepared)) = copy {
-            let session = a.session;
-            let nth = self.tables.mirror_filters.count_match(slot);
-            if !nth.is_multiple_of(a.sample_one_in as u64) {
+        if let Some((c, prepared)) = copy {
+            let session = c.session;
+            let nth = self.tables.mirror_filters.count_match(c.slot);
+            if !nth.is_multiple_of(c.sample_one_in as u64) {
                 self.counters
                     .session(session, SessionCounter::SampledOut, 1);
             } else {
@@ -679,7 +702,7 @@ impl Datapath {
                 } else {
                     n.shadow_misses += 1;
                 }
-                let len = match a.truncate {
+                let len = match c.truncate {
                     Some(t) if (t as usize) < frame.len() => t as usize,
                     _ => frame.len(),
                 };
@@ -696,7 +719,7 @@ impl Datapath {
                     original_len: frame.len().min(u16::MAX as usize) as u16,
                 };
                 let (buf, out) = self.frames.alloc(prepared.len() + len);
-                prepared.write(out, len, entropy, Some(&meta));
+                prepared.write(out, len, entropy, c.geneve.then_some(&meta));
                 copy_frame(&mut out[prepared.len()..], &frame[..len]);
                 n.copied(session, buf.len());
                 copies.push(OutFrame {
@@ -724,7 +747,7 @@ impl Probes<'_> {
     #[inline(always)]
     pub(crate) fn touch(&self, p: &Plan) -> u32 {
         let mut acc = self.map.touch_tags(p.map_hash);
-        if p.wants_copy {
+        if p.copy.is_some() {
             acc ^= self.shadow_map.touch_tags(p.shadow_hash);
         }
         acc
@@ -749,11 +772,8 @@ impl Probes<'_> {
         }
         p.substrate = w[3].to_le_bytes();
         p.substrate_mac = dest.substrate_mac;
-        if !p.wants_copy {
-            return;
-        }
-        let Some((_, a)) = p.mirror else { return };
-        let key = shadow_key(a.session, p.vni, p.dst);
+        let Some(c) = p.copy else { return };
+        let key = shadow_key(c.session, p.vni, p.dst);
         let found = self
             .shadow_map
             .find(&key, p.shadow_hash)
