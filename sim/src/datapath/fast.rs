@@ -546,14 +546,14 @@ impl Datapath {
         };
         // The copy a mirror rule asks for: the port's own when one rule copies all its
         // frames, else worked out for the rule this frame matched.
-        let rule = match lane.mirror {
+        let rule = match &lane.mirror {
             Quick::NoRule => None,
-            Quick::Always(slot, a) => Some((slot, a)),
+            Quick::Always(slot, a) => Some((*slot, a)),
             Quick::Walk => {
                 let Some(c) = self.tables.mirror_filters.compiled() else {
                     return false;
                 };
-                c.lookup_with(v as u32, key).map(|r| (r.slot, r.action))
+                c.lookup_with(v as u32, key).map(|r| (r.slot, &r.action))
             }
         };
         let len = frame.len();
@@ -567,7 +567,7 @@ impl Datapath {
             let walked;
             let c = match &lane.copy {
                 Some(c) if matches!(lane.mirror, Quick::Always(..)) => c,
-                _ => match self.copy_lane(slot, &a, lane.vni) {
+                _ => match self.copy_lane(slot, a, lane.vni) {
                     Some(c) => {
                         walked = c;
                         &walked
