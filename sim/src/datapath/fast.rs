@@ -778,18 +778,16 @@ impl Probes<'_> {
             .shadow_map
             .find(&key, p.shadow_hash)
             .and_then(|slot| self.shadow_map.value(slot));
-        match found {
-            Some(w) => {
-                let v = shadow_map::ShadowMapWords::read(w);
-                p.shadow_hit = true;
-                p.shadow = Target {
-                    ip: w[3].to_le_bytes(),
-                    mac: v.substrate_mac,
-                    vni: v.shadow_vni,
-                };
-                p.shadow_ok = v4_mapped_words(w) && v.shadow_vni <= geneve::VNI_MAX;
-            }
-            None => {}
+        // A miss keeps the collector the plan put there.
+        if let Some(w) = found {
+            let v = shadow_map::ShadowMapWords::read(w);
+            p.shadow_hit = true;
+            p.shadow = Target {
+                ip: w[3].to_le_bytes(),
+                mac: v.substrate_mac,
+                vni: v.shadow_vni,
+            };
+            p.shadow_ok = v4_mapped_words(w) && v.shadow_vni <= geneve::VNI_MAX;
         }
         if !p.shadow_ok {
             p.route = Route::Late;

@@ -191,7 +191,8 @@ impl ExactStore {
 }
 
 /// One exact table's memory for a batch of look-ups (see [`ExactStore::view`]): the same
-/// search as [`ExactStore::find_hashed`].
+/// way-by-way search as [`Memory::find`], the hardware-format reference (a unit test
+/// compares them).
 #[derive(Clone, Copy)]
 pub struct ExactView<'a> {
     buckets_log2: u32,
