@@ -31,7 +31,7 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::{
     bar::{BarError, SharedBar},
-    datapath::{Datapath, FastCounts, Plan, Queue, ReadAhead, Route},
+    datapath::{Datapath, FastCounts, Plan, Queue, ReadAhead, Route, Two},
     dma::{DmaEngine, DmaSpace},
     sched::{Departure, LateDrop, Scheduler},
     stats::{Class, RunStats},
@@ -747,7 +747,8 @@ impl NicModel {
             }
         };
         self.dp.admitted_ps = admit;
-        let Some((primary, mut copies)) = self.dp.decide_fast(plan, a.frame, counts) else {
+        let mut copies = Two::default();
+        let Some(primary) = self.dp.decide_fast(plan, a.frame, counts, &mut copies) else {
             let mut late = ReadAhead::default();
             self.dp.read_ahead(a.port, a.frame, None, &mut late);
             self.dp.resolve(&mut late);

@@ -619,7 +619,8 @@ impl Datapath {
     }
 
     /// Stage 3: the decision for a fast-lane frame the scheduler admitted — the same as
-    /// [`Datapath::process`]'s — with its side effects; table counters go to `n`. `None`,
+    /// [`Datapath::process`]'s: the production frame, and its copy pushed to `copies` (empty
+    /// before) — with its side effects; table counters go to `n`. `None`,
     /// with nothing changed, when the outer headers fall outside the fixed layout after all
     /// (the plan rules that out): the general path then decides.
     #[inline(always)]
@@ -628,7 +629,8 @@ impl Datapath {
         p: &Plan,
         frame: &[u8],
         n: &mut FastCounts,
-    ) -> Option<(OutFrame, Two<OutFrame>)> {
+        copies: &mut Two<OutFrame>,
+    ) -> Option<OutFrame> {
         // Field by field: the prepared header stays borrowed while the rest is written.
         let config = &self.config;
         let src = v4_of(&config.local_ipv4?);
@@ -689,7 +691,6 @@ impl Datapath {
             copy: 0,
             buf,
         };
-        let mut copies = Two::default();
         if let Some((c, prepared)) = copy {
             let session = c.session;
             let nth = self.tables.mirror_filters.count_match(c.slot);
@@ -731,7 +732,7 @@ impl Datapath {
                 });
             }
         }
-        Some((primary, copies))
+        Some(primary)
     }
 }
 
