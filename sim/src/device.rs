@@ -773,10 +773,12 @@ impl NicModel {
     }
 
     /// Frames fully received, in time order: the same as [`NicModel::receive`] for each, but
-    /// the look-ups each frame will make are started ahead (see [`ReadAhead`]) and table
-    /// memory is read while earlier frames are being processed (a software pipeline: tags of
-    /// the frame `TAGS_AHEAD` places on, the slot of the one `SLOTS_AHEAD` places on), so
-    /// cache misses overlap with work instead of following one another.
+    /// decided stage by stage over the batch. Common frames take the fast lane
+    /// (`datapath::fast`: every frame planned, then every frame's look-ups made in one
+    /// software-pipelined loop, then each frame admitted, decided and dispatched in turn);
+    /// the others, and every frame while tracing or flow sampling, take the general path,
+    /// whose look-ups are also started ahead (see [`ReadAhead`]) so that cache misses overlap
+    /// with work instead of following one another.
     pub fn receive_batch(&mut self, batch: &[Arrival<'_>], sink: &mut dyn Sink) {
         let tracing = self.trace.is_some() && self.dp.config.trace;
         if self.fast_lane && !tracing && !self.sampling && self.dp.begin_fast_batch() {
@@ -786,7 +788,9 @@ impl NicModel {
         }
     }
 
-    /// [`NicModel::receive_batch`] with every frame on the general path.
+    /// [`NicModel::receive_batch`] with every frame on the general path: table memory is
+    /// read while earlier frames are being processed (a software pipeline: tags of the frame
+    /// `TAGS_AHEAD` places on, the slot of the one `SLOTS_AHEAD` places on).
     fn receive_batch_general(&mut self, batch: &[Arrival<'_>], sink: &mut dyn Sink) {
         const TAGS_AHEAD: usize = 16;
         const SLOTS_AHEAD: usize = 8;

@@ -13,7 +13,7 @@
 //!    rules, or whose first rule matches every such packet, needs no classifier walk), the
 //!    flow hash and the map and shadow-map hashes (from hash states the port's key prefix
 //!    was folded into once). A frame it cannot take goes to the general path.
-//! 2. [`Datapath::touch_plan`], [`Datapath::resolve_plan`] (every frame, software-pipelined):
+//! 2. [`Probes::touch`], [`Probes::resolve`] (every frame, software-pipelined):
 //!    tags, then slots and values of the map and shadow-map look-ups; a miss, a local or
 //!    shadow destination, or anything outside the fixed outer layout sends the frame to the
 //!    general path.
