@@ -251,12 +251,15 @@ impl Prepared {
 /// address simply misses and is prepared again: nothing needs invalidating.
 pub(crate) struct Cache {
     sessions: Vec<Option<Prepared>>,
+    /// Counts the headers prepared: while it stands still, every slot holds what it held.
+    generation: u64,
 }
 
 impl Default for Cache {
     fn default() -> Self {
         Cache {
             sessions: vec![None; shadownet_hw::NUM_SESSIONS],
+            generation: 0,
         }
     }
 }
@@ -269,8 +272,23 @@ impl Cache {
         let slot = self.sessions.get_mut(session as usize)?;
         if slot.as_ref().is_none_or(|p| p.key() != key) {
             *slot = Prepared::new(*key, ttl);
+            self.generation += 1;
         }
         slot.as_ref()
+    }
+
+    /// How many headers have been prepared: a caller that saw `session`'s slot hold a key at
+    /// one generation knows it still does while the generation is the same.
+    #[inline(always)]
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// What `session`'s slot holds, without a key to check it against (see
+    /// [`Cache::generation`]).
+    #[inline(always)]
+    pub(crate) fn slot(&self, session: u16) -> Option<&Prepared> {
+        self.sessions.get(session as usize)?.as_ref()
     }
 }
 

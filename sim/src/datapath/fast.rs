@@ -134,7 +134,7 @@ struct PlanCopy {
 }
 
 /// A copy's outer destination: IPv4 address, MAC and shadow VNI.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Target {
     ip: [u8; 4],
     mac: [u8; 6],
@@ -234,6 +234,9 @@ pub(crate) struct FastCounts {
     shadow_misses: u64,
     /// Copies made and their bytes, by session.
     copies: [(u64, u64); NUM_SESSIONS],
+    /// The last copy header the batch used: its session and destination, and the outer
+    /// cache's generation then (the source, port and tunnel are the batch's constants).
+    last_copy: Option<(u16, Target, u64)>,
     /// Received frames and bytes of `rx_port`, not yet counted.
     rx_port: Option<Port>,
     rx_packets: u64,
@@ -251,6 +254,7 @@ impl Default for FastCounts {
             shadow_hits: 0,
             shadow_misses: 0,
             copies: [(0, 0); NUM_SESSIONS],
+            last_copy: None,
             rx_port: None,
             rx_packets: 0,
             rx_bytes: 0,
@@ -650,6 +654,11 @@ impl Datapath {
         )?;
         // The copy's header is looked up before anything is counted or built.
         let copy = match p.copy {
+            // The same destination as the batch's last copy, with no header prepared since:
+            // the session's slot still holds the header for it.
+            Some(c) if n.last_copy == Some((c.session, p.shadow, self.outer.generation())) => {
+                Some((c, self.outer.slot(c.session)?))
+            }
             Some(c) => {
                 let (kind, udp_dst_port) = if c.geneve {
                     (2, config.parse.geneve_port)
@@ -665,7 +674,9 @@ impl Datapath {
                     vni: p.shadow.vni,
                     kind,
                 };
-                Some((c, self.outer.get(c.session, &key, OUTER_TTL)?))
+                self.outer.get(c.session, &key, OUTER_TTL)?;
+                n.last_copy = Some((c.session, p.shadow, self.outer.generation()));
+                Some((c, self.outer.slot(c.session)?))
             }
             None => None,
         };
