@@ -150,12 +150,25 @@ pub mod exact {
     /// 64-bit hash of a key (a multiply-xorshift mix: two multipliers per word in hardware).
     #[inline]
     pub fn hash(key: &Key) -> u64 {
-        let mut h: u64 = 0x5348_4E43_0000_0001;
-        for &w in key {
-            h = (h ^ w as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            h ^= h >> 29;
-        }
-        h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        hash_finish(key.iter().fold(HASH_START, |h, &w| hash_word(h, w)))
+    }
+
+    /// The state [`hash`] starts from. A key's leading words that many look-ups share (a
+    /// network's VNI, the IPv4-mapped prefix) can be folded in once with [`hash_word`] and
+    /// the state kept: [`hash_finish`] of the state after every word is [`hash`] of the key.
+    pub const HASH_START: u64 = 0x5348_4E43_0000_0001;
+
+    /// [`hash`]'s state after one more key word.
+    #[inline(always)]
+    pub const fn hash_word(h: u64, w: u32) -> u64 {
+        let h = (h ^ w as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^ (h >> 29)
+    }
+
+    /// [`hash`] of a key from its state after the key's last word.
+    #[inline(always)]
+    pub const fn hash_finish(h: u64) -> u64 {
+        let h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
         h ^ (h >> 32)
     }
 

@@ -41,6 +41,10 @@ use shadownet_wire::{
     parse::Headers,
 };
 
+mod fast;
+
+pub(crate) use fast::{FastCounts, Plan, Route};
+
 use crate::{
     config::RunningConfig,
     counters::Counters,
@@ -244,6 +248,8 @@ pub struct Datapath {
     outer: crate::outer::Cache,
     /// When the frame being processed was admitted (ps): the clock of the ACL's police rules.
     pub admitted_ps: u64,
+    /// The fast lane's per-port answers for the current batch.
+    fast: fast::FastLane,
 }
 
 /// The network a frame belongs to, as the VNI table says.
@@ -287,10 +293,24 @@ fn parse_drop(layer: Layer) -> DropReason {
 #[inline(always)]
 pub fn flow_hash(h: &Headers) -> u32 {
     let word = |b: &[u8; 16], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-    let (sp, dp) = h.ports().unwrap_or((0, 0));
-    let mut x = (word(&h.src, 12) as u64) << 32 | word(&h.dst, 12) as u64;
-    x ^= (word(&h.src, 8) ^ word(&h.dst, 8).rotate_left(7)) as u64;
-    x ^= ((sp as u64) << 16 | dp as u64) << 8 | h.protocol as u64;
+    flow_mix(
+        word(&h.src, 8),
+        word(&h.src, 12),
+        word(&h.dst, 8),
+        word(&h.dst, 12),
+        h.ports().unwrap_or((0, 0)),
+        h.protocol,
+    )
+}
+
+/// [`flow_hash`] from the address words it reads (bytes 8..12 and 12..16 of each address,
+/// little-endian), the ports and the protocol.
+#[inline(always)]
+fn flow_mix(src8: u32, src12: u32, dst8: u32, dst12: u32, ports: (u16, u16), protocol: u8) -> u32 {
+    let (sp, dp) = ports;
+    let mut x = (src12 as u64) << 32 | dst12 as u64;
+    x ^= (src8 ^ dst8.rotate_left(7)) as u64;
+    x ^= ((sp as u64) << 16 | dp as u64) << 8 | protocol as u64;
     x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     (x >> 32) as u32 ^ x as u32
 }
@@ -312,6 +332,7 @@ impl Datapath {
             frames: Frames::new(),
             outer: crate::outer::Cache::default(),
             admitted_ps: 0,
+            fast: fast::FastLane::default(),
         }
     }
 

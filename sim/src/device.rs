@@ -31,7 +31,7 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::{
     bar::{BarError, SharedBar},
-    datapath::{Datapath, Queue, ReadAhead},
+    datapath::{Datapath, FastCounts, Plan, Queue, ReadAhead, Route, Two},
     dma::{DmaEngine, DmaSpace},
     sched::{Departure, LateDrop, Scheduler},
     stats::{Class, RunStats, Tally},
@@ -138,8 +138,14 @@ pub struct NicModel {
     trace: Option<TraceWriter<Box<dyn Write + Send>>>,
     trace_error: Option<std::io::Error>,
     reset_count: u32,
-    /// Per frame of the batch being received: what the read-ahead found.
+    /// Per frame of the batch being received that takes the general path: what the
+    /// read-ahead found.
     read_ahead: Vec<ReadAhead>,
+    /// Per frame of the batch being received: the fast lane's plan.
+    plans: Vec<Plan>,
+    /// Common frames take the fast lane (see `datapath::fast`); off, every frame takes the
+    /// general path.
+    fast_lane: bool,
     /// The flash and its FLASH register block.
     flash: crate::flash::FlashDevice,
     /// The embedded cores.
@@ -238,6 +244,8 @@ impl NicModel {
             trace_error: None,
             reset_count: 0,
             read_ahead: Vec::new(),
+            plans: Vec::new(),
+            fast_lane: true,
             flash: crate::flash::FlashDevice::new(flash),
             firmware: Firmware::new(),
             fw_cycles: 0,
@@ -249,6 +257,13 @@ impl NicModel {
         };
         m.power_on();
         Ok(m)
+    }
+
+    /// Lets common frames of a batch take the fast lane (the default) or sends every frame
+    /// down the general path: both decide the same, byte for byte and counter for counter
+    /// (the switch is for comparing them).
+    pub fn set_fast_lane(&mut self, on: bool) {
+        self.fast_lane = on;
     }
 
     /// The BAR the host maps (shared with the model).
@@ -635,6 +650,27 @@ impl NicModel {
                 return;
             }
         };
+        self.decide_general(
+            packet, port, frame, arrival_ps, admit, ahead, in_batch, tracing, sink,
+        );
+    }
+
+    /// The general path's decision for an admitted frame, and its dispatch.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn decide_general(
+        &mut self,
+        packet: u64,
+        port: Port,
+        frame: &[u8],
+        arrival_ps: u64,
+        admit: u64,
+        ahead: &ReadAhead,
+        in_batch: bool,
+        tracing: bool,
+        sink: &mut dyn Sink,
+    ) {
+        let len = frame.len();
         self.events.clear();
         self.dp.admitted_ps = admit;
         let mut decision = self.dp.process(
@@ -687,12 +723,75 @@ impl NicModel {
         }
     }
 
+    /// A fast-lane frame (see `datapath::fast`): received, admitted, decided from its plan
+    /// and dispatched — or decided by the general path when the lane declines it.
+    #[inline(always)]
+    fn receive_fast(
+        &mut self,
+        a: &Arrival<'_>,
+        plan: &Plan,
+        counts: &mut FastCounts,
+        sink: &mut dyn Sink,
+    ) {
+        let packet = self.next_packet(a.at_ps);
+        let len = a.frame.len();
+        counts.received(a.port, len, &mut self.dp.counters);
+        let admit = match self
+            .sched
+            .admit(a.port, len, a.at_ps, &mut self.dp.counters)
+        {
+            Ok(admit) => admit,
+            Err(reason) => {
+                self.drop_frame(packet, 0, None, a.port, a.at_ps, reason, len);
+                return;
+            }
+        };
+        self.dp.admitted_ps = admit;
+        let mut copies = Two::default();
+        let Some(primary) = self.dp.decide_fast(plan, a.frame, counts, &mut copies) else {
+            let mut late = ReadAhead::default();
+            self.dp.read_ahead(a.port, a.frame, None, &mut late);
+            self.dp.resolve(&mut late);
+            self.decide_general(
+                packet, a.port, a.frame, a.at_ps, admit, &late, true, false, sink,
+            );
+            return;
+        };
+        self.sched.dispatch(
+            packet,
+            a.port,
+            a.at_ps,
+            admit,
+            Some(primary),
+            &mut copies,
+            &self.dp.sessions,
+            true,
+        );
+        if self.sched.has_output() {
+            self.drain(sink);
+        }
+    }
+
     /// Frames fully received, in time order: the same as [`NicModel::receive`] for each, but
-    /// the look-ups each frame will make are started ahead (see [`ReadAhead`]) and table
-    /// memory is read while earlier frames are being processed (a software pipeline: tags of
-    /// the frame `TAGS_AHEAD` places on, the slot of the one `SLOTS_AHEAD` places on), so
-    /// cache misses overlap with work instead of following one another.
+    /// decided stage by stage over the batch. Common frames take the fast lane
+    /// (`datapath::fast`: every frame planned, then every frame's look-ups made in one
+    /// software-pipelined loop, then each frame admitted, decided and dispatched in turn);
+    /// the others, and every frame while tracing or flow sampling, take the general path,
+    /// whose look-ups are also started ahead (see [`ReadAhead`]) so that cache misses overlap
+    /// with work instead of following one another.
     pub fn receive_batch(&mut self, batch: &[Arrival<'_>], sink: &mut dyn Sink) {
+        let tracing = self.trace.is_some() && self.dp.config.trace;
+        if self.fast_lane && !tracing && !self.sampling && self.dp.begin_fast_batch() {
+            self.receive_batch_fast(batch, sink);
+        } else {
+            self.receive_batch_general(batch, sink);
+        }
+    }
+
+    /// [`NicModel::receive_batch`] with every frame on the general path: table memory is
+    /// read while earlier frames are being processed (a software pipeline: tags of the frame
+    /// `TAGS_AHEAD` places on, the slot of the one `SLOTS_AHEAD` places on).
+    fn receive_batch_general(&mut self, batch: &[Arrival<'_>], sink: &mut dyn Sink) {
         const TAGS_AHEAD: usize = 16;
         const SLOTS_AHEAD: usize = 8;
         // Taken out of the model for the batch so that frames can be processed from it.
@@ -723,6 +822,104 @@ impl NicModel {
         self.sched.catch_up();
         self.drain(sink);
         self.read_ahead = ahead;
+    }
+
+    /// [`NicModel::receive_batch`] stage by stage: every frame's plan (the fast lane's, or
+    /// the general path's read-ahead for the others), then every frame's look-ups
+    /// (software-pipelined: the tags of the frame `AHEAD` places on are read while a frame's
+    /// slots are), then each frame in turn through the scheduler's admission, its decision
+    /// and dispatch. Counters of fast-lane frames are added once at the end.
+    fn receive_batch_fast(&mut self, batch: &[Arrival<'_>], sink: &mut dyn Sink) {
+        let mut ahead = std::mem::take(&mut self.read_ahead);
+        let mut records = std::mem::take(&mut self.plans);
+        // Each frame's plan is written by the plan stage (route first); the records stay
+        // between batches.
+        if records.len() < batch.len() {
+            records.resize(batch.len(), Plan::GENERAL);
+        }
+        let plans = &mut records[..batch.len()];
+        self.plan_stage(batch, plans, &mut ahead);
+        self.probe_stage(plans, &mut ahead);
+        let mut counts = FastCounts::default();
+        for (a, plan) in batch.iter().zip(plans.iter()) {
+            match plan.route {
+                Route::Fast => self.receive_fast(a, plan, &mut counts, sink),
+                Route::General(k) => self.receive_read_ahead(
+                    a.port,
+                    a.frame,
+                    a.at_ps,
+                    &ahead[k as usize],
+                    true,
+                    sink,
+                ),
+                Route::Late => {
+                    let mut late = ReadAhead::default();
+                    self.dp.read_ahead(a.port, a.frame, None, &mut late);
+                    self.dp.resolve(&mut late);
+                    self.receive_read_ahead(a.port, a.frame, a.at_ps, &late, true, sink);
+                }
+            }
+        }
+        counts.flush(&mut self.dp.counters);
+        self.sched.catch_up();
+        self.drain(sink);
+        self.read_ahead = ahead;
+        self.plans = records;
+    }
+
+    /// Stage 1 of a batch (see [`NicModel::receive_batch_fast`]): every frame's plan, or
+    /// its read-ahead for the general path. A loop of its own: the stages' code kept apart
+    /// compiles tighter than one loop body holding all of them.
+    #[inline(never)]
+    fn plan_stage(
+        &mut self,
+        batch: &[Arrival<'_>],
+        plans: &mut [Plan],
+        ahead: &mut Vec<ReadAhead>,
+    ) {
+        // Read-aheads are written in place (they are a few hundred bytes each) and kept
+        // between batches.
+        let mut general = 0usize;
+        for (a, plan) in batch.iter().zip(plans.iter_mut()) {
+            if self.dp.plan(a.port, a.frame, plan) {
+                continue;
+            }
+            if ahead.len() <= general {
+                ahead.push(ReadAhead::default());
+            }
+            let (done, todo) = ahead.split_at_mut(general);
+            self.dp
+                .read_ahead(a.port, a.frame, done.last(), &mut todo[0]);
+            plan.route = Route::General(general as u32);
+            general += 1;
+        }
+    }
+
+    /// Stage 2 of a batch: every frame's look-ups, software-pipelined (the tags of the
+    /// frame `AHEAD` places on are read while a frame's slots are).
+    #[inline(never)]
+    fn probe_stage(&self, plans: &mut [Plan], ahead: &mut [ReadAhead]) {
+        const AHEAD: usize = 24;
+        let mut acc = 0u32;
+        let n = plans.len();
+        let probes = self.dp.probes();
+        for i in 0..n + AHEAD {
+            if let Some(p) = plans.get(i) {
+                acc ^= match p.route {
+                    Route::Fast => probes.touch(p),
+                    Route::General(k) => self.dp.touch_tags(&ahead[k as usize]),
+                    Route::Late => 0,
+                };
+            }
+            if let Some(p) = i.checked_sub(AHEAD).and_then(|j| plans.get_mut(j)) {
+                match p.route {
+                    Route::Fast => probes.resolve(p),
+                    Route::General(k) => self.dp.resolve(&mut ahead[k as usize]),
+                    Route::Late => {}
+                }
+            }
+        }
+        std::hint::black_box(acc);
     }
 
     /// Ends a run: everything queued is transmitted (or dropped) and released to `sink`.

@@ -107,7 +107,7 @@ pub(crate) fn ipv4_header(
 /// What a prepared outer header is for: every input of [`ipv4_header`] but the per-frame
 /// ones (the inner length, the entropy port, the shadow metadata's values) and the TTL,
 /// which is the NIC's constant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Eq)]
 pub(crate) struct Key {
     pub(crate) dst_mac: [u8; 6],
     pub(crate) src_mac: [u8; 6],
@@ -117,6 +117,20 @@ pub(crate) struct Key {
     pub(crate) vni: u32,
     /// 0: VXLAN, 1: Geneve without options, 2: Geneve with the shadow option.
     pub(crate) kind: u8,
+}
+
+impl PartialEq for Key {
+    /// Field by field, inlined: the derived comparison stayed a call in the copy's path.
+    #[inline(always)]
+    fn eq(&self, o: &Key) -> bool {
+        self.dst == o.dst
+            && self.dst_mac == o.dst_mac
+            && self.vni == o.vni
+            && self.src == o.src
+            && self.src_mac == o.src_mac
+            && self.udp_dst_port == o.udp_dst_port
+            && self.kind == o.kind
+    }
 }
 
 impl Key {
@@ -237,12 +251,15 @@ impl Prepared {
 /// address simply misses and is prepared again: nothing needs invalidating.
 pub(crate) struct Cache {
     sessions: Vec<Option<Prepared>>,
+    /// Counts the headers prepared: while it stands still, every slot holds what it held.
+    generation: u64,
 }
 
 impl Default for Cache {
     fn default() -> Self {
         Cache {
             sessions: vec![None; shadownet_hw::NUM_SESSIONS],
+            generation: 0,
         }
     }
 }
@@ -255,8 +272,23 @@ impl Cache {
         let slot = self.sessions.get_mut(session as usize)?;
         if slot.as_ref().is_none_or(|p| p.key() != key) {
             *slot = Prepared::new(*key, ttl);
+            self.generation += 1;
         }
         slot.as_ref()
+    }
+
+    /// How many headers have been prepared: a caller that saw `session`'s slot hold a key at
+    /// one generation knows it still does while the generation is the same.
+    #[inline(always)]
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// What `session`'s slot holds, without a key to check it against (see
+    /// [`Cache::generation`]).
+    #[inline(always)]
+    pub(crate) fn slot(&self, session: u16) -> Option<&Prepared> {
+        self.sessions.get(session as usize)?.as_ref()
     }
 }
 

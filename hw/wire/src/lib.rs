@@ -80,7 +80,10 @@ pub use geneve::{
     ShadowMetadata,
 };
 pub use ipv4::protocol as ip_protocol;
-pub use parse::{Fragment, Headers, L3, L4, ParseConfig, Tunnel, TunnelKind, parse, parse_into};
+pub use parse::{
+    Fragment, Headers, L3, L4, ParseConfig, Plain, Tunnel, TunnelKind, parse, parse_into,
+    parse_plain,
+};
 pub use release::{ReleaseError, release_frame};
 
 pub use arp::{Packet as ArpPacket, Repr as ArpRepr};

@@ -336,39 +336,65 @@ fn parse_fields(frame: &[u8], cfg: &ParseConfig, h: &mut Headers) -> Result<(), 
     parse_full(frame, cfg, h)
 }
 
-/// The most common frame — untagged Ethernet, IPv4 without options and not a fragment,
-/// well-formed TCP, or well-formed UDP to a port that is not a configured tunnel port — read
-/// at fixed offsets in one pass. Returns false, having written nothing, for anything else
-/// (every malformed frame among them): [`parse_full`] then decides. The fields it writes
-/// are exactly those `parse_full` writes for such a frame (`h` is `Headers::EMPTY`; the
-/// tests compare both on every corpus frame and on random variations of the fixed layout).
+/// What [`parse_plain`] reads from the most common frame: untagged Ethernet, IPv4 without
+/// options and not a fragment, well-formed TCP, or well-formed UDP to a port that is not a
+/// configured tunnel port. Everything else a full parse would find follows from the layout:
+/// EtherType IPv4, L3 at 14, L4 at 34, no VLAN tags, no tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plain {
+    /// IPv4 source address.
+    pub src: [u8; 4],
+    /// IPv4 destination address.
+    pub dst: [u8; 4],
+    /// IP protocol (TCP or UDP).
+    pub protocol: u8,
+    /// TTL.
+    pub ttl: u8,
+    /// IPv4 total length.
+    pub total_len: u16,
+    /// The TCP or UDP header's fields.
+    pub l4: L4,
+}
+
+impl Plain {
+    /// Source and destination ports.
+    #[inline(always)]
+    pub const fn ports(&self) -> (u16, u16) {
+        match self.l4 {
+            L4::Tcp { sport, dport, .. } | L4::Udp { sport, dport } => (sport, dport),
+            _ => (0, 0),
+        }
+    }
+}
+
+/// The parser's fast path on its own: the fixed-offset read of the most common frame (see
+/// [`Plain`]), or `None` for anything else (every malformed frame among them), which only
+/// the full [`parse()`] decides. For such a frame [`parse()`] returns exactly the headers
+/// [`Plain`] describes (the tests compare both on every corpus frame and on random
+/// variations of the fixed layout).
 #[inline(always)]
-fn parse_common(frame: &[u8], cfg: &ParseConfig, h: &mut Headers) -> bool {
+pub fn parse_plain(frame: &[u8], cfg: &ParseConfig) -> Option<Plain> {
     const L3_AT: usize = ethernet::HEADER_LEN;
     const L4_AT: usize = L3_AT + ipv4::HEADER_LEN;
-    let Some(b) = frame.get(..L4_AT) else {
-        return false;
-    };
+    let b = frame.get(..L4_AT)?;
     let be = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
     // IPv4 (0x0800), version 4, IHL 5; MF clear and fragment offset 0.
     if be(12) != ethertype::IPV4 || b[L3_AT] != 0x45 || be(L3_AT + 6) & 0x3fff != 0 {
-        return false;
+        return None;
     }
     let total_len = be(L3_AT + 2);
     let end = L3_AT + usize::from(total_len);
     if end < L4_AT || end > frame.len() {
-        return false;
+        return None;
     }
     let payload = &frame[L4_AT..end];
     let proto = b[L3_AT + 9];
     let l4 = match proto {
         protocol::TCP => {
-            let Some(t) = payload.get(..tcp::HEADER_LEN) else {
-                return false;
-            };
+            let t = payload.get(..tcp::HEADER_LEN)?;
             let header_len = usize::from(t[12] >> 4) * 4;
             if header_len < tcp::HEADER_LEN || header_len > payload.len() {
-                return false;
+                return None;
             }
             L4::Tcp {
                 sport: u16::from_be_bytes([t[0], t[1]]),
@@ -377,38 +403,55 @@ fn parse_common(frame: &[u8], cfg: &ParseConfig, h: &mut Headers) -> bool {
             }
         }
         protocol::UDP => {
-            let Some(u) = payload.get(..udp::HEADER_LEN) else {
-                return false;
-            };
+            let u = payload.get(..udp::HEADER_LEN)?;
             let dport = u16::from_be_bytes([u[2], u[3]]);
             let udp_len = usize::from(u16::from_be_bytes([u[4], u[5]]));
             if udp_len < udp::HEADER_LEN || udp_len > payload.len() {
-                return false;
+                return None;
             }
             let tunnel_port = |p: u16| p != 0 && p == dport;
             if tunnel_port(cfg.vxlan_port) || tunnel_port(cfg.geneve_port) {
-                return false;
+                return None;
             }
             L4::Udp {
                 sport: u16::from_be_bytes([u[0], u[1]]),
                 dport,
             }
         }
-        _ => return false,
+        _ => return None,
     };
-    let addr = |i: usize| mapped_v4([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let addr = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
+    Some(Plain {
+        src: addr(L3_AT + 12),
+        dst: addr(L3_AT + 16),
+        protocol: proto,
+        ttl: b[L3_AT + 8],
+        total_len,
+        l4,
+    })
+}
+
+/// [`parse_plain`] into `h` (`Headers::EMPTY`): returns false, having written nothing, for
+/// a frame it does not take; [`parse_full`] then decides. The fields it writes are exactly
+/// those `parse_full` writes for such a frame.
+#[inline(always)]
+fn parse_common(frame: &[u8], cfg: &ParseConfig, h: &mut Headers) -> bool {
+    let Some(p) = parse_plain(frame, cfg) else {
+        return false;
+    };
+    let b = &frame[..ethernet::HEADER_LEN];
     h.eth_dst = EthernetAddress([b[0], b[1], b[2], b[3], b[4], b[5]]);
     h.eth_src = EthernetAddress([b[6], b[7], b[8], b[9], b[10], b[11]]);
     h.ethertype = ethertype::IPV4;
-    h.l3_offset = L3_AT as u16;
+    h.l3_offset = ethernet::HEADER_LEN as u16;
     h.l3 = L3::Ipv4;
-    h.src = addr(L3_AT + 12);
-    h.dst = addr(L3_AT + 16);
-    h.protocol = proto;
-    h.ttl = b[L3_AT + 8];
-    h.ip_total_len = total_len;
-    h.l4_offset = L4_AT as u16;
-    h.l4 = l4;
+    h.src = mapped_v4(p.src);
+    h.dst = mapped_v4(p.dst);
+    h.protocol = p.protocol;
+    h.ttl = p.ttl;
+    h.ip_total_len = p.total_len;
+    h.l4_offset = (ethernet::HEADER_LEN + ipv4::HEADER_LEN) as u16;
+    h.l4 = p.l4;
     true
 }
 

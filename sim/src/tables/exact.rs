@@ -115,6 +115,18 @@ impl ExactStore {
         p.slot = Some(self.find_hashed(&p.key, p.hash));
     }
 
+    /// The table's memory as slices, taken once for many look-ups ([`ExactView`]): each
+    /// view of table memory costs a few checks, which a batch pays once instead of per
+    /// frame.
+    #[inline(always)]
+    pub fn view(&self) -> ExactView<'_> {
+        ExactView {
+            buckets_log2: self.buckets_log2,
+            tags: self.tags.as_slice(),
+            slots: self.slots.as_slice(),
+        }
+    }
+
     /// [`Memory::find_hashed`] (the same search, way by way), inlined into the pipeline's
     /// look-ups: across the crate boundary it stayed a call.
     #[inline(always)]
@@ -178,6 +190,48 @@ impl ExactStore {
     }
 }
 
+/// One exact table's memory for a batch of look-ups (see [`ExactStore::view`]): the same
+/// way-by-way search as [`Memory::find`], the hardware-format reference (a unit test
+/// compares them).
+#[derive(Clone, Copy)]
+pub struct ExactView<'a> {
+    buckets_log2: u32,
+    tags: &'a [u32],
+    slots: &'a [Slot],
+}
+
+impl ExactView<'_> {
+    /// Reads the tags of both buckets a key with hash `h` may live in (see
+    /// [`exact::touch_tags`]); returns a value that depends on them.
+    #[inline(always)]
+    pub fn touch_tags(&self, h: u64) -> u32 {
+        exact::touch_tags(self.tags, self.buckets_log2, h)
+    }
+
+    /// The slot holding `key`, whose hash is `h`.
+    #[inline(always)]
+    pub fn find(&self, key: &Key, h: u64) -> Option<usize> {
+        let (b0, b1) = exact::buckets(h, self.buckets_log2);
+        let t = exact::tag(h);
+        for b in [b0, b1] {
+            let first = b as usize * WAYS;
+            let bucket = self.tags.get(first..first + WAYS)?;
+            for (way, &slot_tag) in bucket.iter().enumerate() {
+                if slot_tag == t && self.slots.get(first + way).is_some_and(|s| &s.key == key) {
+                    return Some(first + way);
+                }
+            }
+        }
+        None
+    }
+
+    /// The value in `slot` (one [`ExactView::find`] returned).
+    #[inline(always)]
+    pub fn value(&self, slot: usize) -> Option<&Value> {
+        self.slots.get(slot).map(|s| &s.value)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +254,7 @@ mod tests {
             let k = key(i);
             let reference = store.memory().find(&k);
             assert_eq!(store.find_hashed(&k, exact::hash(&k)), reference, "key {i}");
+            assert_eq!(store.view().find(&k, exact::hash(&k)), reference, "key {i}");
             let expected = reference.map(|s| &store.slot(s).value);
             let mut p = Prefetched::new(k);
             store.resolve(&mut p);

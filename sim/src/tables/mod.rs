@@ -22,8 +22,8 @@ use shadownet_hw::{
     table::TableId,
 };
 
-pub use exact::{ExactStore, Prefetched};
-pub use rules::{Classifier, CompiledRule, PacketKey, RuleAction, RuleTable};
+pub use exact::{ExactStore, ExactView, Prefetched};
+pub use rules::{Classifier, CompiledRule, PacketKey, RuleAction, RuleAnswer, RuleTable};
 
 /// A KEY or VALUE register window.
 pub type Window = [u32; WINDOW_WORDS];

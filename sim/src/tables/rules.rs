@@ -166,6 +166,30 @@ pub struct CompiledRule<A> {
     dport: (u16, u16),
     needs_ports: bool,
     syn_only: bool,
+    /// Matches every IPv4 TCP or UDP packet of a direction (indexed by
+    /// [`direction_index`]), whatever its addresses, ports and flags.
+    every_v4: [bool; 2],
+}
+
+/// Index of a direction in [`CompiledRule`]'s per-direction flags.
+#[inline(always)]
+fn direction_index(d: Direction) -> usize {
+    match d {
+        Direction::ToVm => 0,
+        Direction::FromVm => 1,
+    }
+}
+
+/// What a scope's rules answer for every IPv4 TCP/UDP packet of one direction, as far as it
+/// can be told without the packet ([`Classifier::answer_v4`]).
+#[derive(Clone, Copy, Debug)]
+pub enum RuleAnswer<'a, A> {
+    /// The scope has no rules: no packet matches.
+    NoRule,
+    /// The scope's first rule matches every such packet: it wins for all of them.
+    Always(&'a CompiledRule<A>),
+    /// It depends on the packet: the scope's rules, to be walked in order.
+    Walk(&'a [CompiledRule<A>]),
 }
 
 fn prefix_bits(p: Option<Prefix>) -> (u128, u128) {
@@ -189,7 +213,7 @@ impl<A: RuleAction> CompiledRule<A> {
         let (dst, dst_mask) = prefix_bits(m.dst);
         // Validated at write: the family is consistent.
         let family = m.effective_family().unwrap_or(m.family);
-        CompiledRule {
+        let mut rule = CompiledRule {
             slot,
             action,
             src,
@@ -205,7 +229,23 @@ impl<A: RuleAction> CompiledRule<A> {
             dport: (m.dport.lo, m.dport.hi),
             needs_ports: !(m.sport.is_any() && m.dport.is_any()),
             syn_only: m.tcp_syn,
-        }
+            every_v4: [false; 2],
+        };
+        // Every IPv4 TCP/UDP packet (which always carries ports) of a direction matches when
+        // nothing but the direction restricts the rule: no address bits (a zero-length
+        // prefix whose address has bits set matches nothing), no protocol, no SYN
+        // condition, full port ranges.
+        let any_v4 = rule.src == 0
+            && rule.src_mask == 0
+            && rule.dst == 0
+            && rule.dst_mask == 0
+            && rule.protocol.is_none()
+            && rule.v4
+            && !rule.syn_only
+            && rule.sport == (0, u16::MAX)
+            && rule.dport == (0, u16::MAX);
+        rule.every_v4 = [any_v4 && rule.to_vm, any_v4 && rule.from_vm];
+        rule
     }
 
     /// Whether the rule matches the packet.
@@ -275,6 +315,19 @@ impl<A: RuleAction> Classifier<A> {
         }
         let key = key();
         list.iter().find(|r| r.matches(&key))
+    }
+
+    /// What `scope`'s rules answer for IPv4 TCP/UDP packets of direction `dir`: no rule, one
+    /// rule for all of them, or rules to walk per packet (the same winner as
+    /// [`Classifier::lookup`] in every case; a test compares them).
+    #[inline]
+    pub fn answer_v4(&self, scope: u32, dir: Direction) -> RuleAnswer<'_, A> {
+        let list = self.rules_of(scope);
+        match list.first() {
+            None => RuleAnswer::NoRule,
+            Some(r) if r.every_v4[direction_index(dir)] => RuleAnswer::Always(r),
+            Some(_) => RuleAnswer::Walk(list),
+        }
     }
 
     #[inline]
@@ -393,6 +446,13 @@ impl<A: RuleAction> RuleTable<A> {
             self.recompile();
         }
         self.classifier.as_ref().expect("compiled just above")
+    }
+
+    /// The classifier if it is compiled for the current rules (after
+    /// [`RuleTable::classifier`], until the next change).
+    #[inline(always)]
+    pub fn compiled(&self) -> Option<&Classifier<A>> {
+        self.classifier.as_ref()
     }
 
     #[cold]
@@ -602,5 +662,89 @@ mod tests {
         ] {
             assert!(c.lookup(1, &miss).is_none(), "{miss:?} should not match");
         }
+    }
+
+    /// `answer_v4` agrees with `lookup` for IPv4 TCP/UDP packets of both directions: no rule
+    /// means no match, one rule for all means that rule wins for every packet.
+    #[test]
+    fn the_v4_answer_is_the_lookup() {
+        let w = [0; 16];
+        let scoped = |scope| RuleMatch {
+            scope: Some(scope),
+            ..RuleMatch::ANY
+        };
+        let mut t = RuleTable::<AclAction>::new(TableId::Acl);
+        // Scope 1: a match-all rule. Scope 2: a from-VM-only match-all below a TCP rule.
+        // Scope 3: match-all but IPv6 only. Scope 4: a source prefix. Scope 5: full port
+        // ranges written out. Scope 6: SYN only.
+        t.write(0, scoped(1), action(1, Verdict::Allow, 1), &w, &w);
+        let from_vm = RuleMatch {
+            direction: DirectionMatch::FromVm,
+            ..scoped(2)
+        };
+        t.write(1, from_vm, action(1, Verdict::Allow, 2), &w, &w);
+        let tcp = RuleMatch {
+            protocol: Some(6),
+            ..scoped(2)
+        };
+        t.write(2, tcp, action(5, Verdict::Deny, 3), &w, &w);
+        let v6 = RuleMatch {
+            family: Family::V6,
+            ..scoped(3)
+        };
+        t.write(3, v6, action(1, Verdict::Allow, 4), &w, &w);
+        let prefix = RuleMatch {
+            src: Some(Prefix::new("10.0.0.0".parse().expect("literal"), 8).expect("valid")),
+            ..scoped(4)
+        };
+        t.write(4, prefix, action(1, Verdict::Allow, 5), &w, &w);
+        let ports = RuleMatch {
+            sport: PortRange::new(0, u16::MAX).expect("valid"),
+            dport: PortRange::new(0, u16::MAX).expect("valid"),
+            ..scoped(5)
+        };
+        t.write(5, ports, action(1, Verdict::Allow, 6), &w, &w);
+        let syn = RuleMatch {
+            protocol: Some(6),
+            tcp_syn: true,
+            ..scoped(6)
+        };
+        t.write(6, syn, action(1, Verdict::Allow, 7), &w, &w);
+        let c = t.classifier();
+        let mut always = 0;
+        for scope in 0..8 {
+            for dir in [Direction::ToVm, Direction::FromVm] {
+                let answer = c.answer_v4(scope, dir);
+                if matches!(answer, RuleAnswer::Always(_)) {
+                    always += 1;
+                }
+                for proto in [6u8, 17] {
+                    for syn in [false, true] {
+                        for ports in [(1, 2), (40000, 443), (0, 65535)] {
+                            let b = |s: &str| ip_to_bytes(s.parse().expect("literal"));
+                            let k = PacketKey::new(
+                                &b("10.1.2.3"),
+                                &b("192.168.0.9"),
+                                proto,
+                                Some(ports),
+                                dir,
+                                syn && proto == 6,
+                            );
+                            let found = c.lookup(scope, &k).map(|r| r.slot);
+                            match answer {
+                                RuleAnswer::NoRule => assert_eq!(found, None),
+                                RuleAnswer::Always(r) => assert_eq!(found, Some(r.slot)),
+                                RuleAnswer::Walk(list) => assert_eq!(
+                                    found,
+                                    list.iter().find(|r| r.matches(&k)).map(|r| r.slot)
+                                ),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Scopes 1 and 5, both ways; scope 2's match-all is behind its TCP rule.
+        assert_eq!(always, 4);
     }
 }
