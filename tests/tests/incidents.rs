@@ -125,6 +125,24 @@ fn blocks_source(rules: &[AclRule], ip: &str) -> bool {
     })
 }
 
+/// Proposes a mitigation (`body` as `POST /v1/mitigations` takes it) and commits it: its id
+/// and the commit's answer.
+fn propose_and_commit(c: &shadowctl::client::Client, body: &Value) -> (String, Value) {
+    let m = c
+        .send("POST", "/v1/mitigations", body, &[])
+        .expect("propose");
+    let id = m["object"]["id"].as_str().expect("id").to_string();
+    let done = c
+        .send(
+            "POST",
+            &format!("/v1/mitigations/{id}/commit"),
+            &json!({}),
+            &[],
+        )
+        .expect("commit");
+    (id, done)
+}
+
 fn acl_drops(d: &TestDaemon) -> u64 {
     d.ctl
         .call_blocking(|c| c.nic().snapshot_counters())
@@ -1252,23 +1270,10 @@ fn ingest_findings_reports_when_each_block_became_active_on_the_nic() {
         &[],
     )
     .expect("policy");
-    let m = c
-        .send(
-            "POST",
-            "/v1/mitigations",
-            &json!({"rule": {"src": "198.18.0.0/24", "protocol": "tcp", "dst_ports": "22"}, "network": "shop"}),
-            &[],
-        )
-        .expect("propose");
-    let id = m["object"]["id"].as_str().expect("id").to_string();
-    let done = c
-        .send(
-            "POST",
-            &format!("/v1/mitigations/{id}/commit"),
-            &json!({}),
-            &[],
-        )
-        .expect("commit");
+    let (id, done) = propose_and_commit(
+        &c,
+        &json!({"rule": {"src": "198.18.0.0/24", "protocol": "tcp", "dst_ports": "22"}, "network": "shop"}),
+    );
     // With ports only traffic from the prefix is denied: one entry.
     assert_eq!(
         done["activation"]["acl"].as_array().map(Vec::len),
@@ -1558,23 +1563,7 @@ fn rate_limits_are_checked_and_commit_as_policed_twins_of_the_allowing_rules() {
     }
     assert_eq!(c.get("/v1/mitigations").expect("mitigations"), json!([]));
 
-    let m = c
-        .send(
-            "POST",
-            "/v1/mitigations",
-            &json!({"network": "shop", "rule": limit}),
-            &[],
-        )
-        .expect("propose");
-    let id = m["object"]["id"].as_str().expect("id").to_string();
-    let done = c
-        .send(
-            "POST",
-            &format!("/v1/mitigations/{id}/commit"),
-            &json!({}),
-            &[],
-        )
-        .expect("commit");
+    let (_, done) = propose_and_commit(&c, &json!({"network": "shop", "rule": limit}));
     let entries = done["activation"]["acl"].as_array().expect("entries");
     assert_eq!(entries.len(), 2, "{done}");
     let t = d

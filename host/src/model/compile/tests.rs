@@ -459,15 +459,8 @@ impl Sink for Collect {
     }
 }
 
-/// Ethernet + IPv4 + TCP or UDP with a few bytes of payload.
-fn frame(src_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], protocol: u8, dport: u16) -> Vec<u8> {
-    let l4_len = if protocol == 6 { 20 } else { 8 };
-    let payload = [0xABu8; 16];
-    let total = 20 + l4_len + payload.len();
-    let mut f = Vec::new();
-    f.extend_from_slice(&[2, 0, 0, 0, 0, 0xFE]);
-    f.extend_from_slice(&src_mac);
-    f.extend_from_slice(&[0x08, 0x00]);
+/// An IPv4 header without options, with its checksum, for `total` bytes of packet.
+fn ipv4_header(protocol: u8, src: [u8; 4], dst: [u8; 4], total: usize) -> Vec<u8> {
     let mut ip = vec![
         0x45,
         0,
@@ -490,7 +483,19 @@ fn frame(src_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], protocol: u8, dport: u16)
         .sum::<u32>();
     let sum = !((sum & 0xFFFF) + (sum >> 16)) as u16;
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    f.extend_from_slice(&ip);
+    ip
+}
+
+/// Ethernet + IPv4 + TCP or UDP with a few bytes of payload.
+fn frame(src_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], protocol: u8, dport: u16) -> Vec<u8> {
+    let l4_len = if protocol == 6 { 20 } else { 8 };
+    let payload = [0xABu8; 16];
+    let total = 20 + l4_len + payload.len();
+    let mut f = Vec::new();
+    f.extend_from_slice(&[2, 0, 0, 0, 0, 0xFE]);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&ipv4_header(protocol, src, dst, total));
     f.extend_from_slice(&40000u16.to_be_bytes());
     f.extend_from_slice(&dport.to_be_bytes());
     if protocol == 6 {
@@ -598,37 +603,8 @@ fn syn_from_fabric(src: [u8; 4], dst: [u8; 4], dport: u16, dst_mac: [u8; 6]) -> 
     inner[0..6].copy_from_slice(&dst_mac);
     inner[14 + 20 + 13] = 0x02;
     let udp_len = 8 + 8 + inner.len();
-    let total = 20 + udp_len;
-    let mut ip = vec![
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0,
-        1,
-        0x40,
-        0,
-        64,
-        17,
-        0,
-        0,
-        10,
-        0,
-        0,
-        2,
-        10,
-        0,
-        0,
-        1,
-    ];
-    let sum = ip
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum::<u32>();
-    let sum = !((sum & 0xFFFF) + (sum >> 16)) as u16;
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
     let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
-    f.extend_from_slice(&ip);
+    f.extend_from_slice(&ipv4_header(17, [10, 0, 0, 2], [10, 0, 0, 1], 20 + udp_len));
     f.extend_from_slice(&50000u16.to_be_bytes());
     f.extend_from_slice(&4789u16.to_be_bytes());
     f.extend_from_slice(&(udp_len as u16).to_be_bytes());
