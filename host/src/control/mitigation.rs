@@ -854,8 +854,12 @@ impl<D: Device> Controller<D> {
         let Some(((proto, port), _)) = traffic.into_iter().max_by_key(|(_, c)| *c) else {
             return Ok(None);
         };
-        let protocol = crate::entries::parse_protocol(&proto).ok().flatten();
-        let with_ports = matches!(protocol, Some(6) | Some(17));
+        // A limit on every protocol toward the target would police its whole service: the
+        // findings must say which traffic floods it.
+        let Some(protocol) = crate::entries::parse_protocol(&proto).ok().flatten() else {
+            return Ok(None);
+        };
+        let with_ports = matches!(protocol, 6 | 17);
         let pps = baseline
             .map_or(0.0, |b| b * policy.flood_headroom)
             .max(f64::from(policy.flood_min_pps))
@@ -867,10 +871,10 @@ impl<D: Device> Controller<D> {
                 "::/0"
             }
             .into(),
-            protocol: protocol.map(|_| proto.clone()),
+            protocol: Some(proto),
             dst_ports: port.filter(|_| with_ports).map(|p| p.to_string()),
             dst: Some(target.clone()),
-            connections_only: syn_flood && protocol == Some(6),
+            connections_only: syn_flood && protocol == 6,
             rate_limit: Some(RateLimit {
                 pps,
                 burst: Some((pps / 10).max(1)),
