@@ -1597,4 +1597,30 @@ fn rate_limits_are_checked_and_commit_as_policed_twins_of_the_allowing_rules() {
             .values()
             .any(|r| r.action.verdict == Verdict::Deny && r.action.priority == 100)
     );
+    // While the limit is active, a network change that would tie a deny with one of its
+    // twins is refused, naming the limit, and changes nothing.
+    let mut doc = c.get("/v1/networks/shop").expect("network")["object"].clone();
+    doc["security_groups"][0]["rules"]
+        .as_array_mut()
+        .expect("rules")
+        .push(json!({"direction": "to_node", "protocol": "tcp", "remote": "10.9.5.0/24", "ports": "22", "action": "deny", "priority": 201}));
+    let e = c
+        .send("PUT", "/v1/networks/shop", &doc, &[])
+        .expect_err("a tie with the limit's twin");
+    assert_eq!(status_of(&e), 409, "{e}");
+    let shadowctl::client::ClientError::Problem(p) = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(
+        p.body["type"], "urn:shadownet:problem:conflict",
+        "{}",
+        p.body
+    );
+    assert!(format!("{e}").contains("mitigations/m-1"), "{e}");
+    let after = d
+        .ctl
+        .call_blocking(|c| read_back(c.nic()))
+        .expect("controller")
+        .expect("read back");
+    assert_eq!(after.acl, t.acl);
 }

@@ -126,7 +126,13 @@ impl ControlError {
             ControlError::Conflict(_) => "conflict",
             ControlError::Quota(_) => "quota-exceeded",
             ControlError::Forbidden(_) => "forbidden",
-            ControlError::Compile(_) => "nic-capacity",
+            // The NIC's tables or VFs cannot hold the desired state; any other compile error
+            // is a conflict between objects (clashing VNIs or sessions, a rate limit that
+            // would tie with a rule).
+            ControlError::Compile(
+                CompileError::Capacity { .. } | CompileError::OutOfVfs { .. },
+            ) => "nic-capacity",
+            ControlError::Compile(_) => "conflict",
             ControlError::Store(StoreError::Conflict { .. }) => "version-mismatch",
             ControlError::Store(StoreError::IdempotencyMismatch { .. }) => "idempotency-key-reused",
             ControlError::Store(_) => "store",
