@@ -33,7 +33,7 @@ use crate::{
     bar::{BarError, SharedBar},
     datapath::{Datapath, FastCounts, Plan, Queue, ReadAhead, Route, Two},
     dma::{DmaEngine, DmaSpace},
-    sched::{Departure, LateDrop, Scheduler},
+    sched::{AdmitSums, Departure, LateDrop, NOT_ADMITTED, Scheduler},
     stats::{Class, RunStats, Tally},
     trace::{Event, Record, Stage, TraceWriter},
 };
@@ -143,6 +143,8 @@ pub struct NicModel {
     read_ahead: Vec<ReadAhead>,
     /// Per frame of the batch being received: the fast lane's plan.
     plans: Vec<Plan>,
+    /// Per frame of the batch being received: its admission.
+    admits: Vec<u64>,
     /// Common frames take the fast lane (see `datapath::fast`); off, every frame takes the
     /// general path.
     fast_lane: bool,
@@ -245,6 +247,7 @@ impl NicModel {
             reset_count: 0,
             read_ahead: Vec::new(),
             plans: Vec::new(),
+            admits: Vec::new(),
             fast_lane: true,
             flash: crate::flash::FlashDevice::new(flash),
             firmware: Firmware::new(),
@@ -723,29 +726,55 @@ impl NicModel {
         }
     }
 
-    /// A fast-lane frame (see `datapath::fast`): received, admitted, decided from its plan
+    /// Stage 3 of a batch (see [`NicModel::receive_batch_fast`]): every frame received and
+    /// admitted, in one pass (admission depends only on arrival times and lengths): packet
+    /// ids from the first one returned, receive counters in `counts`, each frame's admission
+    /// in `admits` ([`NOT_ADMITTED`] for a receive FIFO overflow, counted here).
+    #[inline(always)]
+    fn admit_stage(
+        &mut self,
+        batch: &[Arrival<'_>],
+        counts: &mut FastCounts,
+        admits: &mut Vec<u64>,
+    ) -> u64 {
+        let first = self.packets;
+        self.packets += batch.len() as u64;
+        admits.clear();
+        let mut sums = AdmitSums::default();
+        let mut latest = 0;
+        for (i, a) in batch.iter().enumerate() {
+            let len = a.frame.len();
+            counts.received(a.port, len, &mut self.dp.counters);
+            let admit =
+                self.sched
+                    .admit_counted(a.port, len, a.at_ps, &mut sums, &mut self.dp.counters);
+            admits.push(admit);
+            latest = latest.max(a.at_ps);
+            if admit == NOT_ADMITTED {
+                let reason = DropReason::RxFifoOverflow;
+                self.drop_frame(first + i as u64, 0, None, a.port, a.at_ps, reason, len);
+            }
+        }
+        sums.flush(&mut self.dp.counters);
+        if let Some(a) = batch.first() {
+            self.stats.saw(a.at_ps);
+            self.stats.saw(latest);
+        }
+        first
+    }
+
+    /// A fast-lane frame (see `datapath::fast`) admitted at `admit`: decided from its plan
     /// and dispatched — or decided by the general path when the lane declines it.
     #[inline(always)]
     fn receive_fast(
         &mut self,
+        packet: u64,
         a: &Arrival<'_>,
+        admit: u64,
         plan: &Plan,
         counts: &mut FastCounts,
         sink: &mut dyn Sink,
     ) {
-        let packet = self.next_packet(a.at_ps);
-        let len = a.frame.len();
-        counts.received(a.port, len, &mut self.dp.counters);
-        let admit = match self
-            .sched
-            .admit(a.port, len, a.at_ps, &mut self.dp.counters)
-        {
-            Ok(admit) => admit,
-            Err(reason) => {
-                self.drop_frame(packet, 0, None, a.port, a.at_ps, reason, len);
-                return;
-            }
-        };
         self.dp.admitted_ps = admit;
         let mut copies = Two::default();
         let Some(primary) = self.dp.decide_fast(plan, a.frame, counts, &mut copies) else {
@@ -841,25 +870,37 @@ impl NicModel {
         self.plan_stage(batch, plans, &mut ahead);
         self.probe_stage(plans, &mut ahead);
         let mut counts = FastCounts::default();
-        for (a, plan) in batch.iter().zip(plans.iter()) {
+        let mut admits = std::mem::take(&mut self.admits);
+        let first = self.admit_stage(batch, &mut counts, &mut admits);
+        for (i, ((a, plan), &admit)) in batch.iter().zip(plans.iter()).zip(&admits).enumerate() {
+            if admit == NOT_ADMITTED {
+                continue;
+            }
+            let packet = first + i as u64;
             match plan.route {
-                Route::Fast => self.receive_fast(a, plan, &mut counts, sink),
-                Route::General(k) => self.receive_read_ahead(
+                Route::Fast => self.receive_fast(packet, a, admit, plan, &mut counts, sink),
+                Route::General(k) => self.decide_general(
+                    packet,
                     a.port,
                     a.frame,
                     a.at_ps,
+                    admit,
                     &ahead[k as usize],
                     true,
+                    false,
                     sink,
                 ),
                 Route::Late => {
                     let mut late = ReadAhead::default();
                     self.dp.read_ahead(a.port, a.frame, None, &mut late);
                     self.dp.resolve(&mut late);
-                    self.receive_read_ahead(a.port, a.frame, a.at_ps, &late, true, sink);
+                    self.decide_general(
+                        packet, a.port, a.frame, a.at_ps, admit, &late, true, false, sink,
+                    );
                 }
             }
         }
+        self.admits = admits;
         counts.flush(&mut self.dp.counters);
         self.sched.catch_up();
         self.drain(sink);

@@ -301,6 +301,27 @@ impl Egress {
     }
 }
 
+/// The admission of a frame that overflowed its port's receive FIFO (see
+/// [`Scheduler::admit_counted`]).
+pub(crate) const NOT_ADMITTED: u64 = u64::MAX;
+
+/// The pipeline counters of admissions, summed over a batch and added once.
+#[derive(Default)]
+pub(crate) struct AdmitSums {
+    admitted: u64,
+    busy: u64,
+    wait: u64,
+}
+
+impl AdmitSums {
+    /// Adds the sums to `counters`.
+    pub(crate) fn flush(&self, counters: &mut Counters) {
+        counters.pipeline(PipelineCounter::Admitted, self.admitted);
+        counters.pipeline(PipelineCounter::BusyCycles, self.busy);
+        counters.pipeline(PipelineCounter::RxWaitCycles, self.wait);
+    }
+}
+
 /// A port's receive FIFO: when each frame waiting in it is admitted, and their bytes.
 #[derive(Default)]
 struct RxFifo {
@@ -440,12 +461,35 @@ impl Scheduler {
         arrival: u64,
         counters: &mut Counters,
     ) -> Result<u64, DropReason> {
+        let mut sums = AdmitSums::default();
+        let admit = self.admit_counted(port, len, arrival, &mut sums, counters);
+        sums.flush(counters);
+        if admit == NOT_ADMITTED {
+            Err(DropReason::RxFifoOverflow)
+        } else {
+            Ok(admit)
+        }
+    }
+
+    /// [`Scheduler::admit`] with the pipeline's counters summed in `sums` (added once per
+    /// batch): the admission, or [`NOT_ADMITTED`] when the frame overflows its port's
+    /// receive FIFO. Admission depends only on arrival times and lengths, so a batch's
+    /// frames are admitted in one pass before any is decided.
+    #[inline(always)]
+    pub(crate) fn admit_counted(
+        &mut self,
+        port: Port,
+        len: usize,
+        arrival: u64,
+        sums: &mut AdmitSums,
+        counters: &mut Counters,
+    ) -> u64 {
         let rx = &mut self.rx[port.index()];
         while let Some((_, l)) = rx.fifo.pop_front_if(|&(admit, _)| admit <= arrival) {
             rx.bytes -= l as u64;
         }
         if rx.bytes + len as u64 > self.timing.rx_fifo_bytes as u64 {
-            return Err(DropReason::RxFifoOverflow);
+            return NOT_ADMITTED;
         }
         let edge = arrival.div_ceil(self.cycle);
         let admit_cycle = edge.max(self.pipeline_free_cycle);
@@ -460,12 +504,12 @@ impl Scheduler {
                 rx.bytes,
             );
         }
-        counters.pipeline(PipelineCounter::Admitted, 1);
-        counters.pipeline(PipelineCounter::BusyCycles, beats);
+        sums.admitted += 1;
+        sums.busy += beats;
         // `(admit - arrival) / cycle`: the arrival is at most a cycle before its edge.
-        counters.pipeline(PipelineCounter::RxWaitCycles, admit_cycle - edge);
+        sums.wait += admit_cycle - edge;
         self.last_admit = admit;
-        Ok(admit)
+        admit
     }
 
     /// Queues the pipeline's output for a frame admitted at `admit`, then decides and
@@ -564,10 +608,13 @@ impl Scheduler {
                 self.active.push(p);
             }
         }
+        // The packet admitted last when it is dispatched (its batch may have been admitted
+        // ahead of its decisions).
+        self.last_admit = admit;
         if defer {
-            self.deferred_admit = Some(self.last_admit);
+            self.deferred_admit = Some(admit);
         } else {
-            self.advance(self.last_admit + self.lookahead, self.last_admit);
+            self.advance(admit + self.lookahead, admit);
         }
     }
 
