@@ -517,6 +517,7 @@ impl Scheduler {
     /// the one port already active, leaves that to a later packet or to
     /// [`Scheduler::catch_up`].
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub fn dispatch(
         &mut self,
         packet: u64,
@@ -647,6 +648,7 @@ impl Scheduler {
         }
     }
 
+    #[inline(always)]
     fn enqueue_primary(
         &mut self,
         packet: u64,
