@@ -386,9 +386,15 @@ impl Policer {
     }
 }
 
+/// Longest frame whose bus beats [`Scheduler`] keeps in a table (an MTU-sized frame with
+/// its encapsulation fits).
+const BEATS_TABLE: usize = 2048;
+
 /// The timing model of the whole NIC.
 pub struct Scheduler {
     timing: Timing,
+    /// `timing.beats(len)` by length, for lengths up to [`BEATS_TABLE`].
+    beats: Box<[u32]>,
     cycle: u64,
     primary_latency: u64,
     mirror_latency: u64,
@@ -433,6 +439,7 @@ impl Scheduler {
             .collect();
         Scheduler {
             timing,
+            beats: (0..=BEATS_TABLE as u32).map(|l| timing.beats(l)).collect(),
             cycle,
             primary_latency: timing.primary_latency() as u64 * cycle,
             mirror_latency: timing.mirror_latency() as u64 * cycle,
@@ -460,6 +467,16 @@ impl Scheduler {
     #[inline(always)]
     pub(crate) fn has_output(&self) -> bool {
         !self.released.is_empty() || !self.drops.is_empty()
+    }
+
+    /// Bus beats (cycles) a frame of `len` bytes takes: from the table for common lengths
+    /// (a division per frame and stage saved), else computed.
+    #[inline(always)]
+    fn beats(&self, len: usize) -> u64 {
+        match self.beats.get(len) {
+            Some(&b) => b as u64,
+            None => self.timing.beats(len as u32) as u64,
+        }
     }
 
     /// Picoseconds per cycle.
@@ -509,6 +526,7 @@ impl Scheduler {
         sums: &mut AdmitSums,
         counters: &mut Counters,
     ) -> u64 {
+        let beats = self.beats(len);
         let rx = &mut self.rx[port.index()];
         while let Some((_, l)) = rx.fifo.pop_front_if(|&(admit, _)| admit <= arrival) {
             rx.bytes -= l as u64;
@@ -519,7 +537,6 @@ impl Scheduler {
         let edge = arrival.div_ceil(self.cycle);
         let admit_cycle = edge.max(self.pipeline_free_cycle);
         let admit = admit_cycle * self.cycle;
-        let beats = self.timing.beats(len as u32) as u64;
         self.pipeline_free_cycle = admit_cycle + beats;
         if admit > arrival {
             rx.fifo.push_back((admit, len as u32));
@@ -559,7 +576,7 @@ impl Scheduler {
             self.catch_up();
         }
         if let Some(frame) = primary {
-            let beats = self.timing.beats(frame.buf.len() as u32) as u64;
+            let beats = self.beats(frame.buf.len());
             // A redirected frame is built by the mirror engine (shadow map, encapsulation)
             // and then queued as production.
             let ready = if frame.session.is_some() {
@@ -575,7 +592,7 @@ impl Scheduler {
         }
         for frame in copies.take_all() {
             let len = frame.buf.len();
-            let beats = self.timing.beats(len as u32) as u64;
+            let beats = self.beats(len);
             let write = (admit + self.mirror_latency).max(self.mirror_output_free);
             let ready = write + beats * self.cycle;
             self.mirror_output_free = ready;
