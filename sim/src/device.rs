@@ -739,16 +739,17 @@ impl NicModel {
     ) -> u64 {
         let first = self.packets;
         self.packets += batch.len() as u64;
-        admits.clear();
+        // Written in place (kept between batches): no capacity check per frame.
+        admits.resize(batch.len(), NOT_ADMITTED);
         let mut sums = AdmitSums::default();
         let mut latest = 0;
-        for (i, a) in batch.iter().enumerate() {
+        for (i, (a, slot)) in batch.iter().zip(admits.iter_mut()).enumerate() {
             let len = a.frame.len();
             counts.received(a.port, len, &mut self.dp.counters);
             let admit =
                 self.sched
                     .admit_counted(a.port, len, a.at_ps, &mut sums, &mut self.dp.counters);
-            admits.push(admit);
+            *slot = admit;
             latest = latest.max(a.at_ps);
             if admit == NOT_ADMITTED {
                 let reason = DropReason::RxFifoOverflow;
