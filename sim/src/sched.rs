@@ -69,20 +69,35 @@ pub struct LateDrop {
     pub(crate) buf: FrameBuf,
 }
 
-/// A frame between the pipeline's output and the wire, with its wire time.
+/// A frame between the pipeline's output and the wire, with its wire time; a free slot
+/// holds the next free one in `next_free` (an intrusive free list: freeing and taking a slot
+/// are a store and a load, no list of its own to grow).
 struct Slot {
     dep: Departure,
     wire: u64,
+    next_free: u32,
 }
 
 /// The frames between the pipeline's output and the wire. A frame keeps its slot from
 /// dispatch until the model has transmitted it, and every queue holds only slot numbers, so a
 /// frame's record is written once and never moved. Freed slots are reused.
-#[derive(Default)]
 pub(crate) struct InFlight {
     slots: Vec<Slot>,
-    free: Vec<u32>,
+    /// The first free slot ([`NO_SLOT`] when none is).
+    free: u32,
 }
+
+impl Default for InFlight {
+    fn default() -> Self {
+        InFlight {
+            slots: Vec::new(),
+            free: NO_SLOT,
+        }
+    }
+}
+
+/// The end of the free list.
+const NO_SLOT: u32 = u32::MAX;
 
 impl InFlight {
     /// Takes a slot for a frame's departure, written field by field in place (building the
@@ -99,9 +114,9 @@ impl InFlight {
         frame: OutFrame,
         wire: u64,
     ) -> u32 {
-        if let Some(i) = self.free.pop()
-            && let Some(slot) = self.slots.get_mut(i as usize)
-        {
+        if let Some(slot) = self.slots.get_mut(self.free as usize) {
+            let i = self.free;
+            self.free = slot.next_free;
             slot.dep.packet = packet;
             slot.dep.ingress_port = ingress_port;
             slot.dep.ingress_ps = ingress_ps;
@@ -121,6 +136,7 @@ impl InFlight {
                 frame,
             },
             wire,
+            next_free: NO_SLOT,
         });
         (self.slots.len() - 1) as u32
     }
@@ -152,15 +168,18 @@ impl InFlight {
     /// the slot's freeing.
     #[inline(always)]
     pub(crate) fn take(&mut self, i: u32) -> (&Departure, u64) {
-        self.free.push(i);
-        let slot = &self.slots[i as usize];
+        let slot = &mut self.slots[i as usize];
+        slot.next_free = self.free;
+        self.free = i;
         (&slot.dep, slot.wire)
     }
 
     /// Frees a slot and hands back its frame's bytes, to be freed.
     pub(crate) fn remove(&mut self, i: u32) -> FrameBuf {
-        self.free.push(i);
-        self.slot(i).dep.frame.buf
+        let slot = &mut self.slots[i as usize];
+        slot.next_free = self.free;
+        self.free = i;
+        slot.dep.frame.buf
     }
 }
 
