@@ -805,7 +805,8 @@ impl NicModel {
     /// Frames fully received, in time order: the same as [`NicModel::receive`] for each, but
     /// decided stage by stage over the batch. Common frames take the fast lane
     /// (`datapath::fast`: every frame planned, then every frame's look-ups made in one
-    /// software-pipelined loop, then each frame admitted, decided and dispatched in turn);
+    /// software-pipelined loop, then every frame admitted in one pass, then each admitted
+    /// frame decided and dispatched in turn);
     /// the others, and every frame while tracing or flow sampling, take the general path,
     /// whose look-ups are also started ahead (see [`ReadAhead`]) so that cache misses overlap
     /// with work instead of following one another.
@@ -857,8 +858,10 @@ impl NicModel {
     /// [`NicModel::receive_batch`] stage by stage: every frame's plan (the fast lane's, or
     /// the general path's read-ahead for the others), then every frame's look-ups
     /// (software-pipelined: the tags of the frame `AHEAD` places on are read while a frame's
-    /// slots are), then each frame in turn through the scheduler's admission, its decision
-    /// and dispatch. Counters of fast-lane frames are added once at the end.
+    /// slots are), then every frame's admission (one pass: it depends only on arrival times
+    /// and lengths), then each admitted frame in turn decided and dispatched (in arrival
+    /// order: decisions share sampling counts, sequence numbers and the frame arena).
+    /// Receive, pipeline and fast-lane counters are added once at the end.
     fn receive_batch_fast(&mut self, batch: &[Arrival<'_>], sink: &mut dyn Sink) {
         let mut ahead = std::mem::take(&mut self.read_ahead);
         let mut records = std::mem::take(&mut self.plans);
