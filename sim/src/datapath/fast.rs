@@ -194,6 +194,8 @@ pub(crate) struct Plan {
     shadow: Target,
     shadow_ok: bool,
     shadow_hit: bool,
+    /// The shadow map may hold the copy's key (its filter does not rule it out).
+    shadow_probe: bool,
 }
 
 impl Plan {
@@ -217,6 +219,7 @@ impl Plan {
         },
         shadow_ok: false,
         shadow_hit: false,
+        shadow_probe: false,
     };
 }
 
@@ -393,6 +396,7 @@ impl Datapath {
             return false;
         }
         self.fast.epoch += 1;
+        self.tables.shadow_map.refresh_filter();
         // Compiled now, so that plans can walk rules without compiling.
         self.tables.acl.classifier();
         self.tables.mirror_filters.classifier();
@@ -587,7 +591,9 @@ impl Datapath {
                 return false;
             }
             copy = Some(c.copy);
-            out.shadow_hash = exact::hash_finish(exact::hash_word(c.shadow_prefix, dst_word));
+            let h = exact::hash_finish(exact::hash_word(c.shadow_prefix, dst_word));
+            out.shadow_hash = h;
+            out.shadow_probe = true;
             out.shadow = c.collector.unwrap_or_default();
             out.shadow_ok = c.collector.is_some();
             out.shadow_hit = false;
@@ -757,10 +763,15 @@ impl Probes<'_> {
     /// Stage 2a: reads the tags of the buckets a fast-lane frame will look in (see
     /// [`Datapath::touch_tags`]).
     #[inline(always)]
-    pub(crate) fn touch(&self, p: &Plan) -> u32 {
+    pub(crate) fn touch(&self, p: &mut Plan) -> u32 {
         let mut acc = self.map.touch_tags(p.map_hash);
         if p.copy.is_some() {
-            acc ^= self.shadow_map.touch_tags(p.shadow_hash);
+            // Most destinations have no shadow node: the filter tells without the tags.
+            if self.shadow_map.may_hold(p.shadow_hash) {
+                acc ^= self.shadow_map.touch_tags(p.shadow_hash);
+            } else {
+                p.shadow_probe = false;
+            }
         }
         acc
     }
@@ -785,11 +796,14 @@ impl Probes<'_> {
         p.substrate = w[3].to_le_bytes();
         p.substrate_mac = dest.substrate_mac;
         let Some(c) = p.copy else { return };
-        let key = shadow_key(c.session, p.vni, p.dst);
-        let found = self
-            .shadow_map
-            .find(&key, p.shadow_hash)
-            .and_then(|slot| self.shadow_map.value(slot));
+        let found = if p.shadow_probe {
+            let key = shadow_key(c.session, p.vni, p.dst);
+            self.shadow_map
+                .find(&key, p.shadow_hash)
+                .and_then(|slot| self.shadow_map.value(slot))
+        } else {
+            None
+        };
         // A miss keeps the collector the plan put there.
         if let Some(w) = found {
             let v = shadow_map::ShadowMapWords::read(w);
@@ -924,6 +938,41 @@ mod tests {
         }
     }
 
+    /// Writes (`Some(node)`: to shadow node `node`'s address) or deletes (`None`) the
+    /// shadow-map entry of session `s` for overlay address `i` in network 5001.
+    fn shadow_entry(m: &mut NicModel, s: u16, i: u32, node: Option<u32>) {
+        let mut k = [0u8; shadow_map::KEY_LEN];
+        ShadowMapKey {
+            session: s,
+            vni: 5001,
+            ip: overlay(i).into(),
+        }
+        .emit(&mut k);
+        let Some(n) = node else {
+            let out = m.dp.tables.execute(
+                TableId::ShadowMap as u8,
+                Some(TableOp::Delete),
+                0,
+                &to_window(&k),
+                &[0; 16],
+            );
+            assert_eq!(out.result as u8, 0, "shadow-map delete {s} {i}");
+            return;
+        };
+        let mut v = [0u8; shadow_map::VALUE_LEN];
+        ShadowMapValue {
+            substrate_ip: if n % 31 == 6 {
+                "fd00::3".parse().expect("literal")
+            } else {
+                Ipv4Addr::new(10, 253, 0, (n % 4) as u8).into()
+            },
+            substrate_mac: Mac([2, 0, 0, 0, 0, 3]),
+            shadow_vni: 9001 + n % 2,
+        }
+        .emit(&mut v);
+        write(m, TableId::ShadowMap, 0, &to_window(&k), &to_window(&v));
+    }
+
     /// A model with networks, ports, rules and maps that send frames down every route:
     /// the lane's common case, and every way out of it.
     fn programmed(fast: bool) -> NicModel {
@@ -984,31 +1033,7 @@ mod tests {
         }
         for s in [1u16, 2, 5] {
             for i in (0..200u32).step_by(3) {
-                let mut k = [0u8; shadow_map::KEY_LEN];
-                ShadowMapKey {
-                    session: s,
-                    vni: 5001,
-                    ip: overlay(i).into(),
-                }
-                .emit(&mut k);
-                let mut v = [0u8; shadow_map::VALUE_LEN];
-                ShadowMapValue {
-                    substrate_ip: if i % 31 == 6 {
-                        "fd00::3".parse().expect("literal")
-                    } else {
-                        Ipv4Addr::new(10, 253, 0, (i % 4) as u8).into()
-                    },
-                    substrate_mac: Mac([2, 0, 0, 0, 0, 3]),
-                    shadow_vni: 9001 + i % 2,
-                }
-                .emit(&mut v);
-                write(
-                    &mut m,
-                    TableId::ShadowMap,
-                    0,
-                    &to_window(&k),
-                    &to_window(&v),
-                );
+                shadow_entry(&mut m, s, i, Some(i));
             }
         }
         let v4: IpAddr = "10.253.0.50".parse().expect("literal");
@@ -1244,7 +1269,16 @@ mod tests {
         for (m, rec) in models.iter_mut().zip(records.iter_mut()) {
             let mut now = 1_000_000u64;
             let mut gap = 0;
-            for chunk in traffic.chunks(97) {
+            for (c, chunk) in traffic.chunks(97).enumerate() {
+                // The shadow map changes between batches (its key filter must follow): an
+                // entry deleted, re-inserted later to another node, and a new one added.
+                let i = (c as u32 / 3 * 3) % 201;
+                match c % 3 {
+                    0 if c > 0 => shadow_entry(m, 1, i, None),
+                    1 => shadow_entry(m, 1, i, Some(i + 1)),
+                    2 => shadow_entry(m, 1, i + 1, Some(i)),
+                    _ => {}
+                }
                 let batch: Vec<Arrival<'_>> = chunk
                     .iter()
                     .map(|(port, f)| {
