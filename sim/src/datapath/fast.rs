@@ -40,9 +40,7 @@ use shadownet_hw::{
     },
     table::{TableId, exact},
 };
-use shadownet_wire::{
-    L4, Plain, ShadowMetadata, TunnelHeader, flow_entropy_port, geneve, parse_plain,
-};
+use shadownet_wire::{L4, Plain, ShadowMetadata, flow_entropy_port, geneve, parse_plain};
 
 use super::{Datapath, NO_TUNNELS, OUTER_TTL, OutFrame, Queue, Two, flow_mix};
 use crate::{
@@ -106,6 +104,8 @@ pub(crate) struct PortLane {
     map_prefix: u64,
     /// For a mirror rule that copies every frame of the port: what its copies need.
     copy: Option<CopyLane>,
+    /// Its production frames' outer header but the destination.
+    vxlan: Option<crate::outer::Vxlan>,
 }
 
 /// What the copies of a mirror rule need, worked out once: its session takes the fast lane
@@ -151,6 +151,7 @@ impl PortLane {
         mirror: Quick::NoRule,
         map_prefix: 0,
         copy: None,
+        vxlan: None,
     };
 }
 
@@ -175,6 +176,8 @@ impl Default for FastLane {
 pub(crate) struct Plan {
     /// How it is decided.
     pub(crate) route: Route,
+    /// The VF port it came from.
+    port: u16,
     vni: u32,
     dst: [u8; 4],
     flow: u32,
@@ -202,6 +205,7 @@ impl Plan {
     /// A frame for the general path.
     pub(crate) const GENERAL: Plan = Plan {
         route: Route::Late,
+        port: 0,
         vni: 0,
         dst: [0; 4],
         flow: 0,
@@ -463,7 +467,20 @@ impl Datapath {
             copies_ok = lane.copy.is_some();
         }
         // A VNI outside the fixed outer layout takes the general path.
-        lane.usable = !net.shadow && !acl_drops_all && copies_ok && vport.vni <= geneve::VNI_MAX;
+        lane.vxlan = self.config.local_ipv4.and_then(|ip| {
+            crate::outer::Vxlan::new(
+                self.config.local_mac.0,
+                v4_of(&ip),
+                self.config.parse.vxlan_port,
+                vport.vni,
+                OUTER_TTL,
+            )
+        });
+        lane.usable = !net.shadow
+            && !acl_drops_all
+            && copies_ok
+            && vport.vni <= geneve::VNI_MAX
+            && lane.vxlan.is_some();
         lane.vni = vport.vni;
         lane.deny_from_vm = net.default_deny_from_vm;
         lane.acl = acl;
@@ -599,6 +616,7 @@ impl Datapath {
             out.shadow_hit = false;
         }
         out.route = Route::Fast;
+        out.port = v;
         out.vni = lane.vni;
         out.dst = p.dst;
         out.flow = flow_mix(
@@ -645,19 +663,7 @@ impl Datapath {
         let config = &self.config;
         let src = v4_of(&config.local_ipv4?);
         let entropy = flow_entropy_port(p.flow);
-        let mut h = [0u8; crate::outer::MAX_LEN];
-        let header_len = crate::outer::ipv4_header(
-            &mut h,
-            p.substrate_mac,
-            config.local_mac.0,
-            src,
-            p.substrate,
-            entropy,
-            config.parse.vxlan_port,
-            OUTER_TTL,
-            &TunnelHeader::Vxlan { vni: p.vni },
-            frame.len(),
-        )?;
+        let vxlan = self.fast.ports.get(p.port as usize)?.vxlan.as_ref()?;
         // The copy's header is looked up before anything is counted or built.
         let copy = match p.copy {
             // The same destination as the batch's last copy, with no header prepared since:
@@ -698,8 +704,9 @@ impl Datapath {
             n.mirror_misses += 1;
         }
         // Production's frame first, as on the general path (the arena's order).
+        let header_len = crate::outer::VXLAN_LEN;
         let (buf, out) = self.frames.alloc(header_len + frame.len());
-        crate::outer::put(out, &h, header_len);
+        vxlan.write(out, p.substrate_mac, p.substrate, frame.len(), entropy);
         copy_frame(&mut out[header_len..], frame);
         let primary = OutFrame {
             port: Port::Uplink,
