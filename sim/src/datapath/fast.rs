@@ -106,6 +106,20 @@ pub(crate) struct PortLane {
     copy: Option<CopyLane>,
     /// Its production frames' outer header but the destination.
     vxlan: Option<crate::outer::Vxlan>,
+    /// Neither its ACL nor its mirror filter needs a walk: the answers for all its frames.
+    simple: Option<SimpleLane>,
+}
+
+/// The answers for every frame of a port whose ACL and mirror filter need no walk.
+#[derive(Clone, Copy, Debug)]
+struct SimpleLane {
+    /// The longest frame whose production frame and copy (if any) fit the uplink's MTU
+    /// (negative: none).
+    max_len: i64,
+    acl_hit: bool,
+    mirror_hit: bool,
+    /// Its frames are copied ([`PortLane::copy`]).
+    copies: bool,
 }
 
 /// What the copies of a mirror rule need, worked out once: its session takes the fast lane
@@ -152,6 +166,7 @@ impl PortLane {
         map_prefix: 0,
         copy: None,
         vxlan: None,
+        simple: None,
     };
 }
 
@@ -481,12 +496,57 @@ impl Datapath {
             && copies_ok
             && vport.vni <= geneve::VNI_MAX
             && lane.vxlan.is_some();
+        lane.simple = self.simple_lane(acl, mirror, lane.copy.as_ref());
         lane.vni = vport.vni;
         lane.deny_from_vm = net.default_deny_from_vm;
         lane.acl = acl;
         lane.mirror = mirror;
         lane.map_prefix = prefix;
         lane
+    }
+
+    /// The MTU the lane checks frames against (at most what an IPv4 total length allows).
+    #[inline(always)]
+    fn lane_mtu(&self) -> usize {
+        (self.config.uplink_mtu as usize).min(u16::MAX as usize + 14)
+    }
+
+    /// The answers for every frame of a port with these ACL and mirror answers, when neither
+    /// needs a walk: the same as [`Datapath::plan`] works out frame by frame.
+    fn simple_lane(
+        &self,
+        acl: Quick<AclAction>,
+        mirror: Quick<MirrorAction>,
+        copy: Option<&CopyLane>,
+    ) -> Option<SimpleLane> {
+        let acl_hit = match acl {
+            Quick::NoRule => false,
+            Quick::Always(..) => true,
+            Quick::Walk => return None,
+        };
+        let (mirror_hit, copies) = match mirror {
+            Quick::NoRule => (false, false),
+            Quick::Always(_, a) => (true, a.verdict == MirrorVerdict::Mirror),
+            Quick::Walk => return None,
+        };
+        let mtu = self.lane_mtu() as i64;
+        // The production frame: UDP_OUTER + 8 + len <= mtu.
+        let mut max_len = mtu - (UDP_OUTER + 8) as i64;
+        if copies {
+            // The copy: UDP_OUTER + tunnel + min(truncate, len) <= mtu, which holds for
+            // every length when the truncation fits, else for lengths that fit.
+            let c = copy?;
+            let room = mtu - (UDP_OUTER + c.tunnel_len) as i64;
+            if c.copy.truncate.is_none_or(|t| i64::from(t) > room) {
+                max_len = max_len.min(room);
+            }
+        }
+        Some(SimpleLane {
+            max_len,
+            acl_hit,
+            mirror_hit,
+            copies,
+        })
     }
 
     /// What copies by mirror rule action `a` of frames in network `vni_id` need, or `None`
@@ -545,68 +605,85 @@ impl Datapath {
             return false;
         }
         let ports = p.ports();
-        let key = || {
-            PacketKey::new(
-                &mapped(p.src),
-                &mapped(p.dst),
-                p.protocol,
-                Some(ports),
-                Direction::FromVm,
-                plain_syn(&p),
-            )
-        };
-        let acl_hit = match lane.acl {
-            Quick::NoRule => false,
-            Quick::Always(..) => true,
-            Quick::Walk => {
-                let Some(c) = self.tables.acl.compiled() else {
-                    return false;
-                };
-                match c.lookup_with(lane.vni, key).map(|r| r.action.verdict) {
-                    Some(Verdict::Allow) => true,
-                    None if !lane.deny_from_vm => false,
-                    _ => return false,
-                }
-            }
-        };
-        // The copy a mirror rule asks for: the port's own when one rule copies all its
-        // frames, else worked out for the rule this frame matched.
-        let rule = match &lane.mirror {
-            Quick::NoRule => None,
-            Quick::Always(slot, a) => Some((*slot, a)),
-            Quick::Walk => {
-                let Some(c) = self.tables.mirror_filters.compiled() else {
-                    return false;
-                };
-                c.lookup_with(v as u32, key).map(|r| (r.slot, &r.action))
-            }
-        };
         let len = frame.len();
-        let mtu = (self.config.uplink_mtu as usize).min(u16::MAX as usize + 14);
-        if UDP_OUTER + 8 + len > mtu {
-            return false;
-        }
         let dst_word = u32::from_le_bytes(p.dst);
-        let mut copy = None;
-        if let Some((slot, a)) = rule.filter(|(_, a)| a.verdict == MirrorVerdict::Mirror) {
-            let walked;
-            let c = match &lane.copy {
-                Some(c) if matches!(lane.mirror, Quick::Always(..)) => c,
-                _ => match self.copy_lane(slot, a, lane.vni) {
-                    Some(c) => {
-                        walked = c;
-                        &walked
-                    }
-                    None => return false,
-                },
-            };
-            let inner = match c.copy.truncate {
-                Some(t) if (t as usize) < len => t as usize,
-                _ => len,
-            };
-            if UDP_OUTER + c.tunnel_len + inner > mtu {
+        let walked;
+        let (acl_hit, mirror_hit, copy_lane) = if let Some(s) = &lane.simple {
+            // Every frame of the port gets the same answers: only its length is checked.
+            if len as i64 > s.max_len {
                 return false;
             }
+            (
+                s.acl_hit,
+                s.mirror_hit,
+                lane.copy.as_ref().filter(|_| s.copies),
+            )
+        } else {
+            let key = || {
+                PacketKey::new(
+                    &mapped(p.src),
+                    &mapped(p.dst),
+                    p.protocol,
+                    Some(ports),
+                    Direction::FromVm,
+                    plain_syn(&p),
+                )
+            };
+            let acl_hit = match lane.acl {
+                Quick::NoRule => false,
+                Quick::Always(..) => true,
+                Quick::Walk => {
+                    let Some(c) = self.tables.acl.compiled() else {
+                        return false;
+                    };
+                    match c.lookup_with(lane.vni, key).map(|r| r.action.verdict) {
+                        Some(Verdict::Allow) => true,
+                        None if !lane.deny_from_vm => false,
+                        _ => return false,
+                    }
+                }
+            };
+            // The copy a mirror rule asks for: the port's own when one rule copies all its
+            // frames, else worked out for the rule this frame matched.
+            let rule = match &lane.mirror {
+                Quick::NoRule => None,
+                Quick::Always(slot, a) => Some((*slot, a)),
+                Quick::Walk => {
+                    let Some(c) = self.tables.mirror_filters.compiled() else {
+                        return false;
+                    };
+                    c.lookup_with(v as u32, key).map(|r| (r.slot, &r.action))
+                }
+            };
+            let mtu = self.lane_mtu();
+            if UDP_OUTER + 8 + len > mtu {
+                return false;
+            }
+            let mut copy_lane = None;
+            if let Some((slot, a)) = rule.filter(|(_, a)| a.verdict == MirrorVerdict::Mirror) {
+                let c = match &lane.copy {
+                    Some(c) if matches!(lane.mirror, Quick::Always(..)) => c,
+                    _ => match self.copy_lane(slot, a, lane.vni) {
+                        Some(c) => {
+                            walked = c;
+                            &walked
+                        }
+                        None => return false,
+                    },
+                };
+                let inner = match c.copy.truncate {
+                    Some(t) if (t as usize) < len => t as usize,
+                    _ => len,
+                };
+                if UDP_OUTER + c.tunnel_len + inner > mtu {
+                    return false;
+                }
+                copy_lane = Some(c);
+            }
+            (acl_hit, rule.is_some(), copy_lane)
+        };
+        let mut copy = None;
+        if let Some(c) = copy_lane {
             copy = Some(c.copy);
             let h = exact::hash_finish(exact::hash_word(c.shadow_prefix, dst_word));
             out.shadow_hash = h;
@@ -628,7 +705,7 @@ impl Datapath {
             p.protocol,
         );
         out.acl_hit = acl_hit;
-        out.mirror_hit = rule.is_some();
+        out.mirror_hit = mirror_hit;
         out.copy = copy;
         out.map_hash = exact::hash_finish(exact::hash_word(
             exact::hash_word(lane.map_prefix, dst_word),
@@ -1008,6 +1085,7 @@ mod tests {
             (5, 5001, false),
             (6, 7777, true),
             (7, 5001, true),
+            (8, 5001, true),
         ] {
             vport(&mut m, v, vni_id, enabled);
         }
@@ -1157,6 +1235,13 @@ mod tests {
             scoped(7),
             action(4, MirrorVerdict::Mirror, None, 2),
         );
+        // Vport 8 copies everything, truncated (a port whose frames all get one answer).
+        mirror(
+            &mut m,
+            6,
+            scoped(8),
+            action(2, MirrorVerdict::Mirror, Some(100), 1),
+        );
         m
     }
 
@@ -1245,7 +1330,8 @@ mod tests {
                 11 => 4,
                 12 => 5,
                 13 => 6,
-                _ => 7,
+                14 => 7,
+                _ => 8,
             };
             let dst = (r >> 8) as u32 % 210;
             let len = [60, 60, 60, 200, 1000, 1500][(r >> 20) as usize % 6];
