@@ -151,7 +151,7 @@ impl Key {
 /// An outer header prepared once for a destination, tunnel and source ([`Key`]): the fixed
 /// layout of [`ipv4_header`] with the per-frame fields left to [`Prepared::write`] — the
 /// IPv4 total length and checksum, the UDP source port and length, the shadow option's data.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Prepared {
     key: Key,
     h: [u8; MAX_LEN],

@@ -108,6 +108,9 @@ pub(crate) struct PortLane {
     vxlan: Option<crate::outer::Vxlan>,
     /// Neither its ACL nor its mirror filter needs a walk: the answers for all its frames.
     simple: Option<SimpleLane>,
+    /// The outer header of [`PortLane::copy`]'s copies to its session's collector (where
+    /// copies go that the shadow map has no node for).
+    collector_header: Option<crate::outer::Prepared>,
 }
 
 /// The answers for every frame of a port whose ACL and mirror filter need no walk.
@@ -167,6 +170,7 @@ impl PortLane {
         copy: None,
         vxlan: None,
         simple: None,
+        collector_header: None,
     };
 }
 
@@ -214,6 +218,9 @@ pub(crate) struct Plan {
     shadow_hit: bool,
     /// The shadow map may hold the copy's key (its filter does not rule it out).
     shadow_probe: bool,
+    /// The copy is the port's ([`PortLane::copy`]): without a shadow-map node it goes to the
+    /// collector whose header the port's lane holds (`shadow` is not set then).
+    port_copy: bool,
 }
 
 impl Plan {
@@ -239,6 +246,7 @@ impl Plan {
         shadow_ok: false,
         shadow_hit: false,
         shadow_probe: false,
+        port_copy: false,
     };
 }
 
@@ -497,12 +505,42 @@ impl Datapath {
             && vport.vni <= geneve::VNI_MAX
             && lane.vxlan.is_some();
         lane.simple = self.simple_lane(acl, mirror, lane.copy.as_ref());
+        lane.collector_header = lane
+            .copy
+            .as_ref()
+            .and_then(|c| self.copy_header(c.copy.geneve, c.collector?));
         lane.vni = vport.vni;
         lane.deny_from_vm = net.default_deny_from_vm;
         lane.acl = acl;
         lane.mirror = mirror;
         lane.map_prefix = prefix;
         lane
+    }
+
+    /// The prepared outer header of a copy to `target` (Geneve or VXLAN); `None` when the
+    /// device has no IPv4 address (the lane is not used then).
+    fn copy_header(&self, geneve: bool, target: Target) -> Option<crate::outer::Prepared> {
+        crate::outer::Prepared::new(self.copy_key(geneve, &target)?, OUTER_TTL)
+    }
+
+    /// The outer cache's key for a copy to `target`.
+    #[inline(always)]
+    fn copy_key(&self, geneve: bool, target: &Target) -> Option<crate::outer::Key> {
+        let config = &self.config;
+        let (kind, udp_dst_port) = if geneve {
+            (2, config.parse.geneve_port)
+        } else {
+            (0, config.parse.vxlan_port)
+        };
+        Some(crate::outer::Key {
+            dst_mac: target.mac,
+            src_mac: config.local_mac.0,
+            src: v4_of(&config.local_ipv4?),
+            dst: target.ip,
+            udp_dst_port,
+            vni: target.vni,
+            kind,
+        })
     }
 
     /// The MTU the lane checks frames against (at most what an IPv4 total length allows).
@@ -608,6 +646,8 @@ impl Datapath {
         let len = frame.len();
         let dst_word = u32::from_le_bytes(p.dst);
         let walked;
+        // Whether the copy (if any) is the port's own ([`PortLane::copy`]).
+        let mut port_copy = true;
         let (acl_hit, mirror_hit, copy_lane) = if let Some(s) = &lane.simple {
             // Every frame of the port gets the same answers: only its length is checked.
             if len as i64 > s.max_len {
@@ -665,6 +705,7 @@ impl Datapath {
                     Some(c) if matches!(lane.mirror, Quick::Always(..)) => c,
                     _ => match self.copy_lane(slot, a, lane.vni) {
                         Some(c) => {
+                            port_copy = false;
                             walked = c;
                             &walked
                         }
@@ -688,9 +729,13 @@ impl Datapath {
             let h = exact::hash_finish(exact::hash_word(c.shadow_prefix, dst_word));
             out.shadow_hash = h;
             out.shadow_probe = true;
-            out.shadow = c.collector.unwrap_or_default();
-            out.shadow_ok = c.collector.is_some();
             out.shadow_hit = false;
+            out.port_copy = port_copy;
+            // The port's collector is in its lane; another rule's is carried.
+            if !port_copy {
+                out.shadow = c.collector.unwrap_or_default();
+            }
+            out.shadow_ok = c.collector.is_some();
         }
         out.route = Route::Fast;
         out.port = v;
@@ -736,33 +781,22 @@ impl Datapath {
         n: &mut FastCounts,
         copies: &mut Two<OutFrame>,
     ) -> Option<OutFrame> {
-        // Field by field: the prepared header stays borrowed while the rest is written.
-        let config = &self.config;
-        let src = v4_of(&config.local_ipv4?);
+        // Field by field: the prepared headers stay borrowed while the rest is written.
         let entropy = flow_entropy_port(p.flow);
-        let vxlan = self.fast.ports.get(p.port as usize)?.vxlan.as_ref()?;
+        let lane = self.fast.ports.get(p.port as usize)?;
+        let vxlan = lane.vxlan.as_ref()?;
         // The copy's header is looked up before anything is counted or built.
         let copy = match p.copy {
+            // The port's copy to its collector: the header prepared for the batch. (The
+            // outer cache is not consulted: its slots prepare the same bytes for a key.)
+            Some(c) if p.port_copy && !p.shadow_hit => Some((c, lane.collector_header.as_ref()?)),
             // The same destination as the batch's last copy, with no header prepared since:
             // the session's slot still holds the header for it.
             Some(c) if n.last_copy == Some((c.session, p.shadow, self.outer.generation())) => {
                 Some((c, self.outer.slot(c.session)?))
             }
             Some(c) => {
-                let (kind, udp_dst_port) = if c.geneve {
-                    (2, config.parse.geneve_port)
-                } else {
-                    (0, config.parse.vxlan_port)
-                };
-                let key = crate::outer::Key {
-                    dst_mac: p.shadow.mac,
-                    src_mac: config.local_mac.0,
-                    src,
-                    dst: p.shadow.ip,
-                    udp_dst_port,
-                    vni: p.shadow.vni,
-                    kind,
-                };
+                let key = self.copy_key(c.geneve, &p.shadow)?;
                 self.outer.get(c.session, &key, OUTER_TTL)?;
                 n.last_copy = Some((c.session, p.shadow, self.outer.generation()));
                 Some((c, self.outer.slot(c.session)?))
