@@ -267,8 +267,10 @@ pub(crate) struct FastCounts {
     /// The last copy header the batch used: its session and destination, and the outer
     /// cache's generation then (the source, port and tunnel are the batch's constants).
     last_copy: Option<(u16, Target, u64)>,
-    /// Received frames and bytes of `rx_port`, not yet counted.
-    rx_port: Option<Port>,
+    /// Received frames and bytes of `rx_port`, not yet counted (when `rx_key` is not 0).
+    rx_port: Port,
+    /// [`port_key`] of `rx_port`, or 0 while none is counted: one compare per frame.
+    rx_key: u32,
     rx_packets: u64,
     rx_bytes: u64,
 }
@@ -285,7 +287,8 @@ impl Default for FastCounts {
             shadow_misses: 0,
             copies: [(0, 0); NUM_SESSIONS],
             last_copy: None,
-            rx_port: None,
+            rx_port: Port::Uplink,
+            rx_key: 0,
             rx_packets: 0,
             rx_bytes: 0,
         }
@@ -305,19 +308,23 @@ impl FastCounts {
     /// Counts a frame received on `port` (of any route).
     #[inline(always)]
     pub(crate) fn received(&mut self, port: Port, len: usize, counters: &mut Counters) {
-        if self.rx_port != Some(port) {
+        let key = port_key(port);
+        if self.rx_key != key {
             self.flush_rx(counters);
-            self.rx_port = Some(port);
+            self.rx_port = port;
+            self.rx_key = key;
         }
         self.rx_packets += 1;
         self.rx_bytes += len as u64;
     }
 
     fn flush_rx(&mut self, counters: &mut Counters) {
-        if let Some(p) = self.rx_port.take() {
+        if self.rx_key != 0 {
+            let p = self.rx_port;
             counters.add(counters::port(p, PortCounter::RxPackets), self.rx_packets);
             counters.add(counters::port(p, PortCounter::RxBytes), self.rx_bytes);
         }
+        self.rx_key = 0;
         self.rx_packets = 0;
         self.rx_bytes = 0;
     }
@@ -350,6 +357,16 @@ impl FastCounts {
             }
         }
         *self = FastCounts::default();
+    }
+}
+
+/// A port as a number that is never 0 (each port its own).
+#[inline(always)]
+fn port_key(p: Port) -> u32 {
+    match p {
+        Port::Vport(v) => u32::from(v) + 1,
+        Port::Pf => 0x1_0001,
+        Port::Uplink => 0x1_0002,
     }
 }
 
@@ -829,7 +846,8 @@ impl Datapath {
         if let Some((c, prepared)) = copy {
             let session = c.session;
             let nth = self.tables.mirror_filters.count_match(c.slot);
-            if !nth.is_multiple_of(c.sample_one_in as u64) {
+            // One in one, the common rule, needs no division.
+            if c.sample_one_in != 1 && !nth.is_multiple_of(c.sample_one_in as u64) {
                 self.counters
                     .session(session, SessionCounter::SampledOut, 1);
             } else {
