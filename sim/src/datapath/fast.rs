@@ -250,6 +250,38 @@ impl Plan {
     };
 }
 
+/// The last copy header a batch used: its session (`u16::MAX`: none yet), destination,
+/// and the outer cache's generation then.
+#[derive(Clone, Copy, Debug)]
+struct LastCopy {
+    session: u16,
+    target: Target,
+    generation: u64,
+}
+
+impl LastCopy {
+    const NONE: LastCopy = LastCopy {
+        session: u16::MAX,
+        target: Target {
+            ip: [0; 4],
+            mac: [0; 6],
+            vni: 0,
+        },
+        generation: 0,
+    };
+
+    /// Whether it was for `session` and `target` at `generation` (field by field, the
+    /// cheapest first).
+    #[inline(always)]
+    fn is(&self, session: u16, target: &Target, generation: u64) -> bool {
+        self.session == session
+            && self.generation == generation
+            && self.target.ip == target.ip
+            && self.target.vni == target.vni
+            && self.target.mac == target.mac
+    }
+}
+
 /// Counters of fast-lane frames, accumulated over a batch and added once
 /// ([`FastCounts::flush`]): the same totals as counting each frame.
 #[derive(Debug)]
@@ -266,7 +298,7 @@ pub(crate) struct FastCounts {
     copies: [(u64, u64); NUM_SESSIONS],
     /// The last copy header the batch used: its session and destination, and the outer
     /// cache's generation then (the source, port and tunnel are the batch's constants).
-    last_copy: Option<(u16, Target, u64)>,
+    last_copy: LastCopy,
     /// Received frames and bytes of `rx_port`, not yet counted (when `rx_key` is not 0).
     rx_port: Port,
     /// [`port_key`] of `rx_port`, or 0 while none is counted: one compare per frame.
@@ -286,7 +318,7 @@ impl Default for FastCounts {
             shadow_hits: 0,
             shadow_misses: 0,
             copies: [(0, 0); NUM_SESSIONS],
-            last_copy: None,
+            last_copy: LastCopy::NONE,
             rx_port: Port::Uplink,
             rx_key: 0,
             rx_packets: 0,
@@ -809,13 +841,20 @@ impl Datapath {
             Some(c) if p.port_copy && !p.shadow_hit => Some((c, lane.collector_header.as_ref()?)),
             // The same destination as the batch's last copy, with no header prepared since:
             // the session's slot still holds the header for it.
-            Some(c) if n.last_copy == Some((c.session, p.shadow, self.outer.generation())) => {
+            Some(c)
+                if n.last_copy
+                    .is(c.session, &p.shadow, self.outer.generation()) =>
+            {
                 Some((c, self.outer.slot(c.session)?))
             }
             Some(c) => {
                 let key = self.copy_key(c.geneve, &p.shadow)?;
                 self.outer.get(c.session, &key, OUTER_TTL)?;
-                n.last_copy = Some((c.session, p.shadow, self.outer.generation()));
+                n.last_copy = LastCopy {
+                    session: c.session,
+                    target: p.shadow,
+                    generation: self.outer.generation(),
+                };
                 Some((c, self.outer.slot(c.session)?))
             }
             None => None,
