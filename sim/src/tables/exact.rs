@@ -10,7 +10,7 @@ use shadownet_hw::table::{
 
 /// Bits of an exact table's key filter ([`ExactStore::with_filter`]): 64 KiB, so that a
 /// table of a few thousand keys lets about one miss in a hundred through.
-pub const FILTER_BITS: usize = 1 << 19;
+const FILTER_BITS: usize = 1 << 19;
 const FILTER_WORDS: usize = FILTER_BITS / 64;
 
 /// Memory of one exact table.
@@ -79,7 +79,7 @@ impl ExactStore {
         }
     }
 
-    /// [`ExactStore::new`] with a filter of [`FILTER_BITS`] bits over the stored keys'
+    /// [`ExactStore::new`] with a filter of 2^19 bits (64 KiB) over the stored keys'
     /// tags: a look-up whose tag's bit is clear is a miss without reading table memory (see
     /// [`ExactView::may_hold`]). For a sparse table that is mostly missed (the shadow map:
     /// most destinations have no shadow node). It is built from the tags, so it is exact
