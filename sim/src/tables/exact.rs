@@ -105,10 +105,16 @@ impl ExactStore {
         if let Some(filter) = &mut self.filter {
             filter.fill(0);
             if self.occupancy > 0 {
-                for &t in self.tags.as_slice() {
-                    if t != 0 {
-                        let i = t as usize % FILTER_BITS;
-                        filter[i / 64] |= 1 << (i % 64);
+                // Bucket by bucket: a sparse table's empty buckets cost one test each.
+                for bucket in self.tags.as_slice().chunks_exact(WAYS) {
+                    if bucket.iter().fold(0, |any, &t| any | t) == 0 {
+                        continue;
+                    }
+                    for &t in bucket {
+                        if t != 0 {
+                            let i = t as usize % FILTER_BITS;
+                            filter[i / 64] |= 1 << (i % 64);
+                        }
                     }
                 }
             }
