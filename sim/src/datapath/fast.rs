@@ -176,7 +176,7 @@ impl PortLane {
 
 /// The fast lane's state in the data path: the per-port answers of the current batch.
 pub(crate) struct FastLane {
-    ports: Vec<PortLane>,
+    ports: Box<[PortLane; NUM_VPORTS]>,
     /// Current batch; 0 is never one.
     epoch: u64,
 }
@@ -184,7 +184,7 @@ pub(crate) struct FastLane {
 impl Default for FastLane {
     fn default() -> Self {
         FastLane {
-            ports: vec![PortLane::UNUSED; NUM_VPORTS],
+            ports: Box::new([PortLane::UNUSED; NUM_VPORTS]),
             epoch: 0,
         }
     }
@@ -331,10 +331,11 @@ impl FastCounts {
     /// Counts a copy of `len` bytes made for `session` (a session number in range).
     #[inline(always)]
     fn copied(&mut self, session: u16, len: usize) {
-        if let Some(c) = self.copies.get_mut(session as usize) {
-            c.0 += 1;
-            c.1 += len as u64;
-        }
+        // The session was checked in range when the copy was planned: the remainder only
+        // spares the bounds check.
+        let c = &mut self.copies[session as usize % NUM_SESSIONS];
+        c.0 += 1;
+        c.1 += len as u64;
     }
 
     /// Counts a frame received on `port` (of any route).
@@ -832,7 +833,9 @@ impl Datapath {
     ) -> Option<OutFrame> {
         // Field by field: the prepared headers stay borrowed while the rest is written.
         let entropy = flow_entropy_port(p.flow);
-        let lane = self.fast.ports.get(p.port as usize)?;
+        // A plan's port is a VF port in range (its lane was worked out): the remainder only
+        // spares the bounds check.
+        let lane = &self.fast.ports[p.port as usize % NUM_VPORTS];
         let vxlan = lane.vxlan.as_ref()?;
         // The copy's header is looked up before anything is counted or built.
         let copy = match p.copy {
