@@ -902,7 +902,9 @@ impl Datapath {
                     Some(t) if (t as usize) < frame.len() => t as usize,
                     _ => frame.len(),
                 };
-                let sequence = self.sessions.next_sequence(session);
+                // In range (the copy was planned for a session in range): the remainder
+                // only spares the bounds check.
+                let sequence = self.sessions.next_sequence(session % NUM_SESSIONS as u16);
                 let meta = ShadowMetadata {
                     session,
                     direction: Direction::FromVm.code(),
@@ -958,10 +960,7 @@ impl Probes<'_> {
     /// general path ([`Route::Late`]).
     #[inline(always)]
     pub(crate) fn resolve(&self, p: &mut Plan) {
-        let found = self
-            .map
-            .find(&map_key(p.vni, p.dst), p.map_hash)
-            .and_then(|slot| self.map.value(slot));
+        let found = self.map.find_value(&map_key(p.vni, p.dst), p.map_hash);
         let Some(w) = found else {
             p.route = Route::Late;
             return;
@@ -976,9 +975,7 @@ impl Probes<'_> {
         let Some(c) = p.copy else { return };
         let found = if p.shadow_probe {
             let key = shadow_key(c.session, p.vni, p.dst);
-            self.shadow_map
-                .find(&key, p.shadow_hash)
-                .and_then(|slot| self.shadow_map.value(slot))
+            self.shadow_map.find_value(&key, p.shadow_hash)
         } else {
             None
         };

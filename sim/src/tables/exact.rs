@@ -295,6 +295,27 @@ impl ExactView<'_> {
         None
     }
 
+    /// The value stored for `key`, whose hash is `h`: [`ExactView::find`]'s slot, read
+    /// where the search found it.
+    #[inline(always)]
+    pub fn find_value(&self, key: &Key, h: u64) -> Option<&Value> {
+        let (b0, b1) = exact::buckets(h, self.buckets_log2);
+        let t = exact::tag(h);
+        for b in [b0, b1] {
+            let first = b as usize * WAYS;
+            let bucket = self.tags.get(first..first + WAYS)?;
+            for (way, &slot_tag) in bucket.iter().enumerate() {
+                if slot_tag == t
+                    && let Some(s) = self.slots.get(first + way)
+                    && &s.key == key
+                {
+                    return Some(&s.value);
+                }
+            }
+        }
+        None
+    }
+
     /// The value in `slot` (one [`ExactView::find`] returned).
     #[inline(always)]
     pub fn value(&self, slot: usize) -> Option<&Value> {
@@ -325,6 +346,11 @@ mod tests {
             let reference = store.memory().find(&k);
             assert_eq!(store.find_hashed(&k, exact::hash(&k)), reference, "key {i}");
             assert_eq!(store.view().find(&k, exact::hash(&k)), reference, "key {i}");
+            assert_eq!(
+                store.view().find_value(&k, exact::hash(&k)),
+                reference.map(|s| &store.slot(s).value),
+                "key {i}"
+            );
             let expected = reference.map(|s| &store.slot(s).value);
             let mut p = Prefetched::new(k);
             store.resolve(&mut p);
