@@ -949,7 +949,7 @@ impl NicModel {
         let n = plans.len();
         let probes = self.dp.probes();
         for i in 0..n + AHEAD {
-            if let Some(p) = plans.get(i) {
+            if let Some(p) = plans.get_mut(i) {
                 acc ^= match p.route {
                     Route::Fast => probes.touch(p),
                     Route::General(k) => self.dp.touch_tags(&ahead[k as usize]),

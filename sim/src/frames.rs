@@ -84,19 +84,21 @@ impl Frames {
     pub fn alloc(&mut self, len: usize) -> (FrameBuf, &mut [u8]) {
         let current = self.current;
         let c = &self.chunks[current as usize];
-        if len > c.bytes.len() - c.used {
+        let offset = c.used;
+        // One compare that also bounds the slice below (a chunk is far below usize::MAX).
+        let end = offset.wrapping_add(len);
+        if end > c.bytes.len() || end < offset {
             return self.alloc_in_next(len);
         }
         let c = &mut self.chunks[current as usize];
-        let offset = c.used;
-        c.used = offset + len;
+        c.used = end;
         c.live += 1;
         let buf = FrameBuf {
             chunk: current,
             offset: offset as u32,
             len: len as u32,
         };
-        (buf, &mut c.bytes[offset..offset + len])
+        (buf, &mut c.bytes[offset..end])
     }
 
     /// [`Frames::alloc`] when the current chunk has no room: the next chunk is an empty one

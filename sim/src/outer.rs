@@ -151,7 +151,7 @@ impl Key {
 /// An outer header prepared once for a destination, tunnel and source ([`Key`]): the fixed
 /// layout of [`ipv4_header`] with the per-frame fields left to [`Prepared::write`] — the
 /// IPv4 total length and checksum, the UDP source port and length, the shadow option's data.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Prepared {
     key: Key,
     h: [u8; MAX_LEN],
@@ -242,6 +242,78 @@ impl Prepared {
         {
             out[54..66].copy_from_slice(&m.to_data());
         }
+    }
+}
+
+/// A VXLAN header over IPv4 prepared for a source and a network, the destination left to
+/// each frame ([`Vxlan::write`]): the production frames of one VF port all carry the port's
+/// VNI from the NIC's address, so everything but the destination's MAC and address, the
+/// lengths, the checksum and the entropy port is the same for all of them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Vxlan {
+    /// The header with zeros in the per-frame fields.
+    h: [u8; VXLAN_LEN],
+    /// Ones'-complement sum, not folded, of the IPv4 header's words but the total length,
+    /// the checksum and the destination address.
+    sum: u32,
+}
+
+impl Vxlan {
+    /// The header from `src_mac`/`src` to UDP port `udp_dst_port` in network `vni` with TTL
+    /// `ttl`; `None` outside the fixed layout (a VNI over 24 bits).
+    pub(crate) fn new(
+        src_mac: [u8; 6],
+        src: [u8; 4],
+        udp_dst_port: u16,
+        vni: u32,
+        ttl: u8,
+    ) -> Option<Vxlan> {
+        let p = Prepared::new(
+            Key {
+                dst_mac: [0; 6],
+                src_mac,
+                src,
+                dst: [0; 4],
+                udp_dst_port,
+                vni,
+                kind: 0,
+            },
+            ttl,
+        )?;
+        let mut h = [0u8; VXLAN_LEN];
+        h.copy_from_slice(&p.h[..VXLAN_LEN]);
+        Some(Vxlan { h, sum: p.sum })
+    }
+
+    /// Writes the header into the start of `out` for a frame of `inner_len` bytes to
+    /// `dst_mac`/`dst` with UDP source port `udp_src_port`; the caller checked that the IPv4
+    /// total length (`VXLAN_LEN - 14 + inner_len`) fits 16 bits. The same bytes as
+    /// [`ipv4_header`].
+    #[inline(always)]
+    pub(crate) fn write(
+        &self,
+        out: &mut [u8],
+        dst_mac: [u8; 6],
+        dst: [u8; 4],
+        inner_len: usize,
+        udp_src_port: u16,
+    ) {
+        let out = &mut out[..VXLAN_LEN];
+        out.copy_from_slice(&self.h);
+        out[0..6].copy_from_slice(&dst_mac);
+        out[30..34].copy_from_slice(&dst);
+        let udp_len = (VXLAN_LEN - 14 - 20 + inner_len) as u16;
+        let ip_len = udp_len + 20;
+        let mut sum = self.sum
+            + u32::from(ip_len)
+            + u32::from(u16::from_be_bytes([dst[0], dst[1]]))
+            + u32::from(u16::from_be_bytes([dst[2], dst[3]]));
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        out[16..18].copy_from_slice(&ip_len.to_be_bytes());
+        out[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        out[34..36].copy_from_slice(&udp_src_port.to_be_bytes());
+        out[38..40].copy_from_slice(&udp_len.to_be_bytes());
     }
 }
 
@@ -372,6 +444,13 @@ mod tests {
             let mut again = vec![0x55; n + 3];
             prepared.write(&mut again, inner_len, ports.0, shadow);
             prop_assert_eq!(&again[..n], &reference[..n]);
+            // And a VXLAN header prepared without its destination, written for this one.
+            if let TunnelHeader::Vxlan { vni } = tunnel {
+                let v = Vxlan::new(macs.0, addrs.0, ports.1, vni, ttl).expect("in range");
+                let mut again = vec![0x55; n + 3];
+                v.write(&mut again, macs.1, addrs.1, inner_len, ports.0);
+                prop_assert_eq!(&again[..n], &reference[..n]);
+            }
         }
     }
 

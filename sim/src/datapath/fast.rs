@@ -40,9 +40,7 @@ use shadownet_hw::{
     },
     table::{TableId, exact},
 };
-use shadownet_wire::{
-    L4, Plain, ShadowMetadata, TunnelHeader, flow_entropy_port, geneve, parse_plain,
-};
+use shadownet_wire::{L4, Plain, ShadowMetadata, flow_entropy_port, geneve, parse_plain};
 
 use super::{Datapath, NO_TUNNELS, OUTER_TTL, OutFrame, Queue, Two, flow_mix};
 use crate::{
@@ -106,6 +104,25 @@ pub(crate) struct PortLane {
     map_prefix: u64,
     /// For a mirror rule that copies every frame of the port: what its copies need.
     copy: Option<CopyLane>,
+    /// Its production frames' outer header but the destination.
+    vxlan: Option<crate::outer::Vxlan>,
+    /// Neither its ACL nor its mirror filter needs a walk: the answers for all its frames.
+    simple: Option<SimpleLane>,
+    /// The outer header of [`PortLane::copy`]'s copies to its session's collector (where
+    /// copies go that the shadow map has no node for).
+    collector_header: Option<crate::outer::Prepared>,
+}
+
+/// The answers for every frame of a port whose ACL and mirror filter need no walk.
+#[derive(Clone, Copy, Debug)]
+struct SimpleLane {
+    /// The longest frame whose production frame and copy (if any) fit the uplink's MTU
+    /// (negative: none).
+    max_len: i64,
+    acl_hit: bool,
+    mirror_hit: bool,
+    /// Its frames are copied ([`PortLane::copy`]).
+    copies: bool,
 }
 
 /// What the copies of a mirror rule need, worked out once: its session takes the fast lane
@@ -151,12 +168,15 @@ impl PortLane {
         mirror: Quick::NoRule,
         map_prefix: 0,
         copy: None,
+        vxlan: None,
+        simple: None,
+        collector_header: None,
     };
 }
 
 /// The fast lane's state in the data path: the per-port answers of the current batch.
 pub(crate) struct FastLane {
-    ports: Vec<PortLane>,
+    ports: Box<[PortLane; NUM_VPORTS]>,
     /// Current batch; 0 is never one.
     epoch: u64,
 }
@@ -164,7 +184,7 @@ pub(crate) struct FastLane {
 impl Default for FastLane {
     fn default() -> Self {
         FastLane {
-            ports: vec![PortLane::UNUSED; NUM_VPORTS],
+            ports: Box::new([PortLane::UNUSED; NUM_VPORTS]),
             epoch: 0,
         }
     }
@@ -175,6 +195,8 @@ impl Default for FastLane {
 pub(crate) struct Plan {
     /// How it is decided.
     pub(crate) route: Route,
+    /// The VF port it came from.
+    port: u16,
     vni: u32,
     dst: [u8; 4],
     flow: u32,
@@ -194,12 +216,18 @@ pub(crate) struct Plan {
     shadow: Target,
     shadow_ok: bool,
     shadow_hit: bool,
+    /// The shadow map may hold the copy's key (its filter does not rule it out).
+    shadow_probe: bool,
+    /// The copy is the port's ([`PortLane::copy`]): without a shadow-map node it goes to the
+    /// collector whose header the port's lane holds (`shadow` is not set then).
+    port_copy: bool,
 }
 
 impl Plan {
     /// A frame for the general path.
     pub(crate) const GENERAL: Plan = Plan {
         route: Route::Late,
+        port: 0,
         vni: 0,
         dst: [0; 4],
         flow: 0,
@@ -217,7 +245,41 @@ impl Plan {
         },
         shadow_ok: false,
         shadow_hit: false,
+        shadow_probe: false,
+        port_copy: false,
     };
+}
+
+/// The last copy header a batch used: its session (`u16::MAX`: none yet), destination,
+/// and the outer cache's generation then.
+#[derive(Clone, Copy, Debug)]
+struct LastCopy {
+    session: u16,
+    target: Target,
+    generation: u64,
+}
+
+impl LastCopy {
+    const NONE: LastCopy = LastCopy {
+        session: u16::MAX,
+        target: Target {
+            ip: [0; 4],
+            mac: [0; 6],
+            vni: 0,
+        },
+        generation: 0,
+    };
+
+    /// Whether it was for `session` and `target` at `generation` (field by field, the
+    /// cheapest first).
+    #[inline(always)]
+    fn is(&self, session: u16, target: &Target, generation: u64) -> bool {
+        self.session == session
+            && self.generation == generation
+            && self.target.ip == target.ip
+            && self.target.vni == target.vni
+            && self.target.mac == target.mac
+    }
 }
 
 /// Counters of fast-lane frames, accumulated over a batch and added once
@@ -236,9 +298,11 @@ pub(crate) struct FastCounts {
     copies: [(u64, u64); NUM_SESSIONS],
     /// The last copy header the batch used: its session and destination, and the outer
     /// cache's generation then (the source, port and tunnel are the batch's constants).
-    last_copy: Option<(u16, Target, u64)>,
-    /// Received frames and bytes of `rx_port`, not yet counted.
-    rx_port: Option<Port>,
+    last_copy: LastCopy,
+    /// Received frames and bytes of `rx_port`, not yet counted (when `rx_key` is not 0).
+    rx_port: Port,
+    /// [`port_key`] of `rx_port`, or 0 while none is counted: one compare per frame.
+    rx_key: u32,
     rx_packets: u64,
     rx_bytes: u64,
 }
@@ -254,8 +318,9 @@ impl Default for FastCounts {
             shadow_hits: 0,
             shadow_misses: 0,
             copies: [(0, 0); NUM_SESSIONS],
-            last_copy: None,
-            rx_port: None,
+            last_copy: LastCopy::NONE,
+            rx_port: Port::Uplink,
+            rx_key: 0,
             rx_packets: 0,
             rx_bytes: 0,
         }
@@ -266,28 +331,33 @@ impl FastCounts {
     /// Counts a copy of `len` bytes made for `session` (a session number in range).
     #[inline(always)]
     fn copied(&mut self, session: u16, len: usize) {
-        if let Some(c) = self.copies.get_mut(session as usize) {
-            c.0 += 1;
-            c.1 += len as u64;
-        }
+        // The session was checked in range when the copy was planned: the remainder only
+        // spares the bounds check.
+        let c = &mut self.copies[session as usize % NUM_SESSIONS];
+        c.0 += 1;
+        c.1 += len as u64;
     }
 
     /// Counts a frame received on `port` (of any route).
     #[inline(always)]
     pub(crate) fn received(&mut self, port: Port, len: usize, counters: &mut Counters) {
-        if self.rx_port != Some(port) {
+        let key = port_key(port);
+        if self.rx_key != key {
             self.flush_rx(counters);
-            self.rx_port = Some(port);
+            self.rx_port = port;
+            self.rx_key = key;
         }
         self.rx_packets += 1;
         self.rx_bytes += len as u64;
     }
 
     fn flush_rx(&mut self, counters: &mut Counters) {
-        if let Some(p) = self.rx_port.take() {
+        if self.rx_key != 0 {
+            let p = self.rx_port;
             counters.add(counters::port(p, PortCounter::RxPackets), self.rx_packets);
             counters.add(counters::port(p, PortCounter::RxBytes), self.rx_bytes);
         }
+        self.rx_key = 0;
         self.rx_packets = 0;
         self.rx_bytes = 0;
     }
@@ -320,6 +390,16 @@ impl FastCounts {
             }
         }
         *self = FastCounts::default();
+    }
+}
+
+/// A port as a number that is never 0 (each port its own).
+#[inline(always)]
+fn port_key(p: Port) -> u32 {
+    match p {
+        Port::Vport(v) => u32::from(v) + 1,
+        Port::Pf => 0x1_0001,
+        Port::Uplink => 0x1_0002,
     }
 }
 
@@ -393,6 +473,7 @@ impl Datapath {
             return false;
         }
         self.fast.epoch += 1;
+        self.tables.shadow_map.refresh_filter();
         // Compiled now, so that plans can walk rules without compiling.
         self.tables.acl.classifier();
         self.tables.mirror_filters.classifier();
@@ -459,13 +540,101 @@ impl Datapath {
             copies_ok = lane.copy.is_some();
         }
         // A VNI outside the fixed outer layout takes the general path.
-        lane.usable = !net.shadow && !acl_drops_all && copies_ok && vport.vni <= geneve::VNI_MAX;
+        lane.vxlan = self.config.local_ipv4.and_then(|ip| {
+            crate::outer::Vxlan::new(
+                self.config.local_mac.0,
+                v4_of(&ip),
+                self.config.parse.vxlan_port,
+                vport.vni,
+                OUTER_TTL,
+            )
+        });
+        lane.usable = !net.shadow
+            && !acl_drops_all
+            && copies_ok
+            && vport.vni <= geneve::VNI_MAX
+            && lane.vxlan.is_some();
+        lane.simple = self.simple_lane(acl, mirror, lane.copy.as_ref());
+        lane.collector_header = lane
+            .copy
+            .as_ref()
+            .and_then(|c| self.copy_header(c.copy.geneve, c.collector?));
         lane.vni = vport.vni;
         lane.deny_from_vm = net.default_deny_from_vm;
         lane.acl = acl;
         lane.mirror = mirror;
         lane.map_prefix = prefix;
         lane
+    }
+
+    /// The prepared outer header of a copy to `target` (Geneve or VXLAN); `None` when the
+    /// device has no IPv4 address (the lane is not used then).
+    fn copy_header(&self, geneve: bool, target: Target) -> Option<crate::outer::Prepared> {
+        crate::outer::Prepared::new(self.copy_key(geneve, &target)?, OUTER_TTL)
+    }
+
+    /// The outer cache's key for a copy to `target`.
+    #[inline(always)]
+    fn copy_key(&self, geneve: bool, target: &Target) -> Option<crate::outer::Key> {
+        let config = &self.config;
+        let (kind, udp_dst_port) = if geneve {
+            (2, config.parse.geneve_port)
+        } else {
+            (0, config.parse.vxlan_port)
+        };
+        Some(crate::outer::Key {
+            dst_mac: target.mac,
+            src_mac: config.local_mac.0,
+            src: v4_of(&config.local_ipv4?),
+            dst: target.ip,
+            udp_dst_port,
+            vni: target.vni,
+            kind,
+        })
+    }
+
+    /// The MTU the lane checks frames against (at most what an IPv4 total length allows).
+    #[inline(always)]
+    fn lane_mtu(&self) -> usize {
+        (self.config.uplink_mtu as usize).min(u16::MAX as usize + 14)
+    }
+
+    /// The answers for every frame of a port with these ACL and mirror answers, when neither
+    /// needs a walk: the same as [`Datapath::plan`] works out frame by frame.
+    fn simple_lane(
+        &self,
+        acl: Quick<AclAction>,
+        mirror: Quick<MirrorAction>,
+        copy: Option<&CopyLane>,
+    ) -> Option<SimpleLane> {
+        let acl_hit = match acl {
+            Quick::NoRule => false,
+            Quick::Always(..) => true,
+            Quick::Walk => return None,
+        };
+        let (mirror_hit, copies) = match mirror {
+            Quick::NoRule => (false, false),
+            Quick::Always(_, a) => (true, a.verdict == MirrorVerdict::Mirror),
+            Quick::Walk => return None,
+        };
+        let mtu = self.lane_mtu() as i64;
+        // The production frame: UDP_OUTER + 8 + len <= mtu.
+        let mut max_len = mtu - (UDP_OUTER + 8) as i64;
+        if copies {
+            // The copy: UDP_OUTER + tunnel + min(truncate, len) <= mtu, which holds for
+            // every length when the truncation fits, else for lengths that fit.
+            let c = copy?;
+            let room = mtu - (UDP_OUTER + c.tunnel_len) as i64;
+            if c.copy.truncate.is_none_or(|t| i64::from(t) > room) {
+                max_len = max_len.min(room);
+            }
+        }
+        Some(SimpleLane {
+            max_len,
+            acl_hit,
+            mirror_hit,
+            copies,
+        })
     }
 
     /// What copies by mirror rule action `a` of frames in network `vni_id` need, or `None`
@@ -524,75 +693,102 @@ impl Datapath {
             return false;
         }
         let ports = p.ports();
-        let key = || {
-            PacketKey::new(
-                &mapped(p.src),
-                &mapped(p.dst),
-                p.protocol,
-                Some(ports),
-                Direction::FromVm,
-                plain_syn(&p),
-            )
-        };
-        let acl_hit = match lane.acl {
-            Quick::NoRule => false,
-            Quick::Always(..) => true,
-            Quick::Walk => {
-                let Some(c) = self.tables.acl.compiled() else {
-                    return false;
-                };
-                match c.lookup_with(lane.vni, key).map(|r| r.action.verdict) {
-                    Some(Verdict::Allow) => true,
-                    None if !lane.deny_from_vm => false,
-                    _ => return false,
-                }
-            }
-        };
-        // The copy a mirror rule asks for: the port's own when one rule copies all its
-        // frames, else worked out for the rule this frame matched.
-        let rule = match &lane.mirror {
-            Quick::NoRule => None,
-            Quick::Always(slot, a) => Some((*slot, a)),
-            Quick::Walk => {
-                let Some(c) = self.tables.mirror_filters.compiled() else {
-                    return false;
-                };
-                c.lookup_with(v as u32, key).map(|r| (r.slot, &r.action))
-            }
-        };
         let len = frame.len();
-        let mtu = (self.config.uplink_mtu as usize).min(u16::MAX as usize + 14);
-        if UDP_OUTER + 8 + len > mtu {
-            return false;
-        }
         let dst_word = u32::from_le_bytes(p.dst);
-        let mut copy = None;
-        if let Some((slot, a)) = rule.filter(|(_, a)| a.verdict == MirrorVerdict::Mirror) {
-            let walked;
-            let c = match &lane.copy {
-                Some(c) if matches!(lane.mirror, Quick::Always(..)) => c,
-                _ => match self.copy_lane(slot, a, lane.vni) {
-                    Some(c) => {
-                        walked = c;
-                        &walked
-                    }
-                    None => return false,
-                },
-            };
-            let inner = match c.copy.truncate {
-                Some(t) if (t as usize) < len => t as usize,
-                _ => len,
-            };
-            if UDP_OUTER + c.tunnel_len + inner > mtu {
+        let walked;
+        // Whether the copy (if any) is the port's own ([`PortLane::copy`]).
+        let mut port_copy = true;
+        let (acl_hit, mirror_hit, copy_lane) = if let Some(s) = &lane.simple {
+            // Every frame of the port gets the same answers: only its length is checked.
+            if len as i64 > s.max_len {
                 return false;
             }
+            (
+                s.acl_hit,
+                s.mirror_hit,
+                lane.copy.as_ref().filter(|_| s.copies),
+            )
+        } else {
+            let key = || {
+                PacketKey::new(
+                    &mapped(p.src),
+                    &mapped(p.dst),
+                    p.protocol,
+                    Some(ports),
+                    Direction::FromVm,
+                    plain_syn(&p),
+                )
+            };
+            let acl_hit = match lane.acl {
+                Quick::NoRule => false,
+                Quick::Always(..) => true,
+                Quick::Walk => {
+                    let Some(c) = self.tables.acl.compiled() else {
+                        return false;
+                    };
+                    match c.lookup_with(lane.vni, key).map(|r| r.action.verdict) {
+                        Some(Verdict::Allow) => true,
+                        None if !lane.deny_from_vm => false,
+                        _ => return false,
+                    }
+                }
+            };
+            // The copy a mirror rule asks for: the port's own when one rule copies all its
+            // frames, else worked out for the rule this frame matched.
+            let rule = match &lane.mirror {
+                Quick::NoRule => None,
+                Quick::Always(slot, a) => Some((*slot, a)),
+                Quick::Walk => {
+                    let Some(c) = self.tables.mirror_filters.compiled() else {
+                        return false;
+                    };
+                    c.lookup_with(v as u32, key).map(|r| (r.slot, &r.action))
+                }
+            };
+            let mtu = self.lane_mtu();
+            if UDP_OUTER + 8 + len > mtu {
+                return false;
+            }
+            let mut copy_lane = None;
+            if let Some((slot, a)) = rule.filter(|(_, a)| a.verdict == MirrorVerdict::Mirror) {
+                let c = match &lane.copy {
+                    Some(c) if matches!(lane.mirror, Quick::Always(..)) => c,
+                    _ => match self.copy_lane(slot, a, lane.vni) {
+                        Some(c) => {
+                            port_copy = false;
+                            walked = c;
+                            &walked
+                        }
+                        None => return false,
+                    },
+                };
+                let inner = match c.copy.truncate {
+                    Some(t) if (t as usize) < len => t as usize,
+                    _ => len,
+                };
+                if UDP_OUTER + c.tunnel_len + inner > mtu {
+                    return false;
+                }
+                copy_lane = Some(c);
+            }
+            (acl_hit, rule.is_some(), copy_lane)
+        };
+        let mut copy = None;
+        if let Some(c) = copy_lane {
             copy = Some(c.copy);
-            out.shadow_hash = exact::hash_finish(exact::hash_word(c.shadow_prefix, dst_word));
-            out.shadow = c.collector.unwrap_or_default();
-            out.shadow_ok = c.collector.is_some();
+            let h = exact::hash_finish(exact::hash_word(c.shadow_prefix, dst_word));
+            out.shadow_hash = h;
+            out.shadow_probe = true;
             out.shadow_hit = false;
+            out.port_copy = port_copy;
+            // The port's collector is in its lane; another rule's is carried.
+            if !port_copy {
+                out.shadow = c.collector.unwrap_or_default();
+            }
+            out.shadow_ok = c.collector.is_some();
         }
         out.route = Route::Fast;
+        out.port = v;
         out.vni = lane.vni;
         out.dst = p.dst;
         out.flow = flow_mix(
@@ -604,7 +800,7 @@ impl Datapath {
             p.protocol,
         );
         out.acl_hit = acl_hit;
-        out.mirror_hit = rule.is_some();
+        out.mirror_hit = mirror_hit;
         out.copy = copy;
         out.map_hash = exact::hash_finish(exact::hash_word(
             exact::hash_word(lane.map_prefix, dst_word),
@@ -635,47 +831,33 @@ impl Datapath {
         n: &mut FastCounts,
         copies: &mut Two<OutFrame>,
     ) -> Option<OutFrame> {
-        // Field by field: the prepared header stays borrowed while the rest is written.
-        let config = &self.config;
-        let src = v4_of(&config.local_ipv4?);
+        // Field by field: the prepared headers stay borrowed while the rest is written.
         let entropy = flow_entropy_port(p.flow);
-        let mut h = [0u8; crate::outer::MAX_LEN];
-        let header_len = crate::outer::ipv4_header(
-            &mut h,
-            p.substrate_mac,
-            config.local_mac.0,
-            src,
-            p.substrate,
-            entropy,
-            config.parse.vxlan_port,
-            OUTER_TTL,
-            &TunnelHeader::Vxlan { vni: p.vni },
-            frame.len(),
-        )?;
+        // A plan's port is a VF port in range (its lane was worked out): the remainder only
+        // spares the bounds check.
+        let lane = &self.fast.ports[p.port as usize % NUM_VPORTS];
+        let vxlan = lane.vxlan.as_ref()?;
         // The copy's header is looked up before anything is counted or built.
         let copy = match p.copy {
+            // The port's copy to its collector: the header prepared for the batch. (The
+            // outer cache is not consulted: its slots prepare the same bytes for a key.)
+            Some(c) if p.port_copy && !p.shadow_hit => Some((c, lane.collector_header.as_ref()?)),
             // The same destination as the batch's last copy, with no header prepared since:
             // the session's slot still holds the header for it.
-            Some(c) if n.last_copy == Some((c.session, p.shadow, self.outer.generation())) => {
+            Some(c)
+                if n.last_copy
+                    .is(c.session, &p.shadow, self.outer.generation()) =>
+            {
                 Some((c, self.outer.slot(c.session)?))
             }
             Some(c) => {
-                let (kind, udp_dst_port) = if c.geneve {
-                    (2, config.parse.geneve_port)
-                } else {
-                    (0, config.parse.vxlan_port)
-                };
-                let key = crate::outer::Key {
-                    dst_mac: p.shadow.mac,
-                    src_mac: config.local_mac.0,
-                    src,
-                    dst: p.shadow.ip,
-                    udp_dst_port,
-                    vni: p.shadow.vni,
-                    kind,
-                };
+                let key = self.copy_key(c.geneve, &p.shadow)?;
                 self.outer.get(c.session, &key, OUTER_TTL)?;
-                n.last_copy = Some((c.session, p.shadow, self.outer.generation()));
+                n.last_copy = LastCopy {
+                    session: c.session,
+                    target: p.shadow,
+                    generation: self.outer.generation(),
+                };
                 Some((c, self.outer.slot(c.session)?))
             }
             None => None,
@@ -692,8 +874,9 @@ impl Datapath {
             n.mirror_misses += 1;
         }
         // Production's frame first, as on the general path (the arena's order).
+        let header_len = crate::outer::VXLAN_LEN;
         let (buf, out) = self.frames.alloc(header_len + frame.len());
-        crate::outer::put(out, &h, header_len);
+        vxlan.write(out, p.substrate_mac, p.substrate, frame.len(), entropy);
         copy_frame(&mut out[header_len..], frame);
         let primary = OutFrame {
             port: Port::Uplink,
@@ -705,7 +888,8 @@ impl Datapath {
         if let Some((c, prepared)) = copy {
             let session = c.session;
             let nth = self.tables.mirror_filters.count_match(c.slot);
-            if !nth.is_multiple_of(c.sample_one_in as u64) {
+            // One in one, the common rule, needs no division.
+            if c.sample_one_in != 1 && !nth.is_multiple_of(c.sample_one_in as u64) {
                 self.counters
                     .session(session, SessionCounter::SampledOut, 1);
             } else {
@@ -718,7 +902,9 @@ impl Datapath {
                     Some(t) if (t as usize) < frame.len() => t as usize,
                     _ => frame.len(),
                 };
-                let sequence = self.sessions.next_sequence(session);
+                // In range (the copy was planned for a session in range): the remainder
+                // only spares the bounds check.
+                let sequence = self.sessions.next_sequence(session % NUM_SESSIONS as u16);
                 let meta = ShadowMetadata {
                     session,
                     direction: Direction::FromVm.code(),
@@ -757,10 +943,15 @@ impl Probes<'_> {
     /// Stage 2a: reads the tags of the buckets a fast-lane frame will look in (see
     /// [`Datapath::touch_tags`]).
     #[inline(always)]
-    pub(crate) fn touch(&self, p: &Plan) -> u32 {
+    pub(crate) fn touch(&self, p: &mut Plan) -> u32 {
         let mut acc = self.map.touch_tags(p.map_hash);
         if p.copy.is_some() {
-            acc ^= self.shadow_map.touch_tags(p.shadow_hash);
+            // Most destinations have no shadow node: the filter tells without the tags.
+            if self.shadow_map.may_hold(p.shadow_hash) {
+                acc ^= self.shadow_map.touch_tags(p.shadow_hash);
+            } else {
+                p.shadow_probe = false;
+            }
         }
         acc
     }
@@ -769,10 +960,7 @@ impl Probes<'_> {
     /// general path ([`Route::Late`]).
     #[inline(always)]
     pub(crate) fn resolve(&self, p: &mut Plan) {
-        let found = self
-            .map
-            .find(&map_key(p.vni, p.dst), p.map_hash)
-            .and_then(|slot| self.map.value(slot));
+        let found = self.map.find_value(&map_key(p.vni, p.dst), p.map_hash);
         let Some(w) = found else {
             p.route = Route::Late;
             return;
@@ -785,11 +973,12 @@ impl Probes<'_> {
         p.substrate = w[3].to_le_bytes();
         p.substrate_mac = dest.substrate_mac;
         let Some(c) = p.copy else { return };
-        let key = shadow_key(c.session, p.vni, p.dst);
-        let found = self
-            .shadow_map
-            .find(&key, p.shadow_hash)
-            .and_then(|slot| self.shadow_map.value(slot));
+        let found = if p.shadow_probe {
+            let key = shadow_key(c.session, p.vni, p.dst);
+            self.shadow_map.find_value(&key, p.shadow_hash)
+        } else {
+            None
+        };
         // A miss keeps the collector the plan put there.
         if let Some(w) = found {
             let v = shadow_map::ShadowMapWords::read(w);
@@ -924,6 +1113,41 @@ mod tests {
         }
     }
 
+    /// Writes (`Some(node)`: to shadow node `node`'s address) or deletes (`None`) the
+    /// shadow-map entry of session `s` for overlay address `i` in network 5001.
+    fn shadow_entry(m: &mut NicModel, s: u16, i: u32, node: Option<u32>) {
+        let mut k = [0u8; shadow_map::KEY_LEN];
+        ShadowMapKey {
+            session: s,
+            vni: 5001,
+            ip: overlay(i).into(),
+        }
+        .emit(&mut k);
+        let Some(n) = node else {
+            let out = m.dp.tables.execute(
+                TableId::ShadowMap as u8,
+                Some(TableOp::Delete),
+                0,
+                &to_window(&k),
+                &[0; 16],
+            );
+            assert_eq!(out.result as u8, 0, "shadow-map delete {s} {i}");
+            return;
+        };
+        let mut v = [0u8; shadow_map::VALUE_LEN];
+        ShadowMapValue {
+            substrate_ip: if n % 31 == 6 {
+                "fd00::3".parse().expect("literal")
+            } else {
+                Ipv4Addr::new(10, 253, 0, (n % 4) as u8).into()
+            },
+            substrate_mac: Mac([2, 0, 0, 0, 0, 3]),
+            shadow_vni: 9001 + n % 2,
+        }
+        .emit(&mut v);
+        write(m, TableId::ShadowMap, 0, &to_window(&k), &to_window(&v));
+    }
+
     /// A model with networks, ports, rules and maps that send frames down every route:
     /// the lane's common case, and every way out of it.
     fn programmed(fast: bool) -> NicModel {
@@ -952,6 +1176,7 @@ mod tests {
             (5, 5001, false),
             (6, 7777, true),
             (7, 5001, true),
+            (8, 5001, true),
         ] {
             vport(&mut m, v, vni_id, enabled);
         }
@@ -984,31 +1209,7 @@ mod tests {
         }
         for s in [1u16, 2, 5] {
             for i in (0..200u32).step_by(3) {
-                let mut k = [0u8; shadow_map::KEY_LEN];
-                ShadowMapKey {
-                    session: s,
-                    vni: 5001,
-                    ip: overlay(i).into(),
-                }
-                .emit(&mut k);
-                let mut v = [0u8; shadow_map::VALUE_LEN];
-                ShadowMapValue {
-                    substrate_ip: if i % 31 == 6 {
-                        "fd00::3".parse().expect("literal")
-                    } else {
-                        Ipv4Addr::new(10, 253, 0, (i % 4) as u8).into()
-                    },
-                    substrate_mac: Mac([2, 0, 0, 0, 0, 3]),
-                    shadow_vni: 9001 + i % 2,
-                }
-                .emit(&mut v);
-                write(
-                    &mut m,
-                    TableId::ShadowMap,
-                    0,
-                    &to_window(&k),
-                    &to_window(&v),
-                );
+                shadow_entry(&mut m, s, i, Some(i));
             }
         }
         let v4: IpAddr = "10.253.0.50".parse().expect("literal");
@@ -1125,6 +1326,13 @@ mod tests {
             scoped(7),
             action(4, MirrorVerdict::Mirror, None, 2),
         );
+        // Vport 8 copies everything, truncated (a port whose frames all get one answer).
+        mirror(
+            &mut m,
+            6,
+            scoped(8),
+            action(2, MirrorVerdict::Mirror, Some(100), 1),
+        );
         m
     }
 
@@ -1213,7 +1421,8 @@ mod tests {
                 11 => 4,
                 12 => 5,
                 13 => 6,
-                _ => 7,
+                14 => 7,
+                _ => 8,
             };
             let dst = (r >> 8) as u32 % 210;
             let len = [60, 60, 60, 200, 1000, 1500][(r >> 20) as usize % 6];
@@ -1244,7 +1453,16 @@ mod tests {
         for (m, rec) in models.iter_mut().zip(records.iter_mut()) {
             let mut now = 1_000_000u64;
             let mut gap = 0;
-            for chunk in traffic.chunks(97) {
+            for (c, chunk) in traffic.chunks(97).enumerate() {
+                // The shadow map changes between batches (its key filter must follow): an
+                // entry deleted, re-inserted later to another node, and a new one added.
+                let i = (c as u32 / 3 * 3) % 201;
+                match c % 3 {
+                    0 if c > 0 => shadow_entry(m, 1, i, None),
+                    1 => shadow_entry(m, 1, i, Some(i + 1)),
+                    2 => shadow_entry(m, 1, i + 1, Some(i)),
+                    _ => {}
+                }
                 let batch: Vec<Arrival<'_>> = chunk
                     .iter()
                     .map(|(port, f)| {

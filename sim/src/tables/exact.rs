@@ -8,6 +8,11 @@ use shadownet_hw::table::{
     exact::{self, Key, Memory, Slot, Value, WAYS},
 };
 
+/// Bits of an exact table's key filter ([`ExactStore::with_filter`]): 64 KiB, so that a
+/// table of a few thousand keys lets about one miss in a hundred through.
+const FILTER_BITS: usize = 1 << 19;
+const FILTER_WORDS: usize = FILTER_BITS / 64;
+
 /// Memory of one exact table.
 pub struct ExactStore {
     table: TableId,
@@ -15,6 +20,13 @@ pub struct ExactStore {
     tags: TableMemory<u32>,
     slots: TableMemory<Slot>,
     occupancy: u32,
+    /// A filter over the stored keys' hashes ([`ExactStore::with_filter`]): bit
+    /// `tag % FILTER_BITS` is set for every stored key's tag, so a clear bit proves a key
+    /// absent. `None` for a table without one.
+    filter: Option<Box<[u64; FILTER_WORDS]>>,
+    /// Table memory may have changed since the filter was built: until it is built again
+    /// ([`ExactStore::refresh_filter`]) it answers nothing.
+    filter_stale: bool,
 }
 
 /// A key looked up ahead of the pipeline, for a batch of frames: its hash, then (once the
@@ -62,7 +74,52 @@ impl ExactStore {
             slots: TableMemory::zeroed(n)
                 .unwrap_or_else(|e| panic!("mapping {n} slots for table {table}: {e}")),
             occupancy: 0,
+            filter: None,
+            filter_stale: false,
         }
+    }
+
+    /// [`ExactStore::new`] with a filter of 2^19 bits (64 KiB) over the stored keys'
+    /// tags: a look-up whose tag's bit is clear is a miss without reading table memory (see
+    /// [`ExactView::may_hold`]). For a sparse table that is mostly missed (the shadow map:
+    /// most destinations have no shadow node). It is built from the tags, so it is exact
+    /// for hits however the firmware moves entries; it is built again before use after any
+    /// change ([`ExactStore::access`] marks it stale, and a stale filter is not used).
+    pub fn with_filter(table: TableId) -> ExactStore {
+        let mut store = ExactStore::new(table);
+        store.filter = Some(Box::new([0; FILTER_WORDS]));
+        store
+    }
+
+    /// Builds the filter again if table memory may have changed since it was built.
+    #[inline]
+    pub fn refresh_filter(&mut self) {
+        if self.filter_stale {
+            self.rebuild_filter();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn rebuild_filter(&mut self) {
+        if let Some(filter) = &mut self.filter {
+            filter.fill(0);
+            if self.occupancy > 0 {
+                // Bucket by bucket: a sparse table's empty buckets cost one test each.
+                for bucket in self.tags.as_slice().chunks_exact(WAYS) {
+                    if bucket.iter().fold(0, |any, &t| any | t) == 0 {
+                        continue;
+                    }
+                    for &t in bucket {
+                        if t != 0 {
+                            let i = t as usize % FILTER_BITS;
+                            filter[i / 64] |= 1 << (i % 64);
+                        }
+                    }
+                }
+            }
+        }
+        self.filter_stale = false;
     }
 
     /// The read-only view the pipeline looks keys up in.
@@ -124,6 +181,7 @@ impl ExactStore {
             buckets_log2: self.buckets_log2,
             tags: self.tags.as_slice(),
             slots: self.slots.as_slice(),
+            filter: self.filter.as_deref().filter(|_| !self.filter_stale),
         }
     }
 
@@ -169,6 +227,8 @@ impl ExactStore {
 
     /// The memory as the firmware maintains it, with the occupancy it keeps.
     pub fn access(&mut self) -> ExactAccess<'_> {
+        // Whatever the firmware does through it, the filter no longer describes the tags.
+        self.filter_stale = self.filter.is_some();
         let table = ExactTable::new(
             self.buckets_log2,
             self.tags.as_mut_slice(),
@@ -198,9 +258,19 @@ pub struct ExactView<'a> {
     buckets_log2: u32,
     tags: &'a [u32],
     slots: &'a [Slot],
+    /// The table's key filter, when it has one built for its present contents.
+    filter: Option<&'a [u64; FILTER_WORDS]>,
 }
 
 impl ExactView<'_> {
+    /// Whether a key with hash `h` may be stored: `false` only when the table's filter
+    /// proves it is not (see [`ExactStore::with_filter`]; without one, `true`).
+    #[inline(always)]
+    pub fn may_hold(&self, h: u64) -> bool {
+        let i = exact::tag(h) as usize % FILTER_BITS;
+        self.filter.is_none_or(|f| f[i / 64] >> (i % 64) & 1 != 0)
+    }
+
     /// Reads the tags of both buckets a key with hash `h` may live in (see
     /// [`exact::touch_tags`]); returns a value that depends on them.
     #[inline(always)]
@@ -219,6 +289,27 @@ impl ExactView<'_> {
             for (way, &slot_tag) in bucket.iter().enumerate() {
                 if slot_tag == t && self.slots.get(first + way).is_some_and(|s| &s.key == key) {
                     return Some(first + way);
+                }
+            }
+        }
+        None
+    }
+
+    /// The value stored for `key`, whose hash is `h`: [`ExactView::find`]'s slot, read
+    /// where the search found it.
+    #[inline(always)]
+    pub fn find_value(&self, key: &Key, h: u64) -> Option<&Value> {
+        let (b0, b1) = exact::buckets(h, self.buckets_log2);
+        let t = exact::tag(h);
+        for b in [b0, b1] {
+            let first = b as usize * WAYS;
+            let bucket = self.tags.get(first..first + WAYS)?;
+            for (way, &slot_tag) in bucket.iter().enumerate() {
+                if slot_tag == t
+                    && let Some(s) = self.slots.get(first + way)
+                    && &s.key == key
+                {
+                    return Some(&s.value);
                 }
             }
         }
@@ -255,6 +346,11 @@ mod tests {
             let reference = store.memory().find(&k);
             assert_eq!(store.find_hashed(&k, exact::hash(&k)), reference, "key {i}");
             assert_eq!(store.view().find(&k, exact::hash(&k)), reference, "key {i}");
+            assert_eq!(
+                store.view().find_value(&k, exact::hash(&k)),
+                reference.map(|s| &store.slot(s).value),
+                "key {i}"
+            );
             let expected = reference.map(|s| &store.slot(s).value);
             let mut p = Prefetched::new(k);
             store.resolve(&mut p);
@@ -262,5 +358,55 @@ mod tests {
             assert_eq!(store.get_prefetched(&k, None), expected);
             assert_eq!(store.get(&k), expected);
         }
+    }
+
+    /// The key filter never rules out a stored key — after inserts, deletes, re-inserts
+    /// and a clear — and does rule out most absent ones; a stale filter is not used.
+    #[test]
+    fn the_filter_keeps_every_stored_key() {
+        let mut store = ExactStore::with_filter(TableId::ShadowMap);
+        let key = |i: u32| -> Key { [1, i.wrapping_mul(0x9E37_79B9), 0, 0, 0xffff_0000, i] };
+        let check = |store: &mut ExactStore, present: &dyn Fn(u32) -> bool| {
+            store.refresh_filter();
+            let view = store.view();
+            let mut ruled_out = 0;
+            for i in 0..20_000u32 {
+                let h = exact::hash(&key(i));
+                let found = view.find(&key(i), h).is_some();
+                assert_eq!(found, present(i), "key {i}");
+                if found {
+                    assert!(view.may_hold(h), "stored key {i} ruled out");
+                } else if !view.may_hold(h) {
+                    ruled_out += 1;
+                }
+            }
+            ruled_out
+        };
+        let insert = |store: &mut ExactStore, i: u32| {
+            let mut a = store.access();
+            if a.table.insert(&key(i), &[i; 8]).expect("room").replaced {
+                return;
+            }
+            *a.occupancy += 1;
+        };
+        assert!(check(&mut store, &|_| false) > 19_000);
+        for i in 0..4_000 {
+            insert(&mut store, i);
+        }
+        // Changed since the filter was built: not used until built again.
+        assert!(store.view().filter.is_none());
+        assert!(check(&mut store, &|i| i < 4_000) > 15_000);
+        for i in (0..4_000).step_by(2) {
+            let mut a = store.access();
+            a.table.remove(&key(i)).expect("stored");
+            *a.occupancy -= 1;
+        }
+        assert!(check(&mut store, &|i| i < 4_000 && i % 2 == 1) > 15_000);
+        for i in (0..4_000).step_by(4) {
+            insert(&mut store, i);
+        }
+        assert!(check(&mut store, &|i| i < 4_000 && i % 4 != 2) > 15_000);
+        store.clear();
+        assert!(check(&mut store, &|_| false) > 19_000);
     }
 }

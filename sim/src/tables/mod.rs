@@ -68,7 +68,7 @@ impl Tables {
             acl: RuleTable::new(TableId::Acl),
             map: ExactStore::new(TableId::Map),
             mirror_filters: RuleTable::new(TableId::MirrorFilter),
-            shadow_map: ExactStore::new(TableId::ShadowMap),
+            shadow_map: ExactStore::with_filter(TableId::ShadowMap),
         }
     }
 
