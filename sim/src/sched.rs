@@ -29,13 +29,12 @@ use crate::{
     sessions::Sessions,
 };
 
-/// A frame leaving a port.
+/// A frame leaving a port: plain words, written once into its in-flight slot at dispatch and
+/// handed to the sink from there.
 #[derive(Debug)]
 pub struct Departure {
     /// Packet id of the frame it came from.
     pub packet: u64,
-    /// Port that frame was received on.
-    pub ingress_port: Port,
     /// When that frame was received (ps).
     pub ingress_ps: u64,
     /// When it entered its egress queue (ps).
@@ -44,6 +43,22 @@ pub struct Departure {
     pub start_ps: u64,
     /// The frame.
     pub frame: OutFrame,
+    /// [`Port::index`] of the port that frame was received on.
+    ingress: u8,
+}
+
+impl Departure {
+    /// Port the frame it came from was received on.
+    #[inline(always)]
+    pub fn ingress_port(&self) -> Port {
+        crate::datapath::port_of_index(self.ingress as usize)
+    }
+
+    /// [`Port::index`] of the port the frame it came from was received on.
+    #[inline(always)]
+    pub fn ingress_index(&self) -> usize {
+        self.ingress as usize
+    }
 }
 
 /// A frame or copy dropped after the pipeline decided to send it.
@@ -118,7 +133,7 @@ impl InFlight {
             let i = self.free;
             self.free = slot.next_free;
             slot.dep.packet = packet;
-            slot.dep.ingress_port = ingress_port;
+            slot.dep.ingress = ingress_port.index() as u8;
             slot.dep.ingress_ps = ingress_ps;
             slot.dep.ready_ps = ready_ps;
             slot.dep.start_ps = start_ps;
@@ -129,11 +144,11 @@ impl InFlight {
         self.slots.push(Slot {
             dep: Departure {
                 packet,
-                ingress_port,
                 ingress_ps,
                 ready_ps,
                 start_ps,
                 frame,
+                ingress: ingress_port.index() as u8,
             },
             wire,
             next_free: NO_SLOT,
@@ -179,7 +194,7 @@ impl InFlight {
         let slot = &mut self.slots[i as usize];
         slot.next_free = self.free;
         self.free = i;
-        slot.dep.frame.buf
+        slot.dep.frame.buf()
     }
 }
 
@@ -595,10 +610,10 @@ impl Scheduler {
             self.catch_up();
         }
         if let Some(frame) = primary {
-            let beats = self.beats(frame.buf.len());
+            let beats = self.beats(frame.len());
             // A redirected frame is built by the mirror engine (shadow map, encapsulation)
             // and then queued as production.
-            let ready = if frame.session.is_some() {
+            let ready = if frame.session().is_some() {
                 let write = (admit + self.mirror_latency).max(self.mirror_output_free);
                 self.mirror_output_free = write + beats * self.cycle;
                 self.mirror_output_free
@@ -610,23 +625,23 @@ impl Scheduler {
             self.enqueue_primary(packet, ingress_port, ingress, ready, frame);
         }
         for frame in copies.take_all() {
-            let len = frame.buf.len();
+            let len = frame.len();
             let beats = self.beats(len);
             let write = (admit + self.mirror_latency).max(self.mirror_output_free);
             let ready = write + beats * self.cycle;
             self.mirror_output_free = ready;
-            let session = frame.session.unwrap_or(0);
+            let session = frame.session().unwrap_or(0);
             let cfg = sessions.get(session);
             let drop = |reason| LateDrop {
                 packet,
                 ingress_port,
-                copy: frame.copy,
-                session: frame.session,
-                port: frame.port,
+                copy: frame.copy(),
+                session: frame.session(),
+                port: frame.port(),
                 at_ps: ready,
                 reason,
                 len,
-                buf: frame.buf,
+                buf: frame.buf(),
             };
             // An unpoliced session (rate 0) conforms without its policer being looked up.
             if cfg.policer_mbps != 0
@@ -640,7 +655,7 @@ impl Scheduler {
                 self.drops.push(drop(DropReason::MirrorPoliced));
                 continue;
             }
-            let p = frame.port.index();
+            let p = frame.port_index();
             let e = &mut self.ports[p];
             let wire = self.timing.wire_bytes(len as u32) as u64 * e.byte_ps;
             if wire > self.mirror_max_wire {
@@ -683,7 +698,7 @@ impl Scheduler {
             _ => return false,
         };
         let mut by_port = |frame: &OutFrame| {
-            let q = frame.port.index();
+            let q = frame.port_index();
             *port.get_or_insert(q) == q
         };
         primary.is_none_or(&mut by_port) && copies.iter().all(by_port)
@@ -710,8 +725,8 @@ impl Scheduler {
         ready: u64,
         frame: OutFrame,
     ) {
-        let p = frame.port.index();
-        let len = frame.buf.len();
+        let p = frame.port_index();
+        let len = frame.len();
         let cap = self.timing.primary_queue_bytes as u64;
         let e = &mut self.ports[p];
         let wire = self.timing.wire_bytes(len as u32) as u64 * e.byte_ps;
@@ -723,12 +738,12 @@ impl Scheduler {
                 packet,
                 ingress_port,
                 copy: 0,
-                session: frame.session,
-                port: frame.port,
+                session: frame.session(),
+                port: frame.port(),
                 at_ps: ready,
                 reason: DropReason::PrimaryQueueFull,
                 len,
-                buf: frame.buf,
+                buf: frame.buf(),
             });
             return;
         }
@@ -851,10 +866,10 @@ impl Scheduler {
                     let dep = frames.departure(a.slot);
                     self.drops.push(LateDrop {
                         packet: dep.packet,
-                        ingress_port: dep.ingress_port,
-                        copy: dep.frame.copy,
-                        session: dep.frame.session,
-                        port: dep.frame.port,
+                        ingress_port: dep.ingress_port(),
+                        copy: dep.frame.copy(),
+                        session: dep.frame.session(),
+                        port: dep.frame.port(),
                         at_ps: r,
                         reason: DropReason::MirrorQueueFull,
                         len: len as usize,

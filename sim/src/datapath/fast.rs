@@ -878,13 +878,7 @@ impl Datapath {
         let (buf, out) = self.frames.alloc(header_len + frame.len());
         vxlan.write(out, p.substrate_mac, p.substrate, frame.len(), entropy);
         copy_frame(&mut out[header_len..], frame);
-        let primary = OutFrame {
-            port: Port::Uplink,
-            queue: Queue::Primary,
-            session: None,
-            copy: 0,
-            buf,
-        };
+        let primary = OutFrame::new(Port::Uplink, Queue::Primary, None, 0, buf);
         if let Some((c, prepared)) = copy {
             let session = c.session;
             let nth = self.tables.mirror_filters.count_match(c.slot);
@@ -920,13 +914,7 @@ impl Datapath {
                 prepared.write(out, len, entropy, c.geneve.then_some(&meta));
                 copy_frame(&mut out[prepared.len()..], &frame[..len]);
                 n.copied(session, buf.len());
-                copies.push(OutFrame {
-                    port: Port::Uplink,
-                    queue: Queue::Mirror,
-                    session: Some(session),
-                    copy: 1,
-                    buf,
-                });
+                copies.push(OutFrame::new(Port::Uplink, Queue::Mirror, Some(session), 1, buf));
             }
         }
         Some(primary)
