@@ -45,6 +45,8 @@ mod fast;
 
 pub(crate) use fast::{FastCounts, Plan, Route};
 
+use std::num::NonZeroU8;
+
 use crate::{
     config::RunningConfig,
     counters::Counters,
@@ -89,26 +91,29 @@ pub struct OutFrame {
     session: u16,
     /// Egress port's [`Port::index`].
     port: u8,
-    /// [`MIRROR_BIT`] for the mirror queue, the copy number in the bits below.
-    kind: u8,
+    /// [`KIND`] always (never zero: `Option<OutFrame>` needs no tag of its own), [`MIRROR_BIT`]
+    /// for the mirror queue, the copy number in the bits below [`KIND`].
+    kind: NonZeroU8,
 }
 
 /// [`OutFrame::session`] of a frame with none (sessions are below [`shadownet_hw::NUM_SESSIONS`]).
 const NO_SESSION: u16 = u16::MAX;
 /// [`OutFrame`]'s bit for the mirror queue.
 const MIRROR_BIT: u8 = 0x80;
+/// [`OutFrame`]'s bit set in every kind byte.
+const KIND: NonZeroU8 = NonZeroU8::new(0x40).unwrap();
 
 impl OutFrame {
     /// A frame for `port`'s `queue`: copy number `copy` (0 for the production frame, 1..
-    /// for copies, below 128) of a frame, of mirror session `session`, its bytes at `buf`.
+    /// for copies, below 64) of a frame, of mirror session `session`, its bytes at `buf`.
     #[inline(always)]
     pub fn new(port: Port, queue: Queue, session: Option<u16>, copy: u8, buf: FrameBuf) -> Self {
-        debug_assert!(copy < MIRROR_BIT && session != Some(NO_SESSION));
+        debug_assert!(copy < KIND.get() && session != Some(NO_SESSION));
         OutFrame {
             buf,
             session: session.unwrap_or(NO_SESSION),
             port: port.index() as u8,
-            kind: copy | if queue == Queue::Mirror { MIRROR_BIT } else { 0 },
+            kind: KIND | copy | if queue == Queue::Mirror { MIRROR_BIT } else { 0 },
         }
     }
 
@@ -137,7 +142,7 @@ impl OutFrame {
     /// Whether it leaves by the mirror queue.
     #[inline(always)]
     pub fn is_mirror(&self) -> bool {
-        self.kind & MIRROR_BIT != 0
+        self.kind.get() & MIRROR_BIT != 0
     }
 
     /// Mirror session of a copy or a redirected frame.
@@ -149,7 +154,7 @@ impl OutFrame {
     /// 0 for the production frame, 1.. for copies.
     #[inline(always)]
     pub fn copy(&self) -> u8 {
-        self.kind & !MIRROR_BIT
+        self.kind.get() & (KIND.get() - 1)
     }
 
     /// Where its bytes are in the frame arena.
