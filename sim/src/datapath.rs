@@ -240,6 +240,12 @@ impl<T> Two<T> {
         self.items.iter().flatten()
     }
 
+    /// Takes both items out, leaving none (the second is `None` when the first is).
+    #[inline(always)]
+    pub fn take_both(&mut self) -> (Option<T>, Option<T>) {
+        (self.items[0].take(), self.items[1].take())
+    }
+
     /// Takes the items out, leaving none.
     #[inline(always)]
     pub fn take_all(&mut self) -> impl Iterator<Item = T> + '_ {

@@ -122,7 +122,7 @@ impl InFlight {
     fn insert(
         &mut self,
         packet: u64,
-        ingress_port: Port,
+        ingress_index: u8,
         ingress_ps: u64,
         ready_ps: u64,
         start_ps: u64,
@@ -133,7 +133,7 @@ impl InFlight {
             let i = self.free;
             self.free = slot.next_free;
             slot.dep.packet = packet;
-            slot.dep.ingress = ingress_port.index() as u8;
+            slot.dep.ingress = ingress_index;
             slot.dep.ingress_ps = ingress_ps;
             slot.dep.ready_ps = ready_ps;
             slot.dep.start_ps = start_ps;
@@ -148,7 +148,7 @@ impl InFlight {
                 ready_ps,
                 start_ps,
                 frame,
-                ingress: ingress_port.index() as u8,
+                ingress: ingress_index,
             },
             wire,
             next_free: NO_SLOT,
@@ -605,6 +605,8 @@ impl Scheduler {
         sessions: &Sessions,
         may_defer: bool,
     ) {
+        // The ingress port's index once for the packet's frames.
+        let ingress_index = ingress_port.index() as u8;
         let defer = may_defer && self.keeps_one_port_active(primary.as_ref(), copies);
         if !defer {
             self.catch_up();
@@ -622,59 +624,13 @@ impl Scheduler {
                 self.output_free = write + beats * self.cycle;
                 self.output_free
             };
-            self.enqueue_primary(packet, ingress_port, ingress, ready, frame);
+            self.enqueue_primary(packet, ingress_port, ingress_index, ingress, ready, frame);
         }
-        for frame in copies.take_all() {
-            let len = frame.len();
-            let beats = self.beats(len);
-            let write = (admit + self.mirror_latency).max(self.mirror_output_free);
-            let ready = write + beats * self.cycle;
-            self.mirror_output_free = ready;
-            let session = frame.session().unwrap_or(0);
-            let cfg = sessions.get(session);
-            let drop = |reason| LateDrop {
-                packet,
-                ingress_port,
-                copy: frame.copy(),
-                session: frame.session(),
-                port: frame.port(),
-                at_ps: ready,
-                reason,
-                len,
-                buf: frame.buf(),
-            };
-            // An unpoliced session (rate 0) conforms without its policer being looked up.
-            if cfg.policer_mbps != 0
-                && !self.policers[session as usize].conform(
-                    cfg.policer_mbps,
-                    cfg.policer_burst,
-                    ready,
-                    len,
-                )
-            {
-                self.drops.push(drop(DropReason::MirrorPoliced));
-                continue;
-            }
-            let p = frame.port_index();
-            let e = &mut self.ports[p];
-            let wire = self.timing.wire_bytes(len as u32) as u64 * e.byte_ps;
-            if wire > self.mirror_max_wire {
-                self.drops.push(drop(DropReason::MirrorOversize));
-                continue;
-            }
-            let slot = self
-                .in_flight
-                .insert(packet, ingress_port, ingress, ready, 0, frame, wire);
-            e.copies.push_back(PendingCopy {
-                ready,
-                wire,
-                len: len as u32,
-                slot,
-            });
-            e.wake = 0;
-            if !e.active {
-                e.active = true;
-                self.active.push(p);
+        // Copies fill `copies` in order: no second without a first.
+        if let (Some(first), second) = copies.take_both() {
+            self.queue_copy(packet, ingress_port, ingress_index, ingress, admit, first, sessions);
+            if let Some(frame) = second {
+                self.queue_copy(packet, ingress_port, ingress_index, ingress, admit, frame, sessions);
             }
         }
         // The packet admitted last when it is dispatched (its batch may have been admitted
@@ -684,6 +640,73 @@ impl Scheduler {
             self.deferred_admit = Some(admit);
         } else {
             self.advance(admit + self.lookahead, admit);
+        }
+    }
+
+    /// A copy from the pipeline's output for a frame admitted at `admit`: policed, then
+    /// queued at its port's mirror queue's door (or dropped).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn queue_copy(
+        &mut self,
+        packet: u64,
+        ingress_port: Port,
+        ingress_index: u8,
+        ingress: u64,
+        admit: u64,
+        frame: OutFrame,
+        sessions: &Sessions,
+    ) {
+        let len = frame.len();
+        let beats = self.beats(len);
+        let write = (admit + self.mirror_latency).max(self.mirror_output_free);
+        let ready = write + beats * self.cycle;
+        self.mirror_output_free = ready;
+        let session = frame.session().unwrap_or(0);
+        let cfg = sessions.get(session);
+        let drop = |reason| LateDrop {
+            packet,
+            ingress_port,
+            copy: frame.copy(),
+            session: frame.session(),
+            port: frame.port(),
+            at_ps: ready,
+            reason,
+            len,
+            buf: frame.buf(),
+        };
+        // An unpoliced session (rate 0) conforms without its policer being looked up.
+        if cfg.policer_mbps != 0
+            && !self.policers[session as usize].conform(
+                cfg.policer_mbps,
+                cfg.policer_burst,
+                ready,
+                len,
+            )
+        {
+            self.drops.push(drop(DropReason::MirrorPoliced));
+            return;
+        }
+        let p = frame.port_index();
+        let e = &mut self.ports[p];
+        let wire = self.timing.wire_bytes(len as u32) as u64 * e.byte_ps;
+        if wire > self.mirror_max_wire {
+            self.drops.push(drop(DropReason::MirrorOversize));
+            return;
+        }
+        let slot = self
+            .in_flight
+            .insert(packet, ingress_index, ingress, ready, 0, frame, wire);
+        e.copies.push_back(PendingCopy {
+            ready,
+            wire,
+            len: len as u32,
+            slot,
+        });
+        e.wake = 0;
+        if !e.active {
+            e.active = true;
+            self.active.push(p);
         }
     }
 
@@ -721,6 +744,7 @@ impl Scheduler {
         &mut self,
         packet: u64,
         ingress_port: Port,
+        ingress_index: u8,
         ingress: u64,
         ready: u64,
         frame: OutFrame,
@@ -753,7 +777,7 @@ impl Scheduler {
         e.primary_waiting_bytes += len as u64;
         let slot = self
             .in_flight
-            .insert(packet, ingress_port, ingress, ready, start, frame, wire);
+            .insert(packet, ingress_index, ingress, ready, start, frame, wire);
         self.seq += 1;
         debug_assert!(
             e.production
