@@ -113,7 +113,13 @@ impl OutFrame {
             buf,
             session: session.unwrap_or(NO_SESSION),
             port: port.index() as u8,
-            kind: KIND | copy | if queue == Queue::Mirror { MIRROR_BIT } else { 0 },
+            kind: KIND
+                | copy
+                | if queue == Queue::Mirror {
+                    MIRROR_BIT
+                } else {
+                    0
+                },
         }
     }
 
@@ -1248,7 +1254,13 @@ impl Datapath {
             Ok(buf) => {
                 self.counters
                     .session(session, SessionCounter::CopyBytes, buf.len() as u64);
-                d.copies.push(OutFrame::new(Port::Uplink, Queue::Mirror, Some(session), copy, buf));
+                d.copies.push(OutFrame::new(
+                    Port::Uplink,
+                    Queue::Mirror,
+                    Some(session),
+                    copy,
+                    buf,
+                ));
             }
             Err(reason) => {
                 d.copy_drops.push(CopyDrop {

@@ -1027,11 +1027,8 @@ impl NicModel {
                     stats.tally_mirror(&mut tally, len, cycles, end);
                 } else {
                     counters.port_index(port, PortCounter::TxPackets, PortCounter::TxBytes, len);
-                    let class = Class::of_production(
-                        dep.ingress_index(),
-                        port,
-                        f.session().is_some(),
-                    );
+                    let class =
+                        Class::of_production(dep.ingress_index(), port, f.session().is_some());
                     stats.tally_primary(&mut tally, class, port, len, cycles, end);
                 }
                 sink.transmit(dep, self.dp.frames.bytes(f.buf()));

@@ -607,7 +607,10 @@ impl Scheduler {
     ) {
         // The ingress port's index once for the packet's frames.
         let ingress_index = ingress_port.index() as u8;
-        let defer = may_defer && self.keeps_one_port_active(primary.as_ref(), copies);
+        // Copies fill `copies` in order: no second without a first.
+        let (first, second) = copies.take_both();
+        let defer = may_defer
+            && self.keeps_one_port_active([primary.as_ref(), first.as_ref(), second.as_ref()]);
         if !defer {
             self.catch_up();
         }
@@ -626,11 +629,26 @@ impl Scheduler {
             };
             self.enqueue_primary(packet, ingress_port, ingress_index, ingress, ready, frame);
         }
-        // Copies fill `copies` in order: no second without a first.
-        if let (Some(first), second) = copies.take_both() {
-            self.queue_copy(packet, ingress_port, ingress_index, ingress, admit, first, sessions);
+        if let Some(first) = first {
+            self.queue_copy(
+                packet,
+                ingress_port,
+                ingress_index,
+                ingress,
+                admit,
+                first,
+                sessions,
+            );
             if let Some(frame) = second {
-                self.queue_copy(packet, ingress_port, ingress_index, ingress, admit, frame, sessions);
+                self.queue_copy(
+                    packet,
+                    ingress_port,
+                    ingress_index,
+                    ingress,
+                    admit,
+                    frame,
+                    sessions,
+                );
             }
         }
         // The packet admitted last when it is dispatched (its batch may have been admitted
@@ -714,7 +732,8 @@ impl Scheduler {
     /// with none active): then deciding and releasing can wait (see
     /// [`Scheduler::catch_up`]). A frame the scheduler will drop counts too: the answer may
     /// be no when waiting was possible, never the other way round.
-    fn keeps_one_port_active(&self, primary: Option<&OutFrame>, copies: &Two<OutFrame>) -> bool {
+    #[inline(always)]
+    fn keeps_one_port_active(&self, frames: [Option<&OutFrame>; 3]) -> bool {
         let mut port = match self.active.as_slice() {
             [] => None,
             [p] => Some(*p),
@@ -724,7 +743,7 @@ impl Scheduler {
             let q = frame.port_index();
             *port.get_or_insert(q) == q
         };
-        primary.is_none_or(&mut by_port) && copies.iter().all(by_port)
+        frames.into_iter().all(|f| f.is_none_or(&mut by_port))
     }
 
     /// Decides and releases what dispatching would have by now if it had not been deferred.

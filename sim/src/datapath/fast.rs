@@ -914,7 +914,13 @@ impl Datapath {
                 prepared.write(out, len, entropy, c.geneve.then_some(&meta));
                 copy_frame(&mut out[prepared.len()..], &frame[..len]);
                 n.copied(session, buf.len());
-                copies.push(OutFrame::new(Port::Uplink, Queue::Mirror, Some(session), 1, buf));
+                copies.push(OutFrame::new(
+                    Port::Uplink,
+                    Queue::Mirror,
+                    Some(session),
+                    1,
+                    buf,
+                ));
             }
         }
         Some(primary)
