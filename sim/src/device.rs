@@ -745,10 +745,12 @@ impl NicModel {
         let mut latest = 0;
         for (i, (a, slot)) in batch.iter().zip(admits.iter_mut()).enumerate() {
             let len = a.frame.len();
-            counts.received(a.port, len, &mut self.dp.counters);
+            // The port's index once per frame, for both.
+            let port = a.port.index();
+            counts.received(a.port, port, len, &mut self.dp.counters);
             let admit =
                 self.sched
-                    .admit_counted(a.port, len, a.at_ps, &mut sums, &mut self.dp.counters);
+                    .admit_counted(port, len, a.at_ps, &mut sums, &mut self.dp.counters);
             *slot = admit;
             latest = latest.max(a.at_ps);
             if admit == NOT_ADMITTED {

@@ -538,7 +538,7 @@ impl Scheduler {
         counters: &mut Counters,
     ) -> Result<u64, DropReason> {
         let mut sums = AdmitSums::default();
-        let admit = self.admit_counted(port, len, arrival, &mut sums, counters);
+        let admit = self.admit_counted(port.index(), len, arrival, &mut sums, counters);
         sums.flush(counters);
         if admit == NOT_ADMITTED {
             Err(DropReason::RxFifoOverflow)
@@ -547,21 +547,21 @@ impl Scheduler {
         }
     }
 
-    /// [`Scheduler::admit`] with the pipeline's counters summed in `sums` (added once per
-    /// batch): the admission, or [`NOT_ADMITTED`] when the frame overflows its port's
+    /// [`Scheduler::admit`] for the port of [`Port::index`] `port`, with the pipeline's
+    /// counters summed in `sums` (added once per batch): the admission, or [`NOT_ADMITTED`] when the frame overflows its port's
     /// receive FIFO. Admission depends only on arrival times and lengths, so a batch's
     /// frames are admitted in one pass before any is decided.
     #[inline(always)]
     pub(crate) fn admit_counted(
         &mut self,
-        port: Port,
+        port: usize,
         len: usize,
         arrival: u64,
         sums: &mut AdmitSums,
         counters: &mut Counters,
     ) -> u64 {
         let beats = self.beats(len);
-        let rx = &mut self.rx[port.index()];
+        let rx = &mut self.rx[port];
         while let Some((_, l)) = rx.fifo.pop_front_if(|&(admit, _)| admit <= arrival) {
             rx.bytes -= l as u64;
         }
