@@ -313,8 +313,8 @@ impl Sink for Collect {
     fn transmit(&mut self, d: &Departure, bytes: &[u8]) {
         self.0.push(Out {
             ingress_ps: d.ingress_ps,
-            port: d.frame.port,
-            copy: d.frame.copy,
+            port: d.frame.port(),
+            copy: d.frame.copy(),
             bytes: bytes.to_vec(),
         });
     }

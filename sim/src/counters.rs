@@ -50,6 +50,23 @@ impl Counters {
         self.add(counters::port(port, bytes), len as u64);
     }
 
+    /// [`Counters::port`] for the port of [`Port::index`] `index` (below [`Port::COUNT`]).
+    #[inline(always)]
+    pub fn port_index(
+        &mut self,
+        index: usize,
+        packets: PortCounter,
+        bytes: PortCounter,
+        len: usize,
+    ) {
+        // A port's counters are a fixed stride apart.
+        const STRIDE: usize = counters::port(Port::Vport(1), PortCounter::TxPackets).index()
+            - counters::port(Port::Vport(0), PortCounter::TxPackets).index();
+        let at = index * STRIDE;
+        self.values[counters::port(Port::Vport(0), packets).index() + at] += 1;
+        self.values[counters::port(Port::Vport(0), bytes).index() + at] += len as u64;
+    }
+
     /// Counts a table lookup.
     #[inline]
     pub fn lookup(&mut self, table: TableId, hit: bool) {

@@ -45,6 +45,8 @@ mod fast;
 
 pub(crate) use fast::{FastCounts, Plan, Route};
 
+use std::num::NonZeroU8;
+
 use crate::{
     config::RunningConfig,
     counters::Counters,
@@ -76,20 +78,120 @@ pub enum Queue {
     Mirror,
 }
 
-/// A frame the pipeline sends.
-#[derive(Debug)]
+/// A frame the pipeline sends, kept as plain words (the port as its index, the session with
+/// a sentinel for none, the queue and copy number in one byte): the scheduler moves it from
+/// the decision to the departure as 16 bytes, and reading its port is a load, not an enum
+/// match. Read it through its methods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutFrame {
-    /// Egress port.
-    pub port: Port,
-    /// Egress queue.
-    pub queue: Queue,
-    /// Mirror session of a copy or a redirected frame.
-    pub session: Option<u16>,
-    /// 0 for the production frame, 1.. for copies.
-    pub copy: u8,
     /// Where its bytes are in the frame arena ([`Datapath::frames`]); the sink receives them
     /// with the departure.
-    pub buf: FrameBuf,
+    buf: FrameBuf,
+    /// Mirror session of a copy or a redirected frame, [`NO_SESSION`] for none.
+    session: u16,
+    /// Egress port's [`Port::index`].
+    port: u8,
+    /// [`KIND`] always (never zero: `Option<OutFrame>` needs no tag of its own), [`MIRROR_BIT`]
+    /// for the mirror queue, the copy number in the bits below [`KIND`].
+    kind: NonZeroU8,
+}
+
+/// [`OutFrame::session`] of a frame with none (sessions are below [`shadownet_hw::NUM_SESSIONS`]).
+const NO_SESSION: u16 = u16::MAX;
+/// [`OutFrame`]'s bit for the mirror queue.
+const MIRROR_BIT: u8 = 0x80;
+/// [`OutFrame`]'s bit set in every kind byte.
+const KIND: NonZeroU8 = NonZeroU8::new(0x40).unwrap();
+
+impl OutFrame {
+    /// A frame for `port`'s `queue`: copy number `copy` (0 for the production frame, 1..
+    /// for copies, below 64) of a frame, of mirror session `session`, its bytes at `buf`.
+    #[inline(always)]
+    pub fn new(port: Port, queue: Queue, session: Option<u16>, copy: u8, buf: FrameBuf) -> Self {
+        debug_assert!(copy < KIND.get() && session != Some(NO_SESSION));
+        OutFrame {
+            buf,
+            session: session.unwrap_or(NO_SESSION),
+            port: port.index() as u8,
+            kind: KIND
+                | copy
+                | if queue == Queue::Mirror {
+                    MIRROR_BIT
+                } else {
+                    0
+                },
+        }
+    }
+
+    /// Egress port.
+    #[inline(always)]
+    pub fn port(&self) -> Port {
+        port_of_index(self.port as usize)
+    }
+
+    /// Egress port's [`Port::index`].
+    #[inline(always)]
+    pub fn port_index(&self) -> usize {
+        self.port as usize
+    }
+
+    /// Egress queue.
+    #[inline(always)]
+    pub fn queue(&self) -> Queue {
+        if self.is_mirror() {
+            Queue::Mirror
+        } else {
+            Queue::Primary
+        }
+    }
+
+    /// Whether it leaves by the mirror queue.
+    #[inline(always)]
+    pub fn is_mirror(&self) -> bool {
+        self.kind.get() & MIRROR_BIT != 0
+    }
+
+    /// Mirror session of a copy or a redirected frame.
+    #[inline(always)]
+    pub fn session(&self) -> Option<u16> {
+        (self.session != NO_SESSION).then_some(self.session)
+    }
+
+    /// 0 for the production frame, 1.. for copies.
+    #[inline(always)]
+    pub fn copy(&self) -> u8 {
+        self.kind.get() & (KIND.get() - 1)
+    }
+
+    /// Where its bytes are in the frame arena.
+    #[inline(always)]
+    pub fn buf(&self) -> FrameBuf {
+        self.buf
+    }
+
+    /// Its length in bytes.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether it has no bytes.
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
+/// The port of a [`Port::index`] below [`Port::COUNT`] (one past it is taken as the uplink).
+#[inline(always)]
+pub(crate) fn port_of_index(i: usize) -> Port {
+    if i < shadownet_hw::NUM_VPORTS {
+        Port::Vport(i as u16)
+    } else if i == shadownet_hw::NUM_VPORTS {
+        Port::Pf
+    } else {
+        Port::Uplink
+    }
 }
 
 /// A mirror copy the pipeline could not make.
@@ -142,6 +244,12 @@ impl<T> Two<T> {
     /// The items.
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.items.iter().flatten()
+    }
+
+    /// Takes both items out, leaving none (the second is `None` when the first is).
+    #[inline(always)]
+    pub fn take_both(&mut self) -> (Option<T>, Option<T>) {
+        (self.items[0].take(), self.items[1].take())
     }
 
     /// Takes the items out, leaving none.
@@ -540,13 +648,7 @@ impl Datapath {
     fn unchanged(&mut self, port: Port, frame: &[u8]) -> OutFrame {
         let (buf, bytes) = self.frames.alloc(frame.len());
         bytes.copy_from_slice(frame);
-        OutFrame {
-            port,
-            queue: Queue::Primary,
-            session: None,
-            copy: 0,
-            buf,
-        }
+        OutFrame::new(port, Queue::Primary, None, 0, buf)
     }
 
     #[inline(always)]
@@ -743,13 +845,7 @@ impl Datapath {
         )?;
         self.make_copy(egress_mirror, Direction::FromVm, &net, h, frame, d, cx);
         cx.event(Event::stage(Stage::Encap).note("vxlan to substrate"));
-        Ok(OutFrame {
-            port: Port::Uplink,
-            queue: Queue::Primary,
-            session: None,
-            copy: 0,
-            buf: out,
-        })
+        Ok(OutFrame::new(Port::Uplink, Queue::Primary, None, 0, out))
     }
 
     /// A frame from the uplink.
@@ -894,13 +990,7 @@ impl Datapath {
                         inner,
                     )?;
                     cx.event(Event::stage(Stage::Encap).note("released: vxlan to substrate"));
-                    OutFrame {
-                        port: Port::Uplink,
-                        queue: Queue::Primary,
-                        session: None,
-                        copy: 0,
-                        buf,
-                    }
+                    OutFrame::new(Port::Uplink, Queue::Primary, None, 0, buf)
                 }
             },
         };
@@ -1120,13 +1210,7 @@ impl Datapath {
             self.counters
                 .session(session, SessionCounter::Redirected, 1);
         }
-        Some(built.map(|buf| OutFrame {
-            port: Port::Uplink,
-            queue: Queue::Primary,
-            session: Some(session),
-            copy: 0,
-            buf,
-        }))
+        Some(built.map(|buf| OutFrame::new(Port::Uplink, Queue::Primary, Some(session), 0, buf)))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1170,13 +1254,13 @@ impl Datapath {
             Ok(buf) => {
                 self.counters
                     .session(session, SessionCounter::CopyBytes, buf.len() as u64);
-                d.copies.push(OutFrame {
-                    port: Port::Uplink,
-                    queue: Queue::Mirror,
-                    session: Some(session),
+                d.copies.push(OutFrame::new(
+                    Port::Uplink,
+                    Queue::Mirror,
+                    Some(session),
                     copy,
                     buf,
-                });
+                ));
             }
             Err(reason) => {
                 d.copy_drops.push(CopyDrop {

@@ -96,23 +96,23 @@ impl Transmitted {
         let f = &dep.frame;
         Transmitted {
             packet: dep.packet,
-            ingress_port: dep.ingress_port,
+            ingress_port: dep.ingress_port(),
             ingress_ps: dep.ingress_ps,
             ready_ps: dep.ready_ps,
             start_ps: dep.start_ps,
             wire_ps,
-            port: f.port,
-            queue: f.queue,
-            session: f.session,
-            copy: f.copy,
-            len: f.buf.len(),
+            port: f.port(),
+            queue: f.queue(),
+            session: f.session(),
+            copy: f.copy(),
+            len: f.len(),
         }
     }
 }
 
 /// Receives the frames the NIC transmits.
 pub trait Sink {
-    /// A frame, `bytes`, starts leaving its port (`departure.frame.port`) at
+    /// A frame, `bytes`, starts leaving its port (`departure.frame.port()`) at
     /// `departure.start_ps`. The bytes live in the model's frame arena: a sink that keeps them
     /// copies them.
     fn transmit(&mut self, departure: &Departure, bytes: &[u8]);
@@ -745,10 +745,12 @@ impl NicModel {
         let mut latest = 0;
         for (i, (a, slot)) in batch.iter().zip(admits.iter_mut()).enumerate() {
             let len = a.frame.len();
-            counts.received(a.port, len, &mut self.dp.counters);
+            // The port's index once per frame, for both.
+            let port = a.port.index();
+            counts.received(a.port, port, len, &mut self.dp.counters);
             let admit =
                 self.sched
-                    .admit_counted(a.port, len, a.at_ps, &mut sums, &mut self.dp.counters);
+                    .admit_counted(port, len, a.at_ps, &mut sums, &mut self.dp.counters);
             *slot = admit;
             latest = latest.max(a.at_ps);
             if admit == NOT_ADMITTED {
@@ -993,7 +995,7 @@ impl NicModel {
                 );
                 self.depart(&tx, true);
                 let dep = self.sched.in_flight.departure(slot);
-                sink.transmit(dep, self.dp.frames.bytes(dep.frame.buf));
+                sink.transmit(dep, self.dp.frames.bytes(dep.frame.buf()));
                 let buf = self.sched.in_flight.remove(slot);
                 self.dp.frames.free(buf);
             }
@@ -1009,28 +1011,30 @@ impl NicModel {
             for &slot in &sched.released {
                 let (dep, wire) = sched.in_flight.take(slot);
                 let f = &dep.frame;
-                let len = f.buf.len();
+                let len = f.len();
                 let cycles = (dep.start_ps - dep.ingress_ps) / cycle;
                 let end = dep.start_ps + wire;
-                if f.queue == Queue::Mirror {
-                    counters.port(
-                        f.port,
+                let port = f.port_index();
+                if f.is_mirror() {
+                    counters.port_index(
+                        port,
                         PortCounter::TxMirrorPackets,
                         PortCounter::TxMirrorBytes,
                         len,
                     );
-                    if let Some(s) = f.session {
+                    if let Some(s) = f.session() {
                         counters.session(s, SessionCounter::TxPackets, 1);
                         counters.session(s, SessionCounter::TxBytes, len as u64);
                     }
                     stats.tally_mirror(&mut tally, len, cycles, end);
                 } else {
-                    counters.port(f.port, PortCounter::TxPackets, PortCounter::TxBytes, len);
-                    let class = Class::of_frame(dep.ingress_port, f.port, f.queue, f.session);
-                    stats.tally_primary(&mut tally, class, f.port, len, cycles, end);
+                    counters.port_index(port, PortCounter::TxPackets, PortCounter::TxBytes, len);
+                    let class =
+                        Class::of_production(dep.ingress_index(), port, f.session().is_some());
+                    stats.tally_primary(&mut tally, class, port, len, cycles, end);
                 }
-                sink.transmit(dep, self.dp.frames.bytes(f.buf));
-                self.dp.frames.free(f.buf);
+                sink.transmit(dep, self.dp.frames.bytes(f.buf()));
+                self.dp.frames.free(f.buf());
             }
             stats.absorb(&tally);
         }

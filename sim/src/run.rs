@@ -139,7 +139,7 @@ impl Sink for PcapSink {
         if self.error.is_some() {
             return;
         }
-        let port = d.frame.port;
+        let port = d.frame.port();
         let result = self
             .writer(port)
             .and_then(|w| w.write(d.start_ps / 1000, bytes));

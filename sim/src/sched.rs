@@ -29,13 +29,12 @@ use crate::{
     sessions::Sessions,
 };
 
-/// A frame leaving a port.
+/// A frame leaving a port: plain words, written once into its in-flight slot at dispatch and
+/// handed to the sink from there.
 #[derive(Debug)]
 pub struct Departure {
     /// Packet id of the frame it came from.
     pub packet: u64,
-    /// Port that frame was received on.
-    pub ingress_port: Port,
     /// When that frame was received (ps).
     pub ingress_ps: u64,
     /// When it entered its egress queue (ps).
@@ -44,6 +43,22 @@ pub struct Departure {
     pub start_ps: u64,
     /// The frame.
     pub frame: OutFrame,
+    /// [`Port::index`] of the port that frame was received on.
+    ingress: u8,
+}
+
+impl Departure {
+    /// Port the frame it came from was received on.
+    #[inline(always)]
+    pub fn ingress_port(&self) -> Port {
+        crate::datapath::port_of_index(self.ingress as usize)
+    }
+
+    /// [`Port::index`] of the port the frame it came from was received on.
+    #[inline(always)]
+    pub fn ingress_index(&self) -> usize {
+        self.ingress as usize
+    }
 }
 
 /// A frame or copy dropped after the pipeline decided to send it.
@@ -107,7 +122,7 @@ impl InFlight {
     fn insert(
         &mut self,
         packet: u64,
-        ingress_port: Port,
+        ingress_index: u8,
         ingress_ps: u64,
         ready_ps: u64,
         start_ps: u64,
@@ -118,7 +133,7 @@ impl InFlight {
             let i = self.free;
             self.free = slot.next_free;
             slot.dep.packet = packet;
-            slot.dep.ingress_port = ingress_port;
+            slot.dep.ingress = ingress_index;
             slot.dep.ingress_ps = ingress_ps;
             slot.dep.ready_ps = ready_ps;
             slot.dep.start_ps = start_ps;
@@ -129,11 +144,11 @@ impl InFlight {
         self.slots.push(Slot {
             dep: Departure {
                 packet,
-                ingress_port,
                 ingress_ps,
                 ready_ps,
                 start_ps,
                 frame,
+                ingress: ingress_index,
             },
             wire,
             next_free: NO_SLOT,
@@ -179,7 +194,7 @@ impl InFlight {
         let slot = &mut self.slots[i as usize];
         slot.next_free = self.free;
         self.free = i;
-        slot.dep.frame.buf
+        slot.dep.frame.buf()
     }
 }
 
@@ -523,7 +538,7 @@ impl Scheduler {
         counters: &mut Counters,
     ) -> Result<u64, DropReason> {
         let mut sums = AdmitSums::default();
-        let admit = self.admit_counted(port, len, arrival, &mut sums, counters);
+        let admit = self.admit_counted(port.index(), len, arrival, &mut sums, counters);
         sums.flush(counters);
         if admit == NOT_ADMITTED {
             Err(DropReason::RxFifoOverflow)
@@ -532,21 +547,21 @@ impl Scheduler {
         }
     }
 
-    /// [`Scheduler::admit`] with the pipeline's counters summed in `sums` (added once per
-    /// batch): the admission, or [`NOT_ADMITTED`] when the frame overflows its port's
+    /// [`Scheduler::admit`] for the port of [`Port::index`] `port`, with the pipeline's
+    /// counters summed in `sums` (added once per batch): the admission, or [`NOT_ADMITTED`] when the frame overflows its port's
     /// receive FIFO. Admission depends only on arrival times and lengths, so a batch's
     /// frames are admitted in one pass before any is decided.
     #[inline(always)]
     pub(crate) fn admit_counted(
         &mut self,
-        port: Port,
+        port: usize,
         len: usize,
         arrival: u64,
         sums: &mut AdmitSums,
         counters: &mut Counters,
     ) -> u64 {
         let beats = self.beats(len);
-        let rx = &mut self.rx[port.index()];
+        let rx = &mut self.rx[port];
         while let Some((_, l)) = rx.fifo.pop_front_if(|&(admit, _)| admit <= arrival) {
             rx.bytes -= l as u64;
         }
@@ -590,15 +605,20 @@ impl Scheduler {
         sessions: &Sessions,
         may_defer: bool,
     ) {
-        let defer = may_defer && self.keeps_one_port_active(primary.as_ref(), copies);
+        // The ingress port's index once for the packet's frames.
+        let ingress_index = ingress_port.index() as u8;
+        // Copies fill `copies` in order: no second without a first.
+        let (first, second) = copies.take_both();
+        let defer = may_defer
+            && self.keeps_one_port_active([primary.as_ref(), first.as_ref(), second.as_ref()]);
         if !defer {
             self.catch_up();
         }
         if let Some(frame) = primary {
-            let beats = self.beats(frame.buf.len());
+            let beats = self.beats(frame.len());
             // A redirected frame is built by the mirror engine (shadow map, encapsulation)
             // and then queued as production.
-            let ready = if frame.session.is_some() {
+            let ready = if frame.session().is_some() {
                 let write = (admit + self.mirror_latency).max(self.mirror_output_free);
                 self.mirror_output_free = write + beats * self.cycle;
                 self.mirror_output_free
@@ -607,59 +627,28 @@ impl Scheduler {
                 self.output_free = write + beats * self.cycle;
                 self.output_free
             };
-            self.enqueue_primary(packet, ingress_port, ingress, ready, frame);
+            self.enqueue_primary(packet, ingress_port, ingress_index, ingress, ready, frame);
         }
-        for frame in copies.take_all() {
-            let len = frame.buf.len();
-            let beats = self.beats(len);
-            let write = (admit + self.mirror_latency).max(self.mirror_output_free);
-            let ready = write + beats * self.cycle;
-            self.mirror_output_free = ready;
-            let session = frame.session.unwrap_or(0);
-            let cfg = sessions.get(session);
-            let drop = |reason| LateDrop {
+        if let Some(first) = first {
+            self.queue_copy(
                 packet,
                 ingress_port,
-                copy: frame.copy,
-                session: frame.session,
-                port: frame.port,
-                at_ps: ready,
-                reason,
-                len,
-                buf: frame.buf,
-            };
-            // An unpoliced session (rate 0) conforms without its policer being looked up.
-            if cfg.policer_mbps != 0
-                && !self.policers[session as usize].conform(
-                    cfg.policer_mbps,
-                    cfg.policer_burst,
-                    ready,
-                    len,
-                )
-            {
-                self.drops.push(drop(DropReason::MirrorPoliced));
-                continue;
-            }
-            let p = frame.port.index();
-            let e = &mut self.ports[p];
-            let wire = self.timing.wire_bytes(len as u32) as u64 * e.byte_ps;
-            if wire > self.mirror_max_wire {
-                self.drops.push(drop(DropReason::MirrorOversize));
-                continue;
-            }
-            let slot = self
-                .in_flight
-                .insert(packet, ingress_port, ingress, ready, 0, frame, wire);
-            e.copies.push_back(PendingCopy {
-                ready,
-                wire,
-                len: len as u32,
-                slot,
-            });
-            e.wake = 0;
-            if !e.active {
-                e.active = true;
-                self.active.push(p);
+                ingress_index,
+                ingress,
+                admit,
+                first,
+                sessions,
+            );
+            if let Some(frame) = second {
+                self.queue_copy(
+                    packet,
+                    ingress_port,
+                    ingress_index,
+                    ingress,
+                    admit,
+                    frame,
+                    sessions,
+                );
             }
         }
         // The packet admitted last when it is dispatched (its batch may have been admitted
@@ -672,21 +661,89 @@ impl Scheduler {
         }
     }
 
+    /// A copy from the pipeline's output for a frame admitted at `admit`: policed, then
+    /// queued at its port's mirror queue's door (or dropped).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn queue_copy(
+        &mut self,
+        packet: u64,
+        ingress_port: Port,
+        ingress_index: u8,
+        ingress: u64,
+        admit: u64,
+        frame: OutFrame,
+        sessions: &Sessions,
+    ) {
+        let len = frame.len();
+        let beats = self.beats(len);
+        let write = (admit + self.mirror_latency).max(self.mirror_output_free);
+        let ready = write + beats * self.cycle;
+        self.mirror_output_free = ready;
+        let session = frame.session().unwrap_or(0);
+        let cfg = sessions.get(session);
+        let drop = |reason| LateDrop {
+            packet,
+            ingress_port,
+            copy: frame.copy(),
+            session: frame.session(),
+            port: frame.port(),
+            at_ps: ready,
+            reason,
+            len,
+            buf: frame.buf(),
+        };
+        // An unpoliced session (rate 0) conforms without its policer being looked up.
+        if cfg.policer_mbps != 0
+            && !self.policers[session as usize].conform(
+                cfg.policer_mbps,
+                cfg.policer_burst,
+                ready,
+                len,
+            )
+        {
+            self.drops.push(drop(DropReason::MirrorPoliced));
+            return;
+        }
+        let p = frame.port_index();
+        let e = &mut self.ports[p];
+        let wire = self.timing.wire_bytes(len as u32) as u64 * e.byte_ps;
+        if wire > self.mirror_max_wire {
+            self.drops.push(drop(DropReason::MirrorOversize));
+            return;
+        }
+        let slot = self
+            .in_flight
+            .insert(packet, ingress_index, ingress, ready, 0, frame, wire);
+        e.copies.push_back(PendingCopy {
+            ready,
+            wire,
+            len: len as u32,
+            slot,
+        });
+        e.wake = 0;
+        if !e.active {
+            e.active = true;
+            self.active.push(p);
+        }
+    }
+
     /// Whether every frame of a packet leaves by the one port already active (by one port,
     /// with none active): then deciding and releasing can wait (see
     /// [`Scheduler::catch_up`]). A frame the scheduler will drop counts too: the answer may
     /// be no when waiting was possible, never the other way round.
-    fn keeps_one_port_active(&self, primary: Option<&OutFrame>, copies: &Two<OutFrame>) -> bool {
+    #[inline(always)]
+    fn keeps_one_port_active(&self, frames: [Option<&OutFrame>; 3]) -> bool {
         let mut port = match self.active.as_slice() {
             [] => None,
             [p] => Some(*p),
             _ => return false,
         };
         let mut by_port = |frame: &OutFrame| {
-            let q = frame.port.index();
+            let q = frame.port_index();
             *port.get_or_insert(q) == q
         };
-        primary.is_none_or(&mut by_port) && copies.iter().all(by_port)
+        frames.into_iter().all(|f| f.is_none_or(&mut by_port))
     }
 
     /// Decides and releases what dispatching would have by now if it had not been deferred.
@@ -706,12 +763,13 @@ impl Scheduler {
         &mut self,
         packet: u64,
         ingress_port: Port,
+        ingress_index: u8,
         ingress: u64,
         ready: u64,
         frame: OutFrame,
     ) {
-        let p = frame.port.index();
-        let len = frame.buf.len();
+        let p = frame.port_index();
+        let len = frame.len();
         let cap = self.timing.primary_queue_bytes as u64;
         let e = &mut self.ports[p];
         let wire = self.timing.wire_bytes(len as u32) as u64 * e.byte_ps;
@@ -723,12 +781,12 @@ impl Scheduler {
                 packet,
                 ingress_port,
                 copy: 0,
-                session: frame.session,
-                port: frame.port,
+                session: frame.session(),
+                port: frame.port(),
                 at_ps: ready,
                 reason: DropReason::PrimaryQueueFull,
                 len,
-                buf: frame.buf,
+                buf: frame.buf(),
             });
             return;
         }
@@ -738,7 +796,7 @@ impl Scheduler {
         e.primary_waiting_bytes += len as u64;
         let slot = self
             .in_flight
-            .insert(packet, ingress_port, ingress, ready, start, frame, wire);
+            .insert(packet, ingress_index, ingress, ready, start, frame, wire);
         self.seq += 1;
         debug_assert!(
             e.production
@@ -851,10 +909,10 @@ impl Scheduler {
                     let dep = frames.departure(a.slot);
                     self.drops.push(LateDrop {
                         packet: dep.packet,
-                        ingress_port: dep.ingress_port,
-                        copy: dep.frame.copy,
-                        session: dep.frame.session,
-                        port: dep.frame.port,
+                        ingress_port: dep.ingress_port(),
+                        copy: dep.frame.copy(),
+                        session: dep.frame.session(),
+                        port: dep.frame.port(),
                         at_ps: r,
                         reason: DropReason::MirrorQueueFull,
                         len: len as usize,

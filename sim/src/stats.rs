@@ -55,7 +55,7 @@ impl Class {
 
     /// The class of a frame leaving the NIC.
     pub fn of(ingress: Port, f: &OutFrame) -> Class {
-        Class::of_frame(ingress, f.port, f.queue, f.session)
+        Class::of_frame(ingress, f.port(), f.queue(), f.session())
     }
 
     /// The class of a frame received on `ingress` leaving `egress` from `queue`, for
@@ -74,6 +74,35 @@ impl Class {
             (Port::Uplink, Port::Vport(_)) => Class::DeliveredFromSubstrate,
             (Port::Uplink, _) => Class::UplinkToHost,
             (Port::Pf, _) => Class::HostToUplink,
+        }
+    }
+}
+
+impl Class {
+    /// [`Class::of_frame`] of a production frame (primary queue) from the port of
+    /// [`Port::index`] `ingress` to the port of index `egress`, redirected or not.
+    #[inline(always)]
+    pub(crate) fn of_production(ingress: usize, egress: usize, redirected: bool) -> Class {
+        const PF: usize = shadownet_hw::NUM_VPORTS;
+        if redirected {
+            return Class::RedirectedToShadow;
+        }
+        if ingress < PF {
+            if egress > PF {
+                Class::ForwardedToSubstrate
+            } else if egress < PF {
+                Class::DeliveredVmToVm
+            } else {
+                Class::VmToHost
+            }
+        } else if ingress > PF {
+            if egress < PF {
+                Class::DeliveredFromSubstrate
+            } else {
+                Class::UplinkToHost
+            }
+        } else {
+            Class::HostToUplink
         }
     }
 }
@@ -297,7 +326,7 @@ impl RunStats {
         &mut self,
         t: &mut Tally,
         class: Class,
-        port: Port,
+        port: usize,
         len: usize,
         latency_cycles: u64,
         end_ps: u64,
@@ -309,7 +338,7 @@ impl RunStats {
         if self.tx_by_port.is_empty() {
             self.first_by_port();
         }
-        if let Some(n) = self.tx_by_port.get_mut(port.index()) {
+        if let Some(n) = self.tx_by_port.get_mut(port) {
             *n += 1;
         }
         t.last_end = t.last_end.max(end_ps);

@@ -82,9 +82,9 @@ pub struct Collect(pub Vec<Sent>);
 impl Sink for Collect {
     fn transmit(&mut self, d: &Departure, bytes: &[u8]) {
         self.0.push(Sent {
-            port: d.frame.port,
-            mirror: d.frame.queue == Queue::Mirror,
-            session: d.frame.session,
+            port: d.frame.port(),
+            mirror: d.frame.queue() == Queue::Mirror,
+            session: d.frame.session(),
             start_ps: d.start_ps,
             ingress_ps: d.ingress_ps,
             packet: d.packet,

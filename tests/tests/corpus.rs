@@ -64,13 +64,13 @@ impl Sink for Tally {
     fn transmit(&mut self, d: &Departure, _: &[u8]) {
         *self
             .classes
-            .entry(Class::of(d.ingress_port, &d.frame))
+            .entry(Class::of(d.ingress_port(), &d.frame))
             .or_default() += 1;
-        if d.frame.queue == Queue::Mirror {
+        if d.frame.queue() == Queue::Mirror {
             self.copies += 1;
         } else {
             self.production += 1;
-            *self.production_by_port.entry(d.frame.port).or_default() += 1;
+            *self.production_by_port.entry(d.frame.port()).or_default() += 1;
         }
     }
 }

@@ -332,8 +332,8 @@ struct Collect(Vec<Sent>);
 impl Sink for Collect {
     fn transmit(&mut self, d: &Departure, bytes: &[u8]) {
         self.0.push(Sent {
-            port: d.frame.port,
-            copy: d.frame.copy,
+            port: d.frame.port(),
+            copy: d.frame.copy(),
             start_ps: d.start_ps,
             bytes: bytes.to_vec(),
         });

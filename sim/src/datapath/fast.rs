@@ -301,7 +301,8 @@ pub(crate) struct FastCounts {
     last_copy: LastCopy,
     /// Received frames and bytes of `rx_port`, not yet counted (when `rx_key` is not 0).
     rx_port: Port,
-    /// [`port_key`] of `rx_port`, or 0 while none is counted: one compare per frame.
+    /// `rx_port`'s [`Port::index`] plus one, or 0 while none is counted: one compare per
+    /// frame.
     rx_key: u32,
     rx_packets: u64,
     rx_bytes: u64,
@@ -338,10 +339,16 @@ impl FastCounts {
         c.1 += len as u64;
     }
 
-    /// Counts a frame received on `port` (of any route).
+    /// Counts a frame received on `port`, of [`Port::index`] `index` (of any route).
     #[inline(always)]
-    pub(crate) fn received(&mut self, port: Port, len: usize, counters: &mut Counters) {
-        let key = port_key(port);
+    pub(crate) fn received(
+        &mut self,
+        port: Port,
+        index: usize,
+        len: usize,
+        counters: &mut Counters,
+    ) {
+        let key = index as u32 + 1;
         if self.rx_key != key {
             self.flush_rx(counters);
             self.rx_port = port;
@@ -390,16 +397,6 @@ impl FastCounts {
             }
         }
         *self = FastCounts::default();
-    }
-}
-
-/// A port as a number that is never 0 (each port its own).
-#[inline(always)]
-fn port_key(p: Port) -> u32 {
-    match p {
-        Port::Vport(v) => u32::from(v) + 1,
-        Port::Pf => 0x1_0001,
-        Port::Uplink => 0x1_0002,
     }
 }
 
@@ -878,13 +875,7 @@ impl Datapath {
         let (buf, out) = self.frames.alloc(header_len + frame.len());
         vxlan.write(out, p.substrate_mac, p.substrate, frame.len(), entropy);
         copy_frame(&mut out[header_len..], frame);
-        let primary = OutFrame {
-            port: Port::Uplink,
-            queue: Queue::Primary,
-            session: None,
-            copy: 0,
-            buf,
-        };
+        let primary = OutFrame::new(Port::Uplink, Queue::Primary, None, 0, buf);
         if let Some((c, prepared)) = copy {
             let session = c.session;
             let nth = self.tables.mirror_filters.count_match(c.slot);
@@ -920,13 +911,13 @@ impl Datapath {
                 prepared.write(out, len, entropy, c.geneve.then_some(&meta));
                 copy_frame(&mut out[prepared.len()..], &frame[..len]);
                 n.copied(session, buf.len());
-                copies.push(OutFrame {
-                    port: Port::Uplink,
-                    queue: Queue::Mirror,
-                    session: Some(session),
-                    copy: 1,
+                copies.push(OutFrame::new(
+                    Port::Uplink,
+                    Queue::Mirror,
+                    Some(session),
+                    1,
                     buf,
-                });
+                ));
             }
         }
         Some(primary)

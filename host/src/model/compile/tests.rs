@@ -454,8 +454,11 @@ struct Collect(Vec<(Port, bool, Vec<u8>)>);
 
 impl Sink for Collect {
     fn transmit(&mut self, d: &Departure, bytes: &[u8]) {
-        self.0
-            .push((d.frame.port, d.frame.queue == Queue::Mirror, bytes.to_vec()));
+        self.0.push((
+            d.frame.port(),
+            d.frame.queue() == Queue::Mirror,
+            bytes.to_vec(),
+        ));
     }
 }
 
