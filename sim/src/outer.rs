@@ -228,15 +228,7 @@ impl Prepared {
         shadow: Option<&ShadowMetadata>,
     ) {
         put(out, &self.h, self.len);
-        let udp_len = (self.len - 14 - 20 + inner_len) as u16;
-        let ip_len = udp_len + 20;
-        let mut sum = self.sum + u32::from(ip_len);
-        sum = (sum & 0xffff) + (sum >> 16);
-        sum = (sum & 0xffff) + (sum >> 16);
-        out[16..18].copy_from_slice(&ip_len.to_be_bytes());
-        out[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-        out[34..36].copy_from_slice(&udp_src_port.to_be_bytes());
-        out[38..40].copy_from_slice(&udp_len.to_be_bytes());
+        write_lengths(out, self.len, inner_len, self.sum, udp_src_port);
         if let Some(m) = shadow
             && self.len == MAX_LEN
         {
@@ -302,19 +294,28 @@ impl Vxlan {
         out.copy_from_slice(&self.h);
         out[0..6].copy_from_slice(&dst_mac);
         out[30..34].copy_from_slice(&dst);
-        let udp_len = (VXLAN_LEN - 14 - 20 + inner_len) as u16;
-        let ip_len = udp_len + 20;
-        let mut sum = self.sum
-            + u32::from(ip_len)
+        let sum = self.sum
             + u32::from(u16::from_be_bytes([dst[0], dst[1]]))
             + u32::from(u16::from_be_bytes([dst[2], dst[3]]));
-        sum = (sum & 0xffff) + (sum >> 16);
-        sum = (sum & 0xffff) + (sum >> 16);
-        out[16..18].copy_from_slice(&ip_len.to_be_bytes());
-        out[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-        out[34..36].copy_from_slice(&udp_src_port.to_be_bytes());
-        out[38..40].copy_from_slice(&udp_len.to_be_bytes());
+        write_lengths(out, VXLAN_LEN, inner_len, sum, udp_src_port);
     }
+}
+
+/// Writes the per-frame fields of an outer IPv4/UDP header of `header_len` bytes (from the
+/// Ethernet header on) over a frame of `inner_len` bytes: the IPv4 total length and the
+/// checksum completing `sum` (the other header words' ones'-complement sum, not folded), the
+/// UDP source port and length.
+#[inline(always)]
+fn write_lengths(out: &mut [u8], header_len: usize, inner_len: usize, sum: u32, udp_src_port: u16) {
+    let udp_len = (header_len - 14 - 20 + inner_len) as u16;
+    let ip_len = udp_len + 20;
+    let mut sum = sum + u32::from(ip_len);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    out[16..18].copy_from_slice(&ip_len.to_be_bytes());
+    out[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    out[34..36].copy_from_slice(&udp_src_port.to_be_bytes());
+    out[38..40].copy_from_slice(&udp_len.to_be_bytes());
 }
 
 /// Outer headers prepared per mirror session: a session's copies mostly go to one shadow

@@ -274,6 +274,17 @@ struct Egress {
 }
 
 impl Egress {
+    /// A frame was queued on this port (number `p`): `advance` visits it, whatever its
+    /// horizon, and it is in the `active` list.
+    #[inline(always)]
+    fn activate(&mut self, p: usize, active: &mut Vec<usize>) {
+        self.wake = 0;
+        if !self.active {
+            self.active = true;
+            active.push(p);
+        }
+    }
+
     fn new(byte_ps: u64) -> Egress {
         Egress {
             byte_ps,
@@ -721,11 +732,7 @@ impl Scheduler {
             len: len as u32,
             slot,
         });
-        e.wake = 0;
-        if !e.active {
-            e.active = true;
-            self.active.push(p);
-        }
+        e.activate(p, &mut self.active);
     }
 
     /// Whether every frame of a packet leaves by the one port already active (by one port,
@@ -810,12 +817,7 @@ impl Scheduler {
             len: len as u32,
             slot,
         });
-        // Active: `advance` visits the port (and wakes it, whatever its horizon).
-        e.wake = 0;
-        if !e.active {
-            e.active = true;
-            self.active.push(p);
-        }
+        e.activate(p, &mut self.active);
     }
 
     /// Decides what can be decided with every production frame ready before `horizon`

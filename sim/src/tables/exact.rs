@@ -281,24 +281,19 @@ impl ExactView<'_> {
     /// The slot holding `key`, whose hash is `h`.
     #[inline(always)]
     pub fn find(&self, key: &Key, h: u64) -> Option<usize> {
-        let (b0, b1) = exact::buckets(h, self.buckets_log2);
-        let t = exact::tag(h);
-        for b in [b0, b1] {
-            let first = b as usize * WAYS;
-            let bucket = self.tags.get(first..first + WAYS)?;
-            for (way, &slot_tag) in bucket.iter().enumerate() {
-                if slot_tag == t && self.slots.get(first + way).is_some_and(|s| &s.key == key) {
-                    return Some(first + way);
-                }
-            }
-        }
-        None
+        self.search(key, h).map(|(i, _)| i)
     }
 
     /// The value stored for `key`, whose hash is `h`: [`ExactView::find`]'s slot, read
     /// where the search found it.
     #[inline(always)]
     pub fn find_value(&self, key: &Key, h: u64) -> Option<&Value> {
+        self.search(key, h).map(|(_, s)| &s.value)
+    }
+
+    /// The slot holding `key`, whose hash is `h`, with its number.
+    #[inline(always)]
+    fn search(&self, key: &Key, h: u64) -> Option<(usize, &Slot)> {
         let (b0, b1) = exact::buckets(h, self.buckets_log2);
         let t = exact::tag(h);
         for b in [b0, b1] {
@@ -309,7 +304,7 @@ impl ExactView<'_> {
                     && let Some(s) = self.slots.get(first + way)
                     && &s.key == key
                 {
-                    return Some(&s.value);
+                    return Some((first + way, s));
                 }
             }
         }
