@@ -96,6 +96,9 @@ pub struct OutFrame {
     kind: NonZeroU8,
 }
 
+// `OutFrame` keeps a port's index in a byte.
+const _: () = assert!(Port::COUNT <= u8::MAX as usize + 1);
+
 /// [`OutFrame::session`] of a frame with none (sessions are below [`shadownet_hw::NUM_SESSIONS`]).
 const NO_SESSION: u16 = u16::MAX;
 /// [`OutFrame`]'s bit for the mirror queue.
