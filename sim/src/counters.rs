@@ -46,8 +46,7 @@ impl Counters {
     /// Counts a port event of `bytes`.
     #[inline]
     pub fn port(&mut self, port: Port, packets: PortCounter, bytes: PortCounter, len: usize) {
-        self.add(counters::port(port, packets), 1);
-        self.add(counters::port(port, bytes), len as u64);
+        self.port_index(port.index(), packets, bytes, len);
     }
 
     /// [`Counters::port`] for the port of [`Port::index`] `index` (below [`Port::COUNT`]).

@@ -64,21 +64,9 @@ impl Class {
         if queue == Queue::Mirror {
             return Class::MirroredToShadow;
         }
-        if session.is_some() {
-            return Class::RedirectedToShadow;
-        }
-        match (ingress, egress) {
-            (Port::Vport(_), Port::Uplink) => Class::ForwardedToSubstrate,
-            (Port::Vport(_), Port::Vport(_)) => Class::DeliveredVmToVm,
-            (Port::Vport(_), Port::Pf) => Class::VmToHost,
-            (Port::Uplink, Port::Vport(_)) => Class::DeliveredFromSubstrate,
-            (Port::Uplink, _) => Class::UplinkToHost,
-            (Port::Pf, _) => Class::HostToUplink,
-        }
+        Class::of_production(ingress.index(), egress.index(), session.is_some())
     }
-}
 
-impl Class {
     /// [`Class::of_frame`] of a production frame (primary queue) from the port of
     /// [`Port::index`] `ingress` to the port of index `egress`, redirected or not.
     #[inline(always)]
