@@ -415,7 +415,7 @@ impl CycleDiv {
         // ceil(log2 cycle), at least 1.
         let s = 64 - (cycle - 1).leading_zeros();
         let k = 63 + s;
-        let m = ((1u128 << k) + cycle as u128 - 1) / cycle as u128;
+        let m = (1u128 << k).div_ceil(cycle as u128);
         let m = u64::try_from(m).expect("the multiplier fits in 64 bits (see CycleDiv)");
         CycleDiv {
             cycle,
