@@ -1019,6 +1019,11 @@ impl Scheduler {
                 } else {
                     e.queue_bytes += len;
                     e.queued += 1;
+                    // Admitted into an empty queue: an undecided head, to be decided before
+                    // any arrival behind it (it may have started by then).
+                    if !had_head {
+                        break;
+                    }
                 }
             }
             // A copy admitted into an empty queue is a new head to decide.
