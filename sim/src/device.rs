@@ -1003,7 +1003,7 @@ impl NicModel {
             // The same accounting as `depart`, read in place from the in-flight slot (the
             // fields of the model it touches are disjoint): no record is copied per frame, and
             // the run statistics' totals are summed in locals and added once.
-            let cycle = self.sched.cycle_ps();
+            let per_cycle = self.sched.per_cycle();
             let sched = &mut self.sched;
             let counters = &mut self.dp.counters;
             let stats = &mut self.stats;
@@ -1012,7 +1012,7 @@ impl NicModel {
                 let (dep, wire) = sched.in_flight.take(slot);
                 let f = &dep.frame;
                 let len = f.len();
-                let cycles = (dep.start_ps - dep.ingress_ps) / cycle;
+                let cycles = per_cycle.div(dep.start_ps - dep.ingress_ps);
                 let end = dep.start_ps + wire;
                 let port = f.port_index();
                 if f.is_mirror() {
@@ -1118,7 +1118,7 @@ impl NicModel {
             &mut self.dp.counters,
             &mut self.stats,
             tx,
-            self.sched.cycle_ps(),
+            self.sched.per_cycle(),
         );
         if tracing {
             let q = Event::stage(Stage::Queue);
@@ -1233,7 +1233,7 @@ fn count_transmission(
     counters: &mut crate::counters::Counters,
     stats: &mut RunStats,
     tx: &Transmitted,
-    cycle: u64,
+    per_cycle: crate::sched::CycleDiv,
 ) {
     let mirror = tx.queue == Queue::Mirror;
     if mirror {
@@ -1260,7 +1260,7 @@ fn count_transmission(
         mirror,
         tx.port,
         tx.len,
-        (tx.start_ps - tx.ingress_ps) / cycle,
+        per_cycle.div(tx.start_ps - tx.ingress_ps),
         tx.start_ps + tx.wire_ps,
     );
 }

@@ -353,7 +353,7 @@ impl Egress {
 
     /// Earliest start at or after `s0` (on a cycle edge) of a copy of wire time `d` that
     /// overlaps no production transmission.
-    fn earliest_gap(&self, s0: u64, d: u64, cycle: u64) -> u64 {
+    fn earliest_gap(&self, s0: u64, d: u64, cycle: CycleDiv) -> u64 {
         let mut s = s0;
         for &Produced {
             start: ps, end: pe, ..
@@ -365,9 +365,86 @@ impl Egress {
             if ps >= s.saturating_add(d) {
                 break;
             }
-            s = pe.div_ceil(cycle) * cycle;
+            s = cycle.div_ceil(pe) * cycle.cycle;
         }
         s
+    }
+}
+
+/// Division by the cycle time (ps) as a multiply and a shift: the scheduler divides a time
+/// by the cycle a few times per frame (a latency in cycles, the next cycle edge), and a
+/// 64-bit `div` takes tens of cycles on current CPUs where a multiply takes three.
+///
+/// Exact for every dividend below 2^63 (larger ones, which no run reaches, are divided):
+/// with `c >= 2` the cycle, `s = ceil(log2 c)` (so `2^(s-1) < c <= 2^s`), `k = 63 + s` and
+/// `m = ceil(2^k / c) = (2^k + e) / c` with `0 <= e < c`, for `x < 2^63`
+/// `x * m / 2^k = x / c + x * e / (c * 2^k)`, whose second term is below
+/// `2^63 * c / (c * 2^(63 + s)) = 2^-s <= 1 / c`; writing `x = q * c + r` with `r <= c - 1`,
+/// the sum is below `q + (c - 1) / c + 1 / c = q + 1`, so its floor is `q`. And
+/// `m < 2^k / 2^(s-1) + 1 = 2^64 + 1`, with `m = 2^64` impossible (it would need
+/// `c <= 2^(s-1)`): `m` fits in 64 bits, and `x * m` in 128, whose high word shifted by
+/// `k - 64 = s - 1` is the quotient. A cycle of 1 ps divides (no shift is needed, but no
+/// multiplier fits either).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CycleDiv {
+    /// The divisor (ps per cycle).
+    cycle: u64,
+    /// `ceil(2^(63 + s) / cycle)`.
+    m: u64,
+    /// `s - 1`.
+    shift: u32,
+    /// Dividends below this are multiplied: 2^63, or 0 when the cycle is 1 ps.
+    limit: u64,
+    /// Dividends below this are rounded up by multiplying: `limit - cycle` (or 0).
+    ceil_limit: u64,
+}
+
+impl CycleDiv {
+    /// Division by `cycle` (not zero).
+    pub(crate) fn new(cycle: u64) -> CycleDiv {
+        assert!(cycle > 0, "a cycle of 0 ps");
+        if cycle == 1 {
+            return CycleDiv {
+                cycle,
+                m: 0,
+                shift: 0,
+                limit: 0,
+                ceil_limit: 0,
+            };
+        }
+        // ceil(log2 cycle), at least 1.
+        let s = 64 - (cycle - 1).leading_zeros();
+        let k = 63 + s;
+        let m = (1u128 << k).div_ceil(cycle as u128);
+        let m = u64::try_from(m).expect("the multiplier fits in 64 bits (see CycleDiv)");
+        CycleDiv {
+            cycle,
+            m,
+            shift: s - 1,
+            limit: 1 << 63,
+            ceil_limit: (1u64 << 63).saturating_sub(cycle),
+        }
+    }
+
+    /// `x / cycle`.
+    #[inline(always)]
+    pub(crate) fn div(self, x: u64) -> u64 {
+        if x < self.limit {
+            (((x as u128 * self.m as u128) >> 64) as u64) >> self.shift
+        } else {
+            x / self.cycle
+        }
+    }
+
+    /// `x.div_ceil(cycle)`.
+    #[inline(always)]
+    pub(crate) fn div_ceil(self, x: u64) -> u64 {
+        // `x + cycle - 1` stays below the limit: the same division.
+        if x < self.ceil_limit {
+            self.div(x + self.cycle - 1)
+        } else {
+            x.div_ceil(self.cycle)
+        }
     }
 }
 
@@ -438,6 +515,8 @@ const BEATS_TABLE: usize = 2048;
 /// The timing model of the whole NIC.
 pub struct Scheduler {
     timing: Timing,
+    /// Division by `cycle`.
+    per_cycle: CycleDiv,
     /// `timing.beats(len)` by length, for lengths up to [`BEATS_TABLE`].
     beats: Box<[u32]>,
     cycle: u64,
@@ -485,6 +564,7 @@ impl Scheduler {
         Scheduler {
             timing,
             beats: (0..=BEATS_TABLE as u32).map(|l| timing.beats(l)).collect(),
+            per_cycle: CycleDiv::new(cycle),
             cycle,
             primary_latency: timing.primary_latency() as u64 * cycle,
             mirror_latency: timing.mirror_latency() as u64 * cycle,
@@ -527,6 +607,12 @@ impl Scheduler {
     /// Picoseconds per cycle.
     pub fn cycle_ps(&self) -> u64 {
         self.cycle
+    }
+
+    /// Division by the cycle time, for latencies in cycles.
+    #[inline(always)]
+    pub(crate) fn per_cycle(&self) -> CycleDiv {
+        self.per_cycle
     }
 
     /// Wire time of a frame of `len` bytes on `port`.
@@ -579,7 +665,7 @@ impl Scheduler {
         if rx.bytes + len as u64 > self.timing.rx_fifo_bytes as u64 {
             return NOT_ADMITTED;
         }
-        let edge = arrival.div_ceil(self.cycle);
+        let edge = self.per_cycle.div_ceil(arrival);
         let admit_cycle = edge.max(self.pipeline_free_cycle);
         let admit = admit_cycle * self.cycle;
         self.pipeline_free_cycle = admit_cycle + beats;
@@ -844,6 +930,7 @@ impl Scheduler {
 
     fn advance_port(&mut self, p: usize, horizon: u64, last_admit: u64) {
         let cycle = self.cycle;
+        let per_cycle = self.per_cycle;
         let mirror_cap = self.timing.mirror_queue_bytes as u64;
         let copy_bound = last_admit + self.mirror_latency;
         let frames = &mut self.in_flight;
@@ -864,14 +951,14 @@ impl Scheduler {
                 let s0 = if c.ready >= e.mirror_free {
                     c.ready
                 } else {
-                    e.mirror_free.div_ceil(cycle) * cycle
+                    per_cycle.div_ceil(e.mirror_free) * cycle
                 };
                 while e
                     .production
                     .pop_front_if(INTERVALS, |i| i.end <= s0)
                     .is_some()
                 {}
-                let s = e.earliest_gap(s0, c.wire, cycle);
+                let s = e.earliest_gap(s0, c.wire, per_cycle);
                 if s.saturating_add(c.wire) > horizon {
                     e.head_lb = Some(s);
                     break;
@@ -932,6 +1019,11 @@ impl Scheduler {
                 } else {
                     e.queue_bytes += len;
                     e.queued += 1;
+                    // Admitted into an empty queue: an undecided head, to be decided before
+                    // any arrival behind it (it may have started by then).
+                    if !had_head {
+                        break;
+                    }
                 }
             }
             // A copy admitted into an empty queue is a new head to decide.
@@ -987,5 +1079,70 @@ impl Scheduler {
             .map(|e| e.primary_free.max(e.mirror_free))
             .max()
             .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CycleDiv;
+
+    /// Dividends around multiples of `c` and powers of two, and a spread of others.
+    fn dividends(c: u64) -> Vec<u64> {
+        let mut xs = vec![
+            0,
+            1,
+            2,
+            c - 1,
+            c,
+            c.saturating_add(1),
+            u64::MAX,
+            u64::MAX - 1,
+            (1 << 63) - 1,
+        ];
+        xs.extend([1u64 << 63, (1 << 63) + 1]);
+        for b in 0..64 {
+            let p = 1u64 << b;
+            xs.extend([p - 1, p, p + 1]);
+            // The multiples of c next to 2^b.
+            let q = p / c;
+            for k in q.saturating_sub(2)..q.saturating_add(3) {
+                let m = k.saturating_mul(c);
+                xs.extend([m.saturating_sub(1), m, m.saturating_add(1)]);
+            }
+        }
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            xs.extend([x, x >> 1, x >> 17, x >> 33, x % (c.saturating_mul(1 << 20))]);
+        }
+        xs
+    }
+
+    #[test]
+    fn division_by_the_cycle_is_exact() {
+        let mut cycles = vec![1u64, 2, 3, 5, 7, 10, 1000, 3999, 4000, 4001, 4096, 6400];
+        cycles.extend([
+            (1 << 32) - 1,
+            1 << 32,
+            (1 << 32) + 1,
+            1 << 40,
+            (1 << 40) + 3,
+        ]);
+        cycles.extend([
+            (1 << 63) - 1,
+            1 << 63,
+            (1 << 63) + 1,
+            u64::MAX - 1,
+            u64::MAX,
+        ]);
+        for c in cycles {
+            let d = CycleDiv::new(c);
+            for x in dividends(c) {
+                assert_eq!(d.div(x), x / c, "{x} / {c}");
+                assert_eq!(d.div_ceil(x), x.div_ceil(c), "{x} div_ceil {c}");
+            }
+        }
     }
 }

@@ -81,6 +81,30 @@ fn traffic(lab: &Lab) -> Vec<Received> {
     out
 }
 
+/// web1 sending to db1 (production and copy both leave by the uplink) at a quarter of its
+/// line rate, IMIX sizes (7:4:1 of 64, 576 and 1500-byte packets): everything fits on the
+/// uplink, and whole batches defer to the one active port.
+fn quarter_rate_imix(lab: &Lab) -> Vec<Received> {
+    let model = lab.model();
+    let imix = [60usize, 60, 60, 60, 60, 60, 60, 572, 572, 572, 572, 1514];
+    let mut t = 1_000_000u64;
+    (0..4096u16)
+        .map(|k| {
+            let frame = Builder::tcp(WEB1, DB1, 50_000 + k % 64, 5432)
+                .flags(0x18)
+                .macs(mac(0x11), mac(0x21))
+                .frame_len(imix[k as usize % imix.len()])
+                .build();
+            t += model.wire_ps(Port::Vport(0), frame.len()) * 4;
+            Received {
+                at: t,
+                port: Port::Vport(0),
+                frame,
+            }
+        })
+        .collect()
+}
+
 /// What a lab did with the traffic: every frame sent in order, and the counters followed by
 /// the run statistics (copies dropped at index [`MIRROR_DROPS`]).
 fn feed(policed: bool, batch: Option<usize>, traffic: &[Received]) -> (Vec<Sent>, Vec<u64>) {
@@ -179,5 +203,39 @@ fn batches_leave_the_same_frames_in_the_same_order_as_single_frames() {
                 "policed {policed}, batches of {batch}: counters or statistics differ"
             );
         }
+    }
+}
+
+/// A batch's copies reach the mirror queue's door together when the batch defers to one
+/// port: each must be admitted only once it is known whether the copies ahead of it have
+/// started by then (a copy admitted into an empty queue is decided first), or a batch counts
+/// copies long gone as queued and drops copies that one frame at a time are sent.
+#[test]
+fn batches_admit_copies_to_the_mirror_queue_as_single_frames() {
+    let traffic = {
+        let lab = Lab::new();
+        quarter_rate_imix(&lab)
+    };
+    let (one_by_one, counters) = feed(false, None, &traffic);
+    assert_eq!(counters[MIRROR_DROPS], 0, "one by one: copies dropped");
+    assert_eq!(
+        one_by_one.len(),
+        2 * traffic.len(),
+        "one by one: frames sent"
+    );
+    for batch in [16, 256] {
+        let (batched, batched_counters) = feed(false, Some(batch), &traffic);
+        assert_eq!(
+            batched_counters[MIRROR_DROPS], 0,
+            "batches of {batch}: copies dropped"
+        );
+        assert!(
+            batched == one_by_one,
+            "batches of {batch}: frames sent differ"
+        );
+        assert!(
+            counters == batched_counters,
+            "batches of {batch}: counters or statistics differ"
+        );
     }
 }
