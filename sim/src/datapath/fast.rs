@@ -111,6 +111,18 @@ pub(crate) struct PortLane {
     /// The outer header of [`PortLane::copy`]'s copies to its session's collector (where
     /// copies go that the shadow map has no node for).
     collector_header: Option<crate::outer::Prepared>,
+    /// [`PortLane::copy`] when it copies every frame whole (sampling one in one, no
+    /// truncation) in Geneve: its copies to the collector take [`Datapath::decide_plain`].
+    plain: Option<PlainCopy>,
+}
+
+/// What [`Datapath::decide_plain`] needs of a port's copies: the rule's slot, the session,
+/// and the collector's header with the session and direction in its shadow option.
+#[derive(Clone, Copy, Debug)]
+struct PlainCopy {
+    slot: u32,
+    session: u16,
+    header: crate::outer::ShadowCopy,
 }
 
 /// The answers for every frame of a port whose ACL and mirror filter need no walk.
@@ -171,6 +183,7 @@ impl PortLane {
         vxlan: None,
         simple: None,
         collector_header: None,
+        plain: None,
     };
 }
 
@@ -221,6 +234,8 @@ pub(crate) struct Plan {
     /// The copy is the port's ([`PortLane::copy`]): without a shadow-map node it goes to the
     /// collector whose header the port's lane holds (`shadow` is not set then).
     port_copy: bool,
+    /// The copy is the port's and the port's copies are plain ([`PortLane::plain`]).
+    plain: bool,
 }
 
 impl Plan {
@@ -247,6 +262,7 @@ impl Plan {
         shadow_hit: false,
         shadow_probe: false,
         port_copy: false,
+        plain: false,
     };
 }
 
@@ -556,6 +572,20 @@ impl Datapath {
             .copy
             .as_ref()
             .and_then(|c| self.copy_header(c.copy.geneve, c.collector?));
+        lane.plain = match (&lane.copy, &lane.collector_header) {
+            (Some(c), Some(h))
+                if c.copy.sample_one_in == 1 && c.copy.truncate.is_none() && c.copy.geneve =>
+            {
+                crate::outer::ShadowCopy::new(h, c.copy.session, Direction::FromVm.code()).map(
+                    |header| PlainCopy {
+                        slot: c.copy.slot,
+                        session: c.copy.session,
+                        header,
+                    },
+                )
+            }
+            _ => None,
+        };
         lane.vni = vport.vni;
         lane.deny_from_vm = net.default_deny_from_vm;
         lane.acl = acl;
@@ -771,6 +801,7 @@ impl Datapath {
             (acl_hit, rule.is_some(), copy_lane)
         };
         let mut copy = None;
+        out.plain = port_copy && copy_lane.is_some() && lane.plain.is_some();
         if let Some(c) = copy_lane {
             copy = Some(c.copy);
             let h = exact::hash_finish(exact::hash_word(c.shadow_prefix, dst_word));
@@ -828,6 +859,9 @@ impl Datapath {
         n: &mut FastCounts,
         copies: &mut Two<OutFrame>,
     ) -> Option<OutFrame> {
+        if p.plain && !p.shadow_hit {
+            return self.decide_plain(p, frame, n, copies);
+        }
         // Field by field: the prepared headers stay borrowed while the rest is written.
         let entropy = flow_entropy_port(p.flow);
         // A plan's port is a VF port in range (its lane was worked out): the remainder only
@@ -920,6 +954,70 @@ impl Datapath {
                 ));
             }
         }
+        Some(primary)
+    }
+}
+
+impl Datapath {
+    /// [`Datapath::decide_fast`] for a frame whose copy is its port's plain copy
+    /// ([`PortLane::plain`]) to the session's collector: the same bytes, counts and
+    /// sequence numbers, with the copy's header prepared for the port and no sampling or
+    /// truncation to decide.
+    #[inline(always)]
+    fn decide_plain(
+        &mut self,
+        p: &Plan,
+        frame: &[u8],
+        n: &mut FastCounts,
+        copies: &mut Two<OutFrame>,
+    ) -> Option<OutFrame> {
+        // A plan's port is a VF port in range (its lane was worked out): the remainder only
+        // spares the bounds check.
+        let lane = &self.fast.ports[p.port as usize % NUM_VPORTS];
+        let (Some(vxlan), Some(plain)) = (lane.vxlan.as_ref(), lane.plain.as_ref()) else {
+            return None;
+        };
+        let entropy = flow_entropy_port(p.flow);
+        let len = frame.len();
+        n.decided += 1;
+        if p.acl_hit {
+            n.acl_hits += 1;
+        } else {
+            n.acl_misses += 1;
+        }
+        // A plain copy's rule matched.
+        n.mirror_hits += 1;
+        n.shadow_misses += 1;
+        // Production's frame first, as on the general path (the arena's order).
+        let header_len = crate::outer::VXLAN_LEN;
+        let (buf, out) = self.frames.alloc(header_len + len);
+        vxlan.write(out, p.substrate_mac, p.substrate, len, entropy);
+        copy_frame(&mut out[header_len..], frame);
+        let primary = OutFrame::new(Port::Uplink, Queue::Primary, None, 0, buf);
+        let session = plain.session;
+        // Sampling one in one: the count only moves.
+        self.tables.mirror_filters.count_match(plain.slot);
+        // In range (the copy was planned for a session in range): the remainder only
+        // spares the bounds check.
+        let sequence = self.sessions.next_sequence(session % NUM_SESSIONS as u16);
+        let header_len = crate::outer::MAX_LEN;
+        let (buf, out) = self.frames.alloc(header_len + len);
+        plain.header.write(
+            out,
+            len,
+            entropy,
+            sequence,
+            len.min(u16::MAX as usize) as u16,
+        );
+        copy_frame(&mut out[header_len..], frame);
+        n.copied(session, buf.len());
+        copies.push(OutFrame::new(
+            Port::Uplink,
+            Queue::Mirror,
+            Some(session),
+            1,
+            buf,
+        ));
         Some(primary)
     }
 }
