@@ -298,6 +298,14 @@ impl LastCopy {
     }
 }
 
+/// A plain copy's header to a shadow-map node (see [`FastCounts::plain_hit`]).
+#[derive(Clone, Copy, Debug)]
+struct PlainHit {
+    session: u16,
+    target: Target,
+    header: crate::outer::ShadowCopy,
+}
+
 /// Counters of fast-lane frames, accumulated over a batch and added once
 /// ([`FastCounts::flush`]): the same totals as counting each frame.
 #[derive(Debug)]
@@ -315,6 +323,9 @@ pub(crate) struct FastCounts {
     /// The last copy header the batch used: its session and destination, and the outer
     /// cache's generation then (the source, port and tunnel are the batch's constants).
     last_copy: LastCopy,
+    /// The last header a plain copy to a shadow-map node used ([`Datapath::decide_plain`]):
+    /// its session and destination (the source, port and tunnel are the batch's constants).
+    plain_hit: Option<PlainHit>,
     /// Received frames and bytes of `rx_port`, not yet counted (when `rx_key` is not 0).
     rx_port: Port,
     /// `rx_port`'s [`Port::index`] plus one, or 0 while none is counted: one compare per
@@ -336,6 +347,7 @@ impl Default for FastCounts {
             shadow_misses: 0,
             copies: [(0, 0); NUM_SESSIONS],
             last_copy: LastCopy::NONE,
+            plain_hit: None,
             rx_port: Port::Uplink,
             rx_key: 0,
             rx_packets: 0,
@@ -859,7 +871,7 @@ impl Datapath {
         n: &mut FastCounts,
         copies: &mut Two<OutFrame>,
     ) -> Option<OutFrame> {
-        if p.plain && !p.shadow_hit {
+        if p.plain {
             return self.decide_plain(p, frame, n, copies);
         }
         // Field by field: the prepared headers stay borrowed while the rest is written.
@@ -960,9 +972,10 @@ impl Datapath {
 
 impl Datapath {
     /// [`Datapath::decide_fast`] for a frame whose copy is its port's plain copy
-    /// ([`PortLane::plain`]) to the session's collector: the same bytes, counts and
-    /// sequence numbers, with the copy's header prepared for the port and no sampling or
-    /// truncation to decide.
+    /// ([`PortLane::plain`]): the same bytes, counts and sequence numbers, with no sampling
+    /// or truncation to decide, and the copy's header prepared with the session in it — for
+    /// the session's collector once per port and batch, for a shadow-map node when the
+    /// batch's last one was for another.
     #[inline(always)]
     fn decide_plain(
         &mut self,
@@ -977,6 +990,26 @@ impl Datapath {
         let (Some(vxlan), Some(plain)) = (lane.vxlan.as_ref(), lane.plain.as_ref()) else {
             return None;
         };
+        let session = plain.session;
+        // A shadow-map node's header is prepared before anything is counted or built.
+        if p.shadow_hit
+            && !n
+                .plain_hit
+                .as_ref()
+                .is_some_and(|h| h.session == session && h.target == p.shadow)
+        {
+            let key = self.copy_key(true, &p.shadow)?;
+            let prepared = crate::outer::Prepared::new(key, OUTER_TTL)?;
+            n.plain_hit = Some(PlainHit {
+                session,
+                target: p.shadow,
+                header: crate::outer::ShadowCopy::new(
+                    &prepared,
+                    session,
+                    Direction::FromVm.code(),
+                )?,
+            });
+        }
         let entropy = flow_entropy_port(p.flow);
         let len = frame.len();
         n.decided += 1;
@@ -987,14 +1020,19 @@ impl Datapath {
         }
         // A plain copy's rule matched.
         n.mirror_hits += 1;
-        n.shadow_misses += 1;
+        let header = if p.shadow_hit {
+            n.shadow_hits += 1;
+            &n.plain_hit.as_ref()?.header
+        } else {
+            n.shadow_misses += 1;
+            &plain.header
+        };
         // Production's frame first, as on the general path (the arena's order).
         let header_len = crate::outer::VXLAN_LEN;
         let (buf, out) = self.frames.alloc(header_len + len);
         vxlan.write(out, p.substrate_mac, p.substrate, len, entropy);
         copy_frame(&mut out[header_len..], frame);
         let primary = OutFrame::new(Port::Uplink, Queue::Primary, None, 0, buf);
-        let session = plain.session;
         // Sampling one in one: the count only moves.
         self.tables.mirror_filters.count_match(plain.slot);
         // In range (the copy was planned for a session in range): the remainder only
@@ -1002,7 +1040,7 @@ impl Datapath {
         let sequence = self.sessions.next_sequence(session % NUM_SESSIONS as u16);
         let header_len = crate::outer::MAX_LEN;
         let (buf, out) = self.frames.alloc(header_len + len);
-        plain.header.write(
+        header.write(
             out,
             len,
             entropy,
