@@ -106,15 +106,60 @@ impl Frames {
             return self.alloc_in_next(len);
         }
         let c = &mut self.cur;
-        let end = offset + len;
-        c.used = end;
+        c.used = offset + len;
         c.live += 1;
         let buf = FrameBuf {
             chunk: self.current,
             offset: offset as u32,
             len: len as u32,
         };
-        (buf, &mut c.bytes[offset..end])
+        (buf, &mut c.bytes[offset..][..len])
+    }
+
+    /// Two new frames of `a` and `b` bytes, where [`Frames::alloc`] of `a` then of `b`
+    /// would put them (so the second right after the first when both fit in the current
+    /// chunk): one room check for both.
+    #[inline(always)]
+    pub fn alloc_two(&mut self, a: usize, b: usize) -> (FrameBuf, FrameBuf, &mut [u8], &mut [u8]) {
+        let offset = self.cur.used;
+        if a + b > self.cur.bytes.len() - offset {
+            return self.alloc_two_apart(a, b);
+        }
+        let c = &mut self.cur;
+        c.used = offset + a + b;
+        c.live += 2;
+        let first = FrameBuf {
+            chunk: self.current,
+            offset: offset as u32,
+            len: a as u32,
+        };
+        let second = FrameBuf {
+            chunk: self.current,
+            offset: (offset + a) as u32,
+            len: b as u32,
+        };
+        let (x, y) = c.bytes[offset..][..a + b].split_at_mut(a);
+        (first, second, x, y)
+    }
+
+    /// [`Frames::alloc_two`] when the two do not both fit in the current chunk: one
+    /// [`Frames::alloc`] after the other.
+    #[cold]
+    #[inline(never)]
+    fn alloc_two_apart(&mut self, a: usize, b: usize) -> (FrameBuf, FrameBuf, &mut [u8], &mut [u8]) {
+        let first = self.alloc(a).0;
+        let second = self.alloc(b).0;
+        debug_assert_eq!(second.chunk, self.current);
+        if first.chunk == self.current {
+            let (x, y) = self.cur.bytes.split_at_mut(second.offset as usize);
+            let x = &mut x[first.offset as usize..][..a];
+            (first, second, x, &mut y[..b])
+        } else {
+            // The first frame's chunk is back in the list: disjoint from the current one.
+            let x = &mut self.chunks[first.chunk as usize].bytes[first.offset as usize..][..a];
+            let y = &mut self.cur.bytes[second.offset as usize..][..b];
+            (first, second, x, y)
+        }
     }
 
     /// [`Frames::alloc`] when the current chunk has no room: the next chunk is an empty one
@@ -247,6 +292,37 @@ mod tests {
         assert_eq!(f.live(), 0);
         // 40 frames of at most 1.5 KB fit in one chunk: the arena did not grow beyond two.
         assert!(f.capacity() <= 2 * CHUNK, "{} bytes", f.capacity());
+    }
+
+    /// Two frames allocated together land where one allocation after the other would put
+    /// them, whether both fit in the current chunk or not, and keep their bytes.
+    #[test]
+    fn two_frames_together_land_where_one_after_the_other_would() {
+        let mut together = Frames::new();
+        let mut apart = Frames::new();
+        let mut live = std::collections::VecDeque::new();
+        for i in 0..20_000u32 {
+            let a = 60 + (i as usize * 37) % 1500;
+            let b = if i % 97 == 0 { CHUNK + 10 } else { 70 + (i as usize * 53) % 1500 };
+            let (fa, fb, x, y) = together.alloc_two(a, b);
+            x.fill(i as u8);
+            y.fill(!(i as u8));
+            let ea = apart.alloc(a).0;
+            let eb = apart.alloc(b).0;
+            assert_eq!((fa, fb), (ea, eb), "pair {i}");
+            live.push_back((fa, fb, i as u8));
+            if live.len() > 40 {
+                let (fa, fb, fill) = live.pop_front().expect("non-empty");
+                assert!(together.bytes(fa).iter().all(|&v| v == fill));
+                assert!(together.bytes(fb).iter().all(|&v| v == !fill));
+                together.free(fa);
+                together.free(fb);
+                apart.free(fa);
+                apart.free(fb);
+            }
+        }
+        assert_eq!(together.live(), 2 * live.len());
+        assert_eq!(together.capacity(), apart.capacity());
     }
 
     #[test]

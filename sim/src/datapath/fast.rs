@@ -1027,34 +1027,33 @@ impl Datapath {
             n.shadow_misses += 1;
             &plain.header
         };
-        // Production's frame first, as on the general path (the arena's order).
-        let header_len = crate::outer::VXLAN_LEN;
-        let (buf, out) = self.frames.alloc(header_len + len);
+        // Production's frame first, then the copy, as on the general path (the arena's
+        // order).
+        let vxlan_len = crate::outer::VXLAN_LEN;
+        let copy_header_len = crate::outer::MAX_LEN;
+        let (buf, copy_buf, out, copy_out) = self
+            .frames
+            .alloc_two(vxlan_len + len, copy_header_len + len);
         vxlan.write(out, p.substrate_mac, p.substrate, len, entropy);
-        copy_frame(&mut out[header_len..], frame);
+        copy_frame(&mut out[vxlan_len..], frame);
         let primary = OutFrame::new(Port::Uplink, Queue::Primary, None, 0, buf);
-        // Sampling one in one: the count only moves.
-        self.tables.mirror_filters.count_match(plain.slot);
-        // In range (the copy was planned for a session in range): the remainder only
-        // spares the bounds check.
-        let sequence = self.sessions.next_sequence(session % NUM_SESSIONS as u16);
-        let header_len = crate::outer::MAX_LEN;
-        let (buf, out) = self.frames.alloc(header_len + len);
         header.write(
-            out,
+            copy_out,
             len,
             entropy,
-            sequence,
+            self.sessions.next_sequence(session % NUM_SESSIONS as u16),
             len.min(u16::MAX as usize) as u16,
         );
-        copy_frame(&mut out[header_len..], frame);
-        n.copied(session, buf.len());
+        copy_frame(&mut copy_out[copy_header_len..], frame);
+        // Sampling one in one: the count only moves.
+        self.tables.mirror_filters.count_match(plain.slot);
+        n.copied(session, copy_buf.len());
         copies.push(OutFrame::new(
             Port::Uplink,
             Queue::Mirror,
             Some(session),
             1,
-            buf,
+            copy_buf,
         ));
         Some(primary)
     }
