@@ -812,10 +812,11 @@ impl Datapath {
             }
             (acl_hit, rule.is_some(), copy_lane)
         };
-        let mut copy = None;
         out.plain = port_copy && copy_lane.is_some() && lane.plain.is_some();
+        // Written where it goes, not staged in a local.
+        out.copy = None;
         if let Some(c) = copy_lane {
-            copy = Some(c.copy);
+            out.copy = Some(c.copy);
             let h = exact::hash_finish(exact::hash_word(c.shadow_prefix, dst_word));
             out.shadow_hash = h;
             out.shadow_probe = true;
@@ -841,7 +842,6 @@ impl Datapath {
         );
         out.acl_hit = acl_hit;
         out.mirror_hit = mirror_hit;
-        out.copy = copy;
         out.map_hash = exact::hash_finish(exact::hash_word(
             exact::hash_word(lane.map_prefix, dst_word),
             0,
