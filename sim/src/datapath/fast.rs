@@ -116,10 +116,12 @@ pub(crate) struct PortLane {
     plain: Option<PlainCopy>,
 }
 
-/// What [`Datapath::decide_plain`] needs of a port's copies: the rule's slot, the session,
-/// and the collector's header with the session and direction in its shadow option.
+/// What [`Datapath::decide_plain`] needs of a port: its production frames' header
+/// ([`PortLane::vxlan`], here too so that one check finds both), its copies' rule slot and
+/// session, and the collector's header with the session and direction in its shadow option.
 #[derive(Clone, Copy, Debug)]
 struct PlainCopy {
+    vxlan: crate::outer::Vxlan,
     slot: u32,
     session: u16,
     header: crate::outer::ShadowCopy,
@@ -584,12 +586,13 @@ impl Datapath {
             .copy
             .as_ref()
             .and_then(|c| self.copy_header(c.copy.geneve, c.collector?));
-        lane.plain = match (&lane.copy, &lane.collector_header) {
-            (Some(c), Some(h))
+        lane.plain = match (&lane.copy, &lane.collector_header, &lane.vxlan) {
+            (Some(c), Some(h), Some(vxlan))
                 if c.copy.sample_one_in == 1 && c.copy.truncate.is_none() && c.copy.geneve =>
             {
                 crate::outer::ShadowCopy::new(h, c.copy.session, Direction::FromVm.code()).map(
                     |header| PlainCopy {
+                        vxlan: *vxlan,
                         slot: c.copy.slot,
                         session: c.copy.session,
                         header,
@@ -987,9 +990,7 @@ impl Datapath {
         // A plan's port is a VF port in range (its lane was worked out): the remainder only
         // spares the bounds check.
         let lane = &self.fast.ports[p.port as usize % NUM_VPORTS];
-        let (Some(vxlan), Some(plain)) = (lane.vxlan.as_ref(), lane.plain.as_ref()) else {
-            return None;
-        };
+        let plain = lane.plain.as_ref()?;
         let session = plain.session;
         // A shadow-map node's header is prepared before anything is counted or built.
         if p.shadow_hit
@@ -1034,7 +1035,9 @@ impl Datapath {
         let (buf, copy_buf, out, copy_out) = self
             .frames
             .alloc_two(vxlan_len + len, copy_header_len + len);
-        vxlan.write(out, p.substrate_mac, p.substrate, len, entropy);
+        plain
+            .vxlan
+            .write(out, p.substrate_mac, p.substrate, len, entropy);
         copy_frame(&mut out[vxlan_len..], frame);
         let primary = OutFrame::new(Port::Uplink, Queue::Primary, None, 0, buf);
         header.write(
