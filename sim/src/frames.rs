@@ -146,7 +146,11 @@ impl Frames {
     /// [`Frames::alloc`] after the other.
     #[cold]
     #[inline(never)]
-    fn alloc_two_apart(&mut self, a: usize, b: usize) -> (FrameBuf, FrameBuf, &mut [u8], &mut [u8]) {
+    fn alloc_two_apart(
+        &mut self,
+        a: usize,
+        b: usize,
+    ) -> (FrameBuf, FrameBuf, &mut [u8], &mut [u8]) {
         let first = self.alloc(a).0;
         let second = self.alloc(b).0;
         debug_assert_eq!(second.chunk, self.current);
@@ -303,7 +307,11 @@ mod tests {
         let mut live = std::collections::VecDeque::new();
         for i in 0..20_000u32 {
             let a = 60 + (i as usize * 37) % 1500;
-            let b = if i % 97 == 0 { CHUNK + 10 } else { 70 + (i as usize * 53) % 1500 };
+            let b = if i % 97 == 0 {
+                CHUNK + 10
+            } else {
+                70 + (i as usize * 53) % 1500
+            };
             let (fa, fb, x, y) = together.alloc_two(a, b);
             x.fill(i as u8);
             y.fill(!(i as u8));
