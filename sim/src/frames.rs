@@ -65,8 +65,8 @@ impl Chunk {
 
 /// The frame arena (see the module documentation).
 ///
-/// The chunk being filled is held out of the list ([`Frames::cur`], its place in the list
-/// an empty stand-in): allocating from it is a few loads and stores on the arena itself,
+/// The chunk being filled is held out of the chunk list (its place there an empty
+/// stand-in): allocating from it is a few loads and stores on the arena itself,
 /// with no look-up of the chunk by number.
 pub struct Frames {
     chunks: Vec<Chunk>,
