@@ -241,11 +241,16 @@ impl Prepared {
 /// copies in one direction ([`ShadowCopy::new`]): the option's session and direction are in
 /// it, so that per frame only the lengths, the checksum, the entropy port, the sequence
 /// number and the original length are written ([`ShadowCopy::write`]). The option's flags
-/// are zero: for copies neither truncated nor redirected.
+/// are zero: for copies neither truncated nor redirected. The lengths and the checksum
+/// depend only on the frame's length here (the destination is fixed): the header keeps those
+/// of the last length written, so that frames of one length reuse them.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ShadowCopy {
     h: [u8; MAX_LEN],
     sum: u32,
+    /// The inner length whose IPv4 total length, checksum and UDP length `h` holds
+    /// (`usize::MAX`: none yet).
+    filled: usize,
 }
 
 impl ShadowCopy {
@@ -265,7 +270,11 @@ impl ShadowCopy {
         }
         .to_data();
         h[54..66].copy_from_slice(&data);
-        Some(ShadowCopy { h, sum: p.sum })
+        Some(ShadowCopy {
+            h,
+            sum: p.sum,
+            filled: usize::MAX,
+        })
     }
 
     /// Writes the header into the start of `out` for a frame of `inner_len` bytes, the
@@ -274,16 +283,20 @@ impl ShadowCopy {
     /// [`Prepared::write`] with the shadow metadata of this session and direction, flags 0.
     #[inline(always)]
     pub(crate) fn write(
-        &self,
+        &mut self,
         out: &mut [u8],
         inner_len: usize,
         udp_src_port: u16,
         sequence: u32,
         original_len: u16,
     ) {
+        if self.filled != inner_len {
+            write_lengths(&mut self.h, MAX_LEN, inner_len, self.sum, 0);
+            self.filled = inner_len;
+        }
         let out = &mut out[..MAX_LEN];
         out.copy_from_slice(&self.h);
-        write_lengths(out, MAX_LEN, inner_len, self.sum, udp_src_port);
+        out[34..36].copy_from_slice(&udp_src_port.to_be_bytes());
         out[58..62].copy_from_slice(&sequence.to_be_bytes());
         out[62..64].copy_from_slice(&original_len.to_be_bytes());
     }
@@ -501,12 +514,21 @@ mod tests {
             // zero), against the prepared header written with the same metadata.
             if let Some(m) = shadow {
                 let m0 = ShadowMetadata { flags: 0, ..*m };
-                let c = ShadowCopy::new(&prepared, m0.session, m0.direction).expect("shadow");
+                let mut c =
+                    ShadowCopy::new(&prepared, m0.session, m0.direction).expect("shadow");
                 let mut want = vec![0x55; n + 3];
                 prepared.write(&mut want, inner_len, ports.0, Some(&m0));
-                let mut got = vec![0x55; n + 3];
-                c.write(&mut got, inner_len, ports.0, m0.sequence, m0.original_len);
-                prop_assert_eq!(got, want);
+                // Written fresh, again at the same length (the lengths kept), and after a
+                // frame of another length.
+                for first in [inner_len, inner_len, inner_len ^ 1, inner_len] {
+                    let mut got = vec![0x55; n + 3];
+                    if first != inner_len {
+                        c.write(&mut got, first, 7, 1, 2);
+                        got = vec![0x55; n + 3];
+                    }
+                    c.write(&mut got, inner_len, ports.0, m0.sequence, m0.original_len);
+                    prop_assert_eq!(&got, &want);
+                }
             } else {
                 prop_assert!(ShadowCopy::new(&prepared, 1, 1).is_none());
             }

@@ -989,9 +989,8 @@ impl Datapath {
     ) -> Option<OutFrame> {
         // A plan's port is a VF port in range (its lane was worked out): the remainder only
         // spares the bounds check.
-        let lane = &self.fast.ports[p.port as usize % NUM_VPORTS];
-        let plain = lane.plain.as_ref()?;
-        let session = plain.session;
+        let port = p.port as usize % NUM_VPORTS;
+        let session = self.fast.ports[port].plain.as_ref()?.session;
         // A shadow-map node's header is prepared before anything is counted or built.
         if p.shadow_hit
             && !n
@@ -1011,6 +1010,13 @@ impl Datapath {
                 )?,
             });
         }
+        // Mutable: the copy's header keeps the lengths of the last frame it was written for.
+        let PlainCopy {
+            vxlan,
+            slot,
+            header: collector_header,
+            ..
+        } = self.fast.ports[port].plain.as_mut()?;
         let entropy = flow_entropy_port(p.flow);
         let len = frame.len();
         n.decided += 1;
@@ -1023,10 +1029,10 @@ impl Datapath {
         n.mirror_hits += 1;
         let header = if p.shadow_hit {
             n.shadow_hits += 1;
-            &n.plain_hit.as_ref()?.header
+            &mut n.plain_hit.as_mut()?.header
         } else {
             n.shadow_misses += 1;
-            &plain.header
+            collector_header
         };
         // Production's frame first, then the copy, as on the general path (the arena's
         // order).
@@ -1035,9 +1041,7 @@ impl Datapath {
         let (buf, copy_buf, out, copy_out) = self
             .frames
             .alloc_two(vxlan_len + len, copy_header_len + len);
-        plain
-            .vxlan
-            .write(out, p.substrate_mac, p.substrate, len, entropy);
+        vxlan.write(out, p.substrate_mac, p.substrate, len, entropy);
         copy_frame(&mut out[vxlan_len..], frame);
         let primary = OutFrame::new(Port::Uplink, Queue::Primary, None, 0, buf);
         header.write(
@@ -1049,7 +1053,7 @@ impl Datapath {
         );
         copy_frame(&mut copy_out[copy_header_len..], frame);
         // Sampling one in one: the count only moves.
-        self.tables.mirror_filters.count_match(plain.slot);
+        self.tables.mirror_filters.count_match(*slot);
         n.copied(session, copy_buf.len());
         copies.push(OutFrame::new(
             Port::Uplink,
