@@ -320,8 +320,10 @@ pub(crate) struct FastCounts {
     mirror_misses: u64,
     shadow_hits: u64,
     shadow_misses: u64,
-    /// Copies made and their bytes, by session.
-    copies: [(u64, u64); NUM_SESSIONS],
+    /// Copies made, by session.
+    copies: [u64; NUM_SESSIONS],
+    /// Their bytes, by session (apart from the count: two plain adds per copy).
+    copy_bytes: [u64; NUM_SESSIONS],
     /// The last copy header the batch used: its session and destination, and the outer
     /// cache's generation then (the source, port and tunnel are the batch's constants).
     last_copy: LastCopy,
@@ -347,7 +349,8 @@ impl Default for FastCounts {
             mirror_misses: 0,
             shadow_hits: 0,
             shadow_misses: 0,
-            copies: [(0, 0); NUM_SESSIONS],
+            copies: [0; NUM_SESSIONS],
+            copy_bytes: [0; NUM_SESSIONS],
             last_copy: LastCopy::NONE,
             plain_hit: None,
             rx_port: Port::Uplink,
@@ -364,9 +367,9 @@ impl FastCounts {
     fn copied(&mut self, session: u16, len: usize) {
         // The session was checked in range when the copy was planned: the remainder only
         // spares the bounds check.
-        let c = &mut self.copies[session as usize % NUM_SESSIONS];
-        c.0 += 1;
-        c.1 += len as u64;
+        let s = session as usize % NUM_SESSIONS;
+        self.copies[s] += 1;
+        self.copy_bytes[s] += len as u64;
     }
 
     /// Counts a frame received on `port`, of [`Port::index`] `index` (of any route).
@@ -420,7 +423,7 @@ impl FastCounts {
         );
         add(TableId::ShadowMap, TableCounter::Hits, self.shadow_hits);
         add(TableId::ShadowMap, TableCounter::Misses, self.shadow_misses);
-        for (s, &(copies, bytes)) in self.copies.iter().enumerate() {
+        for (s, (&copies, &bytes)) in self.copies.iter().zip(&self.copy_bytes).enumerate() {
             if copies > 0 {
                 counters.session(s as u16, SessionCounter::Copies, copies);
                 counters.session(s as u16, SessionCounter::CopyBytes, bytes);
