@@ -51,14 +51,31 @@ impl Chunk {
             live: 0,
         }
     }
+
+    /// What stands in [`Frames::chunks`] for the chunk held out as the current one: no
+    /// bytes, no frames.
+    fn stand_in() -> Chunk {
+        Chunk {
+            bytes: Box::default(),
+            used: 0,
+            live: 0,
+        }
+    }
 }
 
 /// The frame arena (see the module documentation).
+///
+/// The chunk being filled is held out of the chunk list (its place there an empty
+/// stand-in): allocating from it is a few loads and stores on the arena itself,
+/// with no look-up of the chunk by number.
 pub struct Frames {
     chunks: Vec<Chunk>,
     /// Chunks holding no frame, other than the current one.
     free: Vec<u32>,
-    /// The chunk being filled.
+    /// The chunk being filled: chunk number [`Frames::current`], whose entry in
+    /// [`Frames::chunks`] is an empty stand-in meanwhile.
+    cur: Chunk,
+    /// The current chunk's number.
     current: u32,
 }
 
@@ -72,8 +89,9 @@ impl Frames {
     /// An arena with one empty chunk.
     pub fn new() -> Frames {
         Frames {
-            chunks: vec![Chunk::new(CHUNK)],
+            chunks: vec![Chunk::stand_in()],
             free: Vec::new(),
+            cur: Chunk::new(CHUNK),
             current: 0,
         }
     }
@@ -82,23 +100,70 @@ impl Frames {
     /// every byte), and where it is.
     #[inline(always)]
     pub fn alloc(&mut self, len: usize) -> (FrameBuf, &mut [u8]) {
-        let current = self.current;
-        let c = &self.chunks[current as usize];
-        let offset = c.used;
-        // One compare that also bounds the slice below (a chunk is far below usize::MAX).
-        let end = offset.wrapping_add(len);
-        if end > c.bytes.len() || end < offset {
+        let offset = self.cur.used;
+        // `used` never exceeds the chunk's length: the room left needs no overflow check.
+        if len > self.cur.bytes.len() - offset {
             return self.alloc_in_next(len);
         }
-        let c = &mut self.chunks[current as usize];
-        c.used = end;
+        let c = &mut self.cur;
+        c.used = offset + len;
         c.live += 1;
         let buf = FrameBuf {
-            chunk: current,
+            chunk: self.current,
             offset: offset as u32,
             len: len as u32,
         };
-        (buf, &mut c.bytes[offset..end])
+        (buf, &mut c.bytes[offset..][..len])
+    }
+
+    /// Two new frames of `a` and `b` bytes, where [`Frames::alloc`] of `a` then of `b`
+    /// would put them (so the second right after the first when both fit in the current
+    /// chunk): one room check for both.
+    #[inline(always)]
+    pub fn alloc_two(&mut self, a: usize, b: usize) -> (FrameBuf, FrameBuf, &mut [u8], &mut [u8]) {
+        let offset = self.cur.used;
+        if a + b > self.cur.bytes.len() - offset {
+            return self.alloc_two_apart(a, b);
+        }
+        let c = &mut self.cur;
+        c.used = offset + a + b;
+        c.live += 2;
+        let first = FrameBuf {
+            chunk: self.current,
+            offset: offset as u32,
+            len: a as u32,
+        };
+        let second = FrameBuf {
+            chunk: self.current,
+            offset: (offset + a) as u32,
+            len: b as u32,
+        };
+        let (x, y) = c.bytes[offset..][..a + b].split_at_mut(a);
+        (first, second, x, y)
+    }
+
+    /// [`Frames::alloc_two`] when the two do not both fit in the current chunk: one
+    /// [`Frames::alloc`] after the other.
+    #[cold]
+    #[inline(never)]
+    fn alloc_two_apart(
+        &mut self,
+        a: usize,
+        b: usize,
+    ) -> (FrameBuf, FrameBuf, &mut [u8], &mut [u8]) {
+        let first = self.alloc(a).0;
+        let second = self.alloc(b).0;
+        debug_assert_eq!(second.chunk, self.current);
+        if first.chunk == self.current {
+            let (x, y) = self.cur.bytes.split_at_mut(second.offset as usize);
+            let x = &mut x[first.offset as usize..][..a];
+            (first, second, x, &mut y[..b])
+        } else {
+            // The first frame's chunk is back in the list: disjoint from the current one.
+            let x = &mut self.chunks[first.chunk as usize].bytes[first.offset as usize..][..a];
+            let y = &mut self.cur.bytes[second.offset as usize..][..b];
+            (first, second, x, y)
+        }
     }
 
     /// [`Frames::alloc`] when the current chunk has no room: the next chunk is an empty one
@@ -106,8 +171,7 @@ impl Frames {
     #[cold]
     #[inline(never)]
     fn alloc_in_next(&mut self, len: usize) -> (FrameBuf, &mut [u8]) {
-        let reuse_current = self.chunks[self.current as usize].live == 0
-            && self.chunks[self.current as usize].bytes.len() >= len;
+        let reuse_current = self.cur.live == 0 && self.cur.bytes.len() >= len;
         if !reuse_current {
             let next = match self
                 .free
@@ -120,39 +184,55 @@ impl Frames {
                     (self.chunks.len() - 1) as u32
                 }
             };
-            if self.chunks[self.current as usize].live == 0 {
+            if self.cur.live == 0 {
                 self.free.push(self.current);
             }
+            // The current chunk back in its place, the next one out of its place.
+            let next_chunk = std::mem::replace(&mut self.chunks[next as usize], Chunk::stand_in());
+            self.chunks[self.current as usize] = std::mem::replace(&mut self.cur, next_chunk);
             self.current = next;
         }
-        let current = self.current;
-        let c = &mut self.chunks[current as usize];
+        let c = &mut self.cur;
         c.used = len;
         c.live += 1;
         let buf = FrameBuf {
-            chunk: current,
+            chunk: self.current,
             offset: 0,
             len: len as u32,
         };
         (buf, &mut c.bytes[..len])
     }
 
+    /// The chunk numbered `chunk`.
+    #[inline(always)]
+    fn chunk(&self, chunk: u32) -> &Chunk {
+        if chunk == self.current {
+            &self.cur
+        } else {
+            &self.chunks[chunk as usize]
+        }
+    }
+
     /// The bytes of `buf`.
     #[inline(always)]
     pub fn bytes(&self, buf: FrameBuf) -> &[u8] {
         let start = buf.offset as usize;
-        &self.chunks[buf.chunk as usize].bytes[start..start + buf.len as usize]
+        &self.chunk(buf.chunk).bytes[start..start + buf.len as usize]
     }
 
     /// Frees `buf`, which must not be used again.
     #[inline(always)]
     pub fn free(&mut self, buf: FrameBuf) {
-        let c = &mut self.chunks[buf.chunk as usize];
-        c.live -= 1;
-        if c.live == 0 {
-            if buf.chunk == self.current {
+        if buf.chunk == self.current {
+            let c = &mut self.cur;
+            c.live -= 1;
+            if c.live == 0 {
                 c.used = 0;
-            } else {
+            }
+        } else {
+            let c = &mut self.chunks[buf.chunk as usize];
+            c.live -= 1;
+            if c.live == 0 {
                 self.free.push(buf.chunk);
             }
         }
@@ -161,6 +241,8 @@ impl Frames {
     /// Forgets every frame (a reset of the NIC, whose queues are gone): every chunk is free.
     pub fn clear(&mut self) {
         self.free.clear();
+        self.cur.used = 0;
+        self.cur.live = 0;
         for (i, c) in self.chunks.iter_mut().enumerate() {
             c.used = 0;
             c.live = 0;
@@ -173,12 +255,12 @@ impl Frames {
     /// Frames allocated and not yet freed: none once a run has finished (every frame built
     /// was transmitted or dropped).
     pub fn live(&self) -> usize {
-        self.chunks.iter().map(|c| c.live as usize).sum()
+        self.chunks.iter().map(|c| c.live as usize).sum::<usize>() + self.cur.live as usize
     }
 
     /// Bytes the arena holds in all its chunks, used or not.
     pub fn capacity(&self) -> usize {
-        self.chunks.iter().map(|c| c.bytes.len()).sum()
+        self.chunks.iter().map(|c| c.bytes.len()).sum::<usize>() + self.cur.bytes.len()
     }
 }
 
@@ -214,6 +296,41 @@ mod tests {
         assert_eq!(f.live(), 0);
         // 40 frames of at most 1.5 KB fit in one chunk: the arena did not grow beyond two.
         assert!(f.capacity() <= 2 * CHUNK, "{} bytes", f.capacity());
+    }
+
+    /// Two frames allocated together land where one allocation after the other would put
+    /// them, whether both fit in the current chunk or not, and keep their bytes.
+    #[test]
+    fn two_frames_together_land_where_one_after_the_other_would() {
+        let mut together = Frames::new();
+        let mut apart = Frames::new();
+        let mut live = std::collections::VecDeque::new();
+        for i in 0..20_000u32 {
+            let a = 60 + (i as usize * 37) % 1500;
+            let b = if i % 97 == 0 {
+                CHUNK + 10
+            } else {
+                70 + (i as usize * 53) % 1500
+            };
+            let (fa, fb, x, y) = together.alloc_two(a, b);
+            x.fill(i as u8);
+            y.fill(!(i as u8));
+            let ea = apart.alloc(a).0;
+            let eb = apart.alloc(b).0;
+            assert_eq!((fa, fb), (ea, eb), "pair {i}");
+            live.push_back((fa, fb, i as u8));
+            if live.len() > 40 {
+                let (fa, fb, fill) = live.pop_front().expect("non-empty");
+                assert!(together.bytes(fa).iter().all(|&v| v == fill));
+                assert!(together.bytes(fb).iter().all(|&v| v == !fill));
+                together.free(fa);
+                together.free(fb);
+                apart.free(fa);
+                apart.free(fb);
+            }
+        }
+        assert_eq!(together.live(), 2 * live.len());
+        assert_eq!(together.capacity(), apart.capacity());
     }
 
     #[test]

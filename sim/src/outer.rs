@@ -237,6 +237,71 @@ impl Prepared {
     }
 }
 
+/// A Geneve header with the shadow option prepared for one destination and one session's
+/// copies in one direction ([`ShadowCopy::new`]): the option's session and direction are in
+/// it, so that per frame only the lengths, the checksum, the entropy port, the sequence
+/// number and the original length are written ([`ShadowCopy::write`]). The option's flags
+/// are zero: for copies neither truncated nor redirected. The lengths and the checksum
+/// depend only on the frame's length here (the destination is fixed): the header keeps those
+/// of the last length written, so that frames of one length reuse them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ShadowCopy {
+    h: [u8; MAX_LEN],
+    sum: u32,
+    /// The inner length whose IPv4 total length, checksum and UDP length `h` holds
+    /// (`usize::MAX`: none yet).
+    filled: usize,
+}
+
+impl ShadowCopy {
+    /// `p` (a Geneve header with the shadow option, else `None`) with the option's session
+    /// and direction filled in.
+    pub(crate) fn new(p: &Prepared, session: u16, direction: u8) -> Option<ShadowCopy> {
+        if p.len != MAX_LEN || p.key.kind != 2 {
+            return None;
+        }
+        let mut h = p.h;
+        let data = ShadowMetadata {
+            session,
+            direction,
+            flags: 0,
+            sequence: 0,
+            original_len: 0,
+        }
+        .to_data();
+        h[54..66].copy_from_slice(&data);
+        Some(ShadowCopy {
+            h,
+            sum: p.sum,
+            filled: usize::MAX,
+        })
+    }
+
+    /// Writes the header into the start of `out` for a frame of `inner_len` bytes, the
+    /// copy's `sequence` number of a frame of `original_len` bytes; the caller checked that
+    /// the IPv4 total length (`MAX_LEN - 14 + inner_len`) fits 16 bits. The same bytes as
+    /// [`Prepared::write`] with the shadow metadata of this session and direction, flags 0.
+    #[inline(always)]
+    pub(crate) fn write(
+        &mut self,
+        out: &mut [u8],
+        inner_len: usize,
+        udp_src_port: u16,
+        sequence: u32,
+        original_len: u16,
+    ) {
+        if self.filled != inner_len {
+            write_lengths(&mut self.h, MAX_LEN, inner_len, self.sum, 0);
+            self.filled = inner_len;
+        }
+        let out = &mut out[..MAX_LEN];
+        out.copy_from_slice(&self.h);
+        out[34..36].copy_from_slice(&udp_src_port.to_be_bytes());
+        out[58..62].copy_from_slice(&sequence.to_be_bytes());
+        out[62..64].copy_from_slice(&original_len.to_be_bytes());
+    }
+}
+
 /// A VXLAN header over IPv4 prepared for a source and a network, the destination left to
 /// each frame ([`Vxlan::write`]): the production frames of one VF port all carry the port's
 /// VNI from the NIC's address, so everything but the destination's MAC and address, the
@@ -445,6 +510,28 @@ mod tests {
             let mut again = vec![0x55; n + 3];
             prepared.write(&mut again, inner_len, ports.0, shadow);
             prop_assert_eq!(&again[..n], &reference[..n]);
+            // And a shadow copy's header with its session and direction prepared (flags
+            // zero), against the prepared header written with the same metadata.
+            if let Some(m) = shadow {
+                let m0 = ShadowMetadata { flags: 0, ..*m };
+                let mut c =
+                    ShadowCopy::new(&prepared, m0.session, m0.direction).expect("shadow");
+                let mut want = vec![0x55; n + 3];
+                prepared.write(&mut want, inner_len, ports.0, Some(&m0));
+                // Written fresh, again at the same length (the lengths kept), and after a
+                // frame of another length.
+                for first in [inner_len, inner_len, inner_len ^ 1, inner_len] {
+                    let mut got = vec![0x55; n + 3];
+                    if first != inner_len {
+                        c.write(&mut got, first, 7, 1, 2);
+                        got = vec![0x55; n + 3];
+                    }
+                    c.write(&mut got, inner_len, ports.0, m0.sequence, m0.original_len);
+                    prop_assert_eq!(&got, &want);
+                }
+            } else {
+                prop_assert!(ShadowCopy::new(&prepared, 1, 1).is_none());
+            }
             // And a VXLAN header prepared without its destination, written for this one.
             if let TunnelHeader::Vxlan { vni } = tunnel {
                 let v = Vxlan::new(macs.0, addrs.0, ports.1, vni, ttl).expect("in range");

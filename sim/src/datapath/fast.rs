@@ -111,6 +111,20 @@ pub(crate) struct PortLane {
     /// The outer header of [`PortLane::copy`]'s copies to its session's collector (where
     /// copies go that the shadow map has no node for).
     collector_header: Option<crate::outer::Prepared>,
+    /// [`PortLane::copy`] when it copies every frame whole (sampling one in one, no
+    /// truncation) in Geneve: its copies to the collector take [`Datapath::decide_plain`].
+    plain: Option<PlainCopy>,
+}
+
+/// What [`Datapath::decide_plain`] needs of a port: its production frames' header
+/// ([`PortLane::vxlan`], here too so that one check finds both), its copies' rule slot and
+/// session, and the collector's header with the session and direction in its shadow option.
+#[derive(Clone, Copy, Debug)]
+struct PlainCopy {
+    vxlan: crate::outer::Vxlan,
+    slot: u32,
+    session: u16,
+    header: crate::outer::ShadowCopy,
 }
 
 /// The answers for every frame of a port whose ACL and mirror filter need no walk.
@@ -171,6 +185,7 @@ impl PortLane {
         vxlan: None,
         simple: None,
         collector_header: None,
+        plain: None,
     };
 }
 
@@ -221,6 +236,8 @@ pub(crate) struct Plan {
     /// The copy is the port's ([`PortLane::copy`]): without a shadow-map node it goes to the
     /// collector whose header the port's lane holds (`shadow` is not set then).
     port_copy: bool,
+    /// The copy is the port's and the port's copies are plain ([`PortLane::plain`]).
+    plain: bool,
 }
 
 impl Plan {
@@ -247,6 +264,7 @@ impl Plan {
         shadow_hit: false,
         shadow_probe: false,
         port_copy: false,
+        plain: false,
     };
 }
 
@@ -282,6 +300,14 @@ impl LastCopy {
     }
 }
 
+/// A plain copy's header to a shadow-map node (see [`FastCounts::plain_hit`]).
+#[derive(Clone, Copy, Debug)]
+struct PlainHit {
+    session: u16,
+    target: Target,
+    header: crate::outer::ShadowCopy,
+}
+
 /// Counters of fast-lane frames, accumulated over a batch and added once
 /// ([`FastCounts::flush`]): the same totals as counting each frame.
 #[derive(Debug)]
@@ -294,11 +320,16 @@ pub(crate) struct FastCounts {
     mirror_misses: u64,
     shadow_hits: u64,
     shadow_misses: u64,
-    /// Copies made and their bytes, by session.
-    copies: [(u64, u64); NUM_SESSIONS],
+    /// Copies made, by session.
+    copies: [u64; NUM_SESSIONS],
+    /// Their bytes, by session (apart from the count: two plain adds per copy).
+    copy_bytes: [u64; NUM_SESSIONS],
     /// The last copy header the batch used: its session and destination, and the outer
     /// cache's generation then (the source, port and tunnel are the batch's constants).
     last_copy: LastCopy,
+    /// The last header a plain copy to a shadow-map node used ([`Datapath::decide_plain`]):
+    /// its session and destination (the source, port and tunnel are the batch's constants).
+    plain_hit: Option<PlainHit>,
     /// Received frames and bytes of `rx_port`, not yet counted (when `rx_key` is not 0).
     rx_port: Port,
     /// `rx_port`'s [`Port::index`] plus one, or 0 while none is counted: one compare per
@@ -318,8 +349,10 @@ impl Default for FastCounts {
             mirror_misses: 0,
             shadow_hits: 0,
             shadow_misses: 0,
-            copies: [(0, 0); NUM_SESSIONS],
+            copies: [0; NUM_SESSIONS],
+            copy_bytes: [0; NUM_SESSIONS],
             last_copy: LastCopy::NONE,
+            plain_hit: None,
             rx_port: Port::Uplink,
             rx_key: 0,
             rx_packets: 0,
@@ -334,9 +367,9 @@ impl FastCounts {
     fn copied(&mut self, session: u16, len: usize) {
         // The session was checked in range when the copy was planned: the remainder only
         // spares the bounds check.
-        let c = &mut self.copies[session as usize % NUM_SESSIONS];
-        c.0 += 1;
-        c.1 += len as u64;
+        let s = session as usize % NUM_SESSIONS;
+        self.copies[s] += 1;
+        self.copy_bytes[s] += len as u64;
     }
 
     /// Counts a frame received on `port`, of [`Port::index`] `index` (of any route).
@@ -390,7 +423,7 @@ impl FastCounts {
         );
         add(TableId::ShadowMap, TableCounter::Hits, self.shadow_hits);
         add(TableId::ShadowMap, TableCounter::Misses, self.shadow_misses);
-        for (s, &(copies, bytes)) in self.copies.iter().enumerate() {
+        for (s, (&copies, &bytes)) in self.copies.iter().zip(&self.copy_bytes).enumerate() {
             if copies > 0 {
                 counters.session(s as u16, SessionCounter::Copies, copies);
                 counters.session(s as u16, SessionCounter::CopyBytes, bytes);
@@ -411,6 +444,22 @@ fn copy_frame(dst: &mut [u8], src: &[u8]) {
         dst[n - 32..].copy_from_slice(&src[n - 32..]);
     } else {
         dst.copy_from_slice(src);
+    }
+}
+
+/// Copies `src` into `a` and into `b` (both its length): [`copy_frame`] twice, with one
+/// check of the length for both.
+#[inline(always)]
+fn copy_frame_twice(a: &mut [u8], b: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    if (32..=64).contains(&n) && a.len() == n && b.len() == n {
+        a[..32].copy_from_slice(&src[..32]);
+        a[n - 32..].copy_from_slice(&src[n - 32..]);
+        b[..32].copy_from_slice(&src[..32]);
+        b[n - 32..].copy_from_slice(&src[n - 32..]);
+    } else {
+        a.copy_from_slice(src);
+        b.copy_from_slice(src);
     }
 }
 
@@ -556,6 +605,21 @@ impl Datapath {
             .copy
             .as_ref()
             .and_then(|c| self.copy_header(c.copy.geneve, c.collector?));
+        lane.plain = match (&lane.copy, &lane.collector_header, &lane.vxlan) {
+            (Some(c), Some(h), Some(vxlan))
+                if c.copy.sample_one_in == 1 && c.copy.truncate.is_none() && c.copy.geneve =>
+            {
+                crate::outer::ShadowCopy::new(h, c.copy.session, Direction::FromVm.code()).map(
+                    |header| PlainCopy {
+                        vxlan: *vxlan,
+                        slot: c.copy.slot,
+                        session: c.copy.session,
+                        header,
+                    },
+                )
+            }
+            _ => None,
+        };
         lane.vni = vport.vni;
         lane.deny_from_vm = net.default_deny_from_vm;
         lane.acl = acl;
@@ -770,9 +834,11 @@ impl Datapath {
             }
             (acl_hit, rule.is_some(), copy_lane)
         };
-        let mut copy = None;
+        out.plain = port_copy && copy_lane.is_some() && lane.plain.is_some();
+        // Written where it goes, not staged in a local.
+        out.copy = None;
         if let Some(c) = copy_lane {
-            copy = Some(c.copy);
+            out.copy = Some(c.copy);
             let h = exact::hash_finish(exact::hash_word(c.shadow_prefix, dst_word));
             out.shadow_hash = h;
             out.shadow_probe = true;
@@ -798,7 +864,6 @@ impl Datapath {
         );
         out.acl_hit = acl_hit;
         out.mirror_hit = mirror_hit;
-        out.copy = copy;
         out.map_hash = exact::hash_finish(exact::hash_word(
             exact::hash_word(lane.map_prefix, dst_word),
             0,
@@ -828,6 +893,9 @@ impl Datapath {
         n: &mut FastCounts,
         copies: &mut Two<OutFrame>,
     ) -> Option<OutFrame> {
+        if p.plain {
+            return self.decide_plain(p, frame, n, copies);
+        }
         // Field by field: the prepared headers stay borrowed while the rest is written.
         let entropy = flow_entropy_port(p.flow);
         // A plan's port is a VF port in range (its lane was worked out): the remainder only
@@ -920,6 +988,102 @@ impl Datapath {
                 ));
             }
         }
+        Some(primary)
+    }
+}
+
+impl Datapath {
+    /// [`Datapath::decide_fast`] for a frame whose copy is its port's plain copy
+    /// ([`PortLane::plain`]): the same bytes, counts and sequence numbers, with no sampling
+    /// or truncation to decide, and the copy's header prepared with the session in it — for
+    /// the session's collector once per port and batch, for a shadow-map node when the
+    /// batch's last one was for another.
+    #[inline(always)]
+    fn decide_plain(
+        &mut self,
+        p: &Plan,
+        frame: &[u8],
+        n: &mut FastCounts,
+        copies: &mut Two<OutFrame>,
+    ) -> Option<OutFrame> {
+        // A plan's port is a VF port in range (its lane was worked out): the remainder only
+        // spares the bounds check.
+        let port = p.port as usize % NUM_VPORTS;
+        let session = self.fast.ports[port].plain.as_ref()?.session;
+        // A shadow-map node's header is prepared before anything is counted or built.
+        if p.shadow_hit
+            && !n
+                .plain_hit
+                .as_ref()
+                .is_some_and(|h| h.session == session && h.target == p.shadow)
+        {
+            let key = self.copy_key(true, &p.shadow)?;
+            let prepared = crate::outer::Prepared::new(key, OUTER_TTL)?;
+            n.plain_hit = Some(PlainHit {
+                session,
+                target: p.shadow,
+                header: crate::outer::ShadowCopy::new(
+                    &prepared,
+                    session,
+                    Direction::FromVm.code(),
+                )?,
+            });
+        }
+        // Mutable: the copy's header keeps the lengths of the last frame it was written for.
+        let PlainCopy {
+            vxlan,
+            slot,
+            header: collector_header,
+            ..
+        } = self.fast.ports[port].plain.as_mut()?;
+        let entropy = flow_entropy_port(p.flow);
+        let len = frame.len();
+        n.decided += 1;
+        if p.acl_hit {
+            n.acl_hits += 1;
+        } else {
+            n.acl_misses += 1;
+        }
+        // A plain copy's rule matched.
+        n.mirror_hits += 1;
+        let header = if p.shadow_hit {
+            n.shadow_hits += 1;
+            &mut n.plain_hit.as_mut()?.header
+        } else {
+            n.shadow_misses += 1;
+            collector_header
+        };
+        // Production's frame first, then the copy, as on the general path (the arena's
+        // order).
+        let vxlan_len = crate::outer::VXLAN_LEN;
+        let copy_header_len = crate::outer::MAX_LEN;
+        let (buf, copy_buf, out, copy_out) = self
+            .frames
+            .alloc_two(vxlan_len + len, copy_header_len + len);
+        vxlan.write(out, p.substrate_mac, p.substrate, len, entropy);
+        let primary = OutFrame::new(Port::Uplink, Queue::Primary, None, 0, buf);
+        header.write(
+            copy_out,
+            len,
+            entropy,
+            self.sessions.next_sequence(session % NUM_SESSIONS as u16),
+            len.min(u16::MAX as usize) as u16,
+        );
+        copy_frame_twice(
+            &mut out[vxlan_len..],
+            &mut copy_out[copy_header_len..],
+            frame,
+        );
+        // Sampling one in one: the count only moves.
+        self.tables.mirror_filters.count_match(*slot);
+        n.copied(session, copy_buf.len());
+        copies.push(OutFrame::new(
+            Port::Uplink,
+            Queue::Mirror,
+            Some(session),
+            1,
+            copy_buf,
+        ));
         Some(primary)
     }
 }

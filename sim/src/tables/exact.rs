@@ -299,11 +299,10 @@ impl ExactView<'_> {
         for b in [b0, b1] {
             let first = b as usize * WAYS;
             let bucket = self.tags.get(first..first + WAYS)?;
-            for (way, &slot_tag) in bucket.iter().enumerate() {
-                if slot_tag == t
-                    && let Some(s) = self.slots.get(first + way)
-                    && &s.key == key
-                {
+            // The bucket's slots checked in range once, not way by way.
+            let slots = self.slots.get(first..first + WAYS)?;
+            for (way, (&slot_tag, s)) in bucket.iter().zip(slots).enumerate() {
+                if slot_tag == t && &s.key == key {
                     return Some((first + way, s));
                 }
             }
