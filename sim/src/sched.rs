@@ -1047,8 +1047,9 @@ impl Scheduler {
         if let Some(a) = e.copies.get(e.queued) {
             watermark = watermark.min(a.ready);
         }
-        // The two cursors in locals (see `Ring::cursor`): each push to `released` would
-        // otherwise reload both rings' fields.
+        // Release in `first_to_release`'s (start, seq) order, with the two cursors in locals
+        // (see `Ring::cursor`): each push to `released` would otherwise reload both rings'
+        // fields.
         let mut production = e.production.cursor(RELEASE);
         let mut decided = e.decided.cursor(COPY_RELEASE);
         loop {
