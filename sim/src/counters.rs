@@ -89,6 +89,23 @@ impl Counters {
         self.add(counters::session(session, kind), n);
     }
 
+    /// Counts a session event of `len` bytes: `packets` by one and `bytes` by `len`, the
+    /// session's counters addressed once (one bounds check for both).
+    #[inline(always)]
+    pub fn session_len(
+        &mut self,
+        session: u16,
+        packets: SessionCounter,
+        bytes: SessionCounter,
+        len: usize,
+    ) {
+        const KINDS: usize = SessionCounter::ALL.len();
+        let first = counters::session(session, SessionCounter::ALL[0]).index();
+        let kinds = &mut self.values[first..first + KINDS];
+        kinds[packets as usize] += 1;
+        kinds[bytes as usize] += len as u64;
+    }
+
     /// Counts a pipeline event.
     #[inline]
     pub fn pipeline(&mut self, kind: PipelineCounter, n: u64) {

@@ -1023,8 +1023,12 @@ impl NicModel {
                         len,
                     );
                     if let Some(s) = f.session() {
-                        counters.session(s, SessionCounter::TxPackets, 1);
-                        counters.session(s, SessionCounter::TxBytes, len as u64);
+                        counters.session_len(
+                            s,
+                            SessionCounter::TxPackets,
+                            SessionCounter::TxBytes,
+                            len,
+                        );
                     }
                     stats.tally_mirror(&mut tally, len, cycles, end);
                 } else {
@@ -1252,8 +1256,12 @@ fn count_transmission(
         );
     }
     if let (Some(s), true) = (tx.session, mirror) {
-        counters.session(s, SessionCounter::TxPackets, 1);
-        counters.session(s, SessionCounter::TxBytes, tx.len as u64);
+        counters.session_len(
+            s,
+            SessionCounter::TxPackets,
+            SessionCounter::TxBytes,
+            tx.len,
+        );
     }
     stats.transmitted(
         Class::of_frame(tx.ingress_port, tx.port, tx.queue, tx.session),

@@ -206,7 +206,7 @@ impl<T: Copy + Default, const N: usize> Ring<T, N> {
     }
 
     /// Moves cursor `k` past its first record, which the caller has just looked at.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn drop_front(&mut self, k: usize) {
         debug_assert!(!self.is_empty(k));
         self.heads[k] = self.heads[k].wrapping_add(1);
@@ -233,8 +233,28 @@ impl<T: Copy + Default, const N: usize> Ring<T, N> {
         self.tail = self.tail.wrapping_add(1);
     }
 
+    /// Cursor `k` read into a [`Cursor`] of its own: a loop that pops from it while it
+    /// writes elsewhere keeps the cursor in registers instead of reloading the ring's fields
+    /// after every store. [`Ring::set_head`] moves the ring's cursor to where it ended.
+    #[inline(always)]
+    pub(crate) fn cursor(&self, k: usize) -> Cursor<'_, T> {
+        Cursor {
+            buf: &self.buf,
+            head: self.heads[k],
+            tail: self.tail,
+        }
+    }
+
+    /// Moves cursor `k` to `head`, where a [`Cursor`] taken from it by [`Ring::cursor`]
+    /// ended (no record has been pushed since: it is at or before the ring's last).
+    #[inline(always)]
+    pub(crate) fn set_head(&mut self, k: usize, head: usize) {
+        debug_assert!(head.wrapping_sub(self.heads[k]) <= self.tail.wrapping_sub(self.heads[k]));
+        self.heads[k] = head;
+    }
+
     /// Cursor `k`'s records, first to last.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn iter(&self, k: usize) -> impl Iterator<Item = &T> {
         let (head, mask) = (self.heads[k], self.mask);
         let len = self.tail.wrapping_sub(head);
@@ -265,6 +285,48 @@ impl<T: Copy + Default, const N: usize> Ring<T, N> {
         }
         self.tail = held;
         self.oldest = 0;
+    }
+}
+
+/// One cursor of a [`Ring`] in locals (see [`Ring::cursor`]).
+pub(crate) struct Cursor<'a, T> {
+    /// The ring's buffer: the mask is its length less one, so that the compiler sees the
+    /// masked index in bounds whenever the buffer is not empty, a test it can hoist.
+    buf: &'a [T],
+    head: usize,
+    tail: usize,
+}
+
+impl<'a, T> Cursor<'a, T> {
+    /// The first record.
+    #[inline(always)]
+    pub(crate) fn front(&self) -> Option<&'a T> {
+        if self.head == self.tail {
+            None
+        } else {
+            self.buf.get(self.head & self.buf.len().wrapping_sub(1))
+        }
+    }
+
+    /// The records, first to last.
+    #[inline(always)]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &'a T> + use<'a, T> {
+        let (buf, head) = (self.buf, self.head);
+        let mask = buf.len().wrapping_sub(1);
+        (0..self.tail.wrapping_sub(head)).map(move |i| &buf[head.wrapping_add(i) & mask])
+    }
+
+    /// Moves past the first record, which the caller has just looked at.
+    #[inline(always)]
+    pub(crate) fn drop_front(&mut self) {
+        debug_assert!(self.head != self.tail);
+        self.head = self.head.wrapping_add(1);
+    }
+
+    /// Where the cursor is, for [`Ring::set_head`].
+    #[inline(always)]
+    pub(crate) fn head(&self) -> usize {
+        self.head
     }
 }
 

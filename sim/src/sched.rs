@@ -24,7 +24,7 @@ use shadownet_hw::{
 use crate::{
     counters::Counters,
     datapath::{OutFrame, Two},
-    fifo::{Fifo, Ring},
+    fifo::{Cursor, Fifo, Ring},
     frames::FrameBuf,
     sessions::Sessions,
 };
@@ -338,26 +338,28 @@ impl Egress {
         }
     }
 
-    /// Releases the first decided transmission if it starts before `watermark`.
-    fn release_before(&mut self, watermark: u64) -> Option<u32> {
-        let (_, slot, copy) = self
-            .first_to_release()
-            .filter(|&(start, ..)| start < watermark)?;
-        if copy {
-            self.decided.drop_front(COPY_RELEASE);
-        } else {
-            self.production.drop_front(RELEASE);
+    /// Earliest start at or after `s0` (on a cycle edge) of a copy of wire time `d` that
+    /// overlaps no production transmission: the intervals cursor first moved past every
+    /// transmission ending by `s0`, then searched, in locals (see `Ring::cursor`).
+    #[inline(always)]
+    fn earliest_gap(&mut self, s0: u64, d: u64, cycle: CycleDiv) -> u64 {
+        let mut intervals = self.production.cursor(INTERVALS);
+        while intervals.front().is_some_and(|i| i.end <= s0) {
+            intervals.drop_front();
         }
-        Some(slot)
+        let s = Self::gap_from(&intervals, s0, d, cycle);
+        let head = intervals.head();
+        self.production.set_head(INTERVALS, head);
+        s
     }
 
-    /// Earliest start at or after `s0` (on a cycle edge) of a copy of wire time `d` that
-    /// overlaps no production transmission.
-    fn earliest_gap(&self, s0: u64, d: u64, cycle: CycleDiv) -> u64 {
+    /// [`Egress::earliest_gap`]'s search from the first transmission of `intervals`.
+    #[inline(always)]
+    fn gap_from(intervals: &Cursor<'_, Produced>, s0: u64, d: u64, cycle: CycleDiv) -> u64 {
         let mut s = s0;
         for &Produced {
             start: ps, end: pe, ..
-        } in self.production.iter(INTERVALS)
+        } in intervals.iter()
         {
             if pe <= s {
                 continue;
@@ -953,11 +955,6 @@ impl Scheduler {
                 } else {
                     per_cycle.div_ceil(e.mirror_free) * cycle
                 };
-                while e
-                    .production
-                    .pop_front_if(INTERVALS, |i| i.end <= s0)
-                    .is_some()
-                {}
                 let s = e.earliest_gap(s0, c.wire, per_cycle);
                 if s.saturating_add(c.wire) > horizon {
                     e.head_lb = Some(s);
@@ -1050,9 +1047,41 @@ impl Scheduler {
         if let Some(a) = e.copies.get(e.queued) {
             watermark = watermark.min(a.ready);
         }
-        while let Some(slot) = e.release_before(watermark) {
+        // Release in `first_to_release`'s (start, seq) order, with the two cursors in locals
+        // (see `Ring::cursor`): each push to `released` would otherwise reload both rings'
+        // fields.
+        let mut production = e.production.cursor(RELEASE);
+        let mut decided = e.decided.cursor(COPY_RELEASE);
+        loop {
+            let slot = match (production.front(), decided.front()) {
+                (Some(p), Some(c)) if (c.start, c.seq) < (p.start, p.seq) => {
+                    if c.start >= watermark {
+                        break;
+                    }
+                    decided.drop_front();
+                    c.slot
+                }
+                (Some(p), _) => {
+                    if p.start >= watermark {
+                        break;
+                    }
+                    production.drop_front();
+                    p.slot
+                }
+                (None, Some(c)) => {
+                    if c.start >= watermark {
+                        break;
+                    }
+                    decided.drop_front();
+                    c.slot
+                }
+                (None, None) => break,
+            };
             self.released.push(slot);
         }
+        let (production, decided) = (production.head(), decided.head());
+        e.production.set_head(RELEASE, production);
+        e.decided.set_head(COPY_RELEASE, decided);
         // The next horizon at which this port can progress: the undecided head's earliest
         // end (its decision also unblocks the arrivals behind it), or passing the first
         // transmission still held back.

@@ -284,20 +284,31 @@ impl RunStats {
             self.tx_frames += 1;
             self.tx_bytes += len as u64;
             self.primary_latency.record(latency_cycles);
-            if self.tx_by_port.is_empty() {
-                self.first_by_port();
-            }
-            if let Some(n) = self.tx_by_port.get_mut(port.index()) {
-                *n += 1;
-            }
+            self.count_by_port(port.index());
         }
         self.last_tx_end_ps = self.last_tx_end_ps.max(end_ps);
         self.last_event_ps = self.last_event_ps.max(end_ps);
     }
 
+    /// Counts a production frame transmitted by the port of index `port`: one look at the
+    /// per-port list (empty until the first production frame) in the common case.
+    #[inline(always)]
+    fn count_by_port(&mut self, port: usize) {
+        match self.tx_by_port.get_mut(port) {
+            Some(n) => *n += 1,
+            None => self.count_first_by_port(port),
+        }
+    }
+
+    /// [`RunStats::count_by_port`] when the list is still empty (or the index past it).
     #[cold]
-    fn first_by_port(&mut self) {
-        self.tx_by_port = vec![0; Port::COUNT];
+    fn count_first_by_port(&mut self, port: usize) {
+        if self.tx_by_port.is_empty() {
+            self.tx_by_port = vec![0; Port::COUNT];
+        }
+        if let Some(n) = self.tx_by_port.get_mut(port) {
+            *n += 1;
+        }
     }
 
     /// Simulated time from the first arrival to the end of the last transmission (ps).
@@ -323,12 +334,7 @@ impl RunStats {
         t.tx_frames += 1;
         t.tx_bytes += len as u64;
         self.primary_latency.record(latency_cycles);
-        if self.tx_by_port.is_empty() {
-            self.first_by_port();
-        }
-        if let Some(n) = self.tx_by_port.get_mut(port) {
-            *n += 1;
-        }
+        self.count_by_port(port);
         t.last_end = t.last_end.max(end_ps);
     }
 
