@@ -105,6 +105,53 @@ fn quarter_rate_imix(lab: &Lab) -> Vec<Received> {
         .collect()
 }
 
+/// Web1 sending to db1 with the uplink delivering to web1 and web2 now and then, sizes from
+/// 60 to 1,514 bytes, in stretches at paces from line rate to six times slower: the mirror
+/// queue goes from full to empty and back many times, through the states between (the
+/// traffic above keeps it full; [`quarter_rate_imix`] keeps it near empty).
+fn random_pace(lab: &Lab, seed: u64) -> Vec<Received> {
+    let model = lab.model();
+    let mut rng = Rng(seed);
+    let mut t = 1_000_000u64;
+    let mut pace = 10;
+    let mut mixed = false;
+    (0..2400u16)
+        .map(|k| {
+            // Stretches of 200 frames at one pace, in tenths of a frame's wire time: from
+            // line rate (the mirror queue fills) to six times slower (it empties), with
+            // jitter within a stretch; a third of them with the uplink delivering to web1 and
+            // web2 half the time (several egress ports).
+            if k % 200 == 0 {
+                pace = [10, 11, 13, 16, 20, 30, 60][rng.below(7) as usize];
+                mixed = rng.below(3) == 0;
+            }
+            let len = 60 + rng.below(1455) as usize;
+            let (port, frame) = if mixed && rng.below(2) == 0 {
+                let (dst, dst_mac) = if rng.below(2) == 0 {
+                    (WEB1, mac(0x11))
+                } else {
+                    (WEB2, mac(0x12))
+                };
+                let inner = Builder::tcp(DB1, dst, 5432, 40_000 + k % 64)
+                    .flags(0x18)
+                    .macs(mac(0x21), dst_mac)
+                    .frame_len(len)
+                    .build();
+                (Port::Uplink, vxlan(PROD_HOST, LOCAL, PROD_VNI, &inner))
+            } else {
+                let frame = Builder::tcp(WEB1, DB1, 50_000 + k % 64, 5432)
+                    .flags(0x18)
+                    .macs(mac(0x11), mac(0x21))
+                    .frame_len(len)
+                    .build();
+                (Port::Vport(0), frame)
+            };
+            t += model.wire_ps(port, frame.len()) * (pace + rng.below(4)) / 10;
+            Received { at: t, port, frame }
+        })
+        .collect()
+}
+
 /// What a lab did with the traffic: every frame sent in order, and the counters followed by
 /// the run statistics (copies dropped at index [`MIRROR_DROPS`]).
 fn feed(policed: bool, batch: Option<usize>, traffic: &[Received]) -> (Vec<Sent>, Vec<u64>) {
@@ -237,5 +284,46 @@ fn batches_admit_copies_to_the_mirror_queue_as_single_frames() {
             counters == batched_counters,
             "batches of {batch}: counters or statistics differ"
         );
+    }
+}
+
+/// Batches equal single frames at every pace between the mirror queue always full and
+/// always empty: frames, order, counters and statistics, with and without a policer.
+#[test]
+fn batches_equal_single_frames_at_random_paces() {
+    for seed in [1u64, 2, 3, 4] {
+        let traffic = {
+            let lab = Lab::new();
+            random_pace(&lab, seed)
+        };
+        for policed in [false, true] {
+            let (one_by_one, counters) = feed(policed, None, &traffic);
+            assert!(
+                one_by_one.iter().any(|s| s.mirror),
+                "seed {seed}: no copies"
+            );
+            assert!(
+                counters[MIRROR_DROPS] > 0,
+                "seed {seed}, policed {policed}: the mirror queue never filled"
+            );
+            for batch in [7, 64, 256] {
+                let (batched, batched_counters) = feed(policed, Some(batch), &traffic);
+                assert_eq!(
+                    batched.len(),
+                    one_by_one.len(),
+                    "seed {seed}, policed {policed}, batches of {batch}: frames sent"
+                );
+                for (i, (a, b)) in one_by_one.iter().zip(&batched).enumerate() {
+                    assert_eq!(
+                        a, b,
+                        "seed {seed}, policed {policed}, batches of {batch}: frame {i}"
+                    );
+                }
+                assert!(
+                    counters == batched_counters,
+                    "seed {seed}, policed {policed}, batches of {batch}: counters or statistics differ"
+                );
+            }
+        }
     }
 }
