@@ -1037,8 +1037,9 @@ impl NicModel {
                         Class::of_production(dep.ingress_index(), port, f.session().is_some());
                     stats.tally_primary(&mut tally, class, port, len, cycles, end);
                 }
-                sink.transmit(dep, self.dp.frames.bytes(f.buf()));
-                self.dp.frames.free(f.buf());
+                self.dp
+                    .frames
+                    .release(f.buf(), |bytes| sink.transmit(dep, bytes));
             }
             stats.absorb(&tally);
         }

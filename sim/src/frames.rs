@@ -238,6 +238,28 @@ impl Frames {
         }
     }
 
+    /// Hands the bytes of `buf` to `f`, then frees `buf` ([`Frames::bytes`] and
+    /// [`Frames::free`] with the chunk found once: a departure's last use of its frame).
+    #[inline(always)]
+    pub fn release(&mut self, buf: FrameBuf, f: impl FnOnce(&[u8])) {
+        let range = buf.offset as usize..buf.offset as usize + buf.len as usize;
+        if buf.chunk == self.current {
+            let c = &mut self.cur;
+            f(&c.bytes[range]);
+            c.live -= 1;
+            if c.live == 0 {
+                c.used = 0;
+            }
+        } else {
+            let c = &mut self.chunks[buf.chunk as usize];
+            f(&c.bytes[range]);
+            c.live -= 1;
+            if c.live == 0 {
+                self.free.push(buf.chunk);
+            }
+        }
+    }
+
     /// Forgets every frame (a reset of the NIC, whose queues are gone): every chunk is free.
     pub fn clear(&mut self) {
         self.free.clear();
