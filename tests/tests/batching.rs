@@ -39,6 +39,31 @@ impl Rng {
     }
 }
 
+/// A frame of `len` bytes, number `k` of its traffic: from the uplink, db1 answering web1 or
+/// web2 (one local VM each, drawn by `rng`), or from web1's port, web1 sending to db1.
+fn frame_of(rng: &mut Rng, k: u16, len: usize, from_uplink: bool) -> (Port, Vec<u8>) {
+    if from_uplink {
+        let (dst, dst_mac) = if rng.below(2) == 0 {
+            (WEB1, mac(0x11))
+        } else {
+            (WEB2, mac(0x12))
+        };
+        let inner = Builder::tcp(DB1, dst, 5432, 40_000 + k % 64)
+            .flags(0x18)
+            .macs(mac(0x21), dst_mac)
+            .frame_len(len)
+            .build();
+        (Port::Uplink, vxlan(PROD_HOST, LOCAL, PROD_VNI, &inner))
+    } else {
+        let frame = Builder::tcp(WEB1, DB1, 50_000 + k % 64, 5432)
+            .flags(0x18)
+            .macs(mac(0x11), mac(0x21))
+            .frame_len(len)
+            .build();
+        (Port::Vport(0), frame)
+    }
+}
+
 /// Stretches of web1 sending to db1 (one egress port) alternating with stretches where the
 /// uplink also delivers to web1 and web2 (several egress ports), each at line rate.
 fn traffic(lab: &Lab) -> Vec<Received> {
@@ -50,26 +75,8 @@ fn traffic(lab: &Lab) -> Vec<Received> {
         let mixed = stretch % 2 == 1;
         for k in 0..600u16 {
             let len = 60 + rng.below(1455) as usize;
-            let (port, frame) = if mixed && rng.below(2) == 0 {
-                let (dst, dst_mac) = if rng.below(2) == 0 {
-                    (WEB1, mac(0x11))
-                } else {
-                    (WEB2, mac(0x12))
-                };
-                let inner = Builder::tcp(DB1, dst, 5432, 40_000 + k % 64)
-                    .flags(0x18)
-                    .macs(mac(0x21), dst_mac)
-                    .frame_len(len)
-                    .build();
-                (Port::Uplink, vxlan(PROD_HOST, LOCAL, PROD_VNI, &inner))
-            } else {
-                let frame = Builder::tcp(WEB1, DB1, 50_000 + k % 64, 5432)
-                    .flags(0x18)
-                    .macs(mac(0x11), mac(0x21))
-                    .frame_len(len)
-                    .build();
-                (Port::Vport(0), frame)
-            };
+            let from_uplink = mixed && rng.below(2) == 0;
+            let (port, frame) = frame_of(&mut rng, k, len, from_uplink);
             t += model.wire_ps(port, frame.len());
             out.push(Received { at: t, port, frame });
         }
@@ -126,26 +133,8 @@ fn random_pace(lab: &Lab, seed: u64) -> Vec<Received> {
                 mixed = rng.below(3) == 0;
             }
             let len = 60 + rng.below(1455) as usize;
-            let (port, frame) = if mixed && rng.below(2) == 0 {
-                let (dst, dst_mac) = if rng.below(2) == 0 {
-                    (WEB1, mac(0x11))
-                } else {
-                    (WEB2, mac(0x12))
-                };
-                let inner = Builder::tcp(DB1, dst, 5432, 40_000 + k % 64)
-                    .flags(0x18)
-                    .macs(mac(0x21), dst_mac)
-                    .frame_len(len)
-                    .build();
-                (Port::Uplink, vxlan(PROD_HOST, LOCAL, PROD_VNI, &inner))
-            } else {
-                let frame = Builder::tcp(WEB1, DB1, 50_000 + k % 64, 5432)
-                    .flags(0x18)
-                    .macs(mac(0x11), mac(0x21))
-                    .frame_len(len)
-                    .build();
-                (Port::Vport(0), frame)
-            };
+            let from_uplink = mixed && rng.below(2) == 0;
+            let (port, frame) = frame_of(&mut rng, k, len, from_uplink);
             t += model.wire_ps(port, frame.len()) * (pace + rng.below(4)) / 10;
             Received { at: t, port, frame }
         })
