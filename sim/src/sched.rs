@@ -1049,7 +1049,9 @@ impl Scheduler {
         }
         // Release in `first_to_release`'s (start, seq) order, with the two cursors in locals
         // (see `Ring::cursor`): each push to `released` would otherwise reload both rings'
-        // fields.
+        // fields. The merge is written out here rather than shared with `first_to_release`
+        // through a function over the two fronts: that measured 323 instructions per packet
+        // in `advance` against 284.
         let mut production = e.production.cursor(RELEASE);
         let mut decided = e.decided.cursor(COPY_RELEASE);
         loop {
