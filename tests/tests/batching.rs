@@ -204,6 +204,34 @@ fn feed(policed: bool, batch: Option<usize>, traffic: &[Received]) -> (Vec<Sent>
     (sink.0, counters)
 }
 
+/// Feeds `traffic` in batches of each size of `batches` and asserts that every run sends
+/// exactly `one_by_one` (the same frames in the same order) with the same `counters`
+/// (counters and run statistics) as receiving the frames one by one; `what` names the case.
+fn assert_batches_match(
+    what: &str,
+    policed: bool,
+    traffic: &[Received],
+    batches: &[usize],
+    one_by_one: &[Sent],
+    counters: &[u64],
+) {
+    for &batch in batches {
+        let (batched, batched_counters) = feed(policed, Some(batch), traffic);
+        assert_eq!(
+            batched.len(),
+            one_by_one.len(),
+            "{what}, batches of {batch}: frames sent"
+        );
+        for (i, (a, b)) in one_by_one.iter().zip(&batched).enumerate() {
+            assert_eq!(a, b, "{what}, batches of {batch}: frame {i}");
+        }
+        assert!(
+            counters == batched_counters,
+            "{what}, batches of {batch}: counters or statistics differ"
+        );
+    }
+}
+
 /// Where `feed` puts the number of copies dropped.
 const MIRROR_DROPS: usize = shadownet_hw::counters::NUM_COUNTERS + 5;
 
@@ -224,21 +252,14 @@ fn batches_leave_the_same_frames_in_the_same_order_as_single_frames() {
             counters[MIRROR_DROPS] > 0,
             "policed {policed}: no copy dropped"
         );
-        for batch in [1, 7, 64, 256] {
-            let (batched, batched_counters) = feed(policed, Some(batch), &traffic);
-            assert_eq!(
-                batched.len(),
-                one_by_one.len(),
-                "policed {policed}, batches of {batch}: frames sent"
-            );
-            for (i, (a, b)) in one_by_one.iter().zip(&batched).enumerate() {
-                assert_eq!(a, b, "policed {policed}, batches of {batch}: frame {i}");
-            }
-            assert!(
-                counters == batched_counters,
-                "policed {policed}, batches of {batch}: counters or statistics differ"
-            );
-        }
+        assert_batches_match(
+            &format!("policed {policed}"),
+            policed,
+            &traffic,
+            &[1, 7, 64, 256],
+            &one_by_one,
+            &counters,
+        );
     }
 }
 
@@ -295,24 +316,14 @@ fn batches_equal_single_frames_at_random_paces() {
                 counters[MIRROR_DROPS] > 0,
                 "seed {seed}, policed {policed}: the mirror queue never filled"
             );
-            for batch in [7, 64, 256] {
-                let (batched, batched_counters) = feed(policed, Some(batch), &traffic);
-                assert_eq!(
-                    batched.len(),
-                    one_by_one.len(),
-                    "seed {seed}, policed {policed}, batches of {batch}: frames sent"
-                );
-                for (i, (a, b)) in one_by_one.iter().zip(&batched).enumerate() {
-                    assert_eq!(
-                        a, b,
-                        "seed {seed}, policed {policed}, batches of {batch}: frame {i}"
-                    );
-                }
-                assert!(
-                    counters == batched_counters,
-                    "seed {seed}, policed {policed}, batches of {batch}: counters or statistics differ"
-                );
-            }
+            assert_batches_match(
+                &format!("seed {seed}, policed {policed}"),
+                policed,
+                &traffic,
+                &[7, 64, 256],
+                &one_by_one,
+                &counters,
+            );
         }
     }
 }

@@ -372,6 +372,20 @@ impl FastCounts {
         self.copy_bytes[s] += len as u64;
     }
 
+    /// Counts the copy in `buf` made for `session` and hands it on as the packet's copy to
+    /// the uplink's mirror queue (the fast lane's copies all leave by the uplink).
+    #[inline(always)]
+    fn copy_out(&mut self, copies: &mut Two<OutFrame>, session: u16, buf: crate::frames::FrameBuf) {
+        self.copied(session, buf.len());
+        copies.push(OutFrame::new(
+            Port::Uplink,
+            Queue::Mirror,
+            Some(session),
+            1,
+            buf,
+        ));
+    }
+
     /// Counts a frame received on `port`, of [`Port::index`] `index` (of any route).
     #[inline(always)]
     pub(crate) fn received(
@@ -978,14 +992,7 @@ impl Datapath {
                 let (buf, out) = self.frames.alloc(prepared.len() + len);
                 prepared.write(out, len, entropy, c.geneve.then_some(&meta));
                 copy_frame(&mut out[prepared.len()..], &frame[..len]);
-                n.copied(session, buf.len());
-                copies.push(OutFrame::new(
-                    Port::Uplink,
-                    Queue::Mirror,
-                    Some(session),
-                    1,
-                    buf,
-                ));
+                n.copy_out(copies, session, buf);
             }
         }
         Some(primary)
@@ -1076,14 +1083,7 @@ impl Datapath {
         );
         // Sampling one in one: the count only moves.
         self.tables.mirror_filters.count_match(*slot);
-        n.copied(session, copy_buf.len());
-        copies.push(OutFrame::new(
-            Port::Uplink,
-            Queue::Mirror,
-            Some(session),
-            1,
-            copy_buf,
-        ));
+        n.copy_out(copies, session, copy_buf);
         Some(primary)
     }
 }
