@@ -743,20 +743,29 @@ impl NicModel {
         admits.resize(batch.len(), NOT_ADMITTED);
         let mut sums = AdmitSums::default();
         let mut latest = 0;
-        for (i, (a, slot)) in batch.iter().zip(admits.iter_mut()).enumerate() {
-            let len = a.frame.len();
-            // The port's index once per frame, for both.
-            let port = a.port.index();
-            counts.received(a.port, port, len, &mut self.dp.counters);
-            let admit =
+        // Runs of frames from one port, each admitted in one pass; a refused frame's drop
+        // is counted after its run (nothing in a run's admissions depends on it).
+        let mut at = 0;
+        while let Some(head) = batch.get(at) {
+            let port = head.port;
+            let n = batch[at..].iter().take_while(|a| a.port == port).count();
+            let run = &batch[at..at + n];
+            let index = port.index();
+            let (bytes, run_latest, refused) =
                 self.sched
-                    .admit_counted(port, len, a.at_ps, &mut sums, &mut self.dp.counters);
-            *slot = admit;
-            latest = latest.max(a.at_ps);
-            if admit == NOT_ADMITTED {
-                let reason = DropReason::RxFifoOverflow;
-                self.drop_frame(first + i as u64, 0, None, a.port, a.at_ps, reason, len);
+                    .admit_run(index, run, &mut admits[at..at + n], &mut sums);
+            counts.received(port, index, n as u64, bytes, &mut self.dp.counters);
+            latest = latest.max(run_latest);
+            if refused {
+                for (i, a) in run.iter().enumerate() {
+                    if admits[at + i] == NOT_ADMITTED {
+                        let reason = DropReason::RxFifoOverflow;
+                        let packet = first + (at + i) as u64;
+                        self.drop_frame(packet, 0, None, a.port, a.at_ps, reason, a.frame.len());
+                    }
+                }
             }
+            at += n;
         }
         sums.flush(&mut self.dp.counters);
         if let Some(a) = batch.first() {

@@ -460,6 +460,8 @@ pub(crate) struct AdmitSums {
     admitted: u64,
     busy: u64,
     wait: u64,
+    /// The receive FIFOs' highest fill (bytes) seen.
+    high: u64,
 }
 
 impl AdmitSums {
@@ -468,6 +470,10 @@ impl AdmitSums {
         counters.pipeline(PipelineCounter::Admitted, self.admitted);
         counters.pipeline(PipelineCounter::BusyCycles, self.busy);
         counters.pipeline(PipelineCounter::RxWaitCycles, self.wait);
+        counters.max(
+            shadownet_hw::counters::pipeline(PipelineCounter::RxFifoHighWater),
+            self.high,
+        );
     }
 }
 
@@ -685,6 +691,75 @@ impl Scheduler {
         sums.wait += admit_cycle - edge;
         self.last_admit = admit;
         admit
+    }
+
+    /// [`Scheduler::admit_counted`] for a run of frames received on the one port of
+    /// [`Port::index`] `port`, in arrival order, their admissions written to `admits`: the
+    /// same admissions and sums, with the port's receive FIFO bytes, the pipeline's free
+    /// cycle and the sums kept in locals for the run (each frame's admission otherwise stores
+    /// them and loads them back). Returns the run's bytes, its latest arrival and whether a
+    /// frame was refused.
+    #[inline(always)]
+    pub(crate) fn admit_run(
+        &mut self,
+        port: usize,
+        run: &[crate::Arrival<'_>],
+        admits: &mut [u64],
+        sums: &mut AdmitSums,
+    ) -> (u64, u64, bool) {
+        let cycle = self.cycle;
+        let per_cycle = self.per_cycle;
+        let fifo_cap = self.timing.rx_fifo_bytes as u64;
+        let beats_table = &self.beats;
+        let timing = &self.timing;
+        let rx = &mut self.rx[port];
+        let mut rx_bytes = rx.bytes;
+        let mut free_cycle = self.pipeline_free_cycle;
+        let mut last_admit = self.last_admit;
+        let (mut admitted, mut busy, mut wait, mut high) = (0u64, 0u64, 0u64, sums.high);
+        let mut run_bytes = 0u64;
+        let mut latest = 0u64;
+        let mut refused = false;
+        for (a, slot) in run.iter().zip(admits.iter_mut()) {
+            let len = a.frame.len();
+            let arrival = a.at_ps;
+            run_bytes += len as u64;
+            latest = latest.max(arrival);
+            let beats = match beats_table.get(len) {
+                Some(&b) => b as u64,
+                None => timing.beats(len as u32) as u64,
+            };
+            while let Some((_, l)) = rx.fifo.pop_front_if(|&(admit, _)| admit <= arrival) {
+                rx_bytes -= l as u64;
+            }
+            if rx_bytes + len as u64 > fifo_cap {
+                *slot = NOT_ADMITTED;
+                refused = true;
+                continue;
+            }
+            let edge = per_cycle.div_ceil(arrival);
+            let admit_cycle = edge.max(free_cycle);
+            let admit = admit_cycle * cycle;
+            free_cycle = admit_cycle + beats;
+            if admit > arrival {
+                rx.fifo.push_back((admit, len as u32));
+                rx_bytes += len as u64;
+                high = high.max(rx_bytes);
+            }
+            admitted += 1;
+            busy += beats;
+            wait += admit_cycle - edge;
+            last_admit = admit;
+            *slot = admit;
+        }
+        rx.bytes = rx_bytes;
+        self.pipeline_free_cycle = free_cycle;
+        self.last_admit = last_admit;
+        sums.admitted += admitted;
+        sums.busy += busy;
+        sums.wait += wait;
+        sums.high = high;
+        (run_bytes, latest, refused)
     }
 
     /// Queues the pipeline's output for a frame admitted at `admit`, then decides and

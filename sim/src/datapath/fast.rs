@@ -386,13 +386,15 @@ impl FastCounts {
         ));
     }
 
-    /// Counts a frame received on `port`, of [`Port::index`] `index` (of any route).
+    /// Counts `frames` frames of `bytes` bytes in all received on `port`, of [`Port::index`]
+    /// `index` (of any route).
     #[inline(always)]
     pub(crate) fn received(
         &mut self,
         port: Port,
         index: usize,
-        len: usize,
+        frames: u64,
+        bytes: u64,
         counters: &mut Counters,
     ) {
         let key = index as u32 + 1;
@@ -401,8 +403,8 @@ impl FastCounts {
             self.rx_port = port;
             self.rx_key = key;
         }
-        self.rx_packets += 1;
-        self.rx_bytes += len as u64;
+        self.rx_packets += frames;
+        self.rx_bytes += bytes;
     }
 
     fn flush_rx(&mut self, counters: &mut Counters) {
