@@ -751,9 +751,12 @@ impl NicModel {
             let n = batch[at..].iter().take_while(|a| a.port == port).count();
             let run = &batch[at..at + n];
             let index = port.index();
-            let (bytes, run_latest, refused) =
-                self.sched
-                    .admit_run(index, run, &mut admits[at..at + n], &mut sums);
+            let (bytes, run_latest, refused) = self.sched.admit_run(
+                index,
+                run.iter().map(|a| (a.frame.len(), a.at_ps)),
+                &mut admits[at..at + n],
+                &mut sums,
+            );
             counts.received(port, index, n as u64, bytes, &mut self.dp.counters);
             latest = latest.max(run_latest);
             if refused {

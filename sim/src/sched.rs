@@ -451,7 +451,7 @@ impl CycleDiv {
 }
 
 /// The admission of a frame that overflowed its port's receive FIFO (see
-/// [`Scheduler::admit_counted`]).
+/// [`Scheduler::admit_run`]).
 pub(crate) const NOT_ADMITTED: u64 = u64::MAX;
 
 /// The pipeline counters of admissions, summed over a batch and added once.
@@ -643,8 +643,10 @@ impl Scheduler {
         counters: &mut Counters,
     ) -> Result<u64, DropReason> {
         let mut sums = AdmitSums::default();
-        let admit = self.admit_counted(port.index(), len, arrival, &mut sums, counters);
+        let mut admit = [NOT_ADMITTED];
+        self.admit_run(port.index(), [(len, arrival)], &mut admit, &mut sums);
         sums.flush(counters);
+        let [admit] = admit;
         if admit == NOT_ADMITTED {
             Err(DropReason::RxFifoOverflow)
         } else {
@@ -652,58 +654,19 @@ impl Scheduler {
         }
     }
 
-    /// [`Scheduler::admit`] for the port of [`Port::index`] `port`, with the pipeline's
-    /// counters summed in `sums` (added once per batch): the admission, or [`NOT_ADMITTED`] when the frame overflows its port's
-    /// receive FIFO. Admission depends only on arrival times and lengths, so a batch's
-    /// frames are admitted in one pass before any is decided.
-    #[inline(always)]
-    pub(crate) fn admit_counted(
-        &mut self,
-        port: usize,
-        len: usize,
-        arrival: u64,
-        sums: &mut AdmitSums,
-        counters: &mut Counters,
-    ) -> u64 {
-        let beats = self.beats(len);
-        let rx = &mut self.rx[port];
-        while let Some((_, l)) = rx.fifo.pop_front_if(|&(admit, _)| admit <= arrival) {
-            rx.bytes -= l as u64;
-        }
-        if rx.bytes + len as u64 > self.timing.rx_fifo_bytes as u64 {
-            return NOT_ADMITTED;
-        }
-        let edge = self.per_cycle.div_ceil(arrival);
-        let admit_cycle = edge.max(self.pipeline_free_cycle);
-        let admit = admit_cycle * self.cycle;
-        self.pipeline_free_cycle = admit_cycle + beats;
-        if admit > arrival {
-            rx.fifo.push_back((admit, len as u32));
-            rx.bytes += len as u64;
-            counters.max(
-                shadownet_hw::counters::pipeline(PipelineCounter::RxFifoHighWater),
-                rx.bytes,
-            );
-        }
-        sums.admitted += 1;
-        sums.busy += beats;
-        // `(admit - arrival) / cycle`: the arrival is at most a cycle before its edge.
-        sums.wait += admit_cycle - edge;
-        self.last_admit = admit;
-        admit
-    }
-
-    /// [`Scheduler::admit_counted`] for a run of frames received on the one port of
-    /// [`Port::index`] `port`, in arrival order, their admissions written to `admits`: the
-    /// same admissions and sums, with the port's receive FIFO bytes, the pipeline's free
-    /// cycle and the sums kept in locals for the run (each frame's admission otherwise stores
-    /// them and loads them back). Returns the run's bytes, its latest arrival and whether a
-    /// frame was refused.
+    /// [`Scheduler::admit`] for a run of frames received on the port of [`Port::index`]
+    /// `port`, each given by its length and arrival (in arrival order): each frame's admission
+    /// written to `admits`, or [`NOT_ADMITTED`] when it overflows the port's receive FIFO, and
+    /// the pipeline's counters summed in `sums` (added once per batch). Admission depends only
+    /// on arrival times and lengths, so a batch's frames are admitted in one pass before any is
+    /// decided; the FIFO's bytes, the pipeline's free cycle and the sums stay in locals for the
+    /// run (admitting frame by frame stored them and loaded them back each time). Returns the
+    /// run's bytes, its latest arrival and whether a frame was refused.
     #[inline(always)]
     pub(crate) fn admit_run(
         &mut self,
         port: usize,
-        run: &[crate::Arrival<'_>],
+        run: impl IntoIterator<Item = (usize, u64)>,
         admits: &mut [u64],
         sums: &mut AdmitSums,
     ) -> (u64, u64, bool) {
@@ -720,9 +683,7 @@ impl Scheduler {
         let mut run_bytes = 0u64;
         let mut latest = 0u64;
         let mut refused = false;
-        for (a, slot) in run.iter().zip(admits.iter_mut()) {
-            let len = a.frame.len();
-            let arrival = a.at_ps;
+        for ((len, arrival), slot) in run.into_iter().zip(admits.iter_mut()) {
             run_bytes += len as u64;
             latest = latest.max(arrival);
             let beats = match beats_table.get(len) {
