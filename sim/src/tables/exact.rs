@@ -157,7 +157,9 @@ impl ExactStore {
     /// empties the filter with the table. A removal leaves its key's bit set: a stale bit
     /// only lets a miss through to table memory. Stale bits are dropped by building the
     /// filter again from the tags, lazily ([`ExactStore::refresh_filter`], before a batch)
-    /// once there are more of them than stored keys ([`KeyFilter::worn`]).
+    /// once there are more of them than stored keys (and at least 1,024): then over half
+    /// its bits are stale and it lets through more than twice the misses a fresh one would
+    /// (`KeyFilter::worn` says why that threshold).
     pub fn with_filter(table: TableId) -> ExactStore {
         let mut store = ExactStore::new(table);
         store.filter = Some(KeyFilter::new());
@@ -165,7 +167,7 @@ impl ExactStore {
     }
 
     /// Builds the filter again from the tags if removals have left it with more stale bits
-    /// than stored keys ([`KeyFilter::worn`]). Not needed for correctness: a filter is a
+    /// than stored keys (`KeyFilter::worn`). Not needed for correctness: a filter is a
     /// superset of the stored keys' bits at every moment.
     #[inline]
     pub fn refresh_filter(&mut self) {
@@ -186,16 +188,15 @@ impl ExactStore {
         if let Some(filter) = &mut self.filter {
             filter.cleared();
             filter.rebuilds += 1;
-            if self.occupancy > 0 {
-                // Bucket by bucket: a sparse table's empty buckets cost one test each.
-                for bucket in self.tags.as_slice().chunks_exact(WAYS) {
-                    if bucket.iter().fold(0, |any, &t| any | t) == 0 {
-                        continue;
-                    }
-                    for &t in bucket {
-                        if t != 0 {
-                            filter.add(t);
-                        }
+            // Every bucket, whatever the occupancy count says (the filter must hold every
+            // stored tag); a sparse table's empty buckets cost one test each.
+            for bucket in self.tags.as_slice().chunks_exact(WAYS) {
+                if bucket.iter().fold(0, |any, &t| any | t) == 0 {
+                    continue;
+                }
+                for &t in bucket {
+                    if t != 0 {
+                        filter.add(t);
                     }
                 }
             }
