@@ -106,10 +106,12 @@ fn programming_between_batches_keeps_every_stored_key_in_the_filter() {
     let rebuilds_before = lab.model().dp.tables.shadow_map.filter_rebuilds();
     let (mut hits, mut frames, mut version) = (0u32, 0u32, 0u32);
     for round in 0..ROUNDS {
-        // A few commands: most through the ring, some through the registers, now and then
-        // a CLEAR or a reset (which empties every table; the lab is programmed again).
+        // A few commands: most through the ring (several descriptors per submission), some
+        // through the registers, now and then a CLEAR or a reset (which empties every table;
+        // the lab is programmed again). Commands apply in the order given: what waits for
+        // the ring is submitted before a register command.
         let mut ops = Vec::new();
-        for _ in 0..1 + rng.below(4) {
+        for _ in 0..1 + rng.below(6) {
             let k = rng.below(u64::from(KEYS)) as u32;
             version += 1;
             match rng.below(10) {
@@ -122,24 +124,20 @@ fn programming_between_batches_keeps_every_stored_key_in_the_filter() {
                     state[k as usize] = None;
                 }
                 7 => {
+                    submit(&mut lab, &mut ops);
                     lab.nic
                         .write_shadow_map(&key(k), &value(version))
                         .expect("register write");
                     state[k as usize] = Some(version);
                 }
                 _ => {
+                    submit(&mut lab, &mut ops);
                     lab.nic.delete_shadow_map(&key(k)).expect("register delete");
                     state[k as usize] = None;
                 }
             }
-            // Ring and register commands apply in the order given: post what the ring holds
-            // before the next register command.
-            if !ops.is_empty() {
-                let done = lab.nic.ring_submit(&ops).expect("ring");
-                assert_eq!(done.len(), ops.len());
-                ops.clear();
-            }
         }
+        submit(&mut lab, &mut ops);
         if round % 97 == 96 {
             lab.nic.clear_table(TableId::ShadowMap).expect("clear");
             state.iter_mut().for_each(|s| *s = None);
@@ -225,6 +223,15 @@ fn programming_between_batches_keeps_every_stored_key_in_the_filter() {
     // At most 64 keys, and CLEAR and reset empty the filter: never more stale bits than
     // the floor, so never built again (before, each batch after a write built it again).
     assert_eq!(rebuilds, 0, "the filter was built again {rebuilds} times");
+}
+
+/// Runs the descriptors waiting in `ops` through the command ring, and empties it.
+fn submit(lab: &mut Lab, ops: &mut Vec<RingOp>) {
+    if !ops.is_empty() {
+        let done = lab.nic.ring_submit(ops).expect("ring");
+        assert_eq!(done.len(), ops.len());
+        ops.clear();
+    }
 }
 
 /// The key words and hash of test key `k`, as the pipeline computes them.
