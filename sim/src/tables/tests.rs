@@ -102,7 +102,7 @@ fn check(t: &Tables, reference: &BTreeMap<u32, u32>, pool_size: u32) -> Result<(
         let ip = pool(i);
         let (k, _) = key(ip);
         let h = exact::hash(&k);
-        let stored = view.find_value(&k, h).map(|w| *w);
+        let stored = view.find_value(&k, h).copied();
         let expected = reference.get(&ip).map(|&v| {
             let mut w = [0u32; 8];
             w.copy_from_slice(&value(v)[..8]);
