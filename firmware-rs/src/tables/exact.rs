@@ -14,6 +14,10 @@
 //! new. Only when both buckets are full is the value rewritten in place, under the slot's
 //! version word (`Slot::reserved[0]`, odd while the write is in progress): table-memory readers
 //! that see an odd version, or a different version after reading the value, read again.
+//!
+//! A [`TagObserver`] attached to the table ([`ExactTable::observed`]) is told of every tag
+//! written into a slot and of every clear, so that a structure kept beside the table over its
+//! stored keys' tags (the simulator's key filter) follows the table without reading it again.
 
 use shadownet_hw::table::exact::{
     Key, MAX_DISPLACEMENTS, Memory, SEARCH_BUDGET, Slot, Value, WAYS, alternate, buckets, hash, tag,
@@ -26,6 +30,21 @@ pub struct ExactTable<'a> {
     slots: &'a mut [Slot],
     /// Buckets read by the last insert (for the cycle accounting).
     reads: usize,
+    /// Told of every tag published and of clears ([`ExactTable::observed`]).
+    observer: Option<&'a mut dyn TagObserver>,
+}
+
+/// What follows the tags an [`ExactTable`] stores, told as they are written: every nonzero
+/// tag the table writes into a slot goes through [`TagObserver::published`] (a new key, a
+/// replacement placed beside the old entry, an entry moved to make room), so the tags
+/// published since the observer last looked at table memory, with what it found there,
+/// include every stored key's tag. Removals are not told: a removed key's tag is simply one
+/// the observer may still count.
+pub trait TagObserver {
+    /// `tag` (nonzero) was written into a slot of table memory.
+    fn published(&mut self, tag: u32);
+    /// Every slot of table memory was emptied.
+    fn cleared(&mut self);
 }
 
 /// Result of an insert.
@@ -82,7 +101,16 @@ impl<'a> ExactTable<'a> {
             tags,
             slots,
             reads: 0,
+            observer: None,
         })
+    }
+
+    /// The same table, telling `observer` of every tag it publishes and of clears.
+    pub fn observed(self, observer: &'a mut dyn TagObserver) -> ExactTable<'a> {
+        ExactTable {
+            observer: Some(observer),
+            ..self
+        }
     }
 
     /// The read-only view the pipeline uses.
@@ -186,6 +214,9 @@ impl<'a> ExactTable<'a> {
     pub fn clear(&mut self) {
         self.tags.fill(0);
         self.slots.fill(EMPTY);
+        if let Some(o) = &mut self.observer {
+            o.cleared();
+        }
     }
 
     fn free_slot(&self, bucket: u32) -> Option<usize> {
@@ -206,10 +237,14 @@ impl<'a> ExactTable<'a> {
     }
 
     /// Writes the slot, then publishes its tag (a lookup never sees a tag before its key).
+    /// The only place a nonzero tag is written: the observer hears of every one.
     fn write_slot(&mut self, slot: usize, t: u32, s: &Slot) {
         self.tags[slot] = 0;
         self.slots[slot] = *s;
         self.tags[slot] = t;
+        if let Some(o) = &mut self.observer {
+            o.published(t);
+        }
     }
 
     /// Breadth-first search from the full buckets b0 and b1 for the shortest displacement
@@ -319,7 +354,11 @@ fn depth(nodes: &[Node], mut at: usize) -> usize {
 mod tests {
     extern crate std;
     use super::*;
-    use std::{collections::BTreeMap, vec, vec::Vec};
+    use std::{
+        collections::{BTreeMap, BTreeSet},
+        vec,
+        vec::Vec,
+    };
 
     fn memory(log2: u32) -> (Vec<u32>, Vec<Slot>) {
         let n = (1usize << log2) * WAYS;
@@ -450,6 +489,55 @@ mod tests {
                 let slot = t.memory().find(&key(*k));
                 proptest::prop_assert!(slot.is_some());
                 proptest::prop_assert_eq!(&t.memory().slots[slot.unwrap_or(0)].value, v);
+            }
+        }
+    }
+
+    /// Tags told since the last clear.
+    #[derive(Default)]
+    struct Seen(BTreeSet<u32>);
+
+    impl TagObserver for Seen {
+        fn published(&mut self, tag: u32) {
+            assert_ne!(tag, 0, "an empty slot's tag is not published");
+            self.0.insert(tag);
+        }
+
+        fn cleared(&mut self) {
+            self.0.clear();
+        }
+    }
+
+    proptest::proptest! {
+        /// Every tag in table memory was told to the observer since the last clear, through
+        /// inserts, replacements (beside the old entry and in place), displacements,
+        /// removals and clears: each operation on a table wrapped afresh, as the
+        /// simulator's accesses do.
+        #[test]
+        fn the_observer_hears_of_every_stored_tag(
+            ops in proptest::collection::vec((0u32..300, 0u32..40), 1..1500)
+        ) {
+            let log2 = 5; // 256 slots: displacement and full buckets both happen
+            let (mut tags, mut slots) = memory(log2);
+            let mut seen = Seen::default();
+            for (k, what) in ops {
+                {
+                    let mut t = ExactTable::new(log2, &mut tags, &mut slots)
+                        .expect("geometry")
+                        .observed(&mut seen);
+                    match what {
+                        0 => t.clear(),
+                        1..=12 => {
+                            let _ = t.remove(&key(k));
+                        }
+                        _ => {
+                            let _ = t.insert(&key(k), &value(k ^ what));
+                        }
+                    }
+                }
+                for &tag in tags.iter().filter(|&&t| t != 0) {
+                    proptest::prop_assert!(seen.0.contains(&tag), "tag {:#x} never told", tag);
+                }
             }
         }
     }

@@ -1,6 +1,9 @@
 //! Exact-table memory (tags and slots, hardware format) with the firmware's maintenance.
 
-use shadownet_firmware::{command::ExactAccess, tables::exact::ExactTable};
+use shadownet_firmware::{
+    command::ExactAccess,
+    tables::exact::{ExactTable, TagObserver},
+};
 
 use super::memory::TableMemory;
 use shadownet_hw::table::{
@@ -13,6 +16,73 @@ use shadownet_hw::table::{
 const FILTER_BITS: usize = 1 << 19;
 const FILTER_WORDS: usize = FILTER_BITS / 64;
 
+/// Stale bits (set for keys no longer stored) a filter may carry, beyond its stored keys'
+/// count, before it is built again ([`KeyFilter::worn`]): 1/512 of its bits, so a small
+/// table's filter lets at most 0.2 % more misses through than a fresh one would.
+const MIN_STALE_BITS: u32 = (FILTER_BITS / 512) as u32;
+
+/// A filter over a table's stored keys' tags: bit `tag % FILTER_BITS` is set for every
+/// stored key's tag, so a clear bit proves a key absent (see [`ExactStore::with_filter`]).
+struct KeyFilter {
+    words: [u64; FILTER_WORDS],
+    /// Bits set: the stored keys' bits and stale ones (of removed keys).
+    set: u32,
+    /// Times the filter was built from table memory.
+    rebuilds: u64,
+}
+
+impl KeyFilter {
+    fn new() -> Box<KeyFilter> {
+        Box::new(KeyFilter {
+            words: [0; FILTER_WORDS],
+            set: 0,
+            rebuilds: 0,
+        })
+    }
+
+    /// Sets `tag`'s bit, counting it if it was clear.
+    #[inline]
+    fn add(&mut self, tag: u32) {
+        let i = tag as usize % FILTER_BITS;
+        let (word, bit) = (&mut self.words[i / 64], 1u64 << (i % 64));
+        self.set += u32::from(*word & bit == 0);
+        *word |= bit;
+    }
+
+    /// Whether enough of the filter's bits are stale to build it again, for a table holding
+    /// `occupancy` keys. A removal leaves its key's bit set (it may be another stored key's
+    /// too), so stale bits only accumulate; their number is at least `set - occupancy` (the
+    /// stored keys set at most one bit each) and, in a filter this sparse (a few thousand
+    /// keys in 2^19 bits: few share a bit), about that. A fresh filter lets through a share
+    /// `occupancy / FILTER_BITS` of misses, and each stale bit another `1 / FILTER_BITS`:
+    /// once there are more stale bits than stored keys (or [`MIN_STALE_BITS`] for a small
+    /// table) the filter lets through more than twice the misses a fresh one would, and it
+    /// is built again. A rebuild reads all of tag memory (about 0.34 M instructions for the
+    /// shadow map) and needs at least that many removals since the last one, so it costs a
+    /// few hundred instructions per removal at most, where rebuilding on every change cost
+    /// a rebuild per write.
+    #[inline]
+    fn worn(&self, occupancy: u32) -> bool {
+        self.set.saturating_sub(occupancy) > occupancy.max(MIN_STALE_BITS)
+    }
+}
+
+/// How table writes keep the filter a superset of the stored keys' bits: the firmware's
+/// table code tells of every tag it writes into a slot (a new key, a replacement beside the
+/// old entry, an entry moved between its buckets — the last two keep the key's tag, whose
+/// bit is already set) and of clears.
+impl TagObserver for KeyFilter {
+    #[inline]
+    fn published(&mut self, tag: u32) {
+        self.add(tag);
+    }
+
+    fn cleared(&mut self) {
+        self.words.fill(0);
+        self.set = 0;
+    }
+}
+
 /// Memory of one exact table.
 pub struct ExactStore {
     table: TableId,
@@ -20,13 +90,9 @@ pub struct ExactStore {
     tags: TableMemory<u32>,
     slots: TableMemory<Slot>,
     occupancy: u32,
-    /// A filter over the stored keys' hashes ([`ExactStore::with_filter`]): bit
-    /// `tag % FILTER_BITS` is set for every stored key's tag, so a clear bit proves a key
-    /// absent. `None` for a table without one.
-    filter: Option<Box<[u64; FILTER_WORDS]>>,
-    /// Table memory may have changed since the filter was built: until it is built again
-    /// ([`ExactStore::refresh_filter`]) it answers nothing.
-    filter_stale: bool,
+    /// A filter over the stored keys' tags ([`ExactStore::with_filter`]); `None` for a
+    /// table without one.
+    filter: Option<Box<KeyFilter>>,
 }
 
 /// A key looked up ahead of the pipeline, for a batch of frames: its hash, then (once the
@@ -75,51 +141,66 @@ impl ExactStore {
                 .unwrap_or_else(|e| panic!("mapping {n} slots for table {table}: {e}")),
             occupancy: 0,
             filter: None,
-            filter_stale: false,
         }
     }
 
     /// [`ExactStore::new`] with a filter of 2^19 bits (64 KiB) over the stored keys'
     /// tags: a look-up whose tag's bit is clear is a miss without reading table memory (see
     /// [`ExactView::may_hold`]). For a sparse table that is mostly missed (the shadow map:
-    /// most destinations have no shadow node). It is built from the tags, so it is exact
-    /// for hits however the firmware moves entries; it is built again before use after any
-    /// change ([`ExactStore::access`] marks it stale, and a stale filter is not used).
+    /// most destinations have no shadow node).
+    ///
+    /// The filter is a superset of the stored keys' bits at every moment, kept so by the
+    /// writes themselves: every access to table memory ([`ExactStore::access`], the only
+    /// one that writes) carries the filter as the firmware table code's [`TagObserver`],
+    /// which sets the bit of every tag written into a slot — a new key's; a replacement or
+    /// an entry moved between its two buckets keeps its tag, whose bit is set already — and
+    /// empties the filter with the table. A removal leaves its key's bit set: a stale bit
+    /// only lets a miss through to table memory. Stale bits are dropped by building the
+    /// filter again from the tags, lazily ([`ExactStore::refresh_filter`], before a batch)
+    /// once there are more of them than stored keys (and at least 1,024): then over half
+    /// its bits are stale and it lets through more than twice the misses a fresh one would
+    /// (`KeyFilter::worn` says why that threshold).
     pub fn with_filter(table: TableId) -> ExactStore {
         let mut store = ExactStore::new(table);
-        store.filter = Some(Box::new([0; FILTER_WORDS]));
+        store.filter = Some(KeyFilter::new());
         store
     }
 
-    /// Builds the filter again if table memory may have changed since it was built.
+    /// Builds the filter again from the tags if removals have left it with more stale bits
+    /// than stored keys (`KeyFilter::worn`). Not needed for correctness: a filter is a
+    /// superset of the stored keys' bits at every moment.
     #[inline]
     pub fn refresh_filter(&mut self) {
-        if self.filter_stale {
+        if self.filter.as_ref().is_some_and(|f| f.worn(self.occupancy)) {
             self.rebuild_filter();
         }
+    }
+
+    /// Times the filter was built from the tags ([`ExactStore::refresh_filter`]): 0 for a
+    /// table without one.
+    pub fn filter_rebuilds(&self) -> u64 {
+        self.filter.as_ref().map_or(0, |f| f.rebuilds)
     }
 
     #[cold]
     #[inline(never)]
     fn rebuild_filter(&mut self) {
         if let Some(filter) = &mut self.filter {
-            filter.fill(0);
-            if self.occupancy > 0 {
-                // Bucket by bucket: a sparse table's empty buckets cost one test each.
-                for bucket in self.tags.as_slice().chunks_exact(WAYS) {
-                    if bucket.iter().fold(0, |any, &t| any | t) == 0 {
-                        continue;
-                    }
-                    for &t in bucket {
-                        if t != 0 {
-                            let i = t as usize % FILTER_BITS;
-                            filter[i / 64] |= 1 << (i % 64);
-                        }
+            filter.cleared();
+            filter.rebuilds += 1;
+            // Every bucket, whatever the occupancy count says (the filter must hold every
+            // stored tag); a sparse table's empty buckets cost one test each.
+            for bucket in self.tags.as_slice().chunks_exact(WAYS) {
+                if bucket.iter().fold(0, |any, &t| any | t) == 0 {
+                    continue;
+                }
+                for &t in bucket {
+                    if t != 0 {
+                        filter.add(t);
                     }
                 }
             }
         }
-        self.filter_stale = false;
     }
 
     /// The read-only view the pipeline looks keys up in.
@@ -181,7 +262,7 @@ impl ExactStore {
             buckets_log2: self.buckets_log2,
             tags: self.tags.as_slice(),
             slots: self.slots.as_slice(),
-            filter: self.filter.as_deref().filter(|_| !self.filter_stale),
+            filter: self.filter.as_deref().map(|f| &f.words),
         }
     }
 
@@ -225,16 +306,18 @@ impl ExactStore {
         self.occupancy
     }
 
-    /// The memory as the firmware maintains it, with the occupancy it keeps.
+    /// The memory as the firmware maintains it, with the occupancy it keeps; the table's
+    /// filter, if it has one, hears of every tag written ([`ExactStore::with_filter`]).
     pub fn access(&mut self) -> ExactAccess<'_> {
-        // Whatever the firmware does through it, the filter no longer describes the tags.
-        self.filter_stale = self.filter.is_some();
-        let table = ExactTable::new(
+        let mut table = ExactTable::new(
             self.buckets_log2,
             self.tags.as_mut_slice(),
             self.slots.as_mut_slice(),
         )
         .unwrap_or_else(|e| panic!("{} memory has the wrong geometry: {e:?}", self.table));
+        if let Some(filter) = self.filter.as_deref_mut() {
+            table = table.observed(filter);
+        }
         ExactAccess {
             table,
             occupancy: &mut self.occupancy,
@@ -258,7 +341,7 @@ pub struct ExactView<'a> {
     buckets_log2: u32,
     tags: &'a [u32],
     slots: &'a [Slot],
-    /// The table's key filter, when it has one built for its present contents.
+    /// The table's key filter, when it has one (a superset of the stored keys' bits).
     filter: Option<&'a [u64; FILTER_WORDS]>,
 }
 
@@ -355,13 +438,13 @@ mod tests {
     }
 
     /// The key filter never rules out a stored key — after inserts, deletes, re-inserts
-    /// and a clear — and does rule out most absent ones; a stale filter is not used.
+    /// and a clear, without being built again — and rules out most absent ones; deletes
+    /// leave stale bits until more of them than stored keys have it built again.
     #[test]
     fn the_filter_keeps_every_stored_key() {
         let mut store = ExactStore::with_filter(TableId::ShadowMap);
         let key = |i: u32| -> Key { [1, i.wrapping_mul(0x9E37_79B9), 0, 0, 0xffff_0000, i] };
-        let check = |store: &mut ExactStore, present: &dyn Fn(u32) -> bool| {
-            store.refresh_filter();
+        let check = |store: &ExactStore, present: &dyn Fn(u32) -> bool| {
             let view = store.view();
             let mut ruled_out = 0;
             for i in 0..20_000u32 {
@@ -383,24 +466,35 @@ mod tests {
             }
             *a.occupancy += 1;
         };
-        assert!(check(&mut store, &|_| false) > 19_000);
+        assert!(check(&store, &|_| false) > 19_000);
         for i in 0..4_000 {
             insert(&mut store, i);
         }
-        // Changed since the filter was built: not used until built again.
-        assert!(store.view().filter.is_none());
-        assert!(check(&mut store, &|i| i < 4_000) > 15_000);
+        assert!(check(&store, &|i| i < 4_000) > 15_000);
         for i in (0..4_000).step_by(2) {
             let mut a = store.access();
             a.table.remove(&key(i)).expect("stored");
             *a.occupancy -= 1;
         }
-        assert!(check(&mut store, &|i| i < 4_000 && i % 2 == 1) > 15_000);
+        // 2,000 stale bits, as many as stored keys: kept, and the deleted keys pass.
+        store.refresh_filter();
+        assert_eq!(store.filter_rebuilds(), 0);
+        assert!(check(&store, &|i| i < 4_000 && i % 2 == 1) > 15_000);
         for i in (0..4_000).step_by(4) {
             insert(&mut store, i);
         }
-        assert!(check(&mut store, &|i| i < 4_000 && i % 4 != 2) > 15_000);
+        assert!(check(&store, &|i| i < 4_000 && i % 4 != 2) > 15_000);
+        // Deleting the odd keys too: about 3,000 stale bits for 1,000 keys, built again.
+        for i in (1..4_000).step_by(2) {
+            let mut a = store.access();
+            a.table.remove(&key(i)).expect("stored");
+            *a.occupancy -= 1;
+        }
+        store.refresh_filter();
+        assert_eq!(store.filter_rebuilds(), 1);
+        let ruled_out = check(&store, &|i| i < 4_000 && i % 4 == 0);
+        assert!(ruled_out > 18_900, "only {ruled_out} absent keys ruled out");
         store.clear();
-        assert!(check(&mut store, &|_| false) > 19_000);
+        assert!(check(&store, &|_| false) > 19_990);
     }
 }

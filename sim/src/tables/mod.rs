@@ -11,6 +11,8 @@
 mod exact;
 mod memory;
 mod rules;
+#[cfg(test)]
+mod tests;
 
 use shadownet_firmware::command::{self, Command, ExactAccess, Outcome, TableHw};
 use shadownet_hw::{
