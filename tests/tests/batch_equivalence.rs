@@ -349,7 +349,7 @@ fn random_prod_vni(rng: &mut Rng) -> VniEntry {
 fn random_change(rng: &mut Rng) -> Program {
     match rng.below(9) {
         0 | 1 => Program::Mirror(rng.below(8) as u32, random_mirror(rng)),
-        2 => Program::Acl(rng.below(6) as u32, random_acl(rng)),
+        2 => Program::Acl(rng.below(8) as u32, random_acl(rng)),
         3 => Program::Session(rng.pick(&[SESSION, SESSION, SESSION2]), random_session(rng)),
         4 => Program::Vni(PROD_VNI, random_prod_vni(rng)),
         5 => {
@@ -427,7 +427,7 @@ fn random_setup(rng: &mut Rng) -> Setup {
             IpAddr::V6(a) => a,
             IpAddr::V4(_) => unreachable!("an IPv6 literal"),
         }),
-        uplink_mtu: rng.pick(&[9216, 9216, 9216, 9000, 1600, 1500]),
+        uplink_mtu: rng.pick(&[9216, 9216, 9000, 1600, 1500, 1500]),
         ..PortConfig::default()
     })];
     // More remote VMs, a shadow address in production, a host with an IPv6 substrate
@@ -448,6 +448,14 @@ fn random_setup(rng: &mut Rng) -> Setup {
     p.push(map(SHADOWED, remote_vm(SHADOW_HOST, 3, true)));
     p.push(map(V6_HOSTED, remote_vm(PROD_HOST_V6, 2, false)));
     p.push(map(DB1_V6, remote_vm(PROD_HOST, 2, false)));
+    // A production host's entry in the shadow network: the shadow VM may not reach it.
+    p.push(Program::Map(
+        MapKey {
+            vni: SHADOW_VNI,
+            ip: ip(REMOTE[0]),
+        },
+        remote_vm(PROD_HOST, 2, false),
+    ));
     p.push(map(
         WEB1_V6,
         MapValue {
@@ -481,20 +489,51 @@ fn random_setup(rng: &mut Rng) -> Setup {
         SESSION3,
         Lab::session(Encap::Geneve, Mode::Redirect),
     ));
-    // The lab's filter copying everything of vf0 stays half the time; the other slots get
-    // random filters.
-    if rng.chance(50) {
-        p.push(Program::Mirror(0, random_mirror(rng)));
-    }
-    for slot in 1..8 {
-        if rng.chance(45) {
-            p.push(Program::Mirror(slot, random_mirror(rng)));
+    // vf0's filter in slot 0: the lab's (copy everything, whole: the fast lane's plain
+    // copy), one copying everything with another action (sampled, truncated, to another
+    // session, one direction, do-not-mirror), a random one, or none that matches. Few
+    // other filters and ACL rules most of the time, so that vf0's frames often all get the
+    // same answers (the fast lane's simple case) and sometimes need a walk of the rules.
+    match rng.below(20) {
+        0..=6 => {}
+        7..=12 => {
+            let mut f = random_mirror(rng);
+            f.matches = RuleMatch {
+                scope: Some(0),
+                direction: f.matches.direction,
+                ..RuleMatch::ANY
+            };
+            p.push(Program::Mirror(0, f));
+        }
+        13..=16 => p.push(Program::Mirror(0, random_mirror(rng))),
+        _ => {
+            let mut f = random_mirror(rng);
+            f.matches.scope = Some(60);
+            p.push(Program::Mirror(0, f));
         }
     }
-    for slot in 0..6 {
-        if rng.chance(30) {
-            p.push(Program::Acl(slot, random_acl(rng)));
-        }
+    for _ in 0..rng.pick(&[0, 0, 0, 1, 2, 3, 5, 7]) {
+        let slot = rng.range(1, 8) as u32;
+        p.push(Program::Mirror(slot, random_mirror(rng)));
+    }
+    for _ in 0..rng.pick(&[0, 0, 0, 1, 2, 4, 6]) {
+        let slot = rng.below(7) as u32;
+        p.push(Program::Acl(slot, random_acl(rng)));
+    }
+    // An ACL rule allowing all of the production network: the lane's "always" answer.
+    if rng.chance(25) {
+        p.push(Program::Acl(
+            7,
+            acl(
+                1,
+                Verdict::Allow,
+                77,
+                RuleMatch {
+                    scope: Some(PROD_VNI),
+                    ..RuleMatch::ANY
+                },
+            ),
+        ));
     }
     Setup {
         timing,
@@ -587,7 +626,7 @@ fn vxlan6(vni: u32, inner: &[u8]) -> Vec<u8> {
 
 /// A frame length: mostly up to 1,514 bytes, now and then a jumbo frame.
 fn frame_len(rng: &mut Rng) -> usize {
-    if rng.chance(4) {
+    if rng.chance(6) {
         rng.range(1515, 9000) as usize
     } else {
         if rng.chance(50) {
@@ -654,9 +693,10 @@ fn frame_of(rng: &mut Rng, kind: u64, local_v6: bool, corpus: &[Vec<u8>]) -> (Po
         5 => from_vm(rng, 0, WEB1, SHADOWED, len),
         // A remote VM whose host has an IPv6 address.
         6 => from_vm(rng, 0, WEB1, V6_HOSTED, len),
-        // The shadow VM (vf2) to the shadow's db1 and web1, to a miss.
+        // The shadow VM (vf2) to the shadow's db1 and web1, to a production host, to a
+        // miss.
         7 => {
-            let dst = rng.pick(&[DB1, WEB1, NOWHERE]);
+            let dst = rng.pick(&[DB1, WEB1, REMOTE[0], NOWHERE]);
             from_vm(rng, 2, WEB2, dst, len)
         }
         // IPv6 from web1, with an extension header now and then.
@@ -978,11 +1018,21 @@ impl Write for SharedBuf {
 
 /// What a run did.
 struct Outcome {
+    /// Every frame the sink received, in order.
     sent: Vec<Sent>,
+    /// For each frame of the traffic, how many frames the sink had received when the call
+    /// that received it returned ([`NOT_MARKED`] for frames before the last of a batch).
+    marks: Vec<usize>,
+    /// Every counter at the end of the run.
     counters: Vec<u64>,
+    /// Every counter just before each change of the case.
+    at_changes: Vec<Vec<u64>>,
     stats: String,
     trace: Vec<u8>,
 }
+
+/// [`Outcome::marks`] of a frame received in a batch before its last.
+const NOT_MARKED: usize = usize::MAX;
 
 /// Size of a random batch: small ones, large ones, anything between.
 fn random_batch(rng: &mut Rng) -> usize {
@@ -1011,6 +1061,8 @@ fn run(case: &Case, how: How) -> Outcome {
         Batching::Random(s) => s,
         _ => 0,
     });
+    let mut marks = Vec::with_capacity(case.traffic.len());
+    let mut at_changes = Vec::new();
     let mut start = 0;
     let ends = case
         .changes
@@ -1026,6 +1078,7 @@ fn run(case: &Case, how: How) -> Outcome {
                 Batching::Single => {
                     for r in stretch {
                         model.receive(r.port, &r.frame, r.at, &mut sink);
+                        marks.push(sink.0.len());
                     }
                 }
                 Batching::Fixed(_) | Batching::Random(_) => {
@@ -1046,11 +1099,16 @@ fn run(case: &Case, how: How) -> Outcome {
                             })
                             .collect();
                         model.receive_batch(&arrivals, &mut sink);
+                        marks.resize(marks.len() + batch.len(), NOT_MARKED);
+                        if let Some(last) = marks.last_mut() {
+                            *last = sink.0.len();
+                        }
                     }
                 }
             }
         }
         if let Some(p) = change {
+            at_changes.push(lab.counts().0.values);
             p.apply(&mut lab);
         }
     }
@@ -1069,7 +1127,9 @@ fn run(case: &Case, how: How) -> Outcome {
     };
     Outcome {
         sent: sink.0,
+        marks,
         counters,
+        at_changes,
         stats,
         trace,
     }
@@ -1148,13 +1208,30 @@ fn assert_same(case: &Case, how: How, single: &Outcome, batched: &Outcome) {
             extra.map(|s| describe(case, s)).unwrap_or_default()
         );
     }
-    for (i, (a, b)) in single.counters.iter().zip(&batched.counters).enumerate() {
+    // A batch releases, by the time it returns, what receiving its frames one by one
+    // would have by its last frame: live consumers of the sink see no delay.
+    for (i, (&a, &b)) in single.marks.iter().zip(&batched.marks).enumerate() {
         assert!(
-            a == b,
-            "{what}: counter {i} ({:?}): {a} one by one, {b} batched",
-            counters::describe(CounterId(i as u16))
+            b == NOT_MARKED || a == b,
+            "{what}: after the batch ending with traffic frame {i} ({}), {b} frames sent; \
+             one by one, {a} by then",
+            case.traffic[i].kind
         );
     }
+    let counted = |a: &[u64], b: &[u64], when: &str| {
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                x == y,
+                "{what}: counter {i} ({:?}) {when}: {x} one by one, {y} batched",
+                counters::describe(CounterId(i as u16))
+            );
+        }
+    };
+    for (k, (a, b)) in single.at_changes.iter().zip(&batched.at_changes).enumerate() {
+        let (after, change) = &case.changes[k];
+        counted(a, b, &format!("after traffic frame {after}, before change {change:?}"));
+    }
+    counted(&single.counters, &batched.counters, "at the end");
     assert_eq!(
         single.stats, batched.stats,
         "{what}: run statistics (left one by one, right batched)"
