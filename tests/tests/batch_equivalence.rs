@@ -24,7 +24,7 @@ use std::{
 };
 
 use shadownet_capture::{CaptureReader, Frame};
-use shadownet_host::driver::PortConfig;
+use shadownet_host::driver::{Device, PortConfig};
 use shadownet_hw::{
     NUM_SESSIONS, Port,
     counters::{self, CounterId, SessionCounter},
@@ -932,7 +932,7 @@ fn generate(seed: u64, frames: usize, corpus: &[Vec<u8>]) -> Case {
     let mut t = 1_000_000u64;
     while traffic.len() < frames {
         let focus = rng.pick(&[Focus::Fast, Focus::Fast, Focus::Mixed, Focus::Mixed, Focus::Tunnels]);
-        let pace = rng.pick(&[3u64, 6, 10, 10, 11, 13, 16, 20, 30, 60]);
+        let pace = rng.pick(&[0u64, 3, 6, 10, 10, 11, 13, 16, 20, 30, 60]);
         for _ in 0..rng.range(20, 400) {
             let kind = match focus {
                 Focus::Fast if rng.chance(85) => rng.pick(&[0, 0, 0, 1, 29]),
@@ -940,9 +940,15 @@ fn generate(seed: u64, frames: usize, corpus: &[Vec<u8>]) -> Case {
                 _ => rng.below(KINDS),
             };
             let (port, frame, kind) = frame_of(&mut rng, kind, setup.local_v6, corpus);
-            // Jitter of up to 30% of the pace; bursts as fast as their pace says.
-            let jitter = if pace >= 10 { rng.below(4) } else { 0 };
-            t += wire_ps(&setup.timing, port, frame.len()) * (pace + jitter) / 10;
+            // Jitter of up to 30% of the pace; bursts as fast as their pace says; at pace 0,
+            // half the frames arrive at the same instant as the one before (on another
+            // port, or as a burst a real port could not deliver).
+            let wire = wire_ps(&setup.timing, port, frame.len());
+            t += match pace {
+                0 => wire * rng.below(2),
+                1..10 => wire * pace / 10,
+                _ => wire * (pace + rng.below(4)) / 10,
+            };
             traffic.push(Received {
                 at: t,
                 port,
@@ -980,7 +986,10 @@ enum Batching {
 struct How {
     batching: Batching,
     fast_lane: bool,
+    /// The per-packet trace on (batches then take the general path and never defer).
     trace: bool,
+    /// The telemetry ring on (flow sampling: batches then take the general path).
+    telemetry: bool,
 }
 
 impl How {
@@ -991,9 +1000,10 @@ impl How {
             Batching::Random(s) => format!("random batches (seed {s})"),
         };
         format!(
-            "{b}, fast lane {}{}",
+            "{b}, fast lane {}{}{}",
             if self.fast_lane { "on" } else { "off" },
-            if self.trace { ", traced" } else { "" }
+            if self.trace { ", traced" } else { "" },
+            if self.telemetry { ", telemetry on" } else { "" }
         )
     }
 }
@@ -1027,8 +1037,12 @@ struct Outcome {
     counters: Vec<u64>,
     /// Every counter just before each change of the case.
     at_changes: Vec<Vec<u64>>,
+    /// The run statistics.
     stats: String,
+    /// The trace (empty unless traced).
     trace: Vec<u8>,
+    /// The telemetry records of an export at the end (none unless telemetry is on).
+    telemetry: Vec<String>,
 }
 
 /// [`Outcome::marks`] of a frame received in a batch before its last.
@@ -1047,6 +1061,11 @@ fn run(case: &Case, how: How) -> Outcome {
     let mut lab = Lab::with_timing(case.setup.timing);
     for p in &case.setup.programs {
         p.apply(&mut lab);
+    }
+    if how.telemetry {
+        if let Err(e) = lab.nic.enable_telemetry(12, 0) {
+            panic!("{}: enabling telemetry: {e}", case.name);
+        }
     }
     let trace = SharedBuf::default();
     {
@@ -1121,6 +1140,18 @@ fn run(case: &Case, how: How) -> Outcome {
         format!("{:?}", model.stats())
     };
     let counters = lab.counts().0.values;
+    let mut telemetry = Vec::new();
+    if how.telemetry {
+        let mut records = Vec::new();
+        let polled = lab.nic.request_telemetry().and_then(|()| {
+            lab.nic.device().relax();
+            lab.nic.poll_telemetry(&mut records)
+        });
+        if let Err(e) = polled {
+            panic!("{}: reading telemetry: {e}", case.name);
+        }
+        telemetry = records.iter().map(|r| format!("{r:?}")).collect();
+    }
     let trace = match trace.0.lock() {
         Ok(t) => t.clone(),
         Err(_) => panic!("trace buffer poisoned"),
@@ -1132,6 +1163,7 @@ fn run(case: &Case, how: How) -> Outcome {
         at_changes,
         stats,
         trace,
+        telemetry,
     }
 }
 
@@ -1252,6 +1284,17 @@ fn assert_same(case: &Case, how: How, single: &Outcome, batched: &Outcome) {
         tb.lines().count(),
         "{what}: trace lines"
     );
+    for (i, (a, b)) in single.telemetry.iter().zip(&batched.telemetry).enumerate() {
+        assert!(
+            a == b,
+            "{what}: telemetry record {i}:\n  one by one: {a}\n  batched:    {b}"
+        );
+    }
+    assert_eq!(
+        single.telemetry.len(),
+        batched.telemetry.len(),
+        "{what}: telemetry records"
+    );
 }
 
 /// Frames of the shared corpus (Ethernet ones, at least one byte): at most `per_file` of
@@ -1287,26 +1330,37 @@ fn corpus_sample() -> &'static [Vec<u8>] {
 /// Frames per generated case.
 const FRAMES: usize = 4_000;
 
-/// Runs `case` one by one and in each of `hows`, asserting each equals the first; returns
-/// the counters of the run one by one.
-fn check(case: &Case, hows: &[How]) -> Vec<u64> {
-    let single = run(
-        case,
-        How {
-            batching: Batching::Single,
-            fast_lane: true,
-            trace: hows.iter().any(|h| h.trace),
-        },
-    );
+/// Runs `case` one by one and then `batched` each way (with the fast lane on or off),
+/// traced or not and with telemetry or not as `trace` and `telemetry` say, asserting that
+/// every batched run equals the run one by one; returns the counters of the latter.
+fn check(
+    case: &Case,
+    trace: bool,
+    telemetry: bool,
+    batched: &[(Batching, bool)],
+) -> Vec<u64> {
+    let how = |batching, fast_lane| How {
+        batching,
+        fast_lane,
+        trace,
+        telemetry,
+    };
+    let single = run(case, how(Batching::Single, true));
     assert!(
         !single.sent.is_empty(),
         "{}: nothing left the NIC",
         case.name
     );
-    eprintln!("DEBUG {}: {} frames, {} changes, {} sent, {} trace bytes", case.name, case.traffic.len(), case.changes.len(), single.sent.len(), single.trace.len());
-    for &how in hows {
-        let batched = run(case, how);
-        assert_same(case, how, &single, &batched);
+    assert!(!trace || !single.trace.is_empty(), "{}: no trace", case.name);
+    assert!(
+        !telemetry || !single.telemetry.is_empty(),
+        "{}: no telemetry",
+        case.name
+    );
+    eprintln!("DEBUG {}: {} sent, {} telemetry {:?}", case.name, single.sent.len(), single.telemetry.len(), single.telemetry.iter().filter(|r| r.contains("Heavy") || r.contains("Flow")).take(2).collect::<Vec<_>>());
+    for &(batching, fast_lane) in batched {
+        let h = how(batching, fast_lane);
+        assert_same(case, h, &single, &run(case, h));
     }
     single.counters
 }
@@ -1357,21 +1411,17 @@ fn add(sums: &mut Vec<u64>, counters: &[u64]) {
     }
 }
 
+/// Cases per test: seeds `first..first + CASES`.
+const CASES: u64 = 30;
+
 #[test]
 fn every_kind_of_traffic_in_fixed_batches_equals_single_frames() {
     let corpus = corpus_sample();
     let mut sums = Vec::new();
-    for seed in 1..=30 {
+    for seed in 1..=CASES {
         let case = generate(seed, FRAMES, corpus);
-        let hows: Vec<How> = [7, 64, 256]
-            .into_iter()
-            .map(|n| How {
-                batching: Batching::Fixed(n),
-                fast_lane: true,
-                trace: false,
-            })
-            .collect();
-        add(&mut sums, &check(&case, &hows));
+        let fixed = [7, 64, 256].map(|n| (Batching::Fixed(n), true));
+        add(&mut sums, &check(&case, false, false, &fixed));
     }
     assert_covered("fixed batches", &sums);
 }
@@ -1380,26 +1430,14 @@ fn every_kind_of_traffic_in_fixed_batches_equals_single_frames() {
 fn every_kind_of_traffic_in_random_batches_equals_single_frames() {
     let corpus = corpus_sample();
     let mut sums = Vec::new();
-    for seed in 101..=130 {
+    for seed in 101..101 + CASES {
         let case = generate(seed, FRAMES, corpus);
-        let hows = [
-            How {
-                batching: Batching::Random(seed),
-                fast_lane: true,
-                trace: false,
-            },
-            How {
-                batching: Batching::Random(seed + 1),
-                fast_lane: false,
-                trace: false,
-            },
-            How {
-                batching: Batching::Fixed(1),
-                fast_lane: true,
-                trace: false,
-            },
+        let batched = [
+            (Batching::Random(seed), true),
+            (Batching::Random(seed + 1), false),
+            (Batching::Fixed(1), true),
         ];
-        add(&mut sums, &check(&case, &hows));
+        add(&mut sums, &check(&case, false, false, &batched));
     }
     assert_covered("random batches", &sums);
 }
@@ -1407,21 +1445,22 @@ fn every_kind_of_traffic_in_random_batches_equals_single_frames() {
 #[test]
 fn every_kind_of_traffic_traced_in_batches_equals_single_frames() {
     let corpus = corpus_sample();
-    for seed in 201..=210 {
+    for seed in 201..201 + CASES / 3 {
         let case = generate(seed, FRAMES, corpus);
-        let hows = [
-            How {
-                batching: Batching::Random(seed),
-                fast_lane: true,
-                trace: true,
-            },
-            How {
-                batching: Batching::Fixed(64),
-                fast_lane: true,
-                trace: true,
-            },
-        ];
-        check(&case, &hows);
+        let batched = [(Batching::Random(seed), true), (Batching::Fixed(64), true)];
+        check(&case, true, false, &batched);
+    }
+}
+
+/// With the telemetry ring on, every frame's flow is sampled into the heavy-hitter sketch:
+/// batches take the general path, and the export at the end must be the same too.
+#[test]
+fn every_kind_of_traffic_with_telemetry_in_batches_equals_single_frames() {
+    let corpus = corpus_sample();
+    for seed in 401..401 + CASES / 3 {
+        let case = generate(seed, FRAMES, corpus);
+        let batched = [(Batching::Random(seed), true), (Batching::Fixed(256), true)];
+        check(&case, false, true, &batched);
     }
 }
 
@@ -1471,20 +1510,11 @@ fn the_corpus_in_batches_equals_single_frames() {
             traffic,
             changes: Vec::new(),
         };
-        check(
-            &case,
-            &[
-                How {
-                    batching: Batching::Random(seed),
-                    fast_lane: true,
-                    trace: false,
-                },
-                How {
-                    batching: Batching::Fixed(256),
-                    fast_lane: true,
-                    trace: false,
-                },
-            ],
-        );
+        let batched = [
+            (Batching::Random(seed), true),
+            (Batching::Fixed(256), true),
+            (Batching::Fixed(7), false),
+        ];
+        check(&case, false, false, &batched);
     }
 }
