@@ -46,8 +46,8 @@ use shadownet_sim::Arrival;
 use shadownet_tests::{
     corpus,
     lab::{
-        COLLECTOR, Collect, DB1, LOCAL, Lab, PROD_HOST, PROD_VNI, SESSION, SHADOW_HOST,
-        SHADOW_VNI, Sent, WEB1, WEB2, acl,
+        COLLECTOR, Collect, DB1, LOCAL, Lab, PROD_HOST, PROD_VNI, SESSION, SHADOW_HOST, SHADOW_VNI,
+        Sent, WEB1, WEB2, acl,
     },
     packet::{Builder, arp_request, geneve, ip, mac, vxlan},
 };
@@ -320,7 +320,11 @@ fn random_session(rng: &mut Rng) -> MirrorSession {
             Mode::Mirror
         },
         shadow_vni: SHADOW_VNI,
-        collector_ip: ip(if rng.chance(10) { "fd00::50" } else { COLLECTOR }),
+        collector_ip: ip(if rng.chance(10) {
+            "fd00::50"
+        } else {
+            COLLECTOR
+        }),
         collector_mac: Mac(mac(0x50)),
         policer_mbps: if policed {
             rng.pick(&[500, 2_000, 10_000, 30_000])
@@ -671,7 +675,12 @@ enum Focus {
 const KINDS: u64 = 30;
 
 /// A frame of kind `kind` (0..[`KINDS`]): its port, bytes and name.
-fn frame_of(rng: &mut Rng, kind: u64, local_v6: bool, corpus: &[Vec<u8>]) -> (Port, Vec<u8>, &'static str) {
+fn frame_of(
+    rng: &mut Rng,
+    kind: u64,
+    local_v6: bool,
+    corpus: &[Vec<u8>],
+) -> (Port, Vec<u8>, &'static str) {
     let len = frame_len(rng);
     let (port, frame) = match kind {
         // A VM to a remote VM: the fast lane's case.
@@ -733,17 +742,31 @@ fn frame_of(rng: &mut Rng, kind: u64, local_v6: bool, corpus: &[Vec<u8>]) -> (Po
             } else {
                 b.vlan(0x88A8, 100).vlan(0x8100, rng.range(1, 4094) as u16)
             };
-            (rng.pick(&[Port::Vport(0), Port::Uplink, Port::Pf]), b.build())
+            (
+                rng.pick(&[Port::Vport(0), Port::Uplink, Port::Pf]),
+                b.build(),
+            )
         }
         // ARP from every side.
         12 => {
-            let port = rng.pick(&[Port::Vport(0), Port::Vport(1), Port::Vport(2), Port::Uplink, Port::Pf]);
-            (port, arp_request(mac(0x11), [192, 168, 10, 11], [192, 168, 10, 1]))
+            let port = rng.pick(&[
+                Port::Vport(0),
+                Port::Vport(1),
+                Port::Vport(2),
+                Port::Uplink,
+                Port::Pf,
+            ]);
+            (
+                port,
+                arp_request(mac(0x11), [192, 168, 10, 11], [192, 168, 10, 1]),
+            )
         }
         // VXLAN and Geneve from db1's host to web1 or web2.
         13 | 14 => {
             let (dst, m) = rng.pick(&[(WEB1, 0x11u8), (WEB2, 0x12)]);
-            let inner = overlay(rng, DB1, dst, len.min(8900)).macs(mac(0x21), mac(m)).build();
+            let inner = overlay(rng, DB1, dst, len.min(8900))
+                .macs(mac(0x21), mac(m))
+                .build();
             let f = if kind == 13 {
                 vxlan(PROD_HOST, LOCAL, PROD_VNI, &inner)
             } else {
@@ -754,23 +777,34 @@ fn frame_of(rng: &mut Rng, kind: u64, local_v6: bool, corpus: &[Vec<u8>]) -> (Po
         // A tunnel to an unknown network.
         15 => {
             let inner = overlay(rng, DB1, WEB1, len.min(8900)).build();
-            (Port::Uplink, vxlan(PROD_HOST, LOCAL, rng.pick(&[7777, 1, 0xFF_FFFF]), &inner))
+            (
+                Port::Uplink,
+                vxlan(PROD_HOST, LOCAL, rng.pick(&[7777, 1, 0xFF_FFFF]), &inner),
+            )
         }
         // To the shadow VM (vf2) in the shadow network, from the shadow host.
         16 => {
-            let inner = overlay(rng, DB1, WEB2, len.min(8900)).macs(mac(0x21), mac(0x12)).build();
+            let inner = overlay(rng, DB1, WEB2, len.min(8900))
+                .macs(mac(0x21), mac(0x12))
+                .build();
             (Port::Uplink, geneve(SHADOW_HOST, LOCAL, SHADOW_VNI, &inner))
         }
         // A tunnel to a shadow address, a map miss, web1 in the shadow network (remote).
         17 => {
-            let (vni, dst) = rng.pick(&[(PROD_VNI, SHADOWED), (PROD_VNI, NOWHERE), (SHADOW_VNI, WEB1)]);
+            let (vni, dst) = rng.pick(&[
+                (PROD_VNI, SHADOWED),
+                (PROD_VNI, NOWHERE),
+                (SHADOW_VNI, WEB1),
+            ]);
             let inner = overlay(rng, DB1, dst, len.min(8900)).build();
             (Port::Uplink, vxlan(PROD_HOST, LOCAL, vni, &inner))
         }
         // Uplink traffic not tunnelled to this NIC: plain, to another host.
         18 => {
             let f = if rng.chance(50) {
-                overlay(rng, PROD_HOST, LOCAL, len).macs(mac(2), mac(1)).build()
+                overlay(rng, PROD_HOST, LOCAL, len)
+                    .macs(mac(2), mac(1))
+                    .build()
             } else {
                 let inner = overlay(rng, DB1, WEB1, len.min(8900)).build();
                 vxlan(PROD_HOST, "10.0.0.9", PROD_VNI, &inner)
@@ -780,9 +814,18 @@ fn frame_of(rng: &mut Rng, kind: u64, local_v6: bool, corpus: &[Vec<u8>]) -> (Po
         // From the host (PF).
         19 => {
             let f = match rng.below(3) {
-                0 => overlay(rng, LOCAL, PROD_HOST, len).macs(mac(1), mac(2)).build(),
-                1 => vxlan(LOCAL, PROD_HOST, PROD_VNI, &overlay(rng, WEB1, DB1, 200).build()),
-                _ => overlay(rng, "fd00::1", "fd00::2", len).macs(mac(1), mac(2)).build(),
+                0 => overlay(rng, LOCAL, PROD_HOST, len)
+                    .macs(mac(1), mac(2))
+                    .build(),
+                1 => vxlan(
+                    LOCAL,
+                    PROD_HOST,
+                    PROD_VNI,
+                    &overlay(rng, WEB1, DB1, 200).build(),
+                ),
+                _ => overlay(rng, "fd00::1", "fd00::2", len)
+                    .macs(mac(1), mac(2))
+                    .build(),
             };
             (Port::Pf, f)
         }
@@ -793,11 +836,16 @@ fn frame_of(rng: &mut Rng, kind: u64, local_v6: bool, corpus: &[Vec<u8>]) -> (Po
         }
         // IPv6 tunnel to this NIC (to web1), when it has an IPv6 address; else ICMPv6.
         21 => {
-            let inner = overlay(rng, DB1, WEB1, len.min(8800)).macs(mac(0x21), mac(0x11)).build();
+            let inner = overlay(rng, DB1, WEB1, len.min(8800))
+                .macs(mac(0x21), mac(0x11))
+                .build();
             if local_v6 {
                 (Port::Uplink, vxlan6(PROD_VNI, &inner))
             } else {
-                let f = Builder::icmp_echo(WEB1_V6, DB1_V6).macs(mac(0x11), mac(0x21)).frame_len(len.min(1500)).build();
+                let f = Builder::icmp_echo(WEB1_V6, DB1_V6)
+                    .macs(mac(0x11), mac(0x21))
+                    .frame_len(len.min(1500))
+                    .build();
                 (Port::Vport(0), f)
             }
         }
@@ -849,12 +897,24 @@ fn frame_of(rng: &mut Rng, kind: u64, local_v6: bool, corpus: &[Vec<u8>]) -> (Po
         // Tiny frames.
         25 => {
             let n = rng.range(1, 20) as usize;
-            (rng.pick(&[Port::Vport(0), Port::Uplink, Port::Pf]), vec![0x02; n])
+            (
+                rng.pick(&[Port::Vport(0), Port::Uplink, Port::Pf]),
+                vec![0x02; n],
+            )
         }
         // A capture of the corpus, as it is, into any port.
         26 | 27 if !corpus.is_empty() => {
             let f = corpus[rng.below(corpus.len() as u64) as usize].clone();
-            (rng.pick(&[Port::Vport(0), Port::Vport(1), Port::Vport(2), Port::Uplink, Port::Pf]), f)
+            (
+                rng.pick(&[
+                    Port::Vport(0),
+                    Port::Vport(1),
+                    Port::Vport(2),
+                    Port::Uplink,
+                    Port::Pf,
+                ]),
+                f,
+            )
         }
         // A corpus IPv4 frame readdressed to db1 from web1's port (its payload and headers
         // as captured: the fast lane's case with whatever the capture holds).
@@ -868,11 +928,16 @@ fn frame_of(rng: &mut Rng, kind: u64, local_v6: bool, corpus: &[Vec<u8>]) -> (Po
         }
         // A VM's SYN to a remote VM (rules on connection attempts).
         _ => {
-            let f = Builder::tcp(WEB1, rng.pick(&[DB1, REMOTE[0], DB2]), 40_000 + rng.below(32) as u16, rng.pick(&[22, 5432, 443]))
-                .flags(0x02)
-                .macs(mac(0x11), mac(0x21))
-                .frame_len(60)
-                .build();
+            let f = Builder::tcp(
+                WEB1,
+                rng.pick(&[DB1, REMOTE[0], DB2]),
+                40_000 + rng.below(32) as u16,
+                rng.pick(&[22, 5432, 443]),
+            )
+            .flags(0x02)
+            .macs(mac(0x11), mac(0x21))
+            .frame_len(60)
+            .build();
             (Port::Vport(0), f)
         }
     };
@@ -931,7 +996,13 @@ fn generate(seed: u64, frames: usize, corpus: &[Vec<u8>]) -> Case {
     let mut changes = Vec::new();
     let mut t = 1_000_000u64;
     while traffic.len() < frames {
-        let focus = rng.pick(&[Focus::Fast, Focus::Fast, Focus::Mixed, Focus::Mixed, Focus::Tunnels]);
+        let focus = rng.pick(&[
+            Focus::Fast,
+            Focus::Fast,
+            Focus::Mixed,
+            Focus::Mixed,
+            Focus::Tunnels,
+        ]);
         let pace = rng.pick(&[0u64, 3, 6, 10, 10, 11, 13, 16, 20, 30, 60]);
         for _ in 0..rng.range(20, 400) {
             let kind = match focus {
@@ -1103,12 +1174,22 @@ fn run(case: &Case, how: How) -> Outcome {
                 Batching::Fixed(_) | Batching::Random(_) => {
                     let mut rest = stretch;
                     while !rest.is_empty() {
-                        let n = match how.batching {
-                            Batching::Fixed(n) => n,
-                            _ => random_batch(&mut sizes),
+                        let (n, singles) = match how.batching {
+                            Batching::Fixed(n) => (n, false),
+                            // Now and then an empty batch, or frames one by one between
+                            // batches (a consumer may mix the two).
+                            _ if sizes.chance(2) => (0, false),
+                            _ => (random_batch(&mut sizes), sizes.chance(8)),
                         };
                         let (batch, more) = rest.split_at(n.min(rest.len()));
                         rest = more;
+                        if singles {
+                            for r in batch {
+                                model.receive(r.port, &r.frame, r.at, &mut sink);
+                                marks.push(sink.0.len());
+                            }
+                            continue;
+                        }
                         let arrivals: Vec<Arrival<'_>> = batch
                             .iter()
                             .map(|r| Arrival {
@@ -1117,10 +1198,19 @@ fn run(case: &Case, how: How) -> Outcome {
                                 at_ps: r.at,
                             })
                             .collect();
+                        let before = sink.0.len();
                         model.receive_batch(&arrivals, &mut sink);
-                        marks.resize(marks.len() + batch.len(), NOT_MARKED);
-                        if let Some(last) = marks.last_mut() {
-                            *last = sink.0.len();
+                        if batch.is_empty() {
+                            assert_eq!(
+                                sink.0.len(),
+                                before,
+                                "{}, {}: an empty batch sent frames",
+                                case.name,
+                                how.name()
+                            );
+                        } else {
+                            marks.resize(marks.len() + batch.len() - 1, NOT_MARKED);
+                            marks.push(sink.0.len());
                         }
                     }
                 }
@@ -1185,7 +1275,9 @@ fn describe(case: &Case, s: &Sent) -> String {
         s.bytes.len(),
         s.port,
         if s.mirror { " (copy)" } else { "" },
-        s.session.map(|x| format!(" session {x}")).unwrap_or_default(),
+        s.session
+            .map(|x| format!(" session {x}"))
+            .unwrap_or_default(),
         s.start_ps,
     )
 }
@@ -1259,9 +1351,18 @@ fn assert_same(case: &Case, how: How, single: &Outcome, batched: &Outcome) {
             );
         }
     };
-    for (k, (a, b)) in single.at_changes.iter().zip(&batched.at_changes).enumerate() {
+    for (k, (a, b)) in single
+        .at_changes
+        .iter()
+        .zip(&batched.at_changes)
+        .enumerate()
+    {
         let (after, change) = &case.changes[k];
-        counted(a, b, &format!("after traffic frame {after}, before change {change:?}"));
+        counted(
+            a,
+            b,
+            &format!("after traffic frame {after}, before change {change:?}"),
+        );
     }
     counted(&single.counters, &batched.counters, "at the end");
     assert_eq!(
@@ -1333,12 +1434,7 @@ const FRAMES: usize = 4_000;
 /// Runs `case` one by one and then `batched` each way (with the fast lane on or off),
 /// traced or not and with telemetry or not as `trace` and `telemetry` say, asserting that
 /// every batched run equals the run one by one; returns the counters of the latter.
-fn check(
-    case: &Case,
-    trace: bool,
-    telemetry: bool,
-    batched: &[(Batching, bool)],
-) -> Vec<u64> {
+fn check(case: &Case, trace: bool, telemetry: bool, batched: &[(Batching, bool)]) -> Vec<u64> {
     let how = |batching, fast_lane| How {
         batching,
         fast_lane,
@@ -1351,13 +1447,16 @@ fn check(
         "{}: nothing left the NIC",
         case.name
     );
-    assert!(!trace || !single.trace.is_empty(), "{}: no trace", case.name);
+    assert!(
+        !trace || !single.trace.is_empty(),
+        "{}: no trace",
+        case.name
+    );
     assert!(
         !telemetry || !single.telemetry.is_empty(),
         "{}: no telemetry",
         case.name
     );
-    eprintln!("DEBUG {}: {} sent, {} telemetry {:?}", case.name, single.sent.len(), single.telemetry.len(), single.telemetry.iter().filter(|r| r.contains("Heavy") || r.contains("Flow")).take(2).collect::<Vec<_>>());
     for &(batching, fast_lane) in batched {
         let h = how(batching, fast_lane);
         assert_same(case, h, &single, &run(case, h));
@@ -1411,14 +1510,20 @@ fn add(sums: &mut Vec<u64>, counters: &[u64]) {
     }
 }
 
-/// Cases per test: seeds `first..first + CASES`.
-const CASES: u64 = 30;
+/// Cases per test (seeds `first..first + cases()`): 30, or `SHADOWNET_BATCH_CASES` for a
+/// longer soak.
+fn cases() -> u64 {
+    std::env::var("SHADOWNET_BATCH_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30)
+}
 
 #[test]
 fn every_kind_of_traffic_in_fixed_batches_equals_single_frames() {
     let corpus = corpus_sample();
     let mut sums = Vec::new();
-    for seed in 1..=CASES {
+    for seed in 1..=cases() {
         let case = generate(seed, FRAMES, corpus);
         let fixed = [7, 64, 256].map(|n| (Batching::Fixed(n), true));
         add(&mut sums, &check(&case, false, false, &fixed));
@@ -1430,7 +1535,7 @@ fn every_kind_of_traffic_in_fixed_batches_equals_single_frames() {
 fn every_kind_of_traffic_in_random_batches_equals_single_frames() {
     let corpus = corpus_sample();
     let mut sums = Vec::new();
-    for seed in 101..101 + CASES {
+    for seed in 100_001..100_001 + cases() {
         let case = generate(seed, FRAMES, corpus);
         let batched = [
             (Batching::Random(seed), true),
@@ -1445,7 +1550,7 @@ fn every_kind_of_traffic_in_random_batches_equals_single_frames() {
 #[test]
 fn every_kind_of_traffic_traced_in_batches_equals_single_frames() {
     let corpus = corpus_sample();
-    for seed in 201..201 + CASES / 3 {
+    for seed in 200_001..200_001 + cases() / 3 {
         let case = generate(seed, FRAMES, corpus);
         let batched = [(Batching::Random(seed), true), (Batching::Fixed(64), true)];
         check(&case, true, false, &batched);
@@ -1457,7 +1562,7 @@ fn every_kind_of_traffic_traced_in_batches_equals_single_frames() {
 #[test]
 fn every_kind_of_traffic_with_telemetry_in_batches_equals_single_frames() {
     let corpus = corpus_sample();
-    for seed in 401..401 + CASES / 3 {
+    for seed in 400_001..400_001 + cases() / 3 {
         let case = generate(seed, FRAMES, corpus);
         let batched = [(Batching::Random(seed), true), (Batching::Fixed(256), true)];
         check(&case, false, true, &batched);
