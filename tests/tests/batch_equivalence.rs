@@ -1133,10 +1133,10 @@ fn run(case: &Case, how: How) -> Outcome {
     for p in &case.setup.programs {
         p.apply(&mut lab);
     }
-    if how.telemetry {
-        if let Err(e) = lab.nic.enable_telemetry(12, 0) {
-            panic!("{}: enabling telemetry: {e}", case.name);
-        }
+    if how.telemetry
+        && let Err(e) = lab.nic.enable_telemetry(12, 0)
+    {
+        panic!("{}: enabling telemetry: {e}", case.name);
     }
     let trace = SharedBuf::default();
     {
