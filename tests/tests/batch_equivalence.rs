@@ -448,7 +448,7 @@ fn random_setup(rng: &mut Rng) -> Setup {
     for addr in REMOTE {
         p.push(map(addr, remote_vm(PROD_HOST, 2, false)));
     }
-    p.push(map(DB2, remote_vm("10.0.0.4", 4, false)));
+    p.push(map(DB2, remote_vm("10.0.0.4", rng.pick(&[2, 4]), false)));
     p.push(map(SHADOWED, remote_vm(SHADOW_HOST, 3, true)));
     p.push(map(V6_HOSTED, remote_vm(PROD_HOST_V6, 2, false)));
     p.push(map(DB1_V6, remote_vm(PROD_HOST, 2, false)));
@@ -478,9 +478,18 @@ fn random_setup(rng: &mut Rng) -> Setup {
             shadow_node(SHADOW_HOST, 3),
         ));
     }
+    // Shadow nodes behind one gateway: the same MAC address, other IP addresses.
     p.push(Program::ShadowMap(
         shadow_key(SESSION, REMOTE[1]),
-        shadow_node("10.0.0.5", 5),
+        shadow_node("10.0.0.5", 3),
+    ));
+    p.push(Program::ShadowMap(
+        shadow_key(SESSION, REMOTE[3]),
+        shadow_node("10.0.0.6", 3),
+    ));
+    p.push(Program::ShadowMap(
+        shadow_key(SESSION2, DB2),
+        shadow_node("10.0.0.5", 3),
     ));
     p.push(Program::ShadowMap(
         shadow_key(SESSION, REMOTE[2]),
