@@ -127,6 +127,9 @@ enum Program {
     ShadowMap(ShadowMapKey, ShadowMapValue),
     DeleteShadowMap(ShadowMapKey),
     Port(PortConfig),
+    /// A device reset (tables, sessions, counters, configuration, queues), after which
+    /// the run programs its setup again.
+    Restart,
 }
 
 impl Program {
@@ -143,6 +146,10 @@ impl Program {
             Program::ShadowMap(k, v) => nic.write_shadow_map(k, v).map(|_| ()),
             Program::DeleteShadowMap(k) => nic.delete_shadow_map(k).map(|_| ()),
             Program::Port(cfg) => nic.configure_port(cfg),
+            Program::Restart => {
+                lab.restart();
+                Ok(())
+            }
         };
         if let Err(e) = done {
             panic!("programming {self:?}: {e}");
@@ -358,6 +365,9 @@ fn random_prod_vni(rng: &mut Rng) -> VniEntry {
 
 /// A change made while the traffic runs.
 fn random_change(rng: &mut Rng) -> Program {
+    if rng.chance(4) {
+        return Program::Restart;
+    }
     match rng.below(9) {
         0 | 1 => Program::Mirror(rng.below(8) as u32, random_mirror(rng)),
         2 => Program::Acl(rng.below(8) as u32, random_acl(rng)),
@@ -1229,6 +1239,24 @@ fn run(case: &Case, how: How) -> Outcome {
         if let Some(p) = change {
             at_changes.push(lab.counts().0.values);
             p.apply(&mut lab);
+            if let Program::Restart = p {
+                for q in &case.setup.programs {
+                    q.apply(&mut lab);
+                }
+                // The reset turned the trace and telemetry off.
+                if how.trace {
+                    let mut model = lab.model();
+                    if let Err(e) = model.finish_trace() {
+                        panic!("{}, {}: the trace: {e}", case.name, how.name());
+                    }
+                    model.set_trace(Box::new(trace.clone()), true);
+                }
+                if how.telemetry
+                    && let Err(e) = lab.nic.enable_telemetry(12, 0)
+                {
+                    panic!("{}: enabling telemetry: {e}", case.name);
+                }
+            }
         }
     }
     let stats = {
