@@ -34,7 +34,7 @@ use shadownet_capture::{CaptureReader, Frame};
 use shadownet_host::driver::{Device, PortConfig};
 use shadownet_hw::{
     NUM_SESSIONS, Port,
-    counters::{self, CounterId, SessionCounter},
+    counters::{self, CounterId, PortCounter, SessionCounter, TableCounter},
     drop::DropReason,
     layout::{
         Mac, PortRange, Prefix,
@@ -47,6 +47,7 @@ use shadownet_hw::{
         vni::VniEntry,
         vport::VportEntry,
     },
+    table::TableId,
     timing::Timing,
 };
 use shadownet_sim::Arrival;
@@ -1548,6 +1549,25 @@ fn assert_covered(what: &str, sums: &[u64]) {
             .sum();
         if n == 0 {
             missing.push(format!("{kind:?}"));
+        }
+    }
+    for port in [
+        Port::Vport(0),
+        Port::Vport(1),
+        Port::Vport(2),
+        Port::Pf,
+        Port::Uplink,
+    ] {
+        if c(counters::port(port, PortCounter::TxPackets)) == 0 {
+            missing.push(format!("{port:?} sending"));
+        }
+    }
+    if c(counters::port(Port::Uplink, PortCounter::TxMirrorPackets)) == 0 {
+        missing.push("copies sent".to_string());
+    }
+    for table in [TableId::Acl, TableId::MirrorFilter, TableId::ShadowMap] {
+        if c(counters::table(table, TableCounter::Hits)) == 0 {
+            missing.push(format!("{table:?} hits"));
         }
     }
     assert!(missing.is_empty(), "{what}: never reached: {missing:?}");
