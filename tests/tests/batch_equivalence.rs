@@ -1333,6 +1333,32 @@ fn describe(case: &Case, s: &Sent) -> String {
     )
 }
 
+/// Which frames were received with traffic frame `k` in a run with these
+/// [`Outcome::marks`] (a call returns after the frames marked), and the last table change
+/// before it.
+fn context(case: &Case, marks: &[usize], k: usize) -> String {
+    if k >= marks.len() {
+        return String::new();
+    }
+    let change = match case.changes.iter().rev().find(|(after, _)| *after < k) {
+        Some((after, p)) => format!("\n  the last change before it, after frame {after}: {p:?}"),
+        None => String::new(),
+    };
+    let first = marks[..k]
+        .iter()
+        .rposition(|&m| m != NOT_MARKED)
+        .map_or(0, |i| i + 1);
+    let last = marks[k..]
+        .iter()
+        .position(|&m| m != NOT_MARKED)
+        .map_or(marks.len() - 1, |i| k + i);
+    format!(
+        "\n  traffic frame {k} was received in a call with frames {first} to {last} ({} \
+         frames){change}",
+        last - first + 1
+    )
+}
+
 /// The fields of two departures that differ.
 fn differences(a: &Sent, b: &Sent) -> String {
     let mut d = Vec::new();
@@ -1367,10 +1393,11 @@ fn assert_same(case: &Case, how: How, single: &Outcome, batched: &Outcome) {
     for (i, (a, b)) in single.sent.iter().zip(&batched.sent).enumerate() {
         assert!(
             a == b,
-            "{what}: departure {i}: {} differ\n  one by one: {}\n  batched:    {}",
+            "{what}: departure {i}: {} differ\n  one by one: {}\n  batched:    {}{}",
             differences(a, b),
             describe(case, a),
-            describe(case, b)
+            describe(case, b),
+            context(case, &batched.marks, b.packet as usize)
         );
     }
     if single.sent.len() != batched.sent.len() {
