@@ -1125,9 +1125,9 @@ struct Outcome {
     /// For each frame of the traffic, how many frames the sink had received when the call
     /// that received it returned ([`NOT_MARKED`] for frames before the last of a batch).
     marks: Vec<usize>,
-    /// Every counter at the end of the run.
+    /// Every counter at the end of the run ([`snapshot`]).
     counters: Vec<u64>,
-    /// Every counter just before each change of the case.
+    /// Every counter just before each change of the case ([`snapshot`]).
     at_changes: Vec<Vec<u64>>,
     /// The run statistics.
     stats: String,
@@ -1135,6 +1135,14 @@ struct Outcome {
     trace: Vec<u8>,
     /// The telemetry records of an export at the end (none unless telemetry is on).
     telemetry: Vec<String>,
+}
+
+/// Every counter, then the device cycle of the snapshot (from the latest event).
+fn snapshot(lab: &mut Lab) -> Vec<u64> {
+    let s = lab.counts().0;
+    let mut v = s.values;
+    v.push(s.cycle);
+    v
 }
 
 /// [`Outcome::marks`] of a frame received in a batch before its last.
@@ -1238,7 +1246,7 @@ fn run(case: &Case, how: How) -> Outcome {
             }
         }
         if let Some(p) = change {
-            at_changes.push(lab.counts().0.values);
+            at_changes.push(snapshot(&mut lab));
             p.apply(&mut lab);
             if let Program::Restart = p {
                 for q in &case.setup.programs {
@@ -1268,7 +1276,7 @@ fn run(case: &Case, how: How) -> Outcome {
         }
         format!("{:?}", model.stats())
     };
-    let counters = lab.counts().0.values;
+    let counters = snapshot(&mut lab);
     let mut telemetry = Vec::new();
     if how.telemetry {
         let mut records = Vec::new();
@@ -1424,8 +1432,11 @@ fn assert_same(case: &Case, how: How, single: &Outcome, batched: &Outcome) {
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
             assert!(
                 x == y,
-                "{what}: counter {i} ({:?}) {when}: {x} one by one, {y} batched",
-                counters::describe(CounterId(i as u16))
+                "{what}: counter {i} ({}) {when}: {x} one by one, {y} batched",
+                match counters::describe(CounterId(i as u16)) {
+                    _ if i == counters::NUM_COUNTERS => "the snapshot's cycle".to_string(),
+                    name => format!("{name:?}"),
+                }
             );
         }
     };
