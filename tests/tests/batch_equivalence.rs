@@ -13,7 +13,8 @@
 //! with pauses; the lab's tables get a random set of ACL rules, mirror filters (direction,
 //! protocol, port ranges, prefixes, sampling, truncation, do-not-mirror), sessions (Geneve
 //! and VXLAN, mirror and redirect, policed or not), shadow-map entries and network flags,
-//! and some of them change between frames while the traffic runs. Each seed's traffic is
+//! and some of them change between frames while the traffic runs (with now and then a
+//! device reset, or the end of a run, `finish`, before more traffic). Each seed's traffic is
 //! received one frame at a time, then in batches of fixed and of random sizes (1 to 300,
 //! varying within the run, with empty batches and frames one by one between them), with
 //! the fast lane on and off, with the trace on, and with the telemetry ring on (flow
@@ -131,6 +132,9 @@ enum Program {
     /// A device reset (tables, sessions, counters, configuration, queues), after which
     /// the run programs its setup again.
     Restart,
+    /// The end of a run (`NicModel::finish`: everything queued is sent) before more
+    /// traffic: nothing to program; the run does it.
+    Finish,
 }
 
 impl Program {
@@ -151,6 +155,7 @@ impl Program {
                 lab.restart();
                 Ok(())
             }
+            Program::Finish => Ok(()),
         };
         if let Err(e) = done {
             panic!("programming {self:?}: {e}");
@@ -368,6 +373,9 @@ fn random_prod_vni(rng: &mut Rng) -> VniEntry {
 fn random_change(rng: &mut Rng) -> Program {
     if rng.chance(4) {
         return Program::Restart;
+    }
+    if rng.chance(5) {
+        return Program::Finish;
     }
     match rng.below(9) {
         0 | 1 => Program::Mirror(rng.below(8) as u32, random_mirror(rng)),
@@ -1246,6 +1254,9 @@ fn run(case: &Case, how: How) -> Outcome {
             }
         }
         if let Some(p) = change {
+            if let Program::Finish = p {
+                lab.model().finish(&mut sink);
+            }
             at_changes.push(snapshot(&mut lab));
             p.apply(&mut lab);
             if let Program::Restart = p {
