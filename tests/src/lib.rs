@@ -13,6 +13,7 @@ pub mod decode;
 pub mod examples;
 pub mod lab;
 pub mod packet;
+pub mod rng;
 pub mod rules;
 pub mod scratch;
 pub mod suricata;

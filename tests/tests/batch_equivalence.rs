@@ -52,6 +52,7 @@ use shadownet_hw::{
     timing::Timing,
 };
 use shadownet_sim::Arrival;
+use shadownet_tests::rng::SplitMix64 as Rng;
 use shadownet_tests::{
     corpus,
     lab::{
@@ -61,33 +62,6 @@ use shadownet_tests::{
     packet::{Builder, arp_request, geneve, ip, mac, vxlan},
 };
 use shadownet_wire::checksum;
-
-/// A small deterministic generator (SplitMix64), as in `batching.rs`.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
-    }
-
-    /// True `percent` times in a hundred.
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    /// A number from `lo` to `hi`, both included.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len() as u64) as usize]
-    }
-}
 
 // Addresses beyond the lab's own (see `lab.rs`).
 

@@ -14,6 +14,7 @@ use shadownet_hw::{
     layout::session::{Encap, MirrorSession, Mode},
 };
 use shadownet_sim::Arrival;
+use shadownet_tests::rng::SplitMix64 as Rng;
 use shadownet_tests::{
     lab::{Collect, DB1, LOCAL, Lab, PROD_HOST, PROD_VNI, SESSION, Sent, WEB1, WEB2},
     packet::{Builder, mac, vxlan},
@@ -24,19 +25,6 @@ struct Received {
     at: u64,
     port: Port,
     frame: Vec<u8>,
-}
-
-/// A small deterministic generator (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
-    }
 }
 
 /// A frame of `len` bytes, number `k` of its traffic: from the uplink, db1 answering web1 or

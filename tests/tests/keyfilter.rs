@@ -18,6 +18,7 @@ use shadownet_hw::{
     table::{TableId, exact},
 };
 use shadownet_sim::Arrival;
+use shadownet_tests::rng::XorShift64Star as Rng;
 use shadownet_tests::{
     decode::try_decode,
     lab::{COLLECTOR, Collect, Lab, PROD_HOST, PROD_VNI, SESSION, SHADOW_VNI, WEB1},
@@ -26,21 +27,6 @@ use shadownet_tests::{
 
 const KEYS: u32 = 64;
 const ROUNDS: usize = 600;
-
-/// xorshift64*: a fixed seed, so a failure reproduces.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Production address of test key `k`: a remote map entry, so frames to it take the fast
 /// lane and its shadow-map look-up.

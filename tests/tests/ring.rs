@@ -15,6 +15,7 @@ use shadownet_hw::{
     regs::tbl_cmd::status::CmdResult,
     table::TableId,
 };
+use shadownet_tests::rng::XorShift64Star as Rng;
 use shadownet_tests::{
     decode::try_decode,
     lab::{Collect, Lab, PROD_VNI, WEB1},
@@ -23,21 +24,6 @@ use shadownet_tests::{
 
 const KEYS: u32 = 48;
 const OPS: usize = 4000;
-
-/// xorshift64*: a fixed seed, so a failure reproduces.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn key_ip(k: u32) -> Ipv4Addr {
     Ipv4Addr::new(192, 168, 20, k as u8 + 1)
