@@ -520,6 +520,17 @@ impl Policer {
 /// its encapsulation fits).
 const BEATS_TABLE: usize = 2048;
 
+/// Bus beats (cycles) a frame of `len` bytes takes: from `table` (`timing.beats` by length,
+/// up to [`BEATS_TABLE`]) for common lengths (a division per frame and stage saved), else
+/// computed.
+#[inline(always)]
+fn beats_of(table: &[u32], timing: &Timing, len: usize) -> u64 {
+    match table.get(len) {
+        Some(&b) => b as u64,
+        None => timing.beats(len as u32) as u64,
+    }
+}
+
 /// The timing model of the whole NIC.
 pub struct Scheduler {
     timing: Timing,
@@ -602,14 +613,10 @@ impl Scheduler {
         !self.released.is_empty() || !self.drops.is_empty()
     }
 
-    /// Bus beats (cycles) a frame of `len` bytes takes: from the table for common lengths
-    /// (a division per frame and stage saved), else computed.
+    /// Bus beats (cycles) a frame of `len` bytes takes ([`beats_of`]).
     #[inline(always)]
     fn beats(&self, len: usize) -> u64 {
-        match self.beats.get(len) {
-            Some(&b) => b as u64,
-            None => self.timing.beats(len as u32) as u64,
-        }
+        beats_of(&self.beats, &self.timing, len)
     }
 
     /// Picoseconds per cycle.
@@ -686,10 +693,7 @@ impl Scheduler {
         for ((len, arrival), slot) in run.into_iter().zip(admits.iter_mut()) {
             run_bytes += len as u64;
             latest = latest.max(arrival);
-            let beats = match beats_table.get(len) {
-                Some(&b) => b as u64,
-                None => timing.beats(len as u32) as u64,
-            };
+            let beats = beats_of(beats_table, timing, len);
             while let Some((_, l)) = rx.fifo.pop_front_if(|&(admit, _)| admit <= arrival) {
                 rx_bytes -= l as u64;
             }
@@ -709,6 +713,7 @@ impl Scheduler {
             }
             admitted += 1;
             busy += beats;
+            // `(admit - arrival) / cycle`: the arrival is at most a cycle before its edge.
             wait += admit_cycle - edge;
             last_admit = admit;
             *slot = admit;
