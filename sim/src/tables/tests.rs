@@ -3,7 +3,7 @@
 //! key, whatever writes, replacements, displacements, deletes and clears it went through,
 //! and writes between batches do not build it again.
 
-use std::{collections::BTreeMap, net::Ipv4Addr, sync::OnceLock};
+use std::{collections::BTreeMap, net::Ipv4Addr, ops::Range, sync::OnceLock};
 
 use proptest::prelude::*;
 use shadownet_hw::{
@@ -233,33 +233,26 @@ fn writes_between_batches_do_not_rebuild_the_filter() {
         0,
         "inserts and replacements"
     );
+    // Deletes of keys `range` (of the 3,000), a batch after each.
+    let delete = |t: &mut Tables, reference: &mut BTreeMap<u32, u32>, range: Range<u32>| {
+        for i in range {
+            let out = t.execute(
+                TableId::ShadowMap as u8,
+                Some(TableOp::Delete),
+                0,
+                &key(0x0d00_0000 + i).1,
+                &[0; 16],
+            );
+            assert_eq!(out.result, CmdResult::Ok);
+            reference.remove(&(0x0d00_0000 + i));
+            t.shadow_map.refresh_filter();
+        }
+    };
     // Deletes of as many keys as stay stored leave the filter as it is.
-    for i in 0..1_500 {
-        let out = t.execute(
-            TableId::ShadowMap as u8,
-            Some(TableOp::Delete),
-            0,
-            &key(0x0d00_0000 + i).1,
-            &[0; 16],
-        );
-        assert_eq!(out.result, CmdResult::Ok);
-        reference.remove(&(0x0d00_0000 + i));
-        t.shadow_map.refresh_filter();
-    }
+    delete(&mut t, &mut reference, 0..1_500);
     assert_eq!(t.shadow_map.filter_rebuilds(), 0, "1,500 deletes of 3,000");
     // More deletes than keys left: the filter is built again, once.
-    for i in 1_500..2_500 {
-        let out = t.execute(
-            TableId::ShadowMap as u8,
-            Some(TableOp::Delete),
-            0,
-            &key(0x0d00_0000 + i).1,
-            &[0; 16],
-        );
-        assert_eq!(out.result, CmdResult::Ok);
-        reference.remove(&(0x0d00_0000 + i));
-        t.shadow_map.refresh_filter();
-    }
+    delete(&mut t, &mut reference, 1_500..2_500);
     assert_eq!(t.shadow_map.filter_rebuilds(), 1, "2,500 deletes of 3,000");
     // Built again, it rules out the keys deleted before (all but those sharing a bit with
     // a stored one); those deleted since may still pass.
