@@ -24,6 +24,7 @@ use shadownet_hw::{
     },
     table::TableId,
 };
+use shadownet_tests::rng::SplitMix64 as Rng;
 use shadownet_tests::{
     accounting::Balance,
     counts::Counts,
@@ -50,26 +51,9 @@ struct Arrival {
     frame: Vec<u8>,
 }
 
-/// A small deterministic generator (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// An inner frame length in 64..=1500.
-    fn inner_len(&mut self) -> usize {
-        64 + self.below(1437) as usize
-    }
+/// An inner frame length in 64..=1500.
+fn inner_len(rng: &mut Rng) -> usize {
+    64 + rng.below(1437) as usize
 }
 
 /// The uplink at 100% and web1 at `vf0_percent`, merged in arrival order.
@@ -85,7 +69,7 @@ fn traffic(lab: &Lab, vf0_percent: u64) -> Vec<Arrival> {
         } else {
             (WEB2, mac(0x12))
         };
-        let len = rng.inner_len();
+        let len = inner_len(&mut rng);
         let sport = 40_000 + (k % 512) as u16;
         let inner = if rng.below(4) == 0 {
             Builder::udp(DB1, dst, 53, sport)
@@ -108,7 +92,7 @@ fn traffic(lab: &Lab, vf0_percent: u64) -> Vec<Arrival> {
     let mut t = 1_000_000u64;
     let mut k = 0u16;
     loop {
-        let len = rng.inner_len();
+        let len = inner_len(&mut rng);
         let frame = Builder::tcp(WEB1, DB1, 50_000 + k % 512, 5432)
             .flags(0x18)
             .macs(mac(0x11), mac(0x21))
